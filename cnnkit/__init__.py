@@ -1,0 +1,31 @@
+"""cnnkit: convolutional image classifiers, the Keras way, on PyTorch.
+
+Heavy imports (torch) happen on first use of a name, so `import cnnkit` and the CLI start fast.
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "Sequential": ("cnnkit.model", "Sequential"),
+    "load": ("cnnkit.saving", "load"),
+    "create_model": ("cnnkit.presets", "create_model"),
+    "load_model_file": ("cnnkit.config", "load_model_file"),
+    "layers": ("cnnkit.layers", None),
+    "CnnkitError": ("cnnkit.errors", "CnnkitError"),
+}
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'cnnkit' has no attribute {name!r}")
+    import importlib
+
+    module_name, attr = _LAZY[name]
+    module = importlib.import_module(module_name)
+    value = module if attr is None else getattr(module, attr)
+    globals()[name] = value
+    return value
+
+
+__all__ = list(_LAZY)
