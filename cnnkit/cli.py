@@ -17,7 +17,8 @@ import sys
 COMMAND_MODULES = [
     "cnnkit.commands.models",   # presets, summary
     "cnnkit.commands.data",     # data list / show / augment
-    "cnnkit.commands.train",    # train, evaluate, predict, demo
+    "cnnkit.commands.train",    # train, evaluate, predict
+    "cnnkit.commands.demo",     # demo
 ]
 
 

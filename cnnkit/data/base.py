@@ -1,0 +1,44 @@
+"""The in-memory dataset every source returns: one uint8 image tensor plus labels per split."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class Dataset:
+    """Images as uint8 (N, H, W, C), labels as int64 (N,), an optional official test split.
+
+    Every source (MNIST family, digits, folders, npz) returns one of these, so the rest of
+    cnnkit never cares where the pixels came from.
+    """
+
+    name: str
+    class_names: list[str]
+    x_train: torch.Tensor  # (N, H, W, C) uint8
+    y_train: torch.Tensor  # (N,) int64
+    x_test: torch.Tensor | None = None  # (M, H, W, C) uint8
+    y_test: torch.Tensor | None = None  # (M,) int64
+    source: str = ""  # where the data came from (directory, file or URL), for reports
+    info: dict = field(default_factory=dict)  # e.g. skipped unreadable files
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(H, W, C), as Keras states input shapes."""
+        return tuple(int(s) for s in self.x_train.shape[1:])  # type: ignore[return-value]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def has_test(self) -> bool:
+        return self.x_test is not None
+
+    def __post_init__(self) -> None:
+        # Internal consistency: sources must hand over well-formed tensors.
+        assert self.x_train.dtype == torch.uint8 and self.x_train.ndim == 4, self.x_train.shape
+        assert self.y_train.dtype == torch.int64 and len(self.y_train) == len(self.x_train)
+        if self.x_test is not None:
+            assert self.y_test is not None and len(self.y_test) == len(self.x_test)

@@ -1,0 +1,552 @@
+"""Layer specs, the Keras way: validated arguments, shape inference, parameter counts, MACs,
+the arithmetic behind each summary row, and the PyTorch module that computes it.
+
+Shapes here are Keras's, without the batch axis: (H, W, C) for images, (D,) for vectors.
+"""
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+from cnnkit.errors import CnnkitError, one_of
+
+Shape = tuple[int, ...]
+ACTIVATIONS = ("linear", "relu", "leaky_relu", "sigmoid", "tanh", "softmax", "elu", "gelu",
+               "silu", "softplus")
+INITIALIZERS = ("glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_uniform",
+                "lecun_normal", "xavier_uniform", "xavier_normal", "zeros", "torch")
+
+
+def _fmt(shape: Shape) -> str:
+    return "(" + ", ".join(str(s) for s in shape) + ")"
+
+
+class Layer:
+    """Base spec. Subclasses set `base_name` (Keras's auto name) and implement the hooks."""
+
+    base_name: ClassVar[str] = "layer"
+    has_weights: ClassVar[bool] = False
+
+    def __init__(self, name: str | None = None):
+        self.name = name
+
+    @property
+    def type(self) -> str:
+        return type(self).__name__
+
+    def _error(self, message: str) -> CnnkitError:
+        return CnnkitError(f"{self.type}{f' {self.name!r}' if self.name else ''}: {message}")
+
+    # -- hooks -------------------------------------------------------------------------------
+    def get_config(self) -> dict:
+        return {}
+
+    def output_shape(self, shape: Shape) -> Shape:
+        return shape
+
+    def params(self, shape: Shape) -> tuple[int, int]:
+        """(trainable, non_trainable)."""
+        return 0, 0
+
+    def macs(self, shape: Shape, out: Shape) -> int:
+        return 0
+
+    def explain(self, shape: Shape, out: Shape) -> list[str]:
+        return [f"output = input shape {_fmt(out)}; no parameters"]
+
+    def build(self, shape: Shape, init: str, activation: bool = True):
+        raise NotImplementedError
+
+    def l2(self) -> float:
+        return 0.0
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{self.type}({args})"
+
+
+# -- padding arithmetic (pure Python: shape inference must not import torch) -------------------
+def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """Keras/TensorFlow 'same': output ceil(size/stride); extra pixel goes after (bottom/right)."""
+    out = math.ceil(size / stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+def resolve_padding(padding, size_hw, kernel_hw, stride_hw) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) for 'valid', 'same' or PyTorch-style explicit ints."""
+    if padding == "valid":
+        return 0, 0, 0, 0
+    if padding == "same":
+        t, b = same_padding(size_hw[0], kernel_hw[0], stride_hw[0])
+        left, r = same_padding(size_hw[1], kernel_hw[1], stride_hw[1])
+        return t, b, left, r
+    ph, pw = padding
+    return ph, ph, pw, pw
+
+
+# -- argument checking --------------------------------------------------------------------------
+def _positive_int(layer: Layer, key: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise layer._error(f"{key} must be a positive integer; received {key}={value!r}")
+    return value
+
+
+def _pair(layer: Layer, key: str, value, minimum: int = 1) -> tuple[int, int]:
+    items = [value, value] if isinstance(value, int) and not isinstance(value, bool) else value
+    if (not isinstance(items, (list, tuple)) or len(items) != 2
+            or any(isinstance(v, bool) or not isinstance(v, int) or v < minimum for v in items)):
+        kind = "positive integer" if minimum == 1 else "non-negative integer"
+        raise layer._error(f"{key} must be a {kind} or a pair of them; received {key}={value!r}")
+    return int(items[0]), int(items[1])
+
+
+def _activation(layer: Layer, value) -> str:
+    value = "linear" if value is None else value
+    if value not in ACTIVATIONS:
+        raise layer._error(f"unknown activation {value!r}; valid: {', '.join(ACTIVATIONS)}")
+    return value
+
+
+def _padding(layer: Layer, value, kernel: tuple[int, int]):
+    """'valid' | 'same' (Keras) or explicit ints (PyTorch's knob, e.g. MaxPool2d(2, 2, padding=1))."""
+    if value in ("valid", "same"):
+        return value
+    if isinstance(value, str):
+        raise layer._error(f"unknown padding {value!r}; valid: 'valid', 'same', or an integer")
+    return _pair(layer, "padding", value, minimum=0)
+
+
+def _initializer(layer: Layer, value) -> str | None:
+    if value is not None and value not in INITIALIZERS:
+        raise layer._error(f"unknown kernel_initializer {value!r}; valid: {', '.join(INITIALIZERS)}")
+    return value
+
+
+def _l2(layer: Layer, value) -> float:
+    """Keras spellings: 'l2' (0.01), {'l2': 0.001}, or a plain number."""
+    if value is None:
+        return 0.0
+    if value == "l2":
+        return 0.01
+    if isinstance(value, dict) and set(value) == {"l2"}:
+        value = value["l2"]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise layer._error(f"kernel_regularizer must be 'l2', {{'l2': factor}} or a factor >= 0; "
+                           f"received {value!r}")
+    return float(value)
+
+
+def _spatial(layer: Layer, shape: Shape) -> Shape:
+    if len(shape) != 3:
+        raise layer._error(f"needs an image input (height, width, channels); received {_fmt(shape)}"
+                           " — it cannot follow Flatten, GlobalAveragePooling2D or a vector")
+    return shape
+
+
+def _window_output(layer, shape, kernel, strides, padding) -> tuple[Shape, tuple[int, ...]]:
+    """Output (H, W) and pads (top, bottom, left, right) of a sliding window."""
+    h, w, _ = _spatial(layer, shape)
+    pads = resolve_padding(padding, (h, w), kernel, strides)
+    ph, pw = h + pads[0] + pads[1], w + pads[2] + pads[3]
+    if kernel[0] > ph or kernel[1] > pw:
+        raise layer._error(f"kernel {kernel} is larger than its padded input ({ph}, {pw}); "
+                           f"use a kernel of at most ({ph}, {pw}) or padding='same'")
+    return ((ph - kernel[0]) // strides[0] + 1, (pw - kernel[1]) // strides[1] + 1), pads
+
+
+def _explain_window(shape, out, kernel, strides, pads, padding) -> list[str]:
+    lines = []
+    for axis, name in ((0, "H"), (1, "W")):
+        i, k, s, o = shape[axis], kernel[axis], strides[axis], out[axis]
+        before, after = pads[2 * axis], pads[2 * axis + 1]
+        if before == after:
+            lines.append(f"{name}: O = floor((I - K + 2P) / S) + 1 = floor(({i} - {k} + 2·{before}) / {s})"
+                         f" + 1 = {o}")
+        else:  # Keras 'same' with an odd total: one more row/column after than before
+            lines.append(f"{name}: O = floor((I - K + P_before + P_after) / S) + 1 = "
+                         f"floor(({i} - {k} + {before} + {after}) / {s}) + 1 = {o}")
+        if padding == "same":
+            lines[-1] += f"   ('same' keeps ceil(I / S) = ceil({i} / {s}) = {o})"
+    return lines
+
+
+def _with_activation(module, activation: str) -> list:
+    from cnnkit import nn as knn
+
+    return [module] if activation == "linear" else [module, knn.activation_module(activation)]
+
+
+# -- layers -------------------------------------------------------------------------------------
+class Conv2D(Layer):
+    base_name = "conv2d"
+    has_weights = True
+
+    def __init__(self, filters, kernel_size, strides=1, padding="valid", activation=None,
+                 use_bias=True, kernel_initializer=None, kernel_regularizer=None, name=None):
+        super().__init__(name)
+        self.filters = _positive_int(self, "filters", filters)
+        self.kernel_size = _pair(self, "kernel_size", kernel_size)
+        self.strides = _pair(self, "strides", strides)
+        self.padding = _padding(self, padding, self.kernel_size)
+        self.activation = _activation(self, activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = _initializer(self, kernel_initializer)
+        self.kernel_regularizer = _l2(self, kernel_regularizer)
+
+    def get_config(self):
+        cfg = {"filters": self.filters, "kernel_size": list(self.kernel_size),
+               "strides": list(self.strides),
+               "padding": self.padding if isinstance(self.padding, str) else list(self.padding),
+               "activation": self.activation, "use_bias": self.use_bias}
+        if self.kernel_initializer:
+            cfg["kernel_initializer"] = self.kernel_initializer
+        if self.kernel_regularizer:
+            cfg["kernel_regularizer"] = {"l2": self.kernel_regularizer}
+        return cfg
+
+    def _window(self, shape):
+        return _window_output(self, shape, self.kernel_size, self.strides, self.padding)
+
+    def output_shape(self, shape):
+        (oh, ow), _ = self._window(shape)
+        return oh, ow, self.filters
+
+    def params(self, shape):
+        kh, kw = self.kernel_size
+        return self.filters * (shape[2] * kh * kw + int(self.use_bias)), 0
+
+    def macs(self, shape, out):
+        return out[0] * out[1] * self.filters * shape[2] * self.kernel_size[0] * self.kernel_size[1]
+
+    def explain(self, shape, out):
+        (oh, ow), pads = self._window(shape)
+        kh, kw = self.kernel_size
+        bias = " + 1" if self.use_bias else ""
+        return _explain_window(shape, out, self.kernel_size, self.strides, pads, self.padding) + [
+            f"params = filters × (in_channels × kh × kw{bias}) = {self.filters} × ({shape[2]} × {kh}"
+            f" × {kw}{bias}) = {self.params(shape)[0]:,}"]
+
+    def build(self, shape, init, activation=True):
+        from cnnkit import initializers, nn as knn
+
+        _, pads = self._window(shape)
+        conv = knn.Conv2d(shape[2], self.filters, self.kernel_size, self.strides, pads, self.use_bias)
+        initializers.initialize(conv.conv, self.kernel_initializer, init)
+        return _with_activation(conv, self.activation if activation else "linear")
+
+    def l2(self):
+        return self.kernel_regularizer
+
+
+class _Pooling2D(Layer):
+    has_weights = False
+
+    def __init__(self, pool_size=2, strides=None, padding="valid", name=None):
+        super().__init__(name)
+        self.pool_size = _pair(self, "pool_size", pool_size)
+        self.strides = self.pool_size if strides is None else _pair(self, "strides", strides)
+        self.padding = _padding(self, padding, self.pool_size)
+        if isinstance(self.padding, tuple) and any(
+                p > k // 2 for p, k in zip(self.padding, self.pool_size)):
+            raise self._error(f"padding {self.padding} must be at most half the pool size "
+                              f"{self.pool_size}, as in PyTorch")
+
+    def get_config(self):
+        return {"pool_size": list(self.pool_size), "strides": list(self.strides),
+                "padding": self.padding if isinstance(self.padding, str) else list(self.padding)}
+
+    def _window(self, shape):
+        return _window_output(self, shape, self.pool_size, self.strides, self.padding)
+
+    def output_shape(self, shape):
+        (oh, ow), _ = self._window(shape)
+        return oh, ow, shape[2]
+
+    def explain(self, shape, out):
+        _, pads = self._window(shape)
+        return _explain_window(shape, out, self.pool_size, self.strides, pads, self.padding) + [
+            f"channels unchanged ({shape[2]}); no parameters"]
+
+
+class MaxPooling2D(_Pooling2D):
+    base_name = "max_pooling2d"
+
+    def build(self, shape, init, activation=True):
+        from cnnkit import nn as knn
+
+        return [knn.MaxPool2d(self.pool_size, self.strides, self._window(shape)[1])]
+
+
+class AveragePooling2D(_Pooling2D):
+    base_name = "average_pooling2d"
+
+    def build(self, shape, init, activation=True):
+        from cnnkit import nn as knn
+
+        count_pad = not isinstance(self.padding, str)  # PyTorch's explicit padding counts zeros
+        return [knn.AvgPool2d(self.pool_size, self.strides, self._window(shape)[1], count_pad)]
+
+
+class ZeroPadding2D(Layer):
+    base_name = "zero_padding2d"
+
+    def __init__(self, padding=1, name=None):
+        super().__init__(name)
+        if (isinstance(padding, (list, tuple)) and len(padding) == 2
+                and all(isinstance(p, (list, tuple)) for p in padding)):
+            (t, b), (left, r) = (_pair(self, "padding", p, minimum=0) for p in padding)
+        else:
+            (t, left) = _pair(self, "padding", padding, minimum=0)
+            b, r = t, left
+        self.pads = (t, b, left, r)
+
+    def get_config(self):
+        t, b, left, r = self.pads
+        return {"padding": [[t, b], [left, r]]}
+
+    def output_shape(self, shape):
+        h, w, c = _spatial(self, shape)
+        t, b, left, r = self.pads
+        return h + t + b, w + left + r, c
+
+    def explain(self, shape, out):
+        t, b, left, r = self.pads
+        return [f"H: {shape[0]} + {t} + {b} = {out[0]};  W: {shape[1]} + {left} + {r} = {out[1]}; "
+                "no parameters"]
+
+    def build(self, shape, init, activation=True):
+        from cnnkit import nn as knn
+
+        return [knn.ZeroPad2d(self.pads)]
+
+
+class Flatten(Layer):
+    base_name = "flatten"
+
+    def output_shape(self, shape):
+        return (math.prod(shape),)
+
+    def explain(self, shape, out):
+        return [f"{' × '.join(map(str, shape))} = {out[0]:,} values in one vector; no parameters"]
+
+    def build(self, shape, init, activation=True):
+        from cnnkit import nn as knn
+
+        return [knn.Flatten()] if len(shape) > 1 else []
+
+
+class GlobalAveragePooling2D(Layer):
+    base_name = "global_average_pooling2d"
+
+    def output_shape(self, shape):
+        return (_spatial(self, shape)[2],)
+
+    def explain(self, shape, out):
+        return [f"mean over {shape[0]} × {shape[1]} positions per channel → {out[0]} values; "
+                "no parameters"]
+
+    def build(self, shape, init, activation=True):
+        from cnnkit import nn as knn
+
+        return [knn.GlobalAvgPool2d()]
+
+
+class Dense(Layer):
+    base_name = "dense"
+    has_weights = True
+
+    def __init__(self, units, activation=None, use_bias=True, kernel_initializer=None,
+                 kernel_regularizer=None, name=None):
+        super().__init__(name)
+        self.units = _positive_int(self, "units", units)
+        self.activation = _activation(self, activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = _initializer(self, kernel_initializer)
+        self.kernel_regularizer = _l2(self, kernel_regularizer)
+
+    def get_config(self):
+        cfg = {"units": self.units, "activation": self.activation, "use_bias": self.use_bias}
+        if self.kernel_initializer:
+            cfg["kernel_initializer"] = self.kernel_initializer
+        if self.kernel_regularizer:
+            cfg["kernel_regularizer"] = {"l2": self.kernel_regularizer}
+        return cfg
+
+    def output_shape(self, shape):
+        return shape[:-1] + (self.units,)  # Keras: acts on the last axis
+
+    def params(self, shape):
+        return self.units * (shape[-1] + int(self.use_bias)), 0
+
+    def macs(self, shape, out):
+        return math.prod(shape) * self.units
+
+    def explain(self, shape, out):
+        bias = " + 1" if self.use_bias else ""
+        where = "" if len(shape) == 1 else f" (applied at each of {math.prod(shape[:-1])} positions)"
+        return [f"params = units × (inputs{bias}) = {self.units} × ({shape[-1]:,}{bias}) = "
+                f"{self.params(shape)[0]:,}{where}"]
+
+    def build(self, shape, init, activation=True):
+        from cnnkit import initializers, nn as knn
+
+        dense = knn.Dense(shape[-1], self.units, self.use_bias)
+        initializers.initialize(dense.linear, self.kernel_initializer, init)
+        return _with_activation(dense, self.activation if activation else "linear")
+
+    def l2(self):
+        return self.kernel_regularizer
+
+
+class Dropout(Layer):
+    base_name = "dropout"
+
+    def __init__(self, rate, name=None):
+        super().__init__(name)
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+            raise self._error(f"rate must be in [0, 1); received rate={rate!r}")
+        self.rate = float(rate)
+
+    def get_config(self):
+        return {"rate": self.rate}
+
+    def explain(self, shape, out):
+        return [f"training: zeroes each value with probability {self.rate} and scales the rest by "
+                f"1/(1 - {self.rate}); inference: identity; no parameters"]
+
+    def build(self, shape, init, activation=True):
+        from torch import nn
+
+        return [nn.Dropout(self.rate)]
+
+
+class BatchNormalization(Layer):
+    base_name = "batch_normalization"
+    has_weights = True
+
+    def __init__(self, momentum=0.99, epsilon=0.001, name=None):
+        super().__init__(name)
+        if not isinstance(momentum, (int, float)) or not 0 <= momentum < 1:
+            raise self._error(f"momentum must be in [0, 1); received momentum={momentum!r}")
+        if not isinstance(epsilon, (int, float)) or epsilon <= 0:
+            raise self._error(f"epsilon must be > 0; received epsilon={epsilon!r}")
+        self.momentum, self.epsilon = float(momentum), float(epsilon)
+
+    def get_config(self):
+        return {"momentum": self.momentum, "epsilon": self.epsilon}
+
+    def params(self, shape):
+        return 2 * shape[-1], 2 * shape[-1]
+
+    def explain(self, shape, out):
+        c = shape[-1]
+        return [f"params = 4 × channels = 4 × {c} = {4 * c}: gamma and beta trainable ({2 * c}), "
+                f"moving mean and variance not ({2 * c})"]
+
+    def build(self, shape, init, activation=True):
+        from torch import nn
+
+        # Keras's momentum weighs the old statistic; PyTorch's weighs the new one.
+        cls = nn.BatchNorm2d if len(shape) == 3 else nn.BatchNorm1d
+        return [cls(shape[-1], eps=self.epsilon, momentum=1.0 - self.momentum)]
+
+
+class Activation(Layer):
+    base_name = "activation"
+
+    def __init__(self, activation, name=None):
+        super().__init__(name)
+        self.activation = _activation(self, activation)
+
+    def get_config(self):
+        return {"activation": self.activation}
+
+    def explain(self, shape, out):
+        return [f"{self.activation} applied to each value; no parameters"]
+
+    def build(self, shape, init, activation=True):
+        from cnnkit import nn as knn
+
+        return [knn.activation_module(self.activation)] if activation else []
+
+
+class LeakyReLU(Layer):
+    base_name = "leaky_re_lu"
+
+    def __init__(self, negative_slope=0.01, name=None):
+        super().__init__(name)
+        if isinstance(negative_slope, bool) or not isinstance(negative_slope, (int, float)) \
+                or negative_slope < 0:
+            raise self._error(f"negative_slope must be >= 0; received negative_slope={negative_slope!r}")
+        self.negative_slope = float(negative_slope)
+
+    def get_config(self):
+        return {"negative_slope": self.negative_slope}
+
+    def explain(self, shape, out):
+        return [f"max(x, {self.negative_slope}·x) for each value; no parameters"]
+
+    def build(self, shape, init, activation=True):
+        from cnnkit import nn as knn
+
+        return [knn.activation_module("leaky_relu", self.negative_slope)]
+
+
+class Input:
+    """Marks the input shape, (height, width, channels), as `keras.Input` does."""
+
+    def __init__(self, shape):
+        self.shape = check_input_shape(shape)
+
+    def __repr__(self):
+        return f"Input({self.shape})"
+
+
+def check_input_shape(shape) -> tuple[int, int, int]:
+    if (not isinstance(shape, (list, tuple)) or len(shape) != 3
+            or any(isinstance(s, bool) or not isinstance(s, int) or s <= 0 for s in shape)):
+        raise CnnkitError(f"input_shape must be (height, width, channels) of positive integers; "
+                          f"received {shape!r}" + (" — for grayscale add channels: (H, W, 1)"
+                                                   if isinstance(shape, (list, tuple)) and len(shape) == 2
+                                                   else ""))
+    return tuple(int(s) for s in shape)  # type: ignore[return-value]
+
+
+LAYER_TYPES: dict[str, type[Layer]] = {cls.__name__: cls for cls in (
+    Conv2D, MaxPooling2D, AveragePooling2D, ZeroPadding2D, Flatten, GlobalAveragePooling2D, Dense,
+    Dropout, BatchNormalization, Activation, LeakyReLU)}
+
+
+def layer_from_config(entry, where: str = "layer") -> Layer:
+    """`{"Conv2D": {"filters": 32, ...}}` → Conv2D(32, ...)."""
+    if not isinstance(entry, dict) or len(entry) != 1:
+        raise CnnkitError(f"{where}: expected one mapping like {{Conv2D: {{filters: 32, kernel_size: 3}}}}; "
+                          f"received {entry!r}")
+    (type_name, args), = entry.items()
+    if type_name not in LAYER_TYPES:
+        raise CnnkitError(f"{where}: " + str(one_of("layer type", type_name, LAYER_TYPES)))
+    args = {} if args is None else args
+    if not isinstance(args, dict):
+        raise CnnkitError(f"{where}: {type_name} arguments must be a mapping; received {args!r}")
+    cls = LAYER_TYPES[type_name]
+    import inspect
+
+    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    unknown = sorted(set(args) - accepted)
+    if unknown:
+        raise CnnkitError(f"{where}: {type_name} has no argument {unknown[0]!r}; "
+                          f"valid: {', '.join(sorted(accepted))}")
+    try:
+        return cls(**args)
+    except TypeError as e:  # a required argument is missing
+        raise CnnkitError(f"{where}: {type_name}: {e}") from None
+    except CnnkitError as e:
+        raise CnnkitError(f"{where}: {e}") from None
+
+
+def layer_to_config(layer: Layer) -> dict:
+    cfg = layer.get_config()
+    if layer.name:
+        cfg["name"] = layer.name
+    return {layer.type: cfg}

@@ -1,0 +1,261 @@
+"""Sequential: a Keras-style stack of layer specs, built into a PyTorch module on demand.
+
+The spec (layers + input shape + init style) is the model's single description: it prints the
+summary, round-trips through config files, and is saved beside the weights.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from cnnkit.errors import CnnkitError
+from cnnkit.layers import (Activation, Input, Layer, Shape, check_input_shape, layer_from_config,
+                           layer_to_config)
+
+INIT_STYLES = ("keras", "torch")
+
+
+@dataclass
+class LayerInfo:
+    """One summary row: a layer with the shapes around it."""
+
+    name: str
+    layer: Layer
+    input_shape: Shape
+    output_shape: Shape
+    trainable: int
+    non_trainable: int
+    macs: int
+
+    @property
+    def params(self) -> int:
+        return self.trainable + self.non_trainable
+
+
+class Sequential:
+    def __init__(self, layers=None, input_shape=None, name: str = "sequential",
+                 init: str = "keras", class_names: list[str] | None = None):
+        if init not in INIT_STYLES:
+            raise CnnkitError(f"unknown init {init!r}; valid: {', '.join(INIT_STYLES)}")
+        self.name, self.init = name, init
+        self.input_shape = None if input_shape is None else check_input_shape(input_shape)
+        self.layers: list[Layer] = []
+        self.class_names = list(class_names) if class_names else None
+        self.preprocessing = {"normalize": "unit"}  # uint8 pixels / 255, as the seeds scale
+        self._net = None
+        self.compiled: dict | None = None
+        for layer in layers or []:
+            self.add(layer)
+
+    # -- definition --------------------------------------------------------------------------
+    def add(self, layer) -> None:
+        if isinstance(layer, Input):
+            if self.layers:
+                raise CnnkitError("Input must come first in a Sequential model")
+            self.input_shape = layer.shape
+            return
+        if not isinstance(layer, Layer):
+            raise CnnkitError(f"not a cnnkit layer: {layer!r}")
+        self.layers.append(layer)
+        self._net = None
+
+    def _require_input(self) -> tuple[int, int, int]:
+        if self.input_shape is None:
+            raise CnnkitError("the model has no input shape: start with Input((H, W, C)) or pass "
+                              "input_shape=(H, W, C)")
+        return self.input_shape
+
+    def layer_infos(self) -> list[LayerInfo]:
+        """Shape inference through every layer (raises a clear error at the first bad one)."""
+        shape: Shape = self._require_input()
+        names: Counter = Counter()
+        rows = []
+        for i, layer in enumerate(self.layers):
+            base = layer.base_name
+            name = layer.name or (base if names[base] == 0 else f"{base}_{names[base]}")
+            names[base] += 1
+            try:
+                out = layer.output_shape(shape)
+            except CnnkitError as e:
+                raise CnnkitError(f"layers[{i}] {e}") from None
+            trainable, frozen = layer.params(shape)
+            rows.append(LayerInfo(name, layer, shape, out, trainable, frozen, layer.macs(shape, out)))
+            shape = out
+        return rows
+
+    @property
+    def output_shape(self) -> Shape:
+        infos = self.layer_infos()
+        return infos[-1].output_shape if infos else self._require_input()
+
+    def count_params(self) -> int:
+        return sum(r.params for r in self.layer_infos())
+
+    @property
+    def output_activation(self) -> str | None:
+        """The last layer's softmax/sigmoid, which the engine splits off (losses use logits)."""
+        last = self.layers[-1] if self.layers else None
+        act = getattr(last, "activation", None)
+        return act if act in ("softmax", "sigmoid") else None
+
+    @property
+    def num_classes(self) -> int:
+        out = self.output_shape
+        return out[0]
+
+    def check_classifier(self) -> None:
+        """A classifier must end with one vector per image; say how to get there if not."""
+        out = self.output_shape
+        if len(out) != 1:
+            raise CnnkitError(f"the model's output has shape {out}, not one vector per image; add "
+                              "Flatten or GlobalAveragePooling2D before the last Dense layer")
+
+    # -- engine ------------------------------------------------------------------------------
+    def build(self):
+        """Create the PyTorch module (NCHW inside). Returns it; also kept as `self.net`."""
+        from cnnkit.nn import Net
+
+        infos = self.layer_infos()
+        out_act = self.output_activation
+        blocks = []
+        for i, info in enumerate(infos):
+            last = i == len(infos) - 1
+            mods = info.layer.build(info.input_shape, self.init, activation=not (last and out_act))
+            if last and out_act and isinstance(info.layer, Activation):
+                mods = []
+            blocks.extend(mods)
+        self._net = Net(blocks, out_act)
+        return self._net
+
+    @property
+    def net(self):
+        if self._net is None:
+            self.build()
+        return self._net
+
+    def l2_penalty(self):
+        """Sum of l2 · ||kernel||² over layers with kernel_regularizer (Keras's L2)."""
+        import torch
+
+        terms = []
+        for layer, module in self._weighted_modules():
+            if layer.l2():
+                terms.append(layer.l2() * module.weight.pow(2).sum())
+        return torch.stack(terms).sum() if terms else torch.zeros(())
+
+    def _weighted_modules(self):
+        """(layer spec, its Conv2d/Linear/BatchNorm module) pairs, in order."""
+        from torch import nn
+
+        modules = [m for m in self.net.modules()
+                   if isinstance(m, (nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d))]
+        specs = [layer for layer in self.layers if layer.has_weights]
+        return list(zip(specs, modules))
+
+    def get_weights(self) -> list[list]:
+        """Per layer with weights, Keras layout as numpy: kernel (kh, kw, in, out) / (in, out)."""
+        from cnnkit.saving import keras_weights
+
+        return [keras_weights(m) for _, m in self._weighted_modules()]
+
+    def set_layer_weights(self, index: int, weights: list) -> None:
+        """Set layer `index` (in `self.layers`) from Keras-layout arrays: [kernel, bias]."""
+        from cnnkit.saving import set_keras_weights
+
+        target = self.layers[index]
+        for layer, module in self._weighted_modules():
+            if layer is target:
+                set_keras_weights(module, weights, layer)
+                return
+        raise CnnkitError(f"layer {index} ({target.type}) has no weights")
+
+    def __call__(self, x):
+        """Run the whole model (last activation included) on NHWC input; returns NHWC/vectors.
+
+        For the worked examples and parity checks: arrays in, arrays out, no preprocessing."""
+        import numpy as np
+        import torch
+
+        t = torch.as_tensor(np.asarray(x), dtype=torch.float32)
+        single = t.dim() == 3
+        t = (t[None] if single else t).permute(0, 3, 1, 2)
+        self.net.eval()
+        with torch.inference_mode():
+            y = self.net.outputs(self.net(t))
+        y = y.permute(0, 2, 3, 1) if y.dim() == 4 else y
+        return (y[0] if single else y).numpy()
+
+    # -- description -------------------------------------------------------------------------
+    def get_config(self) -> dict:
+        cfg = {"name": self.name, "input_shape": list(self._require_input()), "init": self.init,
+               "layers": [layer_to_config(layer) for layer in self.layers]}
+        return cfg
+
+    @classmethod
+    def from_config(cls, cfg: dict, where: str = "model") -> "Sequential":
+        if not isinstance(cfg, dict):
+            raise CnnkitError(f"{where}: expected a mapping with input_shape and layers; received "
+                              f"{type(cfg).__name__}")
+        unknown = sorted(set(cfg) - {"name", "input_shape", "init", "layers", "class_names"})
+        if unknown:
+            raise CnnkitError(f"{where}: unknown key {unknown[0]!r}; valid: class_names, init, "
+                              "input_shape, layers, name")
+        for key in ("input_shape", "layers"):
+            if key not in cfg:
+                raise CnnkitError(f"{where}: missing key {key!r}")
+        if not isinstance(cfg["layers"], list) or not cfg["layers"]:
+            raise CnnkitError(f"{where}: 'layers' must be a non-empty list")
+        try:
+            shape = check_input_shape(cfg["input_shape"])
+        except CnnkitError as e:
+            raise CnnkitError(f"{where}: input_shape: {e}") from None
+        layers = [layer_from_config(entry, f"{where}: layers[{i}]")
+                  for i, entry in enumerate(cfg["layers"])]
+        model = cls(layers, input_shape=shape, name=cfg.get("name", "sequential"),
+                    init=cfg.get("init", "keras"), class_names=cfg.get("class_names"))
+        try:  # shape inference now, so a bad model fails at load, not later
+            model.layer_infos()
+        except CnnkitError as e:
+            raise CnnkitError(f"{where}: {e}") from None
+        return model
+
+    # -- reports -----------------------------------------------------------------------------
+    def summary(self, explain: bool = False, print_fn=None) -> None:
+        from cnnkit.summary import print_summary
+
+        print_summary(self, explain=explain, print_fn=print_fn)
+
+    def summary_dict(self) -> dict:
+        from cnnkit.summary import summary_dict
+
+        return summary_dict(self)
+
+    # -- saving ------------------------------------------------------------------------------
+    def save(self, path) -> None:
+        from cnnkit.saving import save_model
+
+        save_model(self, path)
+
+    # -- training (cnnkit.train) ---------------------------------------------------------------
+    def compile(self, optimizer="adam", loss="sparse_categorical_crossentropy", metrics=None,
+                **options) -> None:
+        """Remember training choices, as Keras's compile does; `fit` uses them."""
+        self.compiled = {"optimizer": optimizer, "loss": loss, **options}
+
+    def fit(self, *args, **kwargs):
+        from cnnkit.train.api import fit
+
+        return fit(self, *args, **kwargs)
+
+    def evaluate(self, *args, **kwargs):
+        from cnnkit.train.api import evaluate
+
+        return evaluate(self, *args, **kwargs)
+
+    def predict(self, x, batch_size: int = 1000):
+        from cnnkit.predict import predict_proba
+
+        return predict_proba(self, x, batch_size=batch_size)
+
+    def __repr__(self):
+        return f"Sequential(name={self.name!r}, layers={len(self.layers)}, input_shape={self.input_shape})"

@@ -1,0 +1,154 @@
+"""Engine modules: the PyTorch side of each layer, NCHW inside, Keras semantics outside.
+
+Keras pads 'same' asymmetrically when the total padding is odd (the extra row/column goes at the
+bottom/right), which PyTorch's `padding=` cannot express; these modules pad explicitly then.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# --- activations -------------------------------------------------------------------------------
+LEAKY_RELU_SLOPE = 0.01  # the seeds define leaky ReLU with slope 0.01
+
+
+class Softmax(nn.Module):
+    """Softmax over channels: Keras's last axis is our dim 1 (NCHW or (B, D))."""
+
+    def forward(self, x):
+        return torch.softmax(x, dim=1)
+
+
+def activation_module(name: str, negative_slope: float | None = None) -> nn.Module:
+    if name == "linear":
+        return nn.Identity()
+    if name == "leaky_relu":
+        return nn.LeakyReLU(LEAKY_RELU_SLOPE if negative_slope is None else negative_slope)
+    return {
+        "relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "softmax": Softmax,
+        "elu": nn.ELU, "gelu": nn.GELU, "silu": nn.SiLU, "softplus": nn.Softplus,
+    }[name]()
+
+
+ACTIVATIONS = ("linear", "relu", "leaky_relu", "sigmoid", "tanh", "softmax", "elu", "gelu",
+               "silu", "softplus")
+
+
+# --- layers ------------------------------------------------------------------------------------
+class Conv2d(nn.Module):
+    def __init__(self, in_ch, out_ch, kernel, stride, pads, bias):
+        super().__init__()
+        t, b, left, r = pads
+        self.symmetric = t == b and left == r
+        self.pads = (left, r, t, b)  # F.pad order: last dim first
+        self.conv = nn.Conv2d(in_ch, out_ch, kernel, stride,
+                              padding=(t, left) if self.symmetric else 0, bias=bias)
+
+    def forward(self, x):  # (B, C, H, W)
+        if not self.symmetric:
+            x = F.pad(x, self.pads)
+        return self.conv(x)
+
+
+class MaxPool2d(nn.Module):
+    def __init__(self, kernel, stride, pads):
+        super().__init__()
+        t, b, left, r = pads
+        # PyTorch pads max-pooling with -inf itself, but only symmetrically and up to k/2.
+        self.native = t == b and left == r and t <= kernel[0] // 2 and left <= kernel[1] // 2
+        self.pads = (left, r, t, b)
+        self.pool = nn.MaxPool2d(kernel, stride, padding=(t, left) if self.native else 0)
+
+    def forward(self, x):
+        if not self.native:
+            x = F.pad(x, self.pads, value=float("-inf"))
+        return self.pool(x)
+
+
+class AvgPool2d(nn.Module):
+    """Average pooling. 'same' (Keras) averages only real pixels; explicit ints (PyTorch) count
+    the zero padding, as nn.AvgPool2d does by default."""
+
+    def __init__(self, kernel, stride, pads, count_pad: bool):
+        super().__init__()
+        t, b, left, r = pads
+        self.pads = (left, r, t, b)
+        self.kernel, self.stride, self.count_pad = kernel, stride, count_pad
+        self.any_pad = any(pads)
+
+    def forward(self, x):
+        if not self.any_pad:
+            return F.avg_pool2d(x, self.kernel, self.stride)
+        summed = F.avg_pool2d(F.pad(x, self.pads), self.kernel, self.stride)
+        if self.count_pad:
+            return summed
+        ones = torch.ones((1, 1) + tuple(x.shape[2:]), dtype=x.dtype, device=x.device)
+        frac = F.avg_pool2d(F.pad(ones, self.pads), self.kernel, self.stride)
+        return summed / frac
+
+
+class ZeroPad2d(nn.Module):
+    def __init__(self, pads):
+        super().__init__()
+        t, b, left, r = pads
+        self.pads = (left, r, t, b)
+
+    def forward(self, x):
+        return F.pad(x, self.pads)
+
+
+class Flatten(nn.Module):
+    """Flatten in Keras's (H, W, C) order. On a channels_last tensor the permute is free."""
+
+    def forward(self, x):
+        if x.dim() == 4:
+            x = x.permute(0, 2, 3, 1)  # (B, H, W, C)
+        return x.reshape(x.shape[0], -1)
+
+
+class GlobalAvgPool2d(nn.Module):
+    def forward(self, x):  # (B, C, H, W) -> (B, C)
+        return x.mean(dim=(2, 3))
+
+
+class Dense(nn.Module):
+    """Dense on the last Keras axis: channels for images, so (B, C, H, W) -> (B, units, H, W)."""
+
+    def __init__(self, in_features, units, bias):
+        super().__init__()
+        self.linear = nn.Linear(in_features, units, bias=bias)
+
+    def forward(self, x):
+        if x.dim() == 4:
+            return self.linear(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        return self.linear(x)
+
+
+class Net(nn.Module):
+    """The built model. `forward` returns logits: the last layer's softmax/sigmoid is split off
+    into `output_activation`, so losses work from logits and never apply softmax twice."""
+
+    def __init__(self, blocks: list[nn.Module], output_activation: str | None):
+        super().__init__()
+        self.blocks = nn.Sequential(*blocks)
+        self.output_activation = output_activation
+
+    def forward(self, x):
+        return self.blocks(x)
+
+    def outputs(self, logits):
+        """What the user's model computes: logits with the declared last activation applied."""
+        if self.output_activation == "softmax":
+            return torch.softmax(logits, dim=1)
+        if self.output_activation == "sigmoid":
+            return torch.sigmoid(logits)
+        return logits
+
+    def probabilities(self, logits):
+        """Class probabilities; a model that ends in plain logits is read as softmax."""
+        if self.output_activation == "sigmoid":
+            return torch.sigmoid(logits)
+        return torch.softmax(logits, dim=1)

@@ -1,0 +1,113 @@
+"""Named architectures: every seed model, and fast ones, by name.
+
+A decorator registry maps a preset name to a builder; `create_model(name, **overrides)` drops
+None overrides so the preset's own defaults win (timm's pattern).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from cnnkit.errors import one_of
+from cnnkit.layers import (Activation, BatchNormalization, Conv2D, Dense, Dropout, Flatten,
+                           GlobalAveragePooling2D, MaxPooling2D)
+from cnnkit.model import Sequential
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    builder: Callable[..., Sequential]
+
+
+PRESETS: dict[str, Preset] = {}
+
+
+def register_preset(name: str, description: str, input_shape=(28, 28, 1), num_classes=10):
+    def wrap(fn):
+        PRESETS[name] = Preset(name, description, tuple(input_shape), num_classes, fn)
+        return fn
+    return wrap
+
+
+def create_model(name: str, input_shape=None, num_classes=None, **overrides) -> Sequential:
+    """Build preset `name`; `input_shape`/`num_classes` adapt it to other data."""
+    if name not in PRESETS:
+        raise one_of("preset", name, PRESETS)
+    preset = PRESETS[name]
+    kwargs = {k: v for k, v in overrides.items() if v is not None}
+    model = preset.builder(input_shape=tuple(input_shape or preset.input_shape),
+                           num_classes=num_classes or preset.num_classes, **kwargs)
+    model.name = name
+    return model
+
+
+# -- the seed models (SEEDS.md gives each one's shapes and parameter count) ---------------------
+@register_preset("seed000-first", "seed 000's first model: Conv32 → MaxPool → Dense softmax")
+def seed000_first(input_shape, num_classes):
+    return Sequential([Conv2D(32, 3, activation="relu"), MaxPooling2D(2), Flatten(),
+                       Dense(num_classes, activation="softmax")], input_shape=input_shape)
+
+
+@register_preset("seed000-mnist", "seed 000's train_mnist_model: two conv blocks, Dense 16")
+def seed000_mnist(input_shape, num_classes):
+    return Sequential([Conv2D(32, 3, activation="relu"), MaxPooling2D(2),
+                       Conv2D(64, 3, activation="relu"), MaxPooling2D(2), Flatten(),
+                       Dense(16, activation="relu"), Dense(num_classes, activation="softmax")],
+                      input_shape=input_shape)
+
+
+@register_preset("seed001-example", "seed 001's example on 24×24 RGB, 3 classes, with dropout",
+                 input_shape=(24, 24, 3), num_classes=3)
+def seed001_example(input_shape, num_classes):
+    return Sequential([Conv2D(32, 3, activation="relu"), Conv2D(64, 3, activation="relu"),
+                       Dropout(0.2), MaxPooling2D(2), Flatten(), Dense(128, activation="relu"),
+                       Dense(num_classes, activation="softmax")], input_shape=input_shape)
+
+
+@register_preset("seed002-fashion", "seed 002's Fashion-MNIST CNN: 'same' convs, Dense 100, dropout 0.4")
+def seed002_fashion(input_shape, num_classes):
+    return Sequential([Conv2D(32, 3, activation="relu", padding="same"), MaxPooling2D(2),
+                       Conv2D(64, 3, activation="relu", padding="same"), MaxPooling2D(2),
+                       Flatten(), Dense(100, activation="relu"), Dropout(0.4),
+                       Dense(num_classes, activation="softmax")], input_shape=input_shape)
+
+
+@register_preset("seed003-cnn", "seed 003's PyTorch CNN: two conv blocks, Xavier-init linear head")
+def seed003_cnn(input_shape, num_classes):
+    return Sequential([Conv2D(32, 3, padding=1, activation="relu"), MaxPooling2D(2),
+                       Conv2D(64, 3, padding=1, activation="relu"), MaxPooling2D(2), Flatten(),
+                       Dense(num_classes, kernel_initializer="xavier_uniform")],
+                      input_shape=input_shape, init="torch")
+
+
+@register_preset("seed003-deep", "seed 003's deeper PyTorch CNN: three conv blocks, FC 625, dropout 0.5")
+def seed003_deep(input_shape, num_classes):
+    return Sequential([Conv2D(32, 3, padding=1, activation="relu"), MaxPooling2D(2),
+                       Conv2D(64, 3, padding=1, activation="relu"), MaxPooling2D(2),
+                       Conv2D(128, 3, padding=1, activation="relu"), MaxPooling2D(2, 2, padding=1),
+                       Flatten(), Dense(625, activation="relu", kernel_initializer="xavier_uniform"),
+                       Dropout(0.5), Dense(num_classes, kernel_initializer="xavier_uniform")],
+                      input_shape=input_shape, init="torch")
+
+
+@register_preset("seed004-chollet", "seed 004's (Chollet's) convnet: three convs, Dense 64, RMSprop")
+def seed004_chollet(input_shape, num_classes):
+    return Sequential([Conv2D(32, 3, activation="relu"), MaxPooling2D(2),
+                       Conv2D(64, 3, activation="relu"), MaxPooling2D(2),
+                       Conv2D(64, 3, activation="relu"), Flatten(), Dense(64, activation="relu"),
+                       Dense(num_classes, activation="softmax")], input_shape=input_shape)
+
+
+# -- fast models (issue 5: speed) -----------------------------------------------------------------
+@register_preset("fast-bn", "a compact batch-normed CNN for fast, accurate CPU training")
+def fast_bn(input_shape, num_classes, width: int = 32):
+    def block(filters):
+        return [Conv2D(filters, 3, padding="same", use_bias=False), BatchNormalization(),
+                Activation("relu")]
+    return Sequential([*block(width), MaxPooling2D(2), *block(2 * width), MaxPooling2D(2),
+                       *block(4 * width), GlobalAveragePooling2D(),
+                       Dense(num_classes, activation="softmax")], input_shape=input_shape)

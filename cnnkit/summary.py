@@ -1,0 +1,82 @@
+"""Keras's `model.summary()` table, as text and JSON, plus the arithmetic behind each row."""
+from __future__ import annotations
+
+import sys
+
+
+def _shape(shape) -> str:
+    return "(None, " + ", ".join(str(s) for s in shape) + ")"
+
+
+def _bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.2f} {unit}"
+        size /= 1024
+    return f"{size:.2f} GB"
+
+
+def summary_dict(model) -> dict:
+    infos = model.layer_infos()
+    trainable = sum(r.trainable for r in infos)
+    frozen = sum(r.non_trainable for r in infos)
+    return {
+        "name": model.name,
+        "input_shape": list(model._require_input()),
+        "layers": [{"name": r.name, "type": r.layer.type, "input_shape": list(r.input_shape),
+                    "output_shape": list(r.output_shape), "params": r.params,
+                    "trainable_params": r.trainable, "macs": r.macs,
+                    "config": r.layer.get_config(),
+                    "explain": r.layer.explain(r.input_shape, r.output_shape)} for r in infos],
+        "total_params": trainable + frozen,
+        "trainable_params": trainable,
+        "non_trainable_params": frozen,
+        "total_macs": sum(r.macs for r in infos),
+        "memory_bytes": 4 * (trainable + frozen),  # float32 weights and statistics
+    }
+
+
+def format_summary(model, explain: bool = False, width: int = 96) -> str:
+    """The Keras table as plain text (box-drawing like Keras 3), with MACs beside params."""
+    d = summary_dict(model)
+    cols = [("Layer (type)", 34, "<"), ("Output Shape", 22, "<"), ("Param #", 12, ">"),
+            ("MACs", 14, ">")]
+
+    def row(values, left="│", sep="│", right="│"):
+        cells = [f" {v:{align}{w}} " for v, (_, w, align) in zip(values, cols)]
+        return left + sep.join(cells) + right
+
+    def rule(a, b, c, fill="─"):
+        return a + b.join(fill * (w + 2) for _, w, _ in cols) + c
+
+    lines = [f'Model: "{d["name"]}"   input: {_shape(d["input_shape"])}',
+             rule("┏", "┳", "┓", "━"), row([c for c, _, _ in cols], "┃", "┃", "┃"),
+             rule("┡", "╇", "┩", "━")]
+    for i, layer in enumerate(d["layers"]):
+        lines.append(row([f"{layer['name']} ({layer['type']})", _shape(layer["output_shape"]),
+                          f"{layer['params']:,}", f"{layer['macs']:,}"]))
+        if explain:
+            for text in layer["explain"]:
+                lines.append("│   " + text)
+        if explain and i < len(d["layers"]) - 1:
+            lines.append(rule("├", "┼", "┤"))
+    lines.append(rule("└", "┴", "┘"))
+    lines += [
+        f" Total params: {d['total_params']:,} ({_bytes(4 * d['total_params'])})",
+        f" Trainable params: {d['trainable_params']:,} ({_bytes(4 * d['trainable_params'])})",
+        f" Non-trainable params: {d['non_trainable_params']:,} "
+        f"({_bytes(4 * d['non_trainable_params'])})",
+        f" Multiply-accumulates per image: {d['total_macs']:,} "
+        f"(≈ {6 * d['total_macs'] / 1e6:.1f} MFLOP per training sample)",
+    ]
+    return "\n".join(lines)
+
+
+def print_summary(model, explain: bool = False, print_fn=None) -> None:
+    text = format_summary(model, explain=explain)
+    if print_fn is None:
+        sys.stdout.write(text + "\n")
+    else:
+        for line in text.splitlines():
+            print_fn(line)

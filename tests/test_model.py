@@ -1,0 +1,93 @@
+"""Sequential: Python definition, output checks, predict shapes, L2 penalty."""
+import numpy as np
+import pytest
+import torch
+
+from cnnkit import Sequential, layers as L
+from cnnkit.errors import CnnkitError
+
+
+def first_model():
+    return Sequential([L.Input((28, 28, 1)), L.Conv2D(32, 3, activation="relu"), L.MaxPooling2D(2),
+                       L.Flatten(), L.Dense(10, activation="softmax")])
+
+
+def test_issue_example_builds_and_prints_keras_summary(capsys):
+    model = first_model()
+    model.summary()
+    out = capsys.readouterr().out
+    assert "conv2d (Conv2D)" in out and "(None, 26, 26, 32)" in out
+    assert "(None, 5408)" in out and "Total params: 54,410" in out
+    assert "Non-trainable params: 0" in out
+
+
+def test_summary_explain_shows_filled_in_formulas(capsys):
+    first_model().summary(explain=True)
+    out = capsys.readouterr().out
+    assert "floor((28 - 3 + 2·0) / 1) + 1 = 26" in out
+    assert "32 × (1 × 3 × 3 + 1) = 320" in out
+    assert "10 × (5,408 + 1) = 54,090" in out
+
+
+def test_summary_explain_same_with_asymmetric_padding():
+    model = Sequential([L.Conv2D(2, 4, strides=2, padding="same")], input_shape=(7, 7, 1))
+    text = " ".join(model.summary_dict()["layers"][0]["explain"])
+    assert "floor((7 - 4 + 1 + 2) / 2) + 1 = 4" in text
+
+
+def test_final_softmax_split_off_as_output_activation():
+    model = first_model()
+    assert model.output_activation == "softmax"
+    x = torch.rand(2, 1, 28, 28)
+    logits = model.net(x)
+    assert not torch.allclose(logits.sum(1), torch.ones(2))  # logits, not probabilities
+    probs = model.predict(np.random.default_rng(0).random((2, 28, 28, 1), dtype=np.float32))
+    np.testing.assert_allclose(probs.sum(1), 1, rtol=1e-5)
+
+
+def test_predict_accepts_one_image_without_batch_axis():
+    model = first_model()
+    img = np.random.default_rng(0).integers(0, 256, (28, 28), dtype=np.uint8)
+    assert model.predict(img).shape == (10,)
+    assert model.predict(img[..., None]).shape == (10,)
+    assert model.predict(img[None, ..., None]).shape == (1, 10)
+    np.testing.assert_allclose(model.predict(img), model.predict(img[None, ..., None])[0], rtol=1e-6)
+
+
+def test_predict_names_a_shape_that_cannot_fit():
+    with pytest.raises(CnnkitError, match=r"\(32, 32, 3\) does not fit the model's input \(28, 28, 1\)"):
+        first_model().predict(np.zeros((32, 32, 3), np.uint8))
+
+
+def test_non_vector_output_names_the_fix():
+    model = Sequential([L.Conv2D(4, 3), L.Dense(10, activation="softmax")], input_shape=(8, 8, 1))
+    with pytest.raises(CnnkitError, match="Flatten or GlobalAveragePooling2D"):
+        model.check_classifier()
+
+
+def test_missing_input_shape_is_clear():
+    with pytest.raises(CnnkitError, match=r"Input\(\(H, W, C\)\)"):
+        Sequential([L.Dense(3)]).summary()
+
+
+def test_l2_penalty_matches_keras_definition():
+    model = Sequential([L.Flatten(), L.Dense(3, kernel_regularizer={"l2": 0.1})], input_shape=(2, 2, 1))
+    (kernel, _), = model.get_weights()
+    assert float(model.l2_penalty()) == pytest.approx(0.1 * (kernel ** 2).sum(), rel=1e-5)
+    assert float(Sequential([L.Flatten(), L.Dense(3)], input_shape=(2, 2, 1)).l2_penalty()) == 0
+
+
+def test_keras_init_glorot_and_zero_bias():
+    torch.manual_seed(0)
+    model = Sequential([L.Flatten(), L.Dense(200)], input_shape=(10, 10, 3))
+    (kernel, bias), = model.get_weights()
+    limit = (6 / (300 + 200)) ** 0.5
+    assert np.abs(kernel).max() <= limit and np.abs(kernel).max() > 0.95 * limit
+    assert (bias == 0).all()
+
+
+def test_config_round_trip():
+    model = first_model()
+    again = Sequential.from_config(model.get_config())
+    assert again.get_config() == model.get_config()
+    assert again.count_params() == 54_410
