@@ -42,6 +42,7 @@ class Sequential:
         self.layers: list[Layer] = []
         self.class_names = list(class_names) if class_names else None
         self.preprocessing = {"normalize": "unit"}  # uint8 pixels / 255, as the seeds scale
+        self.dataset: str | None = None  # what it was trained on, for `cnnkit evaluate`
         self._net = None
         self.compiled: dict | None = None
         for layer in layers or []:

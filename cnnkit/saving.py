@@ -19,7 +19,8 @@ def save_model(model, path, extra: dict | None = None) -> Path:
     path = Path(path)
     meta = {"format": FORMAT, "version": VERSION, "config": model.get_config(),
             "input_shape": list(model._require_input()), "class_names": model.class_names,
-            "preprocessing": model.preprocessing, **(extra or {})}
+            "preprocessing": model.preprocessing, "dataset": getattr(model, "dataset", None),
+            **(extra or {})}
     # contiguous copies: channels_last weights are views safetensors cannot store as-is
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.net.state_dict().items()}
     with atomic_dir(path) as tmp:
@@ -57,6 +58,7 @@ def load(path):
     model = Sequential.from_config(meta["config"], where=str(path / CONFIG_FILE))
     model.class_names = meta.get("class_names")
     model.preprocessing = meta.get("preprocessing") or model.preprocessing
+    model.dataset = meta.get("dataset")
     weights_file = path / WEIGHTS_FILE
     if not weights_file.is_file():
         raise CnnkitError(f"{path}: missing {WEIGHTS_FILE}")

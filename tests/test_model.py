@@ -73,7 +73,7 @@ def test_missing_input_shape_is_clear():
 def test_l2_penalty_matches_keras_definition():
     model = Sequential([L.Flatten(), L.Dense(3, kernel_regularizer={"l2": 0.1})], input_shape=(2, 2, 1))
     (kernel, _), = model.get_weights()
-    assert float(model.l2_penalty()) == pytest.approx(0.1 * (kernel ** 2).sum(), rel=1e-5)
+    assert float(model.l2_penalty().detach()) == pytest.approx(0.1 * (kernel ** 2).sum(), rel=1e-5)
     assert float(Sequential([L.Flatten(), L.Dense(3)], input_shape=(2, 2, 1)).l2_penalty()) == 0
 
 

@@ -1,0 +1,219 @@
+"""`cnnkit data list | show | augment`: see what datasets there are and what they hold.
+
+Only the stdlib is imported here; torch, Pillow and matplotlib load inside the handlers.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'28x28', '32,32' or '28' → (H, W) for --size."""
+    parts = text.lower().replace(",", "x").split("x")
+    try:
+        dims = [int(p) for p in parts]
+    except ValueError:
+        dims = []
+    if len(dims) == 1:
+        dims *= 2
+    if len(dims) != 2 or min(dims) < 1:
+        raise argparse.ArgumentTypeError(f"invalid size {text!r}; write HxW, e.g. 28x28")
+    return dims[0], dims[1]
+
+
+def _add_dataset_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dataset", help="mnist, fashion-mnist, kmnist, cifar10, digits, folder:PATH or npz:PATH")
+    p.add_argument("--data-dir", metavar="D", help="where to look for (and download) dataset files first")
+    p.add_argument("--split", default="train", help="train or test (default: train)")
+    p.add_argument("--channels", type=int, help="convert to 1 (grayscale) or 3 (RGB) channels")
+    p.add_argument("--size", type=parse_size, metavar="HxW", help="resize images, e.g. 28x28")
+    p.add_argument("--no-download", dest="download", action="store_false",
+                   help="fail instead of downloading missing files")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+
+
+def register(subparsers) -> None:
+    data = subparsers.add_parser("data", help="list, inspect and augment datasets",
+                                 description="List, inspect and augment datasets.")
+    sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
+    data.set_defaults(func=lambda args: (data.print_help(), 2)[1])
+
+    p = sub.add_parser("list", help="dataset names and whether each is available offline")
+    p.add_argument("--data-dir", metavar="D", help="also look for dataset files here")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("show", help="sizes, shape, classes, pixel statistics and a sample grid")
+    _add_dataset_args(p)
+    p.add_argument("--out", metavar="PNG", help="write a grid of sample images with their labels")
+    p.add_argument("--n", type=int, default=25, help="images in the grid (default: 25)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("augment", help="a grid of one image and its augmented variants",
+                       description="Write a grid of one image and random augmentations of it, "
+                                   "with Keras ImageDataGenerator's options (all off by default).")
+    _add_dataset_args(p)
+    p.add_argument("--out", metavar="PNG", required=True, help="grid image to write")
+    p.add_argument("--index", type=int, default=0, help="which image of the split (default: 0)")
+    p.add_argument("--n", type=int, default=15, help="augmented variants (default: 15)")
+    p.add_argument("--rotation-range", type=float, default=0.0, metavar="DEG", help="degrees (default: 0)")
+    p.add_argument("--width-shift-range", type=float, default=0.0, metavar="F",
+                   help="fraction of the width (pixels if >= 1) (default: 0)")
+    p.add_argument("--height-shift-range", type=float, default=0.0, metavar="F",
+                   help="fraction of the height (pixels if >= 1) (default: 0)")
+    p.add_argument("--shear-range", type=float, default=0.0, metavar="DEG", help="shear angle, degrees (default: 0)")
+    p.add_argument("--zoom-range", type=float, default=0.0, metavar="F",
+                   help="zoom in [1-F, 1+F] (default: 0)")
+    p.add_argument("--horizontal-flip", action="store_true", help="flip left-right at random")
+    p.add_argument("--vertical-flip", action="store_true", help="flip upside down at random")
+    p.add_argument("--fill-mode", default="nearest", help="nearest, constant, reflect or wrap (default: nearest)")
+    p.add_argument("--cval", type=float, default=0.0, help="fill value for --fill-mode constant, 0-255 (default: 0)")
+    p.set_defaults(func=cmd_augment)
+
+
+def _load(args):
+    from cnnkit.data import load_dataset
+
+    return load_dataset(args.dataset, data_dir=args.data_dir, channels=args.channels,
+                        size=args.size, download=args.download)
+
+
+def _split(ds, split: str):
+    from cnnkit.errors import CnnkitError, one_of
+
+    if split not in ("train", "test"):
+        raise one_of("split", split, ["train", "test"])
+    if split == "test" and not ds.has_test:
+        raise CnnkitError(f"dataset {ds.name!r} has no test split; use --split train")
+    return (ds.x_train, ds.y_train) if split == "train" else (ds.x_test, ds.y_test)
+
+
+def _check_positive(name: str, value: int) -> None:
+    from cnnkit.errors import CnnkitError
+
+    if value < 1:
+        raise CnnkitError(f"{name} must be at least 1; got {value}")
+
+
+def _check_out(path: str) -> None:
+    """Fail before the (possibly slow) load when the output file type is not drawable."""
+    from pathlib import Path
+
+    from cnnkit.data.show import GRID_FORMATS
+    from cnnkit.errors import one_of
+
+    suffix = Path(path).suffix.lower()
+    if suffix not in GRID_FORMATS:
+        raise one_of("image file type", suffix or path, GRID_FORMATS)
+
+
+def cmd_list(args) -> int:
+    from cnnkit.data import dataset_status
+
+    rows = dataset_status(data_dir=args.data_dir)
+    if args.json:
+        print(json.dumps([{"name": n, "offline": ok, "where": w} for n, ok, w in rows], indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="datasets")
+    for col in ("name", "offline now", "where / how"):
+        table.add_column(col)
+    for name, ok, where in rows:
+        table.add_row(name, "[green]yes[/]" if ok else "[yellow]no[/]", where)
+    Console().print(table)
+    return 0
+
+
+def _print_description(info: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    h, w, c = info["image_shape"]
+    console.print(f"[bold]{info['name']}[/]  from {info['source']}")
+    console.print(f"image shape (H, W, C): ({h}, {w}, {c}), {info['num_classes']} classes")
+    splits = list(info["splits"])
+    table = Table(title="images per class")
+    table.add_column("class")
+    for s in splits:
+        table.add_column(s, justify="right")
+    for name in info["class_names"]:
+        table.add_row(name, *(str(info["splits"][s]["class_counts"][name]) for s in splits))
+    table.add_row("[bold]total[/]", *(f"[bold]{info['splits'][s]['count']}[/]" for s in splits))
+    console.print(table)
+    px = info["pixels"]
+    line = f"train pixels (0-255): mean {px['mean']:.2f}, std {px['std']:.2f}, min {px['min']}, max {px['max']}"
+    if "channel_mean" in px:
+        line += f"; per channel mean {px['channel_mean']}, std {px['channel_std']}"
+    console.print(line)
+    if info.get("skipped"):
+        console.print(f"[yellow]skipped {len(info['skipped'])} unreadable file(s)[/]")
+
+
+def cmd_show(args) -> int:
+    if args.out:
+        _check_out(args.out)
+    _check_positive("--n", args.n)
+    ds = _load(args)
+    x, y = _split(ds, args.split)
+    from cnnkit.data.show import describe, save_image_grid
+
+    info = describe(ds)
+    if args.out:
+        import torch
+
+        g = torch.Generator().manual_seed(args.seed)
+        idx = torch.randperm(len(x), generator=g)[: args.n]
+        titles = [f"{ds.class_names[int(y[i])]} (#{int(i)})" for i in idx]
+        save_image_grid(x[idx], titles, args.out,
+                        suptitle=f"{ds.name} {args.split}: {len(idx)} of {len(x)} images")
+        info["grid"] = str(args.out)
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        _print_description(info)
+        if args.out:
+            print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_augment(args) -> int:
+    _check_out(args.out)
+    _check_positive("--n", args.n)
+    from cnnkit.data.augment import Augmenter
+    from cnnkit.errors import CnnkitError
+
+    # Built before loading, so a bad option fails at once (and nothing is written).
+    aug = Augmenter(rotation_range=args.rotation_range, width_shift_range=args.width_shift_range,
+                    height_shift_range=args.height_shift_range, shear_range=args.shear_range,
+                    zoom_range=args.zoom_range, horizontal_flip=args.horizontal_flip,
+                    vertical_flip=args.vertical_flip, fill_mode=args.fill_mode, cval=args.cval,
+                    seed=args.seed)
+    ds = _load(args)
+    x, y = _split(ds, args.split)
+    if not 0 <= args.index < len(x):
+        raise CnnkitError(f"--index {args.index} is out of range; the {args.split} split has "
+                          f"images 0..{len(x) - 1}")
+    import torch
+
+    from cnnkit.data.show import save_image_grid
+
+    one = x[args.index].permute(2, 0, 1).float().div(255)  # (C, H, W) in [0, 1]
+    batch = one.unsqueeze(0).expand(args.n, -1, -1, -1).contiguous()  # (n, C, H, W)
+    out = aug(batch)
+    out = out.mul(255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)  # (n, H, W, C)
+    images = torch.cat([x[args.index:args.index + 1], out])
+    titles = ["original"] + [f"#{i + 1}" for i in range(args.n)]
+    label = ds.class_names[int(y[args.index])]
+    save_image_grid(images, titles, args.out,
+                    suptitle=f"{ds.name} {args.split} #{args.index} ({label}): {aug!r}")
+    if aug.is_identity:
+        print("note: no augmentation option is on, so every variant equals the original",
+              file=sys.stderr)
+    print(f"wrote {args.out}")
+    return 0

@@ -1,0 +1,186 @@
+"""Datasets by name: one call gives a `Dataset` wherever a dataset is asked for.
+
+    load_dataset("mnist")                  # also fashion-mnist, kmnist, cifar10 (cached/downloaded)
+    load_dataset("digits")                 # scikit-learn's 1,797 8x8 digits, always offline
+    load_dataset("folder:photos/")         # one subfolder per class (or train/ + test/)
+    load_dataset("npz:mnist.npz")          # x_train, y_train[, x_test, y_test]
+
+`channels` (1 or 3) and `size` ((H, W)) convert any of them, so a model trained at one shape
+can be fed from any source. Importing this package stays cheap (no torch) so that stdlib-only
+modules such as `cnnkit.data.download` can be imported on their own; torch loads on first use.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from cnnkit.errors import CnnkitError, one_of
+
+if TYPE_CHECKING:
+    from cnnkit.data.base import Dataset
+
+MNIST_NAMES = ["mnist", "fashion-mnist", "kmnist", "cifar10"]
+DATASET_NAMES = [*MNIST_NAMES, "digits", "folder:PATH", "npz:PATH"]
+
+# Pillow's ITU-R 601 luma weights: RGB → gray here matches `load_image(..., channels=1)`.
+_LUMA = (0.299, 0.587, 0.114)
+_CHUNK = 4096  # images per conversion step: bounds the float copy's memory
+
+
+def _canonical(name: str) -> str:
+    """'Fashion_MNIST' → 'fashion-mnist'; paths after 'folder:'/'npz:' are kept as given."""
+    prefix, sep, rest = name.partition(":")
+    if sep:
+        return f"{prefix.strip().lower()}:{rest}"
+    return name.strip().lower().replace("_", "-")
+
+
+def _digits_arrays():
+    """(images (1797, 8, 8) in 0..16, labels) from scikit-learn's bundled digits.csv.gz.
+
+    Read straight from the package's data file: importing sklearn costs ~1.5 s, loading the
+    file ~20 ms. sklearn's own loader is the fallback should the file ever move."""
+    import gzip
+    import importlib.util
+    from pathlib import Path
+
+    import numpy as np
+
+    spec = importlib.util.find_spec("sklearn")
+    for loc in (spec.submodule_search_locations or []) if spec else []:
+        f = Path(loc) / "datasets" / "data" / "digits.csv.gz"
+        if f.is_file():
+            with gzip.open(f, "rt") as fh:
+                table = np.loadtxt(fh, delimiter=",", dtype=np.int64)  # (1797, 65)
+            return table[:, :-1].reshape(-1, 8, 8), table[:, -1]
+    from sklearn.datasets import load_digits as sk_load_digits
+
+    d = sk_load_digits()
+    return d.images, d.target
+
+
+def load_digits() -> Dataset:
+    """scikit-learn's handwritten digits: 1,797 8x8 gray images, 0..16 scaled to 0..255."""
+    import numpy as np
+    import torch
+
+    from cnnkit.data.base import Dataset
+
+    images, labels = _digits_arrays()
+    x = np.rint(images * (255.0 / 16.0)).astype(np.uint8)[..., None]  # (1797, 8, 8, 1)
+    return Dataset(
+        name="digits",
+        class_names=[str(i) for i in range(10)],
+        x_train=torch.from_numpy(x),
+        y_train=torch.from_numpy(labels.astype(np.int64)),
+        source="scikit-learn load_digits (UCI optical recognition of handwritten digits)",
+    )
+
+
+def convert_images(x, channels: int | None = None, size=None):
+    """uint8 (N, H, W, C) → uint8 (N, H', W', C'), batched on tensors.
+
+    Gray → RGB repeats the channel; RGB → gray uses Pillow's luma weights; resizing is
+    bilinear, antialiased when shrinking (as Pillow's resize is)."""
+    import torch
+    import torch.nn.functional as F
+
+    from cnnkit.data.images import check_channels, check_size
+
+    channels, size = check_channels(channels), check_size(size)
+    n, h, w, c = x.shape
+    if (channels is None or channels == c) and (size is None or tuple(size) == (h, w)):
+        return x
+    out_h, out_w = size or (h, w)
+    out_c = channels or c
+    out = torch.empty((n, out_h, out_w, out_c), dtype=torch.uint8)
+    luma = torch.tensor(_LUMA).view(1, 3, 1, 1)
+    for i in range(0, n, _CHUNK):
+        b = x[i:i + _CHUNK].permute(0, 3, 1, 2).float()  # (B, C, H, W)
+        if out_c == 1 and c == 3:
+            b = (b * luma).sum(1, keepdim=True)
+        if (out_h, out_w) != (h, w):
+            shrink = out_h < h or out_w < w
+            b = F.interpolate(b, size=(out_h, out_w), mode="bilinear", align_corners=False,
+                              antialias=shrink)
+        if out_c == 3 and b.shape[1] == 1:
+            b = b.expand(-1, 3, -1, -1)
+        out[i:i + _CHUNK] = b.round().clamp(0, 255).permute(0, 2, 3, 1).to(torch.uint8)
+    return out
+
+
+def convert(ds: Dataset, channels: int | None = None, size=None) -> Dataset:
+    """The same dataset with its images converted to `channels` and `size`."""
+    from cnnkit.data.base import Dataset
+
+    x_train = convert_images(ds.x_train, channels, size)
+    x_test = convert_images(ds.x_test, channels, size) if ds.x_test is not None else None
+    if x_train is ds.x_train and x_test is ds.x_test:
+        return ds
+    return Dataset(ds.name, ds.class_names, x_train, ds.y_train, x_test, ds.y_test,
+                   ds.source, dict(ds.info))
+
+
+def load_dataset(name: str, data_dir=None, channels: int | None = None, size=None,
+                 download: bool = True, progress: bool = True) -> Dataset:
+    """The dataset called `name` (see DATASET_NAMES), converted to `channels` and `size`.
+
+    data_dir is where to look first for the MNIST-family files (and where to download them);
+    folder and npz sources take their path from the name itself."""
+    from cnnkit.data.images import check_channels, check_size
+
+    if not isinstance(name, str) or not name.strip():
+        raise one_of("dataset", name, DATASET_NAMES)
+    channels, size = check_channels(channels), check_size(size)
+    key = _canonical(name)
+    if key in MNIST_NAMES:
+        from cnnkit.data.mnist import load_mnist_family
+
+        ds = load_mnist_family(key, data_dir=data_dir, download=download, progress=progress)
+    elif key == "digits":
+        ds = load_digits()
+    elif key.startswith(("folder:", "npz:")):
+        kind, _, path = key.partition(":")
+        if not path.strip():
+            raise CnnkitError(f"dataset {name!r} names no path; write {kind}:PATH")
+        if kind == "folder":
+            from cnnkit.data.folder import load_folder
+
+            return load_folder(path, channels=channels, size=size)  # decodes at the target shape
+        from cnnkit.data.npz import load_npz
+
+        ds = load_npz(path)
+    else:
+        raise one_of("dataset", name, DATASET_NAMES)
+    return convert(ds, channels, size)
+
+
+def dataset_status(data_dir=None) -> list[tuple[str, bool, str]]:
+    """(name, available offline now, where it is or how it is obtained) for `data list`."""
+    rows = []
+    for name in MNIST_NAMES:
+        try:
+            from cnnkit.data.mnist import locate
+        except ImportError:
+            rows.append((name, False, "loader not installed"))
+            continue
+        where = locate(name, data_dir=data_dir)
+        if where is not None:
+            rows.append((name, True, str(where)))
+        else:
+            rows.append((name, False, "downloaded (and cached) on first use"))
+    rows.append(("digits", True, "bundled with scikit-learn"))
+    rows.append(("folder:PATH", True, "your images, one subfolder per class (or train/ + test/)"))
+    rows.append(("npz:PATH", True, "your arrays: x_train, y_train[, x_test, y_test]"))
+    return rows
+
+
+def __getattr__(name: str):
+    if name == "Dataset":  # lazily, so `import cnnkit.data` does not import torch
+        from cnnkit.data.base import Dataset
+
+        return Dataset
+    raise AttributeError(f"module 'cnnkit.data' has no attribute {name!r}")
+
+
+__all__ = ["DATASET_NAMES", "Dataset", "convert", "convert_images", "dataset_status",
+           "load_dataset", "load_digits"]

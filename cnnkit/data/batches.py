@@ -1,0 +1,167 @@
+"""The training hot path: index batches out of one uint8 tensor and make them model input.
+
+The whole set stays as one uint8 (N, H, W, C) tensor; a batch is one `index_select`, one fused
+uint8 -> float32 scale (the NHWC buffer viewed as NCHW is already channels_last, so no layout
+copy), an optional batched augmentation, done. No per-sample Python, no DataLoader workers.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import torch
+
+from cnnkit.errors import CnnkitError, one_of
+
+NORMALIZE_MODES = ("unit", "standardize")
+
+
+def batch_indices(
+    n: int,
+    batch_size: int,
+    shuffle: bool = False,
+    generator: torch.Generator | None = None,
+    drop_last: bool = False,
+) -> Iterator[torch.Tensor]:
+    """Index tensors covering range(n) once, in order or in a `generator`-seeded permutation."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise CnnkitError(f"batch_size must be a positive integer; got {batch_size!r}")
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    stop = n - n % batch_size if drop_last else n
+    for start in range(0, stop, batch_size):
+        yield order[start : start + batch_size]
+
+
+def _check_images(x: torch.Tensor) -> None:
+    if not isinstance(x, torch.Tensor) or x.dtype != torch.uint8 or x.ndim != 4:
+        got = f"{x.dtype} {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
+        raise CnnkitError(f"images must be a uint8 tensor (N, H, W, C); got {got}")
+
+
+def channel_stats(x: torch.Tensor, chunk: int = 8192) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std of uint8 (N, H, W, C) images, in [0, 1] units (float32 (C,)).
+
+    Summed in float64 over chunks, so 60,000 images never become one big float copy.
+    """
+    _check_images(x)
+    total = torch.zeros(x.shape[-1], dtype=torch.float64)
+    squares = torch.zeros_like(total)
+    for start in range(0, len(x), chunk):
+        part = x[start : start + chunk].to(torch.float64)
+        total += part.sum(dim=(0, 1, 2))
+        squares += part.square().sum(dim=(0, 1, 2))
+    count = x.numel() // x.shape[-1]
+    mean = total / count
+    std = (squares / count - mean.square()).clamp_min(0).sqrt()
+    return (mean / 255).float(), (std / 255).clamp_min(1e-6).float()
+
+
+def to_model_input(
+    x: torch.Tensor,
+    normalize: str = "unit",
+    mean: torch.Tensor | None = None,
+    std: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """uint8 (B, H, W, C) -> float32 (B, C, H, W), channels_last, in [0, 1] or standardized.
+
+    `mean`/`std` are per channel in [0, 1] units (as `channel_stats` returns them), e.g.
+    Fashion-MNIST's 0.286 / 0.353.
+    """
+    _check_images(x)
+    xp = x.permute(0, 3, 1, 2)  # (B, C, H, W) view of the NHWC buffer: channels_last strides
+    if normalize == "unit":
+        out = xp.mul(1.0 / 255)  # one kernel: uint8 -> float32 and scale, layout preserved
+    elif normalize == "standardize":
+        if mean is None or std is None:
+            raise CnnkitError("normalize='standardize' needs the per-channel mean and std")
+        c = xp.shape[1]
+        mean_t = torch.as_tensor(mean, dtype=torch.float32, device=x.device).reshape(-1)
+        std_t = torch.as_tensor(std, dtype=torch.float32, device=x.device).reshape(-1)
+        if mean_t.numel() not in (1, c) or std_t.numel() not in (1, c):
+            raise CnnkitError(f"mean/std need 1 or {c} values (one per channel); got {mean_t.numel()} and {std_t.numel()}")
+        # (x/255 - mean)/std folded into one multiply-add.
+        scale = (1.0 / (255.0 * std_t)).reshape(1, -1, 1, 1)
+        shift = (-mean_t / std_t).reshape(1, -1, 1, 1)
+        out = torch.addcmul(shift, xp, scale)
+    else:
+        raise one_of("normalize", normalize, NORMALIZE_MODES)
+    if not out.is_contiguous(memory_format=torch.channels_last):
+        out = out.contiguous(memory_format=torch.channels_last)
+    return out
+
+
+def epoch_generator(seed: int, epoch: int, stream: int = 0) -> torch.Generator:
+    """A generator fixed by (seed, epoch, stream): epochs differ, reruns repeat, streams are independent."""
+    state = np.random.SeedSequence([seed, epoch, stream]).generate_state(1, dtype=np.uint64)[0]
+    return torch.Generator().manual_seed(int(state))
+
+
+class BatchLoader:
+    """Iterate (x_float (B, C, H, W), y (B,)) batches over uint8 images held in memory.
+
+    The order of epoch e comes from (seed, e) alone. Each `iter()` runs the current epoch and then
+    advances it, so consecutive epochs differ without any bookkeeping; `set_epoch(e)` pins
+    the next one (to resume a run, or to replay an epoch exactly). Augmentation (a callable
+    `augment(x, generator=...)` such as `Augmenter`) sees batches in [0, 1]; standardization, if
+    asked for, comes after it, as Keras applies `rescale` after its random transforms.
+    """
+
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        batch_size: int = 32,
+        shuffle: bool = True,
+        seed: int | None = 0,
+        augment: Callable[..., torch.Tensor] | None = None,
+        normalize: str = "unit",
+        mean: torch.Tensor | None = None,
+        std: torch.Tensor | None = None,
+        drop_last: bool = False,
+        device: str | torch.device | None = None,
+    ):
+        _check_images(x)
+        y = torch.as_tensor(y)
+        if y.ndim != 1 or len(y) != len(x):
+            raise CnnkitError(f"{len(x)} images but labels of shape {tuple(y.shape)}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise CnnkitError(f"batch_size must be a positive integer; got {batch_size!r}")
+        if normalize not in NORMALIZE_MODES:
+            raise one_of("normalize", normalize, NORMALIZE_MODES)
+        if normalize == "standardize" and (mean is None or std is None):
+            mean, std = channel_stats(x)  # from the training images themselves
+        self.x, self.y = x, y
+        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
+        self.seed = int(torch.randint(0, 2**31, ()).item()) if seed is None else int(seed)
+        self.augment, self.normalize = augment, normalize
+        self.device = torch.device(device) if device is not None else x.device
+        if normalize == "standardize":
+            self.mean = torch.as_tensor(mean, dtype=torch.float32).reshape(1, -1, 1, 1).to(self.device)
+            self.std = torch.as_tensor(std, dtype=torch.float32).reshape(1, -1, 1, 1).to(self.device)
+        else:
+            self.mean = self.std = None
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        n = len(self.x)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        epoch, self.epoch = self.epoch, self.epoch + 1
+        order = epoch_generator(self.seed, epoch, 0)
+        augment_rng = epoch_generator(self.seed, epoch, 1)
+        for idx in batch_indices(len(self.x), self.batch_size, self.shuffle, order, self.drop_last):
+            xb = self.x.index_select(0, idx).to(self.device, non_blocking=True)  # uint8: 4x less to move
+            yb = self.y.index_select(0, idx).to(self.device, non_blocking=True)
+            if self.augment is None and self.normalize == "standardize":
+                yield to_model_input(xb, "standardize", self.mean, self.std), yb
+                continue
+            xf = to_model_input(xb, "unit")
+            if self.augment is not None:
+                xf = self.augment(xf, generator=augment_rng)
+            if self.normalize == "standardize":
+                xf = xf.sub_(self.mean).div_(self.std)
+            yield xf, yb

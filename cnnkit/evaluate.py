@@ -1,0 +1,152 @@
+"""Classification metrics from predicted probabilities: the numbers `cnnkit evaluate` reports.
+
+Everything here is numpy in, plain Python out (floats, ints, lists), so a report goes straight
+to JSON, the terminal and report.md. No torch: the model's forward pass happens elsewhere.
+
+    report = classification_report(probs, y, class_names)   # probs (N, K), y (N,)
+    print(format_report(report))
+    for index, true, pred, confidence in worst_mistakes(probs, y, k=16): ...
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from cnnkit.errors import CnnkitError
+
+# Keras clips probabilities to [eps, 1 - eps] before the log; the same epsilon keeps our loss
+# equal to the one Keras prints and finite when a model gives the true class probability 0.
+EPSILON = 1e-7
+
+
+def _check(probs, y, class_names=None) -> tuple[np.ndarray, np.ndarray]:
+    """Validate and convert: probs (N, K) float64, y (N,) int64, labels in 0..K-1."""
+    probs = np.asarray(probs, dtype=np.float64)
+    y = np.asarray(y)
+    if probs.ndim != 2:
+        raise CnnkitError(f"probabilities must have shape (N, classes); got {probs.shape}")
+    if y.ndim != 1 or len(y) != len(probs):
+        raise CnnkitError(f"labels must have shape ({len(probs)},) to match the probabilities; "
+                          f"got {y.shape}")
+    if len(y) == 0:
+        raise CnnkitError("nothing to evaluate: 0 samples")
+    if not np.issubdtype(y.dtype, np.integer):
+        raise CnnkitError(f"labels must be integer class indices; got dtype {y.dtype}")
+    k = probs.shape[1]
+    if class_names is not None and len(class_names) != k:
+        raise CnnkitError(f"{len(class_names)} class names for {k} classes of probabilities")
+    if y.min() < 0 or y.max() >= k:
+        bad = int(y[(y < 0) | (y >= k)][0])
+        raise CnnkitError(f"label {bad} out of range; valid: 0..{k - 1}")
+    return probs, y.astype(np.int64)
+
+
+def cross_entropy(probs, y) -> float:
+    """Mean -log p(true class), probabilities clipped to [EPSILON, 1 - EPSILON] as Keras does."""
+    probs, y = _check(probs, y)
+    p_true = np.clip(probs[np.arange(len(y)), y], EPSILON, 1.0 - EPSILON)
+    return float(-np.log(p_true).mean())
+
+
+def classification_report(probs, y, class_names=None) -> dict:
+    """Loss, accuracy, per-class precision/recall/F1, averages and the confusion matrix.
+
+    `confusion_matrix[i][j]` counts samples of true class i predicted as class j (rows = true,
+    as in scikit-learn). A class never predicted has precision 0 (not a warning, not NaN)."""
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    probs, y = _check(probs, y, class_names)
+    k = probs.shape[1]
+    names = [str(c) for c in class_names] if class_names is not None else [str(i) for i in range(k)]
+    pred = probs.argmax(axis=1)
+    labels = list(range(k))  # every class gets a row, even one absent from y and pred
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y, pred, labels=labels, average=None, zero_division=0)
+    per_class = [
+        {"class": names[i], "precision": float(precision[i]), "recall": float(recall[i]),
+         "f1": float(f1[i]), "support": int(support[i])}
+        for i in range(k)
+    ]
+    return {
+        "loss": cross_entropy(probs, y),
+        "accuracy": float((pred == y).mean()),
+        "samples": int(len(y)),
+        "class_names": names,
+        "per_class": per_class,
+        "macro_avg": _average(y, pred, labels, "macro"),
+        "weighted_avg": _average(y, pred, labels, "weighted"),
+        "confusion_matrix": confusion_matrix(y, pred, labels=labels).tolist(),
+    }
+
+
+def _average(y, pred, labels, how: str) -> dict:
+    from sklearn.metrics import precision_recall_fscore_support
+
+    p, r, f, _ = precision_recall_fscore_support(y, pred, labels=labels, average=how,
+                                                 zero_division=0)
+    return {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(len(y))}
+
+
+def worst_mistakes(probs, y, k: int = 16) -> list[tuple[int, int, int, float]]:
+    """The k misclassified samples the model was surest about, most confident first.
+
+    Each is (index, true class, predicted class, probability given to the prediction); ties
+    keep index order so the gallery is the same on every run."""
+    probs, y = _check(probs, y)
+    if k < 0:
+        raise CnnkitError(f"k must be >= 0; got {k}")
+    pred = probs.argmax(axis=1)
+    confidence = probs[np.arange(len(y)), pred]
+    wrong = np.flatnonzero(pred != y)
+    order = wrong[np.argsort(-confidence[wrong], kind="stable")][:k]
+    return [(int(i), int(y[i]), int(pred[i]), float(confidence[i])) for i in order]
+
+
+def format_report(report: dict) -> str:
+    """A plain aligned table like scikit-learn's classification_report, then the confusion matrix.
+
+    No colours or box characters: the same text goes to a terminal, a pipe and report.md."""
+    return _format_metrics(report) + "\n\n" + _format_confusion(report)
+
+
+def _format_metrics(report: dict) -> str:
+    rows = [(c["class"], c) for c in report["per_class"]]
+    width = max([len(name) for name, _ in rows] + [len("weighted avg")])
+    head = f"{'':>{width}}  {'precision':>9}  {'recall':>9}  {'f1-score':>9}  {'support':>9}"
+    lines = [head, ""]
+
+    def line(name, m):
+        return (f"{name:>{width}}  {m['precision']:>9.4f}  {m['recall']:>9.4f}  "
+                f"{m['f1']:>9.4f}  {m['support']:>9d}")
+
+    lines += [line(name, m) for name, m in rows]
+    lines.append("")
+    n = report["samples"]
+    lines.append(f"{'accuracy':>{width}}  {'':>9}  {'':>9}  {report['accuracy']:>9.4f}  {n:>9d}")
+    lines.append(line("macro avg", report["macro_avg"]))
+    lines.append(line("weighted avg", report["weighted_avg"]))
+    lines.append("")
+    lines.append(f"loss {report['loss']:.4f} - accuracy {report['accuracy']:.4f} ({n} samples)")
+    return "\n".join(lines)
+
+
+def _format_confusion(report: dict) -> str:
+    cm = report["confusion_matrix"]
+    names = report["class_names"]
+    k = len(names)
+    count_w = max(len(str(v)) for row in cm for v in row)
+    # Class names head the columns when they fit; otherwise (ten long Fashion-MNIST names)
+    # columns are numbered and each row says which number is which class.
+    by_name = max(count_w, max(len(n) for n in names)) * k + 2 * k <= 100
+    if by_name:
+        col_w = max(count_w, max(len(n) for n in names))
+        cols, row_labels = names, names
+    else:
+        col_w = max(count_w, len(str(k - 1)))
+        cols = [str(i) for i in range(k)]
+        row_labels = [f"{i} {n}" for i, n in enumerate(names)]
+    label_w = max(len(s) for s in row_labels)
+    lines = ["confusion matrix (rows = true class, columns = predicted class)",
+             " " * label_w + "".join(f"  {c:>{col_w}}" for c in cols)]
+    for label, row in zip(row_labels, cm):
+        lines.append(f"{label:<{label_w}}" + "".join(f"  {v:>{col_w}}" for v in row))
+    return "\n".join(lines)

@@ -1,0 +1,116 @@
+"""`TrainConfig`: every training choice in one validated, JSON-able record.
+
+Kept free of torch imports (stdlib only) so the CLI can build and check a configuration, and
+print its help, without paying torch's import time.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from cnnkit.errors import CnnkitError, one_of
+
+OPTIMIZERS = ("sgd", "adagrad", "rmsprop", "adam", "adamw")
+LOSSES = ("sparse_categorical_crossentropy", "categorical_crossentropy", "binary_crossentropy",
+          "mse")
+SCHEDULES = ("constant", "step", "cosine", "onecycle")
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "bf16", "fp32")
+NORMALIZE = ("unit", "standardize")  # as cnnkit.data.batches.NORMALIZE_MODES
+
+# Fields that change the numbers a run produces: a resumed run must agree on all of them.
+# (epochs may grow on resume; device and verbosity do not change the arithmetic's meaning.)
+RESULT_FIELDS_EXEMPT = ("epochs", "verbose", "device", "dry_run")
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _integer(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 32  # Keras's default
+    optimizer: str = "adam"
+    lr: float | None = None  # None: Keras's default for the optimizer
+    momentum: float = 0.0  # sgd, rmsprop
+    nesterov: bool = False  # sgd with momentum
+    weight_decay: float | None = None  # None: 0, or Keras AdamW's 0.004 for adamw
+    loss: str = "sparse_categorical_crossentropy"
+    label_smoothing: float = 0.0
+    schedule: str = "constant"
+    step_size: int = 10  # epochs between decays, schedule 'step'
+    gamma: float = 0.1  # decay factor, schedule 'step'
+    clip_norm: float | None = None  # clip the global gradient norm to this
+    augment: dict | None = None  # Keras ImageDataGenerator arguments (cnnkit.data.augment)
+    seed: int | None = None  # None: a random seed, chosen and recorded by the trainer
+    device: str = "auto"
+    precision: str = "auto"  # auto: bf16 autocast where the hardware has bf16 math, else fp32
+    normalize: str = "unit"  # unit: pixels / 255; standardize: per-channel mean/std of train
+    dry_run: bool = False  # one batch per epoch (smoke tests)
+    verbose: int = 1  # 0 quiet, 1 bar on a terminal + a line per epoch, 2 lines only
+    eval_batch_size: int = 1000
+    compile: bool = False  # torch.compile the model (see README figures: rarely worth it on CPU)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise a one-line CnnkitError naming the first bad value."""
+        def positive_int(name):
+            v = getattr(self, name)
+            if not _integer(v) or v < 1:
+                raise CnnkitError(f"{name}={v!r} is out of range; valid: an integer >= 1")
+
+        for name in ("epochs", "batch_size", "step_size", "eval_batch_size"):
+            positive_int(name)
+        for name, valid in (("optimizer", OPTIMIZERS), ("loss", LOSSES), ("schedule", SCHEDULES),
+                            ("device", DEVICES), ("precision", PRECISIONS),
+                            ("normalize", NORMALIZE)):
+            if getattr(self, name) not in valid:
+                raise one_of(name, getattr(self, name), valid)
+        if self.lr is not None and (not _number(self.lr) or self.lr <= 0):
+            raise CnnkitError(f"lr={self.lr!r} is out of range; valid: a number > 0")
+        if not _number(self.momentum) or not 0 <= self.momentum < 1:
+            raise CnnkitError(f"momentum={self.momentum!r} is out of range; valid: 0 <= momentum < 1")
+        if self.weight_decay is not None and (not _number(self.weight_decay) or self.weight_decay < 0):
+            raise CnnkitError(f"weight_decay={self.weight_decay!r} is out of range; valid: a number >= 0")
+        if not _number(self.label_smoothing) or not 0 <= self.label_smoothing < 1:
+            raise CnnkitError(f"label_smoothing={self.label_smoothing!r} is out of range; "
+                              "valid: 0 <= label_smoothing < 1")
+        if not _number(self.gamma) or not 0 < self.gamma <= 1:
+            raise CnnkitError(f"gamma={self.gamma!r} is out of range; valid: 0 < gamma <= 1")
+        if self.clip_norm is not None and (not _number(self.clip_norm) or self.clip_norm <= 0):
+            raise CnnkitError(f"clip_norm={self.clip_norm!r} is out of range; valid: a number > 0")
+        if self.seed is not None and (not _integer(self.seed) or not 0 <= self.seed < 2**63):
+            raise CnnkitError(f"seed={self.seed!r} is out of range; valid: an integer >= 0")
+        if self.verbose not in (0, 1, 2):
+            raise CnnkitError(f"verbose={self.verbose!r} is out of range; valid: 0, 1, 2")
+        if self.augment is not None and not isinstance(self.augment, dict):
+            raise CnnkitError(f"augment must be a dict of Keras augmentation arguments; got {self.augment!r}")
+        if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
+            raise CnnkitError("nesterov needs optimizer 'sgd' with momentum > 0")
+        if self.momentum and self.optimizer not in ("sgd", "rmsprop"):
+            raise CnnkitError(f"momentum applies to sgd and rmsprop, not {self.optimizer}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = [f.name for f in dataclasses.fields(cls)]
+        for key in d:
+            if key not in names:
+                raise one_of("training option", key, names)
+        return cls(**d)
+
+    def differences(self, other: "TrainConfig") -> list[str]:
+        """'lr: 0.001 -> 0.01' for every field that changes results (for resume checks)."""
+        a, b = self.to_dict(), other.to_dict()
+        return [f"{k}: {a[k]!r} -> {b[k]!r}" for k in a
+                if k not in RESULT_FIELDS_EXEMPT and a[k] != b[k]]

@@ -1,0 +1,52 @@
+"""Recipes: a seed tutorial's whole training setup under one name (`--recipe seed002`).
+
+A recipe fills in the model, the dataset, how validation data is made, and the training
+options; anything the user passes on the command line wins over the recipe.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cnnkit.errors import one_of
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    description: str
+    model: str
+    dataset: str
+    train: dict = field(default_factory=dict)  # TrainConfig fields
+    val_split: float | None = None  # fraction of training data held out (stratified)
+    val_from_test: bool = False  # validate on the test split, as seed 000 did
+    early_stopping: int | None = None  # patience, with restore_best_weights
+    reported: str = ""  # what the seed reported, for the report
+
+
+RECIPES: dict[str, Recipe] = {r.name: r for r in [
+    Recipe("seed000", "seed 000: train_mnist_model, Adam, batch 20, 10 epochs, one-hot labels, "
+           "test set as validation", model="seed000-mnist", dataset="mnist",
+           train={"optimizer": "adam", "batch_size": 20, "epochs": 10,
+                  "loss": "categorical_crossentropy"},
+           val_from_test=True, reported="val accuracy 0.984"),
+    Recipe("seed002", "seed 002: Fashion-MNIST /255, 80/20 split, Adam, sparse CE, up to 20 epochs, "
+           "best checkpoint + early stopping(2)", model="seed002-fashion", dataset="fashion-mnist",
+           train={"optimizer": "adam", "batch_size": 32, "epochs": 20,
+                  "loss": "sparse_categorical_crossentropy"},
+           val_split=0.2, early_stopping=2, reported="91.6% test accuracy (Keras, ~210 s)"),
+    Recipe("seed003", "seed 003: PyTorch CNN, Adam lr 1e-3, batch 100, 15 epochs, seed 777",
+           model="seed003-cnn", dataset="mnist",
+           train={"optimizer": "adam", "lr": 1e-3, "batch_size": 100, "epochs": 15, "seed": 777},
+           reported="test accuracy 0.9883"),
+    Recipe("seed004", "seed 004: Chollet's convnet, RMSprop, batch 64, 5 epochs, one-hot labels",
+           model="seed004-chollet", dataset="mnist",
+           train={"optimizer": "rmsprop", "batch_size": 64, "epochs": 5,
+                  "loss": "categorical_crossentropy"},
+           reported="test accuracy 0.9879"),
+]}
+
+
+def get_recipe(name: str) -> Recipe:
+    if name not in RECIPES:
+        raise one_of("recipe", name, RECIPES)
+    return RECIPES[name]

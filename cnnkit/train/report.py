@@ -1,0 +1,129 @@
+"""The end of a run: last and best models, test evaluation, metrics.json, plots, report.md."""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+from cnnkit.fsutil import atomic_write_json, atomic_write_text
+
+
+def best_epoch(history: dict) -> tuple[int, float | None]:
+    """(1-based epoch, val_loss) of the lowest validation loss; the last epoch without one."""
+    val = history.get("val_loss") or []
+    finite = [(v, i) for i, v in enumerate(val) if v is not None and math.isfinite(v)]
+    if not finite:
+        return len(history.get("loss", [])), None
+    v, i = min(finite)
+    return i + 1, v
+
+
+def save_last_and_best(run_dir: Path, model, trainer) -> None:
+    """`last/` holds the weights after the final epoch (the state the trainer wrote), `best/`
+    the lowest validation loss (written by ModelCheckpoint; the last model without validation)."""
+    from cnnkit.model import Sequential
+    from cnnkit.saving import load_state
+    from cnnkit.train.state import read_state
+
+    last = Sequential.from_config(model.get_config())
+    last.class_names, last.dataset, last.preprocessing = (model.class_names, model.dataset,
+                                                          model.preprocessing)
+    weights, _ = read_state(trainer.state_dir)
+    load_state(last.net, weights, str(trainer.state_dir))
+    last.save(run_dir / "last")
+    if not (run_dir / "best" / "model.json").is_file():
+        last.save(run_dir / "best")
+
+
+def test_predictions(run_dir: Path, model, trainer, x_test):
+    """Class probabilities of the best model on the test images (numpy)."""
+    from safetensors.torch import load_file
+
+    model.net.load_state_dict(load_file(str(run_dir / "best" / "weights.safetensors")))
+    logits = trainer.predict_logits(x_test)
+    return model.net.probabilities(logits).numpy()
+
+
+def finish_run(run_dir: Path, options, ds, splits, model, trainer, history, timing, say) -> dict:
+    from cnnkit import plots
+    from cnnkit.evaluate import classification_report, format_report, worst_mistakes
+
+    save_last_and_best(run_dir, model, trainer)
+    hist = history.history
+    epoch, best_val = best_epoch(hist)
+    plots.plot_history(hist, run_dir / "curves.png", best_epoch=epoch if best_val is not None else None)
+
+    x_test, y_test = splits["test"]
+    probs = test_predictions(run_dir, model, trainer, x_test)
+    report = classification_report(probs, y_test.numpy(), ds.class_names)
+    plots.plot_confusion_matrix(report["confusion_matrix"], ds.class_names,
+                                run_dir / "confusion_matrix.png")
+    mistakes = worst_mistakes(probs, y_test.numpy(), k=16)
+    idx = [m[0] for m in mistakes]
+    plots.plot_mistakes(x_test[idx].numpy() if idx else x_test[:0].numpy(), [m[1] for m in mistakes],
+                        [m[2] for m in mistakes], [m[3] for m in mistakes], ds.class_names,
+                        run_dir / "mistakes.png")
+
+    epoch_times = hist.get("time", [])
+    n_train = len(splits["train"][0])
+    trained_epochs = len(epoch_times)
+    steps = 1 if trainer.config.dry_run else None
+    samples = trained_epochs * (min(n_train, trainer.config.batch_size) if steps else n_train)
+    metrics = {
+        "test_accuracy": report["accuracy"], "test_loss": report["loss"],
+        "best_epoch": epoch, "best_val_loss": best_val,
+        "best_val_accuracy": (hist["val_accuracy"][epoch - 1] if best_val is not None else None),
+        "final_loss": hist["loss"][-1] if hist.get("loss") else None,
+        "final_accuracy": hist["accuracy"][-1] if hist.get("accuracy") else None,
+        "epochs_run": trained_epochs, "stopped_early": bool(trainer.stop_reason),
+        "stop_reason": trainer.stop_reason,
+        "wall_time_s": time.perf_counter() - timing["start"],
+        "train_time_s": sum(epoch_times),
+        "samples_per_s": samples / sum(epoch_times) if epoch_times and sum(epoch_times) > 0 else None,
+        "precision": trainer.precision, "device": str(trainer.device), "seed": trainer.seed,
+        "train_images": n_train, "val_images": len(splits["val"][0]) if splits["val"] else 0,
+        "test_images": len(x_test), "per_class": report["per_class"],
+    }
+    atomic_write_json(run_dir / "metrics.json", metrics)
+    atomic_write_text(run_dir / "report.md", render_report(options, ds, model, metrics, report,
+                                                           format_report(report)))
+    say(f"Test accuracy {metrics['test_accuracy']:.4f}, loss {metrics['test_loss']:.4f} "
+        f"(best epoch {epoch}); {metrics['wall_time_s']:.1f} s in all")
+    say(f"Report: {run_dir / 'report.md'}")
+    return metrics
+
+
+def render_report(options, ds, model, metrics, report, report_text) -> str:
+    from cnnkit.summary import format_summary
+
+    tc = options["train"]
+    lines = [
+        f"# Run report: {options['model']} on {ds.name}", "",
+        f"- recipe: {options['recipe'] or '(none)'}",
+        f"- data: {ds.name} from `{ds.source}`, images {'×'.join(map(str, ds.image_shape))}, "
+        f"{ds.num_classes} classes; {metrics['train_images']:,} train / "
+        f"{metrics['val_images']:,} validation / {metrics['test_images']:,} test",
+        f"- training: {tc['optimizer']} (lr {tc['lr'] or 'default'}), loss {tc['loss']}, "
+        f"batch {tc['batch_size']}, {metrics['epochs_run']} of {tc['epochs']} epochs, schedule "
+        f"{tc['schedule']}, precision {metrics['precision']}, seed {metrics['seed']}"
+        + (f", augmentation {tc['augment']}" if tc.get("augment") else ""),
+        f"- time: {metrics['wall_time_s']:.1f} s wall, {metrics['train_time_s']:.1f} s training, "
+        + (f"{metrics['samples_per_s']:,.0f} samples/s" if metrics["samples_per_s"] else ""),
+    ]
+    if metrics["stop_reason"]:
+        lines.append(f"- stopped: {metrics['stop_reason']}")
+    lines += [
+        "", "## Test results", "",
+        f"**Test accuracy {metrics['test_accuracy']:.4f}**, test loss {metrics['test_loss']:.4f} "
+        f"(model of epoch {metrics['best_epoch']}"
+        + (f", best val_loss {metrics['best_val_loss']:.4f})" if metrics["best_val_loss"] is not None
+           else ")"),
+        "", "```", report_text, "```", "",
+        "![confusion matrix](confusion_matrix.png)", "",
+        "Most confidently wrong test images:", "", "![mistakes](mistakes.png)", "",
+        "## Training curves", "", "![loss and accuracy](curves.png)", "",
+        "Per-epoch figures: [history.csv](history.csv). Models: `best/`, `last/` "
+        "(load with `cnnkit.load(path)`).", "",
+        "## Model", "", "```", format_summary(model), "```", "",
+    ]
+    return "\n".join(lines)

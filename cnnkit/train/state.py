@@ -1,0 +1,83 @@
+"""Nested training state ↔ (JSON, safetensors), with no pickle.
+
+A trainer's state is a tree of dicts and lists holding numbers, strings and tensors (optimizer
+moments, RNG states, best weights). `pack` lifts every tensor into a flat name → tensor dict
+(saved with safetensors) and leaves a JSON-able tree with `{"__tensor__": name}` in its place.
+Dicts with non-string keys (the optimizer's per-parameter state is keyed by int) and tuples
+are tagged so that `unpack` gives back exactly the same structure.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from cnnkit.errors import CnnkitError
+from cnnkit.fsutil import atomic_dir
+
+STATE_JSON, STATE_TENSORS, MODEL_TENSORS = "state.json", "state.safetensors", "model.safetensors"
+
+
+def pack(obj, tensors: dict[str, torch.Tensor], path: str = "s"):
+    if isinstance(obj, torch.Tensor):
+        tensors[path] = obj.detach().to("cpu", copy=True).contiguous()
+        return {"__tensor__": path}
+    if isinstance(obj, dict):
+        if all(isinstance(k, str) for k in obj):
+            return {k: pack(v, tensors, f"{path}.{k}") for k, v in obj.items()}
+        return {"__items__": [[k, pack(v, tensors, f"{path}.{k}")] for k, v in obj.items()]}
+    if isinstance(obj, tuple):
+        return {"__tuple__": [pack(v, tensors, f"{path}.{i}") for i, v in enumerate(obj)]}
+    if isinstance(obj, list):
+        return [pack(v, tensors, f"{path}.{i}") for i, v in enumerate(obj)]
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TypeError(f"cannot store {type(obj).__name__} at {path} in training state")
+
+
+def unpack(obj, tensors: dict[str, torch.Tensor]):
+    if isinstance(obj, dict):
+        if "__tensor__" in obj:
+            return tensors[obj["__tensor__"]]
+        if "__items__" in obj:
+            return {k: unpack(v, tensors) for k, v in obj["__items__"]}
+        if "__tuple__" in obj:
+            return tuple(unpack(v, tensors) for v in obj["__tuple__"])
+        return {k: unpack(v, tensors) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [unpack(v, tensors) for v in obj]
+    return obj
+
+
+def write_state(directory, model_state: dict[str, torch.Tensor], state: dict) -> Path:
+    """Write the model weights and the rest of the state as one directory, atomically: a
+    crash at any moment leaves either the previous complete state or the new one."""
+    tensors: dict[str, torch.Tensor] = {}
+    tree = pack(state, tensors)
+    weights = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model_state.items()}
+    with atomic_dir(directory) as tmp:
+        save_file(weights, str(tmp / MODEL_TENSORS))
+        save_file(tensors, str(tmp / STATE_TENSORS))
+        (tmp / STATE_JSON).write_text(json.dumps(tree, indent=1) + "\n")
+    return Path(directory)
+
+
+def read_state(directory) -> tuple[dict[str, torch.Tensor], dict]:
+    directory = Path(directory)
+    old = directory.with_name(f".{directory.name}.old")
+    if not directory.exists() and old.is_dir():
+        directory = old  # killed between atomic_dir's two renames: the previous state is whole
+    files = [directory / n for n in (STATE_JSON, STATE_TENSORS, MODEL_TENSORS)]
+    missing = [f.name for f in files if not f.is_file()]
+    if missing:
+        raise CnnkitError(f"{directory} is not a training state directory "
+                          f"(missing {', '.join(missing)})")
+    try:
+        tree = json.loads(files[0].read_text())
+        tensors = load_file(str(files[1]))
+        weights = load_file(str(files[2]))
+    except Exception as e:  # truncated or foreign files
+        raise CnnkitError(f"cannot read training state in {directory}: {e}") from None
+    return weights, unpack(tree, tensors)

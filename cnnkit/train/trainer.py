@@ -1,0 +1,398 @@
+"""The fit loop: Keras's `fit` / `evaluate` semantics, built for CPU speed and exact resume.
+
+Speed: the data stays one uint8 tensor batched by index (cnnkit.data.batches); the model runs
+channels_last, under bf16 autocast where the hardware has bf16 math; the loop keeps running
+sums on tensors and reads them back once per epoch (a host sync per batch only when a callback
+asks for batch losses or the live bar redraws); evaluation runs under inference_mode in large
+batches.
+
+Reproducibility and resume: everything random is derived from (seed, epoch): the shuffle order
+and augmentation draws (BatchLoader's per-epoch generators) and dropout (the global generator,
+re-seeded at each epoch start). So an epoch's arithmetic depends only on the weights and
+optimizer state it starts from, and a run resumed after epoch k from `save_state` (weights,
+optimizer, schedule, history, callbacks) repeats the uninterrupted run to the last digit.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from cnnkit.data.augment import Augmenter
+from cnnkit.data.batches import BatchLoader, channel_stats, epoch_generator, to_model_input
+from cnnkit.errors import CnnkitError
+from cnnkit.train.callbacks import Callback
+from cnnkit.train.config import TrainConfig
+from cnnkit.train.losses import correct_count, make_loss
+from cnnkit.train.optim import make_optimizer, make_schedule
+from cnnkit.train.progress import Progress
+from cnnkit.train.state import read_state, write_state
+
+__all__ = ["TrainConfig", "Trainer", "History", "resolve_device", "resolve_precision"]
+STATE_FORMAT = 1
+DROPOUT_STREAM = 2  # epoch_generator streams: 0 shuffle, 1 augmentation (BatchLoader), 2 dropout
+
+
+def cpu_has_bf16() -> bool:
+    """True when the CPU does bf16 math natively (AVX512-BF16 or AMX); elsewhere bf16 autocast
+    is emulated and slower than fp32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        flags = []
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise CnnkitError("device 'cuda' was asked for but no CUDA GPU is available; "
+                          "use --device cpu or auto")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    if name != "auto":
+        return name
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if cpu_has_bf16() else "fp32"
+
+
+def _match_param_strides(optimizer) -> None:
+    """Give loaded optimizer moments their parameter's memory layout. Saved tensors come back
+    contiguous, but channels_last conv weights are not, and the fused Adam kernels assume the
+    moments share the parameter's strides: without this a resumed run drifts from the original."""
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            for key, value in optimizer.state.get(p, {}).items():
+                if isinstance(value, torch.Tensor) and value.shape == p.shape \
+                        and value.stride() != p.stride():
+                    optimizer.state[p][key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
+
+
+class History:
+    """As Keras's: `.history` maps each logged name to its list of per-epoch values."""
+
+    def __init__(self, history: dict | None = None, epoch: list | None = None):
+        self.history: dict[str, list[float]] = {k: list(v) for k, v in (history or {}).items()}
+        self.epoch: list[int] = list(epoch or [])
+
+    def append(self, epoch: int, logs: dict) -> None:
+        self.epoch.append(epoch)
+        for k, v in logs.items():
+            self.history.setdefault(k, []).append(float(v))
+
+    def to_dict(self) -> dict:
+        return {"history": self.history, "epoch": self.epoch}
+
+
+def _as_images(x, what: str) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        x = torch.as_tensor(x)
+    if x.dtype != torch.uint8 or x.ndim != 4:
+        raise CnnkitError(f"{what} must be uint8 images (N, H, W, C); got {x.dtype} "
+                          f"{tuple(x.shape)}")
+    return x
+
+
+def _as_labels(y, n: int, what: str) -> torch.Tensor:
+    y = torch.as_tensor(y)
+    if y.ndim != 1 or len(y) != n or y.is_floating_point():
+        raise CnnkitError(f"{what} must be {n} integer class ids (N,); got {y.dtype} "
+                          f"{tuple(y.shape)}")
+    return y.long()
+
+
+class Trainer:
+    """Trains `model` (see the model contract: `.net` returns logits) with `config`.
+
+    >>> history = Trainer(model, TrainConfig(epochs=5, batch_size=100, seed=1)).fit(x, y, xv, yv)
+
+    `state_dir`: where the complete training state is written (atomically) after every epoch;
+    `Trainer(same model, same config).load_state(state_dir).fit(...)` then continues exactly.
+    """
+
+    def __init__(self, model, config: TrainConfig | None = None,
+                 callbacks: list[Callback] = (), state_dir=None, stream=None):
+        self.model, self.config = model, config or TrainConfig()
+        cfg = self.config
+        self.callbacks = list(callbacks)
+        self.state_dir = state_dir
+        self.device = resolve_device(cfg.device)
+        self.precision = resolve_precision(cfg.precision, self.device)
+        model.net.to(self.device, memory_format=torch.channels_last)
+        self.seed = cfg.seed if cfg.seed is not None else int.from_bytes(os.urandom(4), "little")
+        self.optimizer = make_optimizer(cfg.optimizer, model.net.parameters(), cfg.lr,
+                                        cfg.momentum, cfg.nesterov, cfg.weight_decay)
+        self.schedule = None  # built by fit, once the number of batches is known
+        self._schedule_state = None  # loaded before the schedule exists
+        self.history = History()
+        self.epoch = 0  # epochs completed
+        self.stop_training, self.stop_reason, self.diverged = False, None, False
+        self.progress = Progress(cfg.verbose, cfg.epochs, stream)
+        self.loss_fn = None
+        self.preprocessing = {"normalize": cfg.normalize, "mean": None, "std": None}
+        self._forward = torch.compile(model.net) if cfg.compile else model.net
+
+    # --- helpers -------------------------------------------------------------------------------
+    def say(self, message: str) -> None:
+        self.progress.say(message)
+
+    def _autocast(self):
+        if self.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _penalty(self):
+        fn = getattr(self.model, "l2_penalty", None)
+        return fn() if fn is not None else 0.0
+
+    def _check_data(self, x, y, what: str):
+        x = _as_images(x, what)
+        y = _as_labels(y, len(x), f"labels of {what}")
+        expected = tuple(self.model.input_shape)
+        if tuple(x.shape[1:]) != expected:
+            h, w, c = x.shape[1:]
+            raise CnnkitError(f"{what} images are {h}x{w}x{c} but the model expects "
+                              f"{'x'.join(map(str, expected))} (H x W x C)")
+        if len(x) == 0:
+            raise CnnkitError(f"{what} is empty")
+        return x, y
+
+    def _setup_loss(self, x, ys) -> None:
+        """Build the loss once: the class count comes from the model's class names, else from
+        its output units (one unit means two classes, sigmoid)."""
+        if self.loss_fn is not None:
+            return
+        names = getattr(self.model, "class_names", None)
+        if names:
+            k = len(names)
+        else:
+            k = max(self.predict_logits(x[:1]).shape[1], 2)
+        for y in ys:
+            lo, hi = int(y.min()), int(y.max())
+            if lo < 0 or hi >= k:
+                bad = lo if lo < 0 else hi
+                raise CnnkitError(f"label {bad} is out of range for a model with {k} classes "
+                                  f"(valid: 0..{k - 1})")
+        self.num_classes = k
+        self.loss_fn = make_loss(self.config.loss, k, self.model.net.output_activation,
+                                 self.config.label_smoothing)
+
+    def _input(self, xb: torch.Tensor) -> torch.Tensor:
+        p = self.preprocessing
+        if p["normalize"] == "standardize" and p["mean"] is None:
+            raise CnnkitError("normalize='standardize' needs the training set's mean and std: "
+                              "fit first, or set trainer.preprocessing['mean'/'std']")
+        return to_model_input(xb, p["normalize"], p["mean"], p["std"])
+
+    # --- training ------------------------------------------------------------------------------
+    def _train_step(self, xb, yb):
+        with self._autocast():
+            logits = self._forward(xb)  # (B, K)
+        loss = self.loss_fn(logits, yb) + self._penalty()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.clip_norm:
+            torch.nn.utils.clip_grad_norm_(self.model.net.parameters(), self.config.clip_norm,
+                                           foreach=True)
+        self.optimizer.step()
+        self.schedule.step()
+        return loss.detach(), logits.detach()
+
+    def fit(self, x_train, y_train, x_val=None, y_val=None, initial_epoch: int | None = None
+            ) -> History:
+        """Train until `config.epochs` (counting from `initial_epoch`, default: the epochs
+        already done, so a loaded state continues). Returns the History."""
+        cfg, net = self.config, self.model.net
+        x_train, y_train = self._check_data(x_train, y_train, "training data")
+        has_val = x_val is not None
+        if has_val:
+            x_val, y_val = self._check_data(x_val, y_val, "validation data")
+        if cfg.normalize == "standardize" and self.preprocessing["mean"] is None:
+            mean, std = channel_stats(x_train)
+            self.preprocessing.update(mean=mean.to(self.device), std=std.to(self.device))
+        self._setup_loss(x_train, [y_train] + ([y_val] if has_val else []))
+        loader = BatchLoader(x_train.to(self.device), y_train.to(self.device), cfg.batch_size,
+                             shuffle=True, seed=self.seed,
+                             augment=Augmenter(**cfg.augment) if cfg.augment else None,
+                             normalize=cfg.normalize, mean=self.preprocessing["mean"],
+                             std=self.preprocessing["std"])
+        steps = 1 if cfg.dry_run else len(loader)
+        if self.schedule is None:
+            self.schedule = make_schedule(cfg.schedule, self.optimizer, cfg.epochs, steps,
+                                          step_size=cfg.step_size, gamma=cfg.gamma)
+            if self._schedule_state is not None:
+                self.schedule.load_state_dict(self._schedule_state)
+        start = self.epoch if initial_epoch is None else int(initial_epoch)
+        metrics = ["loss", "accuracy"] + (["val_loss", "val_accuracy"] if has_val else [])
+        batch_callbacks = [cb for cb in self.callbacks
+                           if type(cb).on_batch_end is not Callback.on_batch_end]
+        for cb in self.callbacks:
+            cb.trainer = self
+        for cb in self.callbacks:
+            cb.on_train_begin({"metrics": metrics + ["lr", "time"]})
+
+        for epoch in range(start, cfg.epochs):
+            if self.stop_training:  # a loaded state that had already stopped
+                break
+            self.epoch = epoch
+            torch.manual_seed(epoch_generator(self.seed, epoch, DROPOUT_STREAM).initial_seed())
+            loader.set_epoch(epoch)
+            for cb in self.callbacks:
+                cb.on_epoch_begin(epoch, {})
+            self.progress.epoch_begin(epoch, steps)
+            t0 = time.perf_counter()
+            net.train()
+            loss_sum = torch.zeros((), device=self.device)
+            correct = torch.zeros((), dtype=torch.long, device=self.device)
+            seen = 0
+            for i, (xb, yb) in enumerate(loader):
+                lr = self.schedule.lr  # the rate this batch uses
+                loss, logits = self._train_step(xb, yb)
+                loss_sum += loss * len(yb)
+                correct += correct_count(logits, yb)
+                seen += len(yb)
+                if batch_callbacks:
+                    blogs = {"loss": loss.item(), "size": len(yb)}
+                    for cb in batch_callbacks:
+                        cb.on_batch_end(i, blogs)
+                if self.progress.due():
+                    self.progress.batch(i + 1, f"loss: {loss_sum.item() / seen:.4f}  "
+                                               f"accuracy: {correct.item() / seen:.4f}")
+                if i + 1 >= steps or self.diverged:
+                    break
+            logs = {"loss": loss_sum.item() / seen, "accuracy": correct.item() / seen}
+            if not math.isfinite(logs["loss"]):
+                self._diverge(epoch, logs["loss"])
+                break
+            if has_val:
+                val = self._evaluate(x_val, y_val, max_batches=1 if cfg.dry_run else None)
+                logs.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
+            logs.update(lr=lr, time=time.perf_counter() - t0)
+            self.history.append(epoch, logs)
+            self.epoch = epoch + 1
+            self.progress.epoch_end(epoch, logs)
+            for cb in self.callbacks:
+                cb.on_epoch_end(epoch, logs)
+            if self.state_dir is not None:
+                self.save_state(self.state_dir)
+            if self.stop_training:
+                break
+        for cb in self.callbacks:
+            cb.on_train_end({})
+        if self.stop_reason:
+            self.say(f"Stopped: {self.stop_reason}")
+        return self.history
+
+    def _diverge(self, epoch: int, loss: float) -> None:
+        """A NaN/inf loss: end the run without a checkpoint or state for this epoch, and put the
+        last good weights back (from the saved state) so the model in memory stays usable."""
+        self.diverged = self.stop_training = True
+        self.progress.abort()
+        if not self.stop_reason:
+            self.stop_reason = (f"the loss became {loss} in epoch {epoch + 1}; training stopped "
+                                "(lower the learning rate, or clip gradients with clip_norm)")
+        self.epoch = epoch
+        if self.state_dir is not None and Path(self.state_dir).is_dir():
+            weights, _ = read_state(self.state_dir)
+            self.model.net.load_state_dict(weights)
+            self.stop_reason += f"; the model is back at the end of epoch {epoch}"
+
+    # --- evaluation ----------------------------------------------------------------------------
+    @torch.inference_mode()
+    def _batched_logits(self, x: torch.Tensor, max_batches: int | None = None):
+        net = self.model.net
+        was_training = net.training
+        net.eval()
+        try:
+            bs = self.config.eval_batch_size
+            for i, start in enumerate(range(0, len(x), bs)):
+                if max_batches is not None and i >= max_batches:
+                    break
+                xb = self._input(x[start:start + bs].to(self.device, non_blocking=True))
+                with self._autocast():
+                    yield start, self._forward(xb).float()  # (B, K)
+        finally:
+            net.train(was_training)
+
+    def _evaluate(self, x, y, max_batches=None) -> dict:
+        y = y.to(self.device)
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), dtype=torch.long, device=self.device)
+        seen = 0
+        for start, logits in self._batched_logits(x, max_batches):
+            yb = y[start:start + len(logits)]
+            loss_sum += self.loss_fn(logits, yb) * len(yb)
+            correct += correct_count(logits, yb)
+            seen += len(yb)
+        with torch.inference_mode():
+            penalty = float(self._penalty())
+        return {"loss": loss_sum.item() / seen + penalty, "accuracy": correct.item() / seen}
+
+    def evaluate(self, x, y) -> dict:
+        """{'loss', 'accuracy'} over all of (x, y), like Keras's evaluate."""
+        x, y = self._check_data(x, y, "evaluation data")
+        self._setup_loss(x, [y])
+        return self._evaluate(x, y)
+
+    def predict_logits(self, x) -> torch.Tensor:
+        """Logits (N, K) float32 on the CPU for uint8 images (N, H, W, C)."""
+        x = _as_images(x, "images")
+        return torch.cat([logits.cpu() for _, logits in self._batched_logits(x)])
+
+    # --- exact resume --------------------------------------------------------------------------
+    def save_state(self, directory) -> Path:
+        """Weights, optimizer, schedule, history, callbacks' state: safetensors + JSON, atomic."""
+        state = {
+            "format": STATE_FORMAT, "epoch": self.epoch, "seed": self.seed,
+            "config": self.config.to_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict() if self.schedule else self._schedule_state,
+            "history": self.history.to_dict(),
+            "stop_training": self.stop_training, "stop_reason": self.stop_reason,
+            "callbacks": {f"{i}:{type(cb).__name__}": cb.get_state()
+                          for i, cb in enumerate(self.callbacks)},
+        }
+        return write_state(directory, self.model.net.state_dict(), state)
+
+    @staticmethod
+    def saved_config(directory) -> TrainConfig:
+        """The TrainConfig a state directory was written with (to rebuild its Trainer)."""
+        return TrainConfig.from_dict(read_state(directory)[1]["config"])
+
+    def load_state(self, directory) -> "Trainer":
+        """Restore a state written by `save_state`; the next `fit` continues after its epoch.
+        This trainer must hold the same model architecture, config and callbacks."""
+        weights, state = read_state(directory)
+        if state.get("format") != STATE_FORMAT:
+            raise CnnkitError(f"{directory}: unsupported training state format {state.get('format')}")
+        diffs = TrainConfig.from_dict(state["config"]).differences(self.config)
+        if diffs:
+            raise CnnkitError(f"cannot resume {directory} with a different configuration "
+                              f"({'; '.join(diffs)})")
+        try:
+            self.model.net.load_state_dict(weights)
+        except RuntimeError as e:
+            raise CnnkitError(f"{directory} holds weights for a different model: "
+                              f"{str(e).splitlines()[0]}") from None
+        self.optimizer.load_state_dict(state["optimizer"])
+        _match_param_strides(self.optimizer)
+        self._schedule_state = state["schedule"]
+        if self.schedule is not None and state["schedule"] is not None:
+            self.schedule.load_state_dict(state["schedule"])
+        self.epoch, self.seed = state["epoch"], state["seed"]
+        self.history = History(**state["history"])
+        self.stop_training, self.stop_reason = state["stop_training"], state["stop_reason"]
+        saved = state["callbacks"]
+        for i, cb in enumerate(self.callbacks):
+            key = f"{i}:{type(cb).__name__}"
+            if key in saved:
+                cb.set_state(saved[key])
+        return self
