@@ -54,7 +54,9 @@ class TrainConfig:
     normalize: str = "unit"  # unit: pixels / 255; standardize: per-channel mean/std of train
     dry_run: bool = False  # one batch per epoch (smoke tests)
     verbose: int = 1  # 0 quiet, 1 bar on a terminal + a line per epoch, 2 lines only
-    eval_batch_size: int = 1000
+    # Evaluation batch: activations of ~128 images stay in cache; measured on seed003-cnn,
+    # 10k images: 128 → 5,200-6,100 img/s, 512 → 3,600-4,800, 1000 → 3,400-4,100.
+    eval_batch_size: int = 128
     compile: bool = False  # torch.compile the model (see README figures: rarely worth it on CPU)
 
     def __post_init__(self) -> None:

@@ -1,0 +1,196 @@
+"""What every layer shares: the Layer base class, argument checking that echoes the bad
+value, and the sliding-window arithmetic (output sizes, Keras's 'same' padding) behind
+shape inference and `summary(explain=True)`. Pure Python: no torch here.
+"""
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+from cnnkit.errors import CnnkitError
+
+Shape = tuple[int, ...]
+ACTIVATIONS = ("linear", "relu", "leaky_relu", "sigmoid", "tanh", "softmax", "elu", "gelu",
+               "silu", "softplus")
+INITIALIZERS = ("glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_uniform",
+                "lecun_normal", "xavier_uniform", "xavier_normal", "zeros", "torch")
+
+
+def _fmt(shape: Shape) -> str:
+    return "(" + ", ".join(str(s) for s in shape) + ")"
+
+
+class Layer:
+    """Base spec. Subclasses set `base_name` (Keras's auto name) and implement the hooks."""
+
+    base_name: ClassVar[str] = "layer"
+    has_weights: ClassVar[bool] = False
+
+    def __init__(self, name: str | None = None):
+        self.name = name
+
+    @property
+    def type(self) -> str:
+        return type(self).__name__
+
+    def _error(self, message: str) -> CnnkitError:
+        return CnnkitError(f"{self.type}{f' {self.name!r}' if self.name else ''}: {message}")
+
+    # -- hooks -------------------------------------------------------------------------------
+    def get_config(self) -> dict:
+        return {}
+
+    def output_shape(self, shape: Shape) -> Shape:
+        return shape
+
+    def params(self, shape: Shape) -> tuple[int, int]:
+        """(trainable, non_trainable)."""
+        return 0, 0
+
+    def macs(self, shape: Shape, out: Shape) -> int:
+        return 0
+
+    def explain(self, shape: Shape, out: Shape) -> list[str]:
+        return [f"output = input shape {_fmt(out)}; no parameters"]
+
+    def build(self, shape: Shape, init: str, activation: bool = True):
+        raise NotImplementedError
+
+    def l2(self) -> float:
+        return 0.0
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{self.type}({args})"
+
+
+# -- padding arithmetic (pure Python: shape inference must not import torch) -------------------
+def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """Keras/TensorFlow 'same': output ceil(size/stride); extra pixel goes after (bottom/right)."""
+    out = math.ceil(size / stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+def resolve_padding(padding, size_hw, kernel_hw, stride_hw) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) for 'valid', 'same' or PyTorch-style explicit ints."""
+    if padding == "valid":
+        return 0, 0, 0, 0
+    if padding == "same":
+        t, b = same_padding(size_hw[0], kernel_hw[0], stride_hw[0])
+        left, r = same_padding(size_hw[1], kernel_hw[1], stride_hw[1])
+        return t, b, left, r
+    ph, pw = padding
+    return ph, ph, pw, pw
+
+
+# -- argument checking --------------------------------------------------------------------------
+def _positive_int(layer: Layer, key: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise layer._error(f"{key} must be a positive integer; received {key}={value!r}")
+    return value
+
+
+def _pair(layer: Layer, key: str, value, minimum: int = 1) -> tuple[int, int]:
+    items = [value, value] if isinstance(value, int) and not isinstance(value, bool) else value
+    if (not isinstance(items, (list, tuple)) or len(items) != 2
+            or any(isinstance(v, bool) or not isinstance(v, int) or v < minimum for v in items)):
+        kind = "positive integer" if minimum == 1 else "non-negative integer"
+        raise layer._error(f"{key} must be a {kind} or a pair of them; received {key}={value!r}")
+    return int(items[0]), int(items[1])
+
+
+def _activation(layer: Layer, value) -> str:
+    value = "linear" if value is None else value
+    if value not in ACTIVATIONS:
+        raise layer._error(f"unknown activation {value!r}; valid: {', '.join(ACTIVATIONS)}")
+    return value
+
+
+def _padding(layer: Layer, value, kernel: tuple[int, int]):
+    """'valid' | 'same' (Keras) or explicit ints (PyTorch's knob, e.g. MaxPool2d(2, 2, padding=1))."""
+    if value in ("valid", "same"):
+        return value
+    if isinstance(value, str):
+        raise layer._error(f"unknown padding {value!r}; valid: 'valid', 'same', or an integer")
+    return _pair(layer, "padding", value, minimum=0)
+
+
+def _initializer(layer: Layer, value) -> str | None:
+    if value is not None and value not in INITIALIZERS:
+        raise layer._error(f"unknown kernel_initializer {value!r}; valid: {', '.join(INITIALIZERS)}")
+    return value
+
+
+def _l2(layer: Layer, value) -> float:
+    """Keras spellings: 'l2' (0.01), {'l2': 0.001}, or a plain number."""
+    if value is None:
+        return 0.0
+    if value == "l2":
+        return 0.01
+    if isinstance(value, dict) and set(value) == {"l2"}:
+        value = value["l2"]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise layer._error(f"kernel_regularizer must be 'l2', {{'l2': factor}} or a factor >= 0; "
+                           f"received {value!r}")
+    return float(value)
+
+
+def _spatial(layer: Layer, shape: Shape) -> Shape:
+    if len(shape) != 3:
+        raise layer._error(f"needs an image input (height, width, channels); received {_fmt(shape)}"
+                           " — it cannot follow Flatten, GlobalAveragePooling2D or a vector")
+    return shape
+
+
+def _window_output(layer, shape, kernel, strides, padding) -> tuple[Shape, tuple[int, ...]]:
+    """Output (H, W) and pads (top, bottom, left, right) of a sliding window."""
+    h, w, _ = _spatial(layer, shape)
+    pads = resolve_padding(padding, (h, w), kernel, strides)
+    ph, pw = h + pads[0] + pads[1], w + pads[2] + pads[3]
+    if kernel[0] > ph or kernel[1] > pw:
+        raise layer._error(f"kernel {kernel} is larger than its padded input ({ph}, {pw}); "
+                           f"use a kernel of at most ({ph}, {pw}) or padding='same'")
+    return ((ph - kernel[0]) // strides[0] + 1, (pw - kernel[1]) // strides[1] + 1), pads
+
+
+def _explain_window(shape, out, kernel, strides, pads, padding) -> list[str]:
+    lines = []
+    for axis, name in ((0, "H"), (1, "W")):
+        i, k, s, o = shape[axis], kernel[axis], strides[axis], out[axis]
+        before, after = pads[2 * axis], pads[2 * axis + 1]
+        if before == after:
+            lines.append(f"{name}: O = floor((I - K + 2P) / S) + 1 = floor(({i} - {k} + 2·{before}) / {s})"
+                         f" + 1 = {o}")
+        else:  # Keras 'same' with an odd total: one more row/column after than before
+            lines.append(f"{name}: O = floor((I - K + P_before + P_after) / S) + 1 = "
+                         f"floor(({i} - {k} + {before} + {after}) / {s}) + 1 = {o}")
+        if padding == "same":
+            lines[-1] += f"   ('same' keeps ceil(I / S) = ceil({i} / {s}) = {o})"
+    return lines
+
+
+def _with_activation(module, activation: str) -> list:
+    from cnnkit import nn as knn
+
+    return [module] if activation == "linear" else [module, knn.activation_module(activation)]
+
+
+class Input:
+    """Marks the input shape, (height, width, channels), as `keras.Input` does."""
+
+    def __init__(self, shape):
+        self.shape = check_input_shape(shape)
+
+    def __repr__(self):
+        return f"Input({self.shape})"
+
+
+def check_input_shape(shape) -> tuple[int, int, int]:
+    if (not isinstance(shape, (list, tuple)) or len(shape) != 3
+            or any(isinstance(s, bool) or not isinstance(s, int) or s <= 0 for s in shape)):
+        raise CnnkitError(f"input_shape must be (height, width, channels) of positive integers; "
+                          f"received {shape!r}" + (" — for grayscale add channels: (H, W, 1)"
+                                                   if isinstance(shape, (list, tuple)) and len(shape) == 2
+                                                   else ""))
+    return tuple(int(s) for s in shape)  # type: ignore[return-value]
