@@ -18,6 +18,14 @@ def best_epoch(history: dict) -> tuple[int, float | None]:
     return i + 1, v
 
 
+def _peak_rss_mb() -> float | None:
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return None
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
 def save_last_and_best(run_dir: Path, model, trainer) -> None:
     """`last/` holds the weights after the final epoch (the state the trainer wrote), `best/`
     the lowest validation loss (written by ModelCheckpoint; the last model without validation)."""
@@ -80,6 +88,7 @@ def finish_run(run_dir: Path, options, ds, splits, model, trainer, history, timi
         "wall_time_s": time.perf_counter() - timing["start"],
         "train_time_s": sum(epoch_times),
         "samples_per_s": samples / sum(epoch_times) if epoch_times and sum(epoch_times) > 0 else None,
+        "peak_rss_mb": _peak_rss_mb(),
         "precision": trainer.precision, "device": str(trainer.device), "seed": trainer.seed,
         "train_images": n_train, "val_images": len(splits["val"][0]) if splits["val"] else 0,
         "test_images": len(x_test), "per_class": report["per_class"],
@@ -108,7 +117,8 @@ def render_report(options, ds, model, metrics, report, report_text) -> str:
         f"{tc['schedule']}, precision {metrics['precision']}, seed {metrics['seed']}"
         + (f", augmentation {tc['augment']}" if tc.get("augment") else ""),
         f"- time: {metrics['wall_time_s']:.1f} s wall, {metrics['train_time_s']:.1f} s training, "
-        + (f"{metrics['samples_per_s']:,.0f} samples/s" if metrics["samples_per_s"] else ""),
+        + (f"{metrics['samples_per_s']:,.0f} samples/s" if metrics["samples_per_s"] else "")
+        + (f", peak memory {metrics['peak_rss_mb']:,.0f} MiB" if metrics["peak_rss_mb"] else ""),
     ]
     if metrics["stop_reason"]:
         lines.append(f"- stopped: {metrics['stop_reason']}")

@@ -1,0 +1,73 @@
+"""Shared pieces of the benchmarks: timing, the machine's GEMM ceiling, the Keras subprocess."""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+KERAS_PY = BENCH / ".venv-keras" / "bin" / "python"
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+
+
+def median(values):
+    return statistics.median(values)
+
+
+def machine_line() -> str:
+    import platform
+
+    import torch
+
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (f"machine: {cpu}, {os.cpu_count()} cores, torch {torch.__version__} "
+            f"({torch.backends.cpu.get_cpu_capability()}), {torch.get_num_threads()} threads, "
+            f"python {platform.python_version()}, load average {load:.2f}")
+
+
+def warn_if_loaded() -> None:
+    load = os.getloadavg()[0]
+    if load > 0.5 * (os.cpu_count() or 1):
+        print(f"WARNING: load average {load:.2f} on {os.cpu_count()} cores: other processes compete "
+              "for the CPU and every figure below is noisy", file=sys.stderr)
+
+
+def gemm_ceiling(n: int = 1536, repeats: int = 5) -> float:
+    """fp32 GFLOP/s of a large square matmul: the practical ceiling of this CPU for torch."""
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        times.append(time.perf_counter() - t0)
+    return 2 * n ** 3 / min(times) / 1e9
+
+
+def keras(args: list[str], timeout: float = 1800) -> dict | None:
+    """Run bench/keras_baseline.py in its own venv; None (with a message) where unavailable."""
+    if not KERAS_PY.exists():
+        print("Keras baseline skipped: bench/.venv-keras is missing (run bench/setup_keras.sh)",
+              file=sys.stderr)
+        return None
+    proc = subprocess.run([str(KERAS_PY), str(BENCH / "keras_baseline.py"), *args, "--json"],
+                          capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        print(f"Keras baseline failed ({proc.returncode}): {proc.stderr.strip()[-500:]}",
+              file=sys.stderr)
+        return None
+    return json.loads(proc.stdout.strip().splitlines()[-1])
