@@ -24,9 +24,14 @@ if [ -f "$STAMP" ] && [ -x "$VENV/bin/python" ]; then
     exit 0
 fi
 
-command -v "$PY" >/dev/null 2>&1 || PY=python3
-"$PY" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null \
-    || fail "needs Python 3.11 ($PY is $("$PY" -V 2>&1))"
+# First of $KERAS_PYTHON / python3.11 / python3 that really runs as 3.11 (a pyenv
+# shim exists even where its version is not selected, so run it to be sure).
+is311() { "$1" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' >/dev/null 2>&1; }
+for cand in "$PY" python3.11 python3; do
+    if is311 "$cand"; then PY="$cand"; break; fi
+    cand=""
+done
+[ -n "$cand" ] || fail "needs Python 3.11 (python3 here is $(python3 -V 2>&1 | head -1))"
 
 start=$(date +%s)
 if [ ! -x "$VENV/bin/python" ]; then

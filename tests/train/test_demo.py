@@ -1,0 +1,50 @@
+"""The product's first impression: `cnnkit demo` and the recipes on real data."""
+import json
+from pathlib import Path
+
+import pytest
+
+from cnnkit.cli import main
+from cnnkit.train.recipes import RECIPES
+
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+
+
+def test_every_recipe_names_a_preset_and_valid_options():
+    from cnnkit.presets import PRESETS
+    from cnnkit.train.config import TrainConfig
+
+    assert {"seed000", "seed002", "seed003", "seed004", "fast", "best"} <= set(RECIPES)
+    for recipe in RECIPES.values():
+        assert recipe.model in PRESETS
+        TrainConfig.from_dict(recipe.train)  # raises on a bad value
+
+
+def test_demo_falls_back_to_digits_when_fashion_mnist_is_unavailable(tmp_path, monkeypatch, capsys):
+    import cnnkit.data.mnist as mnist
+    from cnnkit.errors import CnnkitError
+
+    monkeypatch.setattr(mnist, "locate", lambda name, data_dir=None: None)
+
+    def offline(*args, **kwargs):
+        raise CnnkitError("cannot download fashion-mnist: this machine looks offline")
+    monkeypatch.setattr(mnist, "load_mnist_family", offline)
+    assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
+    captured = capsys.readouterr()
+    assert "falling back to scikit-learn's digits" in captured.err
+    assert "report.md" in captured.out
+    metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
+    assert metrics["test_accuracy"] > 0.85
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not FASHION.is_dir(), reason="Debian's dataset-fashion-mnist is not installed")
+def test_fast_recipe_on_real_fashion_mnist(tmp_path):
+    """A quick cut of the fast recipe on the real data: 12,000 images, one epoch."""
+    run = tmp_path / "fast"
+    assert main(["train", "--recipe", "fast", "--limit", "12000", "--epochs", "1", "--seed", "0",
+                 "--quiet", "--out", str(run)]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["test_images"] == 10_000
+    assert metrics["test_accuracy"] > 0.78  # one epoch on a fifth of the data
+    assert "T-shirt/top" in (run / "report.md").read_text()
