@@ -144,8 +144,8 @@ def task_train(data):
     model = build_model(ARGS.model)
     initial = model.get_weights()
 
-    # Warm-up: builds and (XLA-)compiles the train step. Then back to the initial
-    # weights and a fresh Adam state, so the timed epoch is a true first epoch.
+    # Warm-up: builds and traces the train step (XLA-compiles it with --jit on). Then
+    # back to the initial weights and a fresh Adam state: the timed epoch is a true first.
     t0 = time.perf_counter()
     model.fit(x_train[:ARGS.warmup * bs], y_train[:ARGS.warmup * bs], batch_size=bs,
               epochs=1, verbose=0)

@@ -123,13 +123,12 @@ def _stages(widths, convs_per_stage, input_shape, num_classes, dropout=0.0):
     return Sequential(layers, input_shape=input_shape)
 
 
-@register_preset("fast-cnn", "three batch-normed conv stages (16-32-64): half seed 003's FLOPs, "
-                 "trains to ~91% in two epochs")
+@register_preset("fast-cnn", "three batch-normed conv stages (16-32-64): half seed 003's FLOPs")
 def fast_cnn(input_shape, num_classes):
     return _stages((16, 32, 64), 1, input_shape, num_classes)
 
 
-@register_preset("best-cnn", "VGG-style, two batch-normed convs per stage (24-48-96), dropout: "
-                 "the `best` recipe's model")
+@register_preset("best-cnn", "three wider batch-normed conv stages (24-48-96) with dropout: the "
+                 "`best` recipe's model")
 def best_cnn(input_shape, num_classes):
-    return _stages((24, 48, 96), 2, input_shape, num_classes, dropout=0.25)
+    return _stages((24, 48, 96), 1, input_shape, num_classes, dropout=0.25)

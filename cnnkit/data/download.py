@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 from cnnkit import __version__
 from cnnkit.errors import CnnkitError
+from cnnkit.fsutil import fsync_dir
 
 CHUNK = 1 << 20  # 1 MiB: large enough for throughput, small enough for a smooth progress bar
 USER_AGENT = f"cnnkit/{__version__}"  # some hosts refuse urllib's default agent
@@ -217,7 +218,7 @@ def download(urls: list[str], dest: str | Path, sha256: str, progress: bool = Tr
             actual = sha256_of(part) if part.exists() else ""
             if actual == sha256:
                 os.replace(part, dest)  # publish: dest is complete and verified, or absent
-                _fsync_dir(dest.parent)
+                fsync_dir(dest.parent)
                 return dest
             # Wrong bytes can't be resumed into right ones: drop them, try the next mirror.
             part.unlink(missing_ok=True)
@@ -238,16 +239,3 @@ def download(urls: list[str], dest: str | Path, sha256: str, progress: bool = Tr
         msg = (f"could not download {dest.name}: this machine looks offline "
                f"({'; '.join(failures) or 'no URLs'}); put the file at {dest}")
     raise DownloadError(msg, offline=not answered, dest=dest, failures=failures)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
