@@ -1,6 +1,8 @@
 """Predictions from a model on images as users hold them: one image or a batch, uint8 or float."""
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from cnnkit.errors import CnnkitError
@@ -35,6 +37,23 @@ def to_float(model, t):
     return t.float().permute(0, 3, 1, 2)  # (N, C, H, W), channels_last in memory
 
 
+SMALL_BATCH = 16  # up to this many images, one thread beats the cost of waking the others
+
+
+@contextlib.contextmanager
+def _threads(n: int):
+    import torch
+
+    before = torch.get_num_threads()
+    if n < before:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if n < before:
+            torch.set_num_threads(before)
+
+
 def predict_proba(model, x, batch_size: int = 1000) -> np.ndarray:
     import torch
 
@@ -43,7 +62,7 @@ def predict_proba(model, x, batch_size: int = 1000) -> np.ndarray:
     net = model.net
     net.eval()
     outs = []
-    with torch.inference_mode():
+    with torch.inference_mode(), _threads(1 if len(t) <= SMALL_BATCH else torch.get_num_threads()):
         for start in range(0, len(t), batch_size):
             xb = to_float(model, t[start:start + batch_size])
             outs.append(net.probabilities(net(xb)))

@@ -138,3 +138,24 @@ def test_format_report_numbers_columns_when_names_are_long():
     assert lines[-11].split() == [str(i) for i in range(10)]
     assert lines[-1].startswith("9 Ankle boot")
     assert max(len(line) for line in lines) <= 100
+
+
+def test_metrics_match_scikit_learn_on_random_predictions():
+    """Our numpy metrics are scikit-learn's definitions, including a never-predicted class."""
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 5, 500)
+    probs = rng.random((500, 5))
+    probs[:, 4] = 0  # class 4 is never predicted: precision 0, not NaN
+    report = classification_report(probs, y)
+    pred, labels = probs.argmax(1), list(range(5))
+    p, r, f, s = precision_recall_fscore_support(y, pred, labels=labels, average=None, zero_division=0)
+    assert np.allclose([c["precision"] for c in report["per_class"]], p)
+    assert np.allclose([c["recall"] for c in report["per_class"]], r)
+    assert np.allclose([c["f1"] for c in report["per_class"]], f)
+    for how in ("macro", "weighted"):
+        ref = precision_recall_fscore_support(y, pred, labels=labels, average=how, zero_division=0)
+        got = report[f"{how}_avg"]
+        assert np.allclose([got["precision"], got["recall"], got["f1"]], ref[:3])
+    assert report["confusion_matrix"] == confusion_matrix(y, pred, labels=labels).tolist()
