@@ -101,3 +101,12 @@ def atomic_dir(path: str | os.PathLike):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def recover_dir(path: str | os.PathLike) -> None:
+    """Finish an `atomic_dir` replacement cut short between its two renames (a kill at that
+    instant leaves the complete old directory at `.NAME.old` and nothing at NAME)."""
+    path = Path(path)
+    old = path.with_name(f".{path.name}.old")
+    if not path.exists() and old.is_dir():
+        os.replace(old, path)

@@ -19,7 +19,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from cnnkit.errors import CnnkitError
-from cnnkit.fsutil import atomic_write_json
+from cnnkit.fsutil import atomic_write_json, recover_dir
 
 TEST_FRACTION = 0.2  # held out as the test split for datasets without an official one
 TRAIN_FIELDS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
@@ -200,6 +200,9 @@ def execute(options: dict, run_dir: Path, resume: bool) -> Path:
     torch.manual_seed(config.seed)  # the initial weights too come from the run's seed
     model = build_model(options, ds)
     state_dir = run_dir / "state"
+    if resume:
+        for name in ("state", "best", "last"):
+            recover_dir(run_dir / name)
     if resume and not (state_dir / "state.json").is_file():
         raise CnnkitError(f"{run_dir}: no completed epoch to resume from; start the run again")
 

@@ -1,0 +1,69 @@
+"""Time to accuracy: the whole `cnnkit train --recipe R` process (start-up, data loading,
+training, test evaluation, report) on the full Fashion-MNIST, scored on the official 10,000
+test images, over several seeds; optionally beside seed 002's whole Keras recipe.
+
+    .venv/bin/python bench/bench_recipes.py --recipe fast --seeds 1 2 3 [--keras]
+
+Prints wall time and test accuracy per seed, then the mean and min accuracy and the median
+wall time, and whether the recipe's goal (fast: >= 91.6% in <= 30 s; best: >= 94.0% in
+<= 10 min) is met by every seed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import keras, machine_line, median, warn_if_loaded  # noqa: E402
+
+GOALS = {"fast": (0.916, 30.0), "best": (0.940, 600.0)}
+
+
+def run_recipe(recipe: str, seed: int, out: Path) -> tuple[float, dict]:
+    cmd = [str(Path(sys.executable).parent / "cnnkit"), "train", "--recipe", recipe, "--seed",
+           str(seed), "--quiet", "--out", str(out)]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True)
+    wall = time.perf_counter() - t0
+    return wall, json.loads((out / "metrics.json").read_text())
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--recipe", default="fast")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    ap.add_argument("--keras", action="store_true", help="also run seed 002's Keras recipe (minutes)")
+    args = ap.parse_args()
+    print(machine_line())
+    warn_if_loaded()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in args.seeds:
+            wall, m = run_recipe(args.recipe, seed, Path(tmp) / f"seed{seed}")
+            rows.append((seed, wall, m))
+            print(f"  {args.recipe} seed {seed}: test accuracy {m['test_accuracy']:.4f} in {wall:.1f} s "
+                  f"wall ({m['epochs_run']} epochs, {m['samples_per_s']:,.0f} samples/s, "
+                  f"peak {m['peak_rss_mb']:,.0f} MiB)")
+    accs = [m["test_accuracy"] for _, _, m in rows]
+    walls = [w for _, w, _ in rows]
+    print(f"{args.recipe}: accuracy mean {sum(accs) / len(accs):.4f}, min {min(accs):.4f}; "
+          f"wall median {median(walls):.1f} s, max {max(walls):.1f} s over {len(rows)} seeds")
+    if args.recipe in GOALS:
+        acc_goal, time_goal = GOALS[args.recipe]
+        met = all(a >= acc_goal for a in accs) and max(walls) <= time_goal
+        print(f"goal ≥ {acc_goal:.1%} in ≤ {time_goal:.0f} s for every seed: {'met' if met else 'NOT met'}")
+    if args.keras:
+        k = keras(["--task", "recipe002"], timeout=3600)
+        if k:
+            print(f"Keras, seed 002's recipe: test accuracy {k['test_accuracy']:.4f} in {k['wall_s']:.0f} s "
+                  f"({k['epochs_run']} epochs)")
+            print(f"ratio of wall times, Keras / cnnkit {args.recipe}: {k['wall_s'] / median(walls):.1f}x")
+
+
+if __name__ == "__main__":
+    main()
