@@ -9,7 +9,6 @@ import argparse
 import sys
 import time
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))

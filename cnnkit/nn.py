@@ -5,8 +5,6 @@ bottom/right), which PyTorch's `padding=` cannot express; these modules pad expl
 """
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn

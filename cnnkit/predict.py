@@ -8,7 +8,7 @@ import numpy as np
 from cnnkit.errors import CnnkitError
 
 
-def as_batch(model, x) -> tuple["torch.Tensor", bool]:  # noqa: F821
+def as_batch(model, x) -> tuple:
     """NHWC batch (uint8 or float) from one image or many; says clearly when a shape cannot fit.
 
     Accepts (H, W, C), (N, H, W, C), and for one-channel models (H, W) or (N, H, W): the seed 002

@@ -10,7 +10,7 @@ from typing import Callable
 
 from cnnkit.errors import one_of
 from cnnkit.layers import (Activation, BatchNormalization, Conv2D, Dense, Dropout, Flatten,
-                           GlobalAveragePooling2D, MaxPooling2D)
+                           MaxPooling2D)
 from cnnkit.model import Sequential
 
 

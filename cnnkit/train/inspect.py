@@ -25,10 +25,10 @@ def load_model_or_run(spec: str):
 def evaluate_command(args) -> int:
     import torch
 
-    from cnnkit import plots
     from cnnkit.data import load_dataset
-    from cnnkit.evaluate import classification_report, format_report, worst_mistakes
+    from cnnkit.evaluate import classification_report, format_report
     from cnnkit.train.config import TrainConfig
+    from cnnkit.train.report import evaluation_plots
     from cnnkit.train.trainer import Trainer
 
     model, run_dir = load_model_or_run(args.model)
@@ -60,11 +60,7 @@ def evaluate_command(args) -> int:
     report = classification_report(probs, y.numpy(), names)
     out = Path(args.out) if args.out else (run_dir / f"evaluate-{args.split}" if run_dir
                                            else Path(f"evaluate-{Path(args.model).name}"))
-    plots.plot_confusion_matrix(report["confusion_matrix"], names, out / "confusion_matrix.png")
-    worst = worst_mistakes(probs, y.numpy(), k=16)
-    idx = [m[0] for m in worst]
-    plots.plot_mistakes(x[idx].numpy(), [m[1] for m in worst], [m[2] for m in worst],
-                        [m[3] for m in worst], names, out / "mistakes.png")
+    evaluation_plots(out, x, y, probs, report, names)
     if args.json:
         print(json.dumps(report | {"dataset": dataset, "split": args.split,
                                    "images": {"confusion_matrix": str(out / "confusion_matrix.png"),

@@ -52,9 +52,21 @@ def test_predictions(run_dir: Path, model, trainer, x_test):
     return model.net.probabilities(logits).numpy()
 
 
+def evaluation_plots(out: Path, x, y, probs, report: dict, class_names) -> None:
+    """`confusion_matrix.png` and `mistakes.png` (the 16 most confidently wrong images)."""
+    from cnnkit import plots
+    from cnnkit.evaluate import worst_mistakes
+
+    plots.plot_confusion_matrix(report["confusion_matrix"], class_names, out / "confusion_matrix.png")
+    worst = worst_mistakes(probs, y.numpy(), k=16)
+    idx = [m[0] for m in worst]
+    plots.plot_mistakes(x[idx].numpy(), [m[1] for m in worst], [m[2] for m in worst],
+                        [m[3] for m in worst], class_names, out / "mistakes.png")
+
+
 def finish_run(run_dir: Path, options, ds, splits, model, trainer, history, timing, say) -> dict:
     from cnnkit import plots
-    from cnnkit.evaluate import classification_report, format_report, worst_mistakes
+    from cnnkit.evaluate import classification_report, format_report
 
     save_last_and_best(run_dir, model, trainer)
     hist = history.history
@@ -64,13 +76,7 @@ def finish_run(run_dir: Path, options, ds, splits, model, trainer, history, timi
     x_test, y_test = splits["test"]
     probs = test_predictions(run_dir, model, trainer, x_test)
     report = classification_report(probs, y_test.numpy(), ds.class_names)
-    plots.plot_confusion_matrix(report["confusion_matrix"], ds.class_names,
-                                run_dir / "confusion_matrix.png")
-    mistakes = worst_mistakes(probs, y_test.numpy(), k=16)
-    idx = [m[0] for m in mistakes]
-    plots.plot_mistakes(x_test[idx].numpy() if idx else x_test[:0].numpy(), [m[1] for m in mistakes],
-                        [m[2] for m in mistakes], [m[3] for m in mistakes], ds.class_names,
-                        run_dir / "mistakes.png")
+    evaluation_plots(run_dir, x_test, y_test, probs, report, ds.class_names)
 
     epoch_times = hist.get("time", [])
     n_train = len(splits["train"][0])

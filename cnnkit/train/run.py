@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import fields
 from pathlib import Path
 
 from cnnkit.errors import CnnkitError

@@ -2,7 +2,6 @@
 import dataclasses
 import hashlib
 import io
-import os
 import tarfile
 from pathlib import Path
 
