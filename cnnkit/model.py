@@ -9,8 +9,8 @@ from collections import Counter
 from dataclasses import dataclass
 
 from cnnkit.errors import CnnkitError
-from cnnkit.layers import (Activation, Input, Layer, Shape, check_input_shape, layer_from_config,
-                           layer_to_config)
+from cnnkit.layers import (Activation, Input, Layer, MaxPooling2D, Shape, check_input_shape,
+                           layer_from_config, layer_to_config)
 
 INIT_STYLES = ("keras", "torch")
 
@@ -30,6 +30,13 @@ class LayerInfo:
     @property
     def params(self) -> int:
         return self.trainable + self.non_trainable
+
+
+def _is_monotonic(module) -> bool:
+    """Element-wise and non-decreasing, so it commutes with max-pooling."""
+    from torch import nn
+
+    return isinstance(module, (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.Sigmoid, nn.Tanh, nn.Softplus))
 
 
 class Sequential:
@@ -124,6 +131,11 @@ class Sequential:
             mods = info.layer.build(info.input_shape, self.init, activation=not (last and out_act))
             if last and out_act and isinstance(info.layer, Activation):
                 mods = []
+            if isinstance(info.layer, MaxPooling2D) and blocks and _is_monotonic(blocks[-1]):
+                # max(f(a), f(b)) = f(max(a, b)) for a non-decreasing f: pool first, then apply
+                # the activation to 4× fewer values. Same outputs and gradients, ~30% faster
+                # training steps for the seed models on a CPU (bench/README.md).
+                mods = mods + [blocks.pop()]
             blocks.extend(mods)
         import torch
 

@@ -91,3 +91,29 @@ def test_config_round_trip():
     again = Sequential.from_config(model.get_config())
     assert again.get_config() == model.get_config()
     assert again.count_params() == 54_410
+
+
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "elu", "tanh", "sigmoid"])
+def test_activation_moved_after_max_pooling_changes_nothing(activation):
+    """The engine pools before a non-decreasing activation (cheaper); outputs and gradients are
+    those of the layers in the order the user wrote them."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    model = Sequential([L.Conv2D(4, 3, activation=activation, padding="same"), L.MaxPooling2D(2),
+                        L.Flatten(), L.Dense(3)], input_shape=(7, 7, 2))
+    net = model.net
+    from cnnkit.nn import MaxPool2d
+
+    assert isinstance(net.blocks[1], MaxPool2d)  # conv, pool, then the activation
+    conv, dense = net.blocks[0].conv, net.blocks[-1].linear
+    act = {"relu": F.relu, "leaky_relu": lambda t: F.leaky_relu(t, 0.01), "elu": F.elu,
+           "tanh": torch.tanh, "sigmoid": torch.sigmoid}[activation]
+    x = torch.randn(5, 2, 7, 7)
+    pooled = F.max_pool2d(act(conv(x)), 2)  # the order the user wrote: activation, then pool
+    expected = dense(pooled.permute(0, 2, 3, 1).reshape(5, -1))
+    got = net(x)
+    assert torch.allclose(got, expected, atol=1e-6)
+    g_got = torch.autograd.grad(got.sum(), conv.weight)[0]
+    g_expected = torch.autograd.grad(expected.sum(), conv.weight)[0]
+    assert torch.allclose(g_got, g_expected, atol=1e-5)
