@@ -142,6 +142,7 @@ class Sequential:
         # channels_last: the layout the CPU conv kernels are fastest in, for training and
         # for single images alike (NCHW weights fall back to a slow im2col path there)
         self._net = Net(blocks, out_act).to(memory_format=torch.channels_last)
+        self._net.output_shape = infos[-1].output_shape if infos else self._require_input()
         return self._net
 
     @property

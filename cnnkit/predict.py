@@ -1,8 +1,6 @@
 """Predictions from a model on images as users hold them: one image or a batch, uint8 or float."""
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 
 from cnnkit.errors import CnnkitError
@@ -37,32 +35,23 @@ def to_float(model, t):
     return t.float().permute(0, 3, 1, 2)  # (N, C, H, W), channels_last in memory
 
 
-SMALL_BATCH = 16  # up to this many images, one thread beats the cost of waking the others
-
-
-@contextlib.contextmanager
-def _threads(n: int):
-    import torch
-
-    before = torch.get_num_threads()
-    if n < before:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        if n < before:
-            torch.set_num_threads(before)
+def eval_mode(net) -> None:
+    """`net.eval()` only where needed: walking the modules costs less than setting every flag,
+    which is a third of a single image's prediction time."""
+    if any(m.training for m in net.modules()):
+        net.eval()
 
 
 def predict_proba(model, x, batch_size: int = 1000) -> np.ndarray:
     import torch
 
-    model.check_classifier()
-    t, single = as_batch(model, x)
     net = model.net
-    net.eval()
+    if len(net.output_shape) != 1:  # shape inference once, at build
+        model.check_classifier()
+    t, single = as_batch(model, x)
+    eval_mode(net)
     outs = []
-    with torch.inference_mode(), _threads(1 if len(t) <= SMALL_BATCH else torch.get_num_threads()):
+    with torch.inference_mode():  # one image: ~0.1 ms less with all threads than switching to 1
         for start in range(0, len(t), batch_size):
             xb = to_float(model, t[start:start + batch_size])
             outs.append(net.probabilities(net(xb)))

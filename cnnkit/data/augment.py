@@ -131,6 +131,13 @@ def sampling_grid(theta: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return torch.stack((gx, gy), dim=-1)
 
 
+def _flips_only(params: dict[str, torch.Tensor]) -> bool:
+    """No rotation, shift, shear or zoom in any image of the batch (flips may be on)."""
+    moved = torch.stack([params[k] for k in ("theta", "shift_x", "shift_y", "shear")]).any()
+    zoomed = torch.stack([params["zoom_x"], params["zoom_y"]]).ne(1).any()
+    return not bool(moved or zoomed)
+
+
 class Augmenter:
     """Random Keras-style geometric augmentation of float (B, C, H, W) batches in [0, 1].
 
@@ -201,6 +208,12 @@ class Augmenter:
 
     def apply(self, x: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
         """Resample float (B, C, H, W) `x` with the given per-image parameters."""
+        if _flips_only(params):  # pixels land on pixel centres: exact mirrors, no resampling
+            for key, dim in (("flip_h", 3), ("flip_v", 2)):
+                mask = params[key].to(device=x.device, dtype=torch.bool)
+                if mask.any():
+                    x = torch.where(mask.view(-1, 1, 1, 1), x.flip(dim), x)
+            return x
         b, c, h, w = x.shape
         theta = affine_matrices(params, h, w).to(device=x.device, dtype=x.dtype)
         grid = sampling_grid(theta, h, w)  # (B, H, W, 2) as (x, y)

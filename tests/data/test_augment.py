@@ -84,6 +84,20 @@ def test_horizontal_flip_equals_torch_flip():
     assert 16 < sum(flipped) < 48  # about half
 
 
+@pytest.mark.parametrize("flags", [{"horizontal_flip": True}, {"vertical_flip": True},
+                                   {"horizontal_flip": True, "vertical_flip": True}])
+def test_flips_only_fast_path_equals_resampling(flags, monkeypatch):
+    x = batch(n=32, c=3, h=9, w=7, seed=2).contiguous(memory_format=torch.channels_last)
+    aug = Augmenter(**flags)
+    p = aug.random_params(32, 9, 7, torch.Generator().manual_seed(5))
+    fast = aug.apply(x, p)
+    monkeypatch.setattr("cnnkit.data.augment._flips_only", lambda params: False)
+    slow = aug.apply(x, p)
+    assert torch.allclose(fast, slow, atol=1e-6)
+    assert fast.is_contiguous(memory_format=torch.channels_last)
+    assert not torch.equal(fast, x)
+
+
 @pytest.mark.parametrize("k", [1, 3])
 def test_shift_by_k_pixels_moves_content_and_fills_cval(k):
     x = batch(n=1, w=10)
