@@ -51,6 +51,7 @@ class Sequential:
         self.preprocessing = {"normalize": "unit"}  # uint8 pixels / 255, as the seeds scale
         self.dataset: str | None = None  # what it was trained on, for `cnnkit evaluate`
         self._net = None
+        self._test_time_flip = False
         self.compiled: dict | None = None
         for layer in layers or []:
             self.add(layer)
@@ -143,7 +144,24 @@ class Sequential:
         # for single images alike (NCHW weights fall back to a slow im2col path there)
         self._net = Net(blocks, out_act).to(memory_format=torch.channels_last)
         self._net.output_shape = infos[-1].output_shape if infos else self._require_input()
+        self._net.flip_average = self._test_time_flip
         return self._net
+
+    @property
+    def test_time_flip(self) -> bool:
+        """Predict from the average of each image's logits and its mirror image's (eval mode
+        only). For data whose classes do not change when mirrored, such as clothing."""
+        return self._test_time_flip
+
+    @test_time_flip.setter
+    def test_time_flip(self, on: bool) -> None:
+        if not isinstance(on, bool):
+            raise CnnkitError(f"test_time_flip must be true or false; got {on!r}")
+        if on:
+            self.check_classifier()
+        self._test_time_flip = on
+        if self._net is not None:
+            self._net.flip_average = on
 
     @property
     def net(self):
@@ -207,6 +225,8 @@ class Sequential:
     def get_config(self) -> dict:
         cfg = {"name": self.name, "input_shape": list(self._require_input()), "init": self.init,
                "layers": [layer_to_config(layer) for layer in self.layers]}
+        if self._test_time_flip:
+            cfg["test_time_flip"] = True
         return cfg
 
     @classmethod
@@ -214,10 +234,11 @@ class Sequential:
         if not isinstance(cfg, dict):
             raise CnnkitError(f"{where}: expected a mapping with input_shape and layers; received "
                               f"{type(cfg).__name__}")
-        unknown = sorted(set(cfg) - {"name", "input_shape", "init", "layers", "class_names"})
+        unknown = sorted(set(cfg) - {"name", "input_shape", "init", "layers", "class_names",
+                                     "test_time_flip"})
         if unknown:
             raise CnnkitError(f"{where}: unknown key {unknown[0]!r}; valid: class_names, init, "
-                              "input_shape, layers, name")
+                              "input_shape, layers, name, test_time_flip")
         for key in ("input_shape", "layers"):
             if key not in cfg:
                 raise CnnkitError(f"{where}: missing key {key!r}")
@@ -233,6 +254,7 @@ class Sequential:
                     init=cfg.get("init", "keras"), class_names=cfg.get("class_names"))
         try:  # shape inference now, so a bad model fails at load, not later
             model.layer_infos()
+            model.test_time_flip = cfg.get("test_time_flip", False)
         except CnnkitError as e:
             raise CnnkitError(f"{where}: {e}") from None
         return model

@@ -133,8 +133,14 @@ class Net(nn.Module):
         super().__init__()
         self.blocks = nn.Sequential(*blocks)
         self.output_activation = output_activation
+        # Test-time flips: in eval mode, average the logits of each image and its mirror image.
+        self.flip_average = False
 
     def forward(self, x):
+        if self.flip_average and not self.training:
+            n = x.shape[0]
+            logits = self.blocks(torch.cat([x, x.flip(3)]))
+            return (logits[:n] + logits[n:]) * 0.5
         return self.blocks(x)
 
     def outputs(self, logits):

@@ -117,3 +117,31 @@ def test_activation_moved_after_max_pooling_changes_nothing(activation):
     g_got = torch.autograd.grad(got.sum(), conv.weight)[0]
     g_expected = torch.autograd.grad(expected.sum(), conv.weight)[0]
     assert torch.allclose(g_got, g_expected, atol=1e-5)
+
+
+def test_test_time_flip_averages_mirror_logits_in_eval_only():
+    import torch
+
+    from cnnkit.presets import create_model
+
+    torch.manual_seed(0)
+    model = create_model("fast-cnn")
+    x = torch.rand(5, 1, 28, 28)
+    net = model.net.eval()
+    plain, mirror = net(x), net(x.flip(3))
+    model.test_time_flip = True
+    assert torch.allclose(net(x), (plain + mirror) / 2, atol=1e-6)
+    net.train()
+    assert net(x).shape == (5, 10)  # training sees each image once, as given
+    again = Sequential.from_config(model.get_config())
+    assert again.test_time_flip and again.get_config()["test_time_flip"] is True
+    assert "test_time_flip" not in create_model("fast-cnn").get_config()
+
+
+def test_test_time_flip_needs_a_classifier_and_a_bool():
+    m = Sequential([L.Conv2D(4, 3)], input_shape=(8, 8, 1))
+    with pytest.raises(CnnkitError, match="not one vector per image"):
+        m.test_time_flip = True
+    classifier = Sequential([L.Flatten(), L.Dense(2)], input_shape=(4, 4, 1))
+    with pytest.raises(CnnkitError, match="test_time_flip must be true or false; got 'yes'"):
+        classifier.test_time_flip = "yes"

@@ -46,6 +46,9 @@ def register(sub) -> None:
     g.add_argument("--horizontal-flip", action="store_true", default=None)
     g.add_argument("--vertical-flip", action="store_true", default=None)
     g.add_argument("--fill-mode", help="nearest, constant, reflect, wrap")
+    g.add_argument("--test-time-flip", action="store_true", default=None,
+                   help="evaluate and predict on each image and its mirror image, averaged "
+                   "(for classes that mirroring does not change; pair with --horizontal-flip)")
     g = p.add_argument_group("run")
     g.add_argument("--out", help="run directory (default: runs/<model>-<dataset>-<time>)")
     g.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")

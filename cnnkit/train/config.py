@@ -48,6 +48,7 @@ class TrainConfig:
     gamma: float = 0.1  # decay factor, schedule 'step'
     clip_norm: float | None = None  # clip the global gradient norm to this
     augment: dict | None = None  # Keras ImageDataGenerator arguments (cnnkit.data.augment)
+    test_time_flip: bool = False  # evaluate and predict on each image and its mirror (averaged)
     seed: int | None = None  # None: a random seed, chosen and recorded by the trainer
     device: str = "auto"
     precision: str = "auto"  # auto: bf16 autocast where the hardware has bf16 math, else fp32
@@ -93,6 +94,9 @@ class TrainConfig:
             raise CnnkitError(f"seed={self.seed!r} is out of range; valid: an integer >= 0")
         if self.verbose not in (0, 1, 2):
             raise CnnkitError(f"verbose={self.verbose!r} is out of range; valid: 0, 1, 2")
+        if not isinstance(self.test_time_flip, bool):
+            raise CnnkitError(f"test_time_flip={self.test_time_flip!r} is out of range; valid: "
+                              "true or false")
         if self.augment is not None and not isinstance(self.augment, dict):
             raise CnnkitError(f"augment must be a dict of Keras augmentation arguments; got {self.augment!r}")
         if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):

@@ -3,10 +3,10 @@
 Keras users expect `optimizer="adam"` to mean Keras's Adam (lr 0.001, epsilon 1e-7) and
 `"rmsprop"` Keras's RMSprop (rho 0.9), so the defaults here follow Keras, not PyTorch.
 
-Implementation choice per optimizer is by measurement on a 2-core CPU (seed003-cnn, 50k
-parameters; microseconds per step): Adam fused 1,800 vs foreach 5,800; AdamW fused 1,100 vs
-foreach 1,900; SGD plain 100 vs fused 720; Adagrad fused 3,100 vs plain 3,800; RMSprop
-foreach 3,000 vs plain 7,300 (no fused RMSprop in torch).
+The optimizers are cnnkit.train.optimizers: torch.optim's update rules and kernels, chosen by
+measurement on a 2-core CPU (seed003-cnn, 50k parameters; microseconds per step): Adam fused
+1,800 vs foreach 5,800; AdamW fused 1,100 vs foreach 1,900; SGD plain 100 vs fused 720; Adagrad
+fused 3,100 vs plain 3,800; RMSprop (no fused kernel in torch) 3,000 foreach vs 7,300 plain.
 
 Schedules are one small class stepped once per batch: the learning rate is
 `base_lr * multiplier(step) * scale`, where `scale` is what ReduceLROnPlateau lowers. Its whole
@@ -25,17 +25,9 @@ DEFAULT_LR = {"sgd": 0.01, "adagrad": 0.001, "rmsprop": 0.001, "adam": 0.001, "a
 DEFAULT_WEIGHT_DECAY = {"adamw": 0.004}  # Keras AdamW's default; the others default to none
 
 
-def _impl(name: str, device: torch.device) -> dict:
-    """Fastest kernel choice for this optimizer and device (see module docstring)."""
-    if device.type == "cuda":
-        return {"fused": True} if name in ("adam", "adamw", "sgd") else {"foreach": True}
-    return {"adam": {"fused": True}, "adamw": {"fused": True}, "adagrad": {"fused": True},
-            "rmsprop": {"foreach": True}, "sgd": {"foreach": False}}[name]
-
-
 def make_optimizer(name: str, params, lr: float | None = None, momentum: float = 0.0,
                    nesterov: bool = False, weight_decay: float | None = None
-                   ) -> torch.optim.Optimizer:
+                   ):
     """A torch optimizer by Keras name; `lr=None` and `weight_decay=None` take Keras defaults."""
     if name not in OPTIMIZERS:
         raise one_of("optimizer", name, OPTIMIZERS)
@@ -54,24 +46,24 @@ def make_optimizer(name: str, params, lr: float | None = None, momentum: float =
     params = [p for p in params if p.requires_grad]
     if not params:
         raise CnnkitError("the model has no trainable parameters (are all layers frozen?)")
-    impl = _impl(name, params[0].device)
+    from cnnkit.train import optimizers as opt  # torch.optim's rules, without its import cost
+
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov,
-                               weight_decay=wd, **impl)
+        return opt.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=wd)
     if name == "adagrad":  # Keras: initial accumulator 0.1, epsilon 1e-7
-        return torch.optim.Adagrad(params, lr=lr, initial_accumulator_value=0.1, eps=1e-7,
-                                   weight_decay=wd, **impl)
+        return opt.Adagrad(params, lr=lr, initial_accumulator_value=0.1, eps=1e-7,
+                           weight_decay=wd)
     if name == "rmsprop":  # Keras: rho 0.9, epsilon 1e-7
-        return torch.optim.RMSprop(params, lr=lr, alpha=0.9, eps=1e-7, momentum=momentum,
-                                   weight_decay=wd, **impl)
-    cls = torch.optim.AdamW if name == "adamw" else torch.optim.Adam
-    return cls(params, lr=lr, betas=(0.9, 0.999), eps=1e-7, weight_decay=wd, **impl)
+        return opt.RMSprop(params, lr=lr, alpha=0.9, eps=1e-7, momentum=momentum,
+                           weight_decay=wd)
+    cls = opt.AdamW if name == "adamw" else opt.Adam
+    return cls(params, lr=lr, betas=(0.9, 0.999), eps=1e-7, weight_decay=wd)
 
 
 class Schedule:
     """Per-batch learning rate: `base_lr * multiplier(step) * scale` for every param group."""
 
-    def __init__(self, name: str, optimizer: torch.optim.Optimizer, multiplier):
+    def __init__(self, name: str, optimizer, multiplier):
         self.name = name
         self.optimizer = optimizer
         self.multiplier = multiplier
@@ -112,7 +104,7 @@ def _cosine(t: float) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(max(t, 0.0), 1.0)))
 
 
-def make_schedule(name: str, optimizer: torch.optim.Optimizer, epochs: int, steps_per_epoch: int,
+def make_schedule(name: str, optimizer, epochs: int, steps_per_epoch: int,
                   step_size: int = 10, gamma: float = 0.1, min_lr_factor: float = 0.0,
                   pct_start: float = 0.25, div_factor: float = 25.0,
                   final_div_factor: float = 1e4) -> Schedule:

@@ -121,7 +121,9 @@ def render_report(options, ds, model, metrics, report, report_text) -> str:
         f"- training: {tc['optimizer']} (lr {tc['lr'] or 'default'}), loss {tc['loss']}, "
         f"batch {tc['batch_size']}, {metrics['epochs_run']} of {tc['epochs']} epochs, schedule "
         f"{tc['schedule']}, precision {metrics['precision']}, seed {metrics['seed']}"
-        + (f", augmentation {tc['augment']}" if tc.get("augment") else ""),
+        + (f", augmentation {tc['augment']}" if tc.get("augment") else "")
+        + (", test-time flips (each test image averaged with its mirror image)"
+           if model.test_time_flip else ""),
         f"- time: {metrics['wall_time_s']:.1f} s wall, {metrics['train_time_s']:.1f} s training, "
         + (f"{metrics['samples_per_s']:,.0f} samples/s" if metrics["samples_per_s"] else "")
         + (f", peak memory {metrics['peak_rss_mb']:,.0f} MiB" if metrics["peak_rss_mb"] else ""),

@@ -126,6 +126,8 @@ class Trainer:
         self.state_dir = state_dir
         self.device = resolve_device(cfg.device)
         self.precision = resolve_precision(cfg.precision, self.device)
+        if cfg.test_time_flip:
+            model.test_time_flip = True  # saved with the model: evaluate/predict do the same
         model.net.to(self.device, memory_format=torch.channels_last)
         self.seed = cfg.seed if cfg.seed is not None else int.from_bytes(os.urandom(4), "little")
         self.optimizer = make_optimizer(cfg.optimizer, model.net.parameters(), cfg.lr,

@@ -172,3 +172,35 @@ def test_transfer_learning_new_head_and_freeze(tmp_path):
     assert after.output_shape == (3,)
     conv_before = before.net.blocks[0].conv.weight
     assert torch.equal(conv_before, after.net.blocks[0].conv.weight)  # frozen: unchanged
+
+
+def test_test_time_flip_is_saved_and_evaluate_reproduces_it(tmp_path, capsys):
+    """--test-time-flip: the run's test accuracy, `cnnkit evaluate` and model.predict all use
+    the average of each image and its mirror image, because the saved model says so."""
+    import torch
+
+    run = tmp_path / "run"
+    assert main(["train", "--model", "fast-cnn", "--dataset", "digits", "--batch-size", "64",
+                 "--seed", "3", "--quiet", "--epochs", "2", "--horizontal-flip",
+                 "--test-time-flip", "--out", str(run)]) == 0
+    capsys.readouterr()
+    config = json.loads((run / "config.json").read_text())
+    assert config["options"]["train"]["test_time_flip"] is True
+    assert "test-time flips" in (run / "report.md").read_text()
+    model = cnnkit.load(run / "best")
+    assert model.test_time_flip and json.loads((run / "best" / "model.json").read_text())[
+        "config"]["test_time_flip"] is True
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert main(["evaluate", str(run), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy"] == pytest.approx(
+        metrics["test_accuracy"], abs=1e-9)
+    # and it is the mirror average, not the plain prediction
+    from cnnkit.data import load_dataset
+    x = load_dataset("digits").x_train[:50]
+    net = model.net.eval()
+    xf = x.permute(0, 3, 1, 2).float() / 255
+    with torch.no_grad():
+        want = torch.softmax((net.blocks(xf) + net.blocks(xf.flip(3))) / 2, 1)
+    assert np.allclose(model.predict(x.numpy()), want.numpy(), atol=1e-5)
+    model.test_time_flip = False
+    assert not np.allclose(model.predict(x.numpy()), want.numpy(), atol=1e-5)

@@ -1,0 +1,202 @@
+"""Adam, AdamW, Adagrad, SGD and RMSprop without `torch.optim`: the same update rules, the same
+kernels, the same `state_dict` layout, none of its start-up cost.
+
+Why: `torch.optim.Optimizer` imports `torch._dynamo` when it is first built and stepped (for
+torch.compile support cnnkit does not use there). That import alone takes about 3 s on a 2-core
+machine, a tenth of what the `fast` recipe may spend in all. The classes here call the very
+kernels torch.optim uses on a CPU (`torch._fused_adam_`, `torch._fused_adamw_`,
+`torch._fused_adagrad_`, and for SGD and RMSprop the same tensor operations), so a run's
+numbers do not change: tests/train/test_optimizers.py checks every one against torch.optim
+step by step.
+
+`state_dict()` has torch.optim's layout ({"state": {index: {...}}, "param_groups": [...]}) and
+`load_state_dict` reads it, so training states saved before this module existed still resume.
+"""
+from __future__ import annotations
+
+import torch
+
+
+class Optimizer:
+    """One parameter group; per-parameter state keyed by the parameter, as in torch.optim."""
+
+    def __init__(self, params, defaults: dict):
+        self.defaults = dict(defaults)
+        self.param_groups = [{"params": list(params), **defaults}]
+        self.state: dict[torch.Tensor, dict] = {}
+
+    def _with_grads(self):
+        group = self.param_groups[0]
+        params = [p for p in group["params"] if p.grad is not None]
+        return group, params, [p.grad for p in params]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.param_groups[0]["params"]:
+            if p.grad is None:
+                continue
+            if set_to_none:
+                p.grad = None
+            else:
+                p.grad.detach_().zero_()
+
+    def state_dict(self) -> dict:
+        groups, index, start = [], {}, 0
+        for group in self.param_groups:
+            ids = list(range(start, start + len(group["params"])))
+            index.update({id(p): i for p, i in zip(group["params"], ids)})
+            groups.append({**{k: v for k, v in group.items() if k != "params"}, "params": ids})
+            start += len(ids)
+        state = {index[id(p)]: dict(s) for p, s in self.state.items()}
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        saved_groups = state_dict["param_groups"]
+        if len(saved_groups) != len(self.param_groups) or any(
+                len(s["params"]) != len(g["params"]) for s, g in zip(saved_groups, self.param_groups)):
+            raise ValueError("the saved optimizer state is for a different set of parameters")
+        by_index = {}
+        for saved, group in zip(saved_groups, self.param_groups):
+            by_index.update(zip(saved["params"], group["params"]))
+            # hyperparameters (lr, initial_lr, ...) as saved; the parameters stay ours
+            group.update({k: v for k, v in saved.items() if k != "params"})
+        self.state = {}
+        for i, values in state_dict["state"].items():
+            p = by_index[int(i)]
+            self.state[p] = {k: (v.to(device=p.device) if k == "step" else
+                                 v.to(device=p.device, dtype=p.dtype))
+                             if isinstance(v, torch.Tensor) else v for k, v in values.items()}
+
+    def _state(self, p, **init) -> dict:
+        """The state of `p`, created on first use from `init` (name -> factory)."""
+        s = self.state.get(p)
+        if s is None:
+            s = self.state[p] = {k: make() for k, make in init.items()}
+        return s
+
+
+def _step_tensor():
+    return torch.zeros((), dtype=torch.float32)
+
+
+class Adam(Optimizer):
+    """torch.optim.Adam(fused=True) (AdamW: decoupled weight decay, `torch._fused_adamw_`)."""
+
+    decoupled = False
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps,
+                                  "weight_decay": weight_decay, "amsgrad": False,
+                                  "maximize": False, "fused": True})
+
+    @torch.no_grad()
+    def step(self) -> None:
+        group, params, grads = self._with_grads()
+        if not params:
+            return
+        states = [self._state(p, step=_step_tensor,
+                              exp_avg=lambda p=p: torch.zeros_like(p),
+                              exp_avg_sq=lambda p=p: torch.zeros_like(p)) for p in params]
+        steps = [s["step"] for s in states]
+        torch._foreach_add_(steps, 1)
+        kernel = torch._fused_adamw_ if self.decoupled else torch._fused_adam_
+        beta1, beta2 = group["betas"]
+        kernel(params, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
+               [], steps, lr=group["lr"], beta1=beta1, beta2=beta2,
+               weight_decay=group["weight_decay"], eps=group["eps"], amsgrad=False,
+               maximize=False, grad_scale=None, found_inf=None)
+
+
+class AdamW(Adam):
+    decoupled = True
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
+        super().__init__(params, lr, betas, eps, weight_decay)
+
+
+class Adagrad(Optimizer):
+    """torch.optim.Adagrad(fused=True)."""
+
+    def __init__(self, params, lr=1e-2, initial_accumulator_value=0.0, eps=1e-10,
+                 weight_decay=0.0):
+        super().__init__(params, {"lr": lr, "lr_decay": 0.0, "weight_decay": weight_decay,
+                                  "initial_accumulator_value": initial_accumulator_value,
+                                  "eps": eps, "maximize": False, "fused": True})
+
+    @torch.no_grad()
+    def step(self) -> None:
+        group, params, grads = self._with_grads()
+        if not params:
+            return
+        init = group["initial_accumulator_value"]
+        states = [self._state(p, step=_step_tensor,
+                              sum=lambda p=p: torch.full_like(p, init)) for p in params]
+        steps = [s["step"] for s in states]
+        torch._foreach_add_(steps, 1)
+        torch._fused_adagrad_(params, grads, [s["sum"] for s in states], steps, lr=group["lr"],
+                              lr_decay=group["lr_decay"], weight_decay=group["weight_decay"],
+                              eps=group["eps"], maximize=False, grad_scale=None, found_inf=None)
+
+
+class SGD(Optimizer):
+    """torch.optim.SGD(foreach=False): plain, momentum and Nesterov momentum."""
+
+    def __init__(self, params, lr=1e-2, momentum=0.0, nesterov=False, weight_decay=0.0):
+        super().__init__(params, {"lr": lr, "momentum": momentum, "dampening": 0.0,
+                                  "nesterov": nesterov, "weight_decay": weight_decay,
+                                  "maximize": False})
+
+    @torch.no_grad()
+    def step(self) -> None:
+        group, params, grads = self._with_grads()
+        lr, momentum, wd = group["lr"], group["momentum"], group["weight_decay"]
+        for p, g in zip(params, grads):
+            if wd:
+                g = g.add(p, alpha=wd)
+            if momentum:
+                s = self.state.setdefault(p, {})
+                buf = s.get("momentum_buffer")
+                if buf is None:
+                    buf = s["momentum_buffer"] = torch.clone(g).detach()
+                else:
+                    buf.mul_(momentum).add_(g, alpha=1 - group["dampening"])
+                g = g.add(buf, alpha=momentum) if group["nesterov"] else buf
+            p.add_(g, alpha=-lr)
+
+
+class RMSprop(Optimizer):
+    """torch.optim.RMSprop(foreach=True), not centered: the same operations in the same order."""
+
+    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, momentum=0.0, weight_decay=0.0):
+        super().__init__(params, {"lr": lr, "alpha": alpha, "eps": eps, "momentum": momentum,
+                                  "weight_decay": weight_decay, "centered": False,
+                                  "maximize": False, "foreach": True})
+
+    @torch.no_grad()
+    def step(self) -> None:
+        group, params, grads = self._with_grads()
+        if not params:
+            return
+        lr, alpha, eps = group["lr"], group["alpha"], group["eps"]
+        momentum, wd = group["momentum"], group["weight_decay"]
+        init = {"step": _step_tensor}
+        states = []
+        for p in params:
+            init["square_avg"] = lambda p=p: torch.zeros_like(p)
+            if momentum:
+                init["momentum_buffer"] = lambda p=p: torch.zeros_like(p)
+            states.append(self._state(p, **init))
+        torch._foreach_add_([s["step"] for s in states], 1)
+        if wd:
+            grads = torch._foreach_add(grads, params, alpha=wd)
+        square_avgs = [s["square_avg"] for s in states]
+        torch._foreach_mul_(square_avgs, alpha)
+        torch._foreach_addcmul_(square_avgs, grads, grads, value=1 - alpha)
+        avg = torch._foreach_sqrt(square_avgs)
+        torch._foreach_add_(avg, eps)
+        if momentum:
+            bufs = [s["momentum_buffer"] for s in states]
+            torch._foreach_mul_(bufs, momentum)
+            torch._foreach_addcdiv_(bufs, grads, avg)
+            torch._foreach_add_(params, bufs, alpha=-lr)
+        else:
+            torch._foreach_addcdiv_(params, grads, avg, value=-lr)
