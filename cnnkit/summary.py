@@ -40,8 +40,10 @@ def summary_dict(model) -> dict:
 def format_summary(model, explain: bool = False, width: int = 96) -> str:
     """The Keras table as plain text (box-drawing like Keras 3), with MACs beside params."""
     d = summary_dict(model)
-    cols = [("Layer (type)", 34, "<"), ("Output Shape", 22, "<"), ("Param #", 12, ">"),
-            ("MACs", 14, ">")]
+    names = [f"{layer['name']} ({layer['type']})" for layer in d["layers"]]
+    # the first column grows to fit its longest name, so the table's borders stay aligned
+    cols = [("Layer (type)", max([34] + [len(n) for n in names]), "<"), ("Output Shape", 22, "<"),
+            ("Param #", 12, ">"), ("MACs", 14, ">")]
 
     def row(values, left="│", sep="│", right="│"):
         cells = [f" {v:{align}{w}} " for v, (_, w, align) in zip(values, cols)]
@@ -53,8 +55,8 @@ def format_summary(model, explain: bool = False, width: int = 96) -> str:
     lines = [f'Model: "{d["name"]}"   input: {_shape(d["input_shape"])}',
              rule("┏", "┳", "┓", "━"), row([c for c, _, _ in cols], "┃", "┃", "┃"),
              rule("┡", "╇", "┩", "━")]
-    for i, layer in enumerate(d["layers"]):
-        lines.append(row([f"{layer['name']} ({layer['type']})", _shape(layer["output_shape"]),
+    for i, (layer, name) in enumerate(zip(d["layers"], names)):
+        lines.append(row([name, _shape(layer["output_shape"]),
                           f"{layer['params']:,}", f"{layer['macs']:,}"]))
         if explain:
             for text in layer["explain"]:

@@ -145,3 +145,13 @@ def test_test_time_flip_needs_a_classifier_and_a_bool():
     classifier = Sequential([L.Flatten(), L.Dense(2)], input_shape=(4, 4, 1))
     with pytest.raises(CnnkitError, match="test_time_flip must be true or false; got 'yes'"):
         classifier.test_time_flip = "yes"
+
+
+def test_summary_rows_stay_aligned_with_long_layer_names():
+    from cnnkit.presets import create_model
+    from cnnkit.summary import format_summary
+
+    table = [line for line in format_summary(create_model("fast-cnn")).splitlines()
+             if line[:1] in "┏┃┡│└"]
+    assert any("batch_normalization_2 (BatchNormalization)" in line for line in table)
+    assert len({len(line) for line in table}) == 1  # every border in the same column
