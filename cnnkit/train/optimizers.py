@@ -66,16 +66,18 @@ class Optimizer:
                                  v.to(device=p.device, dtype=p.dtype))
                              if isinstance(v, torch.Tensor) else v for k, v in values.items()}
 
-    def _state(self, p, **init) -> dict:
-        """The state of `p`, created on first use from `init` (name -> factory)."""
-        s = self.state.get(p)
-        if s is None:
-            s = self.state[p] = {k: make() for k, make in init.items()}
-        return s
-
-
-def _step_tensor():
-    return torch.zeros((), dtype=torch.float32)
+    def _counted_states(self, params, names, fill: float = 0.0) -> list[dict]:
+        """Each parameter's state, created on first use (a float32 `step` and a tensor shaped
+        like the parameter, filled with `fill`, per name), with `step` advanced by one."""
+        states = []
+        for p in params:
+            s = self.state.get(p)
+            if s is None:
+                s = self.state[p] = {"step": torch.zeros((), dtype=torch.float32)}
+                s.update({name: torch.full_like(p, fill) for name in names})
+            states.append(s)
+        torch._foreach_add_([s["step"] for s in states], 1)
+        return states
 
 
 class Adam(Optimizer):
@@ -93,15 +95,11 @@ class Adam(Optimizer):
         group, params, grads = self._with_grads()
         if not params:
             return
-        states = [self._state(p, step=_step_tensor,
-                              exp_avg=lambda p=p: torch.zeros_like(p),
-                              exp_avg_sq=lambda p=p: torch.zeros_like(p)) for p in params]
-        steps = [s["step"] for s in states]
-        torch._foreach_add_(steps, 1)
+        states = self._counted_states(params, ("exp_avg", "exp_avg_sq"))
         kernel = torch._fused_adamw_ if self.decoupled else torch._fused_adam_
         beta1, beta2 = group["betas"]
         kernel(params, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
-               [], steps, lr=group["lr"], beta1=beta1, beta2=beta2,
+               [], [s["step"] for s in states], lr=group["lr"], beta1=beta1, beta2=beta2,
                weight_decay=group["weight_decay"], eps=group["eps"], amsgrad=False,
                maximize=False, grad_scale=None, found_inf=None)
 
@@ -127,12 +125,9 @@ class Adagrad(Optimizer):
         group, params, grads = self._with_grads()
         if not params:
             return
-        init = group["initial_accumulator_value"]
-        states = [self._state(p, step=_step_tensor,
-                              sum=lambda p=p: torch.full_like(p, init)) for p in params]
-        steps = [s["step"] for s in states]
-        torch._foreach_add_(steps, 1)
-        torch._fused_adagrad_(params, grads, [s["sum"] for s in states], steps, lr=group["lr"],
+        states = self._counted_states(params, ("sum",), group["initial_accumulator_value"])
+        torch._fused_adagrad_(params, grads, [s["sum"] for s in states],
+                              [s["step"] for s in states], lr=group["lr"],
                               lr_decay=group["lr_decay"], weight_decay=group["weight_decay"],
                               eps=group["eps"], maximize=False, grad_scale=None, found_inf=None)
 
@@ -178,14 +173,8 @@ class RMSprop(Optimizer):
             return
         lr, alpha, eps = group["lr"], group["alpha"], group["eps"]
         momentum, wd = group["momentum"], group["weight_decay"]
-        init = {"step": _step_tensor}
-        states = []
-        for p in params:
-            init["square_avg"] = lambda p=p: torch.zeros_like(p)
-            if momentum:
-                init["momentum_buffer"] = lambda p=p: torch.zeros_like(p)
-            states.append(self._state(p, **init))
-        torch._foreach_add_([s["step"] for s in states], 1)
+        names = ("square_avg", "momentum_buffer") if momentum else ("square_avg",)
+        states = self._counted_states(params, names)
         if wd:
             grads = torch._foreach_add(grads, params, alpha=wd)
         square_avgs = [s["square_avg"] for s in states]
