@@ -37,6 +37,9 @@ def register(sub) -> None:
     g.add_argument("--label-smoothing", type=float)
     g.add_argument("--schedule", help="constant, step, cosine, onecycle")
     g.add_argument("--clip-norm", type=float, help="clip the gradient norm to this")
+    g.add_argument("--ema", type=float, metavar="DECAY",
+                   help="keep an exponential moving average of the weights (e.g. 0.999): "
+                   "validation, checkpoints and the final model use the average")
     g.add_argument("--early-stopping", type=int, metavar="PATIENCE",
                    help="stop after PATIENCE epochs without val_loss improvement; restore the best")
     g.add_argument("--normalize", help="unit (pixels/255) or standardize")

@@ -49,6 +49,7 @@ class TrainConfig:
     clip_norm: float | None = None  # clip the global gradient norm to this
     augment: dict | None = None  # Keras ImageDataGenerator arguments (cnnkit.data.augment)
     test_time_flip: bool = False  # evaluate and predict on each image and its mirror (averaged)
+    ema: float | None = None  # decay of an exponential moving average of the weights (0.999)
     seed: int | None = None  # None: a random seed, chosen and recorded by the trainer
     device: str = "auto"
     precision: str = "auto"  # auto: bf16 autocast where the hardware has bf16 math, else fp32
@@ -97,6 +98,9 @@ class TrainConfig:
         if not isinstance(self.test_time_flip, bool):
             raise CnnkitError(f"test_time_flip={self.test_time_flip!r} is out of range; valid: "
                               "true or false")
+        if self.ema is not None and (not _number(self.ema) or not 0 < self.ema < 1):
+            raise CnnkitError(f"ema={self.ema!r} is out of range; valid: 0 < ema < 1 "
+                              "(the averaging decay, e.g. 0.999)")
         if self.augment is not None and not isinstance(self.augment, dict):
             raise CnnkitError(f"augment must be a dict of Keras augmentation arguments; got {self.augment!r}")
         if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):

@@ -122,6 +122,7 @@ def render_report(options, ds, model, metrics, report, report_text) -> str:
         f"batch {tc['batch_size']}, {metrics['epochs_run']} of {tc['epochs']} epochs, schedule "
         f"{tc['schedule']}, precision {metrics['precision']}, seed {metrics['seed']}"
         + (f", augmentation {tc['augment']}" if tc.get("augment") else "")
+        + (f", weights averaged (EMA, decay {tc['ema']})" if tc.get("ema") else "")
         + (", test-time flips (each test image averaged with its mirror image)"
            if model.test_time_flip else ""),
         f"- time: {metrics['wall_time_s']:.1f} s wall, {metrics['train_time_s']:.1f} s training, "

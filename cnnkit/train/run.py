@@ -23,7 +23,7 @@ from cnnkit.fsutil import atomic_write_json, recover_dir
 TEST_FRACTION = 0.2  # held out as the test split for datasets without an official one
 TRAIN_FIELDS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
                 "loss", "label_smoothing", "schedule", "clip_norm", "seed", "device", "precision",
-                "normalize", "dry_run", "test_time_flip")
+                "normalize", "dry_run", "test_time_flip", "ema")
 AUGMENT_KEYS = ("rotation_range", "width_shift_range", "height_shift_range", "shear_range",
                 "zoom_range", "horizontal_flip", "vertical_flip", "fill_mode")
 

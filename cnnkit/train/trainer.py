@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from cnnkit.data.augment import Augmenter
+from cnnkit.train.averaging import WeightAverage
 from cnnkit.data.batches import BatchLoader, channel_stats, epoch_generator, to_model_input
 from cnnkit.errors import CnnkitError
 from cnnkit.train.callbacks import Callback
@@ -130,6 +131,8 @@ class Trainer:
             model.test_time_flip = True  # saved with the model: evaluate/predict do the same
         model.net.to(self.device, memory_format=torch.channels_last)
         self.seed = cfg.seed if cfg.seed is not None else int.from_bytes(os.urandom(4), "little")
+        # Weight averaging: the network holds the averages between epochs and after training.
+        self.average = WeightAverage(model.net, cfg.ema) if cfg.ema else None
         self.optimizer = make_optimizer(cfg.optimizer, model.net.parameters(), cfg.lr,
                                         cfg.momentum, cfg.nesterov, cfg.weight_decay)
         self.schedule = None  # built by fit, once the number of batches is known
@@ -205,6 +208,8 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.model.net.parameters(), self.config.clip_norm,
                                            foreach=True)
         self.optimizer.step()
+        if self.average is not None:
+            self.average.update()
         self.schedule.step()
         return loss.detach(), logits.detach()
 
@@ -251,6 +256,8 @@ class Trainer:
                 cb.on_epoch_begin(epoch, {})
             self.progress.epoch_begin(epoch, steps)
             t0 = time.perf_counter()
+            if self.average is not None:
+                self.average.use_own()  # train the network's own weights
             net.train()
             loss_sum = torch.zeros((), device=self.device)
             correct = torch.zeros((), dtype=torch.long, device=self.device)
@@ -274,6 +281,8 @@ class Trainer:
             if not math.isfinite(logs["loss"]):
                 self._diverge(epoch, logs["loss"])
                 break
+            if self.average is not None:
+                self.average.use_average()  # validation, callbacks and checkpoints see these
             if has_val:
                 val = self._evaluate(x_val, y_val, max_batches=1 if cfg.dry_run else None)
                 logs.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
@@ -303,8 +312,10 @@ class Trainer:
                                 "(lower the learning rate, or clip gradients with clip_norm)")
         self.epoch = epoch
         if self.state_dir is not None and Path(self.state_dir).is_dir():
-            weights, _ = read_state(self.state_dir)
+            weights, state = read_state(self.state_dir)
             self.model.net.load_state_dict(weights)
+            if self.average is not None:
+                self.average.load_state_dict(state["weight_average"])
             self.stop_reason += f"; the model is back at the end of epoch {epoch}"
 
     # --- evaluation ----------------------------------------------------------------------------
@@ -357,6 +368,7 @@ class Trainer:
             "config": self.config.to_dict(),
             "optimizer": self.optimizer.state_dict(),
             "schedule": self.schedule.state_dict() if self.schedule else self._schedule_state,
+            "weight_average": self.average.state_dict() if self.average else None,
             "history": self.history.to_dict(),
             "stop_training": self.stop_training, "stop_reason": self.stop_reason,
             "callbacks": {f"{i}:{type(cb).__name__}": cb.get_state()
@@ -386,6 +398,8 @@ class Trainer:
                               f"{str(e).splitlines()[0]}") from None
         self.optimizer.load_state_dict(state["optimizer"])
         _match_param_strides(self.optimizer)
+        if self.average is not None:
+            self.average.load_state_dict(state["weight_average"])
         self._schedule_state = state["schedule"]
         if self.schedule is not None and state["schedule"] is not None:
             self.schedule.load_state_dict(state["schedule"])

@@ -79,6 +79,7 @@ def test_evaluate_and_predict_agree_with_the_in_memory_model(tmp_path, capsys):
     (["--model", "nope"], "unknown model 'nope'"),
     (["--dataset", "nope"], "nope"),
     (["--recipe", "seed999"], "unknown recipe 'seed999'"),
+    (["--ema", "1.5"], "ema=1.5 is out of range; valid: 0 < ema < 1"),
 ])
 def test_bad_options_exit_2_and_write_nothing(tmp_path, capsys, extra, message):
     run = tmp_path / "run"
@@ -204,3 +205,24 @@ def test_test_time_flip_is_saved_and_evaluate_reproduces_it(tmp_path, capsys):
     assert np.allclose(model.predict(x.numpy()), want.numpy(), atol=1e-5)
     model.test_time_flip = False
     assert not np.allclose(model.predict(x.numpy()), want.numpy(), atol=1e-5)
+
+
+def test_weight_averaging_is_the_saved_model_and_the_reported_score(tmp_path, capsys):
+    """--ema: the run reports it, and the model it saves is the average that scored the test
+    accuracy (`cnnkit evaluate` of the saved model gives the same number)."""
+    run, plain = tmp_path / "run", tmp_path / "plain"
+    common = ["--model", "fast-cnn", "--dataset", "digits", "--batch-size", "64", "--seed", "3",
+              "--quiet", "--epochs", "2"]
+    assert main(["train", *common, "--ema", "0.99", "--out", str(run)]) == 0
+    assert main(["train", *common, "--out", str(plain)]) == 0
+    capsys.readouterr()
+    assert json.loads((run / "config.json").read_text())["options"]["train"]["ema"] == 0.99
+    assert "weights averaged (EMA, decay 0.99)" in (run / "report.md").read_text()
+    assert "EMA" not in (plain / "report.md").read_text()
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert main(["evaluate", str(run), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy"] == pytest.approx(
+        metrics["test_accuracy"], abs=1e-9)
+    a, b = cnnkit.load(run / "last"), cnnkit.load(plain / "last")
+    assert any(not np.array_equal(x.detach().numpy(), y.detach().numpy())
+               for x, y in zip(a.net.state_dict().values(), b.net.state_dict().values()))
