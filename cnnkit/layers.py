@@ -8,8 +8,8 @@ from __future__ import annotations
 import math
 
 from cnnkit.errors import CnnkitError, one_of
-from cnnkit.layer_base import (  # noqa: F401  (Input and the helpers are re-exported)
-    ACTIVATIONS, INITIALIZERS, Input, Layer, Shape, _activation, _explain_window, _fmt,
+from cnnkit.layer_base import (  # noqa: F401  (Input, Shape and the padding helpers: public here too)
+    ACTIVATIONS, INITIALIZERS, Input, Layer, Shape, _activation, _explain_window,
     _initializer, _l2, _pair, _padding, _positive_int, _spatial, _window_output, _with_activation,
     check_input_shape, resolve_padding, same_padding)
 
