@@ -27,19 +27,39 @@ def as_batch(model, x) -> tuple:
 
 
 def to_float(model, t):
-    """uint8 pixels get the model's preprocessing (/255); floats are taken as already scaled."""
+    """(N, H, W, C) images → the network's input (N, C, H, W), channels_last in memory, scaled
+    as the model was trained (`model.preprocessing`: pixels / 255, or standardized with the
+    training set's per-channel mean and std). uint8 pixels go through the training loop's own
+    arithmetic; float images are taken as pixels already divided by 255."""
     import torch
 
+    from cnnkit.data.batches import to_model_input
+
+    pre = getattr(model, "preprocessing", None) or {}
+    normalize = pre.get("normalize", "unit")
+    mean, std = pre.get("mean"), pre.get("std")
     if t.dtype == torch.uint8:
-        t = t.float().div_(255.0)
-    return t.float().permute(0, 3, 1, 2)  # (N, C, H, W), channels_last in memory
+        return to_model_input(t, normalize, mean, std)
+    x = t.permute(0, 3, 1, 2).float()
+    if normalize == "standardize":
+        c = x.shape[1]
+        x = (x - torch.tensor(mean).reshape(1, -1, 1, 1)) / torch.tensor(std).reshape(1, -1, 1, 1)
+        if x.shape[1] != c:
+            raise CnnkitError(f"the model's saved mean/std have {len(mean)} values for {c} channels")
+    return x
 
 
 def eval_mode(net) -> None:
-    """`net.eval()` only where needed: walking the modules costs less than setting every flag,
-    which is a third of a single image's prediction time."""
-    if any(m.training for m in net.modules()):
-        net.eval()
+    """`net.eval()` only where needed: setting every module's flag is a third of a single
+    image's prediction time, and even walking `net.modules()` costs ~30 µs, so the walk is
+    done once (a built network's modules do not change) and the flags are read from a tuple."""
+    modules = net.__dict__.get("_cnnkit_modules")
+    if modules is None:
+        modules = net.__dict__["_cnnkit_modules"] = tuple(net.modules())
+    for m in modules:
+        if m.training:
+            net.eval()
+            return
 
 
 def predict_proba(model, x, batch_size: int = 1000) -> np.ndarray:
@@ -50,10 +70,11 @@ def predict_proba(model, x, batch_size: int = 1000) -> np.ndarray:
         model.check_classifier()
     t, single = as_batch(model, x)
     eval_mode(net)
-    outs = []
     with torch.inference_mode():  # one image: ~0.1 ms less with all threads than switching to 1
-        for start in range(0, len(t), batch_size):
-            xb = to_float(model, t[start:start + batch_size])
-            outs.append(net.probabilities(net(xb)))
-    probs = torch.cat(outs).numpy()
+        if len(t) <= batch_size:  # one batch (one image): no slicing, no concatenation
+            probs = net.probabilities(net(to_float(model, t)))
+        else:
+            probs = torch.cat([net.probabilities(net(to_float(model, t[i:i + batch_size])))
+                               for i in range(0, len(t), batch_size)])
+    probs = probs.numpy()
     return probs[0] if single else probs

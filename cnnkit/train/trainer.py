@@ -143,6 +143,12 @@ class Trainer:
         self.progress = Progress(cfg.verbose, cfg.epochs, stream)
         self.loss_fn = None
         self.preprocessing = {"normalize": cfg.normalize, "mean": None, "std": None}
+        saved = getattr(model, "preprocessing", None) or {}
+        if cfg.normalize == "standardize" and saved.get("normalize") == "standardize" \
+                and saved.get("mean") is not None:  # a trained model's own statistics
+            self.preprocessing.update(
+                mean=torch.tensor(saved["mean"], dtype=torch.float32, device=self.device),
+                std=torch.tensor(saved["std"], dtype=torch.float32, device=self.device))
         self._forward = torch.compile(model.net) if cfg.compile else model.net
 
     # --- helpers -------------------------------------------------------------------------------
@@ -190,6 +196,15 @@ class Trainer:
         self.loss_fn = make_loss(self.config.loss, k, self.model.net.output_activation,
                                  self.config.label_smoothing)
 
+    def preprocessing_record(self) -> dict:
+        """How pixels become the network's input, as saved in model.json: evaluate and predict
+        must scale a saved model's images exactly as its training did."""
+        p = self.preprocessing
+        if p["normalize"] != "standardize" or p["mean"] is None:
+            return {"normalize": p["normalize"]}
+        return {"normalize": "standardize", "mean": p["mean"].cpu().tolist(),
+                "std": p["std"].cpu().tolist()}
+
     def _input(self, xb: torch.Tensor) -> torch.Tensor:
         p = self.preprocessing
         if p["normalize"] == "standardize" and p["mean"] is None:
@@ -222,9 +237,10 @@ class Trainer:
         has_val = x_val is not None
         if has_val:
             x_val, y_val = self._check_data(x_val, y_val, "validation data")
-        if cfg.normalize == "standardize" and self.preprocessing["mean"] is None:
+        if cfg.normalize == "standardize":  # this training set's statistics
             mean, std = channel_stats(x_train)
             self.preprocessing.update(mean=mean.to(self.device), std=std.to(self.device))
+        self.model.preprocessing = self.preprocessing_record()  # saved with the model
         self._setup_loss(x_train, [y_train] + ([y_val] if has_val else []))
         loader = BatchLoader(x_train.to(self.device), y_train.to(self.device), cfg.batch_size,
                              shuffle=True, seed=self.seed,

@@ -226,3 +226,32 @@ def test_weight_averaging_is_the_saved_model_and_the_reported_score(tmp_path, ca
     a, b = cnnkit.load(run / "last"), cnnkit.load(plain / "last")
     assert any(not np.array_equal(x.detach().numpy(), y.detach().numpy())
                for x, y in zip(a.net.state_dict().values(), b.net.state_dict().values()))
+
+
+def test_standardized_model_is_evaluated_and_predicted_as_it_was_trained(tmp_path, capsys):
+    """--normalize standardize: the training set's mean and std are saved with the model, so
+    `cnnkit evaluate` and `model.predict` scale images exactly as training did."""
+    run = tmp_path / "run"
+    assert main(["train", *SMALL, "--epochs", "2", "--normalize", "standardize",
+                 "--out", str(run)]) == 0
+    capsys.readouterr()
+    pre = json.loads((run / "best" / "model.json").read_text())["preprocessing"]
+    assert pre["normalize"] == "standardize" and 0.2 < pre["mean"][0] < 0.4 and pre["std"][0] > 0.2
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert main(["evaluate", str(run), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy"] == pytest.approx(
+        metrics["test_accuracy"], abs=1e-9)
+    import torch
+
+    from cnnkit.data import load_dataset
+    x = load_dataset("digits").x_train[:200]
+    model = cnnkit.load(run / "best")
+    xs = (x.permute(0, 3, 1, 2).float() / 255 - pre["mean"][0]) / pre["std"][0]
+    with torch.no_grad():
+        want = torch.softmax(model.net.eval()(xs), 1).numpy()
+    probs = model.predict(x.numpy())
+    assert np.allclose(probs, want, atol=1e-5)
+    assert np.allclose(model.predict(x.numpy().astype(np.float32) / 255), want, atol=1e-5)
+    unit = (x.permute(0, 3, 1, 2).float() / 255)  # what predict did before: a different answer
+    with torch.no_grad():
+        assert not np.allclose(torch.softmax(model.net(unit), 1).numpy(), want, atol=1e-3)
