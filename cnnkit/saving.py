@@ -57,7 +57,8 @@ def load(path):
     meta = read_meta(path)
     model = Sequential.from_config(meta["config"], where=str(path / CONFIG_FILE))
     model.class_names = meta.get("class_names")
-    model.preprocessing = meta.get("preprocessing") or model.preprocessing
+    model.preprocessing = check_preprocessing(meta.get("preprocessing") or model.preprocessing,
+                                              model.input_shape[2], str(path / CONFIG_FILE))
     model.dataset = meta.get("dataset")
     weights_file = path / WEIGHTS_FILE
     if not weights_file.is_file():
@@ -69,6 +70,26 @@ def load(path):
     load_state(model.net, state, str(weights_file))
     model.net.eval()
     return model
+
+
+def check_preprocessing(pre, channels: int, where: str) -> dict:
+    """`preprocessing` from model.json: {"normalize": "unit"} or {"normalize": "standardize",
+    "mean": [...], "std": [...]} with 1 or `channels` numbers each, std > 0."""
+    valid = ('valid: {"normalize": "unit"} or {"normalize": "standardize", "mean": [...], '
+             '"std": [...]}')
+    if not isinstance(pre, dict) or pre.get("normalize") not in ("unit", "standardize"):
+        raise CnnkitError(f"{where}: preprocessing {pre!r} is not understood; {valid}")
+    if pre["normalize"] == "standardize":
+        for key in ("mean", "std"):
+            v = pre.get(key)
+            ok = isinstance(v, list) and len(v) in (1, channels) and all(
+                isinstance(a, (int, float)) and not isinstance(a, bool) for a in v)
+            if not ok or (key == "std" and min(v) <= 0):
+                count = "1 number" if channels == 1 else f"1 or {channels} numbers"
+                raise CnnkitError(f"{where}: preprocessing {key}={v!r} is out of range; valid: "
+                                  f"{count} (one per channel)"
+                                  + (", each > 0" if key == "std" else ""))
+    return pre
 
 
 def load_state(net, state: dict, where: str) -> None:

@@ -60,3 +60,32 @@ def test_corrupt_weights_and_config(tmp_path):
 def test_not_a_model_directory(tmp_path):
     with pytest.raises(CnnkitError, match="not a saved model directory"):
         cnnkit.load(tmp_path / "nothing")
+
+
+@pytest.mark.parametrize("pre,message", [
+    ({"normalize": "zscore"}, "preprocessing {'normalize': 'zscore'} is not understood"),
+    ("unit", "preprocessing 'unit' is not understood"),
+    ({"normalize": "standardize"}, r"preprocessing mean=None is out of range; valid: 1 number \(one per channel\)"),
+    ({"normalize": "standardize", "mean": [0.3, 0.3], "std": [0.4]}, r"mean=\[0.3, 0.3\] is out of range"),
+    ({"normalize": "standardize", "mean": [0.3], "std": [0]}, r"std=\[0\] is out of range.*, each > 0"),
+])
+def test_bad_preprocessing_in_model_json_is_named(tmp_path, pre, message):
+    small().save(tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    meta["preprocessing"] = pre
+    (tmp_path / "m" / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(CnnkitError, match=message) as e:
+        cnnkit.load(tmp_path / "m")
+    assert "model.json" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_standardized_model_round_trips(tmp_path):
+    m = small()
+    m.preprocessing = {"normalize": "standardize", "mean": [0.25], "std": [0.5]}
+    m.save(tmp_path / "m")
+    again = cnnkit.load(tmp_path / "m")
+    x = np.random.default_rng(0).integers(0, 255, (4, 6, 6, 1), dtype=np.uint8)
+    np.testing.assert_array_equal(again.predict(x), m.predict(x))
+    unit = small()
+    unit.net.load_state_dict(m.net.state_dict())
+    assert not np.allclose(unit.predict(x), m.predict(x), atol=1e-4)  # the scaling matters
