@@ -33,19 +33,14 @@ def to_float(model, t):
     arithmetic; float images are taken as pixels already divided by 255."""
     import torch
 
-    from cnnkit.data.batches import to_model_input
+    from cnnkit.data.batches import standardize, to_model_input
 
-    pre = getattr(model, "preprocessing", None) or {}
-    normalize = pre.get("normalize", "unit")
-    mean, std = pre.get("mean"), pre.get("std")
+    pre = model.preprocessing
     if t.dtype == torch.uint8:
-        return to_model_input(t, normalize, mean, std)
+        return to_model_input(t, pre.get("normalize", "unit"), pre.get("mean"), pre.get("std"))
     x = t.permute(0, 3, 1, 2).float()
-    if normalize == "standardize":
-        c = x.shape[1]
-        x = (x - torch.tensor(mean).reshape(1, -1, 1, 1)) / torch.tensor(std).reshape(1, -1, 1, 1)
-        if x.shape[1] != c:
-            raise CnnkitError(f"the model's saved mean/std have {len(mean)} values for {c} channels")
+    if pre.get("normalize") == "standardize":
+        return standardize(x, pre.get("mean"), pre.get("std"), pixel_max=1.0)
     return x
 
 

@@ -56,6 +56,21 @@ def channel_stats(x: torch.Tensor, chunk: int = 8192) -> tuple[torch.Tensor, tor
     return (mean / 255).float(), (std / 255).clamp_min(1e-6).float()
 
 
+def standardize(xp: torch.Tensor, mean, std, pixel_max: float) -> torch.Tensor:
+    """(x / pixel_max - mean) / std per channel of (B, C, H, W) `xp`, folded into one
+    multiply-add; `mean`/`std` hold 1 or C values in [0, 1] units."""
+    if mean is None or std is None:
+        raise CnnkitError("normalize='standardize' needs the per-channel mean and std")
+    c = xp.shape[1]
+    mean_t = torch.as_tensor(mean, dtype=torch.float32, device=xp.device).reshape(-1)
+    std_t = torch.as_tensor(std, dtype=torch.float32, device=xp.device).reshape(-1)
+    if mean_t.numel() not in (1, c) or std_t.numel() not in (1, c):
+        raise CnnkitError(f"mean/std need 1 or {c} values (one per channel); got {mean_t.numel()} and {std_t.numel()}")
+    scale = (1.0 / (pixel_max * std_t)).reshape(1, -1, 1, 1)
+    shift = (-mean_t / std_t).reshape(1, -1, 1, 1)
+    return torch.addcmul(shift, xp, scale)
+
+
 def to_model_input(
     x: torch.Tensor,
     normalize: str = "unit",
@@ -72,17 +87,7 @@ def to_model_input(
     if normalize == "unit":
         out = xp.mul(1.0 / 255)  # one kernel: uint8 -> float32 and scale, layout preserved
     elif normalize == "standardize":
-        if mean is None or std is None:
-            raise CnnkitError("normalize='standardize' needs the per-channel mean and std")
-        c = xp.shape[1]
-        mean_t = torch.as_tensor(mean, dtype=torch.float32, device=x.device).reshape(-1)
-        std_t = torch.as_tensor(std, dtype=torch.float32, device=x.device).reshape(-1)
-        if mean_t.numel() not in (1, c) or std_t.numel() not in (1, c):
-            raise CnnkitError(f"mean/std need 1 or {c} values (one per channel); got {mean_t.numel()} and {std_t.numel()}")
-        # (x/255 - mean)/std folded into one multiply-add.
-        scale = (1.0 / (255.0 * std_t)).reshape(1, -1, 1, 1)
-        shift = (-mean_t / std_t).reshape(1, -1, 1, 1)
-        out = torch.addcmul(shift, xp, scale)
+        out = standardize(xp, mean, std, pixel_max=255.0)
     else:
         raise one_of("normalize", normalize, NORMALIZE_MODES)
     if not out.is_contiguous(memory_format=torch.channels_last):

@@ -6,8 +6,8 @@ so that the first steps, far from where training ends, are forgotten quickly (th
 used by timm and TensorFlow's ExponentialMovingAverage with num_updates). Batch norm's running
 statistics are averaged the same way; integer buffers (batch counters) follow the network.
 
-The trainer keeps two sets of weights and swaps them, at no copy cost beyond one pass: the
-network trains with its own weights, and between epochs (validation, callbacks, checkpoints)
+The trainer keeps two sets of weights and swaps them once per epoch (a few copies of ~30k
+numbers for the fast models, nothing per step beyond the lerp): the network trains with its own weights, and between epochs (validation, callbacks, checkpoints)
 and after training it holds the averages. This is Keras 3's `use_ema` with its weights
 overwritten at the end of `fit`, except that validation also sees the averaged weights, so
 early stopping and the best checkpoint judge the weights the user will get.
