@@ -15,7 +15,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_line, median, warn_if_loaded  # noqa: E402
 
-from cnnkit.presets import create_model  # noqa: E402
+from cnnkit.model.presets import create_model  # noqa: E402
 from cnnkit.train.trainer import TrainConfig, Trainer  # noqa: E402
 
 

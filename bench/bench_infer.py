@@ -33,7 +33,7 @@ def main():
     args = ap.parse_args()
 
     from cnnkit.data import load_dataset
-    from cnnkit.presets import create_model
+    from cnnkit.model.presets import create_model
     from cnnkit.train.config import TrainConfig
     from cnnkit.train.trainer import Trainer
 

@@ -80,7 +80,7 @@ def run_seed003_loop(name, x, y, xt, yt):
 
 
 def run_cnnkit(name, ds):
-    from cnnkit.presets import create_model
+    from cnnkit.model.presets import create_model
     from cnnkit.train.config import TrainConfig
     from cnnkit.train.trainer import Trainer
 
@@ -104,7 +104,7 @@ def main():
     args = ap.parse_args()
 
     from cnnkit.data import load_dataset
-    from cnnkit.presets import create_model
+    from cnnkit.model.presets import create_model
 
     print(machine_line())
     warn_if_loaded()

@@ -7,10 +7,10 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 _LAZY = {
-    "Sequential": ("cnnkit.model", "Sequential"),
-    "load": ("cnnkit.saving", "load"),
-    "create_model": ("cnnkit.presets", "create_model"),
-    "load_model_file": ("cnnkit.config", "load_model_file"),
+    "Sequential": ("cnnkit.model.sequential", "Sequential"),
+    "load": ("cnnkit.model.saving", "load"),
+    "create_model": ("cnnkit.model.presets", "create_model"),
+    "load_model_file": ("cnnkit.model.files", "load_model_file"),
     "layers": ("cnnkit.layers", None),
     "CnnkitError": ("cnnkit.errors", "CnnkitError"),
 }

@@ -31,7 +31,7 @@ def test_summary_of_model_file_and_saved_model(tmp_path, capsys):
     path.write_text("input_shape: [8, 8, 1]\nlayers:\n  - Flatten: {}\n  - Dense: {units: 2}\n")
     assert main(["summary", str(path)]) == 0
     assert "Total params: 130" in capsys.readouterr().out
-    from cnnkit.presets import create_model
+    from cnnkit.model.presets import create_model
 
     create_model("seed000-first").save(tmp_path / "saved")
     assert main(["summary", str(tmp_path / "saved"), "--explain"]) == 0

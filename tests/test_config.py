@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from cnnkit.config import load_model_file, resolve_model
+from cnnkit.model.files import load_model_file, resolve_model
 from cnnkit.errors import CnnkitError
 
 YAML = """input_shape: [28, 28, 1]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from cnnkit.errors import CnnkitError
-from cnnkit.evaluate import (EPSILON, classification_report, cross_entropy, format_report,
+from cnnkit.look.metrics import (EPSILON, classification_report, cross_entropy, format_report,
                              worst_mistakes)
 
 # Three classes, six samples. Predictions (argmax): 0 0 1 1 2 2; true labels: 0 0 0 1 1 2.

@@ -9,7 +9,7 @@ import torch
 from cnnkit import layers as L
 from cnnkit.errors import CnnkitError
 from cnnkit.layers import same_padding
-from cnnkit.model import Sequential
+from cnnkit.model.sequential import Sequential
 
 
 # -- an independent reference: direct NumPy convolution / pooling with Keras's 'same' rule ----

@@ -103,7 +103,7 @@ def test_activation_moved_after_max_pooling_changes_nothing(activation):
     model = Sequential([L.Conv2D(4, 3, activation=activation, padding="same"), L.MaxPooling2D(2),
                         L.Flatten(), L.Dense(3)], input_shape=(7, 7, 2))
     net = model.net
-    from cnnkit.nn import MaxPool2d
+    from cnnkit.layers.nn import MaxPool2d
 
     assert isinstance(net.blocks[1], MaxPool2d)  # conv, pool, then the activation
     conv, dense = net.blocks[0].conv, net.blocks[-1].linear
@@ -122,7 +122,7 @@ def test_activation_moved_after_max_pooling_changes_nothing(activation):
 def test_test_time_flip_averages_mirror_logits_in_eval_only():
     import torch
 
-    from cnnkit.presets import create_model
+    from cnnkit.model.presets import create_model
 
     torch.manual_seed(0)
     model = create_model("fast-cnn")
@@ -148,8 +148,8 @@ def test_test_time_flip_needs_a_classifier_and_a_bool():
 
 
 def test_summary_rows_stay_aligned_with_long_layer_names():
-    from cnnkit.presets import create_model
-    from cnnkit.summary import format_summary
+    from cnnkit.model.presets import create_model
+    from cnnkit.model.summary import format_summary
 
     table = [line for line in format_summary(create_model("fast-cnn")).splitlines()
              if line[:1] in "┏┃┡│└"]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnnkit import plots
+from cnnkit.look import plots
 from cnnkit.errors import CnnkitError
 
 NAMES = ["cat", "dog", "bird"]
@@ -135,10 +135,10 @@ def test_failed_write_leaves_no_partial_file_and_keeps_the_old_one(tmp_path, mon
 
 
 def test_lazy_import_and_no_pyplot(tmp_path):
-    # `import cnnkit.plots` must stay free for CLI start-up, and plotting must not touch pyplot
+    # `import cnnkit.look.plots` must stay free for CLI start-up, and plotting must not touch pyplot
     # (a user's own pyplot session and backend stay as they were).
     code = (
-        "import sys; import cnnkit.plots as p\n"
+        "import sys; import cnnkit.look.plots as p\n"
         "assert 'matplotlib' not in sys.modules\n"
         f"p.plot_history({{'loss': [1.0, 0.5]}}, {str(tmp_path / 'h.png')!r})\n"
         "assert 'matplotlib.pyplot' not in sys.modules\n"

@@ -5,7 +5,7 @@ import torch
 
 import cnnkit
 from cnnkit.errors import CnnkitError
-from cnnkit.presets import PRESETS, create_model
+from cnnkit.model.presets import PRESETS, create_model
 
 # SEEDS.md: Keras's own summary totals and per-layer output shapes
 SEED_TOTALS = {

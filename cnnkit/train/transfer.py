@@ -8,8 +8,8 @@ from cnnkit.layers import Dense, Flatten, GlobalAveragePooling2D
 
 def init_from(model, source_dir, num_classes: int, freeze: bool):
     """Copy every weight of `source_dir`'s model whose name and shape fit `model`."""
-    from cnnkit.model import Sequential
-    from cnnkit.saving import load
+    from cnnkit.model.sequential import Sequential
+    from cnnkit.model.saving import load
 
     source = load(source_dir)
     if tuple(source.input_shape) != tuple(model.input_shape):

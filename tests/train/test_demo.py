@@ -5,13 +5,13 @@ from pathlib import Path
 import pytest
 
 from cnnkit.cli import main
-from cnnkit.train.recipes import RECIPES
+from cnnkit.runs.recipes import RECIPES
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 
 def test_every_recipe_names_a_preset_and_valid_options():
-    from cnnkit.presets import PRESETS
+    from cnnkit.model.presets import PRESETS
     from cnnkit.train.config import TrainConfig
 
     assert {"seed000", "seed002", "seed003", "seed004", "fast", "best"} <= set(RECIPES)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 
 from cnnkit.errors import CnnkitError, one_of
-from cnnkit.layer_base import (  # noqa: F401  (Input, Shape and the padding helpers: public here too)
+from cnnkit.layers.base import (  # noqa: F401  (Input, Shape and the padding helpers: public here too)
     ACTIVATIONS, INITIALIZERS, Input, Layer, Shape, _activation, _explain_window,
     _initializer, _l2, _pair, _padding, _positive_int, _spatial, _window_output, _with_activation,
     check_input_shape, resolve_padding, same_padding)
@@ -65,7 +65,7 @@ class Conv2D(Layer):
             f" × {kw}{bias}) = {self.params(shape)[0]:,}"]
 
     def build(self, shape, init, activation=True):
-        from cnnkit import initializers, nn as knn
+        from cnnkit.layers import initializers, nn as knn
 
         _, pads = self._window(shape)
         conv = knn.Conv2d(shape[2], self.filters, self.kernel_size, self.strides, pads, self.use_bias)
@@ -110,7 +110,7 @@ class MaxPooling2D(_Pooling2D):
     base_name = "max_pooling2d"
 
     def build(self, shape, init, activation=True):
-        from cnnkit import nn as knn
+        from cnnkit.layers import nn as knn
 
         return [knn.MaxPool2d(self.pool_size, self.strides, self._window(shape)[1])]
 
@@ -119,7 +119,7 @@ class AveragePooling2D(_Pooling2D):
     base_name = "average_pooling2d"
 
     def build(self, shape, init, activation=True):
-        from cnnkit import nn as knn
+        from cnnkit.layers import nn as knn
 
         count_pad = not isinstance(self.padding, str)  # PyTorch's explicit padding counts zeros
         return [knn.AvgPool2d(self.pool_size, self.strides, self._window(shape)[1], count_pad)]
@@ -153,7 +153,7 @@ class ZeroPadding2D(Layer):
                 "no parameters"]
 
     def build(self, shape, init, activation=True):
-        from cnnkit import nn as knn
+        from cnnkit.layers import nn as knn
 
         return [knn.ZeroPad2d(self.pads)]
 
@@ -168,7 +168,7 @@ class Flatten(Layer):
         return [f"{' × '.join(map(str, shape))} = {out[0]:,} values in one vector; no parameters"]
 
     def build(self, shape, init, activation=True):
-        from cnnkit import nn as knn
+        from cnnkit.layers import nn as knn
 
         return [knn.Flatten()] if len(shape) > 1 else []
 
@@ -184,7 +184,7 @@ class GlobalAveragePooling2D(Layer):
                 "no parameters"]
 
     def build(self, shape, init, activation=True):
-        from cnnkit import nn as knn
+        from cnnkit.layers import nn as knn
 
         return [knn.GlobalAvgPool2d()]
 
@@ -226,7 +226,7 @@ class Dense(Layer):
                 f"{self.params(shape)[0]:,}{where}"]
 
     def build(self, shape, init, activation=True):
-        from cnnkit import initializers, nn as knn
+        from cnnkit.layers import initializers, nn as knn
 
         dense = knn.Dense(shape[-1], self.units, self.use_bias)
         initializers.initialize(dense.linear, self.kernel_initializer, init)
@@ -303,7 +303,7 @@ class Activation(Layer):
         return [f"{self.activation} applied to each value; no parameters"]
 
     def build(self, shape, init, activation=True):
-        from cnnkit import nn as knn
+        from cnnkit.layers import nn as knn
 
         return [knn.activation_module(self.activation)] if activation else []
 
@@ -325,7 +325,7 @@ class LeakyReLU(Layer):
         return [f"max(x, {self.negative_slope}·x) for each value; no parameters"]
 
     def build(self, shape, init, activation=True):
-        from cnnkit import nn as knn
+        from cnnkit.layers import nn as knn
 
         return [knn.activation_module("leaky_relu", self.negative_slope)]
 

@@ -171,7 +171,7 @@ def _explain_window(shape, out, kernel, strides, pads, padding) -> list[str]:
 
 
 def _with_activation(module, activation: str) -> list:
-    from cnnkit import nn as knn
+    from cnnkit.layers import nn as knn
 
     return [module] if activation == "linear" else [module, knn.activation_module(activation)]
 

@@ -15,10 +15,10 @@ import sys
 
 # Command modules, in the order their commands appear in `--help`.
 COMMAND_MODULES = [
-    "cnnkit.commands.models",   # presets, summary
-    "cnnkit.commands.data",     # data list / show / augment
-    "cnnkit.commands.train",    # train, evaluate, predict
-    "cnnkit.commands.demo",     # demo
+    "cnnkit.cli.models",   # presets, summary
+    "cnnkit.cli.data",     # data list / show / augment
+    "cnnkit.cli.train",    # train, evaluate, predict
+    "cnnkit.cli.demo",     # demo
 ]
 
 
@@ -62,6 +62,3 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     return int(code or 0)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -51,18 +51,18 @@ def read_structured(path) -> object:
 
 
 def load_model_file(path):
-    from cnnkit.model import Sequential
+    from cnnkit.model.sequential import Sequential
 
     return Sequential.from_config(read_structured(path), where=str(path))
 
 
 def resolve_model(spec: str):
     """A model named on the command line: preset name, model file, or saved model directory."""
-    from cnnkit.presets import PRESETS, create_model
+    from cnnkit.model.presets import PRESETS, create_model
 
     path = Path(spec)
     if path.is_dir():
-        from cnnkit.saving import load
+        from cnnkit.model.saving import load
 
         return load(path)
     if path.suffix in MODEL_FILE_SUFFIXES:

@@ -4,7 +4,7 @@ filters and feature maps.
 Figures are built with matplotlib's object API (`matplotlib.figure.Figure`, rendered by Agg)
 rather than pyplot: no global figure registry to leak memory in long runs, no GUI backend, and
 nothing changed for a user who has their own pyplot session open. matplotlib is imported
-inside the functions, so `import cnnkit.plots` costs nothing. Each PNG is written through
+inside the functions, so `import cnnkit.look.plots` costs nothing. Each PNG is written through
 `fsutil.atomic_path`: a failed or interrupted write leaves the previous file (or none).
 
 Inputs are numpy arrays; images are uint8 (N, H, W, C) as everywhere in cnnkit.

@@ -32,7 +32,7 @@ AUGMENT_KEYS = ("rotation_range", "width_shift_range", "height_shift_range", "sh
 def options_from_args(args) -> dict:
     """Merge recipe and command line into one JSON-able dict (the run's config.json)."""
     from cnnkit.train.config import TrainConfig
-    from cnnkit.train.recipes import get_recipe
+    from cnnkit.runs.recipes import get_recipe
 
     recipe = get_recipe(args.recipe) if args.recipe else None
     train = dict(recipe.train) if recipe else {}
@@ -117,8 +117,8 @@ def prepare_data(options: dict, model_shape=None):
 
 def build_model(options: dict, ds):
     """The model to train, fitted to the data: presets adapt to its shape and classes."""
-    from cnnkit.config import resolve_model
-    from cnnkit.presets import PRESETS, create_model
+    from cnnkit.model.files import resolve_model
+    from cnnkit.model.presets import PRESETS, create_model
 
     spec = options["model"]
     if spec in PRESETS and not Path(spec).exists():
@@ -231,7 +231,7 @@ def execute(options: dict, run_dir: Path, resume: bool) -> Path:
     history = trainer.fit(x, y, xv, yv)
     fit_time = time.perf_counter() - t_fit
 
-    from cnnkit.train.report import finish_run
+    from cnnkit.runs.report import finish_run
 
     finish_run(run_dir, options, ds, splits, model, trainer, history,
                timing={"fit_s": fit_time, "start": t_start}, say=say)
@@ -240,8 +240,8 @@ def execute(options: dict, run_dir: Path, resume: bool) -> Path:
 
 def _load(options):
     """The dataset and its train/val/test splits."""
-    from cnnkit.config import resolve_model
-    from cnnkit.presets import PRESETS
+    from cnnkit.model.files import resolve_model
+    from cnnkit.model.presets import PRESETS
 
     spec = options["model"]
     shape = None

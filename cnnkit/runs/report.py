@@ -29,8 +29,8 @@ def _peak_rss_mb() -> float | None:
 def save_last_and_best(run_dir: Path, model, trainer) -> None:
     """`last/` holds the weights after the final epoch (the state the trainer wrote), `best/`
     the lowest validation loss (written by ModelCheckpoint; the last model without validation)."""
-    from cnnkit.model import Sequential
-    from cnnkit.saving import load_state
+    from cnnkit.model.sequential import Sequential
+    from cnnkit.model.saving import load_state
     from cnnkit.train.state import read_state
 
     last = Sequential.from_config(model.get_config())
@@ -54,8 +54,8 @@ def test_predictions(run_dir: Path, model, trainer, x_test):
 
 def evaluation_plots(out: Path, x, y, probs, report: dict, class_names) -> None:
     """`confusion_matrix.png` and `mistakes.png` (the 16 most confidently wrong images)."""
-    from cnnkit import plots
-    from cnnkit.evaluate import worst_mistakes
+    from cnnkit.look import plots
+    from cnnkit.look.metrics import worst_mistakes
 
     plots.plot_confusion_matrix(report["confusion_matrix"], class_names, out / "confusion_matrix.png")
     worst = worst_mistakes(probs, y.numpy(), k=16)
@@ -65,8 +65,8 @@ def evaluation_plots(out: Path, x, y, probs, report: dict, class_names) -> None:
 
 
 def finish_run(run_dir: Path, options, ds, splits, model, trainer, history, timing, say) -> dict:
-    from cnnkit import plots
-    from cnnkit.evaluate import classification_report, format_report
+    from cnnkit.look import plots
+    from cnnkit.look.metrics import classification_report, format_report
 
     save_last_and_best(run_dir, model, trainer)
     hist = history.history
@@ -109,7 +109,7 @@ def finish_run(run_dir: Path, options, ds, splits, model, trainer, history, timi
 
 
 def render_report(options, ds, model, metrics, report, report_text) -> str:
-    from cnnkit.summary import format_summary
+    from cnnkit.model.summary import format_summary
 
     tc = options["train"]
     lines = [

@@ -22,8 +22,8 @@ def cmd_demo(args) -> int:
     import time
 
     from cnnkit.errors import CnnkitError
-    from cnnkit.train.recipes import get_recipe
-    from cnnkit.train.run import train_from_args
+    from cnnkit.runs.recipes import get_recipe
+    from cnnkit.runs.run import train_from_args
 
     recipe = get_recipe(args.recipe)
     dataset = recipe.dataset
@@ -42,7 +42,7 @@ def cmd_demo(args) -> int:
               file=sys.stderr)
         dataset = "digits"
     parser = argparse.ArgumentParser()
-    from cnnkit.commands.train import register as register_train
+    from cnnkit.cli.train import register as register_train
 
     register_train(parser.add_subparsers())
     out = args.out or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -86,19 +86,19 @@ def register(sub) -> None:
 
 
 def cmd_train(args) -> int:
-    from cnnkit.train.run import train_from_args
+    from cnnkit.runs.run import train_from_args
 
     train_from_args(args)
     return 0
 
 
 def cmd_evaluate(args) -> int:
-    from cnnkit.train.inspect import evaluate_command
+    from cnnkit.cli.inspect import evaluate_command
 
     return evaluate_command(args)
 
 
 def cmd_predict(args) -> int:
-    from cnnkit.train.inspect import predict_command
+    from cnnkit.cli.inspect import predict_command
 
     return predict_command(args)

@@ -23,7 +23,7 @@ def register(sub) -> None:
 
 def _presets_rows():
     # Parameter counts come from shape inference alone: no torch needed, so this stays fast.
-    from cnnkit.presets import PRESETS, create_model
+    from cnnkit.model.presets import PRESETS, create_model
 
     rows = []
     for preset in PRESETS.values():
@@ -58,10 +58,10 @@ def _parse_shape(text: str):
 
 
 def cmd_summary(args) -> int:
-    from cnnkit.config import resolve_model
+    from cnnkit.model.files import resolve_model
 
     if args.input_shape:
-        from cnnkit.presets import create_model
+        from cnnkit.model.presets import create_model
 
         model = create_model(args.model, input_shape=_parse_shape(args.input_shape))
     else:

@@ -11,7 +11,7 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 
 def load_model_or_run(spec: str):
     """(model, run_dir or None): a run directory gives its best model."""
-    from cnnkit.saving import load
+    from cnnkit.model.saving import load
 
     path = Path(spec)
     if (path / "config.json").is_file() and (path / "best").is_dir():
@@ -26,9 +26,9 @@ def evaluate_command(args) -> int:
     import torch
 
     from cnnkit.data import load_dataset
-    from cnnkit.evaluate import classification_report, format_report
+    from cnnkit.look.metrics import classification_report, format_report
     from cnnkit.train.config import TrainConfig
-    from cnnkit.train.report import evaluation_plots
+    from cnnkit.runs.report import evaluation_plots
     from cnnkit.train.trainer import Trainer
 
     model, run_dir = load_model_or_run(args.model)
@@ -38,7 +38,7 @@ def evaluate_command(args) -> int:
     h, w, c = model.input_shape
     if run_dir is not None and not args.dataset and args.split == "test":
         # the run's own test split (held out by the run where the dataset has none)
-        from cnnkit.train.run import prepare_data, read_run_config
+        from cnnkit.runs.run import prepare_data, read_run_config
 
         options = read_run_config(run_dir)
         ds, splits = prepare_data(options, model.input_shape
@@ -109,7 +109,7 @@ def predict_command(args) -> int:
         results.append({"image": str(path), "top": [{"class": names[i], "index": int(i),
                                                       "probability": float(p[i])} for i in top]})
     if args.plot:
-        from cnnkit import plots
+        from cnnkit.look import plots
 
         plots.plot_probabilities(images, probs, names, args.plot, top_k=None)
     if args.json:

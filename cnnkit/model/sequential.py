@@ -122,7 +122,7 @@ class Sequential:
     # -- engine ------------------------------------------------------------------------------
     def build(self):
         """Create the PyTorch module (NCHW inside). Returns it; also kept as `self.net`."""
-        from cnnkit.nn import Net
+        from cnnkit.layers.nn import Net
 
         infos = self.layer_infos()
         out_act = self.output_activation
@@ -190,13 +190,13 @@ class Sequential:
 
     def get_weights(self) -> list[list]:
         """Per layer with weights, Keras layout as numpy: kernel (kh, kw, in, out) / (in, out)."""
-        from cnnkit.saving import keras_weights
+        from cnnkit.model.saving import keras_weights
 
         return [keras_weights(m) for _, m in self._weighted_modules()]
 
     def set_layer_weights(self, index: int, weights: list) -> None:
         """Set layer `index` (in `self.layers`) from Keras-layout arrays: [kernel, bias]."""
-        from cnnkit.saving import set_keras_weights
+        from cnnkit.model.saving import set_keras_weights
 
         target = self.layers[index]
         for layer, module in self._weighted_modules():
@@ -261,18 +261,18 @@ class Sequential:
 
     # -- reports -----------------------------------------------------------------------------
     def summary(self, explain: bool = False, print_fn=None) -> None:
-        from cnnkit.summary import print_summary
+        from cnnkit.model.summary import print_summary
 
         print_summary(self, explain=explain, print_fn=print_fn)
 
     def summary_dict(self) -> dict:
-        from cnnkit.summary import summary_dict
+        from cnnkit.model.summary import summary_dict
 
         return summary_dict(self)
 
     # -- saving ------------------------------------------------------------------------------
     def save(self, path) -> None:
-        from cnnkit.saving import save_model
+        from cnnkit.model.saving import save_model
 
         save_model(self, path)
 
@@ -293,7 +293,7 @@ class Sequential:
         return evaluate(self, *args, **kwargs)
 
     def predict(self, x, batch_size: int = 1000):
-        from cnnkit.predict import predict_proba
+        from cnnkit.model.predict import predict_proba
 
         return predict_proba(self, x, batch_size=batch_size)
 

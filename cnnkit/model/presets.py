@@ -11,7 +11,7 @@ from typing import Callable
 from cnnkit.errors import one_of
 from cnnkit.layers import (Activation, BatchNormalization, Conv2D, Dense, Dropout, Flatten,
                            MaxPooling2D)
-from cnnkit.model import Sequential
+from cnnkit.model.sequential import Sequential
 
 
 @dataclass(frozen=True)

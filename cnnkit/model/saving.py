@@ -8,7 +8,7 @@ from pathlib import Path
 from cnnkit.errors import CnnkitError
 from cnnkit.fsutil import atomic_dir
 
-FORMAT = "cnnkit.model"
+FORMAT = "cnnkit.model.sequential"
 VERSION = 1
 CONFIG_FILE, WEIGHTS_FILE = "model.json", "weights.safetensors"
 
@@ -51,7 +51,7 @@ def load(path):
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from cnnkit.model import Sequential
+    from cnnkit.model.sequential import Sequential
 
     path = Path(path)
     meta = read_meta(path)

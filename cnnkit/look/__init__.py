@@ -1,0 +1,1 @@
+"""Looking at results: classification metrics (`metrics.py`) and the plots (`plots.py`)."""

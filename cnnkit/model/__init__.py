@@ -1,0 +1,13 @@
+"""Models: the Sequential description, its summary, model files, presets, saving, and the one
+input and output contract every user of a trained model goes through.
+
+    sequential.py  Sequential: layers -> shapes, parameters, the built PyTorch network
+    summary.py     Keras's summary table and the arithmetic behind each row
+    files.py       the same description as YAML, TOML or JSON; `resolve_model(name or path)`
+    presets.py     every seed model (and cnnkit's fast ones) by name
+    saving.py      a saved model is a directory: model.json + weights.safetensors
+    predict.py     probabilities for images as users hold them
+"""
+from cnnkit.model.sequential import Sequential  # noqa: F401
+
+__all__ = ["Sequential"]
