@@ -1,9 +1,14 @@
-"""Atomic writes: a reader sees the old or the new content, never a mix; kills are recoverable."""
+"""Atomic writes: a reader sees the old or the new content, never a mix; kills are recoverable;
+what lands has the permissions the umask gives any other tool's output."""
 import os
+import stat
 
 import pytest
+import torch
+from safetensors.torch import save_file
 
-from cnnkit.fsutil import atomic_dir, atomic_write_text, recover_dir
+from cnnkit.fsutil import (atomic_dir, atomic_path, atomic_write_bytes, atomic_write_json,
+                           atomic_write_text, recover_dir)
 
 
 def test_atomic_write_replaces_whole_file_and_leaves_no_temp(tmp_path):
@@ -35,3 +40,55 @@ def test_recover_dir_after_a_kill_between_the_two_renames(tmp_path):
     assert (target / "s").read_text() == "epoch 3"
     recover_dir(target)  # nothing to do: harmless
     assert (target / "s").read_text() == "epoch 3"
+
+
+@pytest.fixture
+def umask(request):
+    """Run the test under umask `request.param`, restoring the caller's afterwards."""
+    old = os.umask(request.param)
+    yield request.param
+    os.umask(old)
+
+
+def mode(path):
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.mark.parametrize("umask, file_mode, dir_mode",
+                         [(0o022, 0o644, 0o755), (0o077, 0o600, 0o700)], indirect=["umask"],
+                         ids=["umask-022", "umask-077"])
+def test_written_files_and_directories_follow_the_umask(tmp_path, umask, file_mode, dir_mode):
+    atomic_write_bytes(tmp_path / "a.bin", b"a")
+    atomic_write_text(tmp_path / "b.txt", "b")
+    atomic_write_json(tmp_path / "c.json", {"c": 1})
+    with atomic_path(tmp_path / "d.safetensors") as tmp:
+        save_file({"w": torch.zeros(2)}, str(tmp))
+    with atomic_dir(tmp_path / "model") as tmp:
+        save_file({"w": torch.zeros(2)}, str(tmp / "model.safetensors"))
+        (tmp / "model.json").write_text("{}")
+        (tmp / "sub").mkdir()
+        (tmp / "sub" / "e.txt").write_text("e")
+    with atomic_dir(tmp_path / "model") as tmp:  # replacing an existing directory too
+        (tmp / "model.json").write_text("{}")
+    atomic_write_text(tmp_path / "new" / "deeper" / "f.txt", "f")  # parents it creates
+    files = sorted(p for p in tmp_path.rglob("*") if p.is_file())
+    dirs = sorted(p for p in tmp_path.rglob("*") if p.is_dir())
+    assert len(files) == 6 and len(dirs) == 3
+    assert {str(p.relative_to(tmp_path)): oct(mode(p)) for p in files} == \
+        {str(p.relative_to(tmp_path)): oct(file_mode) for p in files}
+    assert {str(p.relative_to(tmp_path)): oct(mode(p)) for p in dirs} == \
+        {str(p.relative_to(tmp_path)): oct(dir_mode) for p in dirs}
+
+
+@pytest.mark.parametrize("umask", [0o022], indirect=True, ids=["umask-022"])
+def test_a_trained_run_is_readable_by_others_under_umask_022(tmp_path, umask):
+    from cnnkit.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", "--model", "seed003-cnn", "--dataset", "digits", "--epochs", "1",
+                 "--batch-size", "64", "--seed", "1", "--quiet", "--out", str(run)]) == 0
+    found = [run, *run.rglob("*")]
+    assert any(p.name == "model.safetensors" for p in found)
+    wrong = {str(p.relative_to(tmp_path)): oct(mode(p)) for p in found
+             if mode(p) != (0o755 if p.is_dir() else 0o644)}
+    assert wrong == {}

@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 import socket
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -28,6 +27,7 @@ class FileServer:
         self.mode: dict[str, str] = {}
         self.requests: list[tuple[str, str | None]] = []
         self._dropped: set[str] = set()
+        self._stopping = threading.Event()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -42,8 +42,8 @@ class FileServer:
                 if name not in server.files or mode == "404":
                     self.send_error(404)
                     return
-                if mode == "hang":
-                    time.sleep(3)
+                if mode == "hang":  # until the server stops: the client's timeout must fire
+                    server._stopping.wait()
                     return
                 data = server.files[name]
                 if mode == "wrong":
@@ -90,6 +90,7 @@ class FileServer:
         return self
 
     def __exit__(self, *exc) -> None:
+        self._stopping.set()
         self._httpd.shutdown()
         self._httpd.server_close()
 

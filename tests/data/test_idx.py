@@ -101,15 +101,15 @@ def test_missing_file(tmp_path):
         read_idx(tmp_path / "nope.gz")
 
 
-def test_decoding_60k_images_is_fast(tmp_path):
-    import time
-
-    x = _images(60_000)
+def test_decoding_is_one_view_of_the_file_not_a_copy_per_image(tmp_path):
+    """What keeps 60,000 images fast: the whole decompressed file is viewed with one
+    np.frombuffer, so no image is copied or touched by Python on its own."""
+    x = _images(1_000)
     path = write_idx(tmp_path / "big.gz", x)
-    t0 = time.perf_counter()
     back = read_idx(path)
-    elapsed = time.perf_counter() - t0
-    np.testing.assert_array_equal(back[::997], x[::997])
-    # Random bytes barely compress, so this times the decode path, not zlib: must be
-    # vectorized (a per-image Python loop alone would be far slower on 2 cores).
-    assert elapsed < 1.0, elapsed
+    np.testing.assert_array_equal(back, x)
+    buffer = back
+    while isinstance(buffer, np.ndarray):  # follow the views down to the memory they share
+        buffer = buffer.base
+    assert isinstance(buffer, bytes) and len(buffer) == 16 + x.nbytes  # the file, header and all
+    assert back.flags.c_contiguous and not back.flags.owndata
