@@ -213,3 +213,22 @@ def test_kernel_larger_than_input():
 def test_conv_after_flatten_is_rejected():
     with pytest.raises(CnnkitError, match="needs an image input"):
         Sequential([L.Flatten(), L.Conv2D(4, 3)], input_shape=(8, 8, 1)).layer_infos()
+
+
+def test_summary_of_built_in_layers_needs_no_torch():
+    """Custom layers count parameters on a built module; the built-in ones keep their arithmetic,
+    so `cnnkit summary` and model-file checks start as fast as the CLI does."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from cnnkit import layers as L\n"
+            "from cnnkit.model.sequential import Sequential\n"
+            "m = Sequential([L.Conv2D(4, 3, activation='relu'), L.BatchNormalization(), L.MaxPooling2D(),"
+            " L.AveragePooling2D(1), L.ZeroPadding2D(1), L.Dropout(0.1), L.Activation('relu'),"
+            " L.LeakyReLU(), L.GlobalAveragePooling2D(), L.Dense(3, activation='softmax')],"
+            " input_shape=(8, 8, 1))\n"
+            "m.summary(explain=True, print_fn=lambda *a: None)\n"
+            "assert m.count_params() == 40 + 16 + 15, m.count_params()\n"
+            "assert 'torch' not in sys.modules\n")
+    subprocess.run([sys.executable, "-c", code], check=True)

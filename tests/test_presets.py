@@ -84,10 +84,10 @@ def test_preset_adapts_to_other_data():
 
 def test_seed003_uses_pytorch_init_and_xavier_head():
     torch.manual_seed(0)
-    net = create_model("seed003-cnn").net
-    conv, linear = net.blocks[0].conv, net.blocks[-1].linear
+    model = create_model("seed003-cnn")
+    conv, linear = model.layer_module("conv2d").conv, model.layer_module("dense").linear
     assert conv.bias.abs().sum() > 0  # PyTorch default init: non-zero biases
     bound = (6 / (3136 + 10)) ** 0.5  # Xavier-uniform limit on the linear layer
     assert linear.weight.abs().max() <= bound and linear.weight.abs().max() > 0.9 * bound
-    keras_net = create_model("seed002-fashion").net
-    assert keras_net.blocks[0].conv.bias.abs().sum() == 0  # Keras: zero biases
+    keras_model = create_model("seed002-fashion")
+    assert keras_model.layer_module("conv2d").conv.bias.abs().sum() == 0  # Keras: zero biases

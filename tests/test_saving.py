@@ -89,3 +89,75 @@ def test_standardized_model_round_trips(tmp_path):
     unit = small()
     unit.net.load_state_dict(m.net.state_dict())
     assert not np.allclose(unit.predict(x), m.predict(x), atol=1e-4)  # the scaling matters
+
+
+# -- files from before layers owned their weights by name ------------------------------------------
+def deep():
+    """Every kind of state and enough torch modules (activations count) for two-digit positions."""
+    return Sequential([L.Conv2D(4, 3, activation="relu", padding="same"), L.BatchNormalization(),
+                       L.MaxPooling2D(), L.Conv2D(6, 3, activation="elu", name="c2"),
+                       L.Activation("relu"), L.MaxPooling2D(), L.Flatten(),
+                       L.Dense(8, activation="relu"), L.Dropout(0.2), L.BatchNormalization(),
+                       L.Dense(3, activation="softmax")], input_shape=(10, 10, 2))
+
+
+def positional(model) -> dict:
+    """The weights keyed as the previous version wrote them: `blocks.<N>.<key>`, N the position of
+    the layer's module among all the modules the network runs (activations included)."""
+    net = model.net
+    position = {id(m): i for i, m in enumerate(net.steps)}
+    old = {}
+    for full, value in net.state_dict().items():
+        _, name, key = full.split(".", 2)  # layers.<name>.<key>
+        old[f"blocks.{position[id(net.layers[name])]}.{key}"] = value.detach().contiguous().numpy()
+    return old
+
+
+def trained_like(model):
+    """Distinct non-trivial values everywhere, batch-norm statistics included."""
+    import torch
+
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for value in model.net.state_dict().values():
+            if value.is_floating_point():
+                value.copy_(torch.rand_like(value) + 0.5)
+    return model
+
+
+def test_model_saved_with_positional_keys_loads_to_identical_outputs(tmp_path):
+    model = trained_like(deep())
+    model.save(tmp_path / "m")
+    old = positional(model)
+    assert "blocks.0.conv.weight" in old and "blocks.12.running_var" in old  # 12 sorts before 9
+    save_file(old, str(tmp_path / "m" / "weights.safetensors"))
+    again = cnnkit.load(tmp_path / "m")
+    x = np.random.default_rng(0).integers(0, 255, (5, 10, 10, 2), dtype=np.uint8)
+    np.testing.assert_array_equal(again.predict(x), model.predict(x))
+    assert "layers.c2.conv.weight" in again.net.state_dict()
+
+
+def test_training_state_saved_with_positional_keys_resumes_with_the_same_weights(tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    from cnnkit.train.config import TrainConfig
+    from cnnkit.train.state import MODEL_TENSORS
+    from cnnkit.train.trainer import Trainer
+
+    model = trained_like(deep())
+    config = TrainConfig(epochs=1, batch_size=8, seed=1, verbose=0)
+    Trainer(model, config).save_state(tmp_path / "state")
+    save_file(positional(model), str(tmp_path / "state" / MODEL_TENSORS))
+    assert all(k.startswith("blocks.") for k in load_file(str(tmp_path / "state" / MODEL_TENSORS)))
+    fresh = deep()
+    Trainer(fresh, config).load_state(tmp_path / "state")
+    for key, value in model.net.state_dict().items():
+        assert torch.equal(fresh.net.state_dict()[key], value), key
+
+
+def test_positional_file_of_another_model_is_refused(tmp_path):
+    small().save(tmp_path / "m")
+    save_file(positional(trained_like(deep())), str(tmp_path / "m" / "weights.safetensors"))
+    with pytest.raises(CnnkitError, match="weights do not match the model"):
+        cnnkit.load(tmp_path / "m")

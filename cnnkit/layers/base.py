@@ -21,13 +21,33 @@ def _fmt(shape: Shape) -> str:
 
 
 class Layer:
-    """Base spec. Subclasses set `base_name` (Keras's auto name) and implement the hooks."""
+    """A layer spec: validated arguments, shape inference, parameter counts, and the torch
+    module it builds into. Subclasses set `base_name` (Keras's automatic name: `conv2d`,
+    `conv2d_1`, ...) and implement the hooks below.
+
+    A layer of your own, decorated with `@cnnkit.layers.register_layer` (which also derives
+    `base_name` from the class name), implements:
+        __init__(..., name=None)  `super().__init__(name)`, then check each argument, raising
+                                  `self._error(...)`: one line naming the bad value
+        output_shape(shape)       its output shape, Keras's without the batch axis: (H, W, C)
+                                  for images, (D,) for vectors
+        build(shape, init)        one torch module computing it on NCHW images or (B, D)
+                                  vectors; its parameters and buffers are the layer's weights,
+                                  saved under the layer's name (`layers.<name>.<key>`)
+        get_config()              the arguments that rebuild it: `cls(**get_config())`
+    and optionally
+        params(shape)             (trainable, non_trainable) in pure Python; the default counts
+                                  a module built for `shape`
+        explain(shape, out)       the lines `summary(explain=True)` prints under its row
+        l2()                      an L2 factor: the loss adds l2 · Σw² over the module's
+                                  parameters except biases (names ending in 'bias')
+    """
 
     base_name: ClassVar[str] = "layer"
-    has_weights: ClassVar[bool] = False
+    name: str | None = None  # None: the model names it Keras's way, from base_name
 
     def __init__(self, name: str | None = None):
-        self.name = name
+        self.name = check_layer_name(name)
 
     @property
     def type(self) -> str:
@@ -44,17 +64,35 @@ class Layer:
         return shape
 
     def params(self, shape: Shape) -> tuple[int, int]:
-        """(trainable, non_trainable)."""
-        return 0, 0
+        """(trainable, non_trainable): parameters, then floating-point buffers such as batch
+        norm's moving statistics (Keras counts both). This default builds the module to count
+        them; the built-in layers override it with arithmetic, so summaries need no torch."""
+        import torch
+
+        with torch.random.fork_rng(devices=[]):  # counting must not shift the user's seeded init
+            module = self.build(shape, "keras")
+        if module is None:
+            return 0, 0
+        trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
+        frozen = sum(p.numel() for p in module.parameters() if not p.requires_grad)
+        return trainable, frozen + sum(b.numel() for b in module.buffers() if b.is_floating_point())
 
     def macs(self, shape: Shape, out: Shape) -> int:
         return 0
 
     def explain(self, shape: Shape, out: Shape) -> list[str]:
-        return [f"output = input shape {_fmt(out)}; no parameters"]
+        count = sum(self.params(shape))
+        return [f"output shape {_fmt(out)}; " + (f"{count:,} parameters" if count else "no parameters")]
 
-    def build(self, shape: Shape, init: str, activation: bool = True):
-        raise NotImplementedError
+    def build(self, shape: Shape, init: str):
+        """The torch module computing this layer, or None when there is nothing to compute.
+        `init` is the model's style, 'keras' or 'torch' (see initializers.py)."""
+        raise NotImplementedError(f"{self.type} does not implement build(shape, init)")
+
+    def fused_activation(self) -> str:
+        """The `activation=` of Conv2D and Dense. The model applies it after `build`'s module,
+        so that it can pool before it, or split a final softmax off into `output_activation`."""
+        return "linear"
 
     def l2(self) -> float:
         return 0.0
@@ -62,6 +100,15 @@ class Layer:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{self.type}({args})"
+
+
+def check_layer_name(name):
+    """A layer's name keys its weights (`layers.<name>.conv.weight`), so it must be a torch
+    module name: a non-empty string without '.'."""
+    if name is not None and (not isinstance(name, str) or not name or "." in name):
+        raise CnnkitError(f"layer name {name!r} cannot name a layer's weights; valid: a non-empty "
+                          "string without '.', like 'conv_1'")
+    return name
 
 
 # -- padding arithmetic (pure Python: shape inference must not import torch) -------------------
@@ -168,12 +215,6 @@ def _explain_window(shape, out, kernel, strides, pads, padding) -> list[str]:
         if padding == "same":
             lines[-1] += f"   ('same' keeps ceil(I / S) = ceil({i} / {s}) = {o})"
     return lines
-
-
-def _with_activation(module, activation: str) -> list:
-    from cnnkit.layers import nn as knn
-
-    return [module] if activation == "linear" else [module, knn.activation_module(activation)]
 
 
 class Input:

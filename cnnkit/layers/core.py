@@ -6,18 +6,25 @@ Shapes here are Keras's, without the batch axis: (H, W, C) for images, (D,) for 
 from __future__ import annotations
 
 import math
+import re
 
 from cnnkit.errors import CnnkitError, one_of
 from cnnkit.layers.base import (  # noqa: F401  (Input, Shape and the padding helpers: public here too)
     ACTIVATIONS, INITIALIZERS, Input, Layer, Shape, _activation, _explain_window,
-    _initializer, _l2, _pair, _padding, _positive_int, _spatial, _window_output, _with_activation,
-    check_input_shape, resolve_padding, same_padding)
+    _initializer, _l2, _pair, _padding, _positive_int, _spatial, _window_output, check_input_shape,
+    resolve_padding, same_padding)
 
 
 # -- layers -------------------------------------------------------------------------------------
+class _NoWeights(Layer):
+    """A layer without weights: counted as such, without building a module (no torch)."""
+
+    def params(self, shape):
+        return 0, 0
+
+
 class Conv2D(Layer):
     base_name = "conv2d"
-    has_weights = True
 
     def __init__(self, filters, kernel_size, strides=1, padding="valid", activation=None,
                  use_bias=True, kernel_initializer=None, kernel_regularizer=None, name=None):
@@ -64,20 +71,22 @@ class Conv2D(Layer):
             f"params = filters × (in_channels × kh × kw{bias}) = {self.filters} × ({shape[2]} × {kh}"
             f" × {kw}{bias}) = {self.params(shape)[0]:,}"]
 
-    def build(self, shape, init, activation=True):
+    def build(self, shape, init):
         from cnnkit.layers import initializers, nn as knn
 
         _, pads = self._window(shape)
         conv = knn.Conv2d(shape[2], self.filters, self.kernel_size, self.strides, pads, self.use_bias)
         initializers.initialize(conv.conv, self.kernel_initializer, init)
-        return _with_activation(conv, self.activation if activation else "linear")
+        return conv
+
+    def fused_activation(self):
+        return self.activation
 
     def l2(self):
         return self.kernel_regularizer
 
 
-class _Pooling2D(Layer):
-    has_weights = False
+class _Pooling2D(_NoWeights):
 
     def __init__(self, pool_size=2, strides=None, padding="valid", name=None):
         super().__init__(name)
@@ -109,23 +118,23 @@ class _Pooling2D(Layer):
 class MaxPooling2D(_Pooling2D):
     base_name = "max_pooling2d"
 
-    def build(self, shape, init, activation=True):
+    def build(self, shape, init):
         from cnnkit.layers import nn as knn
 
-        return [knn.MaxPool2d(self.pool_size, self.strides, self._window(shape)[1])]
+        return knn.MaxPool2d(self.pool_size, self.strides, self._window(shape)[1])
 
 
 class AveragePooling2D(_Pooling2D):
     base_name = "average_pooling2d"
 
-    def build(self, shape, init, activation=True):
+    def build(self, shape, init):
         from cnnkit.layers import nn as knn
 
         count_pad = not isinstance(self.padding, str)  # PyTorch's explicit padding counts zeros
-        return [knn.AvgPool2d(self.pool_size, self.strides, self._window(shape)[1], count_pad)]
+        return knn.AvgPool2d(self.pool_size, self.strides, self._window(shape)[1], count_pad)
 
 
-class ZeroPadding2D(Layer):
+class ZeroPadding2D(_NoWeights):
     base_name = "zero_padding2d"
 
     def __init__(self, padding=1, name=None):
@@ -152,13 +161,13 @@ class ZeroPadding2D(Layer):
         return [f"H: {shape[0]} + {t} + {b} = {out[0]};  W: {shape[1]} + {left} + {r} = {out[1]}; "
                 "no parameters"]
 
-    def build(self, shape, init, activation=True):
+    def build(self, shape, init):
         from cnnkit.layers import nn as knn
 
-        return [knn.ZeroPad2d(self.pads)]
+        return knn.ZeroPad2d(self.pads)
 
 
-class Flatten(Layer):
+class Flatten(_NoWeights):
     base_name = "flatten"
 
     def output_shape(self, shape):
@@ -167,13 +176,13 @@ class Flatten(Layer):
     def explain(self, shape, out):
         return [f"{' × '.join(map(str, shape))} = {out[0]:,} values in one vector; no parameters"]
 
-    def build(self, shape, init, activation=True):
+    def build(self, shape, init):
         from cnnkit.layers import nn as knn
 
-        return [knn.Flatten()] if len(shape) > 1 else []
+        return knn.Flatten() if len(shape) > 1 else None  # already a vector
 
 
-class GlobalAveragePooling2D(Layer):
+class GlobalAveragePooling2D(_NoWeights):
     base_name = "global_average_pooling2d"
 
     def output_shape(self, shape):
@@ -183,15 +192,14 @@ class GlobalAveragePooling2D(Layer):
         return [f"mean over {shape[0]} × {shape[1]} positions per channel → {out[0]} values; "
                 "no parameters"]
 
-    def build(self, shape, init, activation=True):
+    def build(self, shape, init):
         from cnnkit.layers import nn as knn
 
-        return [knn.GlobalAvgPool2d()]
+        return knn.GlobalAvgPool2d()
 
 
 class Dense(Layer):
     base_name = "dense"
-    has_weights = True
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer=None,
                  kernel_regularizer=None, name=None):
@@ -225,18 +233,21 @@ class Dense(Layer):
         return [f"params = units × (inputs{bias}) = {self.units} × ({shape[-1]:,}{bias}) = "
                 f"{self.params(shape)[0]:,}{where}"]
 
-    def build(self, shape, init, activation=True):
+    def build(self, shape, init):
         from cnnkit.layers import initializers, nn as knn
 
         dense = knn.Dense(shape[-1], self.units, self.use_bias)
         initializers.initialize(dense.linear, self.kernel_initializer, init)
-        return _with_activation(dense, self.activation if activation else "linear")
+        return dense
+
+    def fused_activation(self):
+        return self.activation
 
     def l2(self):
         return self.kernel_regularizer
 
 
-class Dropout(Layer):
+class Dropout(_NoWeights):
     base_name = "dropout"
 
     def __init__(self, rate, name=None):
@@ -252,15 +263,14 @@ class Dropout(Layer):
         return [f"training: zeroes each value with probability {self.rate} and scales the rest by "
                 f"1/(1 - {self.rate}); inference: identity; no parameters"]
 
-    def build(self, shape, init, activation=True):
+    def build(self, shape, init):
         from torch import nn
 
-        return [nn.Dropout(self.rate)]
+        return nn.Dropout(self.rate)
 
 
 class BatchNormalization(Layer):
     base_name = "batch_normalization"
-    has_weights = True
 
     def __init__(self, momentum=0.99, epsilon=0.001, name=None):
         super().__init__(name)
@@ -281,15 +291,15 @@ class BatchNormalization(Layer):
         return [f"params = 4 × channels = 4 × {c} = {4 * c}: gamma and beta trainable ({2 * c}), "
                 f"moving mean and variance not ({2 * c})"]
 
-    def build(self, shape, init, activation=True):
+    def build(self, shape, init):
         from torch import nn
 
         # Keras's momentum weighs the old statistic; PyTorch's weighs the new one.
         cls = nn.BatchNorm2d if len(shape) == 3 else nn.BatchNorm1d
-        return [cls(shape[-1], eps=self.epsilon, momentum=1.0 - self.momentum)]
+        return cls(shape[-1], eps=self.epsilon, momentum=1.0 - self.momentum)
 
 
-class Activation(Layer):
+class Activation(_NoWeights):
     base_name = "activation"
 
     def __init__(self, activation, name=None):
@@ -302,13 +312,13 @@ class Activation(Layer):
     def explain(self, shape, out):
         return [f"{self.activation} applied to each value; no parameters"]
 
-    def build(self, shape, init, activation=True):
+    def build(self, shape, init):
         from cnnkit.layers import nn as knn
 
-        return [knn.activation_module(self.activation)] if activation else []
+        return knn.activation_module(self.activation)
 
 
-class LeakyReLU(Layer):
+class LeakyReLU(_NoWeights):
     base_name = "leaky_re_lu"
 
     def __init__(self, negative_slope=0.01, name=None):
@@ -324,15 +334,39 @@ class LeakyReLU(Layer):
     def explain(self, shape, out):
         return [f"max(x, {self.negative_slope}·x) for each value; no parameters"]
 
-    def build(self, shape, init, activation=True):
+    def build(self, shape, init):
         from cnnkit.layers import nn as knn
 
-        return [knn.activation_module("leaky_relu", self.negative_slope)]
+        return knn.activation_module("leaky_relu", self.negative_slope)
 
 
-LAYER_TYPES: dict[str, type[Layer]] = {cls.__name__: cls for cls in (
-    Conv2D, MaxPooling2D, AveragePooling2D, ZeroPadding2D, Flatten, GlobalAveragePooling2D, Dense,
-    Dropout, BatchNormalization, Activation, LeakyReLU)}
+# -- the registry model files name layers by ----------------------------------------------------
+LAYER_TYPES: dict[str, type[Layer]] = {}
+
+
+def register_layer(cls: type[Layer]) -> type[Layer]:
+    """Class decorator, as Keras's `register_keras_serializable`: model files (and saved models)
+    can then name the layer by its class name, `{Pointwise: {filters: 8}}`. Its automatic name
+    is its class name in snake_case (`pointwise`, `pointwise_1`) unless it sets `base_name`.
+    A model file naming it loads wherever the class has been defined (imported) first."""
+    if not (isinstance(cls, type) and issubclass(cls, Layer)):
+        raise CnnkitError(f"register_layer: {cls!r} is not a subclass of cnnkit.layers.Layer")
+    name, taken = cls.__name__, LAYER_TYPES.get(cls.__name__)
+    # the same class defined again (a notebook cell run twice, a module reloaded) replaces itself
+    if taken is not None and (taken.__module__, taken.__qualname__) != (cls.__module__, cls.__qualname__):
+        raise CnnkitError(f"register_layer: the layer type {name!r} is already "
+                          f"{taken.__module__}.{taken.__qualname__}; give {cls.__module__}."
+                          f"{cls.__qualname__} another class name")
+    if "base_name" not in vars(cls):
+        cls.base_name = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2",
+                               re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)).lower()
+    LAYER_TYPES[name] = cls
+    return cls
+
+
+for _cls in (Conv2D, MaxPooling2D, AveragePooling2D, ZeroPadding2D, Flatten, GlobalAveragePooling2D,
+             Dense, Dropout, BatchNormalization, Activation, LeakyReLU):
+    register_layer(_cls)
 
 
 def layer_from_config(entry, where: str = "layer") -> Layer:
@@ -342,16 +376,19 @@ def layer_from_config(entry, where: str = "layer") -> Layer:
                           f"received {entry!r}")
     (type_name, args), = entry.items()
     if type_name not in LAYER_TYPES:
-        raise CnnkitError(f"{where}: " + str(one_of("layer type", type_name, LAYER_TYPES)))
+        raise CnnkitError(f"{where}: " + str(one_of("layer type", type_name, LAYER_TYPES))
+                          + " (a layer of your own: decorate it with @cnnkit.layers.register_layer "
+                          "and import it first)")
     args = {} if args is None else args
     if not isinstance(args, dict):
         raise CnnkitError(f"{where}: {type_name} arguments must be a mapping; received {args!r}")
     cls = LAYER_TYPES[type_name]
     import inspect
 
-    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    signature = inspect.signature(cls.__init__).parameters
+    accepted = set(signature) - {"self"}
     unknown = sorted(set(args) - accepted)
-    if unknown:
+    if unknown and not any(p.kind is p.VAR_KEYWORD for p in signature.values()):
         raise CnnkitError(f"{where}: {type_name} has no argument {unknown[0]!r}; "
                           f"valid: {', '.join(sorted(accepted))}")
     try:

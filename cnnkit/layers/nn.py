@@ -127,21 +127,39 @@ class Dense(nn.Module):
 
 class Net(nn.Module):
     """The built model. `forward` returns logits: the last layer's softmax/sigmoid is split off
-    into `output_activation`, so losses work from logits and never apply softmax twice."""
+    into `output_activation`, so losses work from logits and never apply softmax twice.
 
-    def __init__(self, blocks: list[nn.Module], output_activation: str | None):
+    A layer owns its weights by name: `layers[name]` is the module each layer of the model
+    built, in the model's order, so a state-dict key is `layers.<layer name>.<module key>`
+    (`layers.conv2d.conv.weight`, `layers.dense_1.linear.bias`,
+    `layers.batch_normalization.running_mean`). A layer with nothing to compute holds an
+    Identity. The activation fused into a Conv2D or Dense (`activation="relu"`) is
+    `activations[name]` and holds no weights. `steps` is the order the modules run in, which
+    can differ from the layers' (a max-pooling runs before the activation in front of it);
+    the parameters stay in layer order, which saved optimizer and averaging states index by.
+    """
+
+    def __init__(self, layers: dict[str, nn.Module], activations: dict[str, nn.Module],
+                 steps: list[nn.Module], output_activation: str | None):
         super().__init__()
-        self.blocks = nn.Sequential(*blocks)
+        self.layers = nn.ModuleDict(layers)
+        self.activations = nn.ModuleDict(activations)
+        self.steps = list(steps)  # a plain list: each module is registered once, above
         self.output_activation = output_activation
         # Test-time flips: in eval mode, average the logits of each image and its mirror image.
         self.flip_average = False
 
+    def _run(self, x):
+        for step in self.steps:
+            x = step(x)
+        return x
+
     def forward(self, x):
         if self.flip_average and not self.training:
             n = x.shape[0]
-            logits = self.blocks(torch.cat([x, x.flip(3)]))
+            logits = self._run(torch.cat([x, x.flip(3)]))
             return (logits[:n] + logits[n:]) * 0.5
-        return self.blocks(x)
+        return self._run(x)
 
     def outputs(self, logits):
         """What the user's model computes: logits with the declared last activation applied."""
@@ -152,7 +170,8 @@ class Net(nn.Module):
         return logits
 
     def probabilities(self, logits):
-        """Class probabilities; a model that ends in plain logits is read as softmax."""
-        if self.output_activation == "sigmoid":
-            return torch.sigmoid(logits)
-        return torch.softmax(logits, dim=1)
+        """Class probabilities (N, K) by the output contract (cnnkit.model.outputs): softmax,
+        sigmoid per unit, or [1 - p, p] for one sigmoid unit; plain logits read as softmax."""
+        from cnnkit.model.outputs import probabilities
+
+        return probabilities(logits, self.output_activation)

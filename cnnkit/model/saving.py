@@ -1,5 +1,9 @@
 """A saved model is a directory: `model.json` (the description, input shape, class names,
-preprocessing) and `weights.safetensors`. Never pickle. Written atomically as a whole."""
+preprocessing) and `weights.safetensors`. Never pickle. Written atomically as a whole.
+
+Weights are keyed by layer name, `layers.<name>.<key>` (see cnnkit.layers.nn.Net). Files from
+before layers owned their weights by name are keyed by position, `blocks.<N>.<key>`;
+`load_state` reads both, so old models and training states load to identical outputs."""
 from __future__ import annotations
 
 import json
@@ -95,6 +99,7 @@ def check_preprocessing(pre, channels: int, where: str) -> dict:
 def load_state(net, state: dict, where: str) -> None:
     """Load a state dict, naming the first missing, unexpected or mis-shaped tensor."""
     expected = net.state_dict()
+    state = renamed_from_positions(state, expected)
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing:
@@ -109,21 +114,63 @@ def load_state(net, state: dict, where: str) -> None:
     net.load_state_dict(state)
 
 
+def renamed_from_positions(state: dict, expected: dict) -> dict:
+    """Old keys `blocks.<N>.<key>` (N counted every torch module, with weights or not) as
+    `layers.<name>.<key>`: the blocks in increasing N are the layers with weights in order, each
+    keeping its own keys (`conv.weight`, `running_mean`). Any other state comes back as it was,
+    and a mismatch is left for `load_state` to name."""
+    old: dict[int, dict] = {}
+    for key, value in state.items():
+        head, _, rest = key.partition(".")
+        index, _, suffix = rest.partition(".")
+        if head != "blocks" or not index.isdigit() or not suffix:
+            return state
+        old.setdefault(int(index), {})[suffix] = value
+    layers: dict[str, list[str]] = {}  # name -> its keys, in the network's (layer) order
+    for key in expected:
+        head, _, rest = key.partition(".")
+        name, _, suffix = rest.partition(".")
+        if head != "layers" or not suffix:
+            return state
+        layers.setdefault(name, []).append(suffix)
+    if not old or len(old) != len(layers):
+        return state
+    return {f"layers.{name}.{suffix}": value
+            for name, (_, group) in zip(layers, sorted(old.items()))
+            for suffix, value in group.items()}
+
+
 # -- Keras weight layout -------------------------------------------------------------------------
-def keras_weights(module) -> list:
-    """Weights as Keras stores them: conv kernel (kh, kw, in, out), dense kernel (in, out)."""
+def _core(module):
+    """The Conv2d, Linear or BatchNorm that holds all of a layer's weights, if one does."""
     from torch import nn
 
-    w = module.weight.detach().cpu()
-    if isinstance(module, nn.Conv2d):
+    kinds = (nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d)
+    cores = [m for m in module.modules() if isinstance(m, kinds)]
+    if len(cores) == 1 and len(cores[0].state_dict()) == len(module.state_dict()):
+        return cores[0]
+    return None
+
+
+def keras_weights(module) -> list:
+    """A layer's weights as Keras stores them: conv kernel (kh, kw, in, out), dense kernel
+    (in, out); a layer of another kind: its floating-point tensors in state-dict order."""
+    from torch import nn
+
+    core = _core(module)
+    if core is None:
+        return [t.detach().cpu().numpy() for t in module.state_dict().values()
+                if t.is_floating_point()]
+    w = core.weight.detach().cpu()
+    if isinstance(core, nn.Conv2d):
         out = [w.permute(2, 3, 1, 0).numpy()]
-    elif isinstance(module, nn.Linear):
+    elif isinstance(core, nn.Linear):
         out = [w.t().numpy()]
     else:  # batch norm: gamma, beta, moving mean, moving variance
         return [t.detach().cpu().numpy() for t in
-                (module.weight, module.bias, module.running_mean, module.running_var)]
-    if module.bias is not None:
-        out.append(module.bias.detach().cpu().numpy())
+                (core.weight, core.bias, core.running_mean, core.running_var)]
+    if core.bias is not None:
+        out.append(core.bias.detach().cpu().numpy())
     return out
 
 
@@ -132,15 +179,19 @@ def set_keras_weights(module, weights: list, layer) -> None:
     from torch import nn
 
     weights = [torch.as_tensor(w, dtype=torch.float32) for w in weights]
-    if isinstance(module, nn.Conv2d):
+    core = _core(module)
+    if core is None:
+        tensors = weights
+        targets = [t for t in module.state_dict().values() if t.is_floating_point()]
+    elif isinstance(core, nn.Conv2d):
         tensors = [weights[0].permute(3, 2, 0, 1)] + weights[1:]
-        targets = [module.weight] + ([module.bias] if module.bias is not None else [])
-    elif isinstance(module, nn.Linear):
+        targets = [core.weight] + ([core.bias] if core.bias is not None else [])
+    elif isinstance(core, nn.Linear):
         tensors = [weights[0].t()] + weights[1:]
-        targets = [module.weight] + ([module.bias] if module.bias is not None else [])
+        targets = [core.weight] + ([core.bias] if core.bias is not None else [])
     else:
         tensors = weights
-        targets = [module.weight, module.bias, module.running_mean, module.running_var]
+        targets = [core.weight, core.bias, core.running_mean, core.running_var]
     if len(tensors) != len(targets):
         raise CnnkitError(f"{layer.type}: expected {len(targets)} weight arrays; received {len(tensors)}")
     with torch.no_grad():

@@ -2,15 +2,21 @@
 
 The spec (layers + input shape + init style) is the model's single description: it prints the
 summary, round-trips through config files, and is saved beside the weights.
+
+Every layer has a unique name, the user's `name=` or Keras's automatic one (`conv2d`,
+`conv2d_1`, ...), and owns its weights under it: the built network registers each layer's module
+as `layers.<name>`, so saved weights are keyed `layers.conv2d.conv.weight`, and L2, freezing
+and Keras-layout weights find a layer's module by its name (`layer_module(name)`).
 """
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
 
-from cnnkit.errors import CnnkitError
+from cnnkit.errors import CnnkitError, one_of
 from cnnkit.layers import (Activation, Input, Layer, MaxPooling2D, Shape, check_input_shape,
                            layer_from_config, layer_to_config)
+from cnnkit.layers.base import check_layer_name
 
 INIT_STYLES = ("keras", "torch")
 
@@ -66,6 +72,11 @@ class Sequential:
         if not isinstance(layer, Layer):
             raise CnnkitError(f"not a cnnkit layer: {layer!r}")
         self.layers.append(layer)
+        try:
+            self.layer_names()  # a name already taken fails here, at the layer that takes it
+        except CnnkitError:
+            self.layers.pop()
+            raise
         self._net = None
 
     def _require_input(self) -> tuple[int, int, int]:
@@ -74,15 +85,27 @@ class Sequential:
                               "input_shape=(H, W, C)")
         return self.input_shape
 
+    def layer_names(self) -> list[str]:
+        """Each layer's name: its own `name=`, or Keras's `conv2d`, `conv2d_1`, ... by type."""
+        counts: Counter = Counter()
+        names: dict[str, int] = {}
+        for i, layer in enumerate(self.layers):
+            base = layer.base_name
+            name = check_layer_name(layer.name) or (base if counts[base] == 0
+                                                    else f"{base}_{counts[base]}")
+            counts[base] += 1
+            if name in names:
+                raise CnnkitError(f"layers[{i}]: the layer name {name!r} is already layers"
+                                  f"[{names[name]}]'s; each layer needs a name of its own "
+                                  "(its weights are saved under it): pass another name=")
+            names[name] = i
+        return list(names)
+
     def layer_infos(self) -> list[LayerInfo]:
         """Shape inference through every layer (raises a clear error at the first bad one)."""
         shape: Shape = self._require_input()
-        names: Counter = Counter()
         rows = []
-        for i, layer in enumerate(self.layers):
-            base = layer.base_name
-            name = layer.name or (base if names[base] == 0 else f"{base}_{names[base]}")
-            names[base] += 1
+        for i, (layer, name) in enumerate(zip(self.layers, self.layer_names())):
             try:
                 out = layer.output_shape(shape)
             except CnnkitError as e:
@@ -103,14 +126,18 @@ class Sequential:
     @property
     def output_activation(self) -> str | None:
         """The last layer's softmax/sigmoid, which the engine splits off (losses use logits)."""
-        last = self.layers[-1] if self.layers else None
-        act = getattr(last, "activation", None)
+        if not self.layers:
+            return None
+        last = self.layers[-1]
+        act = last.activation if isinstance(last, Activation) else last.fused_activation()
         return act if act in ("softmax", "sigmoid") else None
 
     @property
     def num_classes(self) -> int:
-        out = self.output_shape
-        return out[0]
+        """The classes the output stands for: its units, or 2 for one sigmoid unit."""
+        from cnnkit.model.outputs import class_count
+
+        return class_count(self.output_shape[0])
 
     def check_classifier(self) -> None:
         """A classifier must end with one vector per image; say how to get there if not."""
@@ -122,27 +149,43 @@ class Sequential:
     # -- engine ------------------------------------------------------------------------------
     def build(self):
         """Create the PyTorch module (NCHW inside). Returns it; also kept as `self.net`."""
-        from cnnkit.layers.nn import Net
+        import torch
+        from torch import nn
+
+        from cnnkit.layers.nn import Net, activation_module
 
         infos = self.layer_infos()
         out_act = self.output_activation
-        blocks = []
+        reserved = nn.ModuleDict()  # an empty one: its attributes are the names torch refuses
+        modules, activations, steps = {}, {}, []  # by layer name; the order they run in
         for i, info in enumerate(infos):
-            last = i == len(infos) - 1
-            mods = info.layer.build(info.input_shape, self.init, activation=not (last and out_act))
-            if last and out_act and isinstance(info.layer, Activation):
-                mods = []
-            if isinstance(info.layer, MaxPooling2D) and blocks and _is_monotonic(blocks[-1]):
+            layer, name = info.layer, info.name
+            if hasattr(reserved, name):
+                raise CnnkitError(f"layers[{i}]: the layer name {name!r} is taken by PyTorch "
+                                  "(a module attribute, like 'eval' or 'keys'); pass another name=")
+            split = i == len(infos) - 1 and out_act is not None  # becomes output_activation
+            module = None if split and isinstance(layer, Activation) else layer.build(
+                info.input_shape, self.init)
+            if module is not None and not isinstance(module, nn.Module):
+                raise CnnkitError(f"{layer.type}.build must return one torch module (or None); "
+                                  f"received {type(module).__name__}")
+            modules[name] = nn.Identity() if module is None else module
+            if module is None:
+                pass
+            elif isinstance(layer, MaxPooling2D) and steps and _is_monotonic(steps[-1]):
                 # max(f(a), f(b)) = f(max(a, b)) for a non-decreasing f: pool first, then apply
                 # the activation to 4× fewer values. Same outputs and gradients, ~30% faster
                 # training steps for the seed models on a CPU (bench/README.md).
-                mods = mods + [blocks.pop()]
-            blocks.extend(mods)
-        import torch
-
+                steps.insert(-1, module)
+            else:
+                steps.append(module)
+            fused = layer.fused_activation()
+            if fused != "linear" and not split:
+                activations[name] = activation_module(fused)
+                steps.append(activations[name])
         # channels_last: the layout the CPU conv kernels are fastest in, for training and
         # for single images alike (NCHW weights fall back to a slow im2col path there)
-        self._net = Net(blocks, out_act).to(memory_format=torch.channels_last)
+        self._net = Net(modules, activations, steps, out_act).to(memory_format=torch.channels_last)
         self._net.output_shape = infos[-1].output_shape if infos else self._require_input()
         self._net.flip_average = self._test_time_flip
         return self._net
@@ -169,41 +212,57 @@ class Sequential:
             self.build()
         return self._net
 
+    def get_layer(self, name: str) -> Layer:
+        """The layer spec called `name` (see `layer_names()`), as Keras's `get_layer`."""
+        names = self.layer_names()
+        if name not in names:
+            raise one_of("layer name", name, names)
+        return self.layers[names.index(name)]
+
+    def layer_module(self, name: str):
+        """The torch module that layer `name` built, holding its weights (`layers.<name>.*`)."""
+        self.get_layer(name)  # a clear error for a name the model does not have
+        return self.net.layers[name]
+
     def l2_penalty(self):
-        """Sum of l2 · ||kernel||² over layers with kernel_regularizer (Keras's L2)."""
+        """Sum of l2 · ||kernel||² over layers with kernel_regularizer (Keras's L2): every
+        parameter of the layer's module except its biases."""
         import torch
 
         terms = []
-        for layer, module in self._weighted_modules():
+        for layer, name in zip(self.layers, self.layer_names()):
             if layer.l2():
-                terms.append(layer.l2() * module.weight.pow(2).sum())
+                kernels = [p for key, p in self.net.layers[name].named_parameters()
+                           if not key.endswith("bias")]
+                terms += [layer.l2() * p.pow(2).sum() for p in kernels]
         return torch.stack(terms).sum() if terms else torch.zeros(())
 
-    def _weighted_modules(self):
-        """(layer spec, its Conv2d/Linear/BatchNorm module) pairs, in order."""
-        from torch import nn
-
-        modules = [m for m in self.net.modules()
-                   if isinstance(m, (nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d))]
-        specs = [layer for layer in self.layers if layer.has_weights]
-        return list(zip(specs, modules))
+    def _weighted_names(self) -> list[str]:
+        """The layers whose modules hold weights (parameters or buffers), in order."""
+        return [name for name, module in self.net.layers.items() if module.state_dict()]
 
     def get_weights(self) -> list[list]:
         """Per layer with weights, Keras layout as numpy: kernel (kh, kw, in, out) / (in, out)."""
         from cnnkit.model.saving import keras_weights
 
-        return [keras_weights(m) for _, m in self._weighted_modules()]
+        return [keras_weights(self.net.layers[name]) for name in self._weighted_names()]
 
-    def set_layer_weights(self, index: int, weights: list) -> None:
-        """Set layer `index` (in `self.layers`) from Keras-layout arrays: [kernel, bias]."""
+    def set_layer_weights(self, layer: int | str, weights: list) -> None:
+        """Set a layer, by its index in `self.layers` or its name, from Keras-layout arrays:
+        [kernel, bias] for Conv2D and Dense."""
         from cnnkit.model.saving import set_keras_weights
 
-        target = self.layers[index]
-        for layer, module in self._weighted_modules():
-            if layer is target:
-                set_keras_weights(module, weights, layer)
-                return
-        raise CnnkitError(f"layer {index} ({target.type}) has no weights")
+        names = self.layer_names()
+        if isinstance(layer, int) and not isinstance(layer, bool):
+            if not -len(names) <= layer < len(names):
+                raise CnnkitError(f"layer index {layer} is out of range; valid: 0 to {len(names) - 1}")
+            name = names[layer]
+        else:
+            name = layer
+        spec = self.get_layer(name)
+        if name not in self._weighted_names():
+            raise CnnkitError(f"layer {name!r} ({spec.type}) has no weights")
+        set_keras_weights(self.net.layers[name], weights, spec)
 
     def __call__(self, x):
         """Run the whole model (last activation included) on NHWC input; returns NHWC/vectors.

@@ -100,7 +100,11 @@ class EarlyStopping(_Monitor):
 
     def on_train_end(self, logs):
         if self.restore_best_weights and self.best_weights is not None:
-            self.trainer.model.net.load_state_dict(self.best_weights)
+            from cnnkit.model.saving import load_state
+
+            # via load_state: best weights restored from a state saved by an earlier version
+            # carry positional names
+            load_state(self.trainer.model.net, self.best_weights, "the best epoch's weights")
             self.trainer.say(f"Restored model weights from epoch {self.best_epoch + 1}, "
                              f"the best {self.monitor} ({self.best:.4f})")
 

@@ -7,7 +7,8 @@ from cnnkit.layers import Dense, Flatten, GlobalAveragePooling2D
 
 
 def init_from(model, source_dir, num_classes: int, freeze: bool):
-    """Copy every weight of `source_dir`'s model whose name and shape fit `model`."""
+    """Copy every weight of `source_dir`'s model whose name (`layers.<layer name>.<key>`) and
+    shape fit `model`."""
     from cnnkit.model.sequential import Sequential
     from cnnkit.model.saving import load
 
@@ -20,7 +21,8 @@ def init_from(model, source_dir, num_classes: int, freeze: bool):
     if not isinstance(last, Dense):
         raise CnnkitError(f"--init-from {source_dir}: the model must end in a Dense layer")
     if last.units != num_classes:  # a new head for the new classes
-        target.layers[-1] = Dense(num_classes, activation=last.activation, use_bias=last.use_bias)
+        target.layers[-1] = Dense(num_classes, activation=last.activation, use_bias=last.use_bias,
+                                  name=last.name)
     own = target.net.state_dict()
     copied = {k: v for k, v in source.net.state_dict().items()
               if k in own and own[k].shape == v.shape}
@@ -38,11 +40,14 @@ def freeze_features(model) -> int:
     if cut is None:
         raise CnnkitError("--freeze: the model has no Flatten or GlobalAveragePooling2D, so there "
                           "is no convolutional part to keep fixed")
+    return freeze_layers(model, model.layer_names()[:cut])
+
+
+def freeze_layers(model, names) -> int:
+    """Stop gradients into the layers called `names`; returns how many numbers that fixes."""
     frozen = 0
-    specs = {id(layer) for layer in model.layers[:cut] if layer.has_weights}
-    for layer, module in model._weighted_modules():
-        if id(layer) in specs:
-            for p in module.parameters():
-                p.requires_grad_(False)
-                frozen += p.numel()
+    for name in names:
+        for p in model.layer_module(name).parameters():
+            p.requires_grad_(False)
+            frozen += p.numel()
     return frozen
