@@ -54,9 +54,11 @@ def test_predict_accepts_one_image_without_batch_axis():
     np.testing.assert_allclose(model.predict(img), model.predict(img[None, ..., None])[0], rtol=1e-6)
 
 
-def test_predict_names_a_shape_that_cannot_fit():
-    with pytest.raises(CnnkitError, match=r"\(32, 32, 3\) does not fit the model's input \(28, 28, 1\)"):
-        first_model().predict(np.zeros((32, 32, 3), np.uint8))
+def test_predict_converts_another_size_and_colour_and_refuses_what_is_no_image():
+    # the input contract resizes and converts (RGB -> gray) to the model's input
+    assert first_model().predict(np.zeros((32, 32, 3), np.uint8)).shape == (10,)
+    with pytest.raises(CnnkitError, match=r"\(1, 2, 28, 28, 1\)"):
+        first_model().predict(np.zeros((1, 2, 28, 28, 1), np.uint8))
 
 
 def test_non_vector_output_names_the_fix():
@@ -105,8 +107,10 @@ def test_activation_moved_after_max_pooling_changes_nothing(activation):
     net = model.net
     from cnnkit.layers.nn import MaxPool2d
 
-    assert isinstance(net.blocks[1], MaxPool2d)  # conv, pool, then the activation
-    conv, dense = net.blocks[0].conv, net.blocks[-1].linear
+    assert isinstance(net.steps[1], MaxPool2d)  # conv, pool, then the activation
+    conv, dense = model.layer_module("conv2d").conv, model.layer_module("dense").linear
+    assert set(net.state_dict()) == {"layers.conv2d.conv.weight", "layers.conv2d.conv.bias",
+                                     "layers.dense.linear.weight", "layers.dense.linear.bias"}
     act = {"relu": F.relu, "leaky_relu": lambda t: F.leaky_relu(t, 0.01), "elu": F.elu,
            "tanh": torch.tanh, "sigmoid": torch.sigmoid}[activation]
     x = torch.randn(5, 2, 7, 7)
@@ -155,3 +159,58 @@ def test_summary_rows_stay_aligned_with_long_layer_names():
              if line[:1] in "┏┃┡│└"]
     assert any("batch_normalization_2 (BatchNormalization)" in line for line in table)
     assert len({len(line) for line in table}) == 1  # every border in the same column
+
+
+# -- layers own their weights by name ------------------------------------------------------------
+def test_weights_are_keyed_by_layer_name_in_layer_order():
+    model = Sequential([L.Conv2D(4, 3, activation="relu", name="stem"), L.MaxPooling2D(),
+                        L.BatchNormalization(), L.Flatten(), L.Dense(3, name="head")],
+                       input_shape=(8, 8, 1))
+    assert model.layer_names() == ["stem", "max_pooling2d", "batch_normalization", "flatten", "head"]
+    keys = list(model.net.state_dict())
+    assert keys[:2] == ["layers.stem.conv.weight", "layers.stem.conv.bias"]
+    assert "layers.batch_normalization.running_mean" in keys and keys[-1] == "layers.head.linear.bias"
+    # the optimizer sees the parameters in layer order, whatever order the modules run in
+    order = [id(p) for name in ("stem", "batch_normalization", "head")
+             for p in model.layer_module(name).parameters()]
+    assert [id(p) for p in model.net.parameters()] == order
+    assert model.get_layer("head") is model.layers[-1]
+    with pytest.raises(CnnkitError, match="unknown layer name 'dense'; valid: stem, max_pooling2d"):
+        model.get_layer("dense")
+
+
+def test_set_layer_weights_by_name_or_index():
+    model = Sequential([L.Conv2D(1, 2, name="c")], input_shape=(3, 3, 1))
+    kernel = np.array([[1, 0], [1, 0]], np.float32).reshape(2, 2, 1, 1)
+    model.set_layer_weights("c", [kernel, np.array([5.0], np.float32)])
+    (k, b), = model.get_weights()
+    np.testing.assert_array_equal(k, kernel)
+    model.set_layer_weights(0, [kernel, np.array([1.0], np.float32)])
+    assert model.get_weights()[0][1].tolist() == [1.0]
+    with pytest.raises(CnnkitError, match="layer index 3 is out of range; valid: 0 to 0"):
+        model.set_layer_weights(3, [kernel])
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: [L.Dense(3, name="head"), L.Dense(3, name="head")],
+     r"layers\[1\]: the layer name 'head' is already layers\[0\]'s"),
+    (lambda: [L.Dense(3, name="dense_1"), L.Dense(3)],  # Keras's automatic name for the second
+     r"layers\[1\]: the layer name 'dense_1' is already layers\[0\]'s"),
+    (lambda: [L.Dense(3, name="block.1")], r"layer name 'block.1' cannot name a layer's weights"),
+    (lambda: [L.Dense(3, name="")], r"layer name '' cannot name a layer's weights"),
+])
+def test_bad_layer_names_are_one_clear_line(make, message):
+    with pytest.raises(CnnkitError, match=message):
+        Sequential(make())
+
+
+def test_a_duplicate_name_in_a_model_file_is_named(tmp_path):
+    cfg = {"input_shape": [4, 4, 1], "layers": [{"Flatten": {"name": "x"}}, {"Dense": {"units": 2, "name": "x"}}]}
+    with pytest.raises(CnnkitError, match=r"layers\[1\]: the layer name 'x' is already layers\[0\]'s"):
+        Sequential.from_config(cfg)
+
+
+def test_a_name_torch_keeps_for_itself_is_refused_at_build():
+    model = Sequential([L.Flatten(), L.Dense(2, name="eval")], input_shape=(4, 4, 1))
+    with pytest.raises(CnnkitError, match="the layer name 'eval' is taken by PyTorch"):
+        model.build()

@@ -27,8 +27,10 @@ def evaluate_command(args) -> int:
 
     from cnnkit.data import load_dataset
     from cnnkit.look.metrics import classification_report, format_report
-    from cnnkit.train.config import TrainConfig
+    from cnnkit.model.inputs import to_pixels
+    from cnnkit.model.outputs import check_classes, probabilities
     from cnnkit.runs.report import evaluation_plots
+    from cnnkit.train.config import TrainConfig
     from cnnkit.train.trainer import Trainer
 
     model, run_dir = load_model_or_run(args.model)
@@ -49,13 +51,15 @@ def evaluate_command(args) -> int:
         if args.split == "test" and not ds.has_test:
             raise CnnkitError(f"{dataset} has no official test split; use --split train")
         x, y = (ds.x_test, ds.y_test) if args.split == "test" else (ds.x_train, ds.y_train)
-    if model.output_shape[0] != ds.num_classes:
-        raise CnnkitError(f"the model has {model.output_shape[0]} outputs but {dataset} has "
-                          f"{ds.num_classes} classes")
+    check_classes(model.output_shape[0], ds.num_classes, dataset)
+    x = to_pixels(x, model.input_shape)[0]  # the input contract; a no-op at the model's shape
+    # The Trainer's batched forward pass (device, precision) is the run's own: a run's test
+    # accuracy and `cnnkit evaluate` of it agree to the last digit. It scales pixels with
+    # to_model_input and the model's saved preprocessing, as cnnkit.model.inputs does.
     trainer = Trainer(model, TrainConfig(device=args.device, verbose=0,
                                          normalize=model.preprocessing.get("normalize", "unit")))
     with torch.inference_mode():
-        probs = model.net.probabilities(trainer.predict_logits(x)).numpy()
+        probs = probabilities(trainer.predict_logits(x), model.net.output_activation).numpy()
     names = model.class_names or ds.class_names
     report = classification_report(probs, y.numpy(), names)
     out = Path(args.out) if args.out else (run_dir / f"evaluate-{args.split}" if run_dir
@@ -92,15 +96,15 @@ def image_paths(items: list[str]) -> list[Path]:
 def predict_command(args) -> int:
     import numpy as np
 
-    from cnnkit.data.images import load_image
+    from cnnkit.model.inputs import to_pixels
 
     if args.top_k < 1:
         raise CnnkitError(f"--top-k {args.top_k} is out of range; valid: 1 or more")
     model, _ = load_model_or_run(args.model)
-    h, w, c = model.input_shape
     paths = image_paths(args.images)
-    images = np.stack([load_image(p, channels=c, size=(h, w)) for p in paths])  # (N, H, W, C)
-    probs = model.predict(images)
+    pixels, _ = to_pixels(paths, model.input_shape)  # (N, H, W, C): the input contract
+    probs = model.predict(pixels)  # (N, K): two columns for a 1-unit sigmoid model
+    images = pixels.numpy()
     names = model.class_names or [str(i) for i in range(probs.shape[1])]
     k = min(args.top_k, probs.shape[1])
     results = []

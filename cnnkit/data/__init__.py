@@ -21,8 +21,9 @@ if TYPE_CHECKING:
 MNIST_NAMES = ["mnist", "fashion-mnist", "kmnist", "cifar10"]
 DATASET_NAMES = [*MNIST_NAMES, "digits", "folder:PATH", "npz:PATH"]
 
-# Pillow's ITU-R 601 luma weights: RGB → gray here matches `load_image(..., channels=1)`.
-_LUMA = (0.299, 0.587, 0.114)
+# Pillow's ITU-R 601 luma weights in its own 16-bit fixed point, L = (19595 R + 38470 G + 7471 B
+# + 2^15) >> 16: RGB → gray here is bit for bit what `Image.convert("L")` gives.
+_LUMA = (19595, 38470, 7471)
 _CHUNK = 4096  # images per conversion step: bounds the float copy's memory
 
 
@@ -77,35 +78,73 @@ def load_digits() -> Dataset:
 
 
 def convert_images(x, channels: int | None = None, size=None):
-    """uint8 (N, H, W, C) → uint8 (N, H', W', C'), batched on tensors.
+    """uint8 (N, H, W, C) → uint8 (N, H', W', C'), batched on tensors: cnnkit's one conversion
+    of pixels. Datasets, decoded files and folders (cnnkit.data.images) and the arrays users
+    hand a model (cnnkit.model.inputs) all come through here, so an image is the same pixels
+    to a model whichever way it arrives.
 
-    Gray → RGB repeats the channel; RGB → gray uses Pillow's luma weights; resizing is
-    bilinear, antialiased when shrinking (as Pillow's resize is)."""
+    C is 1 (gray), 3 (RGB) or 4 (RGBA); channels 1 or 3, None keeps gray and RGB and drops
+    alpha. Alpha is composited over white (as a viewer shows it) and RGB → gray uses Pillow's
+    luma, both in Pillow's integer arithmetic; gray → RGB repeats the channel. Resizing is
+    bilinear, antialiased when shrinking (as Pillow's resize is), rounded back to uint8."""
     import torch
-    import torch.nn.functional as F
 
     from cnnkit.data.images import check_channels, check_size
 
     channels, size = check_channels(channels), check_size(size)
     n, h, w, c = x.shape
-    if (channels is None or channels == c) and (size is None or tuple(size) == (h, w)):
-        return x
+    if c not in (1, 3, 4):
+        raise CnnkitError(f"images with {c} channels cannot be converted; valid: 1 (gray), "
+                          "3 (RGB) or 4 (RGBA)")
+    out_c = channels or (3 if c == 4 else c)
     out_h, out_w = size or (h, w)
-    out_c = channels or c
+    if out_c == c and (out_h, out_w) == (h, w):
+        return x
+    if n <= _CHUNK:  # one chunk (a file, a predict batch): no second buffer to copy into
+        return _convert(x, out_c, out_h, out_w)
     out = torch.empty((n, out_h, out_w, out_c), dtype=torch.uint8)
-    luma = torch.tensor(_LUMA).view(1, 3, 1, 1)
     for i in range(0, n, _CHUNK):
-        b = x[i:i + _CHUNK].permute(0, 3, 1, 2).float()  # (B, C, H, W)
-        if out_c == 1 and c == 3:
-            b = (b * luma).sum(1, keepdim=True)
-        if (out_h, out_w) != (h, w):
-            shrink = out_h < h or out_w < w
-            b = F.interpolate(b, size=(out_h, out_w), mode="bilinear", align_corners=False,
-                              antialias=shrink)
-        if out_c == 3 and b.shape[1] == 1:
-            b = b.expand(-1, 3, -1, -1)
-        out[i:i + _CHUNK] = b.round().clamp(0, 255).permute(0, 2, 3, 1).to(torch.uint8)
+        out[i:i + _CHUNK] = _convert(x[i:i + _CHUNK], out_c, out_h, out_w)
     return out
+
+
+def _convert(b, out_c: int, out_h: int, out_w: int):
+    """One chunk (B, H, W, C) uint8; channels are reduced before resizing, added after."""
+    if b.shape[-1] == 4:
+        b = _over_white(b)
+    if out_c == 1 and b.shape[-1] == 3:
+        b = _luma(b)
+    if tuple(b.shape[1:3]) != (out_h, out_w):
+        b = _resize(b, out_h, out_w)
+    if out_c == 3 and b.shape[-1] == 1:
+        b = b.expand(-1, -1, -1, 3)  # gray → RGB repeats the channel
+    return b.contiguous()
+
+
+def _over_white(b):
+    """RGBA → RGB over an opaque white background: Pillow's alpha_composite, exactly."""
+    rgb, a = b[..., :3].int(), b[..., 3:].int()
+    return ((rgb * a + 255 * (255 - a) + 127) // 255).to(b.dtype)
+
+
+def _luma(b):
+    """RGB → gray (B, H, W, 1) in Pillow's fixed point (`_LUMA`)."""
+    import torch
+
+    weighted = (b.int() * torch.tensor(_LUMA, dtype=torch.int32)).sum(-1, keepdim=True)
+    return ((weighted + 32768) >> 16).to(torch.uint8)
+
+
+def _resize(b, out_h: int, out_w: int):
+    """Bilinear resize of uint8 (B, H, W, C), antialiased when either side shrinks."""
+    import torch
+    import torch.nn.functional as F
+
+    _, h, w, _ = b.shape
+    f = b.permute(0, 3, 1, 2).float()  # (B, C, H, W)
+    f = F.interpolate(f, size=(out_h, out_w), mode="bilinear", align_corners=False,
+                      antialias=out_h < h or out_w < w)
+    return f.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
 
 
 def convert(ds: Dataset, channels: int | None = None, size=None) -> Dataset:

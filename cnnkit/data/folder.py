@@ -29,8 +29,8 @@ from cnnkit.data.images import (DECODE_ERRORS, EXIF_ORIENTATION, check_channels,
 from cnnkit.errors import CnnkitError
 from cnnkit.fsutil import atomic_path
 
-# Bump when decoding changes, so old caches are not reused.
-CACHE_FORMAT = "cnnkit-folder-1"
+# Bump when decoding changes, so old caches are not reused (2: resized by convert_images).
+CACHE_FORMAT = "cnnkit-folder-2"
 _WORKERS = min(8, os.cpu_count() or 1)  # Pillow releases the GIL while decoding
 
 

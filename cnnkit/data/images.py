@@ -1,8 +1,9 @@
 """Decode one image file into uint8 (H, W, C) pixels, the way every cnnkit image is read.
 
 Folders of training images and the images a user later asks `predict` about both come
-through `load_image`, so a model sees new images converted exactly as its training data was:
-same grayscale formula (Pillow's ITU-R 601 luma), same alpha handling, same bilinear resize.
+through `load_image`. Pillow only decodes here, to gray, RGB or RGBA at the file's own size;
+alpha, grayscale and resizing are then `cnnkit.data.convert_images`, the one conversion that
+datasets and arrays go through too, so a model sees a new image exactly as its training data.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ IMAGE_FORMATS = "PNG, JPEG, BMP, GIF, TIFF, WebP"
 
 # Pillow modes that carry no colour: such images default to one channel.
 GRAY_MODES = {"1", "L", "LA", "La", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"}
+ALPHA_MODES = {"LA", "La", "PA", "RGBA", "RGBa"}
 
 EXIF_ORIENTATION = 0x0112
 
@@ -60,15 +62,14 @@ def is_gray(img: Image.Image) -> bool:
 def open_image(path: str | os.PathLike) -> Image.Image:
     """Open and fully decode `path` (first frame of an animation); CnnkitError if unreadable."""
     path = Path(path)
+    if path.is_dir():
+        raise CnnkitError(f"'{path}' is a folder, not an image file")
     if not path.is_file():
         raise CnnkitError(f"image file '{path}' does not exist")
     try:
         with Image.open(path) as img:  # closes the file even for animations (GIF, WebP)
             img.load()  # decode now: truncated files only fail here
-        # Camera photos store "rotate me" in EXIF; apply it so pixels are upright as viewers
-        # show them (Keras's load_img does not; a sideways photo is a silent misprediction).
-        if img.getexif().get(EXIF_ORIENTATION, 1) != 1:
-            img = ImageOps.exif_transpose(img)
+        img = upright(img)
     except UnidentifiedImageError:
         raise CnnkitError(f"cannot read '{path}': not an image ({IMAGE_FORMATS})") from None
     except DECODE_ERRORS as e:
@@ -86,39 +87,55 @@ def _high_depth_to_l(img: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(np.nan_to_num(a), 0, 255).round().astype(np.uint8), "L")
 
 
-def to_mode(img: Image.Image, channels: int) -> Image.Image:
-    """Convert to 'L' (channels=1) or 'RGB' (channels=3).
+def upright(img: Image.Image) -> Image.Image:
+    """The image turned as its EXIF orientation says. Camera photos store "rotate me" there;
+    viewers apply it, so we do (Keras's load_img does not: a sideways photo mispredicts)."""
+    if img.getexif().get(EXIF_ORIENTATION, 1) != 1:
+        img = ImageOps.exif_transpose(img)
+    return img
 
-    Transparent pixels are composited over white, as an image viewer shows them; dropping
-    alpha instead would expose whatever colour the transparent pixels happen to hold."""
+
+def decode(img: Image.Image) -> np.ndarray:
+    """uint8 (H, W, C) at the image's own size: C = 1 for gray, 3 for colour, 4 where the
+    image has transparency (converted later, over white; dropping alpha would expose
+    whatever colour the transparent pixels happen to hold)."""
     if img.mode.startswith("I") or img.mode == "F":
         img = _high_depth_to_l(img)
-    if img.mode in ("LA", "La", "PA", "RGBA", "RGBa") or (
-        img.mode == "P" and "transparency" in img.info
-    ):
-        rgba = img.convert("RGBA")
-        img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-    target = "L" if channels == 1 else "RGB"
-    return img if img.mode == target else img.convert(target)
+    if img.mode in ALPHA_MODES or (img.mode == "P" and "transparency" in img.info):
+        target = "RGBA"
+    else:
+        target = "L" if is_gray(img) else "RGB"
+    a = np.array(img if img.mode == target else img.convert(target), dtype=np.uint8)  # writable
+    return a[:, :, None] if a.ndim == 2 else a
+
+
+def image_pixels(img: Image.Image, channels: int | None = None, size=None) -> np.ndarray:
+    """uint8 (H, W, C) of an open image, converted to `channels` and `size` by
+    `cnnkit.data.convert_images`; channels None keeps gray images gray and makes the rest RGB.
+    Pillow's decoding errors pass through (callers name the file)."""
+    channels, size = check_channels(channels), check_size(size)
+    if channels is None:
+        channels = 1 if is_gray(img) else 3
+    a = decode(img)
+    if a.shape[2] == channels and (size is None or a.shape[:2] == size):
+        return a  # nothing to convert: no torch
+    import torch
+
+    from cnnkit.data import convert_images
+
+    return convert_images(torch.from_numpy(a)[None], channels, size)[0].numpy()
 
 
 def load_image(path: str | os.PathLike, channels: int | None = None, size=None) -> np.ndarray:
     """Read an image file as uint8 (H, W, C).
 
     channels: 1 (grayscale) or 3 (RGB); None keeps gray images gray and makes the rest RGB.
-    size: (H, W) to resize to (bilinear); None keeps the file's size.
-    A file that is not a readable image raises CnnkitError naming it.
+    size: (H, W) to resize to (bilinear, as `cnnkit.data.convert_images`); None keeps the
+    file's size. A file that is not a readable image raises CnnkitError naming it.
     """
-    channels = check_channels(channels)
-    size = check_size(size)
+    channels, size = check_channels(channels), check_size(size)
     img = open_image(path)
-    if channels is None:
-        channels = 1 if is_gray(img) else 3
     try:
-        img = to_mode(img, channels)
-        if size is not None and img.size != (size[1], size[0]):
-            img = img.resize((size[1], size[0]), Image.BILINEAR)
+        return image_pixels(img, channels, size)
     except DECODE_ERRORS as e:
         raise CnnkitError(f"cannot read image '{path}': {e}") from None
-    a = np.asarray(img, dtype=np.uint8)
-    return a[:, :, None] if a.ndim == 2 else a  # (H, W, C)

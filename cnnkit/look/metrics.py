@@ -24,6 +24,10 @@ def _check(probs, y, class_names=None) -> tuple[np.ndarray, np.ndarray]:
     y = np.asarray(y)
     if probs.ndim != 2:
         raise CnnkitError(f"probabilities must have shape (N, classes); got {probs.shape}")
+    if probs.shape[1] == 1:  # raw sigmoid outputs: the classic binary-classifier slip
+        raise CnnkitError(f"probabilities must have one column per class; got {probs.shape} — "
+                          "for a 1-unit sigmoid model pass [1 - p, p] "
+                          "(cnnkit.model.outputs.probabilities)")
     if y.ndim != 1 or len(y) != len(probs):
         raise CnnkitError(f"labels must have shape ({len(probs)},) to match the probabilities; "
                           f"got {y.shape}")

@@ -11,21 +11,15 @@ import numpy as np
 from cnnkit.errors import CnnkitError
 
 
-def as_images(model, x, what: str):
-    """uint8 NHWC from what Keras users pass: uint8, or floats scaled to [0, 1] (the seeds'
-    `x / 255`), with or without the channel axis for one-channel models."""
-    import torch
+def _pixels(model, x, what: str):
+    """uint8 (N, H, W, C) at the model's input by the input contract predict uses too
+    (cnnkit.model.inputs); errors say which argument was wrong."""
+    from cnnkit.model.inputs import to_pixels
 
-    t = torch.as_tensor(np.asarray(x))
-    if t.dim() == 3 and model.input_shape[2] == 1:
-        t = t.unsqueeze(-1)
-    if t.is_floating_point():
-        lo, hi = float(t.min()), float(t.max())
-        if lo < 0 or hi > 1:
-            raise CnnkitError(f"{what}: float images must be scaled to [0, 1] (found {lo:g}..{hi:g}); "
-                              "pass uint8 pixels or x / 255")
-        t = (t * 255).round().to(torch.uint8)
-    return t
+    try:
+        return to_pixels(x, model._require_input())[0]
+    except CnnkitError as e:
+        raise CnnkitError(f"{what}: {e}") from None
 
 
 def as_labels(y):
@@ -50,7 +44,8 @@ def fit(model, x=None, y=None, *, epochs: int = 1, batch_size: int = 32,
         verbose: int = 1, seed: int | None = None, **options):
     """Train in place; returns a History (`history.history['val_loss']`, ...).
 
-    `x` may be a cnnkit Dataset (its training split is used) or images with labels `y`."""
+    `x` may be a cnnkit Dataset (its training split is used) or images with labels `y`, in
+    any form predict takes (cnnkit.model.inputs: uint8 or floats in [0, 1], any size, files)."""
     from cnnkit.data.base import Dataset
     from cnnkit.train.config import TrainConfig
     from cnnkit.train.trainer import Trainer
@@ -62,12 +57,12 @@ def fit(model, x=None, y=None, *, epochs: int = 1, batch_size: int = 32,
     if x is None or y is None:
         raise CnnkitError("fit needs images and labels: fit(x, y, ...) or fit(dataset, ...)")
     model.check_classifier()
-    x, y = as_images(model, x, "x"), as_labels(y)
+    x, y = _pixels(model, x, "x"), as_labels(y)
     settings = {**(model.compiled or {}), **options, "epochs": epochs, "batch_size": batch_size,
                 "verbose": verbose, "seed": seed}
     xv = yv = None
     if validation_data is not None:
-        xv, yv = as_images(model, validation_data[0], "validation x"), as_labels(validation_data[1])
+        xv, yv = _pixels(model, validation_data[0], "validation x"), as_labels(validation_data[1])
     elif validation_split:
         x, y, xv, yv = _split(x, y, validation_split, seed or 0)
     trainer = Trainer(model, TrainConfig.from_dict(settings), list(callbacks))
@@ -84,4 +79,4 @@ def evaluate(model, x, y, batch_size: int = 1000) -> dict:
     if trainer is None:
         settings = {**(model.compiled or {}), "verbose": 0, "eval_batch_size": batch_size}
         trainer = Trainer(model, TrainConfig.from_dict(settings))
-    return trainer.evaluate(as_images(model, x, "x"), as_labels(y))
+    return trainer.evaluate(_pixels(model, x, "x"), as_labels(y))

@@ -12,7 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from cnnkit.errors import CnnkitError, one_of
+from cnnkit.model import outputs
 from cnnkit.train.config import LOSSES
+
 OUTPUT_ACTIVATIONS = ("softmax", "sigmoid", None)
 
 
@@ -85,12 +87,8 @@ def make_loss(name: str, num_classes: int, output_activation: str | None = "soft
 
     def mse(logits, y):
         check_units(logits)
-        probs = probabilities(logits.float(), act)
-        if probs.shape[1] == 1:  # a 1-unit sigmoid output for two classes
-            target = y.float().unsqueeze(1)
-        else:
-            target = _one_hot(y, probs.shape[1], ls)
-        return F.mse_loss(probs, target)
+        probs = probabilities(logits.float(), act)  # (B, K); check_units admits K units only
+        return F.mse_loss(probs, _one_hot(y, probs.shape[1], ls))
 
     fn = {"sparse_categorical_crossentropy": categorical, "categorical_crossentropy": categorical,
           "binary_crossentropy": binary, "mse": mse}[name]
@@ -99,24 +97,21 @@ def make_loss(name: str, num_classes: int, output_activation: str | None = "soft
 
 
 def probabilities(logits: torch.Tensor, output_activation: str | None) -> torch.Tensor:
-    """Class probabilities from logits: sigmoid where declared, softmax otherwise."""
-    if output_activation == "sigmoid":
-        return torch.sigmoid(logits)
-    return torch.softmax(logits, dim=1)
+    """Class probabilities (B, K) by the output contract (cnnkit.model.outputs)."""
+    return outputs.probabilities(logits, output_activation)
 
 
-def predicted_class(logits: torch.Tensor) -> torch.Tensor:
-    """(B,) class ids; a single sigmoid unit means class 1 when its logit is positive."""
-    if logits.shape[1] == 1:
-        return (logits[:, 0] > 0).long()
-    return logits.argmax(dim=1)
+def predicted_class(logits: torch.Tensor, output_activation: str | None = None) -> torch.Tensor:
+    """(B,) class ids by the output contract: for one unit, class 1 iff sigmoid(logit) > 0.5."""
+    return outputs.predicted_class(logits, output_activation)
 
 
-def correct_count(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def correct_count(logits: torch.Tensor, y: torch.Tensor,
+                  output_activation: str | None = None) -> torch.Tensor:
     """Number of right predictions as a tensor (no host sync, so it can be summed per batch)."""
-    return (predicted_class(logits) == y).sum()
+    return (outputs.predicted_class(logits, output_activation) == y).sum()
 
 
-def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
+def accuracy(logits: torch.Tensor, y: torch.Tensor, output_activation: str | None = None) -> float:
     """Fraction of samples whose predicted class is the label."""
-    return correct_count(logits, y).item() / max(len(y), 1)
+    return correct_count(logits, y, output_activation).item() / max(len(y), 1)

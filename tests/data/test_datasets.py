@@ -82,9 +82,21 @@ def test_gray_to_rgb_repeats_and_rgb_to_gray_matches_pillow():
     gray = convert_images(torch.from_numpy(rgb), channels=1)
     assert gray.shape == (5, 7, 9, 1) and gray.dtype == torch.uint8
     pil = np.stack([np.asarray(Image.fromarray(im).convert("L")) for im in rgb])
-    assert np.abs(gray[..., 0].numpy().astype(int) - pil).max() <= 1
+    np.testing.assert_array_equal(gray[..., 0].numpy(), pil)  # Pillow's fixed point, exactly
     back = convert_images(gray, channels=3)
     assert back.shape == (5, 7, 9, 3) and (back == gray).all()
+
+
+def test_rgba_is_composited_over_white_as_pillow_does():
+    rng = np.random.default_rng(2)
+    rgba = rng.integers(0, 256, (4, 6, 5, 4), dtype=np.uint8)
+    rgba[0, ..., 3] = 0  # fully transparent: white, whatever colour hides there
+    ours = convert_images(torch.from_numpy(rgba))
+    assert ours.shape == (4, 6, 5, 3) and (ours[0] == 255).all()
+    white = Image.new("RGBA", (5, 6), (255, 255, 255, 255))
+    pil = np.stack([np.asarray(Image.alpha_composite(white, Image.fromarray(im, "RGBA")))[..., :3]
+                    for im in rgba])
+    np.testing.assert_array_equal(ours.numpy(), pil)
 
 
 def test_resize_matches_pillow_bilinear():
