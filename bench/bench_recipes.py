@@ -1,6 +1,7 @@
-"""Time to accuracy: the whole `cnnkit train --recipe R` process (start-up, data loading,
-training, test evaluation, report) on the full Fashion-MNIST, scored on the official 10,000
-test images, over several seeds; optionally beside seed 002's whole Keras recipe.
+"""Time to accuracy: a whole fresh Python process that calls `cnnkit.run` on a recipe (start-up,
+data loading, training, test evaluation, report: what `cnnkit train --recipe R` does) on the
+full Fashion-MNIST, scored on the official 10,000 test images, over several seeds; optionally
+beside seed 002's whole Keras recipe. The metrics come back from the RunResult.
 
     .venv/bin/python bench/bench_recipes.py --recipe fast --seeds 1 2 3 [--keras]
 
@@ -24,13 +25,22 @@ from common import keras, machine_line, median, warn_if_loaded  # noqa: E402
 GOALS = {"fast": (0.916, 30.0), "best": (0.940, 600.0)}
 
 
+# One run in a fresh interpreter, so its time includes `import torch` as a user's does.
+CHILD = """
+import json, sys
+import cnnkit
+recipe, seed, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+result = cnnkit.run(cnnkit.RunSpec.from_recipe(recipe, seed=seed, out=out, verbose=0))
+print(json.dumps(result.metrics))
+"""
+
+
 def run_recipe(recipe: str, seed: int, out: Path) -> tuple[float, dict]:
-    cmd = [str(Path(sys.executable).parent / "cnnkit"), "train", "--recipe", recipe, "--seed",
-           str(seed), "--quiet", "--out", str(out)]
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True)
+    proc = subprocess.run([sys.executable, "-c", CHILD, recipe, str(seed), str(out)],
+                          check=True, capture_output=True, text=True)
     wall = time.perf_counter() - t0
-    return wall, json.loads((out / "metrics.json").read_text())
+    return wall, json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def main():

@@ -13,6 +13,10 @@ _LAZY = {
     "load_model_file": ("cnnkit.model.files", "load_model_file"),
     "layers": ("cnnkit.layers", None),
     "CnnkitError": ("cnnkit.errors", "CnnkitError"),
+    "run": ("cnnkit.runs.run", "run"),
+    "resume": ("cnnkit.runs.run", "resume"),
+    "RunSpec": ("cnnkit.runs.spec", "RunSpec"),
+    "RunResult": ("cnnkit.runs.spec", "RunResult"),
 }
 
 

@@ -2,13 +2,39 @@
 
 A `CnnkitError` carries one line that names the bad value and what would be valid. The CLI
 prints it without a traceback and exits 2; internal bugs raise anything else and keep theirs.
+
+Errors about one option say so in the library's words (`val_split=1.5 is out of range; valid:
+0 <= val_split < 1`) and carry the option's name, so the command line can restate them in its
+own (`--val-split 1.5 is out of range; ...`) without knowing how each message was built.
 """
+from __future__ import annotations
 
 
 class CnnkitError(ValueError):
     """A mistake in what the user asked for (bad option, bad file, unknown name)."""
 
+    def __init__(self, message: str, option: str | None = None, value=None):
+        super().__init__(message)
+        self.option, self.value = option, value
+
+    def restated(self, flag: str) -> "CnnkitError":
+        """The same error with the option written as a command-line flag (`--val-split 1.5`)."""
+        if self.option is None:
+            return self
+        import re
+
+        shown = self.value if isinstance(self.value, str) else repr(self.value)
+        text = str(self).replace(f"{self.option}={self.value!r}", f"{flag} {shown}")
+        # the option named again in what is valid (`0 <= val_split < 1`), as a whole word
+        text = re.sub(rf"(?<![\w-]){re.escape(self.option)}(?![\w-])", flag, text)
+        return CnnkitError(text, self.option, self.value)
+
 
 def one_of(what: str, value, valid) -> CnnkitError:
     """`unknown optimizer 'adma'; valid: adam, sgd, ...` in one line."""
     return CnnkitError(f"unknown {what} {value!r}; valid: {', '.join(map(str, valid))}")
+
+
+def out_of_range(option: str, value, valid: str) -> CnnkitError:
+    """`lr=-1 is out of range; valid: a number > 0`, carrying the option for the CLI."""
+    return CnnkitError(f"{option}={value!r} is out of range; valid: {valid}", option, value)

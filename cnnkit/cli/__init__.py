@@ -46,7 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     from cnnkit.errors import CnnkitError
 
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv  # what the user typed, recorded in a run's config.json
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

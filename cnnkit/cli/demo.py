@@ -18,12 +18,12 @@ def register(sub) -> None:
 
 
 def cmd_demo(args) -> int:
-    import argparse
     import time
 
     from cnnkit.errors import CnnkitError
     from cnnkit.runs.recipes import get_recipe
-    from cnnkit.runs.run import train_from_args
+    from cnnkit.runs.run import run
+    from cnnkit.runs.spec import RunSpec
 
     recipe = get_recipe(args.recipe)
     dataset = recipe.dataset
@@ -41,15 +41,11 @@ def cmd_demo(args) -> int:
         print("note: falling back to scikit-learn's digits (1,797 real 8×8 handwritten digits)",
               file=sys.stderr)
         dataset = "digits"
-    parser = argparse.ArgumentParser()
-    from cnnkit.cli.train import register as register_train
-
-    register_train(parser.add_subparsers())
     out = args.out or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}"
-    extra = ["--epochs", "15"] if dataset == "digits" else []  # 1,437 images: more passes
-    train_args = parser.parse_args(["train", "--recipe", recipe.name, "--dataset", dataset,
-                                    "--seed", "0", "--out", out, *extra])
+    spec = RunSpec.from_recipe(recipe.name, dataset=dataset, seed=0, out=out,
+                               epochs=15 if dataset == "digits" else None,  # 1,437 images: more passes
+                               verbose=1 if sys.stdout.isatty() else 2)
     print(f"cnnkit demo: recipe {recipe.name!r} ({recipe.description}) on {dataset}")
-    run_dir = train_from_args(train_args)
-    print(f"\nDone. Open the report: {run_dir / 'report.md'}")
+    result = run(spec, command=["cnnkit", *getattr(args, "argv", sys.argv[1:])])
+    print(f"\nDone. Open the report: {result.run_dir / 'report.md'}")
     return 0

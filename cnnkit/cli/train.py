@@ -1,63 +1,106 @@
-"""`cnnkit train`, `cnnkit evaluate`, `cnnkit predict`."""
+"""`cnnkit train`, `cnnkit evaluate`, `cnnkit predict`.
+
+`train` only turns flags into a RunSpec (over `--config FILE` where given) and calls
+`cnnkit.run`; errors about one option come back in the library's words (`val_split=1.5`) and
+are restated here as the flag the user typed (`--val-split 1.5`).
+"""
 from __future__ import annotations
 
 import argparse
+import sys
+import textwrap
 
 AUGMENT_FLAGS = [  # Keras ImageDataGenerator names
-    ("rotation_range", float, "degrees"), ("width_shift_range", float, "fraction of width"),
-    ("height_shift_range", float, "fraction of height"), ("shear_range", float, "degrees"),
-    ("zoom_range", float, "±fraction"),
+    ("rotation_range", float, "random rotations up to this many degrees"),
+    ("width_shift_range", float, "random horizontal shifts: a fraction of the width, or pixels if >= 1"),
+    ("height_shift_range", float, "random vertical shifts: a fraction of the height, or pixels if >= 1"),
+    ("shear_range", float, "random shear up to this many degrees"),
+    ("zoom_range", float, "random zoom in [1 - z, 1 + z]"),
 ]
+AUGMENT_SWITCHES = [("horizontal_flip", "mirror half the images left-right"),
+                    ("vertical_flip", "flip half the images upside down")]
+# Flags that may be given with --resume (they do not change the epochs already trained).
+RESUME_FLAGS = ("epochs", "quiet", "device", "data_dir")
+
+
+def _defaults() -> dict:
+    from cnnkit.train.config import TrainConfig
+
+    return TrainConfig().to_dict()
 
 
 def register(sub) -> None:
-    p = sub.add_parser("train", help="train a model; writes a run directory with a report",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    d = _defaults()
+    p = sub.add_parser(
+        "train", help="train a model; writes a run directory with a report",
+        description=textwrap.fill(
+            "Train a model and write a run directory (config.json, history.csv, best/ and "
+            "last/ models, metrics.json, plots, report.md). A --recipe or a --config file sets "
+            "its own values for any option below; flags given here override both, and the "
+            "defaults shown apply to what neither sets.", 80),
+        epilog="examples:\n  cnnkit train --recipe fast\n  cnnkit train --model seed002-fashion "
+        "--dataset fashion-mnist --epochs 20 --val-split 0.2 --early-stopping 2\n"
+        "  cnnkit train --config runs/a/config.json --seed 2 --out runs/b\n"
+        "  cnnkit train --resume runs/a --epochs 20",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("what to train")
-    g.add_argument("--recipe", help="a seed's whole recipe: seed000, seed002, seed003, seed004, "
-                   "fast, best (options below override it)")
+    g.add_argument("--recipe", help="a whole recipe: seed000, seed002, seed003, seed004 (the "
+                   "seed tutorials'), fast, best (cnnkit's)")
+    g.add_argument("--config", metavar="FILE", help="a RunSpec as YAML, TOML or JSON (a run's "
+                   "own config.json too): repeat any run")
     g.add_argument("--model", help="preset name, model file (.yaml/.toml/.json) or saved model dir")
-    g.add_argument("--dataset", help="mnist, fashion-mnist, kmnist, cifar10, digits, folder:PATH, npz:PATH")
-    g.add_argument("--data-dir", help="where the dataset's files are (searched first)")
-    g.add_argument("--limit", type=int, help="use only the first N training images (quick trials)")
-    g.add_argument("--val-split", type=float, help="fraction of training data held out, stratified")
+    g.add_argument("--dataset", help="mnist, fashion-mnist, kmnist, cifar10, digits, "
+                   "folder:PATH, npz:PATH")
+    g.add_argument("--data-dir", help="where the dataset's files are looked for first")
+    g.add_argument("--limit", type=int, metavar="N",
+                   help="use only N training images (quick trials; default: all)")
+    g.add_argument("--val-split", type=float, metavar="F", help="fraction of the training data "
+                   "held out for validation, stratified; 0: none (default: 0)")
     g.add_argument("--init-from", metavar="MODEL_DIR", help="start from trained weights (transfer)")
-    g.add_argument("--freeze", action="store_true", help="with --init-from: keep the convolutional "
-                   "part fixed, train the head")
+    g.add_argument("--freeze", action="store_true", default=None, help="with --init-from: keep "
+                   "the convolutional part fixed, train the head")
     g = p.add_argument_group("optimization")
-    g.add_argument("--epochs", type=int)
-    g.add_argument("--batch-size", type=int)
-    g.add_argument("--optimizer", help="sgd, adagrad, rmsprop, adam, adamw")
-    g.add_argument("--lr", type=float, help="learning rate (default: Keras's for the optimizer)")
-    g.add_argument("--momentum", type=float)
-    g.add_argument("--nesterov", action="store_true", default=None)
-    g.add_argument("--weight-decay", type=float)
+    g.add_argument("--epochs", type=int, help=f"passes over the training data (default: {d['epochs']})")
+    g.add_argument("--batch-size", type=int, help=f"images per step (default: {d['batch_size']})")
+    g.add_argument("--optimizer", help=f"sgd, adagrad, rmsprop, adam, adamw (default: {d['optimizer']})")
+    g.add_argument("--lr", type=float, help="learning rate (default: Keras's for the optimizer: "
+                   "0.001 adam/adamw/rmsprop, 0.01 sgd, 0.001 adagrad)")
+    g.add_argument("--momentum", type=float, help=f"sgd and rmsprop (default: {d['momentum']})")
+    g.add_argument("--nesterov", action="store_true", default=None, help="Nesterov momentum (sgd)")
+    g.add_argument("--weight-decay", type=float, help="decoupled weight decay (default: 0; "
+                   "0.004 for adamw, as Keras)")
     g.add_argument("--loss", help="sparse_categorical_crossentropy, categorical_crossentropy, "
-                   "binary_crossentropy, mse")
-    g.add_argument("--label-smoothing", type=float)
-    g.add_argument("--schedule", help="constant, step, cosine, onecycle")
-    g.add_argument("--clip-norm", type=float, help="clip the gradient norm to this")
+                   f"binary_crossentropy, mse (default: {d['loss']})")
+    g.add_argument("--label-smoothing", type=float, help=f"(default: {d['label_smoothing']})")
+    g.add_argument("--schedule", help=f"constant, step, cosine, onecycle (default: {d['schedule']})")
+    g.add_argument("--clip-norm", type=float, help="clip the gradient norm to this (default: off)")
     g.add_argument("--ema", type=float, metavar="DECAY",
                    help="keep an exponential moving average of the weights (e.g. 0.999): "
-                   "validation, checkpoints and the final model use the average")
+                   "validation, checkpoints and the final model use the average (default: off)")
     g.add_argument("--early-stopping", type=int, metavar="PATIENCE",
-                   help="stop after PATIENCE epochs without val_loss improvement; restore the best")
-    g.add_argument("--normalize", help="unit (pixels/255) or standardize")
-    g = p.add_argument_group("augmentation (Keras ImageDataGenerator names)")
-    for name, typ, unit in AUGMENT_FLAGS:
-        g.add_argument("--" + name.replace("_", "-"), type=typ, help=unit)
-    g.add_argument("--horizontal-flip", action="store_true", default=None)
-    g.add_argument("--vertical-flip", action="store_true", default=None)
-    g.add_argument("--fill-mode", help="nearest, constant, reflect, wrap")
+                   help="stop after PATIENCE epochs without val_loss improvement, restoring the "
+                   "best weights (default: off)")
+    g.add_argument("--normalize", help=f"unit (pixels/255) or standardize (default: {d['normalize']})")
+    g = p.add_argument_group("augmentation (Keras ImageDataGenerator names; default: none)")
+    for name, typ, text in AUGMENT_FLAGS:
+        g.add_argument("--" + name.replace("_", "-"), type=typ, help=text)
+    for name, text in AUGMENT_SWITCHES:
+        g.add_argument("--" + name.replace("_", "-"), action="store_true", default=None, help=text)
+    g.add_argument("--fill-mode", help="nearest, constant, reflect, wrap (default: nearest)")
     g.add_argument("--test-time-flip", action="store_true", default=None,
                    help="evaluate and predict on each image and its mirror image, averaged "
                    "(for classes that mirroring does not change; pair with --horizontal-flip)")
     g = p.add_argument_group("run")
     g.add_argument("--out", help="run directory (default: runs/<model>-<dataset>-<time>)")
-    g.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
-    g.add_argument("--seed", type=int, help="makes a CPU run reproducible to the last digit")
-    g.add_argument("--device", help="auto, cpu or cuda")
-    g.add_argument("--precision", help="auto (bf16 where the CPU has it), bf16 or fp32")
+    g.add_argument("--artifacts", help="what the run writes: full (everything), metrics "
+                   "(config, history, metrics, state) or none (default: full)")
+    g.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run exactly; "
+                   "only --epochs, --quiet, --device and --data-dir may be given with it")
+    g.add_argument("--seed", type=int, help="makes a CPU run reproducible to the last digit "
+                   "(default: a random seed, recorded)")
+    g.add_argument("--device", help=f"auto, cpu or cuda (default: {d['device']})")
+    g.add_argument("--precision", help="auto (bf16 where the CPU has native bf16), bf16 or "
+                   f"fp32 (default: {d['precision']})")
     g.add_argument("--tensorboard", action="store_true", default=None,
                    help="also write TensorBoard event files to RUN/tensorboard")
     g.add_argument("--dry-run", action="store_true", default=None, help="one batch per epoch")
@@ -85,11 +128,69 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_predict)
 
 
-def cmd_train(args) -> int:
-    from cnnkit.runs.run import train_from_args
+def flag(option: str) -> str:
+    return "--" + option.replace("_", "-")
 
-    train_from_args(args)
+
+def spec_from_args(args):
+    """The RunSpec the flags describe, over --config's where given."""
+    from cnnkit.runs.spec import RunSpec
+
+    base = RunSpec.from_file(args.config).explicit() if args.config else {}
+    fields = set(RunSpec.fields())
+    given = {k: v for k, v in vars(args).items() if k in fields and v is not None}
+    augment = {name: getattr(args, name) for name, *_ in AUGMENT_FLAGS + AUGMENT_SWITCHES
+               if getattr(args, name) is not None}
+    if args.fill_mode is not None:
+        augment["fill_mode"] = args.fill_mode
+    if augment:
+        given["augment"] = {**(base.get("augment") or {}), **augment}
+    if args.quiet:
+        given["verbose"] = 0
+    elif "verbose" not in base and not sys.stdout.isatty():
+        given["verbose"] = 2  # a pipe or a file: one line per epoch, no bar
+    return RunSpec(**{**base, **given})
+
+
+def cmd_train(args) -> int:
+    from cnnkit.errors import CnnkitError
+    from cnnkit.runs.run import run
+
+    command = ["cnnkit", *getattr(args, "argv", sys.argv[1:])]
+    try:
+        if args.resume:
+            given = [flag(k) for k, v in vars(args).items() if k not in RESUME_FLAGS + (
+                "resume", "func", "command", "argv") and v not in (None, False)]
+            if given:
+                raise CnnkitError(f"{given[0]} cannot be given with --resume: the run continues "
+                                  "as it was configured (with --resume: --epochs, --quiet, "
+                                  "--device, --data-dir)")
+            spec = spec_from_args(args).replace(out=args.resume)
+            run(spec, resume=True, command=command)
+            return 0
+        spec = spec_from_args(args)
+        if spec.out is None:
+            spec = spec.replace(out=spec.resolved().default_out())
+        run(spec, command=command)
+    except CnnkitError as e:
+        raise restate(e) from None
     return 0
+
+
+def restate(e):
+    """An error about one option, in flags: `val_split=1.5 ...` -> `--val-split 1.5 ...`, and
+    other options it names (snake_case: never a word of prose) as their flags too."""
+    import re
+
+    from cnnkit.errors import CnnkitError
+    from cnnkit.runs.spec import RunSpec
+
+    if not e.option:
+        return e
+    e = e.restated(flag(e.option))
+    names = "|".join(n for n in RunSpec.fields() if "_" in n)
+    return CnnkitError(re.sub(rf"(?<![\w-])({names})(?![\w-])", lambda m: flag(m[1]), str(e)),
+                       e.option, e.value)
 
 
 def cmd_evaluate(args) -> int:

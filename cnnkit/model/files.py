@@ -16,11 +16,11 @@ from cnnkit.errors import CnnkitError
 MODEL_FILE_SUFFIXES = (".yaml", ".yml", ".toml", ".json")
 
 
-def read_structured(path) -> object:
+def read_structured(path, what: str = "model file") -> object:
     """Parse a YAML/TOML/JSON file; a syntax error names the file and line."""
     path = Path(path)
     if path.suffix not in MODEL_FILE_SUFFIXES:
-        raise CnnkitError(f"{path}: unknown model file type {path.suffix!r}; valid: "
+        raise CnnkitError(f"{path}: unknown {what} type {path.suffix!r}; valid: "
                           f"{', '.join(MODEL_FILE_SUFFIXES)}")
     if not path.is_file():
         raise CnnkitError(f"{path}: no such file")
@@ -56,10 +56,15 @@ def load_model_file(path):
     return Sequential.from_config(read_structured(path), where=str(path))
 
 
-def resolve_model(spec: str):
-    """A model named on the command line: preset name, model file, or saved model directory."""
+def resolve_model(spec):
+    """A model named on the command line: preset name, model file, or saved model directory;
+    or a model description (the dict `Sequential.get_config()` returns)."""
     from cnnkit.model.presets import PRESETS, create_model
 
+    if isinstance(spec, dict):
+        from cnnkit.model.sequential import Sequential
+
+        return Sequential.from_config(spec, where="model")
     path = Path(spec)
     if path.is_dir():
         from cnnkit.model.saving import load

@@ -1,4 +1,6 @@
-"""The end of a run: last and best models, test evaluation, metrics.json, plots, report.md."""
+"""The end of a run: last and best models, test evaluation, metrics.json, plots, report.md
+(what the run's `artifacts` asks for), and KeepBest, the in-memory best model of a run that
+writes no best/."""
 from __future__ import annotations
 
 import math
@@ -6,6 +8,7 @@ import time
 from pathlib import Path
 
 from cnnkit.fsutil import atomic_write_json, atomic_write_text
+from cnnkit.train.callbacks import Callback
 
 
 def best_epoch(history: dict) -> tuple[int, float | None]:
@@ -26,11 +29,33 @@ def _peak_rss_mb() -> float | None:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
+class KeepBest(Callback):
+    """The weights of the epoch with the lowest `monitor`, kept in memory (and in the training
+    state, so a resumed run still knows them): the best model of a run that writes no best/."""
+
+    def __init__(self, monitor: str = "val_loss"):
+        self.monitor, self.best, self.weights = monitor, None, None
+
+    def on_epoch_end(self, epoch, logs):
+        current = logs.get(self.monitor)
+        if current is None or math.isnan(current) or (self.best is not None and current >= self.best):
+            return
+        self.best = current
+        self.weights = {k: v.detach().to("cpu", copy=True)
+                        for k, v in self.trainer.model.net.state_dict().items()}
+
+    def get_state(self):
+        return {"best": self.best, "weights": self.weights}
+
+    def set_state(self, state):
+        self.best, self.weights = state["best"], state["weights"]
+
+
 def save_last_and_best(run_dir: Path, model, trainer) -> None:
     """`last/` holds the weights after the final epoch (the state the trainer wrote), `best/`
     the lowest validation loss (written by ModelCheckpoint; the last model without validation)."""
-    from cnnkit.model.sequential import Sequential
     from cnnkit.model.saving import load_state
+    from cnnkit.model.sequential import Sequential
     from cnnkit.train.state import read_state
 
     last = Sequential.from_config(model.get_config())
@@ -43,11 +68,24 @@ def save_last_and_best(run_dir: Path, model, trainer) -> None:
         last.save(run_dir / "best")
 
 
-def test_predictions(run_dir: Path, model, trainer, x_test):
-    """Class probabilities of the best model on the test images (numpy)."""
-    from safetensors.torch import load_file
+def best_weights(run_dir: Path | None, trainer) -> dict | None:
+    """The best epoch's weights: best/ on disk, else a KeepBest callback's; None means the
+    weights the network holds now (no validation: the last epoch is the model)."""
+    if run_dir is not None and (run_dir / "best" / "weights.safetensors").is_file():
+        from safetensors.torch import load_file
 
-    model.net.load_state_dict(load_file(str(run_dir / "best" / "weights.safetensors")))
+        return load_file(str(run_dir / "best" / "weights.safetensors"))
+    keep = next((cb for cb in trainer.callbacks if isinstance(cb, KeepBest)), None)
+    return keep.weights if keep is not None else None
+
+
+def test_predictions(model, trainer, x_test, weights: dict | None):
+    """Class probabilities of the best model on the test images (numpy); the model keeps
+    the best weights afterwards (it is the run's result)."""
+    from cnnkit.model.saving import load_state
+
+    if weights is not None:
+        load_state(model.net, weights, "the best epoch's weights")
     logits = trainer.predict_logits(x_test)
     return model.net.probabilities(logits).numpy()
 
@@ -64,19 +102,28 @@ def evaluation_plots(out: Path, x, y, probs, report: dict, class_names) -> None:
                         [m[3] for m in worst], class_names, out / "mistakes.png")
 
 
-def finish_run(run_dir: Path, options, ds, splits, model, trainer, history, timing, say) -> dict:
-    from cnnkit.look import plots
+def finish_run(run_dir: Path | None, spec, ds, splits, model, trainer, history, timing, say,
+               note: str | None = None) -> tuple[dict, dict]:
+    """Evaluate the best model on the test split and write what `spec.artifacts` asks for.
+    Returns (metrics, classification report)."""
     from cnnkit.look.metrics import classification_report, format_report
 
-    save_last_and_best(run_dir, model, trainer)
+    full = run_dir is not None and spec.artifacts == "full"
+    if full:
+        save_last_and_best(run_dir, model, trainer)
     hist = history.history
     epoch, best_val = best_epoch(hist)
-    plots.plot_history(hist, run_dir / "curves.png", best_epoch=epoch if best_val is not None else None)
+    if full:
+        from cnnkit.look import plots
+
+        plots.plot_history(hist, run_dir / "curves.png",
+                           best_epoch=epoch if best_val is not None else None)
 
     x_test, y_test = splits["test"]
-    probs = test_predictions(run_dir, model, trainer, x_test)
+    probs = test_predictions(model, trainer, x_test, best_weights(run_dir, trainer))
     report = classification_report(probs, y_test.numpy(), ds.class_names)
-    evaluation_plots(run_dir, x_test, y_test, probs, report, ds.class_names)
+    if full:
+        evaluation_plots(run_dir, x_test, y_test, probs, report, ds.class_names)
 
     epoch_times = hist.get("time", [])
     n_train = len(splits["train"][0])
@@ -99,22 +146,25 @@ def finish_run(run_dir: Path, options, ds, splits, model, trainer, history, timi
         "train_images": n_train, "val_images": len(splits["val"][0]) if splits["val"] else 0,
         "test_images": len(x_test), "per_class": report["per_class"],
     }
-    atomic_write_json(run_dir / "metrics.json", metrics)
-    atomic_write_text(run_dir / "report.md", render_report(options, ds, model, metrics, report,
-                                                           format_report(report)))
+    if run_dir is not None:
+        atomic_write_json(run_dir / "metrics.json", metrics)
+    if full:
+        atomic_write_text(run_dir / "report.md", render_report(
+            spec, ds, model, metrics, format_report(report), note))
     say(f"Test accuracy {metrics['test_accuracy']:.4f}, loss {metrics['test_loss']:.4f} "
         f"(best epoch {epoch}); {metrics['wall_time_s']:.1f} s in all")
-    say(f"Report: {run_dir / 'report.md'}")
-    return metrics
+    if full:
+        say(f"Report: {run_dir / 'report.md'}")
+    return metrics, report
 
 
-def render_report(options, ds, model, metrics, report, report_text) -> str:
+def render_report(spec, ds, model, metrics, report_text, note=None) -> str:
     from cnnkit.model.summary import format_summary
 
-    tc = options["train"]
+    tc = spec.train_config().to_dict()
     lines = [
-        f"# Run report: {options['model']} on {ds.name}", "",
-        f"- recipe: {options['recipe'] or '(none)'}",
+        f"# Run report: {spec.model_label} on {ds.name}", "",
+        f"- recipe: {spec.recipe or '(none)'}",
         f"- data: {ds.name} from `{ds.source}`, images {'×'.join(map(str, ds.image_shape))}, "
         f"{ds.num_classes} classes; {metrics['train_images']:,} train / "
         f"{metrics['val_images']:,} validation / {metrics['test_images']:,} test",
@@ -129,6 +179,8 @@ def render_report(options, ds, model, metrics, report, report_text) -> str:
         + (f"{metrics['samples_per_s']:,.0f} samples/s" if metrics["samples_per_s"] else "")
         + (f", peak memory {metrics['peak_rss_mb']:,.0f} MiB" if metrics["peak_rss_mb"] else ""),
     ]
+    if note:
+        lines.append(f"- model: {note}")
     if metrics["stop_reason"]:
         lines.append(f"- stopped: {metrics['stop_reason']}")
     lines += [

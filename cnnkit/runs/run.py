@@ -1,101 +1,111 @@
-"""A training run: options resolved (recipe < CLI), data split, model built, trained with
-callbacks, evaluated on the test split, and everything written into `runs/NAME/`.
+"""A training run as one library call: `cnnkit.run(RunSpec) -> RunResult`.
 
-Run directory:
-    config.json      the resolved configuration (what --recipe and defaults became)
+Everything that trains goes through here: `cnnkit train`, `cnnkit demo`, the benchmarks,
+search trials and cross-validation folds. The order is what keeps a run directory sane:
+every value is checked, the data loaded and the model built before anything is written; then
+config.json, then one epoch at a time (history.csv, state/ for resume), then the end of the run
+(runs/report.py). With `out=None` nothing is written at all.
+
+Run directory (artifacts="full"):
+    config.json      the resolved RunSpec under "options" (what recipe and defaults became)
     history.csv      one row per epoch, written as each epoch ends
-    state/           the complete training state after the last finished epoch (for --resume)
-    best/  last/     saved model directories (best validation loss; last epoch)
+    state/           the complete training state after the last finished epoch (for resume)
+    best/  last/     saved models (lowest validation loss; last epoch)
     metrics.json     final and best figures, wall time, samples/s
     curves.png  confusion_matrix.png  mistakes.png  report.md
+artifacts="metrics" writes config.json, history.csv, state/ and metrics.json only.
 Every file is written atomically, so `kill -9` at any moment leaves a resumable directory.
 """
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
 from cnnkit.errors import CnnkitError
 from cnnkit.fsutil import atomic_write_json, recover_dir
+from cnnkit.runs.spec import RESUMABLE, RunResult, RunSpec
 
 TEST_FRACTION = 0.2  # held out as the test split for datasets without an official one
-TRAIN_FIELDS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
-                "loss", "label_smoothing", "schedule", "clip_norm", "seed", "device", "precision",
-                "normalize", "dry_run", "test_time_flip", "ema")
-AUGMENT_KEYS = ("rotation_range", "width_shift_range", "height_shift_range", "shear_range",
-                "zoom_range", "horizontal_flip", "vertical_flip", "fill_mode")
 
 
-# -- options ----------------------------------------------------------------------------------
-def options_from_args(args) -> dict:
-    """Merge recipe and command line into one JSON-able dict (the run's config.json)."""
-    from cnnkit.train.config import TrainConfig
-    from cnnkit.runs.recipes import get_recipe
-
-    recipe = get_recipe(args.recipe) if args.recipe else None
-    train = dict(recipe.train) if recipe else {}
-    for name in TRAIN_FIELDS:
-        value = getattr(args, name, None)
-        if value is not None:
-            train[name] = value
-    augment = dict((recipe.train.get("augment") or {}) if recipe else {})
-    augment.update({k: getattr(args, k) for k in AUGMENT_KEYS if getattr(args, k, None) is not None})
-    if augment:
-        train["augment"] = augment
-    if args.quiet:
-        train["verbose"] = 0
-    elif not sys.stdout.isatty():
-        train["verbose"] = 2
-    if train.get("seed") is None:
-        train["seed"] = int(time.time_ns() % 2**31)  # recorded, so the run can be repeated
-    config = TrainConfig.from_dict(train)  # validates every value now, before anything is written
-
-    model = args.model or (recipe.model if recipe else None)
-    dataset = args.dataset or (recipe.dataset if recipe else None)
-    if not model or not dataset:
-        raise CnnkitError("say what to train: --model and --dataset, or --recipe "
-                          "(seed000, seed002, seed003, seed004, fast, best)")
-    val_split = args.val_split if args.val_split is not None else (recipe.val_split if recipe else None)
-    if val_split is not None and not 0 < val_split < 1:
-        raise CnnkitError(f"--val-split {val_split} is out of range; valid: 0 < val-split < 1")
-    patience = args.early_stopping if args.early_stopping is not None else (
-        recipe.early_stopping if recipe else None)
-    if patience is not None and patience < 0:
-        raise CnnkitError(f"--early-stopping {patience} is out of range; valid: patience >= 0")
-    if args.limit is not None and args.limit < 10:
-        raise CnnkitError(f"--limit {args.limit} is out of range; valid: at least 10 images")
-    if args.freeze and not args.init_from:
-        raise CnnkitError("--freeze needs --init-from MODEL_DIR (the trained weights to keep)")
-    return {
-        "recipe": recipe.name if recipe else None, "model": model, "dataset": dataset,
-        "data_dir": args.data_dir, "limit": args.limit, "val_split": val_split,
-        "val_from_test": bool(recipe and recipe.val_from_test and val_split is None),
-        "early_stopping": patience, "init_from": args.init_from, "freeze": bool(args.freeze),
-        "tensorboard": bool(args.tensorboard), "train": config.to_dict(),
-    }
+def run(spec: RunSpec, resume: bool = False, command: list[str] | None = None) -> RunResult:
+    """Train, evaluate on the test split, write the run directory (if `spec.out`), and
+    return the results. `resume=True` continues the interrupted run in `spec.out`; the
+    fields given in `spec` must then agree with the run's own, except epochs (which may
+    grow), verbose, device and data_dir. `command` is recorded in config.json (the CLI's argv)."""
+    if not isinstance(spec, RunSpec):
+        raise CnnkitError(f"run() takes a RunSpec; received {type(spec).__name__}")
+    if resume:
+        if not spec.out:
+            raise CnnkitError("resume needs out: the run directory to continue")
+        saved = read_run_spec(spec.out)
+        given = {k: v for k, v in spec.explicit().items() if k != "out"}
+        wanted = saved.replace(**given)
+        diffs = saved.differences(wanted)
+        if diffs:
+            key = diffs[0].split(":")[0]
+            was = getattr(saved, key)
+            raise CnnkitError(
+                f"{key}={getattr(wanted, key)!r} differs from what {spec.out} was trained with "
+                f"({'unset: the default' if was is None else repr(was)}); a run continues as it "
+                f"was configured (on resume only "
+                f"{', '.join(k for k in RESUMABLE if k != 'out')} may change)",
+                option=key, value=getattr(wanted, key))
+        return _execute(wanted.replace(out=str(spec.out)).resolved(), resume=True,
+                        command=command)
+    return _execute(spec.resolved(), resume=False, command=command)
 
 
-def default_run_dir(options: dict) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    model = Path(options["model"]).stem if "/" in options["model"] else options["model"]
-    dataset = options["dataset"].split(":")[0]
-    return Path("runs") / f"{model}-{dataset}-{stamp}"
+def resume(run_dir, **changes) -> RunResult:
+    """Continue the run in `run_dir` exactly where it stopped: `cnnkit.resume("runs/a")`,
+    or `cnnkit.resume("runs/a", epochs=20)` to train it for longer."""
+    return run(RunSpec(out=str(run_dir), **changes), resume=True)
+
+
+# -- the run directory ------------------------------------------------------------------------
+def read_run_config(run_dir) -> dict:
+    """The "options" of a run directory's config.json (the resolved spec, nested form)."""
+    cfg = Path(run_dir) / "config.json"
+    if not cfg.is_file():
+        raise CnnkitError(f"{run_dir}: not a run directory (no config.json)")
+    try:
+        options = json.loads(cfg.read_text())["options"]
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as e:
+        raise CnnkitError(f"{cfg}: corrupt run configuration ({e})") from None
+    if not isinstance(options, dict):
+        raise CnnkitError(f"{cfg}: corrupt run configuration (options is not a mapping)")
+    return options
+
+
+def read_run_spec(run_dir) -> RunSpec:
+    return RunSpec.from_dict(read_run_config(run_dir), where=str(Path(run_dir) / "config.json"))
+
+
+def _check_fresh(run_dir: Path) -> None:
+    if run_dir.exists() and not run_dir.is_dir():
+        raise CnnkitError(f"out={str(run_dir)!r} is a file, not a directory; choose another out",
+                          option="out", value=str(run_dir))
+    if (run_dir / "config.json").exists():
+        raise CnnkitError(f"{run_dir} already holds a run; continue it with cnnkit train "
+                          f"--resume {run_dir} (cnnkit.resume), or choose another out")
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise CnnkitError(f"{run_dir} exists and is not empty; choose another out")
 
 
 # -- data and model ---------------------------------------------------------------------------
-def prepare_data(options: dict, model_shape=None):
-    """(dataset, splits) where splits maps train/val/test to (x, y) or None."""
+def prepare_data(spec, model_shape=None):
+    """(dataset, splits) where splits maps train/val/test to (x, y) or None. `spec` is a
+    RunSpec or the options of a config.json."""
     import torch
 
     from cnnkit.data import load_dataset
     from cnnkit.data.split import stratified_split, train_val_split
 
+    if isinstance(spec, dict):
+        spec = RunSpec.from_dict(spec).resolved()
     channels, size = (model_shape[2], model_shape[:2]) if model_shape else (None, None)
-    ds = load_dataset(options["dataset"], data_dir=options["data_dir"], channels=channels,
-                      size=size)
-    seed = options["train"]["seed"]
+    ds = load_dataset(spec.dataset, data_dir=spec.data_dir, channels=channels, size=size)
     x, y = ds.x_train, ds.y_train
     if ds.has_test:
         test = (ds.x_test, ds.y_test)
@@ -103,150 +113,164 @@ def prepare_data(options: dict, model_shape=None):
         keep, held = stratified_split(y, (1 - TEST_FRACTION, TEST_FRACTION), seed=0,
                                       class_names=ds.class_names)
         test, x, y = (x[held], y[held]), x[keep], y[keep]
-    if options["limit"]:
-        pick = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:options["limit"]]
-        x, y = x[pick.sort().values], y[pick.sort().values]
+    if spec.limit:
+        pick = torch.randperm(len(x), generator=torch.Generator().manual_seed(spec.seed))
+        pick = pick[:spec.limit].sort().values
+        x, y = x[pick], y[pick]
     val = None
-    if options["val_split"]:
-        tr, va = train_val_split(y, options["val_split"], seed=seed, class_names=ds.class_names)
+    if spec.val_split:
+        tr, va = train_val_split(y, spec.val_split, seed=spec.seed, class_names=ds.class_names)
         x, y, val = x[tr], y[tr], (x[va], y[va])
-    elif options["val_from_test"]:
+    elif spec.val_from_test:
         val = test
     return ds, {"train": (x, y), "val": val, "test": test}
 
 
-def build_model(options: dict, ds):
-    """The model to train, fitted to the data: presets adapt to its shape and classes."""
+def _is_preset(model) -> bool:
+    from cnnkit.model.presets import PRESETS
+
+    return isinstance(model, str) and model in PRESETS and not Path(model).exists()
+
+
+def load_splits(spec: RunSpec):
+    """The dataset and its splits. Folders have no size of their own: they are brought to a
+    given model's input. Other datasets keep theirs, and a model that does not fit them is an
+    error (build_model says so); a preset is rebuilt for the data instead."""
     from cnnkit.model.files import resolve_model
+
+    shape = None
+    if spec.dataset.startswith("folder:") and not _is_preset(spec.model):
+        shape = resolve_model(spec.model).input_shape
+    return prepare_data(spec, shape)
+
+
+def build_model(spec: RunSpec, ds):
+    """(model, note): the model to train, fitted to the data. A preset adapts to the data's
+    shape and classes, and `note` says so in one line (None when it did not have to)."""
+    from cnnkit.model.files import resolve_model
+    from cnnkit.model.outputs import check_classes
     from cnnkit.model.presets import PRESETS, create_model
 
-    spec = options["model"]
-    if spec in PRESETS and not Path(spec).exists():
-        model = create_model(spec, input_shape=ds.image_shape, num_classes=ds.num_classes)
+    note = None
+    if _is_preset(spec.model):
+        preset = PRESETS[spec.model]
+        model = create_model(spec.model, input_shape=ds.image_shape, num_classes=ds.num_classes)
+        if preset.input_shape != ds.image_shape or preset.num_classes != ds.num_classes:
+            note = (f"preset {spec.model} is defined for {_shape(preset.input_shape)} images and "
+                    f"{preset.num_classes} classes; rebuilt with the same layers for "
+                    f"{ds.name}'s {_shape(ds.image_shape)} images and {ds.num_classes} classes")
     else:
-        model = resolve_model(spec)
+        model = resolve_model(spec.model)
     model.check_classifier()
     if tuple(model.input_shape) != tuple(ds.image_shape):
         raise CnnkitError(f"the model's input shape {tuple(model.input_shape)} does not fit the "
                           f"data's images {tuple(ds.image_shape)} (H, W, C)")
-    units = model.output_shape[0]
-    if units != ds.num_classes and not (units == 1 and ds.num_classes == 2):
-        raise CnnkitError(f"the model has {units} outputs but {options['dataset']} has "
-                          f"{ds.num_classes} classes")
+    check_classes(model.output_shape[0], ds.num_classes, spec.dataset)
     model.class_names = list(ds.class_names)
-    model.dataset = options["dataset"]
-    if options["init_from"]:
+    model.dataset = spec.dataset
+    if spec.init_from:
         from cnnkit.train.transfer import init_from
 
-        model = init_from(model, options["init_from"], ds.num_classes, options["freeze"])
-    return model
+        model = init_from(model, spec.init_from, ds.num_classes, spec.freeze)
+    return model, note
+
+
+def _shape(shape) -> str:
+    return "×".join(map(str, shape))
+
+
+def check_augment(augment: dict | None) -> None:
+    """Every augmentation argument, checked one by one so the error names the option."""
+    if not augment:
+        return
+    import inspect
+
+    from cnnkit.data.augment import Augmenter
+
+    valid = sorted(set(inspect.signature(Augmenter).parameters) - {"seed"})
+    for key, value in augment.items():
+        if key not in valid:
+            raise CnnkitError(f"unknown augmentation option {key!r}; valid: {', '.join(valid)}")
+        try:
+            Augmenter(**{key: value})
+        except CnnkitError as e:
+            raise CnnkitError(str(e), option=key, value=value) from None
 
 
 # -- the run ----------------------------------------------------------------------------------
-def make_callbacks(options: dict, run_dir: Path, has_val: bool) -> list:
+def make_callbacks(spec: RunSpec, run_dir: Path | None, has_val: bool) -> list:
+    from cnnkit.runs.report import KeepBest
     from cnnkit.train.callbacks import CSVLogger, EarlyStopping, ModelCheckpoint, TensorBoard
 
-    callbacks = [CSVLogger(run_dir / "history.csv")]
+    callbacks = []
+    if run_dir is not None:
+        callbacks.append(CSVLogger(run_dir / "history.csv"))
     if has_val:
-        callbacks.append(ModelCheckpoint(run_dir / "best", monitor="val_loss", save_best_only=True))
-        if options["early_stopping"] is not None:
-            callbacks.append(EarlyStopping(monitor="val_loss", patience=options["early_stopping"],
+        if run_dir is not None and spec.artifacts == "full":
+            callbacks.append(ModelCheckpoint(run_dir / "best", monitor="val_loss",
+                                             save_best_only=True))
+        else:
+            callbacks.append(KeepBest(monitor="val_loss"))
+        if spec.early_stopping is not None:
+            callbacks.append(EarlyStopping(monitor="val_loss", patience=spec.early_stopping,
                                            restore_best_weights=True))
-    if options["tensorboard"]:
+    if spec.tensorboard and run_dir is not None:
         callbacks.append(TensorBoard(run_dir / "tensorboard"))
     return callbacks
 
 
-def train_from_args(args) -> Path:
-    if args.resume:
-        run_dir = Path(args.resume)
-        options = read_run_config(run_dir)
-        if args.epochs is not None:
-            options["train"]["epochs"] = args.epochs
-        if args.quiet:
-            options["train"]["verbose"] = 0
-        return execute(options, run_dir, resume=True)
-    options = options_from_args(args)
-    run_dir = Path(args.out) if args.out else default_run_dir(options)
-    if (run_dir / "config.json").exists():
-        raise CnnkitError(f"{run_dir} already holds a run; continue it with --resume {run_dir}, "
-                          "or choose another --out")
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise CnnkitError(f"{run_dir} exists and is not empty; choose another --out")
-    return execute(options, run_dir, resume=False)
-
-
-def read_run_config(run_dir: Path) -> dict:
-    cfg = run_dir / "config.json"
-    if not cfg.is_file():
-        raise CnnkitError(f"{run_dir}: not a run directory (no config.json)")
-    try:
-        return json.loads(cfg.read_text())["options"]
-    except (json.JSONDecodeError, KeyError) as e:
-        raise CnnkitError(f"{cfg}: corrupt run configuration ({e})") from None
-
-
-def execute(options: dict, run_dir: Path, resume: bool) -> Path:
+def _execute(spec: RunSpec, resume: bool, command) -> RunResult:
     import torch
 
-    from cnnkit.train.config import TrainConfig
+    from cnnkit.runs.report import finish_run
+    from cnnkit.train.losses import make_loss
     from cnnkit.train.trainer import Trainer
 
     t_start = time.perf_counter()
-    say = (lambda *a: None) if options["train"]["verbose"] == 0 else print
-    config = TrainConfig.from_dict(options["train"])
-    ds, splits = _load(options)
+    config = spec.train_config()
+    say = (lambda *a: None) if config.verbose == 0 else print
+    check_augment(spec.augment)
+    run_dir = Path(spec.out) if spec.out is not None and spec.artifacts != "none" else None
+    if run_dir is not None and not resume:
+        _check_fresh(run_dir)
+    ds, splits = load_splits(spec)
     torch.manual_seed(config.seed)  # the initial weights too come from the run's seed
-    model = build_model(options, ds)
-    state_dir = run_dir / "state"
+    model, note = build_model(spec, ds)
+    state_dir = run_dir / "state" if run_dir is not None else None
     if resume:
         for name in ("state", "best", "last"):
             recover_dir(run_dir / name)
-    if resume and not (state_dir / "state.json").is_file():
-        raise CnnkitError(f"{run_dir}: no completed epoch to resume from; start the run again")
-
-    from cnnkit.train.losses import make_loss
-
+        if not (state_dir / "state.json").is_file():
+            raise CnnkitError(f"{run_dir}: no completed epoch to resume from; start the run again")
     make_loss(config.loss, ds.num_classes, model.output_activation, config.label_smoothing)
-    run_dir.mkdir(parents=True, exist_ok=True)  # only now: every input has been checked
-    if not resume:
-        atomic_write_json(run_dir / "config.json", {
-            "options": options, "resolved": {
-                "model_summary": model.summary_dict() | {"layers": None},
-                "dataset": {"name": ds.name, "source": ds.source, "image_shape": ds.image_shape,
-                            "class_names": ds.class_names},
-                "splits": {k: (len(v[0]) if v else 0) for k, v in splits.items()},
-            }, "command": sys.argv})
-    callbacks = make_callbacks(options, run_dir, splits["val"] is not None)
+    if note:
+        say(f"Note: {note}")
+    if run_dir is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)  # only now: every input has been checked
+        if not resume:
+            atomic_write_json(run_dir / "config.json", {
+                "options": spec.to_options(), "resolved": {
+                    "model_summary": model.summary_dict() | {"layers": None},
+                    "model_note": note,
+                    "dataset": {"name": ds.name, "source": ds.source,
+                                "image_shape": ds.image_shape, "class_names": ds.class_names},
+                    "splits": {k: (len(v[0]) if v else 0) for k, v in splits.items()},
+                }, "command": command})
+    callbacks = make_callbacks(spec, run_dir, splits["val"] is not None)
     trainer = Trainer(model, config, callbacks, state_dir=state_dir)
     if resume:
         trainer.load_state(state_dir)
         say(f"Resuming {run_dir} after epoch {trainer.epoch}")
-    say(f"Training {options['model']} on {ds.name}: {len(splits['train'][0]):,} train / "
+    where = f" → {run_dir}" if run_dir is not None else " (in memory)"
+    say(f"Training {spec.model_label} on {ds.name}: {len(splits['train'][0]):,} train / "
         f"{len(splits['val'][0]) if splits['val'] else 0:,} validation images, precision "
-        f"{trainer.precision}, device {trainer.device}, seed {trainer.seed} → {run_dir}")
+        f"{trainer.precision}, device {trainer.device}, seed {trainer.seed}{where}")
     x, y = splits["train"]
     xv, yv = splits["val"] if splits["val"] else (None, None)
     t_fit = time.perf_counter()
     history = trainer.fit(x, y, xv, yv)
     fit_time = time.perf_counter() - t_fit
-
-    from cnnkit.runs.report import finish_run
-
-    finish_run(run_dir, options, ds, splits, model, trainer, history,
-               timing={"fit_s": fit_time, "start": t_start}, say=say)
-    return run_dir
-
-
-def _load(options):
-    """The dataset and its train/val/test splits."""
-    from cnnkit.model.files import resolve_model
-    from cnnkit.model.presets import PRESETS
-
-    spec = options["model"]
-    shape = None
-    # Folders have no size of their own: bring them to a given model's input. Other datasets
-    # keep theirs, and a model that does not fit them is an error (build_model says so).
-    if options["dataset"].startswith("folder:") and (spec not in PRESETS or Path(spec).exists()):
-        shape = resolve_model(spec).input_shape
-    return prepare_data(options, shape)
+    metrics, report = finish_run(run_dir, spec, ds, splits, model, trainer, history,
+                                 timing={"fit_s": fit_time, "start": t_start}, say=say, note=note)
+    return RunResult(spec=spec, metrics=metrics, history=dict(history.history), model=model,
+                     report=report, run_dir=run_dir)

@@ -9,7 +9,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from cnnkit.errors import CnnkitError, one_of
+from cnnkit.errors import CnnkitError, one_of, out_of_range
 
 OPTIMIZERS = ("sgd", "adagrad", "rmsprop", "adam", "adamw")
 LOSSES = ("sparse_categorical_crossentropy", "categorical_crossentropy", "binary_crossentropy",
@@ -69,7 +69,7 @@ class TrainConfig:
         def positive_int(name):
             v = getattr(self, name)
             if not _integer(v) or v < 1:
-                raise CnnkitError(f"{name}={v!r} is out of range; valid: an integer >= 1")
+                raise out_of_range(name, v, "an integer >= 1")
 
         for name in ("epochs", "batch_size", "step_size", "eval_batch_size"):
             positive_int(name)
@@ -79,28 +79,25 @@ class TrainConfig:
             if getattr(self, name) not in valid:
                 raise one_of(name, getattr(self, name), valid)
         if self.lr is not None and (not _number(self.lr) or self.lr <= 0):
-            raise CnnkitError(f"lr={self.lr!r} is out of range; valid: a number > 0")
+            raise out_of_range("lr", self.lr, "a number > 0")
         if not _number(self.momentum) or not 0 <= self.momentum < 1:
-            raise CnnkitError(f"momentum={self.momentum!r} is out of range; valid: 0 <= momentum < 1")
+            raise out_of_range("momentum", self.momentum, "0 <= momentum < 1")
         if self.weight_decay is not None and (not _number(self.weight_decay) or self.weight_decay < 0):
-            raise CnnkitError(f"weight_decay={self.weight_decay!r} is out of range; valid: a number >= 0")
+            raise out_of_range("weight_decay", self.weight_decay, "a number >= 0")
         if not _number(self.label_smoothing) or not 0 <= self.label_smoothing < 1:
-            raise CnnkitError(f"label_smoothing={self.label_smoothing!r} is out of range; "
-                              "valid: 0 <= label_smoothing < 1")
+            raise out_of_range("label_smoothing", self.label_smoothing, "0 <= label_smoothing < 1")
         if not _number(self.gamma) or not 0 < self.gamma <= 1:
-            raise CnnkitError(f"gamma={self.gamma!r} is out of range; valid: 0 < gamma <= 1")
+            raise out_of_range("gamma", self.gamma, "0 < gamma <= 1")
         if self.clip_norm is not None and (not _number(self.clip_norm) or self.clip_norm <= 0):
-            raise CnnkitError(f"clip_norm={self.clip_norm!r} is out of range; valid: a number > 0")
+            raise out_of_range("clip_norm", self.clip_norm, "a number > 0")
         if self.seed is not None and (not _integer(self.seed) or not 0 <= self.seed < 2**63):
-            raise CnnkitError(f"seed={self.seed!r} is out of range; valid: an integer >= 0")
+            raise out_of_range("seed", self.seed, "an integer >= 0")
         if self.verbose not in (0, 1, 2):
-            raise CnnkitError(f"verbose={self.verbose!r} is out of range; valid: 0, 1, 2")
+            raise out_of_range("verbose", self.verbose, "0, 1, 2")
         if not isinstance(self.test_time_flip, bool):
-            raise CnnkitError(f"test_time_flip={self.test_time_flip!r} is out of range; valid: "
-                              "true or false")
+            raise out_of_range("test_time_flip", self.test_time_flip, "true or false")
         if self.ema is not None and (not _number(self.ema) or not 0 < self.ema < 1):
-            raise CnnkitError(f"ema={self.ema!r} is out of range; valid: 0 < ema < 1 "
-                              "(the averaging decay, e.g. 0.999)")
+            raise out_of_range("ema", self.ema, "0 < ema < 1 (the averaging decay, e.g. 0.999)")
         if self.augment is not None and not isinstance(self.augment, dict):
             raise CnnkitError(f"augment must be a dict of Keras augmentation arguments; got {self.augment!r}")
         if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):

@@ -26,6 +26,7 @@ from cnnkit.data.augment import Augmenter
 from cnnkit.train.averaging import WeightAverage
 from cnnkit.data.batches import BatchLoader, channel_stats, epoch_generator, to_model_input
 from cnnkit.errors import CnnkitError
+from cnnkit.model.saving import load_state as load_weights  # reads old positional files too
 from cnnkit.train.callbacks import Callback
 from cnnkit.train.config import TrainConfig
 from cnnkit.train.losses import correct_count, make_loss
@@ -185,7 +186,9 @@ class Trainer:
         if names:
             k = len(names)
         else:
-            k = max(self.predict_logits(x[:1]).shape[1], 2)
+            from cnnkit.model.outputs import class_count
+
+            k = class_count(self.predict_logits(x[:1]).shape[1])
         for y in ys:
             lo, hi = int(y.min()), int(y.max())
             if lo < 0 or hi >= k:
@@ -329,7 +332,7 @@ class Trainer:
         self.epoch = epoch
         if self.state_dir is not None and Path(self.state_dir).is_dir():
             weights, state = read_state(self.state_dir)
-            self.model.net.load_state_dict(weights)
+            load_weights(self.model.net, weights, str(self.state_dir))
             if self.average is not None:
                 self.average.load_state_dict(state["weight_average"])
             self.stop_reason += f"; the model is back at the end of epoch {epoch}"
@@ -346,8 +349,9 @@ class Trainer:
                 if max_batches is not None and i >= max_batches:
                     break
                 xb = self._input(x[start:start + bs].to(self.device, non_blocking=True))
-                with self._autocast():
-                    yield start, self._forward(xb).float()  # (B, K)
+                # fp32 even where training runs in bf16: validation, the run's test score,
+                # `cnnkit evaluate` and `model.predict` must give one answer for one image
+                yield start, self._forward(xb).float()  # (B, K)
         finally:
             net.train(was_training)
 
@@ -407,11 +411,7 @@ class Trainer:
         if diffs:
             raise CnnkitError(f"cannot resume {directory} with a different configuration "
                               f"({'; '.join(diffs)})")
-        try:
-            self.model.net.load_state_dict(weights)
-        except RuntimeError as e:
-            raise CnnkitError(f"{directory} holds weights for a different model: "
-                              f"{str(e).splitlines()[0]}") from None
+        load_weights(self.model.net, weights, str(directory))  # names a mismatched tensor
         self.optimizer.load_state_dict(state["optimizer"])
         _match_param_strides(self.optimizer)
         if self.average is not None:

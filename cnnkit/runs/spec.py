@@ -1,0 +1,252 @@
+"""`RunSpec`: everything one training run needs, as one typed, JSON-able description.
+
+    spec = RunSpec(model="seed003-cnn", dataset="fashion-mnist", epochs=3, lr=1e-3, out="runs/a")
+    spec = RunSpec.from_recipe("fast", epochs=3)       # a recipe, with overrides
+    spec = RunSpec.from_file("run.yaml")               # YAML / TOML / JSON, or a run's config.json
+
+A field left at None is *unset*: `resolved()` fills it from the recipe, then from the defaults
+(TrainConfig's: 10 epochs, batch 32, Adam, ...), and picks a seed if none was given, so the
+resolved spec repeats the run exactly. The run directory's `config.json` stores the resolved
+spec under "options" (the nested form this project has always written: training options under
+"train"); `from_file` reads that form as well as the flat one users write.
+
+Stdlib only, like TrainConfig: the CLI builds and checks a spec before paying for torch.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cnnkit.errors import CnnkitError, one_of, out_of_range
+from cnnkit.train.config import TrainConfig
+
+ARTIFACTS = ("full", "metrics", "none")
+# TrainConfig fields a RunSpec sets directly (the engine-only ones keep TrainConfig's defaults).
+TRAIN_FIELDS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
+                "loss", "label_smoothing", "schedule", "step_size", "gamma", "clip_norm",
+                "augment", "test_time_flip", "ema", "seed", "device", "precision", "normalize",
+                "dry_run", "verbose")
+# What may change when a run is resumed: none of it changes the arithmetic of the epochs done.
+RESUMABLE = ("epochs", "verbose", "device", "data_dir", "out")
+
+
+@dataclass
+class RunSpec:
+    # -- what to train
+    model: str | dict | None = None  # preset, model file, saved model dir, or a description
+    dataset: str | None = None  # mnist, fashion-mnist, kmnist, cifar10, digits, folder:, npz:
+    recipe: str | None = None  # seed000, seed002, seed003, seed004, fast, best
+    data_dir: str | None = None  # where the dataset's files are looked for first
+    limit: int | None = None  # train on only the first N training images
+    val_split: float | None = None  # fraction held out for validation; 0: none
+    val_from_test: bool | None = None  # validate on the test split (seed 000 does)
+    init_from: str | None = None  # start from this saved model's weights (transfer)
+    freeze: bool | None = None  # with init_from: keep the convolutional part fixed
+    # -- training (see TrainConfig for each one's meaning and default)
+    epochs: int | None = None
+    batch_size: int | None = None
+    optimizer: str | None = None
+    lr: float | None = None
+    momentum: float | None = None
+    nesterov: bool | None = None
+    weight_decay: float | None = None
+    loss: str | None = None
+    label_smoothing: float | None = None
+    schedule: str | None = None
+    step_size: int | None = None
+    gamma: float | None = None
+    clip_norm: float | None = None
+    augment: dict | None = None  # Keras ImageDataGenerator arguments, over the recipe's
+    test_time_flip: bool | None = None
+    ema: float | None = None
+    normalize: str | None = None
+    # -- callbacks
+    early_stopping: int | None = None  # patience on val_loss, restoring the best weights
+    tensorboard: bool | None = None  # also write TensorBoard event files to RUN/tensorboard
+    # -- the run itself
+    seed: int | None = None  # None: chosen now and recorded
+    device: str | None = None
+    precision: str | None = None
+    dry_run: bool | None = None  # one batch per epoch
+    verbose: int | None = None  # 0 quiet, 1 progress bar on a terminal, 2 one line per epoch
+    out: str | None = None  # the run directory; None: in memory, nothing written
+    artifacts: str | None = None  # full, metrics (config, history, metrics, state) or none
+
+    def __post_init__(self) -> None:
+        if hasattr(self.model, "get_config"):  # a Sequential: its description, fresh weights
+            self.model = self.model.get_config()
+        if isinstance(self.out, os.PathLike):
+            self.out = os.fspath(self.out)
+
+    # -- forms ---------------------------------------------------------------------------------
+    @classmethod
+    def fields(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    def to_dict(self) -> dict:
+        """Flat and JSON-able; unset fields included as None."""
+        return dataclasses.asdict(self)
+
+    def explicit(self) -> dict:
+        """The fields that were set (not None)."""
+        return {k: v for k, v in self.to_dict().items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "run spec") -> "RunSpec":
+        """From the flat form, the nested one (training options under "train"), or a whole
+        config.json (which holds the nested form under "options")."""
+        if not isinstance(d, dict):
+            raise CnnkitError(f"{where}: expected a mapping of run options; received "
+                              f"{type(d).__name__}")
+        if isinstance(d.get("options"), dict):  # a run's config.json
+            d = d["options"]
+        flat = {k: v for k, v in d.items() if k != "train"}
+        train = d.get("train")
+        if train is not None:
+            if not isinstance(train, dict):
+                raise CnnkitError(f"{where}: 'train' must be a mapping of training options")
+            for key, value in train.items():
+                if key in ("eval_batch_size", "compile") and value == getattr(TrainConfig, key):
+                    continue  # engine defaults that config.json records
+                flat.setdefault(key, value)
+        names = cls.fields()
+        for key in flat:
+            if key not in names:
+                raise CnnkitError(f"{where}: " + str(one_of("run option", key, names)))
+        return cls(**flat)
+
+    @classmethod
+    def from_file(cls, path) -> "RunSpec":
+        """A RunSpec from YAML, TOML or JSON (a run's own config.json included)."""
+        from cnnkit.model.files import read_structured
+
+        return cls.from_dict(read_structured(path, what="run file"), where=str(path))
+
+    def to_options(self) -> dict:
+        """The nested form stored in config.json under "options" (resolve first)."""
+        d = self.to_dict()
+        train = {k: d.pop(k) for k in TRAIN_FIELDS}
+        return {**d, "train": TrainConfig.from_dict(train).to_dict()}
+
+    def replace(self, **changes) -> "RunSpec":
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_recipe(cls, name: str, **overrides) -> "RunSpec":
+        """The recipe's whole setup with `overrides` on top, resolved."""
+        return cls(recipe=name, **overrides).resolved()
+
+    # -- resolution and checks ----------------------------------------------------------------
+    def resolved(self) -> "RunSpec":
+        """Every field filled: given value, else the recipe's, else the default. Checks every
+        value (one clear line for the first bad one) without importing torch."""
+        from cnnkit.runs.recipes import get_recipe
+
+        recipe = get_recipe(self.recipe) if self.recipe else None
+        d = self.to_dict()
+        base = dict(recipe.train) if recipe else {}
+        augment = dict(base.pop("augment", None) or {})
+        augment.update(d["augment"] or {})
+        for name in TRAIN_FIELDS:
+            if d[name] is None and name in base:
+                d[name] = base[name]
+        d["augment"] = augment or None
+        if recipe:
+            d["model"] = d["model"] if d["model"] is not None else recipe.model
+            d["dataset"] = d["dataset"] or recipe.dataset
+            if d["val_split"] is None:
+                d["val_split"] = recipe.val_split
+            if d["early_stopping"] is None:
+                d["early_stopping"] = recipe.early_stopping
+            if d["val_from_test"] is None:  # an explicit val_split, even 0, says otherwise
+                d["val_from_test"] = recipe.val_from_test and self.val_split is None
+        if d["seed"] is None:
+            d["seed"] = int(time.time_ns() % 2**31)  # recorded, so the run can be repeated
+        defaults = TrainConfig()
+        for name in TRAIN_FIELDS:
+            if d[name] is None:
+                d[name] = getattr(defaults, name)
+        for name, default in (("val_split", 0.0), ("val_from_test", False), ("freeze", False),
+                              ("tensorboard", False), ("artifacts", "full")):
+            if d[name] is None:
+                d[name] = default
+        spec = RunSpec(**d)
+        spec.check()
+        return spec
+
+    def check(self) -> None:
+        """Validate a resolved spec; raises one CnnkitError naming the first bad value."""
+        if self.model is None or not self.dataset:
+            raise CnnkitError("say what to train: a model and a dataset, or a recipe "
+                              "(seed000, seed002, seed003, seed004, fast, best)")
+        if not isinstance(self.model, (str, dict)):
+            raise CnnkitError(f"model={self.model!r} is not understood; valid: a preset name, "
+                              "a model file, a saved model directory, a Sequential or its "
+                              "description (a dict)")
+        if not isinstance(self.dataset, str):
+            raise CnnkitError(f"dataset={self.dataset!r} is not understood; valid: a dataset "
+                              "name such as 'fashion-mnist', 'digits', 'folder:PATH' or 'npz:PATH'")
+        v = self.val_split
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
+                or not 0 <= v < 1:
+            raise out_of_range("val_split", v, "0 <= val_split < 1 (0: no validation split)")
+        p = self.early_stopping
+        if p is not None and (isinstance(p, bool) or not isinstance(p, int) or p < 0):
+            raise out_of_range("early_stopping", p, "an integer patience >= 0")
+        n = self.limit
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 10):
+            raise out_of_range("limit", n, "an integer of at least 10 images")
+        for name in ("val_from_test", "freeze", "tensorboard"):
+            if not isinstance(getattr(self, name), bool):
+                raise out_of_range(name, getattr(self, name), "true or false")
+        if self.freeze and not self.init_from:
+            raise CnnkitError("freeze needs init_from (the saved model whose weights to keep)",
+                              option="freeze")
+        if self.artifacts not in ARTIFACTS:
+            raise one_of("artifacts", self.artifacts, ARTIFACTS)
+        if self.out is not None and not isinstance(self.out, str):
+            raise CnnkitError(f"out={self.out!r} is not a path; valid: a directory path or None")
+        self.train_config()  # every training option
+
+    def train_config(self) -> TrainConfig:
+        return TrainConfig.from_dict({k: getattr(self, k) for k in TRAIN_FIELDS})
+
+    def differences(self, other: "RunSpec") -> list[str]:
+        """'lr: 0.001 -> 0.01' for each field that would change a resumed run's results."""
+        a, b = self.to_dict(), other.to_dict()
+        return [f"{k}: {a[k]!r} -> {b[k]!r}" for k in a if k not in RESUMABLE and a[k] != b[k]]
+
+    @property
+    def model_label(self) -> str:
+        """A short name for the model: the preset, the file's stem, or the description's name."""
+        if isinstance(self.model, dict):
+            return str(self.model.get("name") or "model")
+        return Path(self.model).stem if "/" in self.model else self.model
+
+    def default_out(self) -> str:
+        """runs/<model>-<dataset>-<time>: where the CLI puts a run not given --out."""
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        return str(Path("runs") / f"{self.model_label}-{self.dataset.split(':')[0]}-{stamp}")
+
+
+@dataclass
+class RunResult:
+    """What `cnnkit.run` returns: the resolved spec, the test metrics (as in metrics.json), the
+    per-epoch history, the trained model (the best epoch's weights, as saved in best/), the
+    test split's classification report, and the run directory (None when run in memory)."""
+
+    spec: RunSpec
+    metrics: dict
+    history: dict
+    model: object
+    report: dict = field(repr=False, default_factory=dict)
+    run_dir: Path | None = None
+
+    def __repr__(self) -> str:
+        acc = self.metrics.get("test_accuracy")
+        return (f"RunResult(test_accuracy={acc:.4f}, epochs={len(self.history.get('loss', []))}, "
+                f"run_dir={str(self.run_dir) if self.run_dir else None!r})")
