@@ -17,6 +17,7 @@ _LAZY = {
     "resume": ("cnnkit.runs.run", "resume"),
     "RunSpec": ("cnnkit.runs.spec", "RunSpec"),
     "RunResult": ("cnnkit.runs.spec", "RunResult"),
+    "evaluate": ("cnnkit.runs.evaluate", "evaluate"),
 }
 
 

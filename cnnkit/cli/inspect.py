@@ -9,69 +9,24 @@ from cnnkit.errors import CnnkitError
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 
-def load_model_or_run(spec: str):
-    """(model, run_dir or None): a run directory gives its best model."""
-    from cnnkit.model.saving import load
-
-    path = Path(spec)
-    if (path / "config.json").is_file() and (path / "best").is_dir():
-        return load(path / "best"), path
-    if (path / "config.json").is_file():
-        raise CnnkitError(f"{path}: the run has no saved model yet (no completed epoch); "
-                          f"continue it with cnnkit train --resume {path}")
-    return load(path), None
-
-
 def evaluate_command(args) -> int:
-    import torch
-
-    from cnnkit.data import load_dataset
-    from cnnkit.look.metrics import classification_report, format_report
-    from cnnkit.model.inputs import to_pixels
-    from cnnkit.model.outputs import check_classes, probabilities
+    from cnnkit.look.metrics import format_report
+    from cnnkit.runs.evaluate import evaluate
     from cnnkit.runs.report import evaluation_plots
-    from cnnkit.train.config import TrainConfig
-    from cnnkit.train.trainer import Trainer
 
-    model, run_dir = load_model_or_run(args.model)
-    dataset = args.dataset or model.dataset
-    if not dataset:
-        raise CnnkitError(f"{args.model}: the model does not record its dataset; pass --dataset")
-    h, w, c = model.input_shape
-    if run_dir is not None and not args.dataset and args.split == "test":
-        # the run's own test split (held out by the run where the dataset has none)
-        from cnnkit.runs.run import prepare_data, read_run_config
-
-        options = read_run_config(run_dir)
-        ds, splits = prepare_data(options, model.input_shape
-                                  if options["dataset"].startswith("folder:") else None)
-        x, y = splits["test"]
-    else:
-        ds = load_dataset(dataset, data_dir=args.data_dir, channels=c, size=(h, w))
-        if args.split == "test" and not ds.has_test:
-            raise CnnkitError(f"{dataset} has no official test split; use --split train")
-        x, y = (ds.x_test, ds.y_test) if args.split == "test" else (ds.x_train, ds.y_train)
-    check_classes(model.output_shape[0], ds.num_classes, dataset)
-    x = to_pixels(x, model.input_shape)[0]  # the input contract; a no-op at the model's shape
-    # The Trainer's batched forward pass (device, precision) is the run's own: a run's test
-    # accuracy and `cnnkit evaluate` of it agree to the last digit. It scales pixels with
-    # to_model_input and the model's saved preprocessing, as cnnkit.model.inputs does.
-    trainer = Trainer(model, TrainConfig(device=args.device, verbose=0,
-                                         normalize=model.preprocessing.get("normalize", "unit")))
-    with torch.inference_mode():
-        probs = probabilities(trainer.predict_logits(x), model.net.output_activation).numpy()
-    names = model.class_names or ds.class_names
-    report = classification_report(probs, y.numpy(), names)
+    ev = evaluate(args.model, dataset=args.dataset, data_dir=args.data_dir, split=args.split,
+                  device=args.device)
+    run_dir = ev.run_dir
     out = Path(args.out) if args.out else (run_dir / f"evaluate-{args.split}" if run_dir
                                            else Path(f"evaluate-{Path(args.model).name}"))
-    evaluation_plots(out, x, y, probs, report, names)
+    evaluation_plots(out, ev.x, ev.y, ev.probs, ev.report, ev.class_names)
     if args.json:
-        print(json.dumps(report | {"dataset": dataset, "split": args.split,
-                                   "images": {"confusion_matrix": str(out / "confusion_matrix.png"),
-                                              "mistakes": str(out / "mistakes.png")}}, indent=2))
+        print(json.dumps(ev.report | {"dataset": ev.dataset, "split": args.split,
+                                      "images": {"confusion_matrix": str(out / "confusion_matrix.png"),
+                                                 "mistakes": str(out / "mistakes.png")}}, indent=2))
     else:
-        print(f"{dataset} {args.split}: {len(y):,} images")
-        print(format_report(report))
+        print(f"{ev.dataset} {args.split}: {len(ev.y):,} images")
+        print(format_report(ev.report))
         print(f"Confusion matrix: {out / 'confusion_matrix.png'}; most confident mistakes: "
               f"{out / 'mistakes.png'}")
     return 0
@@ -97,6 +52,7 @@ def predict_command(args) -> int:
     import numpy as np
 
     from cnnkit.model.inputs import to_pixels
+    from cnnkit.runs.evaluate import load_model_or_run
 
     if args.top_k < 1:
         raise CnnkitError(f"--top-k {args.top_k} is out of range; valid: 1 or more")

@@ -45,6 +45,16 @@ def test_results_come_back_from_the_call(run_a):
     assert "test_accuracy=" in repr(r)
 
 
+def test_evaluate_a_run_from_python_gives_its_test_score(run_a):
+    ev = cnnkit.evaluate(run_a.run_dir)
+    assert ev.accuracy == run_a.metrics["test_accuracy"] and len(ev.y) == 360
+    assert ev.report["loss"] == pytest.approx(run_a.metrics["test_loss"], abs=1e-12)
+    on_train = cnnkit.evaluate(run_a.model, dataset="digits", split="train")
+    assert on_train.split == "train" and len(on_train.y) == 1797
+    with pytest.raises(CnnkitError, match="unknown split 'val'"):
+        cnnkit.evaluate(run_a.run_dir, split="val")
+
+
 def test_in_memory_run_writes_nothing_and_gives_the_same_numbers(run_a, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     r = cnnkit.run(RunSpec(**BASE, epochs=2, val_split=0.2))

@@ -1,0 +1,93 @@
+"""A trained model scored on a dataset split: `cnnkit.evaluate("runs/a")`.
+
+What `cnnkit evaluate` prints, as a library call: the split is the run's own test split when a
+run directory is given (held out by the run where the dataset has none), else the dataset's.
+Images go through the input contract and outputs through the output contract; the forward pass
+is the Trainer's batched one, so a run's test accuracy and its evaluation agree to the digit.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cnnkit.errors import CnnkitError, one_of
+
+SPLITS = ("test", "train")
+
+
+def load_model_or_run(spec):
+    """(model, run_dir or None): a run directory gives its best model."""
+    from cnnkit.model.saving import load
+
+    path = Path(spec)
+    if (path / "config.json").is_file() and (path / "best").is_dir():
+        return load(path / "best"), path
+    if (path / "config.json").is_file():
+        raise CnnkitError(f"{path}: the run has no saved model yet (no completed epoch); "
+                          f"continue it with cnnkit train --resume {path}")
+    return load(path), None
+
+
+@dataclass
+class Evaluation:
+    """The classification report (loss, accuracy, per class, confusion matrix) of one split,
+    with the images, labels and probabilities it was computed from."""
+
+    report: dict
+    dataset: str
+    split: str
+    class_names: list[str]
+    x: object = field(repr=False)  # uint8 (N, H, W, C)
+    y: object = field(repr=False)  # int64 (N,)
+    probs: object = field(repr=False)  # float (N, K) numpy
+    run_dir: Path | None = None
+
+    @property
+    def accuracy(self) -> float:
+        return self.report["accuracy"]
+
+
+def evaluate(model_or_run, dataset: str | None = None, data_dir=None, split: str = "test",
+             device: str = "auto") -> Evaluation:
+    """Score a saved model, a run directory's best model, or a Sequential on `split`."""
+    import torch
+
+    from cnnkit.data import load_dataset
+    from cnnkit.look.metrics import classification_report
+    from cnnkit.model.inputs import to_pixels
+    from cnnkit.model.outputs import check_classes, probabilities
+    from cnnkit.train.config import TrainConfig
+    from cnnkit.train.trainer import Trainer
+
+    if split not in SPLITS:
+        raise one_of("split", split, SPLITS)
+    if hasattr(model_or_run, "net"):
+        model, run_dir = model_or_run, None
+    else:
+        model, run_dir = load_model_or_run(model_or_run)
+    name = dataset or model.dataset
+    if not name:
+        raise CnnkitError(f"{model_or_run}: the model does not record its dataset; say which "
+                          "(dataset=..., --dataset)")
+    h, w, c = model.input_shape
+    if run_dir is not None and not dataset and split == "test":
+        from cnnkit.runs.run import prepare_data, read_run_config
+
+        options = read_run_config(run_dir)
+        ds, splits = prepare_data(options, model.input_shape
+                                  if options["dataset"].startswith("folder:") else None)
+        x, y = splits["test"]
+    else:
+        ds = load_dataset(name, data_dir=data_dir, channels=c, size=(h, w))
+        if split == "test" and not ds.has_test:
+            raise CnnkitError(f"{name} has no official test split; use split='train' (--split train)")
+        x, y = (ds.x_test, ds.y_test) if split == "test" else (ds.x_train, ds.y_train)
+    check_classes(model.output_shape[0], ds.num_classes, name)
+    x = to_pixels(x, model.input_shape)[0]  # the input contract; a no-op at the model's shape
+    trainer = Trainer(model, TrainConfig(device=device, verbose=0,
+                                         normalize=model.preprocessing.get("normalize", "unit")))
+    with torch.inference_mode():
+        probs = probabilities(trainer.predict_logits(x), model.net.output_activation).numpy()
+    names = model.class_names or ds.class_names
+    report = classification_report(probs, y.numpy(), names)
+    return Evaluation(report, name, split, list(names), x, y, probs, run_dir)
