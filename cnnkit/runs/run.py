@@ -79,7 +79,18 @@ def read_run_config(run_dir) -> dict:
 
 
 def read_run_spec(run_dir) -> RunSpec:
-    return RunSpec.from_dict(read_run_config(run_dir), where=str(Path(run_dir) / "config.json"))
+    spec = RunSpec.from_dict(read_run_config(run_dir), where=str(Path(run_dir) / "config.json"))
+    return spec.replace(out=str(run_dir))
+
+
+def _record_resume(run_dir: Path, spec: RunSpec, command) -> None:
+    """A resumed run that trains for more epochs (or elsewhere) says so in its config.json, so
+    the file still repeats the run it describes; each resume's command is kept."""
+    cfg_file = run_dir / "config.json"
+    cfg = json.loads(cfg_file.read_text())
+    cfg["options"] = spec.to_options()
+    cfg.setdefault("resumed", []).append(command)
+    atomic_write_json(cfg_file, cfg)
 
 
 def _check_fresh(run_dir: Path) -> None:
@@ -247,7 +258,9 @@ def _execute(spec: RunSpec, resume: bool, command) -> RunResult:
         say(f"Note: {note}")
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)  # only now: every input has been checked
-        if not resume:
+        if resume:
+            _record_resume(run_dir, spec, command)
+        else:
             atomic_write_json(run_dir / "config.json", {
                 "options": spec.to_options(), "resolved": {
                     "model_summary": model.summary_dict() | {"layers": None},

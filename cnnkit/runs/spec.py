@@ -127,8 +127,11 @@ class RunSpec:
         return cls.from_dict(read_structured(path, what="run file"), where=str(path))
 
     def to_options(self) -> dict:
-        """The nested form stored in config.json under "options" (resolve first)."""
+        """The nested form stored in config.json under "options" (resolve first). `out` is
+        left out: a run directory is where its config.json is, and the same file run again
+        (`cnnkit train --config`) must not name the finished run's directory."""
         d = self.to_dict()
+        d.pop("out")
         train = {k: d.pop(k) for k in TRAIN_FIELDS}
         return {**d, "train": TrainConfig.from_dict(train).to_dict()}
 

@@ -76,6 +76,9 @@ def test_resume_continues_exactly(tmp_path):
     cnnkit.run(RunSpec(**BASE, epochs=1, val_split=0.2, out=str(tmp_path / "part")))
     more = cnnkit.resume(tmp_path / "part", epochs=3)
     assert no_time(more.history) == no_time(full.history)
+    config = json.loads((tmp_path / "part" / "config.json").read_text())
+    assert config["options"]["train"]["epochs"] == 3 and len(config["resumed"]) == 1
+    assert "out" not in config["options"]  # the same file run again gets a directory of its own
     assert more.metrics["test_accuracy"] == full.metrics["test_accuracy"]
     assert csv_rows(tmp_path / "part" / "history.csv") == csv_rows(tmp_path / "full" / "history.csv")
 
