@@ -18,6 +18,10 @@ COMMAND_MODULES = [
     "cnnkit.cli.models",   # presets, summary
     "cnnkit.cli.data",     # data list / show / augment
     "cnnkit.cli.train",    # train, evaluate, predict
+    "cnnkit.cli.plot_model",  # plot-model
+    "cnnkit.cli.inside",   # inspect
+    "cnnkit.cli.report",   # report
+    "cnnkit.cli.runs",     # runs, compare
     "cnnkit.cli.demo",     # demo
 ]
 

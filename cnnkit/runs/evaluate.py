@@ -28,6 +28,18 @@ def load_model_or_run(spec):
     return load(path), None
 
 
+def open_model(spec):
+    """(model, run_dir or None) for anything that names a model: a Sequential, a preset, a
+    model file, a saved model directory, or a run directory (its best model)."""
+    if hasattr(spec, "layer_infos"):
+        return spec, None
+    if (Path(spec) / "config.json").is_file():
+        return load_model_or_run(spec)
+    from cnnkit.model.files import resolve_model
+
+    return resolve_model(str(spec)), None
+
+
 @dataclass
 class Evaluation:
     """The classification report (loss, accuracy, per class, confusion matrix) of one split,
