@@ -93,15 +93,44 @@ def _record_resume(run_dir: Path, spec: RunSpec, command) -> None:
     atomic_write_json(cfg_file, cfg)
 
 
+# Files a run writes before its first epoch is complete; a directory holding only these (plus
+# cnnkit's temporary files) was never really started and may be started afresh.
+BEFORE_FIRST_EPOCH = ("config.json", "history.csv", "tensorboard")
+
+
+def started(run_dir: Path) -> bool:
+    """True once a run has completed an epoch (its state, or the state cut between renames)."""
+    return any((run_dir / name / "state.json").is_file() for name in ("state", ".state.old"))
+
+
+def _leftovers(run_dir: Path) -> list[Path]:
+    return [p for p in run_dir.iterdir()
+            if p.name not in BEFORE_FIRST_EPOCH and not p.name.startswith(".")]
+
+
 def _check_fresh(run_dir: Path) -> None:
+    """`run_dir` may take a new run: it is absent, empty, or a run that never completed an
+    epoch (killed early, or its loss diverged in epoch 1), which is then started afresh."""
     if run_dir.exists() and not run_dir.is_dir():
         raise CnnkitError(f"out={str(run_dir)!r} is a file, not a directory; choose another out",
                           option="out", value=str(run_dir))
-    if (run_dir / "config.json").exists():
+    if not run_dir.exists():
+        return
+    if (run_dir / "config.json").exists() and started(run_dir):
         raise CnnkitError(f"{run_dir} already holds a run; continue it with cnnkit train "
                           f"--resume {run_dir} (cnnkit.resume), or choose another out")
-    if run_dir.exists() and any(run_dir.iterdir()):
+    if _leftovers(run_dir):
         raise CnnkitError(f"{run_dir} exists and is not empty; choose another out")
+
+
+def _clear_unstarted(run_dir: Path) -> None:
+    """Remove what a never-started run left (checked by _check_fresh), just before the new
+    run writes its own config.json."""
+    import shutil
+
+    for p in run_dir.iterdir():
+        if p.name in BEFORE_FIRST_EPOCH or (p.name.startswith(".") and p.name.endswith(".tmp")):
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
 
 
 # -- data and model ---------------------------------------------------------------------------
@@ -251,8 +280,9 @@ def _execute(spec: RunSpec, resume: bool, command) -> RunResult:
     if resume:
         for name in ("state", "best", "last"):
             recover_dir(run_dir / name)
-        if not (state_dir / "state.json").is_file():
-            raise CnnkitError(f"{run_dir}: no completed epoch to resume from; start the run again")
+        if not started(run_dir):  # killed (or diverged) before its first epoch was saved
+            say(f"{run_dir} has no completed epoch yet: starting it from the beginning")
+            resume = False
     make_loss(config.loss, ds.num_classes, model.output_activation, config.label_smoothing)
     if note:
         say(f"Note: {note}")
@@ -261,6 +291,7 @@ def _execute(spec: RunSpec, resume: bool, command) -> RunResult:
         if resume:
             _record_resume(run_dir, spec, command)
         else:
+            _clear_unstarted(run_dir)
             atomic_write_json(run_dir / "config.json", {
                 "options": spec.to_options(), "resolved": {
                     "model_summary": model.summary_dict() | {"layers": None},
@@ -283,6 +314,11 @@ def _execute(spec: RunSpec, resume: bool, command) -> RunResult:
     t_fit = time.perf_counter()
     history = trainer.fit(x, y, xv, yv)
     fit_time = time.perf_counter() - t_fit
+    if trainer.diverged and not (state_dir is not None and started(run_dir)):
+        # nothing finite to report, and no saved epoch to go back to
+        again = (f"; nothing was saved: the same command (or --resume {run_dir}) starts it "
+                 "afresh" if run_dir is not None else "")
+        raise CnnkitError(f"{trainer.stop_reason}{again}")
     metrics, report = finish_run(run_dir, spec, ds, splits, model, trainer, history,
                                  timing={"fit_s": fit_time, "start": t_start}, say=say, note=note)
     return RunResult(spec=spec, metrics=metrics, history=dict(history.history), model=model,

@@ -179,3 +179,37 @@ def test_keras_style_compile_fit_evaluate_predict_on_a_real_model():
     assert probs.shape == (10,) and abs(probs.sum() - 1) < 1e-5
     batch = model.predict(x[1400:])
     assert (batch.argmax(1) == y[1400:]).mean() == pytest.approx(scores["accuracy"], abs=1e-9)
+
+
+DIVERGES = ["--model", "seed003-cnn", "--dataset", "digits", "--optimizer", "sgd", "--lr", "1e12",
+            "--epochs", "2", "--batch-size", "64", "--seed", "1", "--quiet"]
+
+
+def test_a_loss_that_diverges_in_epoch_1_says_so_and_leaves_no_stuck_directory(tmp_path, capsys):
+    out = tmp_path / "nan"
+    assert main(["train", *DIVERGES, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "the loss became nan in epoch 1" in err and "lower the learning rate" in err
+    assert err.count("\n") == 1 and "state" not in err.split("starts it afresh")[0]
+    assert [p.name for p in out.iterdir()] == ["config.json"]
+    # the same --out, with a learning rate that works, starts afresh: nothing to delete by hand
+    fixed = [a if a != "1e12" else "0.01" for a in DIVERGES]
+    assert main(["train", *fixed, "--out", str(out)]) == 0
+    assert json.loads((out / "config.json").read_text())["options"]["train"]["lr"] == 0.01
+    assert (out / "metrics.json").is_file()
+
+
+def test_a_run_killed_before_its_first_epoch_resumes_from_the_beginning(run_a, tmp_path, capsys):
+    early = tmp_path / "early"
+    early.mkdir()
+    (early / "config.json").write_bytes((run_a.run_dir / "config.json").read_bytes())
+    (early / ".config.json.x1y2.tmp").write_text("{")  # a write cut short by the kill
+    assert main(["train", "--resume", str(early), "--quiet"]) == 0
+    assert csv_rows(early / "history.csv") == csv_rows(run_a.run_dir / "history.csv")
+    assert not list(early.glob(".*.tmp"))
+
+
+def test_in_memory_divergence_is_an_error_not_a_nan_report():
+    with pytest.raises(CnnkitError, match="the loss became nan in epoch 1"):
+        cnnkit.run(RunSpec(model="seed003-cnn", dataset="digits", optimizer="sgd", lr=1e12,
+                           epochs=2, batch_size=64, seed=1, verbose=0))
