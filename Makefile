@@ -4,8 +4,9 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 FASHION_DIR := /usr/share/datasets/fashion-mnist
+CHROMIUM    := /usr/bin/chromium
 
-.PHONY: setup data demo test bench clean
+.PHONY: setup data browser demo test bench clean
 
 setup: $(STAMP)
 
@@ -22,10 +23,18 @@ data:
 	  || echo "note: could not install dataset-fashion-mnist; cnnkit will download or fall back"; \
 	fi
 
+# Debian's Chromium, which the report.html tests open pages in (never a downloaded browser). Not
+# fatal here: without it those tests fail, and say why, rather than skip.
+browser:
+	@if [ ! -x $(CHROMIUM) ] && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1 || true; \
+	fi
+	@[ -x $(CHROMIUM) ] || echo "note: no $(CHROMIUM) (apt-get install chromium); the report.html browser tests will fail"
+
 demo: setup data
 	$(BIN)/cnnkit demo
 
-test: setup data
+test: setup data browser
 	$(BIN)/python -m pytest -q
 
 clean:

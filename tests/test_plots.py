@@ -48,10 +48,13 @@ CASES = {
     "no_mistakes": lambda p: plots.plot_mistakes(IMAGES[:0], [], [], [], NAMES, p),
     "probabilities": lambda p: plots.plot_probabilities(IMAGES[:3], PROBS[:3], NAMES, p),
     "probabilities_top2": lambda p: plots.plot_probabilities(IMAGES[:1], PROBS[:1], NAMES, p, top_k=2),
-    "filters_gray": lambda p: plots.plot_filters(RNG.normal(size=(8, 1, 3, 3)), p),
-    "filters_rgb": lambda p: plots.plot_filters(RNG.normal(size=(6, 3, 5, 5)), p),
-    "filters_deep": lambda p: plots.plot_filters(RNG.normal(size=(4, 16, 3, 3)), p),
-    "feature_maps": lambda p: plots.plot_feature_maps(RNG.normal(size=(5, 10, 14)), p, title="conv1"),
+    "filters_gray": lambda p: plots.plot_filters(RNG.normal(size=(3, 3, 1, 8)), p),
+    "filters_rgb": lambda p: plots.plot_filters(RNG.normal(size=(5, 5, 3, 6)), p),
+    "filters_deep": lambda p: plots.plot_filters(RNG.normal(size=(3, 3, 16, 4)), p),
+    "filters_torch_layout": lambda p: plots.plot_filters(RNG.normal(size=(8, 1, 3, 3)), p,
+                                                         layout="torch"),
+    "feature_maps": lambda p: plots.plot_feature_maps(RNG.normal(size=(10, 14, 5)), p, title="conv1"),
+    "feature_maps_vector": lambda p: plots.plot_feature_maps(RNG.random(40), p, title="dense"),
 }
 
 
@@ -104,8 +107,11 @@ def test_probabilities_accept_grayscale_without_channel_axis(tmp_path):
     (lambda p: plots.plot_probabilities(IMAGES, PROBS, NAMES[:2], p), "2 class names for 3"),
     (lambda p: plots.plot_confusion_matrix([[1, 2]], NAMES, p), "must be square"),
     (lambda p: plots.plot_mistakes(IMAGES, [0], [1], [0.5], NAMES, p), "4 images but 1 true"),
-    (lambda p: plots.plot_filters(np.zeros((3, 3)), p), "(out, in, kh, kw)"),
-    (lambda p: plots.plot_feature_maps(np.zeros((2, 3, 4, 5)), p), "(C, H, W)"),
+    (lambda p: plots.plot_filters(np.zeros((3, 3)), p), "(kh, kw, in, out) for layout='keras'"),
+    (lambda p: plots.plot_filters(np.zeros((3, 3)), p, layout="torch"), "(out, in, kh, kw)"),
+    (lambda p: plots.plot_filters(np.zeros((3, 3, 1, 2)), p, layout="tf"), "unknown layout 'tf'"),
+    (lambda p: plots.plot_feature_maps(np.zeros((2, 3, 4, 5)), p), "(H, W, C) or (D,)"),
+    (lambda p: plots.plot_feature_maps(np.zeros((2, 3, 4, 5)), p, layout="torch"), "(C, H, W)"),
 ])
 def test_bad_input_raises_one_line_and_writes_nothing(tmp_path, call, message):
     with pytest.raises(CnnkitError) as err:
@@ -161,3 +167,75 @@ def test_confusion_matrix_of_many_classes_stays_a_sensible_size(tmp_path, monkey
         plots.plot_confusion_matrix(np.eye(k), [f"class{i}" for i in range(k)], tmp_path / "cm.png")
     widths = [w for w, _ in sizes]
     assert widths == sorted(widths) and widths[0] >= 5 and widths[-1] <= 21
+
+
+# --- filter and feature-map grids: one framed tile per filter or channel ------------------------
+
+def tile_boxes(pixels) -> list[tuple[slice, slice]]:
+    """The grid's tiles in the PNG, row by row: the square blocks of ink (a frame and what is in
+    it). Numbers and titles are smaller; the colour bar is tall and thin."""
+    from scipy import ndimage
+
+    labels, _ = ndimage.label((pixels < 245).any(axis=-1))
+    boxes = [b for b in ndimage.find_objects(labels)
+             if min(b[0].stop - b[0].start, b[1].stop - b[1].start) >= 20
+             and 0.8 <= (b[0].stop - b[0].start) / (b[1].stop - b[1].start) <= 1.25]
+    return sorted(boxes, key=lambda b: (round(b[0].start / 10), b[1].start))
+
+
+def red_spot(pixels, box) -> tuple[float, float]:
+    """Where the pure red pixels sit in `box`, as (row, column) fractions of its size."""
+    tile = pixels[box]
+    rows, cols = np.nonzero((np.abs(tile.astype(int) - RED_MAX).max(axis=-1) <= 10))
+    assert rows.size, "no red in this tile"
+    return rows.mean() / tile.shape[0], cols.mean() / tile.shape[1]
+
+
+RED_MAX = (255, 0, 0)  # the top of the blue-white-red scale, and pure red in an RGB kernel
+
+
+@pytest.mark.parametrize("channels", [1, 5, 32])
+def test_feature_map_grid_has_one_tile_per_channel(tmp_path, channels):
+    maps = RNG.random((9, 9, channels))  # (H, W, C), as feature_maps gives them
+    maps[..., 0] = 0  # a dead channel is still a tile, and is counted in the title
+    pixels = png(plots.plot_feature_maps(maps, tmp_path / "maps.png", title="conv2d"))
+    assert len(tile_boxes(pixels)) == channels
+
+
+def test_feature_map_layouts_draw_the_same_picture(tmp_path):
+    maps = RNG.normal(size=(6, 8, 4))
+    keras = png(plots.plot_feature_maps(maps, tmp_path / "a" / "m.png"))
+    torch_ = png(plots.plot_feature_maps(maps.transpose(2, 0, 1), tmp_path / "b" / "m.png",
+                                         layout="torch"))
+    assert np.array_equal(keras, torch_)
+
+
+def test_feature_maps_share_one_colour_scale(tmp_path):
+    # channel 1 is channel 0 halved: on one scale it must look darker, not the same
+    base = RNG.random((8, 8)) + 0.5
+    maps = np.stack([base, base / 2], axis=-1)
+    pixels = png(plots.plot_feature_maps(maps, tmp_path / "m.png"))
+    first, second = (pixels[b].astype(float).mean() for b in tile_boxes(pixels))
+    assert abs(first - second) > 10
+
+
+@pytest.mark.parametrize("rgb", [False, True])
+def test_filters_are_drawn_in_their_own_tile_right_way_up(tmp_path, rgb):
+    # Keras layout (kh, kw, in, out), as model.get_weights() returns it: filter 1 has its one
+    # weight top right, filter 2 bottom left (in the red channel for an RGB kernel)
+    kernel = np.zeros((3, 3, 3 if rgb else 1, 4))
+    kernel[0, 2, 0, 1] = 1.0
+    kernel[2, 0, 0, 2] = 1.0
+    pixels = png(plots.plot_filters(kernel, tmp_path / "k" / "filters.png"))
+    tiles = tile_boxes(pixels)
+    assert len(tiles) == 4
+    top_right, bottom_left = red_spot(pixels, tiles[1]), red_spot(pixels, tiles[2])
+    assert top_right[0] < 0.34 and top_right[1] > 0.66
+    assert bottom_left[0] > 0.66 and bottom_left[1] < 0.34
+    for i in (0, 3):
+        with pytest.raises(AssertionError, match="no red"):
+            red_spot(pixels, tiles[i])
+    # PyTorch's (out, in, kh, kw) of the same kernel draws the same picture
+    same = png(plots.plot_filters(kernel.transpose(3, 2, 0, 1), tmp_path / "t" / "filters.png",
+                                  layout="torch"))
+    assert np.array_equal(pixels, same)

@@ -62,22 +62,32 @@ def predict_command(args) -> int:
     probs = model.predict(pixels)  # (N, K): two columns for a 1-unit sigmoid model
     images = pixels.numpy()
     names = model.class_names or [str(i) for i in range(probs.shape[1])]
+    # An image in a folder named after one of the model's classes (data/test/cat/1.jpg, as a
+    # folder dataset is laid out) is labelled with that class: the plot shows right and wrong.
+    index = {c: i for i, c in enumerate(model.class_names or [])}
+    true = [index.get(path.parent.name) for path in paths]
     k = min(args.top_k, probs.shape[1])
     results = []
-    for path, p in zip(paths, probs):
+    for path, p, label in zip(paths, probs, true):
         top = np.argsort(-p, kind="stable")[:k]
         results.append({"image": str(path), "top": [{"class": names[i], "index": int(i),
-                                                      "probability": float(p[i])} for i in top]})
+                                                      "probability": float(p[i])} for i in top]}
+                       | ({} if label is None else {"true": names[label]}))
+    labelled = [(int(p.argmax()), t) for p, t in zip(probs, true) if t is not None]
     if args.plot:
         from cnnkit.look import plots
 
-        plots.plot_probabilities(images, probs, names, args.plot, top_k=None)
+        plots.plot_probabilities(images, probs, names, args.plot, top_k=None,
+                                 true=true if labelled else None, files=[p.name for p in paths])
     if args.json:
         print(json.dumps(results, indent=2))
     else:
         for r in results:
             tops = ", ".join(f"{t['class']} {t['probability']:.3f}" for t in r["top"])
-            print(f"{r['image']}: {tops}")
+            print(f"{r['image']}: {tops}" + (f"  (true {r['true']})" if "true" in r else ""))
+        if labelled:
+            right = sum(pred == t for pred, t in labelled)
+            print(f"Right: {right} of {len(labelled)} labelled images")
         if args.plot:
             print(f"Probabilities: {args.plot}")
     return 0

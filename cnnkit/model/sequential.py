@@ -329,6 +329,12 @@ class Sequential:
 
         return summary_dict(self)
 
+    def plot(self, path):
+        """Draw the layers to `path` (.svg or .png), as Keras's plot_model(show_shapes=True)."""
+        from cnnkit.look.diagram import save_model_diagram
+
+        return save_model_diagram(self, path)
+
     # -- saving ------------------------------------------------------------------------------
     def save(self, path) -> None:
         from cnnkit.model.saving import save_model
@@ -355,6 +361,17 @@ class Sequential:
         from cnnkit.model.predict import predict_proba
 
         return predict_proba(self, x, batch_size=batch_size)
+
+    def feature_maps(self, image, layers=None) -> dict:
+        """{layer name: its output for one image}, (H, W, C) or (D,), as seed 004's
+        `Model(inputs, [l.output for l in model.layers])` gives them (cnnkit.look.inside)."""
+        from cnnkit.look.inside import feature_maps
+
+        return feature_maps(self, image, layers)
+
+    def layer_output(self, name: str, image):
+        """Layer `name`'s output for one image: Keras's `get_layer(name).output`, computed."""
+        return self.feature_maps(image, [name])[name]
 
     def __repr__(self):
         return f"Sequential(name={self.name!r}, layers={len(self.layers)}, input_shape={self.input_shape})"

@@ -151,6 +151,10 @@ def finish_run(run_dir: Path | None, spec, ds, splits, model, trainer, history, 
     if full:
         atomic_write_text(run_dir / "report.md", render_report(
             spec, ds, model, metrics, format_report(report), note))
+        from cnnkit.look.html import write_report_html
+
+        write_report_html(run_dir, dataset=ds, splits=splits, model=model, probs=probs,
+                          report=report)
     say(f"Test accuracy {metrics['test_accuracy']:.4f}, loss {metrics['test_loss']:.4f} "
         f"(best epoch {epoch}); {metrics['wall_time_s']:.1f} s in all")
     if full:

@@ -299,7 +299,7 @@ def _execute(spec: RunSpec, resume: bool, command) -> RunResult:
                     "dataset": {"name": ds.name, "source": ds.source,
                                 "image_shape": ds.image_shape, "class_names": ds.class_names},
                     "splits": {k: (len(v[0]) if v else 0) for k, v in splits.items()},
-                }, "command": command})
+                }, "command": command, "started": time.time()})
     callbacks = make_callbacks(spec, run_dir, splits["val"] is not None)
     trainer = Trainer(model, config, callbacks, state_dir=state_dir)
     if resume:

@@ -218,7 +218,14 @@ class CSVLogger(Callback):
 class TensorBoard(Callback):
     """Event files TensorBoard reads, laid out as Keras writes them: `log_dir/train` and
     `log_dir/validation`, tags `epoch_loss`, `epoch_accuracy` (train and validation curves
-    overlay in one chart) and `epoch_learning_rate`; step = epoch number (1-based)."""
+    overlay in one chart) and `epoch_learning_rate`; step = epoch number (1-based).
+
+    Also, for TensorBoard's other tabs: IMAGES, a grid of training images (`training_images`,
+    step 0, once) and the validation split's confusion matrix after each epoch
+    (`confusion_matrix`, rows = true class); HPARAMS, the run's hyper-parameters, written in
+    `log_dir` itself so TensorBoard takes train/ and validation/ as that session's metrics.
+    The trainer's `train_data` / `validation_data` (set by `fit`) feed the images; the extra
+    validation pass and drawing happen only here, so a run without TensorBoard pays nothing."""
 
     def __init__(self, log_dir):
         self.log_dir = Path(log_dir)
@@ -231,6 +238,14 @@ class TensorBoard(Callback):
             self._writers[split] = EventWriter(self.log_dir / split)
         return self._writers[split]
 
+    def on_train_begin(self, logs):
+        if self.trainer.epoch > 0:  # resumed: the run's first session wrote these already
+            return
+        self._writer("").add_hparams(_hparams(self.trainer))
+        train = getattr(self.trainer, "train_data", None)  # None: an engine that keeps no data
+        if train is not None:
+            self._writer("train").add_image(0, "training_images", _sample_grid(train[0]))
+
     def on_epoch_end(self, epoch, logs):
         train = {f"epoch_{k}": v for k, v in logs.items()
                  if not k.startswith("val_") and k not in ("lr", "time")}
@@ -239,6 +254,88 @@ class TensorBoard(Callback):
         val = {f"epoch_{k[4:]}": v for k, v in logs.items() if k.startswith("val_")}
         if val:
             self._writer("validation").add_scalars(epoch + 1, val)
+        data = getattr(self.trainer, "validation_data", None)
+        if data is not None:
+            self._writer("validation").add_image(epoch + 1, "confusion_matrix",
+                                                 _confusion_png(self.trainer, *data))
+
+    def on_train_end(self, logs):
+        self._writer("").add_session_end("failure" if self.trainer.diverged else "success")
+
+
+# Hyper-parameters shown in TensorBoard's HPARAMS tab: what shapes the numbers, not where or how
+# verbosely they were computed (device, verbose, eval_batch_size, ...).
+HPARAMS = ("epochs", "batch_size", "optimizer", "momentum", "nesterov", "weight_decay", "loss",
+           "label_smoothing", "schedule", "clip_norm", "augment", "test_time_flip", "ema",
+           "normalize")
+
+
+def _hparams(trainer) -> dict:
+    import json
+
+    cfg = trainer.config.to_dict()
+    hp = {"model": getattr(trainer.model, "name", None),  # a Sequential's; absent elsewhere
+          "dataset": getattr(trainer.model, "dataset", None),
+          **{k: cfg[k] for k in HPARAMS},
+          "lr": trainer.optimizer.defaults["lr"],  # as used: an unset lr is Keras's default
+          "seed": trainer.seed, "precision": trainer.precision}
+    if cfg["schedule"] == "step":
+        hp |= {"step_size": cfg["step_size"], "gamma": cfg["gamma"]}
+    # Unset values are left out (TensorBoard shows a blank): "none" beside numbers would make
+    # the whole column a string. Dicts (augment) become one JSON string.
+    return {k: json.dumps(v, sort_keys=True) if isinstance(v, dict) else v
+            for k, v in hp.items() if v is not None}
+
+
+def _png(pixels) -> bytes:
+    """uint8 (H, W, C) as PNG bytes."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _sample_grid(x, n: int = 64, min_side: int = 32) -> bytes:
+    """Up to `n` training images spread evenly over the set (no random draw: the run's random
+    streams stay untouched), 8 to a row with 1-pixel gaps, small images scaled up by whole
+    pixels so 8x8 digits are not a smudge."""
+    import numpy as np
+
+    x = x.cpu().numpy() if hasattr(x, "cpu") else np.asarray(x)  # (N, H, W, C) uint8
+    pick = np.linspace(0, len(x) - 1, min(n, len(x))).round().astype(int)
+    tiles = x[pick]
+    k = max(1, min_side // max(x.shape[1:3]))
+    tiles = tiles.repeat(k, axis=1).repeat(k, axis=2)
+    count, h, w, c = tiles.shape
+    cols = min(8, count)
+    rows = -(-count // cols)
+    grid = np.full((rows * (h + 1) - 1, cols * (w + 1) - 1, c), 255, dtype=np.uint8)
+    for i, tile in enumerate(tiles):
+        r, col = divmod(i, cols)
+        grid[r * (h + 1):r * (h + 1) + h, col * (w + 1):col * (w + 1) + w] = tile
+    return _png(grid)
+
+
+def _confusion_png(trainer, x_val, y_val) -> bytes:
+    """The validation split's confusion matrix, drawn as the run's confusion_matrix.png is."""
+    import tempfile
+
+    import numpy as np
+
+    from cnnkit.look.plots import plot_confusion_matrix
+    from cnnkit.model.outputs import predicted_class
+
+    logits = trainer.predict_logits(x_val)  # (N, K)
+    pred = predicted_class(logits, trainer.model.net.output_activation).numpy()
+    k = trainer.num_classes
+    y = np.asarray(y_val.cpu() if hasattr(y_val, "cpu") else y_val)
+    cm = np.bincount(y * k + pred, minlength=k * k).reshape(k, k)
+    names = getattr(trainer.model, "class_names", None)
+    with tempfile.TemporaryDirectory() as tmp:  # plots write files; TensorBoard wants the bytes
+        return plot_confusion_matrix(cm, names, Path(tmp) / "cm.png").read_bytes()
 
 
 class TerminateOnNaN(Callback):

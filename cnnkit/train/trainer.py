@@ -245,6 +245,9 @@ class Trainer:
             self.preprocessing.update(mean=mean.to(self.device), std=std.to(self.device))
         self.model.preprocessing = self.preprocessing_record()  # saved with the model
         self._setup_loss(x_train, [y_train] + ([y_val] if has_val else []))
+        # for callbacks that look at the data (TensorBoard's images): references, not copies
+        self.train_data = (x_train, y_train)
+        self.validation_data = (x_val, y_val) if has_val else None
         loader = BatchLoader(x_train.to(self.device), y_train.to(self.device), cfg.batch_size,
                              shuffle=True, seed=self.seed,
                              augment=Augmenter(**cfg.augment) if cfg.augment else None,

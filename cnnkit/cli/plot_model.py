@@ -1,0 +1,22 @@
+"""`cnnkit plot-model MODEL --out model.svg`: the layers drawn, as Keras's plot_model."""
+from __future__ import annotations
+
+
+def register(sub) -> None:
+    p = sub.add_parser("plot-model", help="draw a model's layers, shapes and parameter counts",
+                       description="MODEL is a preset name, a model file (.yaml/.toml/.json), a "
+                                   "saved model directory or a run directory (its best model).")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("--out", required=True, metavar="FILE",
+                   help="the diagram to write: FILE.svg or FILE.png")
+    p.set_defaults(func=cmd_plot_model)
+
+
+def cmd_plot_model(args) -> int:
+    from cnnkit.look.diagram import check_diagram_path, save_model_diagram
+    from cnnkit.runs.evaluate import open_model
+
+    check_diagram_path(args.out)  # before loading: a wrong name costs nothing
+    model, _ = open_model(args.model)
+    print(save_model_diagram(model, args.out))
+    return 0

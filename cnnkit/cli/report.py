@@ -1,0 +1,20 @@
+"""`cnnkit report RUN`: write a run's report.html again (after an upgrade, or for a run that was
+stopped before its end), from the run directory alone."""
+from __future__ import annotations
+
+
+def register(sub) -> None:
+    p = sub.add_parser("report", help="rebuild a run's self-contained report.html",
+                       description="RUN is a run directory with a saved model (best/). Its "
+                                   "report.html is written again from the directory alone: "
+                                   "config.json, history.csv, metrics.json, the best model and "
+                                   "the run's own data splits.")
+    p.add_argument("run", metavar="RUN")
+    p.set_defaults(func=cmd_report)
+
+
+def cmd_report(args) -> int:
+    from cnnkit.look.html import write_report_html
+
+    print(write_report_html(args.run))
+    return 0

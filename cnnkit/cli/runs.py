@@ -1,0 +1,57 @@
+"""`cnnkit runs [DIR]`: a table of the run directories in DIR; `cnnkit compare RUN RUN ...`:
+those runs side by side in one HTML file. The work is in cnnkit.look.compare."""
+from __future__ import annotations
+
+import json
+import sys
+
+from cnnkit.look.compare import COLUMNS
+
+
+def register(sub) -> None:
+    p = sub.add_parser("runs", help="list the run directories in a folder (default: runs/)",
+                       description="One line per run directory in DIR: model, dataset, epochs "
+                       "run, best validation loss, test accuracy, wall time and start date. A "
+                       "run still training (or killed) shows as unfinished; a run whose files "
+                       "cannot be read is named on stderr and the others still list.")
+    p.add_argument("dir", nargs="?", default="runs", metavar="DIR",
+                   help="the folder holding run directories (default: runs)")
+    p.add_argument("--sort", default="date", metavar="KEY",
+                   help=f"one of {', '.join(COLUMNS)} (default: date, oldest first; "
+                   "test_accuracy sorts best first, the others ascending)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=runs_command)
+
+    p = sub.add_parser("compare", help="compare runs side by side in one HTML file",
+                       description="Training curves overlaid, final metrics and per-class "
+                       "accuracy side by side, and the settings that differ, in one "
+                       "self-contained HTML file (open it offline, mail it).",
+                       epilog="example:\n  cnnkit compare runs/cnn runs/deep --out compare.html")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories (two or more)")
+    p.add_argument("--out", default="compare.html", metavar="FILE",
+                   help="the HTML file to write (default: compare.html)")
+    p.set_defaults(func=compare_command)
+
+
+def runs_command(args) -> int:
+    from cnnkit.look.compare import format_table, list_runs, sort_rows
+
+    rows, unreadable = list_runs(args.dir)
+    rows = sort_rows(rows, args.sort)  # checks the key even when there is nothing to sort
+    if args.json:
+        print(json.dumps({"runs": rows, "unreadable": unreadable}, indent=2))
+        return 0
+    if rows:
+        print(format_table(rows))
+    else:
+        print(f"no runs in {args.dir}")
+    for bad in unreadable:
+        print(f"cnnkit: skipped {bad['error']}", file=sys.stderr)
+    return 0
+
+
+def compare_command(args) -> int:
+    from cnnkit.look.compare import write_comparison
+
+    print(f"Comparison: {write_comparison(args.runs, args.out)}")
+    return 0

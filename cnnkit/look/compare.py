@@ -1,0 +1,344 @@
+"""Runs side by side: the table `cnnkit runs` prints and the page `cnnkit compare` writes.
+
+A run directory is read, never trusted: config.json says what was trained, history.csv what
+each epoch did, metrics.json how the run ended (absent while it trains, or if it was killed:
+the run is "unfinished"). `list_runs` reads every run directory in a folder and keeps going
+past broken ones; `write_comparison` puts two or more runs into one self-contained HTML file
+(images as data: URIs, inline CSS, no script, nothing fetched), every string escaped.
+
+    rows, problems = list_runs("runs")
+    print(format_table(sort_rows(rows, "test_accuracy")))
+    write_comparison(["runs/cnn", "runs/deep"], "compare.html")
+"""
+from __future__ import annotations
+
+import csv
+import html
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from cnnkit.errors import CnnkitError, one_of
+
+# The table's columns, which are also the sort keys and the JSON keys (wall_time in seconds).
+COLUMNS = ("name", "model", "dataset", "epochs", "best_val_loss", "test_accuracy", "wall_time",
+           "date")
+HEADERS = ("name", "model", "dataset", "epochs", "best val loss", "test acc", "wall time", "date")
+BEST_FIRST_DESCENDING = ("test_accuracy",)  # the others sort ascending (best_val_loss: best first)
+
+
+@dataclass
+class RunFiles:
+    """What one run directory holds. `metrics` is None while the run is unfinished."""
+    path: Path
+    options: dict  # config.json "options": the resolved RunSpec, training options under "train"
+    resolved: dict  # config.json "resolved": dataset, splits, model summary
+    history: list[dict]  # history.csv, one {column: float} per finished epoch
+    metrics: dict | None
+    started: float  # config.json's modification time: written once, when the run began
+
+    @property
+    def model(self) -> str:
+        m = self.options.get("model")
+        if isinstance(m, dict):  # a model description
+            return str(m.get("name") or "model")
+        return Path(m).stem if isinstance(m, str) and "/" in m else str(m)
+
+    def curve(self, key: str) -> list[float]:
+        return [row.get(key, math.nan) for row in self.history]
+
+
+def _json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CnnkitError(f"{path}: corrupt ({e})") from None
+    if not isinstance(data, dict):
+        raise CnnkitError(f"{path}: corrupt (expected a JSON object)")
+    return data
+
+
+def _history(path: Path) -> list[dict]:
+    if not path.is_file():  # killed before its first epoch ended
+        return []
+    rows = []
+    with path.open(newline="") as f:
+        for line, row in enumerate(csv.DictReader(f), start=2):
+            try:
+                rows.append({k: float(v) for k, v in row.items() if k is not None and v != ""})
+            except (TypeError, ValueError):
+                raise CnnkitError(f"{path}: line {line} is not numbers") from None
+    return rows
+
+
+def read_run(run_dir) -> RunFiles:
+    """A run directory's files; a CnnkitError naming the file when one cannot be read."""
+    from cnnkit.runs.run import read_run_config
+
+    run_dir = Path(run_dir)
+    options = read_run_config(run_dir)  # its errors name config.json and what is wrong
+    config = _json(run_dir / "config.json")
+    resolved = config.get("resolved") or {}
+    metrics_file = run_dir / "metrics.json"
+    metrics = _json(metrics_file) if metrics_file.is_file() else None
+    started = config.get("started")  # recorded by the run; copies keep it, unlike mtimes
+    if not isinstance(started, (int, float)):
+        started = (run_dir / "config.json").stat().st_mtime
+    return RunFiles(run_dir, options, resolved, _history(run_dir / "history.csv"), metrics,
+                    started)
+
+
+# --- the table ------------------------------------------------------------------------------
+
+def run_row(run: RunFiles, name: str) -> dict:
+    """One table row (COLUMNS), plus path, status and the epochs asked for."""
+    m = run.metrics or {}
+    val = [v for v in run.curve("val_loss") if math.isfinite(v)]
+    best_val = m.get("best_val_loss") if run.metrics else (min(val) if val else None)
+    return {"name": name, "model": run.model, "dataset": run.options.get("dataset"),
+            "epochs": m.get("epochs_run", len(run.history)), "best_val_loss": best_val,
+            "test_accuracy": m.get("test_accuracy"), "wall_time": m.get("wall_time_s"),
+            "date": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(run.started)),
+            "status": "finished" if run.metrics else "unfinished",
+            "epochs_planned": (run.options.get("train") or {}).get("epochs"),
+            "path": str(run.path)}
+
+
+def list_runs(root) -> tuple[list[dict], list[dict]]:
+    """(rows, unreadable) for the run directories in `root` (or `root` itself if it is one).
+    A folder without config.json is not a run and is passed over, unless it holds a run's
+    other files; each run that cannot be read is one {"path", "error"} and the rest still list."""
+    root = Path(root)
+    if not root.is_dir():
+        raise CnnkitError(f"{root}: no such folder (give the folder that holds run directories)")
+    candidates = [root] if (root / "config.json").is_file() else sorted(
+        p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    rows, unreadable = [], []
+    for path in candidates:
+        if not (path / "config.json").is_file():
+            if any((path / f).exists() for f in ("history.csv", "metrics.json", "state")):
+                unreadable.append({"path": str(path), "error": f"{path}: no config.json"})
+            continue
+        try:
+            rows.append(run_row(read_run(path), path.name))
+        except (CnnkitError, OSError) as e:
+            unreadable.append({"path": str(path), "error": str(e)})
+    return rows, unreadable
+
+
+def sort_rows(rows: list[dict], key: str) -> list[dict]:
+    """Sorted by one column, missing values last; test_accuracy best first, others ascending."""
+    key = key.replace("-", "_")
+    if key not in COLUMNS:
+        raise one_of("sort key", key, COLUMNS)
+    present = [r for r in rows if r[key] is not None]
+    missing = [r for r in rows if r[key] is None]
+    return sorted(present, key=lambda r: r[key], reverse=key in BEST_FIRST_DESCENDING) + missing
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, s = divmod(round(seconds), 60)
+    return f"{minutes}m {s:02d}s" if minutes < 60 else f"{minutes // 60}h {minutes % 60:02d}m"
+
+
+def _cells(row: dict) -> list[str]:
+    done, planned = row["epochs"], row["epochs_planned"]
+    epochs = str(done) if planned in (None, done) else f"{done}/{planned}"  # stopped or unfinished
+    loss, acc = row["best_val_loss"], row["test_accuracy"]
+    if row["status"] == "unfinished":
+        acc_cell = "unfinished"
+    else:
+        acc_cell = "—" if acc is None else f"{acc:.4f}"
+    return [row["name"], str(row["model"]), str(row["dataset"]), epochs,
+            "—" if loss is None else f"{loss:.4f}", acc_cell,
+            format_duration(row["wall_time"]), row["date"].replace("T", " ")[:16]]
+
+
+def format_table(rows: list[dict]) -> str:
+    """The rows as aligned text columns, numbers right-aligned."""
+    table = [list(HEADERS)] + [_cells(r) for r in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(HEADERS))]
+    right = {3, 4, 5, 6}
+    return "\n".join("  ".join(c.rjust(w) if i in right else c.ljust(w)
+                               for i, (c, w) in enumerate(zip(line, widths))).rstrip()
+                     for line in table)
+
+
+# --- the comparison page ----------------------------------------------------------------------
+
+# Options that say where or how verbosely a run was made, not what it computed.
+NOT_SETTINGS = ("verbose", "artifacts", "tensorboard", "data_dir")
+METRIC_ROWS = [  # (metrics.json key, label, format, which is best)
+    ("test_accuracy", "test accuracy", "{:.4f}", max), ("test_loss", "test loss", "{:.4f}", min),
+    ("best_epoch", "best epoch", "{}", None), ("best_val_loss", "best val loss", "{:.4f}", min),
+    ("best_val_accuracy", "best val accuracy", "{:.4f}", max),
+    ("epochs_run", "epochs run", "{}", None), ("stop_reason", "stopped", "{}", None),
+    ("wall_time_s", "wall time", None, min), ("train_time_s", "training time", None, min),
+    ("samples_per_s", "samples/s", "{:,.0f}", max),
+    ("peak_rss_mb", "peak memory (MiB)", "{:,.0f}", min),
+]
+CSS = """body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
+h1{font-size:1.5em}h2{font-size:1.15em;margin-top:2em}img{max-width:100%}
+table{border-collapse:collapse;margin:.5em 0}
+th,td{padding:.25em .8em;border-bottom:1px solid #ddd;text-align:right}
+th:first-child,td:first-child{text-align:left}thead th{border-bottom:2px solid #888}
+td.best{font-weight:bold;background:#eef6ee}.note{color:#666}"""
+
+
+def _labels(runs: list[RunFiles], given: list[str]) -> list[str]:
+    """Each run's folder name, or the path as given where two runs share a name."""
+    names = [r.path.name for r in runs]
+    return [n if names.count(n) == 1 else g for n, g in zip(names, given)]
+
+
+def _settings(run: RunFiles) -> dict:
+    flat = {k: v for k, v in run.options.items() if k != "train" and k not in NOT_SETTINGS}
+    train = run.options.get("train") or {}
+    flat.update({k: v for k, v in train.items() if k not in NOT_SETTINGS})
+    flat["model"] = run.model
+    flat["parameters"] = (run.resolved.get("model_summary") or {}).get("total_params")
+    return {k: json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v
+            for k, v in flat.items()}
+
+
+def _per_class(runs: list[RunFiles]) -> tuple[list[str], list[dict]]:
+    """(class names in order of first appearance, [{class: recall}] per run)."""
+    recalls = [{str(c["class"]): c.get("recall") for c in (r.metrics or {}).get("per_class", [])}
+               for r in runs]
+    classes = list(dict.fromkeys(c for rec in recalls for c in rec))
+    return classes, recalls
+
+
+def _png_uri(fig) -> str:
+    import base64
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _curves_figure(runs, labels):
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    fig = Figure(figsize=(11, 4), dpi=100, layout="constrained")
+    for i, metric in enumerate(("loss", "accuracy")):
+        ax = fig.add_subplot(1, 2, i + 1)
+        for j, (run, label) in enumerate(zip(runs, labels)):
+            color = f"C{j % 10}"
+            for key, style, split in ((metric, "-", "train"),
+                                      (f"val_{metric}", "--", "validation")):
+                values = run.curve(key)
+                if any(math.isfinite(v) for v in values):
+                    ax.plot(range(1, len(values) + 1), values, style, color=color,
+                            label=f"{label} {split}", marker="o" if len(values) <= 30 else None,
+                            markersize=3)
+        ax.set_title(f"{metric} (solid: train, dashed: validation)")
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return fig
+
+
+def _recall_figure(classes, recalls, labels):
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(min(max(6, 0.45 * len(classes) * len(labels) + 2), 14), 3.6), dpi=100,
+                 layout="constrained")
+    ax = fig.add_subplot()
+    width = 0.8 / len(labels)
+    x = np.arange(len(classes))
+    for j, (rec, label) in enumerate(zip(recalls, labels)):
+        ax.bar(x + (j - (len(labels) - 1) / 2) * width,
+               [rec.get(c) if rec.get(c) is not None else np.nan for c in classes],
+               width, label=label, color=f"C{j % 10}")
+    ax.set_xticks(x, classes, rotation=45 if len(classes) > 12 else 0, ha="right"
+                  if len(classes) > 12 else "center")
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("recall (per-class accuracy)")
+    ax.set_xlabel("class")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def _table(header: list[str], rows: list[tuple[str, list, object]], fmt) -> str:
+    """rows: (label, values, best: max/min/None); the best value of a row is marked."""
+    out = ["<table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header)
+           + "</tr></thead><tbody>"]
+    for label, values, best in rows:
+        numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)
+                   and math.isfinite(v)]
+        top = best(numbers) if best and len(numbers) > 1 and len(set(numbers)) > 1 else None
+        cells = "".join(f"<td{' class=best' if top is not None and v == top else ''}>"
+                        f"{html.escape(fmt(label, v))}</td>" for v in values)
+        out.append(f"<tr><td>{html.escape(label)}</td>{cells}</tr>")
+    return "".join(out) + "</tbody></table>"
+
+
+def write_comparison(run_dirs: list, out) -> Path:
+    """Two or more runs in one HTML file: settings that differ, training curves overlaid,
+    final metrics side by side, per-class recall side by side. Returns the file's path."""
+    from cnnkit.fsutil import atomic_write_text
+
+    if len(run_dirs) < 2:
+        raise CnnkitError(f"compare needs at least two runs; got {len(run_dirs)}")
+    runs = [read_run(d) for d in run_dirs]
+    labels = _labels(runs, [str(d) for d in run_dirs])
+    header = [""] + labels
+    settings = [_settings(r) for r in runs]
+    keys = list(dict.fromkeys(k for s in settings for k in s))
+    shown = [k for k in keys if k in ("model", "dataset", "parameters")
+             or len({json.dumps(s.get(k)) for s in settings}) > 1]
+
+    def plain(key, v):  # an option left unset (None) got its default
+        if v is None:
+            return "—" if key == "parameters" else "default"
+        return f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v)
+
+    formats = {label: fmt for _, label, fmt, _ in METRIC_ROWS}
+
+    def metric(label, v):
+        if v is None:
+            return "—"
+        return format_duration(v) if formats[label] is None else formats[label].format(v)
+
+    metric_rows = [(label, [(r.metrics or {}).get(key) for r in runs], best)
+                   for key, label, _, best in METRIC_ROWS]
+    unfinished = [lab for lab, r in zip(labels, runs) if r.metrics is None]
+    classes, recalls = _per_class(runs)
+    parts = [f"<h1>{html.escape(' vs '.join(labels))}</h1>",
+             "<h2>Settings</h2>", _table(header, [(k, [s.get(k) for s in settings], None)
+                                                  for k in shown], plain),
+             '<p class="note">Model, dataset and parameter count, then every option that '
+             'differs between the runs.</p>',
+             "<h2>Training curves</h2>",
+             f'<img alt="loss and accuracy per epoch" '
+             f'src="{_png_uri(_curves_figure(runs, labels))}">',
+             "<h2>Final metrics</h2>", _table(header, metric_rows, metric)]
+    if unfinished:
+        parts.append(f'<p class="note">Unfinished (no metrics.json yet): '
+                     f'{html.escape(", ".join(unfinished))}.</p>')
+    parts.append("<h2>Per-class accuracy (recall on the test split)</h2>")
+    if classes:
+        if len(classes) <= 40:  # past that, bars are too thin to read; the table stays
+            parts.append(f'<img alt="recall per class" '
+                         f'src="{_png_uri(_recall_figure(classes, recalls, labels))}">')
+        parts.append(_table(["class"] + labels,
+                            [(c, [rec.get(c) for rec in recalls], max) for c in classes],
+                            lambda _, v: "—" if v is None else f"{v:.3f}"))
+    else:
+        parts.append('<p class="note">No per-class figures: no run has finished.</p>')
+    page = ("<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
+            f"<title>{html.escape('cnnkit compare: ' + ', '.join(labels))}</title>"
+            f"<style>{CSS}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
+    return atomic_write_text(out, page)

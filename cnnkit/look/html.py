@@ -1,0 +1,513 @@
+"""One run as one web page: `report.html`, self-contained, beside report.md.
+
+Every picture is inside the file (PNG as base64 data: URIs, SVG inline) with the CSS, so the
+page opens offline, mails as one attachment and makes no request at all; its Content-Security-
+Policy forbids any, so a slip shows as a console error rather than a silent fetch. No script.
+
+Pictures are drawn here from arrays (Pillow encodes them) rather than by matplotlib, which
+takes 0.3 s for a confusion matrix and 0.8 s for probability bars: images at their own size,
+enlarged by the browser (`image-rendering: pixelated`); tables and probability bars are HTML.
+Only the training curves come from matplotlib: curves.png, which the run has already drawn.
+
+`write_report_html(run_dir)` needs only the run directory; the end of a run also passes what
+it holds in memory (dataset, splits, model, test probabilities and report) so nothing is
+loaded or computed twice. User strings (class names, paths, options) are all escaped.
+"""
+from __future__ import annotations
+
+import base64
+import csv
+import importlib.util
+import io
+import json
+import math
+from html import escape
+from pathlib import Path
+
+import numpy as np
+
+from cnnkit.errors import CnnkitError
+from cnnkit.fsutil import atomic_write_text
+
+# A Fashion-MNIST run's page is ~0.2 MB, a digits run's ~0.1 MB: images are kept few and small
+# to stay far below this, and the tests hold every page to it.
+BUDGET_BYTES = 3 * 2**20
+SAMPLE_CLASSES, SAMPLES_PER_CLASS = 20, 2  # the data's sample grid
+MISTAKES, PREDICTIONS, CAM_IMAGES = 16, 6, 4
+MAP_LAYERS, MAP_CHANNELS = 6, 16  # feature maps: first layers and channels shown
+NUMBERED_CM = 30  # past this many classes the confusion matrix cells hold colour only
+
+
+def write_report_html(run_dir, dataset=None, splits=None, model=None, probs=None,
+                      report=None) -> Path:
+    """Write `run_dir/report.html` and return its path. Whatever is not given is read from
+    the run directory: the best model, the run's own data splits, the test evaluation."""
+    run_dir = Path(run_dir)
+    page = render_report_html(run_dir, dataset, splits, model, probs, report)
+    return atomic_write_text(run_dir / "report.html", page)
+
+
+def render_report_html(run_dir, dataset=None, splits=None, model=None, probs=None,
+                       report=None) -> str:
+    from cnnkit.runs.evaluate import evaluate, load_model_or_run
+    from cnnkit.runs.run import prepare_data, read_run_config
+
+    run_dir = Path(run_dir)
+    options = read_run_config(run_dir)  # first: a folder that is not a run says so
+    config = json.loads((run_dir / "config.json").read_text())
+    if options.get("artifacts", "full") != "full":
+        raise CnnkitError(f"{run_dir}: the run was made with artifacts={options['artifacts']!r}, "
+                          "which saves no model to report on; valid: a run with artifacts 'full'")
+    if model is None:
+        model, _ = load_model_or_run(run_dir)
+    if dataset is None or splits is None:  # as evaluate does: a folder is read at the model's size
+        dataset, splits = prepare_data(options, model.input_shape
+                                       if options["dataset"].startswith("folder:") else None)
+    if probs is None or report is None:
+        ev = evaluate(run_dir)
+        probs, report = ev.probs, ev.report
+    metrics_file = run_dir / "metrics.json"
+    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+    history = read_history(run_dir / "history.csv")
+    x_test, y_test = (np.asarray(t) for t in splits["test"])
+    names = report["class_names"]
+    picks = [int(i) for i in np.linspace(0, len(y_test) - 1, min(PREDICTIONS, len(y_test)))]
+
+    from cnnkit.runs.spec import RunSpec
+
+    title = f"{RunSpec.from_dict(options).model_label} on {dataset.name}"
+    sections = [
+        ("data", "Data", data_section(dataset, splits)),
+        ("model", "Model", model_section(model, config)),
+        ("training", "Training", training_section(run_dir, history, options, metrics)),
+        ("results", "Test results", results_section(report, x_test, y_test, probs, picks)),
+        ("inside", "Inside the model", inside_section(model, x_test, y_test, names,
+                                                      picks[:CAM_IMAGES])),
+    ]
+    return page(title, run_dir, headline(report, metrics), sections)
+
+
+def read_history(path: Path) -> dict[str, list]:
+    """history.csv as columns of floats (None where a cell is empty); no file: no epochs."""
+    if not path.is_file():
+        return {}
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    return {key: [float(r[key]) if r.get(key) not in (None, "") else None for r in rows]
+            for key in (rows[0] if rows else {})}
+
+
+# -- pieces of HTML ----------------------------------------------------------------------------
+def table(head: list[str], rows: list[list], cls: str = "") -> str:
+    """Cells are escaped unless given as `Raw` (HTML this module built)."""
+    def cell(v, tag):
+        return f"<{tag}>{v if isinstance(v, Raw) else escape(str(v))}</{tag}>"
+
+    return (f'<table class="{cls}"><thead><tr>{"".join(cell(h, "th") for h in head)}</tr></thead>'
+            "<tbody>" + "".join("<tr>" + "".join(cell(v, "td") for v in r) + "</tr>" for r in rows)
+            + "</tbody></table>")
+
+
+class Raw(str):
+    """HTML built here, passed through `table` as it is."""
+
+
+def note(text: str) -> str:
+    return f'<p class="note">{escape(text)}</p>'
+
+
+def png(pixels: np.ndarray) -> bytes:
+    """uint8 (H, W), (H, W, 1) or (H, W, 3) as PNG bytes."""
+    from PIL import Image
+
+    pixels = np.ascontiguousarray(pixels[..., 0] if pixels.ndim == 3 and pixels.shape[2] == 1
+                                  else pixels)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def img(pixels: np.ndarray, alt: str, side: int = 64) -> str:
+    """An <img> whose longer side shows at about `side` CSS pixels: a small image is enlarged
+    by a whole factor (crisp pixels), a large one shrunk before encoding (a small file)."""
+    h, w = pixels.shape[:2]
+    if max(h, w) > side:
+        from PIL import Image
+
+        im = Image.fromarray(pixels[..., 0] if pixels.shape[-1:] == (1,) else pixels)
+        im.thumbnail((side, side))
+        pixels = np.asarray(im)
+        h, w = pixels.shape[:2]
+    k = max(1, round(side / max(h, w)))
+    return png_tag(png(pixels), alt, w * k, h * k)
+
+
+def png_tag(data: bytes, alt: str, width: int, height: int) -> str:
+    return (f'<img src="data:image/png;base64,{base64.b64encode(data).decode()}" '
+            f'alt="{escape(alt)}" width="{width}" height="{height}">')
+
+
+def figure(image_html: str, caption: str) -> str:
+    return f"<figure>{image_html}<figcaption>{escape(caption)}</figcaption></figure>"
+
+
+def colormap(name: str) -> np.ndarray:
+    """(256, 3) uint8 lookup table of a matplotlib colour map."""
+    import matplotlib
+
+    return (matplotlib.colormaps[name](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
+
+
+def mosaic(tiles: np.ndarray, ncols: int) -> np.ndarray:
+    """RGB tiles (n, h, w, 3) in rows of `ncols`, one white pixel between them."""
+    n, h, w = tiles.shape[:3]
+    rows = math.ceil(n / ncols)
+    out = np.full((rows * (h + 1) - 1, ncols * (w + 1) - 1, 3), 255, np.uint8)
+    for i, tile in enumerate(tiles):
+        r, c = divmod(i, ncols)
+        out[r * (h + 1):r * (h + 1) + h, c * (w + 1):c * (w + 1) + w] = tile
+    return out
+
+
+def bars_svg(values: list, label: str, fmt: str) -> str:
+    """A small bar chart of one number per epoch, as inline SVG."""
+    vals = [v if v is not None and math.isfinite(v) else 0.0 for v in values]
+    top = max(vals + [0.0]) or 1.0
+    w, h, left, bottom = 320, 120, 8, 18
+    step = (w - 2 * left) / max(len(vals), 1)
+    tall = [v / top * (h - 40) for v in vals]
+    bars = "".join(f'<rect x="{left + (i + 0.1) * step:.1f}" y="{h - bottom - t:.1f}" '
+                   f'width="{step * 0.8:.1f}" height="{t:.1f}" fill="#4c78a8">'
+                   f"<title>epoch {i + 1}: {fmt.format(v)}</title></rect>"
+                   for i, (v, t) in enumerate(zip(vals, tall)))
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" role="img" '
+            f'aria-label="{escape(label)}" font-size="11" font-family="sans-serif">'
+            f'<text x="{left}" y="13">{escape(label)} (max {fmt.format(top)})</text>{bars}'
+            f'<text x="{left}" y="{h - 4}">1</text>'
+            f'<text x="{w - left}" y="{h - 4}" text-anchor="end">epoch {len(vals)}</text></svg>')
+
+
+# -- the sections ------------------------------------------------------------------------------
+def headline(report: dict, metrics: dict) -> str:
+    facts = [f"test accuracy <b>{report['accuracy']:.4f}</b>", f"test loss {report['loss']:.4f}"]
+    if metrics:
+        facts.append(f"model of epoch {metrics['best_epoch']} of {metrics['epochs_run']}")
+        facts.append(f"{metrics['wall_time_s']:.1f} s in all, on {escape(metrics['device'])} "
+                     f"({escape(metrics['precision'])})")
+        if metrics.get("stop_reason"):
+            facts.append(f"stopped: {escape(metrics['stop_reason'])}")
+    else:
+        facts.append("the run has not finished (no metrics.json): its best model so far")
+    return '<p class="headline">' + " · ".join(facts) + "</p>"
+
+
+def data_section(ds, splits) -> str:
+    import torch
+
+    k = ds.num_classes
+    sizes = {s: (len(v[1]) if v else 0) for s, v in splits.items()}
+    counts = {s: torch.bincount(v[1], minlength=k).tolist() for s, v in splits.items() if v}
+    facts = [["dataset", ds.name], ["source", ds.source or "—"],
+             ["images", "×".join(map(str, ds.image_shape)) + " (H×W×C), uint8"],
+             ["classes", k], *[[f"{s} images", f"{n:,}"] for s, n in sizes.items()]]
+    if splits["val"] is not None and splits["val"] is splits["test"]:
+        facts.append(["note", "validation is on the test split (val_from_test)"])
+    shown = [s for s in counts if not (s == "val" and splits["val"] is splits["test"])]
+    count_rows = [[name] + [counts[s][i] for s in shown] for i, name in enumerate(ds.class_names)]
+    x, y = splits["train"]
+    samples = []
+    for c in range(min(k, SAMPLE_CLASSES)):
+        for i in torch.nonzero(y == c).flatten()[:SAMPLES_PER_CLASS].tolist():
+            samples.append(figure(img(x[i].numpy(), f"a training image of {ds.class_names[c]}"),
+                                  ds.class_names[c]))
+    more = note(f"the first {SAMPLE_CLASSES} of {k} classes") if k > SAMPLE_CLASSES else ""
+    return ('<div class="row">' + table(["", ""], facts, "facts")
+            + "<div><h3>Images per class</h3>" + table(["class"] + shown, count_rows, "num")
+            + "</div></div><h3>Training images</h3>"
+            + f'<div class="grid">{"".join(samples)}</div>{more}')
+
+
+def model_section(model, config: dict) -> str:
+    d = model.summary_dict()
+    rows = [[f"{l['name']} ({l['type']})", "(None, " + ", ".join(map(str, l["output_shape"])) + ")",
+             f"{l['params']:,}", f"{l['macs']:,}"] for l in d["layers"]]
+    rows.append([Raw("<b>total</b>"), "", f"{d['total_params']:,}", f"{d['total_macs']:,}"])
+    out = ['<div class="row"><div class="side">',
+           table(["layer (type)", "output shape", "params", "MACs"], rows, "num summary"),
+           note(f"input {tuple(d['input_shape'])}; {d['trainable_params']:,} trainable, "
+                f"{d['non_trainable_params']:,} non-trainable parameters; "
+                f"{d['memory_bytes'] / 1024:.1f} KiB of float32 weights")]
+    model_note = (config.get("resolved") or {}).get("model_note")
+    if model_note:
+        out.append(note(model_note))
+    out.append("</div><div><h3>Diagram</h3>")
+    if importlib.util.find_spec("cnnkit.look.diagram") is None:
+        out.append(note("the layer diagram is not available in this version of cnnkit"))
+    else:
+        from cnnkit.look.diagram import model_svg
+
+        svg = model_svg(model)
+        out.append(f'<div class="diagram">{svg[svg.find("<svg"):]}</div>')  # no XML prologue
+    return "".join(out) + "</div></div>"
+
+
+def training_section(run_dir: Path, history: dict, options: dict, metrics: dict) -> str:
+    out = []
+    curves = run_dir / "curves.png"  # drawn at the end of the run
+    if curves.is_file():
+        data = curves.read_bytes()
+    elif history.get("loss"):  # a run stopped before its end: drawn here, in memory
+        import tempfile
+
+        from cnnkit.look.plots import plot_history
+
+        with tempfile.TemporaryDirectory() as tmp:
+            data = plot_history({k: v for k, v in history.items() if k != "epoch"},
+                                Path(tmp) / "curves.png").read_bytes()
+    else:
+        data = None
+    if data:
+        from PIL import Image
+
+        width, height = Image.open(io.BytesIO(data)).size
+        out.append(png_tag(data, "loss and accuracy per epoch", width, height))
+    epochs = len(history.get("loss", []))
+    if epochs:
+        out.append('<div class="row">' + bars_svg(history.get("lr", []), "learning rate", "{:.3g}")
+                   + bars_svg(history.get("time", []), "seconds per epoch", "{:.2f}") + "</div>")
+        cols = [c for c in ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "time")
+                if c in history]
+        rows = [[i + 1] + ["—" if history[c][i] is None else f"{history[c][i]:.4g}" for c in cols]
+                for i in range(epochs)]
+        out.append(f"<details{' open' if epochs <= 20 else ''}><summary>per epoch</summary>"
+                   + table(["epoch"] + cols, rows, "num") + "</details>")
+    if metrics.get("samples_per_s"):
+        out.append(note(f"{metrics['train_time_s']:.1f} s training, "
+                        f"{metrics['samples_per_s']:,.0f} samples/s"))
+    flat = [(k, v) for k, v in options.items() if k != "train"] + list(options["train"].items())
+    out.append('<h3>Options of the run</h3><dl class="options">' + "".join(
+        f"<div><dt>{escape(k)}</dt><dd>{escape(option_text(v))}</dd></div>" for k, v in flat)
+        + "</dl>")
+    return "".join(out)
+
+
+def option_text(value) -> str:
+    if value is None:
+        return "—"
+    return json.dumps(value) if isinstance(value, (dict, list, bool)) else str(value)
+
+
+def results_section(report: dict, x, y, probs, picks: list[int]) -> str:
+    from cnnkit.look.metrics import worst_mistakes
+
+    names = report["class_names"]
+    rows = [[c["class"], f"{c['precision']:.4f}", f"{c['recall']:.4f}", f"{c['f1']:.4f}",
+             c["support"]] for c in report["per_class"]]
+    for label in ("macro_avg", "weighted_avg"):
+        m = report[label]
+        rows.append([Raw(f"<b>{label.replace('_', ' ')}</b>"), f"{m['precision']:.4f}",
+                     f"{m['recall']:.4f}", f"{m['f1']:.4f}", m["support"]])
+    out = [table(["class", "precision", "recall", "f1", "support"], rows, "num"),
+           "<h3>Confusion matrix</h3>", note("rows: true class; columns: predicted class"),
+           confusion_table(report["confusion_matrix"], names, False),
+           "<h3>Confusion matrix, each row divided by its count (recall on the diagonal)</h3>",
+           confusion_table(report["confusion_matrix"], names, True),
+           "<h3>Most confident mistakes</h3>"]
+    worst = worst_mistakes(probs, y, k=MISTAKES)
+    out.append(('<div class="grid">' + "".join(
+        figure(img(x[i], f"a {names[t]} taken for {names[p]}"),
+               f"{names[t]} → {names[p]} ({c:.2f})")
+        for i, t, p, c in worst) + "</div>") if worst else note("no misclassified test images"))
+    out.append("<h3>Sample predictions</h3>" + note(
+        "the five most probable classes: the prediction blue when right, red when wrong; "
+        "the true class green"))
+    out.append('<div class="preds">' + "".join(prediction(x[i], int(y[i]), probs[i], names)
+                                               for i in picks) + "</div>")
+    return "".join(out)
+
+
+def confusion_table(cm, names: list[str], normalize: bool) -> str:
+    """Rows true class, columns predicted, each cell shaded by its share of the row's maximum
+    scale (counts: the largest cell; normalized: 1)."""
+    cm = np.asarray(cm, dtype=float)
+    if normalize:
+        totals = cm.sum(axis=1, keepdims=True)
+        cm = np.divide(cm, totals, out=np.zeros_like(cm), where=totals > 0)
+    k = len(names)
+    top = 1.0 if normalize else max(cm.max(), 1.0)
+    by_name = k <= 12  # longer lists number the columns, as the text report does
+    head = [""] + [n if by_name else str(j) for j, n in enumerate(names)]
+    rows = []
+    for i, row in enumerate(cm):
+        cells = [Raw(escape(names[i] if by_name else f"{i} {names[i]}"))]
+        for j, v in enumerate(row):
+            a = v / top
+            text = "" if k > NUMBERED_CM else f"{v:.2f}" if normalize else f"{v:.0f}"
+            cells.append(Raw(f'<span style="background:rgba(31,119,180,{a:.3f});'
+                             f'color:{"#fff" if a > 0.5 else "#222"}"'
+                             f'{" class=diag" if i == j else ""} title="{escape(names[i])} → '
+                             f'{escape(names[j])}: {v:.4g}">{text}</span>'))
+        rows.append(cells)
+    return table(head, rows, "cm")
+
+
+def prediction(image, true: int, p, names: list[str]) -> str:
+    """One test image and its five most probable classes as bars."""
+    pred = int(np.argmax(p))
+    bars = []
+    for c in np.argsort(-p, kind="stable")[:5]:
+        kind = ("right" if c == true else "wrong") if c == pred else "true" if c == true else ""
+        bars.append(f'<div class="bar {kind}"><span class="label">{escape(names[c])}</span>'
+                    f'<span class="track"><span style="width:{100 * p[c]:.1f}%"></span></span>'
+                    f'<span class="value">{p[c]:.2f}</span></div>')
+    alt = f"a {names[true]}, predicted {names[pred]}"
+    return (f'<div class="pred">{figure(img(image, alt, 72), f"true {names[true]}")}'
+            f'<div class="bars">{"".join(bars)}</div></div>')
+
+
+def inside_section(model, x, y, names: list[str], picks: list[int]) -> str:
+    if importlib.util.find_spec("cnnkit.look.inside") is None:
+        return note("filters, feature maps and Grad-CAM are not available in this version "
+                    "of cnnkit")
+    from cnnkit.look import inside
+
+    out = ["<h3>First-layer filters</h3>"]
+    try:
+        kernels = np.asarray(inside.first_layer_filters(model))  # Keras (kh, kw, in, out)
+        out.append(filters_img(kernels.transpose(3, 2, 0, 1)))
+    except CnnkitError as e:  # e.g. a model with no convolution
+        out.append(note(str(e)))
+    i = picks[0]
+    out.append(f"<h3>Feature maps of one test image ({escape(names[int(y[i])])})</h3>")
+    try:
+        layers = mapped_layers(model)
+        maps = inside.feature_maps(model, x[i], layers=layers) if layers else {}
+        out.append(figure(img(x[i], "the test image", 96), "input")
+                   + "".join(feature_map_img(name, np.asarray(m)) for name, m in maps.items())
+                   + ("" if maps else note("the model has no convolution or pooling, so no "
+                                           "feature maps")))
+    except CnnkitError as e:
+        out.append(note(str(e)))
+    out.append("<h3>Grad-CAM: where the predicted class was seen</h3>" + note(
+        "at the last Conv2D. Where Grad-CAM is 0 everywhere (common after a Flatten head, "
+        "whose gradients average out over the map) the picture shows HiResCAM instead, which "
+        "weights each position by its own gradient"))
+    try:
+        cams = [grad_cam_figure(x[i], *_cam(inside, model, x[i]), names, int(y[i]))
+                for i in picks]
+        out.append('<div class="grid">' + "".join(cams) + "</div>")
+    except CnnkitError as e:
+        out.append(note(str(e)))
+    return "".join(out)
+
+
+def mapped_layers(model) -> list[str]:
+    """The first convolutions and poolings: their outputs are the maps worth a look (a
+    Dropout or BatchNormalization output is much the same picture again)."""
+    kinds = ("Conv2D", "MaxPooling2D", "AveragePooling2D")
+    return [i.name for i in model.layer_infos() if i.layer.type in kinds][:MAP_LAYERS]
+
+
+def filters_img(w: np.ndarray) -> str:
+    """Kernels (out, in, kh, kw): RGB ones in colour, each on its own range; others (the mean
+    over input channels) on one blue-white-red scale centred on 0, comparable across filters."""
+    n, cin = w.shape[:2]
+    if cin == 3:
+        t = w.transpose(0, 2, 3, 1)
+        lo, hi = t.min(axis=(1, 2, 3), keepdims=True), t.max(axis=(1, 2, 3), keepdims=True)
+        tiles = ((t - lo) / np.maximum(hi - lo, 1e-12) * 255).astype(np.uint8)
+    else:
+        t = w[:, 0] if cin == 1 else w.mean(axis=1)
+        top = max(float(np.abs(t).max()), 1e-12)
+        tiles = colormap("bwr")[((t / top + 1) * 127.5).astype(int)]
+    grid = mosaic(tiles, math.ceil(math.sqrt(n)))
+    return figure(img(grid, "first-layer filters", 240),
+                  f"{n} filters, {w.shape[2]}×{w.shape[3]}"
+                  + ("" if cin in (1, 3) else f", mean over {cin} input channels"))
+
+
+def feature_map_img(name: str, maps: np.ndarray) -> str:
+    """One layer's (H, W, C) output: each channel standardized on its own, so a weak but
+    structured response shows as well as a strong one."""
+    h, w, c = maps.shape
+    m = maps[..., :MAP_CHANNELS].transpose(2, 0, 1)  # (C, H, W)
+    m = (m - m.mean(axis=(1, 2), keepdims=True)) / (m.std(axis=(1, 2), keepdims=True) + 1e-5)
+    tiles = colormap("viridis")[np.clip(m * 64 + 128, 0, 255).astype(int)]
+    shown = f", first {MAP_CHANNELS}" if c > MAP_CHANNELS else ""
+    return figure(img(mosaic(tiles, min(len(tiles), 4)), f"feature maps of {name}", 192),
+                  f"{name}: {c} maps {h}×{w}{shown}")
+
+
+def _cam(inside, model, image):
+    """(heat, class, method): Grad-CAM, or HiResCAM where Grad-CAM is 0 everywhere."""
+    heat, k = inside.grad_cam(model, image)
+    if heat.max() > 0:
+        return heat, k, "Grad-CAM"
+    return inside.grad_cam(model, image, k, method="hirescam")[0], k, "HiResCAM"
+
+
+def grad_cam_figure(image, heat, cls: int, method: str, names: list[str], true: int) -> str:
+    """The image beside its class-activation map laid over it (jet colours, half transparent)."""
+    base = np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image
+    over = (0.5 * base + 0.5 * colormap("jet")[(np.clip(heat, 0, 1) * 255).astype(int)])
+    caption = f"true {names[true]}, class shown {names[cls]}, {method}" + (
+        "" if heat.max() > 0 else " (all zero)")
+    return figure(img(np.concatenate([base, np.full((base.shape[0], 1, 3), 255, np.uint8),
+                                      over.astype(np.uint8)], axis=1), caption, 160), caption)
+
+
+# -- the page ----------------------------------------------------------------------------------
+CSS = """
+body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;
+ color:#202124;margin:0 auto;max-width:1100px;padding:0 24px 48px}
+header{border-bottom:1px solid #dadce0;margin-bottom:8px}
+h1{font-size:24px;margin:20px 0 4px} h2{font-size:20px;margin:32px 0 8px;
+ border-bottom:1px solid #dadce0} h3{font-size:15px;margin:20px 0 6px}
+nav a{margin-right:14px;color:#1a73e8;text-decoration:none} .path{color:#5f6368;font-size:13px}
+h1,.path,td{overflow-wrap:anywhere} .headline{font-size:16px} .note{color:#5f6368;font-size:13px}
+table{border-collapse:collapse;font-size:13px;margin:4px 0}
+th,td{padding:3px 10px;border-bottom:1px solid #eceff1;text-align:left;vertical-align:top}
+table.num td+td,table.num th+th{text-align:right;font-variant-numeric:tabular-nums}
+table.facts thead{display:none} table.facts td:first-child{color:#5f6368}
+table.cm td,table.cm th{padding:0;border:0;font-size:12px;text-align:center;vertical-align:middle}
+table.cm th{padding:2px 4px;max-width:72px}
+table.cm td:first-child{text-align:right;padding-right:6px}
+table.cm span{display:block;min-width:42px;line-height:26px;font-variant-numeric:tabular-nums}
+table.cm span.diag{outline:1px solid #0b3d91;outline-offset:-1px}
+img{image-rendering:pixelated;vertical-align:top;max-width:100%;height:auto}
+.grid{display:flex;flex-wrap:wrap;gap:6px}
+figure{margin:0 8px 8px 0;display:inline-block;vertical-align:top;text-align:center}
+figcaption{font-size:12px;color:#3c4043;max-width:150px;margin:auto}
+.diagram{overflow-x:auto} .side{max-width:520px}
+.row{display:flex;gap:32px;flex-wrap:wrap;margin:8px 0;align-items:flex-start}
+.preds{display:flex;flex-wrap:wrap;gap:14px}
+.pred{display:flex;gap:8px;align-items:center;border:1px solid #eceff1;padding:6px;width:330px}
+.pred figure{flex:none;width:96px} .bars{flex:1;min-width:0;font-size:12px}
+.bar{display:flex;align-items:center;gap:6px;height:19px}
+.bar .label{width:80px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
+.bar .track{flex:1;min-width:60px;background:#f1f3f4;height:11px}
+.bar .value{width:32px;text-align:right}
+.bar .track span{display:block;height:100%;background:#9aa0a6}
+.bar.right .track span{background:#1a73e8} .bar.wrong .track span{background:#d93025}
+.bar.true .track span{background:#188038} .bar.true .label,.bar.right .label{font-weight:600}
+dl.options{columns:3 240px;font-size:13px;margin:4px 0}
+dl.options div{display:flex;gap:8px;break-inside:avoid;border-bottom:1px solid #eceff1;
+ padding:2px 0}
+dl.options dt{color:#5f6368;min-width:110px} dl.options dd{margin:0;word-break:break-word}
+details summary{cursor:pointer;color:#1a73e8;margin:8px 0}
+"""
+
+
+def page(title: str, run_dir: Path, headline_html: str, sections: list) -> str:
+    nav = "".join(f'<a href="#{sid}">{escape(name)}</a>' for sid, name, _ in sections)
+    body = "".join(f'<section id="{sid}"><h2>{escape(name)}</h2>{html}</section>'
+                   for sid, name, html in sections)
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            # nothing may load from anywhere: images are data: URIs, styles inline, no script
+            "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
+            "img-src data:; style-src 'unsafe-inline'\">"
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>Run report: {escape(title)}</title><style>{CSS}</style></head><body>"
+            f"<header><h1>Run report: {escape(title)}</h1>"
+            f'<div class="path">{escape(str(run_dir.resolve()))}</div>{headline_html}'
+            f"<nav>{nav}</nav></header>{body}</body></html>\n")
