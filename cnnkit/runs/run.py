@@ -24,6 +24,8 @@ from pathlib import Path
 
 from cnnkit.errors import CnnkitError
 from cnnkit.fsutil import atomic_write_json, recover_dir
+from cnnkit.runs.lock import LOCK_FILE, run_lock
+from cnnkit.runs.recipes import get_recipe
 from cnnkit.runs.spec import RESUMABLE, RunResult, RunSpec
 
 TEST_FRACTION = 0.2  # held out as the test split for datasets without an official one
@@ -108,7 +110,7 @@ def _leftovers(run_dir: Path) -> list[Path]:
             if p.name not in BEFORE_FIRST_EPOCH and not p.name.startswith(".")]
 
 
-def _check_fresh(run_dir: Path) -> None:
+def _check_fresh(run_dir: Path, ask_lock: bool = True) -> None:
     """`run_dir` may take a new run: it is absent, empty, or a run that never completed an
     epoch (killed early, or its loss diverged in epoch 1), which is then started afresh."""
     if run_dir.exists() and not run_dir.is_dir():
@@ -116,6 +118,9 @@ def _check_fresh(run_dir: Path) -> None:
                           option="out", value=str(run_dir))
     if not run_dir.exists():
         return
+    if ask_lock and (run_dir / LOCK_FILE).exists():
+        with run_lock(run_dir):  # says so if another process is training here right now
+            pass
     if (run_dir / "config.json").exists() and started(run_dir):
         raise CnnkitError(f"{run_dir} already holds a run; continue it with cnnkit train "
                           f"--resume {run_dir} (cnnkit.resume), or choose another out")
@@ -260,6 +265,15 @@ def make_callbacks(spec: RunSpec, run_dir: Path | None, has_val: bool) -> list:
 
 
 def _execute(spec: RunSpec, resume: bool, command) -> RunResult:
+    """The run, holding its directory's lock from the first write (or, to resume, from the
+    first read of its state) to the last."""
+    import contextlib
+
+    with contextlib.ExitStack() as held:
+        return _execute_held(spec, resume, command, held)
+
+
+def _execute_held(spec: RunSpec, resume: bool, command, held) -> RunResult:
     import torch
 
     from cnnkit.runs.report import finish_run
@@ -273,6 +287,9 @@ def _execute(spec: RunSpec, resume: bool, command) -> RunResult:
     run_dir = Path(spec.out) if spec.out is not None and spec.artifacts != "none" else None
     if run_dir is not None and not resume:
         _check_fresh(run_dir)
+    locked = run_dir is not None and resume
+    if locked:
+        held.enter_context(run_lock(run_dir))
     ds, splits = load_splits(spec)
     torch.manual_seed(config.seed)  # the initial weights too come from the run's seed
     model, note = build_model(spec, ds)
@@ -286,8 +303,14 @@ def _execute(spec: RunSpec, resume: bool, command) -> RunResult:
     make_loss(config.loss, ds.num_classes, model.output_activation, config.label_smoothing)
     if note:
         say(f"Note: {note}")
+    if spec.recipe and spec.early_stopping is None and splits["val"] is None \
+            and get_recipe(spec.recipe).early_stopping is not None:
+        say(f"Note: recipe {spec.recipe}'s early stopping is off: the run has no validation data")
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)  # only now: every input has been checked
+        if not locked:  # a new run: lock, then look again (another process may have won)
+            held.enter_context(run_lock(run_dir))
+            _check_fresh(run_dir, ask_lock=False)
         if resume:
             _record_resume(run_dir, spec, command)
         else:

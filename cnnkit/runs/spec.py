@@ -163,7 +163,9 @@ class RunSpec:
             d["dataset"] = d["dataset"] or recipe.dataset
             if d["val_split"] is None:
                 d["val_split"] = recipe.val_split
-            if d["early_stopping"] is None:
+            if d["early_stopping"] is None and (d["val_split"] or self.val_split is None):
+                # the recipe's early stopping watches the recipe's validation split: without
+                # validation (val_split=0 given) it is off, and the run says so
                 d["early_stopping"] = recipe.early_stopping
             if d["val_from_test"] is None:  # an explicit val_split, even 0, says otherwise
                 d["val_from_test"] = recipe.val_from_test and self.val_split is None
@@ -203,6 +205,10 @@ class RunSpec:
         n = self.limit
         if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 10):
             raise out_of_range("limit", n, "an integer of at least 10 images")
+        if p is not None and not self.val_split and not self.val_from_test:
+            raise CnnkitError(f"early_stopping={p!r} needs validation data to watch; valid: "
+                              "with val_split > 0 (early stopping stops on val_loss)",
+                              option="early_stopping", value=p)
         for name in ("val_from_test", "freeze", "tensorboard"):
             if not isinstance(getattr(self, name), bool):
                 raise out_of_range(name, getattr(self, name), "true or false")
