@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 CHROMIUM    := /usr/bin/chromium
 
-.PHONY: setup data browser demo test bench clean
+.PHONY: setup data browser demo test bench fuzz clean
 
 setup: $(STAMP)
 
@@ -36,6 +36,18 @@ demo: setup data
 
 test: setup data browser
 	$(BIN)/python -m pytest -q
+
+# Coverage-guided fuzzing of every file reader (atheris, installed into the venv from
+# bench/requirements-fuzz.txt, never a cnnkit dependency), FUZZ_SECONDS each; runs them all,
+# then fails if any found something (its inputs are named in the output).
+FUZZ_SECONDS ?= 30
+FUZZ_TARGETS := idx npz folder model-file saved-model state
+fuzz: setup
+	$(BIN)/python -m pip install -q -r bench/requirements-fuzz.txt
+	@failed=""; for t in $(FUZZ_TARGETS); do \
+	  $(BIN)/python bench/fuzz_readers.py --target $$t --seconds $(FUZZ_SECONDS) || failed="$$failed $$t"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: findings in:$$failed"; exit 1; fi
 
 clean:
 	rm -rf $(VENV) build *.egg-info

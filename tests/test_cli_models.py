@@ -40,7 +40,7 @@ def test_summary_of_model_file_and_saved_model(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv,message", [
     (["summary", "seed9"], "unknown model 'seed9'"),
-    (["summary", "nothing.yaml"], "nothing.yaml: no such file"),
+    (["summary", "nothing.yaml"], "model file 'nothing.yaml' does not exist"),
 ])
 def test_errors_exit_2_with_one_line(argv, message, capsys):
     assert main(argv) == 2

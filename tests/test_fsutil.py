@@ -1,5 +1,6 @@
 """Atomic writes: a reader sees the old or the new content, never a mix; kills are recoverable;
 what lands has the permissions the umask gives any other tool's output."""
+import errno
 import os
 import stat
 
@@ -7,8 +8,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from cnnkit.errors import CnnkitError
 from cnnkit.fsutil import (atomic_dir, atomic_path, atomic_write_bytes, atomic_write_json,
-                           atomic_write_text, recover_dir)
+                           atomic_write_text, readable_file, recover_dir)
 
 
 def test_atomic_write_replaces_whole_file_and_leaves_no_temp(tmp_path):
@@ -92,3 +94,51 @@ def test_a_trained_run_is_readable_by_others_under_umask_022(tmp_path, umask):
     wrong = {str(p.relative_to(tmp_path)): oct(mode(p)) for p in found
              if mode(p) != (0o755 if p.is_dir() else 0o644)}
     assert wrong == {}
+
+
+# -- what is at the target's name ----------------------------------------------------------------
+def test_a_fifo_or_folder_is_never_replaced_by_a_file(tmp_path):
+    # os.replace would put a regular file where the FIFO (or, for root, /dev/null) was
+    os.mkfifo(tmp_path / "pipe")
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(CnnkitError, match=r"pipe' is a FIFO \(named pipe\), not a file"):
+        atomic_write_text(tmp_path / "pipe", "x")
+    with pytest.raises(CnnkitError, match=r"folder' is a folder, not a file"):
+        with atomic_path(tmp_path / "folder") as tmp:
+            tmp.write_text("x")
+    assert stat.S_ISFIFO(os.lstat(tmp_path / "pipe").st_mode) and (tmp_path / "folder").is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder", "pipe"]  # no temporary
+
+
+def test_a_file_is_never_replaced_by_a_folder(tmp_path):
+    (tmp_path / "model").write_text("mine")
+    with pytest.raises(CnnkitError, match=r"model' is a file, not a folder; choose another path"):
+        with atomic_dir(tmp_path / "model") as tmp:
+            (tmp / "w").write_text("x")
+    assert (tmp_path / "model").read_text() == "mine"
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_readable_file_names_what_is_there_instead(tmp_path):
+    (tmp_path / "a.png").write_bytes(b"x")
+    (tmp_path / "dir.png").mkdir()
+    os.mkfifo(tmp_path / "pipe.png")  # only stat'ed: reading it would wait for a writer
+    assert readable_file(tmp_path / "a.png", "image file") == tmp_path / "a.png"
+    for name, message in [("missing.png", "image file '.*missing.png' does not exist"),
+                          ("dir.png", "dir.png' is a folder, not an image file"),
+                          ("pipe.png", r"pipe.png' is a FIFO \(named pipe\), not an image file"),
+                          ("a.png/x", "a.png/x': .*a.png is a file, not a folder")]:
+        with pytest.raises(CnnkitError, match=message):
+            readable_file(tmp_path / name, "image file")
+
+
+def test_a_writers_os_error_names_the_target_not_the_temporary(tmp_path):
+    with pytest.raises(OSError) as e:
+        with atomic_path(tmp_path / "plot.png") as tmp:
+            raise OSError(errno.EIO, "Input/output error")  # f.write names no file
+    assert (e.value.errno, e.value.filename) == (errno.EIO, str(tmp_path / "plot.png"))
+    with pytest.raises(OSError) as e:
+        with atomic_dir(tmp_path / "model") as tmp:
+            save_file({"w": torch.zeros(1)}, str(tmp / "missing" / "w.safetensors"))
+    assert e.value.errno == errno.ENOENT and e.value.filename == str(tmp_path / "model")
+    assert list(tmp_path.iterdir()) == []

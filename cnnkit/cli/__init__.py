@@ -6,11 +6,17 @@ friends inside its handler.
 
 A command module exposes `register(subparsers)`, which adds parsers and sets `func` on each.
 Handlers take the parsed `args` and return an exit code (None means 0).
+
+Every error a user can cause ends in one line and exit status 2: a CnnkitError, and an OSError
+about one of the user's paths or their disk (`cnnkit: error: runs/a: read-only file system`),
+wherever in a command it was raised. Other OS errors are bugs and keep their traceback.
 """
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
 import sys
 
 # Command modules, in the order their commands appear in `--help`.
@@ -46,6 +52,53 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# OS errors a user's disk, mounts, permissions or paths cause. The first set never comes from a
+# bug, whatever file it names or none (f.write on a full disk names none); the others count
+# when they name a path outside cnnkit and Python's own files. EINVAL, EBADF and such are bugs.
+DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EIO}
+PATH_ERRNOS = DISK_ERRNOS | {
+    errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENOTEMPTY, errno.EACCES,
+    errno.EPERM, errno.ENAMETOOLONG, errno.ELOOP, errno.ENXIO, errno.ETXTBSY, errno.EBUSY}
+
+
+def os_error_line(e: OSError) -> str | None:
+    """`PATH: permission denied` for an OS error the user caused; None for a bug."""
+    from cnnkit.fsutil import describe
+
+    if e.errno not in PATH_ERRNOS:
+        return None
+    # a rename names both paths; the destination is the one the user chose
+    path = e.filename2 if e.filename2 is not None and e.errno != errno.ENOENT else e.filename
+    if path is None or isinstance(path, int):
+        return describe(e) if e.errno in DISK_ERRNOS else None
+    path = os.fsdecode(path)
+    if e.errno not in DISK_ERRNOS and _ours(path):
+        return None
+    return f"{path}: {describe(e, path)}"
+
+
+def _ours(path: str) -> bool:
+    """Is `path` inside cnnkit's package or the Python installation (a missing file there is
+    a broken install or a bug, not the user's doing)?"""
+    import cnnkit
+
+    real = os.path.realpath(path)
+    roots = {os.path.dirname(os.path.realpath(cnnkit.__file__))} | {
+        os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    return any(real == r or real.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
+
+
+def _printable(text: str) -> str:
+    """A file name that is not UTF-8 comes in as lone surrogates (PEP 383): shown as `\\xff`,
+    the bytes it holds, rather than as `\\udcff` or a crash."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _fail(message: str) -> int:
+    print(f"cnnkit: error: {_printable(message)}", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     from cnnkit.errors import CnnkitError
 
@@ -56,15 +109,26 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    out = sys.stdout
+    strict = getattr(out, "errors", None) == "strict" and hasattr(out, "reconfigure")
+    if strict:  # results name the user's files: print undecodable names as their own bytes
+        out.reconfigure(errors="surrogateescape")
     try:
         code = args.func(args)
     except CnnkitError as e:
-        print(f"cnnkit: error: {e}", file=sys.stderr)
-        return 2
+        return _fail(str(e))
     except KeyboardInterrupt:
         print("cnnkit: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as e:
+        line = os_error_line(e)
+        if line is None:
+            raise
+        return _fail(line)
+    finally:
+        if strict:
+            out.reconfigure(errors="strict")
     return int(code or 0)
 

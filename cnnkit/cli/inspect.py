@@ -2,11 +2,33 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from cnnkit.errors import CnnkitError
+from cnnkit.fsutil import kind_of, readable_file
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+
+def check_model_dir(path) -> None:
+    """MODEL_OR_RUN is a folder (a run, or a saved model): say so before anything loads."""
+    p = Path(path)
+    if not p.exists():  # a permission error is raised: the CLI says so
+        raise CnnkitError(f"{p}: no such run or saved model directory")
+    if not p.is_dir():
+        raise CnnkitError(f"{p}: is a {kind_of(os.stat(p).st_mode)}, not a run or saved model "
+                          "directory")
+
+
+def check_out(flag: str, path, folder: bool) -> None:
+    """An --out or --plot that already exists must be what will be written there: found now,
+    not after minutes of work."""
+    if path is None or not Path(path).exists():
+        return
+    kind, want = kind_of(os.stat(path).st_mode), "folder" if folder else "file"
+    if kind != want:
+        raise CnnkitError(f"{flag} {path} is a {kind}, not a {want}; choose another {flag}")
 
 
 def evaluate_command(args) -> int:
@@ -14,6 +36,8 @@ def evaluate_command(args) -> int:
     from cnnkit.runs.evaluate import evaluate
     from cnnkit.runs.report import evaluation_plots
 
+    check_model_dir(args.model)
+    check_out("--out", args.out, folder=True)
     ev = evaluate(args.model, dataset=args.dataset, data_dir=args.data_dir, split=args.split,
                   device=args.device)
     run_dir = ev.run_dir
@@ -36,15 +60,16 @@ def image_paths(items: list[str]) -> list[Path]:
     paths = []
     for item in items:
         p = Path(item)
-        if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+        if not p.exists():
+            raise CnnkitError(f"{p}: no such file or folder")
+        if p.is_dir():  # regular files only: no FIFO (reading it would wait), no folder x.png
+            found = sorted(f for f in p.rglob("*")
+                           if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
             if not found:
                 raise CnnkitError(f"{p}: no image files (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
             paths += found
-        elif p.is_file():
-            paths.append(p)
         else:
-            raise CnnkitError(f"{p}: no such file or folder")
+            paths.append(readable_file(p, "image file"))  # a FIFO, a device, unreadable
     return paths
 
 
@@ -56,6 +81,8 @@ def predict_command(args) -> int:
 
     if args.top_k < 1:
         raise CnnkitError(f"--top-k {args.top_k} is out of range; valid: 1 or more")
+    check_model_dir(args.model)
+    check_out("--plot", args.plot, folder=False)
     model, _ = load_model_or_run(args.model)
     paths = image_paths(args.images)
     pixels, _ = to_pixels(paths, model.input_shape)  # (N, H, W, C): the input contract

@@ -7,13 +7,20 @@ file with the wrong checksum is deleted (its bytes can't be trusted for a resume
 
 The `.part` file is appended to in place rather than written through `cnnkit.fsutil`: resuming
 is the point of it. The publish step (fsync, then `os.replace`) is atomic all the same.
+
+Given the file's published `size`, a download checks for free space before writing and refuses
+a body larger than that (plus a small margin): a wrong or hostile mirror cannot fill the disk.
+Errors writing the `.part` file (a full disk, a permission) are this machine's, not a mirror's:
+they end the download at once as an OSError naming the `.part`, which is kept for a resume.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import os
 import re
+import shutil
 import socket
 import sys
 import time
@@ -24,7 +31,7 @@ from urllib.parse import urlsplit
 
 from cnnkit import __version__
 from cnnkit.errors import CnnkitError
-from cnnkit.fsutil import fsync_dir
+from cnnkit.fsutil import fsync_dir, kind_of
 
 CHUNK = 1 << 20  # 1 MiB: large enough for throughput, small enough for a smooth progress bar
 USER_AGENT = f"cnnkit/{__version__}"  # some hosts refuse urllib's default agent
@@ -44,6 +51,48 @@ class DownloadError(CnnkitError):
 
 class _Truncated(Exception):
     """The connection ended before the promised number of bytes: resumable."""
+
+
+class _TooLarge(Exception):
+    """The mirror serves more bytes than the file is published with: not the file."""
+
+
+class _LocalError(Exception):
+    """Writing the .part file failed (`error`, an OSError naming it): no mirror can help."""
+
+    def __init__(self, error: OSError):
+        super().__init__(str(error))
+        self.error = error
+
+
+def size_limit(size: int) -> int:
+    """The most bytes accepted for a file published with `size` bytes. The checksum already
+    pins the exact bytes; the margin (1%, at least 64 KiB) only forgives a catalogue size that
+    is slightly off, while a mirror serving something else entirely is cut off early."""
+    return size + max(size // 100, 64 << 10)
+
+
+@contextlib.contextmanager
+def _on_disk(part: Path):
+    """OS errors inside are about `part` on this machine (f.write on a full disk names no
+    file), kept apart from the network's, which send the download on to the next mirror."""
+    try:
+        yield
+    except OSError as e:
+        raise _LocalError(OSError(e.errno, e.strerror, str(part))) from None
+
+
+def _check_space(part: Path, expected: int | None, start: int, reclaimed: int) -> None:
+    """Refuse to start writing what cannot fit (`reclaimed`: bytes of .part about to be
+    overwritten)."""
+    if expected is None:
+        return
+    need = expected - start
+    free = shutil.disk_usage(part.parent).free + reclaimed
+    if need > free:
+        raise CnnkitError(f"not enough space to download {part.name.removesuffix('.part')} into "
+                          f"{part.parent}: it needs {_mb(need)}, {_mb(free)} free; free some "
+                          f"space or set CNNKIT_DATA to a folder with room")
 
 
 class _Progress:
@@ -103,9 +152,10 @@ def sha256_of(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def _fetch_once(url: str, part: Path, timeout: float, progress: bool) -> None:
+def _fetch_once(url: str, part: Path, timeout: float, progress: bool, size: int | None) -> None:
     """One HTTP request: append to `part` from its current size. Raises _Truncated when the
-    connection ends early (the caller resumes), urllib/OSError for everything else."""
+    connection ends early (the caller resumes), _TooLarge for a body over `size`'s limit,
+    _LocalError when writing `part` fails, urllib/OSError for everything else."""
     have = part.stat().st_size if part.exists() else 0
     req = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
     if have:
@@ -129,26 +179,39 @@ def _fetch_once(url: str, part: Path, timeout: float, progress: bool) -> None:
             mode, start = "wb", 0
         length = resp.headers.get("Content-Length")
         total = start + int(length) if length and length.isdigit() else None
+        limit = size_limit(size) if size is not None else None
+        if limit is not None and total is not None and total > limit:
+            raise _TooLarge(f"serves {_mb(total)}, more than the published {_mb(size)}")
+        _check_space(part, size or total, start, reclaimed=have if mode == "wb" else 0)
         bar = _Progress(progress, part.name.removesuffix(".part"), total, start)
         ok = False
         try:
-            with open(part, mode) as f:
+            with _on_disk(part):
+                f = open(part, mode)
+            with f:
                 while True:
                     try:
                         block = resp.read(CHUNK)
                     except (http.client.IncompleteRead, OSError) as e:
                         # Dropped, reset or stalled mid-body: keep what arrived, resume later.
-                        if isinstance(e, http.client.IncompleteRead):
-                            f.write(e.partial)
-                        f.flush()
+                        with _on_disk(part):
+                            if isinstance(e, http.client.IncompleteRead):
+                                f.write(e.partial)
+                            f.flush()
                         raise _Truncated(f"connection dropped after {_mb(f.tell())} "
                                          f"({_describe(e)})") from None
                     if not block:
                         break
-                    f.write(block)
+                    if limit is not None and f.tell() + len(block) > limit:
+                        f.close()
+                        part.unlink(missing_ok=True)  # not the published file: nothing to resume
+                        raise _TooLarge(f"sent more than the published {_mb(size)}")
+                    with _on_disk(part):
+                        f.write(block)
                     bar.advance(len(block))
-                f.flush()
-                os.fsync(f.fileno())
+                with _on_disk(part):
+                    f.flush()
+                    os.fsync(f.fileno())
                 got = f.tell()
             if total is not None and got < total:
                 raise _Truncated(f"connection ended at {got} of {total} bytes")
@@ -169,16 +232,22 @@ def _describe(e: BaseException) -> str:
 
 
 def download(urls: list[str], dest: str | Path, sha256: str, progress: bool = True, *,
-             timeout: float = 30.0, attempts: int = 3) -> Path:
+             timeout: float = 30.0, attempts: int = 3, size: int | None = None) -> Path:
     """Fetch `dest` from the first of `urls` that delivers bytes with this SHA-256.
 
     Each mirror is tried up to `attempts` times while it keeps making progress (a dropped
     connection resumes with a Range request). `timeout` is the socket timeout in seconds.
-    Raises DownloadError (a CnnkitError) naming `dest` when no mirror succeeds.
+    `size`, the published byte size, bounds what a mirror may send (see `size_limit`) and is
+    checked against the free space first. Raises DownloadError (a CnnkitError) naming `dest`
+    when no mirror succeeds, a CnnkitError when the file cannot fit, and an OSError naming
+    the `.part` file when writing it fails (it is kept, to resume).
     """
     dest = Path(dest)
     sha256 = sha256.lower()
-    if dest.exists() and sha256_of(dest) == sha256:
+    if os.path.lexists(dest) and not dest.is_file():
+        raise CnnkitError(f"'{dest}' is a {kind_of(os.lstat(dest).st_mode)}, not a file; "
+                          f"move it away to download {dest.name} there")
+    if dest.is_file() and sha256_of(dest) == sha256:
         return dest
     part = dest.with_name(dest.name + ".part")
     try:
@@ -199,7 +268,13 @@ def download(urls: list[str], dest: str | Path, sha256: str, progress: bool = Tr
             tries += 1
             before = part.stat().st_size if part.exists() else 0
             try:
-                _fetch_once(url, part, timeout, progress)
+                _fetch_once(url, part, timeout, progress, size)
+            except _LocalError as e:
+                raise e.error from None
+            except _TooLarge as e:
+                answered = True
+                failures.append(f"{host}: {e}")
+                break
             except _Truncated as e:
                 answered = True
                 now = part.stat().st_size if part.exists() else 0

@@ -11,7 +11,10 @@ names the file.
 from __future__ import annotations
 
 import gzip
+import io
+import math
 import struct
+import sys
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +35,11 @@ _DTYPES = {
 }
 _TYPE_OF = {dt.newbyteorder("="): t for t, dt in _DTYPES.items()}
 _GZIP_MAGIC = b"\x1f\x8b"
+_MAX_HEADER = 4 + 4 * 4
+# Deflate expands at most ~1032x, so a header promising more than this many bytes per compressed
+# byte is a lie we can name without decompressing (and without a gzip bomb filling memory).
+_MAX_GZIP_RATIO = 1100
+_CHUNK = 1 << 20  # GzipFile.read(n) allocates all n bytes before it learns how many come
 
 
 @dataclass(frozen=True)
@@ -52,12 +60,19 @@ class IdxHeader:
 
     @property
     def data_bytes(self) -> int:
-        return int(np.prod(self.dims, dtype=np.int64)) * self.dtype.itemsize
+        # Python ints: four dims of 65536 wrap an int64 product to 0, which "matched" 0 bytes
+        return math.prod(self.dims) * self.dtype.itemsize
+
+    def describe(self) -> str:
+        return f"{'x'.join(map(str, self.dims))} values ({self.data_bytes} bytes)"
 
 
 def _raw_bytes(path: Path) -> bytes:
-    """The file's bytes, gunzipped when it is a gzip file (detected by content, not name)."""
+    """The file's bytes, gunzipped when it is a gzip file (detected by content, not name); of a
+    gzip file, no more than its header promises and one byte (to tell that more follows)."""
     try:
+        if path.exists() and not path.is_file():  # a folder, a FIFO, /dev/zero: never read
+            raise CnnkitError(f"{path}: not a regular file")
         data = path.read_bytes()
     except FileNotFoundError:
         raise CnnkitError(f"{path}: file not found") from None
@@ -66,12 +81,35 @@ def _raw_bytes(path: Path) -> bytes:
     if data[:2] != _GZIP_MAGIC:
         return data
     try:
-        return gzip.decompress(data)
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as f:
+            head = f.read(_MAX_HEADER)
+            try:
+                header = _parse_header(path, head)
+            except CnnkitError:
+                _drain(f)  # a damaged gzip stream explains a bad header better, where it is one
+                raise
+            if header.data_bytes > _MAX_GZIP_RATIO * len(data):
+                raise CnnkitError(f"{path}: truncated IDX file: header promises "
+                                  f"{header.describe()}, more than a {len(data)}-byte gzip "
+                                  f"file can hold")
+            want = header.header_bytes + header.data_bytes + 1
+            chunks, have = [head], len(head)
+            while have < want and (chunk := f.read(min(_CHUNK, want - have))):
+                chunks.append(chunk)
+                have += len(chunk)
+            _drain(f)
     except EOFError:
         raise CnnkitError(f"{path}: truncated gzip file (it ends before the compressed data "
                           f"does); download it again") from None
     except (gzip.BadGzipFile, zlib.error, OSError) as e:
         raise CnnkitError(f"{path}: corrupt gzip file ({e}); download it again") from None
+    return b"".join(chunks)
+
+
+def _drain(f) -> None:
+    """Decompress the rest, keeping nothing: only so that gzip checks its CRC and length."""
+    while f.read(_CHUNK):
+        pass
 
 
 def _parse_header(path: Path, head: bytes) -> IdxHeader:
@@ -85,8 +123,12 @@ def _parse_header(path: Path, head: bytes) -> IdxHeader:
             f"0x00000801 (labels) or 0x00000803 (images)")
     if len(head) < 4 + 4 * ndim:
         raise CnnkitError(f"{path}: truncated IDX header ({len(head)} bytes)")
-    dims = struct.unpack(f">{ndim}I", head[4:4 + 4 * ndim])
-    return IdxHeader(_DTYPES[type_code], tuple(int(d) for d in dims))
+    header = IdxHeader(_DTYPES[type_code], struct.unpack(f">{ndim}I", head[4:4 + 4 * ndim]))
+    if math.prod(max(d, 1) for d in header.dims) * header.dtype.itemsize > sys.maxsize:
+        # even with a 0 among them, numpy cannot shape an array by these
+        raise CnnkitError(f"{path}: corrupt IDX header: dims {'x'.join(map(str, header.dims))} "
+                          f"are larger than any array")
+    return header
 
 
 def read_idx_header(path: str | Path) -> IdxHeader:
@@ -97,7 +139,7 @@ def read_idx_header(path: str | Path) -> IdxHeader:
             gz = f.read(2) == _GZIP_MAGIC
         opener = gzip.open if gz else open
         with opener(path, "rb") as f:
-            head = f.read(4 + 4 * 4)
+            head = f.read(_MAX_HEADER)
     except FileNotFoundError:
         raise CnnkitError(f"{path}: file not found") from None
     except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as e:
@@ -110,13 +152,14 @@ def read_idx(path: str | Path) -> np.ndarray:
     only when the byte order had to change; uint8 data is a zero-copy view)."""
     path = Path(path)
     data = _raw_bytes(path)
-    header = _parse_header(path, data[:20])
+    header = _parse_header(path, data[:_MAX_HEADER])
     have = len(data) - header.header_bytes
-    if have != header.data_bytes:
-        what = "truncated" if have < header.data_bytes else "corrupt"
-        raise CnnkitError(
-            f"{path}: {what} IDX file: header promises {'x'.join(map(str, header.dims))} values "
-            f"({header.data_bytes} bytes) but the file holds {have} bytes of data")
+    if have < header.data_bytes:
+        raise CnnkitError(f"{path}: truncated IDX file: header promises {header.describe()} but "
+                          f"the file holds {have} bytes of data")
+    if have > header.data_bytes:  # of a gzip file, only one byte past the promise was read
+        raise CnnkitError(f"{path}: corrupt IDX file: header promises {header.describe()} but "
+                          f"more data follows them")
     arr = np.frombuffer(data, dtype=header.dtype, count=header.data_bytes // header.dtype.itemsize,
                         offset=header.header_bytes).reshape(header.dims)
     if header.dtype.byteorder == ">":
@@ -129,7 +172,7 @@ def read_images_labels(images_path: str | Path, labels_path: str | Path
     """One split: images (N, H, W) uint8 and labels (N,) uint8, checked to agree in count."""
     images = read_idx(images_path)
     labels = read_idx(labels_path)
-    if images.ndim != 3 or images.dtype != np.uint8:
+    if images.ndim != 3 or images.dtype != np.uint8 or 0 in images.shape[1:]:
         raise CnnkitError(f"{images_path}: expected uint8 images (N, H, W), found "
                           f"{images.dtype} with shape {images.shape}")
     if labels.ndim != 1 or labels.dtype != np.uint8:

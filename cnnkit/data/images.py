@@ -8,12 +8,12 @@ datasets and arrays go through too, so a model sees a new image exactly as its t
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from cnnkit.errors import CnnkitError
+from cnnkit.fsutil import readable_file
 
 # What Pillow reads for us; used in messages and to describe folders.
 IMAGE_FORMATS = "PNG, JPEG, BMP, GIF, TIFF, WebP"
@@ -61,11 +61,7 @@ def is_gray(img: Image.Image) -> bool:
 
 def open_image(path: str | os.PathLike) -> Image.Image:
     """Open and fully decode `path` (first frame of an animation); CnnkitError if unreadable."""
-    path = Path(path)
-    if path.is_dir():
-        raise CnnkitError(f"'{path}' is a folder, not an image file")
-    if not path.is_file():
-        raise CnnkitError(f"image file '{path}' does not exist")
+    path = readable_file(path, "image file")  # missing, a folder, a FIFO, unreadable
     try:
         with Image.open(path) as img:  # closes the file even for animations (GIF, WebP)
             img.load()  # decode now: truncated files only fail here

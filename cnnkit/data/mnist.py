@@ -210,7 +210,8 @@ def fetch(name: str, progress: bool = True) -> Path:
         if _find_file(folder, f) is not None:
             continue
         try:
-            _download(spec.urls(f), folder / f.name, f.sha256, progress=progress)
+            # the published size: free space is checked, and a larger body refused
+            _download(spec.urls(f), folder / f.name, f.sha256, progress=progress, size=f.size)
         except DownloadError as e:
             names = ", ".join(f.name for f in spec.files)
             why = (f"this machine looks offline ({e.failures[0]})" if e.offline and e.failures
@@ -326,8 +327,8 @@ def _write_decoded(path: Path, key: str, arrays: dict[str, np.ndarray], verified
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:  # a file object, so numpy doesn't append ".npz"
                 np.savez(f, key=np.array(key), verified=np.array(verified), **arrays)
-    except OSError:
-        pass  # a read-only cache only costs speed
+    except (OSError, CnnkitError):
+        pass  # a read-only or full cache (or something odd at its name) only costs speed
 
 
 def load_mnist_family(name: str, data_dir: str | Path | None = None, download: bool = True,

@@ -6,8 +6,13 @@ file fails with one line naming the file, the array and what is wrong.
 """
 from __future__ import annotations
 
+import lzma
+import math
 import os
+import sys
+import tokenize
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +20,10 @@ import torch
 
 from cnnkit.data.base import Dataset
 from cnnkit.errors import CnnkitError
+
+
+# Without class_names, classes are 0..max label: a stray 2**40 must not become 2**40 names.
+MAX_CLASSES = 65_536
 
 
 def _images(a: np.ndarray, key: str, where: str) -> np.ndarray:
@@ -27,8 +36,9 @@ def _images(a: np.ndarray, key: str, where: str) -> np.ndarray:
         )
     if len(a) == 0:
         raise CnnkitError(f"{key} in {where} holds no images")
-    if not (np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_):
-        raise CnnkitError(f"{key} in {where} has dtype {a.dtype}; expected numbers")
+    if 0 in a.shape[1:3]:
+        raise CnnkitError(f"{key} in {where} has shape {a.shape}; images need a height and "
+                          "width of at least 1")
     if np.issubdtype(a.dtype, np.inexact) and not np.isfinite(a).all():
         raise CnnkitError(f"{key} in {where} contains NaN or infinite values")
     return a
@@ -49,11 +59,11 @@ def _to_uint8(a: np.ndarray, key: str, where: str, scale: float) -> np.ndarray:
 def _labels(y: np.ndarray, key: str, where: str, n: int) -> np.ndarray:
     if y.ndim == 2 and y.shape[1] > 1:  # one-hot rows, as to_categorical makes them
         y = y.argmax(axis=1)
-    elif y.ndim == 2:
+    elif y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.ndim != 1:
         raise CnnkitError(f"{key} in {where} has shape {y.shape}; expected (N,) labels")
-    if not np.issubdtype(y.dtype, np.number):
+    if y.dtype == np.bool_:
         raise CnnkitError(f"{key} in {where} has dtype {y.dtype}; expected integer labels")
     if len(y) != n:
         raise CnnkitError(
@@ -62,10 +72,136 @@ def _labels(y: np.ndarray, key: str, where: str, n: int) -> np.ndarray:
     if not np.issubdtype(y.dtype, np.integer):
         if not (np.isfinite(y).all() and (y == np.round(y)).all()):
             raise CnnkitError(f"{key} in {where} has non-integer labels")
-    y = y.astype(np.int64)
-    if (y < 0).any():
-        raise CnnkitError(f"{key} in {where} has negative labels (min {int(y.min())})")
-    return y
+    # checked before the cast to int64, which would wrap uint64 and 1e30 into nonsense
+    lo, hi = y.min().item(), y.max().item()
+    if lo < 0:
+        raise CnnkitError(f"{key} in {where} has negative labels (min {lo!r})")
+    if hi >= MAX_CLASSES:
+        raise CnnkitError(f"{key} in {where} has label {hi!r}; valid: class indices "
+                          f"0..{MAX_CLASSES - 1}")
+    return y.astype(np.int64)
+
+
+def _class_names(a: np.ndarray, where: str) -> list[str]:
+    a = np.ascontiguousarray(a.reshape(-1))
+    if a.dtype.kind == "S":
+        return [c.decode("utf-8", "replace") for c in a]
+    if a.dtype.kind == "U":  # raw UCS-4 from the file: numpy turns a bad code point into SystemError
+        codes = a.astype(a.dtype.newbyteorder("=")).view(np.uint32)
+        bad = codes[(codes > 0x10FFFF) | ((codes >= 0xD800) & (codes <= 0xDFFF))]
+        if len(bad):
+            raise CnnkitError(f"class_names in {where} holds an invalid character (code point "
+                              f"0x{int(bad[0]):X})")
+    return [str(c) for c in a]
+
+
+# -- reading the archive ----------------------------------------------------------------------
+# np.load trusts each member's header: a few hundred bytes claiming shape (10**12,) make it
+# allocate the whole array before it finds the data missing. So members are read here, from
+# numpy's own header parser, and memory only grows with bytes the archive really holds.
+_KEYS = ("x_train", "y_train", "x_test", "y_test", "class_names")
+_NPY_MAGIC, _ZIP_MAGICS = b"\x93NUMPY", (b"PK\x03\x04", b"PK\x05\x06")
+_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
+# What a damaged archive raises from the zip layer (NotImplementedError: a zip feature it lacks,
+# such as a flag bit or version), its decompressors and numpy's header parser (tokenize's
+# TokenError, from its Python 2 header fallback).
+_DAMAGED = (zipfile.BadZipFile, NotImplementedError, zlib.error, lzma.LZMAError, EOFError,
+            OSError, ValueError, SyntaxError, tokenize.TokenError)
+_CHUNK = 1 << 20
+
+
+def _read_arrays(path: Path, where: str) -> dict[str, np.ndarray]:
+    """The arrays of _KEYS that the archive holds; x_train and y_train (and x_test with y_test)
+    must be there."""
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(6)
+    except OSError as e:
+        raise CnnkitError(f"cannot read {where}: {e.strerror or e}") from None
+    if magic == _NPY_MAGIC:
+        raise CnnkitError(f"{where} is a single .npy array, not an npz archive with x_train, y_train")
+    if magic[:4] not in _ZIP_MAGICS:
+        raise CnnkitError(f"cannot read {where}: not an npz archive (np.savez output)")
+    try:
+        archive = zipfile.ZipFile(path)
+    except _DAMAGED:
+        raise CnnkitError(f"cannot read {where}: not an npz archive (np.savez output)") from None
+    with archive:
+        members = {i.filename[:-4]: i for i in archive.infolist() if i.filename.endswith(".npy")}
+        missing = [k for k in ("x_train", "y_train") if k not in members]
+        if ("x_test" in members) != ("y_test" in members):
+            missing.append("y_test" if "x_test" in members else "x_test")
+        if missing:
+            raise CnnkitError(
+                f"npz file {where} is missing array(s) {', '.join(missing)}; "
+                f"it has: {', '.join(sorted(members)) or 'nothing'}"
+            )
+        return {k: _read_member(archive, members[k], f"{k} in {where}") for k in _KEYS
+                if k in members}
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, what: str) -> np.ndarray:
+    if info.flag_bits & 0x1:
+        raise CnnkitError(f"cannot read {what}: it is encrypted; save it with np.savez")
+    if info.compress_type not in _METHODS:
+        raise CnnkitError(f"cannot read {what}: unknown zip compression method "
+                          f"{info.compress_type}; save it with np.savez or np.savez_compressed")
+    try:
+        with archive.open(info) as f:
+            shape, fortran, dtype = _read_npy_header(f)
+            _check_dtype(dtype, what)
+            if any(d < 0 for d in shape):
+                raise ValueError(f"negative dimension in shape {shape}")
+            if math.prod(max(d, 1) for d in shape) * dtype.itemsize > sys.maxsize:
+                raise ValueError(f"shape {shape} is larger than any array")  # even with a 0
+            count = math.prod(shape)
+            data = _read_up_to(f, count * dtype.itemsize)
+    except CnnkitError:
+        raise
+    except _DAMAGED as e:
+        raise CnnkitError(f"cannot read {what}: {_one_line(e)}") from None
+    if len(data) < count * dtype.itemsize:
+        raise CnnkitError(f"cannot read {what}: truncated (shape {shape} needs "
+                          f"{count * dtype.itemsize} bytes, the archive holds {len(data)})")
+    # bytearray: a writable array, so torch.from_numpy takes it without a copy or a warning
+    return np.frombuffer(data, dtype, count).reshape(shape, order="F" if fortran else "C")
+
+
+def _read_npy_header(f) -> tuple[tuple[int, ...], bool, np.dtype]:
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(f)
+    if version == (2, 0):
+        return np.lib.format.read_array_header_2_0(f)
+    raise ValueError(f"unsupported .npy format version {version[0]}.{version[1]}")
+
+
+def _check_dtype(dtype: np.dtype, what: str) -> None:
+    """Numbers (and strings, for class names): never objects, which only unpickling reads."""
+    if dtype.hasobject:
+        raise CnnkitError(f"{what} is an object array; save it with np.array(..., dtype=str) "
+                          "(or a number dtype)")
+    kinds = "biufSU" if what.startswith("class_names") else "biuf"
+    if dtype.kind not in kinds or dtype.itemsize == 0 or dtype.subdtype is not None:
+        valid = "numbers or strings" if "S" in kinds else "real numbers"
+        raise CnnkitError(f"{what} has dtype {dtype}; expected {valid}")
+
+
+def _read_up_to(f, size: int) -> bytearray:
+    """At most `size` bytes of `f`, in chunks: a lying size costs nothing."""
+    data = bytearray()
+    while len(data) < size:
+        chunk = f.read(min(_CHUNK, size - len(data)))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _one_line(e: Exception) -> str:
+    if isinstance(e, (SyntaxError, tokenize.TokenError)):  # from parsing the header's dict
+        return "corrupt .npy header"
+    return str(e).splitlines()[0] if str(e) else type(e).__name__
 
 
 def load_npz(path: str | os.PathLike) -> Dataset:
@@ -74,38 +210,7 @@ def load_npz(path: str | os.PathLike) -> Dataset:
     where = f"'{path}'"
     if not path.is_file():
         raise CnnkitError(f"npz file {where} does not exist")
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except (ValueError, EOFError, zipfile.BadZipFile):  # numpy's own words mention pickles
-        raise CnnkitError(f"cannot read {where}: not an npz archive (np.savez output)") from None
-    except OSError as e:
-        raise CnnkitError(f"cannot read {where}: {e.strerror or e}") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise CnnkitError(f"{where} is a single .npy array, not an npz archive with x_train, y_train")
-    with archive:
-        keys = set(archive.files)
-        missing = [k for k in ("x_train", "y_train") if k not in keys]
-        if ("x_test" in keys) != ("y_test" in keys):
-            missing.append("y_test" if "x_test" in keys else "x_test")
-        if missing:
-            raise CnnkitError(
-                f"npz file {where} is missing array(s) {', '.join(missing)}; "
-                f"it has: {', '.join(sorted(keys)) or 'nothing'}"
-            )
-        arrays = {}
-        for k in ("x_train", "y_train", "x_test", "y_test", "class_names"):
-            if k not in keys:
-                continue
-            try:
-                arrays[k] = archive[k]
-            except ValueError as e:
-                if "Object arrays" in str(e):  # we never unpickle
-                    raise CnnkitError(f"{k} in {where} is an object array; save it with "
-                                      "np.array(..., dtype=str) (or a number dtype)") from None
-                raise CnnkitError(f"cannot read {k} in {where}: {e}") from None
-            except (OSError, EOFError, zipfile.BadZipFile) as e:
-                raise CnnkitError(f"cannot read {k} in {where}: {e}") from None
-
+    arrays = _read_arrays(path, where)
     splits = ["train"] + (["test"] if "x_test" in arrays else [])
     xs = {s: _images(arrays[f"x_{s}"], f"x_{s}", where) for s in splits}
     if "test" in xs and xs["test"].shape[1:] != xs["train"].shape[1:]:
@@ -123,7 +228,7 @@ def load_npz(path: str | os.PathLike) -> Dataset:
 
     top = max(int(y.max()) for y in ys.values())
     if "class_names" in arrays:
-        names = [str(c) for c in np.asarray(arrays["class_names"]).reshape(-1)]
+        names = _class_names(arrays["class_names"], where)
         for s, y in ys.items():
             if int(y.max()) >= len(names):
                 raise CnnkitError(

@@ -5,6 +5,7 @@ shape inference and `summary(explain=True)`. Pure Python: no torch here.
 from __future__ import annotations
 
 import math
+import reprlib
 from typing import ClassVar
 
 from cnnkit.errors import CnnkitError
@@ -14,6 +15,12 @@ ACTIVATIONS = ("linear", "relu", "leaky_relu", "sigmoid", "tanh", "softmax", "el
                "silu", "softplus")
 INITIALIZERS = ("glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_uniform",
                 "lecun_normal", "xavier_uniform", "xavier_normal", "zeros", "torch")
+
+# Sizes no model may reach, refused by shape inference from the arithmetic alone, before a
+# tensor is allocated or a file written: past these, building fails (or swaps) anyway.
+MAX_PARAMS = 2**31  # a model's parameters (and buffers): 8 GiB as float32, before gradients
+MAX_VALUES_PER_IMAGE = 2**30  # the input, or one layer's output, for one image: 4 GiB as float32
+MAX_SHOWN = 200  # characters of a user's value that an error message repeats
 
 
 def _fmt(shape: Shape) -> str:
@@ -102,19 +109,54 @@ class Layer:
         return f"{self.type}({args})"
 
 
+class _Brief(reprlib.Repr):
+    """repr in bounded time and length: a value read from a file can be megabytes (or an int
+    whose repr raises past 4,300 digits); dicts keep their order, as in repr."""
+
+    def __init__(self):
+        super().__init__()
+        self.maxlevel, self.maxstring, self.maxother = 4, MAX_SHOWN, MAX_SHOWN
+        self.maxlist = self.maxtuple = self.maxdict = self.maxset = self.maxfrozenset = 20
+
+    def repr_str(self, x, level):
+        return repr(x) if len(x) <= MAX_SHOWN else f"{x[:MAX_SHOWN]!r}… ({len(x):,} characters)"
+
+    def repr_int(self, x, level):
+        if x.bit_length() > 600:  # ~180 digits
+            return f"<an integer of about {x.bit_length() * math.log10(2):,.0f} digits>"
+        return repr(x)
+
+    def repr_dict(self, x, level):
+        if level <= 0 and x:
+            return "{...}"
+        pieces = [f"{self.repr1(k, level - 1)}: {self.repr1(v, level - 1)}"
+                  for k, v in list(x.items())[:self.maxdict]]
+        return "{" + ", ".join(pieces + ["..."] * (len(x) > self.maxdict)) + "}"
+
+
+def clipped(value, quote: bool = True) -> str:
+    """`repr(value)` for an error message, at most about MAX_SHOWN characters; with
+    `quote=False`, a text (a parser's message) as it is, cut as short, on one line."""
+    if quote:
+        text = _Brief().repr(value)
+    else:
+        text = str(value).replace("\n", "\\n").replace("\r", "\\r")
+    return text if len(text) <= MAX_SHOWN + 40 else text[:MAX_SHOWN] + "…"
+
+
 def check_layer_name(name):
     """A layer's name keys its weights (`layers.<name>.conv.weight`), so it must be a torch
     module name: a non-empty string without '.'."""
     if name is not None and (not isinstance(name, str) or not name or "." in name):
-        raise CnnkitError(f"layer name {name!r} cannot name a layer's weights; valid: a non-empty "
-                          "string without '.', like 'conv_1'")
+        raise CnnkitError(f"layer name {clipped(name)} cannot name a layer's weights; valid: a "
+                          "non-empty string without '.', like 'conv_1'")
     return name
 
 
 # -- padding arithmetic (pure Python: shape inference must not import torch) -------------------
 def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
     """Keras/TensorFlow 'same': output ceil(size/stride); extra pixel goes after (bottom/right)."""
-    out = math.ceil(size / stride)
+    out = -(-size // stride)  # ceil(size / stride) in integers: a float would round huge strides to 0
     total = max((out - 1) * stride + kernel - size, 0)
     return total // 2, total - total // 2
 
@@ -134,7 +176,29 @@ def resolve_padding(padding, size_hw, kernel_hw, stride_hw) -> tuple[int, int, i
 # -- argument checking --------------------------------------------------------------------------
 def _positive_int(layer: Layer, key: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise layer._error(f"{key} must be a positive integer; received {key}={value!r}")
+        raise layer._error(f"{key} must be a positive integer; received {key}={clipped(value)}")
+    return value
+
+
+def _real(layer: Layer, key: str, value, ok, valid: str) -> float:
+    """A finite number, not a bool, for which `ok` holds: NaN passes every comparison's
+    negation (`not nan < 0`), and an infinite epsilon or slope trains to NaN."""
+    number = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except OverflowError:  # an int past float's range
+            pass
+    if number is None or not math.isfinite(number) or not ok(number):
+        raise layer._error(f"{key} must be {valid}; received {key}={clipped(value)}")
+    return number
+
+
+def _bool(layer: Layer, key: str, value) -> bool:
+    """True or False itself: `bool("false")` is True, so a quoted or misspelt value would
+    silently mean the opposite."""
+    if not isinstance(value, bool):
+        raise layer._error(f"{key} must be true or false; received {key}={clipped(value)}")
     return value
 
 
@@ -143,14 +207,14 @@ def _pair(layer: Layer, key: str, value, minimum: int = 1) -> tuple[int, int]:
     if (not isinstance(items, (list, tuple)) or len(items) != 2
             or any(isinstance(v, bool) or not isinstance(v, int) or v < minimum for v in items)):
         kind = "positive integer" if minimum == 1 else "non-negative integer"
-        raise layer._error(f"{key} must be a {kind} or a pair of them; received {key}={value!r}")
+        raise layer._error(f"{key} must be a {kind} or a pair of them; received {key}={clipped(value)}")
     return int(items[0]), int(items[1])
 
 
 def _activation(layer: Layer, value) -> str:
     value = "linear" if value is None else value
     if value not in ACTIVATIONS:
-        raise layer._error(f"unknown activation {value!r}; valid: {', '.join(ACTIVATIONS)}")
+        raise layer._error(f"unknown activation {clipped(value)}; valid: {', '.join(ACTIVATIONS)}")
     return value
 
 
@@ -159,13 +223,14 @@ def _padding(layer: Layer, value, kernel: tuple[int, int]):
     if value in ("valid", "same"):
         return value
     if isinstance(value, str):
-        raise layer._error(f"unknown padding {value!r}; valid: 'valid', 'same', or an integer")
+        raise layer._error(f"unknown padding {clipped(value)}; valid: 'valid', 'same', or an integer")
     return _pair(layer, "padding", value, minimum=0)
 
 
 def _initializer(layer: Layer, value) -> str | None:
     if value is not None and value not in INITIALIZERS:
-        raise layer._error(f"unknown kernel_initializer {value!r}; valid: {', '.join(INITIALIZERS)}")
+        raise layer._error(f"unknown kernel_initializer {clipped(value)}; valid: "
+                           f"{', '.join(INITIALIZERS)}")
     return value
 
 
@@ -177,10 +242,11 @@ def _l2(layer: Layer, value) -> float:
         return 0.01
     if isinstance(value, dict) and set(value) == {"l2"}:
         value = value["l2"]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise layer._error(f"kernel_regularizer must be 'l2', {{'l2': factor}} or a factor >= 0; "
-                           f"received {value!r}")
-    return float(value)
+    try:
+        return _real(layer, "kernel_regularizer", value, lambda v: v >= 0, "")
+    except CnnkitError:
+        raise layer._error(f"kernel_regularizer must be 'l2', {{'l2': factor}} or a finite "
+                           f"factor >= 0; received {clipped(value)}") from None
 
 
 def _spatial(layer: Layer, shape: Shape) -> Shape:
@@ -230,8 +296,44 @@ class Input:
 def check_input_shape(shape) -> tuple[int, int, int]:
     if (not isinstance(shape, (list, tuple)) or len(shape) != 3
             or any(isinstance(s, bool) or not isinstance(s, int) or s <= 0 for s in shape)):
+        two = isinstance(shape, (list, tuple)) and len(shape) == 2
         raise CnnkitError(f"input_shape must be (height, width, channels) of positive integers; "
-                          f"received {shape!r}" + (" — for grayscale add channels: (H, W, 1)"
-                                                   if isinstance(shape, (list, tuple)) and len(shape) == 2
-                                                   else ""))
-    return tuple(int(s) for s in shape)  # type: ignore[return-value]
+                          f"received {clipped(shape)}"
+                          + (" — for grayscale add channels: (H, W, 1)" if two else ""))
+    shape = tuple(int(s) for s in shape)
+    if math.prod(shape) > MAX_VALUES_PER_IMAGE:
+        raise CnnkitError(f"input_shape {clipped(shape)} is {_values(shape)}; valid: at most "
+                          f"{MAX_VALUES_PER_IMAGE:,} values per image ({_gib(MAX_VALUES_PER_IMAGE)})")
+    return shape  # type: ignore[return-value]
+
+
+def _count(n: int) -> str:
+    return f"{n:,}" if n < 10**30 else "over 10^30"  # (f"{n:,}" raises past 4,300 digits)
+
+
+def _values(shape: Shape) -> str:
+    n = math.prod(shape)
+    return f"{_count(n)} values per image ({_gib(n)})"
+
+
+def _gib(values: int) -> str:
+    """The memory `values` float32 numbers take."""
+    if values >= 10**30:
+        return "beyond any memory"
+    gib = values * 4 / 2**30
+    return f"{gib:,.0f} GiB as float32" if gib >= 10 else f"{gib:.1f} GiB as float32"
+
+
+def check_output_size(layer: Layer, out: Shape) -> None:
+    """One image's output of `layer` must fit in memory (checked before anything is built)."""
+    if math.prod(out) > MAX_VALUES_PER_IMAGE:
+        raise layer._error(f"its output {clipped(out)} is {_values(out)}; valid: at most "
+                           f"{MAX_VALUES_PER_IMAGE:,} values per image ({_gib(MAX_VALUES_PER_IMAGE)})")
+
+
+def check_param_count(layer: Layer, params: int, total: int) -> None:
+    """The model's parameters up to and including `layer` (`total`) must fit MAX_PARAMS."""
+    if total > MAX_PARAMS:
+        bring = "" if params == total else f" bring the model to {_count(total)}"
+        raise layer._error(f"{_count(params)} parameters{bring} ({_gib(total)}); valid: "
+                           f"a model of at most {MAX_PARAMS:,} parameters ({_gib(MAX_PARAMS)})")

@@ -8,11 +8,11 @@ from __future__ import annotations
 import math
 import re
 
-from cnnkit.errors import CnnkitError, one_of
+from cnnkit.errors import CnnkitError
 from cnnkit.layers.base import (  # noqa: F401  (Input, Shape and the padding helpers: public here too)
-    ACTIVATIONS, INITIALIZERS, Input, Layer, Shape, _activation, _explain_window,
-    _initializer, _l2, _pair, _padding, _positive_int, _spatial, _window_output, check_input_shape,
-    resolve_padding, same_padding)
+    ACTIVATIONS, INITIALIZERS, Input, Layer, Shape, _activation, _bool, _explain_window,
+    _initializer, _l2, _pair, _padding, _positive_int, _real, _spatial, _window_output,
+    check_input_shape, clipped, resolve_padding, same_padding)
 
 
 # -- layers -------------------------------------------------------------------------------------
@@ -34,7 +34,7 @@ class Conv2D(Layer):
         self.strides = _pair(self, "strides", strides)
         self.padding = _padding(self, padding, self.kernel_size)
         self.activation = _activation(self, activation)
-        self.use_bias = bool(use_bias)
+        self.use_bias = _bool(self, "use_bias", use_bias)
         self.kernel_initializer = _initializer(self, kernel_initializer)
         self.kernel_regularizer = _l2(self, kernel_regularizer)
 
@@ -206,7 +206,7 @@ class Dense(Layer):
         super().__init__(name)
         self.units = _positive_int(self, "units", units)
         self.activation = _activation(self, activation)
-        self.use_bias = bool(use_bias)
+        self.use_bias = _bool(self, "use_bias", use_bias)
         self.kernel_initializer = _initializer(self, kernel_initializer)
         self.kernel_regularizer = _l2(self, kernel_regularizer)
 
@@ -252,9 +252,7 @@ class Dropout(_NoWeights):
 
     def __init__(self, rate, name=None):
         super().__init__(name)
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
-            raise self._error(f"rate must be in [0, 1); received rate={rate!r}")
-        self.rate = float(rate)
+        self.rate = _real(self, "rate", rate, lambda r: 0 <= r < 1, "a number in [0, 1)")
 
     def get_config(self):
         return {"rate": self.rate}
@@ -274,11 +272,8 @@ class BatchNormalization(Layer):
 
     def __init__(self, momentum=0.99, epsilon=0.001, name=None):
         super().__init__(name)
-        if not isinstance(momentum, (int, float)) or not 0 <= momentum < 1:
-            raise self._error(f"momentum must be in [0, 1); received momentum={momentum!r}")
-        if not isinstance(epsilon, (int, float)) or epsilon <= 0:
-            raise self._error(f"epsilon must be > 0; received epsilon={epsilon!r}")
-        self.momentum, self.epsilon = float(momentum), float(epsilon)
+        self.momentum = _real(self, "momentum", momentum, lambda m: 0 <= m < 1, "a number in [0, 1)")
+        self.epsilon = _real(self, "epsilon", epsilon, lambda e: e > 0, "a number > 0")
 
     def get_config(self):
         return {"momentum": self.momentum, "epsilon": self.epsilon}
@@ -323,10 +318,8 @@ class LeakyReLU(_NoWeights):
 
     def __init__(self, negative_slope=0.01, name=None):
         super().__init__(name)
-        if isinstance(negative_slope, bool) or not isinstance(negative_slope, (int, float)) \
-                or negative_slope < 0:
-            raise self._error(f"negative_slope must be >= 0; received negative_slope={negative_slope!r}")
-        self.negative_slope = float(negative_slope)
+        self.negative_slope = _real(self, "negative_slope", negative_slope, lambda s: s >= 0,
+                                    "a number >= 0")
 
     def get_config(self):
         return {"negative_slope": self.negative_slope}
@@ -373,28 +366,30 @@ def layer_from_config(entry, where: str = "layer") -> Layer:
     """`{"Conv2D": {"filters": 32, ...}}` → Conv2D(32, ...)."""
     if not isinstance(entry, dict) or len(entry) != 1:
         raise CnnkitError(f"{where}: expected one mapping like {{Conv2D: {{filters: 32, kernel_size: 3}}}}; "
-                          f"received {entry!r}")
+                          f"received {clipped(entry)}")
     (type_name, args), = entry.items()
-    if type_name not in LAYER_TYPES:
-        raise CnnkitError(f"{where}: " + str(one_of("layer type", type_name, LAYER_TYPES))
-                          + " (a layer of your own: decorate it with @cnnkit.layers.register_layer "
-                          "and import it first)")
+    if not isinstance(type_name, str) or type_name not in LAYER_TYPES:
+        # one_of's words, with the name clipped: a file's key can be megabytes
+        raise CnnkitError(f"{where}: unknown layer type {clipped(type_name)}; valid: "
+                          f"{', '.join(LAYER_TYPES)} (a layer of your own: decorate it with "
+                          "@cnnkit.layers.register_layer and import it first)")
     args = {} if args is None else args
     if not isinstance(args, dict):
-        raise CnnkitError(f"{where}: {type_name} arguments must be a mapping; received {args!r}")
+        raise CnnkitError(f"{where}: {type_name} arguments must be a mapping; received "
+                          f"{clipped(args)}")
     cls = LAYER_TYPES[type_name]
     import inspect
 
     signature = inspect.signature(cls.__init__).parameters
     accepted = set(signature) - {"self"}
-    unknown = sorted(set(args) - accepted)
+    unknown = sorted(set(args) - accepted, key=str)  # a YAML key may be a number
     if unknown and not any(p.kind is p.VAR_KEYWORD for p in signature.values()):
-        raise CnnkitError(f"{where}: {type_name} has no argument {unknown[0]!r}; "
+        raise CnnkitError(f"{where}: {type_name} has no argument {clipped(unknown[0])}; "
                           f"valid: {', '.join(sorted(accepted))}")
     try:
         return cls(**args)
     except TypeError as e:  # a required argument is missing
-        raise CnnkitError(f"{where}: {type_name}: {e}") from None
+        raise CnnkitError(f"{where}: {type_name}: {clipped(e, quote=False)}") from None
     except CnnkitError as e:
         raise CnnkitError(f"{where}: {e}") from None
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from cnnkit.errors import CnnkitError
 from cnnkit.model.inputs import network_input, to_pixels
 from cnnkit.model.outputs import probabilities
 
@@ -40,4 +41,10 @@ def predict_proba(model, x, batch_size: int = 1000) -> np.ndarray:
             probs = torch.cat([probabilities(net(network_input(model, pixels[i:i + batch_size])),
                                              act) for i in range(0, len(pixels), batch_size)])
     probs = probs.numpy()
+    finite = np.isfinite(probs).all(axis=1)  # (N,); a few µs, against silently returning NaN
+    if not finite.all():
+        first = int(np.argmin(finite))
+        raise CnnkitError(f"the model's probabilities for image {first} of {len(probs)} are NaN "
+                          "or infinite: its weights or activations overflow float32 (were its "
+                          "weights trained with too high a learning rate?)")
     return probs[0] if single else probs

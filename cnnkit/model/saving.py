@@ -7,20 +7,24 @@ before layers owned their weights by name are keyed by position, `blocks.<N>.<ke
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from cnnkit.errors import CnnkitError
 from cnnkit.fsutil import atomic_dir
+from cnnkit.layers.base import clipped
 
 FORMAT = "cnnkit.model.sequential"
 VERSION = 1
 CONFIG_FILE, WEIGHTS_FILE = "model.json", "weights.safetensors"
+FLOAT32_MAX = 3.4028234663852886e38
 
 
 def save_model(model, path, extra: dict | None = None) -> Path:
     from safetensors.torch import save_file
 
     path = Path(path)
+    check_class_names(model.class_names, model, str(path))  # what load would refuse is not written
     meta = {"format": FORMAT, "version": VERSION, "config": model.get_config(),
             "input_shape": list(model._require_input()), "class_names": model.class_names,
             "preprocessing": model.preprocessing, "dataset": getattr(model, "dataset", None),
@@ -41,12 +45,32 @@ def read_meta(path) -> dict:
     cfg_file = path / CONFIG_FILE
     if not cfg_file.is_file():
         raise CnnkitError(f"{path}: missing {CONFIG_FILE}; not a saved cnnkit model")
-    try:
-        meta = json.loads(cfg_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CnnkitError(f"{cfg_file}: corrupt JSON ({e})") from None
+    from cnnkit.model.files import read_bounded
+
+    meta = read_bounded(cfg_file, "json", "saved model description", label="corrupt JSON")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CnnkitError(f"{cfg_file}: not a cnnkit model description (format should be {FORMAT!r})")
+    return check_meta(meta, cfg_file)
+
+
+# the keys of model.json that loading reads, and what each must be
+META_KEYS = {"config": (dict, "a mapping (the model description)"),
+             "class_names": (list, "a list of class names, or null"),
+             "dataset": (str, "the name of a dataset, or null")}
+
+
+def check_meta(meta: dict, where) -> dict:
+    """Each key `load` reads, of the type it needs: a wrong one is named, not a KeyError."""
+    if "config" not in meta:
+        raise CnnkitError(f"{where}: missing key 'config' (the model description)")
+    for key, (kind, valid) in META_KEYS.items():
+        value = meta.get(key)
+        if not (isinstance(value, kind) or (value is None and key != "config")):
+            raise CnnkitError(f"{where}: {key}={clipped(value)} is not understood; valid: {valid}")
+    names = meta.get("class_names")
+    if names is not None and not all(isinstance(n, str) for n in names):
+        raise CnnkitError(f"{where}: class_names={clipped(names)} is not understood; valid: a "
+                          "list of strings")
     return meta
 
 
@@ -59,10 +83,11 @@ def load(path):
 
     path = Path(path)
     meta = read_meta(path)
-    model = Sequential.from_config(meta["config"], where=str(path / CONFIG_FILE))
-    model.class_names = meta.get("class_names")
+    where = str(path / CONFIG_FILE)
+    model = Sequential.from_config(meta["config"], where=where)
+    model.class_names = check_class_names(meta.get("class_names"), model, where)
     model.preprocessing = check_preprocessing(meta.get("preprocessing") or model.preprocessing,
-                                              model.input_shape[2], str(path / CONFIG_FILE))
+                                              model.input_shape[2], where)
     model.dataset = meta.get("dataset")
     weights_file = path / WEIGHTS_FILE
     if not weights_file.is_file():
@@ -70,10 +95,36 @@ def load(path):
     try:
         state = load_file(str(weights_file))
     except (SafetensorError, OSError, ValueError) as e:
-        raise CnnkitError(f"{weights_file}: unreadable weights ({e})") from None
+        raise CnnkitError(f"{weights_file}: unreadable weights ({clipped(e, quote=False)})") from None
+    check_finite(state, str(weights_file))
     load_state(model.net, state, str(weights_file))
     model.net.eval()
     return model
+
+
+def check_class_names(names, model, where: str):
+    """One name per class the output stands for (two for one sigmoid unit), or none at all."""
+    out = model.output_shape
+    if names is not None and len(out) == 1:
+        from cnnkit.model.outputs import class_count
+
+        count = class_count(out[0])
+        if len(names) != count:
+            raise CnnkitError(f"{where}: class_names has {len(names)} names but the model's "
+                              f"output stands for {count} classes; valid: {count} names, or null")
+    return names
+
+
+def check_finite(tensors: dict, where: str) -> None:
+    """Refuse weights holding NaN or infinity, naming the first such tensor: such a model's
+    every prediction would be NaN, silently. One pass over the weights, once per load."""
+    import torch
+
+    for key, t in tensors.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise CnnkitError(f"{where}: tensor {clipped(key)} holds NaN or infinity; a model "
+                              "with non-finite weights cannot predict (was it saved from a run "
+                              "whose loss diverged?)")
 
 
 def check_preprocessing(pre, channels: int, where: str) -> dict:
@@ -82,18 +133,26 @@ def check_preprocessing(pre, channels: int, where: str) -> dict:
     valid = ('valid: {"normalize": "unit"} or {"normalize": "standardize", "mean": [...], '
              '"std": [...]}')
     if not isinstance(pre, dict) or pre.get("normalize") not in ("unit", "standardize"):
-        raise CnnkitError(f"{where}: preprocessing {pre!r} is not understood; {valid}")
+        raise CnnkitError(f"{where}: preprocessing {clipped(pre)} is not understood; {valid}")
     if pre["normalize"] == "standardize":
         for key in ("mean", "std"):
             v = pre.get(key)
             ok = isinstance(v, list) and len(v) in (1, channels) and all(
-                isinstance(a, (int, float)) and not isinstance(a, bool) for a in v)
+                isinstance(a, (int, float)) and not isinstance(a, bool) and _finite(a) for a in v)
             if not ok or (key == "std" and min(v) <= 0):
                 count = "1 number" if channels == 1 else f"1 or {channels} numbers"
-                raise CnnkitError(f"{where}: preprocessing {key}={v!r} is out of range; valid: "
-                                  f"{count} (one per channel)"
+                raise CnnkitError(f"{where}: preprocessing {key}={clipped(v)} is out of range; "
+                                  f"valid: {count} (one per channel), finite"
                                   + (", each > 0" if key == "std" else ""))
     return pre
+
+
+def _finite(x) -> bool:
+    """A number a float32 network can use: not NaN, infinity, or past float32's range."""
+    try:
+        return math.isfinite(x) and abs(x) <= FLOAT32_MAX
+    except OverflowError:  # an int past float64's
+        return False
 
 
 def load_state(net, state: dict, where: str) -> None:

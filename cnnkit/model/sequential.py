@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from cnnkit.errors import CnnkitError, one_of
 from cnnkit.layers import (Activation, Input, Layer, MaxPooling2D, Shape, check_input_shape,
                            layer_from_config, layer_to_config)
-from cnnkit.layers.base import check_layer_name
+from cnnkit.layers.base import check_layer_name, check_output_size, check_param_count
 
 INIT_STYLES = ("keras", "torch")
 
@@ -104,13 +104,18 @@ class Sequential:
     def layer_infos(self) -> list[LayerInfo]:
         """Shape inference through every layer (raises a clear error at the first bad one)."""
         shape: Shape = self._require_input()
-        rows = []
+        rows, total = [], 0
         for i, (layer, name) in enumerate(zip(self.layers, self.layer_names())):
             try:
                 out = layer.output_shape(shape)
+                # sizes that cannot be allocated are refused here, from the arithmetic: before a
+                # custom layer's default params() builds its module, and before any build
+                check_output_size(layer, out)
+                trainable, frozen = layer.params(shape)
+                total += trainable + frozen
+                check_param_count(layer, trainable + frozen, total)
             except CnnkitError as e:
                 raise CnnkitError(f"layers[{i}] {e}") from None
-            trainable, frozen = layer.params(shape)
             rows.append(LayerInfo(name, layer, shape, out, trainable, frozen, layer.macs(shape, out)))
             shape = out
         return rows

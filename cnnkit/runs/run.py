@@ -68,16 +68,17 @@ def resume(run_dir, **changes) -> RunResult:
 # -- the run directory ------------------------------------------------------------------------
 def read_run_config(run_dir) -> dict:
     """The "options" of a run directory's config.json (the resolved spec, nested form)."""
+    from cnnkit.model.files import read_bounded
+
     cfg = Path(run_dir) / "config.json"
     if not cfg.is_file():
         raise CnnkitError(f"{run_dir}: not a run directory (no config.json)")
-    try:
-        options = json.loads(cfg.read_text())["options"]
-    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as e:
-        raise CnnkitError(f"{cfg}: corrupt run configuration ({e})") from None
-    if not isinstance(options, dict):
+    data = read_bounded(cfg, "json", "run configuration", label="corrupt run configuration")
+    if not isinstance(data, dict) or "options" not in data:
+        raise CnnkitError(f"{cfg}: corrupt run configuration (missing key 'options')")
+    if not isinstance(data["options"], dict):
         raise CnnkitError(f"{cfg}: corrupt run configuration (options is not a mapping)")
-    return options
+    return data["options"]
 
 
 def read_run_spec(run_dir) -> RunSpec:
@@ -105,9 +106,26 @@ def started(run_dir: Path) -> bool:
     return any((run_dir / name / "state.json").is_file() for name in ("state", ".state.old"))
 
 
+def _before_first_epoch(run_dir: Path) -> tuple[str, ...]:
+    # epoch 1's best/ is written just before its state/: a kill between the two leaves it,
+    # but only a run's own folder (one with config.json) is allowed to hold it
+    return BEFORE_FIRST_EPOCH + (("best",) if (run_dir / "config.json").exists() else ())
+
+
 def _leftovers(run_dir: Path) -> list[Path]:
-    return [p for p in run_dir.iterdir()
-            if p.name not in BEFORE_FIRST_EPOCH and not p.name.startswith(".")]
+    keep = _before_first_epoch(run_dir)
+    return [p for p in run_dir.iterdir() if p.name not in keep and not p.name.startswith(".")]
+
+
+def remove_temporaries(run_dir: Path) -> None:
+    """What a killed process left half-written (`.NAME.*.tmp`, `.curves.*.png`, a `.NAME.old`
+    whose NAME is whole again): run directories hold no hidden files of their own but the lock.
+    Called under the lock, after recover_dir has put back anything cut between renames."""
+    import shutil
+
+    for p in run_dir.iterdir():
+        if p.name.startswith(".") and p.name != LOCK_FILE:
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
 
 
 def _check_fresh(run_dir: Path, ask_lock: bool = True) -> None:
@@ -133,9 +151,11 @@ def _clear_unstarted(run_dir: Path) -> None:
     run writes its own config.json."""
     import shutil
 
+    keep = _before_first_epoch(run_dir)
     for p in run_dir.iterdir():
-        if p.name in BEFORE_FIRST_EPOCH or (p.name.startswith(".") and p.name.endswith(".tmp")):
+        if p.name in keep:  # config.json included: the new run writes its own
             shutil.rmtree(p) if p.is_dir() else p.unlink()
+    remove_temporaries(run_dir)
 
 
 # -- data and model ---------------------------------------------------------------------------
@@ -297,6 +317,7 @@ def _execute_held(spec: RunSpec, resume: bool, command, held) -> RunResult:
     if resume:
         for name in ("state", "best", "last"):
             recover_dir(run_dir / name)
+        remove_temporaries(run_dir)
         if not started(run_dir):  # killed (or diverged) before its first epoch was saved
             say(f"{run_dir} has no completed epoch yet: starting it from the beginning")
             resume = False

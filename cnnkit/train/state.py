@@ -40,6 +40,8 @@ def pack(obj, tensors: dict[str, torch.Tensor], path: str = "s"):
 def unpack(obj, tensors: dict[str, torch.Tensor]):
     if isinstance(obj, dict):
         if "__tensor__" in obj:
+            if not isinstance(obj["__tensor__"], str) or obj["__tensor__"] not in tensors:
+                raise _MissingTensor(obj["__tensor__"])
             return tensors[obj["__tensor__"]]
         if "__items__" in obj:
             return {k: unpack(v, tensors) for k, v in obj["__items__"]}
@@ -64,6 +66,10 @@ def write_state(directory, model_state: dict[str, torch.Tensor], state: dict) ->
     return Path(directory)
 
 
+class _MissingTensor(Exception):
+    """A `{"__tensor__": name}` whose name state.safetensors does not hold."""
+
+
 def read_state(directory) -> tuple[dict[str, torch.Tensor], dict]:
     directory = Path(directory)
     old = directory.with_name(f".{directory.name}.old")
@@ -74,10 +80,29 @@ def read_state(directory) -> tuple[dict[str, torch.Tensor], dict]:
     if missing:
         raise CnnkitError(f"{directory} is not a training state directory "
                           f"(missing {', '.join(missing)})")
+    from cnnkit.layers.base import clipped
+    from cnnkit.model.files import MAX_STATE_BYTES, read_bounded
+    from cnnkit.model.saving import check_finite
+
+    # inf is a number a state holds by right (EarlyStopping's best before its first epoch)
+    tree = read_bounded(files[0], "json", "training state", max_bytes=MAX_STATE_BYTES,
+                        nonfinite=True, label="corrupt training state")
     try:
-        tree = json.loads(files[0].read_text())
         tensors = load_file(str(files[1]))
         weights = load_file(str(files[2]))
     except Exception as e:  # truncated or foreign files
-        raise CnnkitError(f"cannot read training state in {directory}: {e}") from None
-    return weights, unpack(tree, tensors)
+        raise CnnkitError(f"cannot read training state in {directory}: "
+                          f"{clipped(e, quote=False)}") from None
+    if not isinstance(tree, dict):
+        raise CnnkitError(f"{files[0]}: corrupt training state (not a mapping)")
+    for key in ("epoch", "seed"):  # what a resumed run counts and draws from
+        value = tree.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise CnnkitError(f"{files[0]}: corrupt training state ({key}={clipped(value)}; "
+                              "valid: an integer >= 0)")
+    check_finite(weights, str(files[2]))  # resuming NaN weights would only train NaN
+    try:
+        return weights, unpack(tree, tensors)
+    except _MissingTensor as e:
+        raise CnnkitError(f"{files[0]}: corrupt training state (tensor {clipped(e.args[0])} is "
+                          f"not in {STATE_TENSORS})") from None

@@ -1,7 +1,10 @@
 """Downloads against a local server: verified, resumable, never poisoning the cache."""
+import contextlib
 import hashlib
 import io
 import os
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -130,3 +133,64 @@ def test_progress_bar_on_a_terminal(tmp_path, server, monkeypatch):
     monkeypatch.setattr("sys.stderr", fake)
     download([server.url("data.bin")], tmp_path / "data.bin", SHA, progress=True)
     assert "data.bin" in fake.getvalue() and "3.1" in fake.getvalue()
+
+
+# -- the published size bounds a download -------------------------------------------------------
+@contextlib.contextmanager
+def serve_without_length(body: bytes):
+    """A local server that sends `body` with no Content-Length (HTTP/1.0: the end of the body is
+    the connection's close), so a client learns the size only by reading it."""
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()
+            with contextlib.suppress(OSError):  # the client hangs up once it has had enough
+                self.wfile.write(body)
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, args=(0.02,), daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/data.bin"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_body_larger_than_the_published_size_is_refused_unread(tmp_path, server):
+    with pytest.raises(DownloadError, match=r"serves 3.1 MB, more than the published 1.6 MB") as e:
+        download([server.url("data.bin")], tmp_path / "data.bin", SHA, progress=False,
+                 size=len(DATA) // 2)
+    assert not e.value.offline and "\n" not in str(e.value)
+    assert list(tmp_path.iterdir()) == []  # nothing written: no .part
+
+
+def test_body_without_a_length_is_cut_off_at_the_published_size(tmp_path):
+    with serve_without_length(DATA) as url:
+        with pytest.raises(DownloadError, match=r"sent more than the published 1.0 MB"):
+            download([url], tmp_path / "data.bin", SHA, progress=False, size=1 << 20)
+    assert list(tmp_path.iterdir()) == []  # the bytes were not the file: no .part to resume
+
+
+def test_a_catalogue_size_slightly_off_is_still_accepted(tmp_path, server):
+    dest = download([server.url("data.bin")], tmp_path / "data.bin", SHA, progress=False,
+                    size=len(DATA) - 1000)  # the checksum, not the size, decides
+    assert dest.read_bytes() == DATA
+
+
+def test_file_larger_than_the_free_space_is_refused_before_writing(tmp_path, server):
+    with pytest.raises(CnnkitError, match=r"not enough space to download data.bin into "
+                       rf"{tmp_path}: it needs .* MB free; free some space or set CNNKIT_DATA"):
+        download([server.url("data.bin")], tmp_path / "data.bin", SHA, progress=False,
+                 size=1 << 60)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_folder_where_the_file_goes_is_named(tmp_path, server):
+    (tmp_path / "data.bin").mkdir()
+    with pytest.raises(CnnkitError, match=r"data.bin' is a folder, not a file"):
+        download([server.url("data.bin")], tmp_path / "data.bin", SHA, progress=False)
+    assert server.requests == []
