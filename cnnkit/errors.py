@@ -23,18 +23,33 @@ class CnnkitError(ValueError):
             return self
         import re
 
-        shown = self.value if isinstance(self.value, str) else repr(self.value)
-        text = str(self).replace(f"{self.option}={self.value!r}", f"{flag} {shown}")
+        as_typed = self.value if isinstance(self.value, str) else shown(self.value)
+        text = str(self).replace(f"{self.option}={shown(self.value)}", f"{flag} {as_typed[:MAX_SHOWN]}")
         # the option named again in what is valid (`0 <= val_split < 1`), as a whole word
         text = re.sub(rf"(?<![\w-]){re.escape(self.option)}(?![\w-])", flag, text)
         return CnnkitError(text, self.option, self.value)
 
 
+MAX_SHOWN = 200  # characters of a user's value echoed in a message: never megabytes
+
+
+def shown(value) -> str:
+    """`repr(value)`, cut to about MAX_SHOWN characters, on one line."""
+    import reprlib
+
+    if isinstance(value, int) and value.bit_length() > 300:  # repr would be long, or raise
+        return f"<an integer of about {int(value.bit_length() * 0.30103):,} digits>"
+    brief = reprlib.Repr()
+    brief.maxstring = brief.maxother = MAX_SHOWN
+    text = brief.repr(value).replace("\n", "\\n")
+    return text if len(text) <= MAX_SHOWN + 40 else text[:MAX_SHOWN] + "…"
+
+
 def one_of(what: str, value, valid) -> CnnkitError:
     """`unknown optimizer 'adma'; valid: adam, sgd, ...` in one line."""
-    return CnnkitError(f"unknown {what} {value!r}; valid: {', '.join(map(str, valid))}")
+    return CnnkitError(f"unknown {what} {shown(value)}; valid: {', '.join(map(str, valid))}")
 
 
 def out_of_range(option: str, value, valid: str) -> CnnkitError:
     """`lr=-1 is out of range; valid: a number > 0`, carrying the option for the CLI."""
-    return CnnkitError(f"{option}={value!r} is out of range; valid: {valid}", option, value)
+    return CnnkitError(f"{option}={shown(value)} is out of range; valid: {valid}", option, value)
