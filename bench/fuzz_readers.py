@@ -2,13 +2,14 @@
 
 Each target turns the fuzzer's bytes into the files one public loader reads, starting from
 valid files cnnkit writes itself, and checks the one promise every reader makes: it returns
-data or raises a one-line CnnkitError. Anything else (another exception, a multi-line message,
-an input slower than --timeout, RSS past --rss-mb) is a finding: its input is saved to the
-output folder and the run goes on, so one run reports every distinct finding it meets.
+data or raises a one-line CnnkitError. Another exception or a multi-line message is a finding:
+its input is saved to the output folder and the run goes on, so one run reports every distinct
+finding it meets. An input slower than --timeout (a hang) or RSS past --rss-mb (a huge
+allocation) ends the run, with libFuzzer's own timeout-*/oom-* file holding the input.
 
     make fuzz                                            # every target, briefly
     .venv/bin/python bench/fuzz_readers.py --target npz --seconds 60
-    .venv/bin/python bench/fuzz_readers.py --target idx --replay OUT/idx-ValueError-....bin
+    .venv/bin/python bench/fuzz_readers.py --target idx --replay OUT/idx-1-ValueError.bin
 
 atheris comes from bench/requirements-fuzz.txt, never from cnnkit's own requirements.
 """

@@ -134,7 +134,7 @@ def _read_arrays(path: Path, where: str) -> dict[str, np.ndarray]:
         if missing:
             raise CnnkitError(
                 f"npz file {where} is missing array(s) {', '.join(missing)}; "
-                f"it has: {', '.join(sorted(members)) or 'nothing'}"
+                f"it has: {_names(sorted(members)) or 'nothing'}"
             )
         return {k: _read_member(archive, members[k], f"{k} in {where}") for k in _KEYS
                 if k in members}
@@ -196,6 +196,13 @@ def _read_up_to(f, size: int) -> bytearray:
             break
         data += chunk
     return data
+
+
+def _names(names: list[str], shown: int = 10) -> str:
+    """Member names for a message: a name from a damaged archive may hold a newline, or be
+    a kilobyte long."""
+    out = [n if n.isprintable() and len(n) <= 40 else repr(n[:40]) for n in names[:shown]]
+    return ", ".join(out) + (f", ... ({len(names) - shown} more)" if len(names) > shown else "")
 
 
 def _one_line(e: Exception) -> str:

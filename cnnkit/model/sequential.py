@@ -298,10 +298,12 @@ class Sequential:
         if not isinstance(cfg, dict):
             raise CnnkitError(f"{where}: expected a mapping with input_shape and layers; received "
                               f"{type(cfg).__name__}")
-        unknown = sorted(set(cfg) - {"name", "input_shape", "init", "layers", "class_names",
-                                     "test_time_flip"})
-        if unknown:
-            raise CnnkitError(f"{where}: unknown key {unknown[0]!r}; valid: class_names, init, "
+        unknown = sorted(map(str, set(cfg) - {"name", "input_shape", "init", "layers",
+                                              "class_names", "test_time_flip"}))
+        if unknown:  # (keys as text: YAML allows numbers and nulls as keys, which do not sort)
+            from cnnkit.errors import shown
+
+            raise CnnkitError(f"{where}: unknown key {shown(unknown[0])}; valid: class_names, init, "
                               "input_shape, layers, name, test_time_flip")
         for key in ("input_shape", "layers"):
             if key not in cfg:

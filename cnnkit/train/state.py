@@ -106,3 +106,7 @@ def read_state(directory) -> tuple[dict[str, torch.Tensor], dict]:
     except _MissingTensor as e:
         raise CnnkitError(f"{files[0]}: corrupt training state (tensor {clipped(e.args[0])} is "
                           f"not in {STATE_TENSORS})") from None
+    except (TypeError, ValueError, KeyError, AttributeError):  # a tag (__items__, __tuple__)
+        # holding something pack never writes: the file was edited or damaged
+        raise CnnkitError(f"{files[0]}: corrupt training state (a malformed __items__ or "
+                          "__tuple__ entry)") from None

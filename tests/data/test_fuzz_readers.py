@@ -407,7 +407,7 @@ def edited(draw, tree, keys=KEYS):
     for _ in range(draw(st.integers(1, 3))):
         parent, key, node = None, None, tree
         while isinstance(node, (dict, list)) and node and draw(st.booleans()):
-            parent, key = node, draw(st.sampled_from(sorted(node) if isinstance(node, dict)
+            parent, key = node, draw(st.sampled_from(sorted(node, key=repr) if isinstance(node, dict)
                                                      else range(len(node))))
             node = node[key]
         op = draw(st.sampled_from(("replace", "delete", "add")))
@@ -432,15 +432,7 @@ def dumps(tree, suffix: str) -> bytes:
     return json.dumps(tree).encode()  # NaN and Infinity as Python's json writes them
 
 
-def open_finding(where: str):
-    """Reported with its minimal input (pinned at the end of this file). Strict: the fix shows
-    up as an XPASS, the cue to drop the mark and the OPEN settings."""
-    return pytest.mark.xfail(strict=True, raises=(TypeError, ValueError),
-                             reason=f"open finding in {where}")
-
-
 # YAML keys need not be strings (`1: x`, `~: y`); JSON's must
-@open_finding("cnnkit/model/sequential.py: from_config sorts keys of mixed types")
 @fuzz(100, **OPEN)
 @given(suffix=st.sampled_from([".json", ".yaml"]), data=st.data())
 def test_model_descriptions_with_any_values_load_or_fail_in_one_line(suffix, data):
@@ -459,7 +451,6 @@ def test_saved_model_descriptions_with_any_values_load_or_fail_in_one_line(meta)
         loads_or_one_line(load_saved_model, Path(d) / "m")
 
 
-@open_finding("cnnkit/train/state.py: unpack trusts the __items__ and __tuple__ tags")
 @fuzz(100, **OPEN)
 @given(tree=edited(json.loads(STATE["state.json"])))
 def test_training_state_trees_with_any_values_load_or_fail_in_one_line(tree):
@@ -598,6 +589,16 @@ def test_npz_zip_features_zipfile_lacks(tmp_path, offset, value, message):
         load_npz(tmp_path / "d.npz")
 
 
+def test_npz_member_names_in_a_message_stay_on_one_line(tmp_path):
+    """Found by bench/fuzz_readers.py: the names of a damaged archive's members, newlines and
+    all, were echoed into "is missing array(s) ...; it has: ..."."""
+    (tmp_path / "d.npz").write_bytes(zip_of(**{"a\nb": Y_NPY, "c" * 500: Y_NPY}))
+    with pytest.raises(CnnkitError, match=r"missing array\(s\) x_train, y_train; it has: "
+                                          r"'a\\nb', 'ccc") as e:
+        load_npz(tmp_path / "d.npz")
+    assert "\n" not in str(e.value) and len(str(e.value)) < 300
+
+
 def test_npz_labels_up_to_the_class_limit_load(tmp_path):
     y = np.array([0, 1, MAX_CLASSES - 1])
     (tmp_path / "d.npz").write_bytes(npz_bytes(x_train=X, y_train=y))
@@ -658,8 +659,7 @@ def test_folder_cache_with_a_flipped_pixel_is_rebuilt(tmp_path):
     assert load_folder(tmp_path / "d").info["cached"]
 
 
-# -- open findings in readers other changes own: minimal inputs, pinned --------------------------
-@pytest.mark.xfail(strict=True, raises=TypeError, reason="open finding in cnnkit/model/sequential.py")
+# -- findings in readers of other modules, fixed there: minimal inputs, pinned ----------------
 def test_model_file_with_keys_of_mixed_types(tmp_path):
     """TypeError: '<' not supported between instances of 'str' and 'int' (from_config sorts
     the unknown keys)."""
@@ -668,8 +668,6 @@ def test_model_file_with_keys_of_mixed_types(tmp_path):
         load_model_file(tmp_path / "m.yaml")
 
 
-@pytest.mark.xfail(strict=True, raises=(TypeError, ValueError),
-                   reason="open finding in cnnkit/train/state.py")
 @pytest.mark.parametrize("tree", [b'{"__items__": 5}', b'{"__tuple__": null}',
                                   b'{"__items__": [[1]]}', b'{"__items__": [[[1], 2]]}'])
 def test_training_state_with_broken_tags(tmp_path, tree):
