@@ -329,7 +329,10 @@ def main(argv=None) -> int:
         child = [sys.executable, __file__, *(argv if argv is not None else sys.argv[1:]),
                  "--out", str(out), "--child", str(scratch)]
         rc = subprocess.run(child).returncode
-        return summary(args.target, out, rc)
+        status = summary(args.target, out, rc)
+        if status == 0 and args.out is None:
+            shutil.rmtree(out, ignore_errors=True)  # nothing found: no empty folder left behind
+        return status
 
 
 if __name__ == "__main__":

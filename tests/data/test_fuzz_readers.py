@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, Phase, configuration, given, settings
+from hypothesis import HealthCheck, configuration, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image
@@ -51,10 +51,6 @@ def fuzz(max_examples: int, **more):
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
                     **more)
 
-
-# For a property that still finds a crash in a module another change owns: no shrinking, which
-# would only find again the minimal input pinned at the end of this file, and one error.
-OPEN = {"phases": [Phase.explicit, Phase.reuse, Phase.generate], "report_multiple_bugs": False}
 
 
 def loads_or_one_line(load, *args):
@@ -433,7 +429,7 @@ def dumps(tree, suffix: str) -> bytes:
 
 
 # YAML keys need not be strings (`1: x`, `~: y`); JSON's must
-@fuzz(100, **OPEN)
+@fuzz(100)
 @given(suffix=st.sampled_from([".json", ".yaml"]), data=st.data())
 def test_model_descriptions_with_any_values_load_or_fail_in_one_line(suffix, data):
     keys = KEYS if suffix == ".json" else st.one_of(KEYS, st.integers(-2, 2), st.none())
@@ -451,7 +447,7 @@ def test_saved_model_descriptions_with_any_values_load_or_fail_in_one_line(meta)
         loads_or_one_line(load_saved_model, Path(d) / "m")
 
 
-@fuzz(100, **OPEN)
+@fuzz(100)
 @given(tree=edited(json.loads(STATE["state.json"])))
 def test_training_state_trees_with_any_values_load_or_fail_in_one_line(tree):
     with scratch() as d:
