@@ -11,26 +11,12 @@ import pytest
 from cnnkit.cli import main
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
-from _child import wait_for_line  # noqa: E402
+from _child import pause_after_epoch, wait_for_line  # noqa: E402
 
 SMALL = ["--model", "seed003-cnn", "--dataset", "digits", "--batch-size", "64", "--seed", "3",
          "--epochs", "3", "--val-split", "0.2", "--quiet"]
 
-# A real `cnnkit train` that pauses, holding its directory, once its first epoch is saved.
-PAUSE_AFTER_EPOCH_1 = """
-import sys, threading
-from cnnkit.cli import main
-from cnnkit.train.trainer import Trainer
-save = Trainer.save_state
-def save_then_pause(self, directory):
-    path = save(self, directory)
-    if self.epoch == 1:
-        print("saved epoch 1", flush=True)
-        threading.Event().wait()
-    return path
-Trainer.save_state = save_then_pause
-sys.exit(main(sys.argv[1:]))
-"""
+PAUSE_AFTER_EPOCH_1 = pause_after_epoch(1)  # a real `cnnkit train`, paused holding its directory
 
 
 @pytest.fixture

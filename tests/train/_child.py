@@ -24,3 +24,24 @@ def wait_for_line(proc: subprocess.Popen, line: str, timeout: float = 120) -> bo
         if want in said.split(b"\n")[:-1]:  # whole lines only
             return True
     return False
+
+
+def pause_after_epoch(epoch: int) -> str:
+    """A `python -c` script: `cnnkit train` (its argv), but once epoch `epoch`'s state is
+    written it prints "saved epoch N" and holds still, holding its run directory, until the
+    test kills it."""
+    return f"""
+import sys, threading
+from cnnkit.cli import main
+from cnnkit.train.trainer import Trainer
+
+save_state = Trainer.save_state
+def save_then_pause(self, directory):
+    path = save_state(self, directory)
+    if self.epoch == {epoch}:
+        print("saved epoch {epoch}", flush=True)
+        threading.Event().wait()
+    return path
+Trainer.save_state = save_then_pause
+sys.exit(main(sys.argv[1:]))
+"""

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import cnnkit
-from _child import wait_for_line
+from _child import pause_after_epoch, wait_for_line
 from cnnkit.cli import main
 
 RUN_FILES = {"config.json", "history.csv", "metrics.json", "best", "last", "state", "curves.png",
@@ -112,22 +112,7 @@ def test_existing_run_is_never_overwritten(tmp_path, capsys):
     assert (run / "metrics.json").read_bytes() == before
 
 
-# `cnnkit train`, but it holds still once epoch 2's state is written, until the test kills it.
-PAUSE_AFTER_EPOCH_2 = """
-import sys, threading
-from cnnkit.cli import main
-from cnnkit.train.trainer import Trainer
-
-save_state = Trainer.save_state
-def save_then_pause(self, directory):
-    path = save_state(self, directory)
-    if self.epoch == 2:
-        print("saved epoch 2", flush=True)
-        threading.Event().wait()
-    return path
-Trainer.save_state = save_then_pause
-sys.exit(main(sys.argv[1:]))
-"""
+PAUSE_AFTER_EPOCH_2 = pause_after_epoch(2)  # holds still once epoch 2's state is written
 
 
 def test_resume_after_kill_gives_the_uninterrupted_result(tmp_path):
