@@ -28,6 +28,9 @@ COMMAND_MODULES = [
     "cnnkit.cli.inside",   # inspect
     "cnnkit.cli.report",   # report
     "cnnkit.cli.runs",     # runs, compare
+    "cnnkit.cli.tune",     # tune, cv
+    "cnnkit.cli.export",   # export
+    "cnnkit.cli.serve",    # serve
     "cnnkit.cli.demo",     # demo
 ]
 
