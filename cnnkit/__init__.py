@@ -18,6 +18,10 @@ _LAZY = {
     "RunSpec": ("cnnkit.runs.spec", "RunSpec"),
     "RunResult": ("cnnkit.runs.spec", "RunResult"),
     "evaluate": ("cnnkit.runs.evaluate", "evaluate"),
+    "Predictor": ("cnnkit.serve.predictor", "Predictor"),
+    "export_onnx": ("cnnkit.serve.onnx", "export_onnx"),
+    "tune": ("cnnkit.tune.study", "tune"),
+    "cross_validate": ("cnnkit.tune.cv", "cross_validate"),
 }
 
 
