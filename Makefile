@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 CHROMIUM    := /usr/bin/chromium
 
-.PHONY: setup data browser demo test bench fuzz clean
+.PHONY: setup data browser postgres demo test bench fuzz clean
 
 setup: $(STAMP)
 
@@ -31,10 +31,19 @@ browser:
 	fi
 	@[ -x $(CHROMIUM) ] || echo "note: no $(CHROMIUM) (apt-get install chromium); the report.html browser tests will fail"
 
+# Debian's PostgreSQL server binaries, which the multi-worker tests of cnnkit tune start on
+# 127.0.0.1 in a temporary folder (never a system service). Not fatal here: without them those
+# tests fail and say why.
+postgres:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  (apt-get update -qq && apt-get install -y -qq postgresql) >/dev/null 2>&1 || true; \
+	fi
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || echo "note: no PostgreSQL server (apt-get install postgresql); the cnnkit tune PostgreSQL tests will fail"
+
 demo: setup data
 	$(BIN)/cnnkit demo
 
-test: setup data browser
+test: setup data browser postgres
 	$(BIN)/python -m pytest -q
 
 # Coverage-guided fuzzing of every file reader (atheris, installed into the venv from
