@@ -46,7 +46,9 @@ def kind_of(mode: int) -> str:
 
 
 def _a(noun: str) -> str:
-    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
+    # "an npz file", "an ONNX file": initialisms read out from a vowel sound
+    vowel = noun[:1].lower() in "aeiou" or noun.split()[0].lower() in ("npz", "onnx")
+    return f"{'an' if vowel else 'a'} {noun}"
 
 
 def describe(e: OSError, path=None) -> str:

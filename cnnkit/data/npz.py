@@ -20,6 +20,7 @@ import torch
 
 from cnnkit.data.base import Dataset
 from cnnkit.errors import CnnkitError
+from cnnkit.fsutil import readable_file
 
 
 # Without class_names, classes are 0..max label: a stray 2**40 must not become 2**40 names.
@@ -213,10 +214,8 @@ def _one_line(e: Exception) -> str:
 
 def load_npz(path: str | os.PathLike) -> Dataset:
     """Load `npz:PATH` as a Dataset."""
-    path = Path(path).expanduser()
+    path = readable_file(Path(path).expanduser(), "npz file")  # a FIFO would block the read
     where = f"'{path}'"
-    if not path.is_file():
-        raise CnnkitError(f"npz file {where} does not exist")
     arrays = _read_arrays(path, where)
     splits = ["train"] + (["test"] if "x_test" in arrays else [])
     xs = {s: _images(arrays[f"x_{s}"], f"x_{s}", where) for s in splits}
