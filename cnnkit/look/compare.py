@@ -51,10 +51,10 @@ class RunFiles:
 
 
 def _json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CnnkitError(f"{path}: corrupt ({e})") from None
+    from cnnkit.model.files import read_bounded
+
+    data = read_bounded(path, "json", "run file", nonfinite=True,  # a NaN loss is a result
+                        label="corrupt")  # bounded: size, depth, echo
     if not isinstance(data, dict):
         raise CnnkitError(f"{path}: corrupt (expected a JSON object)")
     return data

@@ -51,11 +51,13 @@ def write_report_html(run_dir, dataset=None, splits=None, model=None, probs=None
 def render_report_html(run_dir, dataset=None, splits=None, model=None, probs=None,
                        report=None) -> str:
     from cnnkit.runs.evaluate import evaluate, load_model_or_run
+    from cnnkit.model.files import read_bounded
     from cnnkit.runs.run import prepare_data, read_run_config
 
     run_dir = Path(run_dir)
     options = read_run_config(run_dir)  # first: a folder that is not a run says so
-    config = json.loads((run_dir / "config.json").read_text())
+    config = read_bounded(run_dir / "config.json", "json", "run configuration",
+                          label="corrupt run configuration")
     if options.get("artifacts", "full") != "full":
         raise CnnkitError(f"{run_dir}: the run was made with artifacts={options['artifacts']!r}, "
                           "which saves no model to report on; valid: a run with artifacts 'full'")
@@ -68,7 +70,10 @@ def render_report_html(run_dir, dataset=None, splits=None, model=None, probs=Non
         ev = evaluate(run_dir)
         probs, report = ev.probs, ev.report
     metrics_file = run_dir / "metrics.json"
-    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+    metrics = read_bounded(metrics_file, "json", "run metrics", nonfinite=True,
+                           label="corrupt run metrics") if metrics_file.is_file() else {}
+    if not isinstance(metrics, dict):
+        raise CnnkitError(f"{metrics_file}: corrupt run metrics (not a JSON object)")
     history = read_history(run_dir / "history.csv")
     x_test, y_test = (np.asarray(t) for t in splits["test"])
     names = report["class_names"]

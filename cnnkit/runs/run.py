@@ -18,7 +18,6 @@ Every file is written atomically, so `kill -9` at any moment leaves a resumable 
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -31,11 +30,14 @@ from cnnkit.runs.spec import RESUMABLE, RunResult, RunSpec
 TEST_FRACTION = 0.2  # held out as the test split for datasets without an official one
 
 
-def run(spec: RunSpec, resume: bool = False, command: list[str] | None = None) -> RunResult:
+def run(spec: RunSpec, resume: bool = False, command: list[str] | None = None,
+        callbacks: list | None = None) -> RunResult:
     """Train, evaluate on the test split, write the run directory (if `spec.out`), and
     return the results. `resume=True` continues the interrupted run in `spec.out`; the
     fields given in `spec` must then agree with the run's own, except epochs (which may
-    grow), verbose, device and data_dir. `command` is recorded in config.json (the CLI's argv)."""
+    grow), verbose, device and data_dir. `command` is recorded in config.json (the CLI's argv).
+    `callbacks` are added after the run's own (a search's pruning callback, say); the run's
+    results do not depend on them unless they stop training."""
     if not isinstance(spec, RunSpec):
         raise CnnkitError(f"run() takes a RunSpec; received {type(spec).__name__}")
     if resume:
@@ -55,8 +57,8 @@ def run(spec: RunSpec, resume: bool = False, command: list[str] | None = None) -
                 f"{', '.join(k for k in RESUMABLE if k != 'out')} may change)",
                 option=key, value=getattr(wanted, key))
         return _execute(wanted.replace(out=str(spec.out)).resolved(), resume=True,
-                        command=command)
-    return _execute(spec.resolved(), resume=False, command=command)
+                        command=command, extra_callbacks=callbacks)
+    return _execute(spec.resolved(), resume=False, command=command, extra_callbacks=callbacks)
 
 
 def resume(run_dir, **changes) -> RunResult:
@@ -89,8 +91,10 @@ def read_run_spec(run_dir) -> RunSpec:
 def _record_resume(run_dir: Path, spec: RunSpec, command) -> None:
     """A resumed run that trains for more epochs (or elsewhere) says so in its config.json, so
     the file still repeats the run it describes; each resume's command is kept."""
+    from cnnkit.model.files import read_bounded
+
     cfg_file = run_dir / "config.json"
-    cfg = json.loads(cfg_file.read_text())
+    cfg = read_bounded(cfg_file, "json", "run configuration", label="corrupt run configuration")
     cfg["options"] = spec.to_options()
     cfg.setdefault("resumed", []).append(command)
     atomic_write_json(cfg_file, cfg)
@@ -183,7 +187,13 @@ def prepare_data(spec, model_shape=None):
         pick = pick[:spec.limit].sort().values
         x, y = x[pick], y[pick]
     val = None
-    if spec.val_split:
+    if spec.fold:  # one fold of a stratified k-fold of the training data is the validation
+        from cnnkit.data.split import kfold_indices
+
+        tr, va = kfold_indices(y, spec.fold["k"], seed=spec.fold.get("seed", 0),
+                               class_names=ds.class_names)[spec.fold["index"]]
+        x, y, val = x[tr], y[tr], (x[va], y[va])
+    elif spec.val_split:
         tr, va = train_val_split(y, spec.val_split, seed=spec.seed, class_names=ds.class_names)
         x, y, val = x[tr], y[tr], (x[va], y[va])
     elif spec.val_from_test:
@@ -284,16 +294,16 @@ def make_callbacks(spec: RunSpec, run_dir: Path | None, has_val: bool) -> list:
     return callbacks
 
 
-def _execute(spec: RunSpec, resume: bool, command) -> RunResult:
+def _execute(spec: RunSpec, resume: bool, command, extra_callbacks=None) -> RunResult:
     """The run, holding its directory's lock from the first write (or, to resume, from the
     first read of its state) to the last."""
     import contextlib
 
     with contextlib.ExitStack() as held:
-        return _execute_held(spec, resume, command, held)
+        return _execute_held(spec, resume, command, held, list(extra_callbacks or ()))
 
 
-def _execute_held(spec: RunSpec, resume: bool, command, held) -> RunResult:
+def _execute_held(spec: RunSpec, resume: bool, command, held, extra_callbacks) -> RunResult:
     import torch
 
     from cnnkit.runs.report import finish_run
@@ -344,7 +354,7 @@ def _execute_held(spec: RunSpec, resume: bool, command, held) -> RunResult:
                                 "image_shape": ds.image_shape, "class_names": ds.class_names},
                     "splits": {k: (len(v[0]) if v else 0) for k, v in splits.items()},
                 }, "command": command, "started": time.time()})
-    callbacks = make_callbacks(spec, run_dir, splits["val"] is not None)
+    callbacks = make_callbacks(spec, run_dir, splits["val"] is not None) + extra_callbacks
     trainer = Trainer(model, config, callbacks, state_dir=state_dir)
     if resume:
         trainer.load_state(state_dir)

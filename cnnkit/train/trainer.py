@@ -26,13 +26,14 @@ from cnnkit.data.augment import Augmenter
 from cnnkit.train.averaging import WeightAverage
 from cnnkit.data.batches import BatchLoader, channel_stats, epoch_generator, to_model_input
 from cnnkit.errors import CnnkitError
+from cnnkit.layers.base import clipped
 from cnnkit.model.saving import load_state as load_weights  # reads old positional files too
 from cnnkit.train.callbacks import Callback
 from cnnkit.train.config import TrainConfig
 from cnnkit.train.losses import correct_count, make_loss
 from cnnkit.train.optim import make_optimizer, make_schedule
 from cnnkit.train.progress import Progress
-from cnnkit.train.state import read_state, write_state
+from cnnkit.train.state import STATE_JSON, read_state, write_state
 
 __all__ = ["TrainConfig", "Trainer", "History", "resolve_device", "resolve_precision"]
 STATE_FORMAT = 1
@@ -408,22 +409,32 @@ class Trainer:
         """Restore a state written by `save_state`; the next `fit` continues after its epoch.
         This trainer must hold the same model architecture, config and callbacks."""
         weights, state = read_state(directory)
+        where = f"{Path(directory) / STATE_JSON}"
         if state.get("format") != STATE_FORMAT:
             raise CnnkitError(f"{directory}: unsupported training state format {state.get('format')}")
+        _check_state_keys(state, where, self.average is not None)
         diffs = TrainConfig.from_dict(state["config"]).differences(self.config)
         if diffs:
             raise CnnkitError(f"cannot resume {directory} with a different configuration "
                               f"({'; '.join(diffs)})")
         load_weights(self.model.net, weights, str(directory))  # names a mismatched tensor
-        self.optimizer.load_state_dict(state["optimizer"])
-        _match_param_strides(self.optimizer)
-        if self.average is not None:
-            self.average.load_state_dict(state["weight_average"])
-        self._schedule_state = state["schedule"]
-        if self.schedule is not None and state["schedule"] is not None:
-            self.schedule.load_state_dict(state["schedule"])
+        part = "optimizer"
+        try:  # torch's own loaders raise KeyError/ValueError on a state edited by hand
+            self.optimizer.load_state_dict(state["optimizer"])
+            _match_param_strides(self.optimizer)
+            if self.average is not None:
+                part = "weight_average"
+                self.average.load_state_dict(state["weight_average"])
+            part = "schedule"
+            self._schedule_state = state["schedule"]
+            if self.schedule is not None and state["schedule"] is not None:
+                self.schedule.load_state_dict(state["schedule"])
+            part = "history"
+            self.history = History(**state["history"])
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:
+            raise CnnkitError(f"{where}: corrupt training state (its {part} does not fit this "
+                              f"run: {clipped(e, quote=False)})") from None
         self.epoch, self.seed = state["epoch"], state["seed"]
-        self.history = History(**state["history"])
         self.stop_training, self.stop_reason = state["stop_training"], state["stop_reason"]
         saved = state["callbacks"]
         for i, cb in enumerate(self.callbacks):
@@ -431,3 +442,23 @@ class Trainer:
             if key in saved:
                 cb.set_state(saved[key])
         return self
+
+
+# What `load_state` reads from state.json, and the types it needs (JSON types after unpacking).
+_STATE_KEYS = {"config": dict, "optimizer": dict, "history": dict, "callbacks": dict,
+               "epoch": int, "seed": int, "stop_training": bool,
+               "stop_reason": (str, type(None))}
+
+
+def _check_state_keys(state: dict, where: str, averaging: bool) -> None:
+    """One line naming the file and the key for a state.json missing a key or holding the
+    wrong type there (a file edited by hand or written by another program)."""
+    keys = dict(_STATE_KEYS, **({"weight_average": dict} if averaging else {}))
+    for key, kind in keys.items():
+        if key not in state:
+            raise CnnkitError(f"{where}: corrupt training state (no '{key}' key)")
+        if not isinstance(state[key], kind):
+            wanted = " or ".join("null" if k is type(None) else k.__name__
+                                 for k in (kind if isinstance(kind, tuple) else (kind,)))
+            raise CnnkitError(f"{where}: corrupt training state ('{key}' is "
+                              f"{clipped(state[key])}; valid: {wanted})")

@@ -74,6 +74,30 @@ def test_resume_with_another_config_is_refused(make_model, digits, tmp_path):
         other.load_state(tmp_path / "nothing")
 
 
+@pytest.mark.parametrize("edit, message", [
+    (lambda s: s.pop("history"), r"corrupt training state \(no 'history' key\)"),
+    (lambda s: s.pop("optimizer"), r"corrupt training state \(no 'optimizer' key\)"),
+    (lambda s: s.update(stop_training="yes"),
+     r"corrupt training state \('stop_training' is 'yes'; valid: bool\)"),
+    (lambda s: s.update(history={"loss": [1.0], "bogus": 2}),
+     r"corrupt training state \(its history does not fit this run"),
+    (lambda s: s["optimizer"].update(param_groups=[]),
+     r"corrupt training state \(its optimizer does not fit this run"),
+], ids=["no-history", "no-optimizer", "wrong-type", "bad-history", "bad-optimizer"])
+def test_a_state_file_edited_by_hand_is_one_line_naming_it(make_model, digits, tmp_path,
+                                                          edit, message):
+    import json
+
+    t = Trainer(make_model(), TrainConfig(epochs=1, batch_size=64, verbose=0), state_dir=tmp_path)
+    t.fit(*digits)
+    state = json.loads((tmp_path / "state.json").read_text())
+    edit(state)
+    (tmp_path / "state.json").write_text(json.dumps(state))
+    other = Trainer(make_model(), TrainConfig(epochs=2, batch_size=64, verbose=0))
+    with pytest.raises(CnnkitError, match=f"^{tmp_path}/state.json: {message}"):
+        other.load_state(tmp_path)
+
+
 @pytest.mark.parametrize("kwargs,message", [
     (dict(epochs=0), "epochs=0 is out of range; valid: an integer >= 1"),
     (dict(epochs=-3), "epochs=-3 is out of range"),
