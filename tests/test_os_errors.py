@@ -158,6 +158,14 @@ def test_full_disk_at_config_json(tmp_path, capsys):
         assert (fs / "users-own-file").read_bytes()[:4096] == head
 
 
+def test_full_disk_at_the_lock_names_the_run(tmp_path, capsys):
+    with tmpfs(tmp_path / "full") as fs:
+        head = fill(fs)  # not a page left: the lock file's pid is the first write
+        assert cli(capsys, "train", *SMALL, "--epochs", "1", "--out", fs / "run") == \
+            (2, f"{fs}/run/.lock: no space left on device")
+        assert (fs / "users-own-file").read_bytes()[:4096] == head
+
+
 def test_full_disk_at_a_checkpoint_keeps_the_run_resumable(trained, tmp_path, capsys):
     with tmpfs(tmp_path / "full", size="4m") as fs:
         run = fs / "run"

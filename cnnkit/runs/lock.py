@@ -34,8 +34,11 @@ def run_lock(directory, what: str = "run"):
             raise CnnkitError(f"{directory} is in use by another cnnkit process (pid {holder}): "
                               f"one {what} per directory; wait for it to finish, or choose "
                               "another out") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError as e:  # a full disk: name the lock's folder, not just "no space left"
+            raise OSError(e.errno, e.strerror, str(path)) from None
         yield
     finally:
         os.close(fd)  # releases the lock
