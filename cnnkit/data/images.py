@@ -59,13 +59,24 @@ def is_gray(img: Image.Image) -> bool:
     return False
 
 
-def open_image(path: str | os.PathLike) -> Image.Image:
-    """Open and fully decode `path` (first frame of an animation); CnnkitError if unreadable."""
+def open_image(path: str | os.PathLike, max_pixels: int | None = None) -> Image.Image:
+    """Open and fully decode `path` (first frame of an animation); CnnkitError if unreadable.
+
+    An image of more than `max_pixels` (Pillow's MAX_IMAGE_PIXELS, ~89 million, by default) is
+    refused from its header, before a byte is decoded: a small file can declare a huge image
+    (a decompression bomb), and Pillow itself only warns below twice its limit."""
     path = readable_file(path, "image file")  # missing, a folder, a FIFO, unreadable
+    limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
     try:
         with Image.open(path) as img:  # closes the file even for animations (GIF, WebP)
+            w, h = img.size
+            if limit and w * h > limit:
+                raise CnnkitError(f"image '{path}' is {w}×{h} = {w * h:,} pixels; valid: at most "
+                                  f"{limit:,} pixels")
             img.load()  # decode now: truncated files only fail here
         img = upright(img)
+    except CnnkitError:  # the size refused above (a ValueError too)
+        raise
     except UnidentifiedImageError:
         raise CnnkitError(f"cannot read '{path}': not an image ({IMAGE_FORMATS})") from None
     except DECODE_ERRORS as e:

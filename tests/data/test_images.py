@@ -111,3 +111,13 @@ def test_missing_file_and_bad_arguments(tmp_path):
         load_image(tmp_path / "c.png", channels=2)
     with pytest.raises(CnnkitError, match="size"):
         load_image(tmp_path / "c.png", size=(0, 5))
+
+
+def test_a_decompression_bomb_is_refused_from_its_header(tmp_path, recwarn):
+    path = tmp_path / "bomb.png"
+    Image.new("1", (10_000, 10_000)).save(path)  # 100 million pixels in a file of ~12 kB
+    assert path.stat().st_size < 100_000
+    with pytest.raises(CnnkitError, match=r"^image '.*bomb.png' is 10000×10000 = 100,000,000 "
+                                          r"pixels; valid: at most 89,478,485 pixels$"):
+        load_image(path)
+    assert not [w for w in recwarn if "DecompressionBomb" in type(w.message).__name__]
