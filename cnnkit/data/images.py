@@ -8,6 +8,7 @@ datasets and arrays go through too, so a model sees a new image exactly as its t
 from __future__ import annotations
 
 import os
+import warnings
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -68,7 +69,10 @@ def open_image(path: str | os.PathLike, max_pixels: int | None = None) -> Image.
     path = readable_file(path, "image file")  # missing, a folder, a FIFO, unreadable
     limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
     try:
-        with Image.open(path) as img:  # closes the file even for animations (GIF, WebP)
+        with warnings.catch_warnings():  # Pillow warns of what is refused below
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            opened = Image.open(path)
+        with opened as img:  # closes the file even for animations (GIF, WebP)
             w, h = img.size
             if limit and w * h > limit:
                 raise CnnkitError(f"image '{path}' is {w}×{h} = {w * h:,} pixels; valid: at most "
@@ -77,6 +81,9 @@ def open_image(path: str | os.PathLike, max_pixels: int | None = None) -> Image.
         img = upright(img)
     except CnnkitError:  # the size refused above (a ValueError too)
         raise
+    except Image.DecompressionBombError:  # Pillow's own refusal, past twice its limit
+        raise CnnkitError(f"image '{path}' has more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels; "
+                          f"valid: at most {limit:,} pixels") from None
     except UnidentifiedImageError:
         raise CnnkitError(f"cannot read '{path}': not an image ({IMAGE_FORMATS})") from None
     except DECODE_ERRORS as e:

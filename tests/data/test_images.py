@@ -121,3 +121,11 @@ def test_a_decompression_bomb_is_refused_from_its_header(tmp_path, recwarn):
                                           r"pixels; valid: at most 89,478,485 pixels$"):
         load_image(path)
     assert not [w for w in recwarn if "DecompressionBomb" in type(w.message).__name__]
+
+
+def test_an_image_past_pillows_own_limit_is_the_same_line(tmp_path):
+    path = tmp_path / "bigger.png"
+    Image.new("1", (20_000, 10_000)).save(path)  # 200 million: Pillow refuses it at open
+    with pytest.raises(CnnkitError, match=r"^image '.*bigger.png' has more than 178,956,970 "
+                                          r"pixels; valid: at most 89,478,485 pixels$"):
+        load_image(path)
