@@ -1,0 +1,78 @@
+"""The plumbing every cnnkit picture shares: a matplotlib Figure (object API, Agg), its atomic
+PNG write, image tiles drawn at their true intensities, grid shapes and mosaics.
+
+matplotlib is imported inside the functions, so importing this module costs nothing."""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from cnnkit.errors import CnnkitError
+from cnnkit.fsutil import atomic_path
+
+DPI = 100
+TRAIN_COLOR, VAL_COLOR = "tab:blue", "tab:orange"
+BAR_COLOR, PRED_COLOR, TRUE_COLOR, WRONG_COLOR = "silver", "tab:blue", "tab:green", "tab:red"
+
+
+# --- figure plumbing ------------------------------------------------------------------------
+
+def _figure(width_in: float, height_in: float):
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width_in, height_in), dpi=DPI, layout="constrained")
+
+
+def _save(fig, path: str | os.PathLike) -> Path:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=DPI)
+    return Path(path)
+
+
+def _as_images(images) -> np.ndarray:
+    """(N, H, W, C) with C in 1, 3 or 4; (N, H, W) is taken as grayscale."""
+    images = np.asarray(images)
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.ndim != 4 or images.shape[-1] not in (1, 3, 4):
+        raise CnnkitError(f"images must have shape (N, H, W, C) with C = 1 or 3; got {images.shape}")
+    return images
+
+
+def _show_image(ax, img: np.ndarray) -> None:
+    """Draw one (H, W, C) image at its true intensities (no contrast stretch)."""
+    top = 255 if img.dtype == np.uint8 else 1.0
+    if img.shape[-1] == 1:
+        ax.imshow(img[..., 0], cmap="gray", vmin=0, vmax=top, interpolation="nearest")
+    else:
+        ax.imshow(img if top == 255 else np.clip(img, 0, 1), interpolation="nearest")
+    ax.set_axis_off()
+
+
+def _grid_shape(n: int, ncols: int | None = None) -> tuple[int, int]:
+    ncols = ncols or math.ceil(math.sqrt(n))
+    ncols = max(1, min(ncols, n))
+    return math.ceil(n / ncols), ncols
+
+
+def _mosaic(tiles: np.ndarray, ncols: int, fill: float) -> np.ndarray:
+    """Tiles (n, h, w[, c]) laid out row-major in one array, 1-pixel `fill` gaps between them
+    (one imshow is much faster than a subplot per filter, and reads like Chollet's grids)."""
+    n, h, w = tiles.shape[:3]
+    rows = math.ceil(n / ncols)
+    out = np.full((rows * (h + 1) - 1, ncols * (w + 1) - 1) + tiles.shape[3:], fill, dtype=float)
+    for i in range(n):
+        r, c = divmod(i, ncols)
+        out[r * (h + 1):r * (h + 1) + h, c * (w + 1):c * (w + 1) + w] = tiles[i]
+    return out
+
+
+def _names(class_names, k: int) -> list[str]:
+    if class_names is None:
+        return [str(i) for i in range(k)]
+    if len(class_names) != k:
+        raise CnnkitError(f"{len(class_names)} class names for {k} classes")
+    return [str(c) for c in class_names]
