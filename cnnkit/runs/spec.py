@@ -44,6 +44,8 @@ class RunSpec:
     limit: int | None = None  # train on only the first N training images
     val_split: float | None = None  # fraction held out for validation; 0: none
     val_from_test: bool | None = None  # validate on the test split (seed 000 does)
+    fold: dict | None = None  # {"k": 5, "index": 0, "seed": 0}: validate on fold `index` of a
+    #                           stratified k-fold of the training data, train on the others
     init_from: str | None = None  # start from this saved model's weights (transfer)
     freeze: bool | None = None  # with init_from: keep the convolutional part fixed
     # -- training (see TrainConfig for each one's meaning and default)
@@ -161,14 +163,15 @@ class RunSpec:
         if recipe:
             d["model"] = d["model"] if d["model"] is not None else recipe.model
             d["dataset"] = d["dataset"] or recipe.dataset
-            if d["val_split"] is None:
+            if d["val_split"] is None and not d["fold"]:  # a fold is the validation split
                 d["val_split"] = recipe.val_split
             if d["early_stopping"] is None and (d["val_split"] or self.val_split is None):
                 # the recipe's early stopping watches the recipe's validation split: without
                 # validation (val_split=0 given) it is off, and the run says so
                 d["early_stopping"] = recipe.early_stopping
             if d["val_from_test"] is None:  # an explicit val_split, even 0, says otherwise
-                d["val_from_test"] = recipe.val_from_test and self.val_split is None
+                d["val_from_test"] = (recipe.val_from_test and self.val_split is None
+                                      and not d["fold"])
         if d["seed"] is None:
             d["seed"] = int(time.time_ns() % 2**31)  # recorded, so the run can be repeated
         defaults = TrainConfig()
@@ -205,7 +208,9 @@ class RunSpec:
         n = self.limit
         if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 10):
             raise out_of_range("limit", n, "an integer of at least 10 images")
-        if p is not None and not self.val_split and not self.val_from_test:
+        if self.fold is not None:
+            check_fold(self.fold, self.val_split, self.val_from_test)
+        if p is not None and not self.val_split and not self.val_from_test and not self.fold:
             raise CnnkitError(f"early_stopping={p!r} needs validation data to watch; valid: "
                               "with val_split > 0 (early stopping stops on val_loss)",
                               option="early_stopping", value=p)
@@ -240,6 +245,18 @@ class RunSpec:
         """runs/<model>-<dataset>-<time>: where the CLI puts a run not given --out."""
         stamp = time.strftime("%Y%m%d-%H%M%S")
         return str(Path("runs") / f"{self.model_label}-{self.dataset.split(':')[0]}-{stamp}")
+
+
+def check_fold(fold, val_split, val_from_test) -> None:
+    """A fold is its own validation split: {"k": K >= 2, "index": 0..K-1, "seed": int}."""
+    whole = (isinstance(fold, dict) and {"k", "index"} <= set(fold) <= {"k", "index", "seed"}
+             and all(isinstance(v, int) and not isinstance(v, bool) for v in fold.values()))
+    if not whole or fold["k"] < 2 or not 0 <= fold["index"] < fold["k"]:
+        raise out_of_range("fold", fold, 'a mapping {"k": K >= 2, "index": 0 <= index < K, '
+                           '"seed": an integer}')
+    if val_split or val_from_test:
+        raise CnnkitError(f"fold={fold!r} is its own validation split; valid: with val_split=0 "
+                          "and val_from_test=false", option="fold", value=fold)
 
 
 @dataclass
