@@ -43,7 +43,7 @@ DIGITS_SPACE = {"base": {"model": "seed003-cnn", "dataset": "digits", "epochs": 
 def study(out: Path, trials: int, seed: int) -> tuple[float, float, list[dict]]:
     """(wall time of the whole tune call, of its final report, the trials' parameters)."""
     import cnnkit
-    from cnnkit.tune import report, worker
+    from cnnkit.search import report, worker
 
     write, evaluate = report.write_study, worker.evaluate
     spent = {"report": 0.0, "runs": 0.0}
@@ -75,7 +75,7 @@ RUNS: list[float] = []  # per study: time inside the trials' cnnkit.run calls
 def plain(out: Path, params: list[dict]) -> float:
     """The same trials as plain cnnkit.run calls: wall time of all of them."""
     import cnnkit
-    from cnnkit.tune.space import load_space
+    from cnnkit.search.space import load_space
 
     space = load_space(DIGITS_SPACE)
     t0 = time.perf_counter()

@@ -14,14 +14,18 @@ _LAZY = {
     "layers": ("cnnkit.layers", None),
     "CnnkitError": ("cnnkit.errors", "CnnkitError"),
     "run": ("cnnkit.runs.run", "run"),
+    "fit": ("cnnkit.train.module", "fit"),
+    "Trainer": ("cnnkit.train.trainer", "Trainer"),
+    "keras": ("cnnkit.keras", None),
+    "data": ("cnnkit.data", None),
     "resume": ("cnnkit.runs.run", "resume"),
     "RunSpec": ("cnnkit.runs.spec", "RunSpec"),
     "RunResult": ("cnnkit.runs.spec", "RunResult"),
     "evaluate": ("cnnkit.runs.evaluate", "evaluate"),
     "Predictor": ("cnnkit.serve.predictor", "Predictor"),
     "export_onnx": ("cnnkit.serve.onnx", "export_onnx"),
-    "tune": ("cnnkit.tune.study", "tune"),
-    "cross_validate": ("cnnkit.tune.cv", "cross_validate"),
+    "tune": ("cnnkit.search.study", "tune"),
+    "cross_validate": ("cnnkit.search.cv", "cross_validate"),
 }
 
 

@@ -102,7 +102,7 @@ def cmd_tune(args) -> int:
                 raise CnnkitError(f"{given[0]} cannot be given with --resume: the study "
                                   "continues with its own settings (with --resume: --trials, "
                                   "--timeout, --jobs, --quiet)")
-            from cnnkit.tune.study import resume_study
+            from cnnkit.search.study import resume_study
 
             summary = resume_study(args.resume, n_trials=args.trials, timeout=args.timeout,
                                    jobs=args.jobs, verbose=0 if args.quiet else 1)
@@ -110,7 +110,7 @@ def cmd_tune(args) -> int:
             if not args.space:
                 raise CnnkitError("say what to search: cnnkit tune SPACE_FILE (or --resume "
                                   "STUDY_DIR)")
-            from cnnkit.tune.study import tune
+            from cnnkit.search.study import tune
 
             out = args.out or _default_out(args.space)
             summary = tune(args.space, n_trials=args.trials, folds=args.folds,
@@ -140,7 +140,7 @@ def cmd_cv(args) -> int:
         if getattr(args, "resume", None):
             raise CnnkitError("--resume is for cnnkit train; cnnkit cv continues the folds in "
                               "--out when run again")
-        from cnnkit.tune.cv import check_folds, cross_validate
+        from cnnkit.search.cv import check_folds, cross_validate
 
         check_folds(args.folds)
         spec = spec_from_args(args)

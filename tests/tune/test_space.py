@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cnnkit.cli import main
-from cnnkit.tune.space import load_space
+from cnnkit.search.space import load_space
 from conftest import BASE, write_space
 
 FAST = {**BASE, "model": "fast-cnn"}  # a preset, rebuilt for the digits: 14 layers

@@ -55,7 +55,7 @@ def open_storage(url: str | None, study_dir: Path, heartbeat: float = HEARTBEAT_
     import optuna
     from optuna.storages import RetryHeartbeatStaleTrialCallback
 
-    from cnnkit.tune.worker import quiet_optuna
+    from cnnkit.search.worker import quiet_optuna
 
     quiet_optuna()
     retry = RetryHeartbeatStaleTrialCallback(inherit_intermediate_values=True)

@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 
 from cnnkit.fsutil import atomic_write_text
-from cnnkit.tune.live import row_of, trial_lines
+from cnnkit.search.live import row_of, trial_lines
 
 
 def trial_rows(study) -> list[dict]:

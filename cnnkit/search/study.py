@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cnnkit.errors import CnnkitError, one_of, out_of_range
-from cnnkit.tune.space import Space, load_space
-from cnnkit.tune.worker import PRUNERS, SAMPLERS
+from cnnkit.search.space import Space, load_space
+from cnnkit.search.worker import PRUNERS, SAMPLERS
 
 SETTINGS = "study.json"
 DEFAULT_TRIALS = 20
@@ -51,7 +51,7 @@ class StudySummary:
     out: Path | None = None
 
     def table(self) -> str:
-        from cnnkit.tune.live import trial_lines
+        from cnnkit.search.live import trial_lines
 
         return "\n".join(trial_lines(self.trials, self.metric))
 
@@ -64,8 +64,8 @@ def check_options(space: Space, sampler: str, n_trials, folds, pruner: str, jobs
                   storage, artifacts: str, out) -> int:
     """Every option, before anything is written; returns the number of trials to run."""
     from cnnkit.runs.spec import ARTIFACTS
-    from cnnkit.tune.cv import check_folds
-    from cnnkit.tune.storage import check_url
+    from cnnkit.search.cv import check_folds
+    from cnnkit.search.storage import check_url
 
     if sampler not in SAMPLERS:
         raise one_of("sampler", sampler, SAMPLERS)
@@ -111,7 +111,7 @@ def tune(space, n_trials: int | None = None, folds: int | None = None, sampler: 
     directory `out/trials/NNNN` when `out` is given; in memory otherwise). Run the same call
     again on the same `out` and it resumes: finished trials stay, an interrupted one continues
     from its last finished epoch, and the budget (`n_trials`) is counted over the whole study."""
-    from cnnkit.tune.storage import HEARTBEAT_S, open_storage, repair_journal
+    from cnnkit.search.storage import HEARTBEAT_S, open_storage, repair_journal
 
     space = load_space(space)
     n = check_options(space, sampler, n_trials, folds, pruner, jobs, timeout, storage,
@@ -237,10 +237,10 @@ def _make_ready(study, settings: dict, space: Space, skip_if_exists: bool = Fals
 
 def _run(space: Space, settings: dict, store, out: Path | None, jobs: int, timeout, verbose,
          say) -> StudySummary:
-    from cnnkit.tune import report
-    from cnnkit.tune.live import Live
-    from cnnkit.tune.storage import fail_orphans
-    from cnnkit.tune.worker import quiet_optuna, work
+    from cnnkit.search import report
+    from cnnkit.search.live import Live
+    from cnnkit.search.storage import fail_orphans
+    from cnnkit.search.worker import quiet_optuna, work
 
     quiet_optuna()
     exclusive = out is not None and settings["storage"] is None
@@ -269,7 +269,7 @@ def _run(space: Space, settings: dict, store, out: Path | None, jobs: int, timeo
 def _run_children(ctx: dict, jobs: int) -> None:
     # the cores shared out: J workers of all-core torch each thrash on a small model
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    cmd = [sys.executable, "-m", "cnnkit.tune.worker", json.dumps({**ctx, "threads": threads})]
+    cmd = [sys.executable, "-m", "cnnkit.search.worker", json.dumps({**ctx, "threads": threads})]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     children = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, env=env) for _ in range(jobs)]
     try:
@@ -286,7 +286,7 @@ def _run_children(ctx: dict, jobs: int) -> None:
 
 
 def summarize(study, space: Space, settings: dict, out: Path | None = None) -> StudySummary:
-    from cnnkit.tune.report import best_trial, best_spec, trial_rows
+    from cnnkit.search.report import best_trial, best_spec, trial_rows
 
     rows = trial_rows(study)
     best = best_trial(study)

@@ -1,7 +1,7 @@
 """One worker of a study: ask Optuna for a trial, run it as a cnnkit run, tell the result.
 
 Every worker, the in-process one of `--jobs 1` and each child process of `--jobs J` (run as
-`python -m cnnkit.tune.worker CTX_JSON`), runs `work(ctx)`: the same loop over the same storage.
+`python -m cnnkit.search.worker CTX_JSON`), runs `work(ctx)`: the same loop over the same storage.
 
 - A grid is enqueued whole when the study is created (`study.enqueue_trial`, one WAITING trial
   per point), and a grid worker only ever pops that queue: the storage hands each WAITING trial
@@ -28,7 +28,7 @@ from pathlib import Path
 
 from cnnkit.errors import CnnkitError
 from cnnkit.train.callbacks import Callback
-from cnnkit.tune.space import HISTORY_METRICS, Param, Space, parse_space
+from cnnkit.search.space import HISTORY_METRICS, Param, Space, parse_space
 
 SAMPLERS = ("grid", "random", "tpe", "gp")
 PRUNERS = ("median", "hyperband", "none")
@@ -136,7 +136,7 @@ def trial_spec(space: Space, params: dict, ctx: dict):
 
 def evaluate(space: Space, spec, trial, ctx: dict, tdir: Path | None) -> dict:
     """Run the trial (its folds, with --folds) and return what trial.json records."""
-    from cnnkit.tune.cv import fold_record, fold_spec, mean_std, run_or_resume
+    from cnnkit.search.cv import fold_record, fold_spec, mean_std, run_or_resume
 
     metric, folds = intermediate_metric(space), ctx.get("folds")
     prune = ctx["pruner"] != "none"  # no pruner: no per-epoch reports to store
@@ -166,7 +166,7 @@ def evaluate(space: Space, spec, trial, ctx: dict, tdir: Path | None) -> dict:
                     "folds": records, "fold_values": values}
     mean, std = mean_std(values)
     if tdir is not None:
-        from cnnkit.tune.cv import plot_folds
+        from cnnkit.search.cv import plot_folds
 
         plot_folds(records, tdir / "folds.png")
     return {"value": mean, "std": std, "pruned": False, "folds": records, "fold_values": values}
@@ -175,7 +175,7 @@ def evaluate(space: Space, spec, trial, ctx: dict, tdir: Path | None) -> dict:
 def run_trial(ctx: dict, space: Space, study, trial, heart) -> None:
     from optuna.trial import TrialState
 
-    from cnnkit.tune.storage import requeue
+    from cnnkit.search.storage import requeue
 
     storage = study._storage
     frozen = storage.get_trial(trial._trial_id)
@@ -229,7 +229,7 @@ def work(ctx: dict, study=None) -> None:
     """Run trials until the grid's queue is empty, the budget is used, or the deadline passes."""
     import optuna
 
-    from cnnkit.tune.storage import Heartbeat, open_storage
+    from cnnkit.search.storage import Heartbeat, open_storage
 
     quiet_optuna()
     space = parse_space(ctx["space"], ctx["where"])
@@ -244,7 +244,7 @@ def work(ctx: dict, study=None) -> None:
 def _loop(ctx: dict, space: Space, study, heart) -> None:
     import optuna
 
-    from cnnkit.tune.storage import fail_stale
+    from cnnkit.search.storage import fail_stale
 
     while ctx["deadline"] is None or time.time() < ctx["deadline"]:
         fail_stale(study)
