@@ -218,8 +218,12 @@ def __getattr__(name: str):
         from cnnkit.data.base import Dataset
 
         return Dataset
+    if name == "loader":
+        from cnnkit.data.loader import loader
+
+        return loader
     raise AttributeError(f"module 'cnnkit.data' has no attribute {name!r}")
 
 
-__all__ = ["DATASET_NAMES", "Dataset", "convert", "convert_images", "dataset_status",
+__all__ = ["DATASET_NAMES", "Dataset", "loader", "convert", "convert_images", "dataset_status",
            "load_dataset", "load_digits"]

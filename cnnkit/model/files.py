@@ -240,10 +240,10 @@ def resolve_model(spec):
 
         return Sequential.from_config(spec, where="model")
     path = Path(spec)
-    if path.is_dir():
+    if path.is_dir() or (path.suffix.lower() in (".keras", ".h5") and path.is_file()):
         from cnnkit.model.saving import load
 
-        return load(path)
+        return load(path)  # a saved model directory, or a Keras file (cnnkit.keras.files)
     if path.suffix in MODEL_FILE_SUFFIXES:
         return load_model_file(path)
     if spec in PRESETS:

@@ -21,9 +21,15 @@ FLOAT32_MAX = 3.4028234663852886e38
 
 
 def save_model(model, path, extra: dict | None = None) -> Path:
+    """A directory, or one Keras file for a path ending in .keras or .h5 (cnnkit.keras.files)."""
     from safetensors.torch import save_file
 
     path = Path(path)
+    if path.suffix.lower() in (".keras", ".h5") and not path.is_dir():
+        from cnnkit.keras.writing import save_keras_file
+
+        check_class_names(model.class_names, model, str(path))
+        return save_keras_file(model, path)
     check_class_names(model.class_names, model, str(path))  # what load would refuse is not written
     meta = {"format": FORMAT, "version": VERSION, "config": model.get_config(),
             "input_shape": list(model._require_input()), "class_names": model.class_names,
@@ -74,14 +80,23 @@ def check_meta(meta: dict, where) -> dict:
     return meta
 
 
-def load(path):
-    """Rebuild a saved model from its directory alone; outputs are identical to the saved one."""
+def load(path, cls=None):
+    """Rebuild a saved model from its directory alone; outputs are identical to the saved one.
+    A Keras file (`.keras`, legacy `.h5`) is read by cnnkit.keras.files. `cls`: the Sequential
+    class to build (cnnkit.keras.models.load_model asks for its Keras-semantics one)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     from cnnkit.model.sequential import Sequential
 
+    Sequential = cls or Sequential  # noqa: N806
     path = Path(path)
+    from cnnkit.keras.files import is_keras_file
+
+    if is_keras_file(path):
+        from cnnkit.keras.files import load_keras_file
+
+        return load_keras_file(path, Sequential)
     meta = read_meta(path)
     where = str(path / CONFIG_FILE)
     model = Sequential.from_config(meta["config"], where=where)
@@ -213,23 +228,25 @@ def _core(module):
 
 def keras_weights(module) -> list:
     """A layer's weights as Keras stores them: conv kernel (kh, kw, in, out), dense kernel
-    (in, out); a layer of another kind: its floating-point tensors in state-dict order."""
+    (in, out); a layer of another kind: its floating-point tensors in state-dict order.
+    Copies, as Keras's `get_weights` gives: later training does not change them."""
+    import numpy as np
     from torch import nn
 
     core = _core(module)
     if core is None:
-        return [t.detach().cpu().numpy() for t in module.state_dict().values()
+        return [t.detach().cpu().numpy().copy() for t in module.state_dict().values()
                 if t.is_floating_point()]
     w = core.weight.detach().cpu()
     if isinstance(core, nn.Conv2d):
-        out = [w.permute(2, 3, 1, 0).numpy()]
+        out = [w.permute(2, 3, 1, 0).numpy().copy()]
     elif isinstance(core, nn.Linear):
-        out = [w.t().numpy()]
+        out = [w.t().numpy().copy()]
     else:  # batch norm: gamma, beta, moving mean, moving variance
-        return [t.detach().cpu().numpy() for t in
+        return [t.detach().cpu().numpy().copy() for t in
                 (core.weight, core.bias, core.running_mean, core.running_var)]
     if core.bias is not None:
-        out.append(core.bias.detach().cpu().numpy())
+        out.append(core.bias.detach().cpu().numpy().copy())
     return out
 
 

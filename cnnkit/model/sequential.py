@@ -351,8 +351,19 @@ class Sequential:
     # -- training (cnnkit.train) ---------------------------------------------------------------
     def compile(self, optimizer="adam", loss="sparse_categorical_crossentropy", metrics=None,
                 **options) -> None:
-        """Remember training choices, as Keras's compile does; `fit` uses them."""
-        self.compiled = {"optimizer": optimizer, "loss": loss, **options}
+        """Remember training choices, as Keras's compile does; `fit` uses them. Each is
+        checked here (TrainConfig's names and ranges), so a typo fails at this call, not in fit.
+        An optimizer may be a name in any case ('Adam') or a cnnkit.keras.optimizers object."""
+        from cnnkit.train.config import TrainConfig
+
+        if hasattr(optimizer, "learning_rate") and hasattr(optimizer, "name"):
+            options.setdefault("lr", optimizer.learning_rate)
+            optimizer = optimizer.name
+        if isinstance(optimizer, str):
+            optimizer = optimizer.lower()
+        settings = {"optimizer": optimizer, "loss": loss, **options}
+        TrainConfig.from_dict(settings)
+        self.compiled = settings
 
     def fit(self, *args, **kwargs):
         from cnnkit.train.api import fit

@@ -131,7 +131,12 @@ class Trainer:
         self.precision = resolve_precision(cfg.precision, self.device)
         if cfg.test_time_flip:
             model.test_time_flip = True  # saved with the model: evaluate/predict do the same
-        model.net.to(self.device, memory_format=torch.channels_last)
+        from cnnkit.train.module import as_model
+
+        self.model = model = as_model(model)  # a plain nn.Module: cnnkit.train.module
+        # channels_last only for networks cnnkit built; a user's module gets NCHW as it expects
+        layout = {} if getattr(model, "foreign", False) else {"memory_format": torch.channels_last}
+        model.net.to(self.device, **layout)
         self.seed = cfg.seed if cfg.seed is not None else int.from_bytes(os.urandom(4), "little")
         # Weight averaging: the network holds the averages between epochs and after training.
         self.average = WeightAverage(model.net, cfg.ema) if cfg.ema else None
@@ -169,6 +174,9 @@ class Trainer:
     def _check_data(self, x, y, what: str):
         x = _as_images(x, what)
         y = _as_labels(y, len(x), f"labels of {what}")
+        if getattr(self.model, "foreign", False) and self.model.input_shape is None:
+            # a user's own module (cnnkit.train.module) takes the shape of its first data
+            self.model.input_shape = tuple(x.shape[1:])
         expected = tuple(self.model.input_shape)
         if tuple(x.shape[1:]) != expected:
             h, w, c = x.shape[1:]

@@ -1,0 +1,295 @@
+"""Keras's model files, read and written: `.keras` (Keras 3: a zip of `config.json`,
+`metadata.json` and `model.weights.h5`) and legacy `.h5` (HDF5 with `model_config` and
+`model_weights`), for Sequential models made of the layers cnnkit has.
+
+Reading maps each Keras layer config to the cnnkit layer computing the same function and
+copies its weights in Keras's layout (conv kernel (kh, kw, in, out), dense kernel (in, out),
+batch norm gamma, beta, moving mean, moving variance). Layers cnnkit lacks are named in one
+line. Writing is cnnkit.keras.writing.
+"""
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+from cnnkit.errors import CnnkitError
+from cnnkit.layers import ACTIVATIONS, core
+from cnnkit.layers.base import clipped
+
+KERAS_VERSION = "3.15.1"  # the Keras these files are tested against (tests/keras)
+SUPPORTED = ("InputLayer", "Conv2D", "MaxPooling2D", "AveragePooling2D", "ZeroPadding2D",
+             "Flatten", "GlobalAveragePooling2D", "Dense", "Dropout", "BatchNormalization",
+             "Activation", "LeakyReLU", "ReLU", "Softmax")
+KERAS_ACTIVATIONS = {"swish": "silu"}  # Keras's other names for cnnkit's activations
+EXTRAS = "cnnkit.json"
+
+
+def is_keras_file(path) -> bool:
+    return Path(path).suffix.lower() in (".keras", ".h5", ".hdf5") and not Path(path).is_dir()
+
+
+# -- reading ------------------------------------------------------------------------------------
+def load_keras_file(path, cls):
+    """A model of class `cls` (a cnnkit Sequential) from a .keras or .h5 file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CnnkitError(f"{path}: no such file")
+    if path.suffix.lower() == ".keras":
+        if not zipfile.is_zipfile(path):
+            raise CnnkitError(f"{path}: not a .keras file (a zip holding config.json and "
+                              "model.weights.h5)")
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+            for needed in ("config.json", "model.weights.h5"):
+                if needed not in names:
+                    raise CnnkitError(f"{path}: not a .keras file (no {needed} inside)")
+            config = _json(z.read("config.json"), f"{path}: config.json")
+            extras = _json(z.read(EXTRAS), f"{path}: {EXTRAS}") if EXTRAS in names else {}
+            weights = _h5(z.read("model.weights.h5"), path)
+        model = _model(config, cls, str(path))
+        paths = dict(zip(model.layer_names(), _saving_names(config)))
+        with weights:
+            _set_weights(model, lambda name: _vars(weights, paths[name], name), str(path))
+    else:
+        weights = _h5_file(path)
+        with weights:
+            raw = weights.attrs.get("model_config")
+            if raw is None:
+                raise CnnkitError(f"{path}: holds weights only (no model_config); build the "
+                                  "model in code, then model.load_weights(path)")
+            config = _json(raw, f"{path}: model_config")
+            model = _model(config, cls, str(path))
+            group = weights["model_weights"] if "model_weights" in weights else weights
+            _set_weights(model, lambda name: _legacy_vars(group, name), str(path))
+        extras = {}
+    if extras.get("class_names") is not None:
+        model.class_names = list(extras["class_names"])
+    if extras.get("preprocessing"):
+        from cnnkit.model.saving import check_preprocessing
+
+        model.preprocessing = check_preprocessing(extras["preprocessing"], model.input_shape[-1],
+                                                  str(path))
+    model.dataset = extras.get("dataset")
+    model.net.eval()
+    return model
+
+
+def _json(data, where):
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CnnkitError(f"{where}: corrupt JSON ({clipped(e, quote=False)})") from None
+
+
+def _h5(data: bytes, where):
+    h5py = _h5py()
+    try:
+        return h5py.File(io.BytesIO(data), "r")
+    except OSError as e:
+        raise CnnkitError(f"{where}: model.weights.h5 is unreadable ({e})") from None
+
+
+def _h5_file(path):
+    h5py = _h5py()
+    try:
+        return h5py.File(path, "r")
+    except OSError as e:
+        raise CnnkitError(f"{path}: not an HDF5 file h5py can read ({e})") from None
+
+
+def _h5py():
+    try:
+        import h5py
+    except ImportError:
+        raise CnnkitError("reading and writing Keras files needs h5py: pip install h5py") from None
+    return h5py
+
+
+def _snake(name: str) -> str:
+    """Keras's `naming.to_snake_case` (LeakyReLU -> leaky_re_lu, Conv2D -> conv2d)."""
+    import re
+
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def _unique(kinds) -> list[str]:
+    """Where Keras 3 keeps each layer's weights in model.weights.h5: `layers/<its class in
+    snake_case>`, numbered `_1`, `_2` among layers of one class (not the layer's own name)."""
+    used, out = {}, []
+    for kind in kinds:
+        name = _snake(kind)
+        if name in used:
+            used[name] += 1
+            name = f"{name}_{used[name]}"
+        else:
+            used[name] = 0
+        out.append(name)
+    return out
+
+
+def _saving_names(config) -> list[str]:
+    """The weight paths of a config's layers (InputLayer excluded), in order."""
+    body = config.get("config", {})
+    entries = body.get("layers", body) if isinstance(body, dict) else body
+    kinds = [e.get("class_name") for e in entries]
+    return [p for p, k in zip(_unique(kinds), kinds) if k != "InputLayer"]
+
+
+def _vars(f, path, name=None):
+    key = f"layers/{path}/vars"
+    if key not in f and name is not None:
+        key = f"layers/{name}/vars"  # files written by name
+    if key not in f:
+        return []
+    group = f[key]
+    return [group[k][()] for k in sorted(group, key=int)]
+
+
+def _legacy_vars(group, name):
+    if name not in group:
+        return []
+    g = group[name]
+    names = [n.decode() if isinstance(n, bytes) else str(n) for n in g.attrs.get("weight_names", [])]
+    return [g[n][()] for n in names]
+
+
+def _model(config, cls, where):
+    """The cnnkit model a Keras config describes (weights not yet set)."""
+    if not isinstance(config, dict):
+        raise CnnkitError(f"{where}: the model config is not a mapping")
+    kind = config.get("class_name")
+    body = config.get("config", {})
+    if kind not in ("Sequential", "Functional", "Model"):
+        raise CnnkitError(f"{where}: a {clipped(kind)} model; cnnkit reads Sequential models "
+                          "(and functional ones that are one chain of layers)")
+    entries = body.get("layers", body) if isinstance(body, dict) else body
+    if not isinstance(entries, list):
+        raise CnnkitError(f"{where}: the model config has no list of layers")
+    if kind != "Sequential":
+        _check_chain(entries, where)
+    unsupported = [f"{e.get('class_name')} ({e.get('config', {}).get('name')})"
+                   for e in entries if e.get("class_name") not in SUPPORTED]
+    if unsupported:
+        raise CnnkitError(f"{where}: layers cnnkit does not have: {', '.join(unsupported)}; "
+                          f"supported: {', '.join(SUPPORTED[1:])}")
+    shape = _input_shape(body, entries, where)
+    model = cls(name=body.get("name") or "sequential", input_shape=shape)
+    for e in entries:
+        if e["class_name"] == "InputLayer":
+            continue
+        try:
+            model.add(_layer(e["class_name"], dict(e.get("config", {}))))
+        except CnnkitError as err:
+            raise CnnkitError(f"{where}: {err}") from None
+    model.layer_infos()  # shapes checked now, naming the layer that does not fit
+    return model
+
+
+def _check_chain(entries, where):
+    previous = None
+    for e in entries:
+        nodes = e.get("inbound_nodes") or []
+        if previous is not None:
+            text = json.dumps(nodes)
+            if len(nodes) != 1 or f'"{previous}"' not in text:
+                raise CnnkitError(f"{where}: layer {e.get('name')!r} is not fed by the layer "
+                                  "before it; cnnkit reads models that are one chain of layers")
+        previous = e.get("name") or e.get("config", {}).get("name")
+
+
+def _input_shape(body, entries, where):
+    first = entries[0].get("config", {}) if entries else {}
+    for shape in (first.get("batch_shape"), first.get("batch_input_shape"),
+                  body.get("build_input_shape") if isinstance(body, dict) else None,
+                  entries[0].get("build_config", {}).get("input_shape") if entries else None):
+        if shape:
+            return tuple(shape[1:])
+    raise CnnkitError(f"{where}: the model's input shape is not recorded (an unbuilt model)")
+
+
+def _activation(value, layer):
+    if isinstance(value, dict):  # Keras 3 may serialize a function as {"config": "relu", ...}
+        value = value.get("config") if isinstance(value.get("config"), str) else value.get("class_name")
+    value = KERAS_ACTIVATIONS.get(value, value)
+    if value == "leaky_relu":  # Keras's slope 0.2; cnnkit's fused one is 0.01
+        raise CnnkitError(f"{layer}: activation 'leaky_relu' (Keras's slope 0.2) is not "
+                          "supported fused into a layer; use a LeakyReLU layer")
+    if value not in ACTIVATIONS:
+        raise CnnkitError(f"{layer}: unknown activation {clipped(value)}; supported: "
+                          f"{', '.join(ACTIVATIONS)}")
+    return value
+
+
+def _l2(value):
+    if not value:
+        return None
+    cfg = value.get("config", {}) if isinstance(value, dict) else {}
+    return cfg.get("l2") or None
+
+
+def _only(cfg, kind, **expected):
+    for key, ok in expected.items():
+        if key in cfg and cfg[key] not in ok:
+            raise CnnkitError(f"{kind} {cfg.get('name')!r}: {key}={clipped(cfg[key])} is not "
+                              f"supported; valid: {ok[0]!r}")
+
+
+def _layer(kind, cfg):
+    name = cfg.get("name")
+    if kind in ("Conv2D", "MaxPooling2D", "AveragePooling2D", "ZeroPadding2D", "Flatten",
+                "GlobalAveragePooling2D"):
+        _only(cfg, kind, data_format=("channels_last", None), dilation_rate=([1, 1], 1, (1, 1)),
+              groups=(1,), keepdims=(False,))
+    if kind == "Conv2D":
+        return core.Conv2D(cfg["filters"], tuple(cfg["kernel_size"]), tuple(cfg.get("strides", (1, 1))),
+                           cfg.get("padding", "valid"), _activation(cfg.get("activation"), name),
+                           cfg.get("use_bias", True), kernel_regularizer=_l2(cfg.get("kernel_regularizer")),
+                           name=name)
+    if kind in ("MaxPooling2D", "AveragePooling2D"):
+        cls = core.MaxPooling2D if kind == "MaxPooling2D" else core.AveragePooling2D
+        strides = cfg.get("strides")
+        return cls(tuple(cfg.get("pool_size", (2, 2))), None if strides is None else tuple(strides),
+                   cfg.get("padding", "valid"), name=name)
+    if kind == "ZeroPadding2D":
+        return core.ZeroPadding2D(cfg.get("padding", 1), name=name)
+    if kind == "Flatten":
+        return core.Flatten(name=name)
+    if kind == "GlobalAveragePooling2D":
+        return core.GlobalAveragePooling2D(name=name)
+    if kind == "Dense":
+        return core.Dense(cfg["units"], _activation(cfg.get("activation"), name),
+                          cfg.get("use_bias", True), kernel_regularizer=_l2(cfg.get("kernel_regularizer")),
+                          name=name)
+    if kind == "Dropout":
+        return core.Dropout(cfg["rate"], name=name)
+    if kind == "BatchNormalization":
+        _only(cfg, kind, axis=(-1, 3, [-1], [3]), center=(True,), scale=(True,))
+        return core.BatchNormalization(cfg.get("momentum", 0.99), cfg.get("epsilon", 1e-3), name=name)
+    if kind == "Activation":
+        return core.Activation(_activation(cfg.get("activation"), name), name=name)
+    if kind == "ReLU":
+        _only(cfg, kind, max_value=(None,), negative_slope=(0, 0.0), threshold=(0, 0.0))
+        return core.Activation("relu", name=name)
+    if kind == "Softmax":
+        _only(cfg, kind, axis=(-1, [-1]))
+        return core.Activation("softmax", name=name)
+    slope = cfg.get("negative_slope", cfg.get("alpha", 0.3))  # LeakyReLU (Keras 2: alpha)
+    return core.LeakyReLU(slope, name=name)
+
+
+def _set_weights(model, arrays_of, where):
+    for layer, name in zip(model.layers, model.layer_names()):
+        arrays = arrays_of(name)
+        expected = len(model.net.layers[name].state_dict())
+        if expected == 0 and not arrays:
+            continue
+        if not arrays:
+            raise CnnkitError(f"{where}: no weights for layer {name!r} ({layer.type})")
+        try:
+            model.set_layer_weights(name, arrays)
+        except CnnkitError as e:
+            raise CnnkitError(f"{where}: layer {name!r}: {e}") from None

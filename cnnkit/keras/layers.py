@@ -1,0 +1,269 @@
+"""Keras's layer names and arguments over cnnkit's layer specs: `layers.Conv2D(32, 3,
+activation="relu", input_shape=(28, 28, 1))` as the seeds write it.
+
+Each class here is cnnkit's own layer (same shape inference, summary, weights and saved
+config) plus what Keras's layers also take: `input_shape=` (or `input_dim=` for Dense) on the
+first layer of a model, `name=` (an empty name means Keras's automatic one), `trainable=`,
+`dtype="float32"`, Keras's regularizer objects, and Keras's defaults where they differ from
+cnnkit's (LeakyReLU's slope 0.3). An argument neither knows is one CnnkitError naming it.
+A layer also works on a symbolic tensor (`Conv2D(8, 3)(inputs)`) for Keras's functional API,
+and `layer.output` names its output in a model (seed 004's activation model).
+"""
+from __future__ import annotations
+
+import inspect
+
+from cnnkit.errors import CnnkitError
+from cnnkit.layers import core
+from cnnkit.layers.base import clipped
+
+COMMON = ("input_shape", "batch_input_shape", "batch_size", "name", "trainable", "dtype")
+
+
+class KerasLayer:
+    """The Keras side of a layer. Mixed in before cnnkit's layer class."""
+
+    trainable = True
+    input_shape_arg = None  # the `input_shape=` it was given, for the model's first layer
+    l1_factor = 0.0  # kernel L1 (regularizers.l1 / l1_l2); cnnkit's core layers know L2 only
+    _model = None  # the Sequential it was added to (for `layer.output`)
+
+    def _keras_init(self, args, kwargs, aliases=None, defaults=None):
+        """Check `kwargs` against cnnkit's arguments and Keras's common ones, then build the
+        cnnkit layer. Returns nothing; raises one line naming an unknown argument."""
+        base = next(c for c in type(self).__mro__ if c.__module__ == core.__name__)
+        params = [p for p in inspect.signature(base.__init__).parameters if p != "self"]
+        kwargs = dict(kwargs)
+        for keras_name, ours in (aliases or {}).items():
+            if keras_name in kwargs:
+                kwargs[ours] = kwargs.pop(keras_name)
+        for key, value in (defaults or {}).items():
+            kwargs.setdefault(key, value)
+        extra = {k: kwargs.pop(k) for k in list(kwargs) if k in COMMON or k == "input_dim"}
+        unknown = [k for k in kwargs if k not in params]
+        if unknown:
+            valid = sorted(set(params) | set(COMMON) | set(aliases or {}))
+            raise CnnkitError(f"{type(self).__name__}: unknown argument {unknown[0]}="
+                              f"{clipped(kwargs[unknown[0]])}; valid: {', '.join(valid)}")
+        if len(args) > len(params):
+            raise CnnkitError(f"{type(self).__name__} takes at most {len(params)} positional "
+                              f"arguments ({', '.join(params)}); received {len(args)}")
+        for key in ("kernel_regularizer",):
+            if key in kwargs:
+                kwargs[key] = self._regularizer(kwargs[key])
+        name = extra.get("name")
+        kwargs["name"] = name or None  # Keras: an empty name is an automatic one
+        try:
+            base.__init__(self, *args, **kwargs)
+        except TypeError as e:  # a required argument missing, or given twice
+            raise CnnkitError(f"{type(self).__name__}: {e}") from None
+        dtype = extra.get("dtype")
+        if dtype not in (None, "float32"):
+            raise CnnkitError(f"{type(self).__name__}: dtype={clipped(dtype)} is not supported; "
+                              "valid: 'float32'")
+        self.trainable = _flag(self, "trainable", extra.get("trainable", True))
+        shape = extra.get("input_shape")
+        if "batch_input_shape" in extra:
+            shape = tuple(extra["batch_input_shape"])[1:]
+        if "input_dim" in extra:
+            shape = (extra["input_dim"],)
+        self.input_shape_arg = None if shape is None else tuple(shape)
+
+    def _regularizer(self, value):
+        from cnnkit.keras.regularizers import Regularizer
+
+        if isinstance(value, Regularizer):
+            self.l1_factor = value.l1
+            return value.l2 or None
+        if value == "l1":
+            self.l1_factor = 0.01
+            return None
+        return value
+
+    # -- functional API ------------------------------------------------------------------------
+    def __call__(self, tensor):
+        from cnnkit.keras.models import KerasTensor
+
+        if not isinstance(tensor, KerasTensor):
+            raise CnnkitError(f"{type(self).__name__} was called on {type(tensor).__name__}; "
+                              "call layers on keras.Input(...) (the functional API), or use a "
+                              "model's predict() on arrays")
+        return tensor.then(self)
+
+    @property
+    def output(self):
+        from cnnkit.keras.models import KerasTensor
+
+        if self._model is None:
+            raise CnnkitError(f"layer {self.name!r} is not in a model yet; add it to a "
+                              "Sequential first")
+        return KerasTensor(self._model, self)
+
+    def get_weights(self):
+        return self._model_required().net_weights(self)
+
+    def set_weights(self, weights):
+        self._model_required().set_layer_weights(self.name, weights)
+
+    def count_params(self) -> int:
+        model = self._model_required()
+        return next(i.params for i in model.layer_infos() if i.layer is self)
+
+    def _model_required(self):
+        if self._model is None:
+            raise CnnkitError(f"layer {type(self).__name__} is not in a model yet; its weights "
+                              "exist once it is added to a Sequential")
+        return self._model
+
+
+def _flag(layer, key, value) -> bool:
+    if not isinstance(value, bool):
+        raise CnnkitError(f"{type(layer).__name__}: {key} must be True or False; received "
+                          f"{key}={clipped(value)}")
+    return value
+
+
+def _initializer(value):
+    """Keras's initializer names (and 'GlorotUniform' class spellings) as cnnkit's."""
+    if value is None:
+        return None
+    names = {"glorotuniform": "glorot_uniform", "glorotnormal": "glorot_normal",
+             "heuniform": "he_uniform", "henormal": "he_normal", "lecununiform": "lecun_uniform",
+             "lecunnormal": "lecun_normal", "zeros": "zeros"}
+    if isinstance(value, str):
+        return names.get(value.replace("_", "").lower(), value)
+    return value
+
+
+class Conv2D(KerasLayer, core.Conv2D):
+    def __init__(self, *args, bias_initializer="zeros", **kwargs):
+        if bias_initializer not in ("zeros", "Zeros"):
+            raise CnnkitError(f"Conv2D: bias_initializer={clipped(bias_initializer)} is not "
+                              "supported; valid: 'zeros'")
+        if "kernel_initializer" in kwargs:
+            kwargs["kernel_initializer"] = _initializer(kwargs["kernel_initializer"])
+        _check_format(self, kwargs)
+        self._keras_init(args, kwargs)
+
+
+class Dense(KerasLayer, core.Dense):
+    def __init__(self, *args, bias_initializer="zeros", **kwargs):
+        if bias_initializer not in ("zeros", "Zeros"):
+            raise CnnkitError(f"Dense: bias_initializer={clipped(bias_initializer)} is not "
+                              "supported; valid: 'zeros'")
+        if "kernel_initializer" in kwargs:
+            kwargs["kernel_initializer"] = _initializer(kwargs["kernel_initializer"])
+        self._keras_init(args, kwargs)
+
+
+class MaxPooling2D(KerasLayer, core.MaxPooling2D):
+    def __init__(self, *args, **kwargs):
+        _check_format(self, kwargs)
+        self._keras_init(args, kwargs)
+
+
+class AveragePooling2D(KerasLayer, core.AveragePooling2D):
+    def __init__(self, *args, **kwargs):
+        _check_format(self, kwargs)
+        self._keras_init(args, kwargs)
+
+
+class ZeroPadding2D(KerasLayer, core.ZeroPadding2D):
+    def __init__(self, *args, **kwargs):
+        _check_format(self, kwargs)
+        self._keras_init(args, kwargs)
+
+
+class Flatten(KerasLayer, core.Flatten):
+    def __init__(self, *args, **kwargs):
+        _check_format(self, kwargs)
+        self._keras_init(args, kwargs)
+
+
+class GlobalAveragePooling2D(KerasLayer, core.GlobalAveragePooling2D):
+    def __init__(self, *args, **kwargs):
+        _check_format(self, kwargs)
+        if kwargs.pop("keepdims", False):
+            raise CnnkitError("GlobalAveragePooling2D: keepdims=True is not supported; valid: False")
+        self._keras_init(args, kwargs)
+
+
+class Dropout(KerasLayer, core.Dropout):
+    def __init__(self, *args, seed=None, noise_shape=None, **kwargs):
+        if noise_shape is not None:
+            raise CnnkitError(f"Dropout: noise_shape={clipped(noise_shape)} is not supported; "
+                              "valid: None")
+        self._keras_init(args, kwargs)
+
+
+class BatchNormalization(KerasLayer, core.BatchNormalization):
+    def __init__(self, *args, axis=-1, center=True, scale=True, **kwargs):
+        if axis != -1 or center is not True or scale is not True:
+            raise CnnkitError("BatchNormalization: only axis=-1, center=True, scale=True are "
+                              f"supported; received axis={axis}, center={center}, scale={scale}")
+        self._keras_init(args, kwargs)
+
+
+class Activation(KerasLayer, core.Activation):
+    def __init__(self, *args, **kwargs):
+        self._keras_init(args, kwargs)
+
+
+class LeakyReLU(KerasLayer, core.LeakyReLU):
+    """Keras 3's LeakyReLU: slope 0.3 by default (`alpha=` is Keras 2's name for it)."""
+
+    def __init__(self, *args, **kwargs):
+        self._keras_init(args, kwargs, aliases={"alpha": "negative_slope"},
+                         defaults={} if args else {"negative_slope": 0.3})
+
+
+class ReLU(KerasLayer, core.Activation):
+    """`layers.ReLU()`: Activation('relu'); saved as such."""
+
+    def __init__(self, **kwargs):
+        self._keras_init(("relu",), kwargs)
+
+    @property
+    def type(self) -> str:
+        return "Activation"
+
+
+class Softmax(KerasLayer, core.Activation):
+    def __init__(self, axis=-1, **kwargs):
+        if axis != -1:
+            raise CnnkitError(f"Softmax: axis={axis} is not supported; valid: -1")
+        self._keras_init(("softmax",), kwargs)
+
+    @property
+    def type(self) -> str:
+        return "Activation"
+
+
+def _check_format(layer, kwargs) -> None:
+    """data_format='channels_last' is what cnnkit computes; dilation and groups are not."""
+    fmt = kwargs.pop("data_format", None)
+    if fmt not in (None, "channels_last"):
+        raise CnnkitError(f"{type(layer).__name__}: data_format={clipped(fmt)} is not supported; "
+                          "valid: 'channels_last' (images as (H, W, C))")
+    for key, ok in (("dilation_rate", (1, (1, 1), [1, 1])), ("groups", (1,))):
+        if key in kwargs and kwargs.pop(key) not in ok:
+            raise CnnkitError(f"{type(layer).__name__}: {key} other than 1 is not supported")
+
+
+def Input(shape=None, batch_size=None, name=None, dtype=None, batch_shape=None):
+    """A symbolic input, as `keras.Input`: start a Sequential with it, or call layers on it."""
+    from cnnkit.keras.models import KerasTensor
+
+    if shape is None and batch_shape is not None:
+        shape = tuple(batch_shape)[1:]
+    if shape is None:
+        raise CnnkitError("Input needs shape=(height, width, channels)")
+    return KerasTensor.input(tuple(shape), name)
+
+
+InputLayer = Input
+
+__all__ = ["Input", "InputLayer", "Conv2D", "Dense", "MaxPooling2D", "AveragePooling2D",
+           "ZeroPadding2D", "Flatten", "GlobalAveragePooling2D", "Dropout", "BatchNormalization",
+           "Activation", "LeakyReLU", "ReLU", "Softmax"]
+MaxPool2D, AvgPool2D, Convolution2D = MaxPooling2D, AveragePooling2D, Conv2D

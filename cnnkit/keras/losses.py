@@ -1,0 +1,160 @@
+"""Keras's losses, by name, function or object, computed from the network's logits.
+
+cnnkit's network returns logits and keeps the last softmax/sigmoid apart
+(`net.output_activation`), so cross-entropy is computed in log space, stably; the numbers are
+Keras's (which computes it from the clipped probabilities) to ~1e-6 on ordinary outputs.
+Targets are as Keras takes them: class ids for the sparse loss, one-hot (or soft) rows for
+categorical, 0/1 for binary, arrays of the output's shape for mse/mae.
+"""
+from __future__ import annotations
+
+from cnnkit.errors import CnnkitError, one_of
+
+
+class Loss:
+    name = "loss"
+
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0, name=None,
+                 reduction="sum_over_batch_size"):
+        if reduction not in ("sum_over_batch_size", "auto"):
+            raise CnnkitError(f"{type(self).__name__}: reduction={reduction!r} is not supported; "
+                              "valid: 'sum_over_batch_size'")
+        self.from_logits, self.label_smoothing = bool(from_logits), float(label_smoothing)
+        self.name = name or self.name
+
+    def log_probs(self, logits, activation):
+        """Log class probabilities (B, K) of what the model outputs."""
+        import torch
+        import torch.nn.functional as F
+
+        if self.from_logits or activation == "softmax":
+            return F.log_softmax(logits, dim=1)
+        probs = logits.sigmoid() if activation == "sigmoid" else logits
+        probs = probs / probs.sum(dim=1, keepdim=True)  # Keras normalizes non-softmax outputs
+        return torch.log(probs.clamp(1e-7, 1 - 1e-7))
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+
+class SparseCategoricalCrossentropy(Loss):
+    name = "sparse_categorical_crossentropy"
+
+    def compute(self, logits, activation, y):
+        y = y.reshape(-1).long()
+        if y.numel() != logits.shape[0]:
+            raise CnnkitError(f"{self.name} takes one class id per image; received labels of "
+                              f"shape {tuple(y.shape)} for {logits.shape[0]} images (one-hot "
+                              "labels go with categorical_crossentropy)")
+        k = logits.shape[1]
+        if int(y.min()) < 0 or int(y.max()) >= k:
+            bad = int(y.min()) if int(y.min()) < 0 else int(y.max())
+            raise CnnkitError(f"label {bad} is out of range for a model with {k} outputs "
+                              f"(valid: 0..{k - 1})")
+        return -self.log_probs(logits, activation).gather(1, y[:, None]).mean()
+
+
+class CategoricalCrossentropy(Loss):
+    name = "categorical_crossentropy"
+
+    def compute(self, logits, activation, y):
+        if y.shape != logits.shape:
+            raise CnnkitError(f"{self.name} takes one-hot labels of shape (N, {logits.shape[1]}); "
+                              f"received {tuple(y.shape)} (use to_categorical(y), or "
+                              "sparse_categorical_crossentropy for class ids)")
+        y = y.float()
+        if self.label_smoothing:
+            y = y * (1 - self.label_smoothing) + self.label_smoothing / y.shape[1]
+        return -(y * self.log_probs(logits, activation)).sum(dim=1).mean()
+
+
+class BinaryCrossentropy(Loss):
+    name = "binary_crossentropy"
+
+    def compute(self, logits, activation, y):
+        import torch
+        import torch.nn.functional as F
+
+        y = y.float().reshape(logits.shape)
+        if self.label_smoothing:
+            y = y * (1 - self.label_smoothing) + 0.5 * self.label_smoothing
+        if self.from_logits or activation == "sigmoid":
+            return F.binary_cross_entropy_with_logits(logits, y)
+        p = (logits.softmax(1) if activation == "softmax" else logits).clamp(1e-7, 1 - 1e-7)
+        return -(y * torch.log(p) + (1 - y) * torch.log(1 - p)).mean()
+
+
+class MeanSquaredError(Loss):
+    name = "mean_squared_error"
+
+    def compute(self, logits, activation, y):
+        return ((_outputs(logits, activation) - y.float().reshape(logits.shape)) ** 2).mean()
+
+
+class MeanAbsoluteError(Loss):
+    name = "mean_absolute_error"
+
+    def compute(self, logits, activation, y):
+        return (_outputs(logits, activation) - y.float().reshape(logits.shape)).abs().mean()
+
+
+def _outputs(logits, activation):
+    if activation == "softmax":
+        return logits.softmax(1)
+    return logits.sigmoid() if activation == "sigmoid" else logits
+
+
+BY_NAME = {"sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
+           "categorical_crossentropy": CategoricalCrossentropy,
+           "binary_crossentropy": BinaryCrossentropy,
+           "mean_squared_error": MeanSquaredError, "mse": MeanSquaredError,
+           "mean_absolute_error": MeanAbsoluteError, "mae": MeanAbsoluteError}
+
+
+def _function(name):
+    def loss(y_true, y_pred):
+        """Keras's loss function; pass it to compile(loss=...)."""
+        raise CnnkitError(f"cnnkit.keras.losses.{name} is for compile(loss=...); it is not "
+                          "called on arrays")
+    loss.__name__ = name
+    return loss
+
+
+sparse_categorical_crossentropy = _function("sparse_categorical_crossentropy")
+categorical_crossentropy = _function("categorical_crossentropy")
+binary_crossentropy = _function("binary_crossentropy")
+mean_squared_error = mse = _function("mean_squared_error")
+mean_absolute_error = mae = _function("mean_absolute_error")
+
+
+def get(identifier) -> Loss:
+    if isinstance(identifier, Loss):
+        return identifier
+    name = getattr(identifier, "__name__", identifier) if callable(identifier) else identifier
+    if isinstance(name, str) and name.lower() in BY_NAME:
+        return BY_NAME[name.lower()]()
+    raise one_of("loss", identifier, list(BY_NAME))
+
+
+# -- metrics ------------------------------------------------------------------------------------
+ACCURACY_NAMES = ("accuracy", "acc", "sparse_categorical_accuracy", "categorical_accuracy",
+                  "binary_accuracy")
+
+
+def metric_kind(name: str, loss: Loss) -> str:
+    """Which accuracy Keras computes for `name` with `loss` ('accuracy' follows the loss)."""
+    if name in ("accuracy", "acc"):
+        return {"categorical_crossentropy": "categorical_accuracy",
+                "binary_crossentropy": "binary_accuracy"}.get(loss.name, "sparse_categorical_accuracy")
+    return name
+
+
+def correct(kind: str, logits, activation, y):
+    """Number of right answers in the batch (a tensor) for an accuracy `kind`."""
+    if kind == "binary_accuracy":
+        p = _outputs(logits, activation)
+        return ((p > 0.5).float() == y.float().reshape(p.shape)).float().mean(dim=1).sum()
+    pred = logits.argmax(dim=1)
+    if kind == "categorical_accuracy" or (y.dim() == 2 and y.shape[1] > 1):
+        return (pred == y.argmax(dim=1)).sum()
+    return (pred == y.reshape(-1).long()).sum()
