@@ -12,8 +12,12 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 
 
 def check_model_dir(path) -> None:
-    """MODEL_OR_RUN is a folder (a run, or a saved model): say so before anything loads."""
+    """MODEL_OR_RUN is a folder (a run, or a saved model) or an .onnx file: say so before
+    anything loads."""
     p = Path(path)
+    if p.suffix.lower() == ".onnx":
+        readable_file(p, "ONNX model file")
+        return
     if not p.exists():  # a permission error is raised: the CLI says so
         raise CnnkitError(f"{p}: no such run or saved model directory")
     if not p.is_dir():
@@ -31,25 +35,34 @@ def check_out(flag: str, path, folder: bool) -> None:
         raise CnnkitError(f"{flag} {path} is a {kind}, not a {want}; choose another {flag}")
 
 
+def check_runtime(runtime: str) -> None:
+    from cnnkit.serve.predictor import RUNTIMES
+
+    if runtime not in RUNTIMES:
+        raise CnnkitError(f"unknown --runtime {runtime!r}; valid: {', '.join(RUNTIMES)}")
+
+
 def evaluate_command(args) -> int:
     from cnnkit.look.metrics import format_report
     from cnnkit.runs.evaluate import evaluate
     from cnnkit.runs.report import evaluation_plots
 
+    check_runtime(args.runtime)
     check_model_dir(args.model)
     check_out("--out", args.out, folder=True)
     ev = evaluate(args.model, dataset=args.dataset, data_dir=args.data_dir, split=args.split,
-                  device=args.device)
+                  device=args.device, runtime=args.runtime, threads=args.threads)
     run_dir = ev.run_dir
     out = Path(args.out) if args.out else (run_dir / f"evaluate-{args.split}" if run_dir
                                            else Path(f"evaluate-{Path(args.model).name}"))
     evaluation_plots(out, ev.x, ev.y, ev.probs, ev.report, ev.class_names)
     if args.json:
         print(json.dumps(ev.report | {"dataset": ev.dataset, "split": args.split,
+                                      "runtime": ev.runtime,
                                       "images": {"confusion_matrix": str(out / "confusion_matrix.png"),
                                                  "mistakes": str(out / "mistakes.png")}}, indent=2))
     else:
-        print(f"{ev.dataset} {args.split}: {len(ev.y):,} images")
+        print(f"{ev.dataset} {args.split}: {len(ev.y):,} images ({ev.runtime} runtime)")
         print(format_report(ev.report))
         print(f"Confusion matrix: {out / 'confusion_matrix.png'}; most confident mistakes: "
               f"{out / 'mistakes.png'}")
@@ -78,20 +91,28 @@ def predict_command(args) -> int:
 
     from cnnkit.model.inputs import to_pixels
     from cnnkit.runs.evaluate import load_model_or_run
+    from cnnkit.serve.predictor import Predictor, auto_runtime, is_onnx_file
 
     if args.top_k < 1:
         raise CnnkitError(f"--top-k {args.top_k} is out of range; valid: 1 or more")
+    check_runtime(args.runtime)
     check_model_dir(args.model)
     check_out("--plot", args.plot, folder=False)
-    model, _ = load_model_or_run(args.model)
     paths = image_paths(args.images)
-    pixels, _ = to_pixels(paths, model.input_shape)  # (N, H, W, C): the input contract
-    probs = model.predict(pixels)  # (N, K): two columns for a 1-unit sigmoid model
+    if is_onnx_file(args.model):
+        predictor = Predictor(args.model, runtime=args.runtime, threads=args.threads)
+    else:
+        model, _ = load_model_or_run(args.model)
+        predictor = Predictor(model, runtime=auto_runtime(args.runtime, len(paths)),
+                              threads=args.threads)
+    pixels, _ = to_pixels(paths, predictor.input_shape)  # (N, H, W, C): the input contract
+    probs = predictor.predict(pixels)  # (N, K): two columns for a 1-unit sigmoid model
     images = pixels.numpy()
-    names = model.class_names or [str(i) for i in range(probs.shape[1])]
+    names = predictor.class_names
     # An image in a folder named after one of the model's classes (data/test/cat/1.jpg, as a
     # folder dataset is laid out) is labelled with that class: the plot shows right and wrong.
-    index = {c: i for i, c in enumerate(model.class_names or [])}
+    own = predictor.model.class_names if predictor.model is not None else predictor.class_names
+    index = {c: i for i, c in enumerate(own or [])}
     true = [index.get(path.parent.name) for path in paths]
     k = min(args.top_k, probs.shape[1])
     results = []

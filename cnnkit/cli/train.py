@@ -105,6 +105,8 @@ def register(sub) -> None:
                    help="also write TensorBoard event files to RUN/tensorboard")
     g.add_argument("--dry-run", action="store_true", default=None, help="one batch per epoch")
     g.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    g.add_argument("--folds", type=int, metavar="K", help="k-fold cross-validation instead of "
+                   "one run: the same as cnnkit cv --folds K (default: off)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="loss, accuracy, per-class report, confusion matrix")
@@ -115,7 +117,9 @@ def register(sub) -> None:
     p.add_argument("--out", help="directory for confusion_matrix.png and mistakes.png "
                    "(default: beside the model)")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="for --runtime torch: auto, cpu or cuda")
+    add_runtime_flags(p, "onnx from 10,000 images on (a test split of the MNIST family), "
+                      "else torch; an .onnx file: onnx")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="top classes for image files or a folder")
@@ -125,7 +129,19 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true")
     p.add_argument("--plot", metavar="OUT_PNG", help="each image beside a bar chart of its "
                    "class probabilities")
+    add_runtime_flags(p, "onnx for 10,000 images or more, else torch (onnx costs ~1 s to "
+                      "start); an .onnx file: onnx")
     p.set_defaults(func=cmd_predict)
+
+
+def add_runtime_flags(p, auto: str) -> None:
+    """--runtime and --threads: MODEL_OR_RUN may then be an .onnx file too."""
+    p.add_argument("--runtime", default="auto", metavar="torch|onnx|auto",
+                   help=f"torch (eager PyTorch) or onnx (onnxruntime, CPU); auto: {auto} "
+                        "(default: auto)")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="onnx: intra-op threads (default: the CPUs this process may use, "
+                        "os.sched_getaffinity); torch: torch.set_num_threads (default: torch's)")
 
 
 def flag(option: str) -> str:
@@ -156,6 +172,10 @@ def cmd_train(args) -> int:
     from cnnkit.errors import CnnkitError
     from cnnkit.runs.run import run
 
+    if args.folds is not None:
+        from cnnkit.cli.tune import cmd_cv
+
+        return cmd_cv(args)
     command = ["cnnkit", *getattr(args, "argv", sys.argv[1:])]
     try:
         if args.resume:

@@ -40,11 +40,17 @@ def predict_proba(model, x, batch_size: int = 1000) -> np.ndarray:
         else:
             probs = torch.cat([probabilities(net(network_input(model, pixels[i:i + batch_size])),
                                              act) for i in range(0, len(pixels), batch_size)])
-    probs = probs.numpy()
+    probs = check_finite(probs.numpy())
+    return probs[0] if single else probs
+
+
+def check_finite(probs: np.ndarray) -> np.ndarray:
+    """`probs` (N, K) if every one is finite, else a CnnkitError naming the first bad image:
+    NaN is never handed on as a prediction, by either runtime (torch, onnxruntime)."""
     finite = np.isfinite(probs).all(axis=1)  # (N,); a few µs, against silently returning NaN
     if not finite.all():
         first = int(np.argmin(finite))
         raise CnnkitError(f"the model's probabilities for image {first} of {len(probs)} are NaN "
                           "or infinite: its weights or activations overflow float32 (were its "
                           "weights trained with too high a learning rate?)")
-    return probs[0] if single else probs
+    return probs

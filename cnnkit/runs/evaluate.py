@@ -53,6 +53,7 @@ class Evaluation:
     y: object = field(repr=False)  # int64 (N,)
     probs: object = field(repr=False)  # float (N, K) numpy
     run_dir: Path | None = None
+    runtime: str = "torch"  # what computed `probs`: torch or onnx
 
     @property
     def accuracy(self) -> float:
@@ -60,46 +61,85 @@ class Evaluation:
 
 
 def evaluate(model_or_run, dataset: str | None = None, data_dir=None, split: str = "test",
-             device: str = "auto") -> Evaluation:
-    """Score a saved model, a run directory's best model, or a Sequential on `split`."""
+             device: str = "auto", runtime: str = "auto",
+             threads: int | None = None) -> Evaluation:
+    """Score a saved model, a run directory's best model, a Sequential or an exported .onnx
+    file on `split`. runtime 'torch' is the Trainer's batched forward pass (on `device`);
+    'onnx' predicts through `cnnkit.Predictor` (onnxruntime on the CPU, `threads` intra-op
+    threads), whose probabilities match torch's to ~1e-7; 'auto' is onnx from enough images
+    on (`cnnkit.serve.predictor.auto_runtime`)."""
     import torch
 
-    from cnnkit.data import load_dataset
     from cnnkit.look.metrics import classification_report
-    from cnnkit.model.inputs import to_pixels
     from cnnkit.model.outputs import check_classes, probabilities
-    from cnnkit.train.config import TrainConfig
-    from cnnkit.train.trainer import Trainer
+    from cnnkit.serve.predictor import RUNTIMES, Predictor, auto_runtime, is_onnx_file
 
     if split not in SPLITS:
         raise one_of("split", split, SPLITS)
+    if runtime not in RUNTIMES:
+        raise one_of("runtime", runtime, RUNTIMES)
+    predictor = None
     if hasattr(model_or_run, "net"):
         model, run_dir = model_or_run, None
+    elif is_onnx_file(model_or_run):
+        predictor = Predictor(model_or_run, runtime=runtime, threads=threads)
+        model, run_dir = None, None
     else:
         model, run_dir = load_model_or_run(model_or_run)
-    name = dataset or model.dataset
+    if model is None:  # a bare .onnx file: what its metadata says
+        input_shape, recorded = predictor.input_shape, predictor.dataset
+        units, own_names = len(predictor.class_names), predictor.class_names
+    else:
+        input_shape, recorded = model.input_shape, model.dataset
+        units, own_names = model.output_shape[0], model.class_names
+    name, ds, x, y = split_data(model_or_run, input_shape, recorded, run_dir, dataset,
+                                data_dir, split)
+    check_classes(units, ds.num_classes, name)
+    if model is not None and auto_runtime(runtime, len(x)) == "onnx":
+        predictor = Predictor(model, runtime="onnx", threads=threads)
+    if predictor is not None:
+        probs = predictor.predict(x)
+    else:
+        from cnnkit.train.config import TrainConfig
+        from cnnkit.train.trainer import Trainer
+
+        trainer = Trainer(model, TrainConfig(device=device, verbose=0,
+                                             normalize=model.preprocessing.get("normalize", "unit")))
+        with torch.inference_mode():
+            probs = probabilities(trainer.predict_logits(x), model.net.output_activation).numpy()
+    names = own_names or ds.class_names
+    report = classification_report(probs, y.numpy(), names)
+    return Evaluation(report, name, split, list(names), x, y, probs, run_dir,
+                      "torch" if predictor is None else predictor.runtime)
+
+
+def split_data(model_or_run, input_shape, recorded: str | None, run_dir, dataset=None,
+               data_dir=None, split: str = "test", or_train: bool = False):
+    """(dataset name, Dataset, uint8 images (N, H, W, C) at `input_shape`, labels (N,)) that
+    a model is scored on: a run's own test split (held out by the run where the dataset has
+    none), else `split` of `dataset` or of the dataset the model records (`recorded`);
+    `or_train`: the train split where the dataset has no test split (ONNX parity images)."""
+    from cnnkit.data import load_dataset
+    from cnnkit.model.inputs import to_pixels
+
+    name = dataset or recorded
     if not name:
         raise CnnkitError(f"{model_or_run}: the model does not record its dataset; say which "
                           "(dataset=..., --dataset)")
-    h, w, c = model.input_shape
+    h, w, c = input_shape
     if run_dir is not None and not dataset and split == "test":
         from cnnkit.runs.run import prepare_data, read_run_config
 
         options = read_run_config(run_dir)
-        ds, splits = prepare_data(options, model.input_shape
+        ds, splits = prepare_data(options, tuple(input_shape)
                                   if options["dataset"].startswith("folder:") else None)
         x, y = splits["test"]
     else:
         ds = load_dataset(name, data_dir=data_dir, channels=c, size=(h, w))
+        if split == "test" and not ds.has_test and or_train:
+            split = "train"
         if split == "test" and not ds.has_test:
             raise CnnkitError(f"{name} has no official test split; use split='train' (--split train)")
         x, y = (ds.x_test, ds.y_test) if split == "test" else (ds.x_train, ds.y_train)
-    check_classes(model.output_shape[0], ds.num_classes, name)
-    x = to_pixels(x, model.input_shape)[0]  # the input contract; a no-op at the model's shape
-    trainer = Trainer(model, TrainConfig(device=device, verbose=0,
-                                         normalize=model.preprocessing.get("normalize", "unit")))
-    with torch.inference_mode():
-        probs = probabilities(trainer.predict_logits(x), model.net.output_activation).numpy()
-    names = model.class_names or ds.class_names
-    report = classification_report(probs, y.numpy(), names)
-    return Evaluation(report, name, split, list(names), x, y, probs, run_dir)
+    x = to_pixels(x, tuple(input_shape))[0]  # the input contract; a no-op at the model's shape
+    return name, ds, x, y

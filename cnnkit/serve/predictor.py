@@ -1,0 +1,182 @@
+"""One object that turns images into class probabilities, on PyTorch or onnxruntime.
+
+    p = cnnkit.Predictor("runs/fashion")            # a run (its best model), a saved model,
+    p.predict(images)                               # a preset, a model file, a Sequential,
+    p.top_k("shirt.png", k=3)                       # or an exported .onnx file
+
+`cnnkit predict`, `cnnkit evaluate --runtime` and the web server all predict through it, so an
+image gets the same probabilities however it is asked for. Images go through the input
+contract (`cnnkit.model.inputs.to_pixels`: files, PIL images, arrays, tensors; one or a batch)
+to uint8 pixels at the model's shape; then
+- runtime "torch": `cnnkit.model.predict.predict_proba`, the model's own forward pass;
+- runtime "onnx": an onnxruntime session on the exported graph (`cnnkit.serve.onnx`), which
+  takes those uint8 pixels as they are and does the model's preprocessing itself.
+Both end in the output contract's probabilities (N, K), and both refuse NaN or infinite ones.
+
+Threads: onnxruntime's intra-op pool gets `threads`, default the CPUs this process may run on
+(`os.sched_getaffinity`, which honours taskset, cgroups' cpusets and `docker --cpuset-cpus`),
+and one inter-op thread (a CNN's graph is a chain: nothing runs side by side). On torch,
+`threads` calls `torch.set_num_threads`, which is process-wide (torch has one pool); without
+it torch's own default stands.
+
+runtime="auto": onnxruntime for an .onnx file (the only runtime it has); for a cnnkit model,
+AUTO_RUNTIME (onnx), from bench/bench_infer.py's measurements. The commands, which run once,
+use `auto_runtime(runtime, images)`: onnx only from AUTO_ONNX_MIN_IMAGES images on, where its
+~1 s start is won back. `Predictor.runtime` says which one was chosen.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from cnnkit.errors import CnnkitError, one_of, out_of_range
+
+RUNTIMES = ("auto", "torch", "onnx")
+# What "auto" picks for a cnnkit model (an .onnx file always runs on onnxruntime), from
+# bench/bench_infer.py's figures (seed003-cnn, 2 shared cores): onnxruntime predicted one image
+# in 0.11-0.13 ms against 0.33-0.42 ms on torch, and 10,000 at ~2x torch's images/s, so a
+# Predictor, which is made to be kept (the server), runs on onnx. Starting one costs 0.8-1.3 s
+# more (torch.onnx imports `onnx`, 0.7 s, then exports), which a one-off job won back from
+# 4,300-6,500 images in three runs: AUTO_ONNX_MIN_IMAGES keeps a margin over that.
+AUTO_RUNTIME = "onnx"
+AUTO_ONNX_MIN_IMAGES = 10_000
+
+
+def cpu_count() -> int:
+    """The CPUs this process may use: its affinity mask, not the machine's core count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # macOS and Windows have no affinity call
+        return os.cpu_count() or 1
+
+
+def check_threads(threads):
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+                                or threads < 1):
+        raise out_of_range("threads", threads, "an integer >= 1 (default: the CPUs this "
+                           f"process may use, {cpu_count()})")
+    return threads
+
+
+def auto_runtime(runtime: str, images: int | None = None) -> str:
+    """The runtime `runtime` names for a cnnkit model: 'auto' is onnx for a Predictor that
+    is kept (images=None) or a one-off job on at least AUTO_ONNX_MIN_IMAGES images."""
+    if runtime != "auto":
+        return runtime
+    if images is None or images >= AUTO_ONNX_MIN_IMAGES:
+        return AUTO_RUNTIME
+    return "torch"
+
+
+def run_test_accuracy(run_dir) -> float | None:
+    """A run's test accuracy from its metrics.json; None without a finished run."""
+    if run_dir is None:
+        return None
+    try:
+        value = json.loads((Path(run_dir) / "metrics.json").read_text()).get("test_accuracy")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def is_onnx_file(spec) -> bool:
+    return isinstance(spec, (str, os.PathLike)) and Path(spec).suffix.lower() == ".onnx"
+
+
+class Predictor:
+    """Class probabilities for images from a model on the runtime chosen (`runtime`)."""
+
+    def __init__(self, model_or_path, runtime: str = "auto", threads: int | None = None):
+        if runtime not in RUNTIMES:
+            raise one_of("runtime", runtime, RUNTIMES)
+        self.threads = check_threads(threads)
+        self.run_dir: Path | None = None
+        self._session = None
+        self._meta: dict = {}
+        if is_onnx_file(model_or_path):
+            if runtime == "torch":
+                raise CnnkitError(f"{model_or_path}: an .onnx file runs on onnxruntime only; "
+                                  "valid: runtime 'onnx' or 'auto' (or pass the saved model "
+                                  "or run it was exported from)")
+            from cnnkit.serve.onnx import open_session
+
+            self.model = None
+            self._session, self._meta = open_session(model_or_path, self.threads)
+            self.runtime = "onnx"
+            self.name = self._meta["name"]
+            self.class_names = list(self._meta["class_names"])
+            self.input_shape = tuple(self._meta["input_shape"])
+            self.dataset = self._meta["dataset"]
+            return
+        from cnnkit.runs.evaluate import open_model
+
+        self.model, self.run_dir = open_model(model_or_path)
+        model = self.model
+        self.input_shape = tuple(model._require_input())
+        model.check_classifier()
+        from cnnkit.model.outputs import class_count
+
+        count = class_count(model.output_shape[0])
+        self.name = model.name
+        self.dataset = getattr(model, "dataset", None)
+        self.class_names = list(model.class_names or [str(i) for i in range(count)])
+        self.runtime = auto_runtime(runtime)
+        if self.runtime == "onnx":
+            from cnnkit.serve.onnx import model_session
+
+            self._session, self._meta = model_session(model, self.threads,
+                                                      test_accuracy=run_test_accuracy(self.run_dir))
+        elif threads is not None:
+            import torch
+
+            torch.set_num_threads(threads)
+
+    # -- predictions -----------------------------------------------------------------------
+    def predict(self, images) -> np.ndarray:
+        """Probabilities (K,) for one image, (N, K) for a batch (numpy float32); images are
+        anything `cnnkit.model.inputs` takes."""
+        if self.runtime == "torch":
+            from cnnkit.model.predict import predict_proba
+
+            return predict_proba(self.model, images)
+        from cnnkit.model.inputs import to_pixels
+        from cnnkit.serve.onnx import run_session
+
+        pixels, single = to_pixels(images, self.input_shape)  # uint8 (N, H, W, C)
+        probs = run_session(self._session, pixels.numpy(), self._meta)
+        return probs[0] if single else probs
+
+    def top_k(self, image, k: int = 5) -> list[dict]:
+        """The k most probable classes of one image, best first (ties: the lower index):
+        [{"index": i, "class": name, "probability": p}, ...]; k past the class count is all."""
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise out_of_range("k", k, "an integer >= 1")
+        probs = self.predict(image)
+        if probs.ndim != 1:
+            raise CnnkitError(f"top_k takes one image; received a batch of {len(probs)} "
+                              "(use predict for a batch)")
+        order = np.argsort(-probs, kind="stable")[:int(k)]
+        return [{"index": int(i), "class": self.class_names[i], "probability": float(probs[i])}
+                for i in order]
+
+    # -- what it is ------------------------------------------------------------------------
+    def card(self) -> dict:
+        """What a page or an API shows about the model."""
+        if self.model is not None:
+            from cnnkit.model.summary import format_summary
+
+            summary = format_summary(self.model)
+            accuracy = run_test_accuracy(self.run_dir)
+        else:
+            summary = self._meta.get("summary")
+            accuracy = self._meta.get("test_accuracy")
+        return {"name": self.name, "summary": summary, "input_shape": list(self.input_shape),
+                "classes": list(self.class_names), "test_accuracy": accuracy,
+                "runtime": self.runtime}
+
+    def __repr__(self):
+        return (f"Predictor(name={self.name!r}, runtime={self.runtime!r}, "
+                f"input_shape={self.input_shape}, classes={len(self.class_names)})")
