@@ -12,11 +12,14 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 
 
 def check_model_dir(path) -> None:
-    """MODEL_OR_RUN is a folder (a run, or a saved model) or an .onnx file: say so before
-    anything loads."""
+    """MODEL_OR_RUN is a folder (a run, or a saved model), an .onnx file or a Keras file
+    (.keras, .h5): say so before anything loads."""
     p = Path(path)
     if p.suffix.lower() == ".onnx":
         readable_file(p, "ONNX model file")
+        return
+    if p.suffix.lower() in (".keras", ".h5"):
+        readable_file(p, "Keras model file")
         return
     if not p.exists():  # a permission error is raised: the CLI says so
         raise CnnkitError(f"{p}: no such run or saved model directory")

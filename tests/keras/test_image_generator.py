@@ -37,7 +37,7 @@ def test_augmentation_changes_images_but_keeps_shape_and_range():
 @pytest.mark.parametrize("class_mode, labels", [
     ("categorical", lambda y: np.eye(3)[y]), ("sparse", lambda y: y), (None, None)])
 def test_flow_from_directory_class_modes(tmp_path, class_mode, labels):
-    from conftest import write_digit_folders
+    from _keras_folders import write_digit_folders
 
     write_digit_folders(tmp_path, per_class=(4, 2), size=12)
     it = ImageDataGenerator(rescale=1 / 255).flow_from_directory(
@@ -54,7 +54,7 @@ def test_flow_from_directory_class_modes(tmp_path, class_mode, labels):
 
 
 def test_flow_from_directory_subset_and_bad_values(tmp_path):
-    from conftest import write_digit_folders
+    from _keras_folders import write_digit_folders
 
     write_digit_folders(tmp_path, per_class=(5, 1), size=8)
     gen = ImageDataGenerator(validation_split=0.4)

@@ -135,6 +135,27 @@ def test_keras_file_through_the_cli(trained, tmp_path, capsys):
     assert "hidden (Dense)" in out and "batch_normalization (BatchNormalization)" in out
 
 
+def test_predict_and_evaluate_take_a_keras_file(trained, images, tmp_path, capsys):
+    from PIL import Image
+
+    from cnnkit.cli import main
+
+    folder, expected, _ = trained
+    Image.fromarray((images[3, :, :, 0] * 255).round().astype(np.uint8)).save(tmp_path / "x.png")
+    assert main(["predict", str(folder / "model.keras"), str(tmp_path / "x.png"),
+                 "--top-k", "1", "--json"]) in (0, None)
+    import json
+
+    answer = json.loads(capsys.readouterr().out)
+    assert answer[0]["top"][0]["class"] == str(int(expected[3].argmax()))
+    assert main(["evaluate", str(folder / "model.h5"), "--dataset", "fashion-mnist",
+                 "--out", str(tmp_path / "ev")]) in (0, None)
+    assert "fashion-mnist test: 10,000 images" in capsys.readouterr().out
+    assert main(["predict", str(tmp_path / "gone.keras"), str(tmp_path / "x.png")]) == 2
+    assert capsys.readouterr().err.strip() == \
+        f"cnnkit: error: Keras model file '{tmp_path / 'gone.keras'}' does not exist"
+
+
 def test_weights_only_files(trained, images, tmp_path):
     from cnnkit.keras.models import load_model
 

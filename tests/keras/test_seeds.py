@@ -248,7 +248,7 @@ def test_seed002_fashion_checkpoint_early_stopping_and_prediction_bars():
 
 
 def test_seed001_flow_from_directory_fit_and_predict(tmp_path):
-    from conftest import write_digit_folders
+    from _keras_folders import write_digit_folders
 
     write_digit_folders(tmp_path / "data", per_class=(20, 5))
     from cnnkit.keras.models import Sequential

@@ -1,5 +1,5 @@
-"""Shared by the search tests: a tiny search space on sklearn's digits, a real `cnnkit tune`
-child process that can be paused mid-trial, and a real PostgreSQL server on 127.0.0.1."""
+"""Fixtures of the search tests: one torch thread, and a real PostgreSQL server on 127.0.0.1
+(their helpers are in _tune_helpers.py)."""
 from __future__ import annotations
 
 import glob
@@ -13,55 +13,21 @@ import tempfile
 from pathlib import Path
 
 import pytest
-import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
-
-# One torch thread, here and in every child: these tests run beside other engineers' on two
-# shared cores, where torch's spinning OpenMP workers make a tiny model 30x slower.
-os.environ["OMP_NUM_THREADS"] = "1"
-import torch  # noqa: E402
-
-torch.set_num_threads(1)
-
-TINY = {"input_shape": [8, 8, 1], "layers": [
-    {"Conv2D": {"filters": 8, "kernel_size": 3, "activation": "relu"}}, {"Flatten": {}},
-    {"Dense": {"units": 10, "activation": "softmax"}}]}
-BASE = {"model": TINY, "dataset": "digits", "epochs": 2, "batch_size": 64}
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))  # _child
 
 
-def write_space(path: Path, space: dict, base: dict | None = None, **objective) -> Path:
-    doc = {"base": {**BASE, **(base or {})}, "space": space,
-           "objective": objective or {"metric": "val_accuracy", "direction": "maximize"}}
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))  # the space's order is the draws'
-    return path
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """One torch thread in the search tests' own process, as in their children (see
+    _tune_helpers.cnnkit_child); put back afterwards, for the rest of the suite."""
+    import torch
 
-def pause_in_trial(trial_dir_suffix: str, epoch: int) -> str:
-    """A `python -c` script: `cnnkit` (its argv), but once the trial whose run directory ends
-    in `trial_dir_suffix` has saved epoch `epoch`'s state, it prints "paused" and holds still
-    (its heartbeat thread still beating) until the test kills it."""
-    return f"""
-import sys, threading
-from cnnkit.cli import main
-from cnnkit.train.trainer import Trainer
-
-save_state = Trainer.save_state
-def save_then_pause(self, directory):
-    path = save_state(self, directory)
-    if str(directory).endswith({trial_dir_suffix + '/state'!r}) and self.epoch == {epoch}:
-        print("paused", flush=True)
-        threading.Event().wait()
-    return path
-Trainer.save_state = save_then_pause
-sys.exit(main(sys.argv[1:]))
-"""
-
-
-def cnnkit_child(*argv, script: str | None = None) -> subprocess.Popen:
-    code = script or "import sys; from cnnkit.cli import main; sys.exit(main(sys.argv[1:]))"
-    return subprocess.Popen([sys.executable, "-c", code, *map(str, argv)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def _pg_bin() -> Path | None:

@@ -8,7 +8,7 @@ import yaml
 
 import cnnkit
 from cnnkit.cli import main
-from conftest import TINY
+from _tune_helpers import TINY
 
 
 def test_cross_validate_in_memory_gives_per_fold_metrics_and_disjoint_folds():

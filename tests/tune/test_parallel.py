@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 
 from cnnkit.cli import main
 from _child import wait_for_line
-from conftest import cnnkit_child, pause_in_trial, write_space
+from _tune_helpers import cnnkit_child, pause_in_trial, write_space
 
 GRID = {"lr": [0.01, 0.02, 0.03], "batch_size": [64, 128]}
 POINTS = sorted((lr, bs) for lr in GRID["lr"] for bs in GRID["batch_size"])

@@ -10,7 +10,7 @@ import signal
 import cnnkit
 from cnnkit.cli import main
 from _child import wait_for_line
-from conftest import BASE, cnnkit_child, pause_in_trial, write_space
+from _tune_helpers import BASE, cnnkit_child, pause_in_trial, write_space
 
 SPACE = {"lr": {"log_uniform": [3e-3, 3e-2]}, "batch_size": [64, 128]}
 

@@ -6,7 +6,7 @@ import pytest
 
 from cnnkit.cli import main
 from cnnkit.search.space import load_space
-from conftest import BASE, write_space
+from _tune_helpers import BASE, write_space
 
 FAST = {**BASE, "model": "fast-cnn"}  # a preset, rebuilt for the digits: 14 layers
 

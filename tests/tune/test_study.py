@@ -6,7 +6,7 @@ import json
 
 import cnnkit
 from cnnkit.cli import main
-from conftest import BASE, write_space
+from _tune_helpers import BASE, write_space
 
 
 def _rows(out):
