@@ -161,7 +161,7 @@ def main():
     t_torch, t_onnx = by["cnnkit Predictor, torch"], by[f"cnnkit Predictor, onnx (batch {ORT_BATCH})"]
     if k:
         print(f"  {'Keras predict, batch 32 (its default)':38s} {k['images_per_s']:9,.0f} images/s   "
-              f"accuracy {k['test_accuracy']:.4f}")
+              f"accuracy {k['test_accuracy']:.4f} (the same layers, untrained: speed only)")
         print(f"  {'Keras predict, batch 1000':38s} {k['images_per_s_b1000']:9,.0f} images/s")
     else:
         print(f"  {'Keras predict':38s} unavailable (bench/.venv-keras: run bench/setup_keras.sh)")
