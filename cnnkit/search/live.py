@@ -65,7 +65,8 @@ class Live:
 
     def rows(self) -> list[dict]:
         now = time.time()
-        return [row_of(t, now) for t in self.study.get_trials(deepcopy=False)]
+        return [row_of(t, now) for t in self.study.get_trials(deepcopy=False)
+                if not t.system_attrs.get("cnnkit:over_budget")]
 
     def _loop(self) -> None:
         if self.tty:

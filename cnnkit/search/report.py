@@ -17,7 +17,8 @@ from cnnkit.search.live import row_of, trial_lines
 
 
 def trial_rows(study) -> list[dict]:
-    return [row_of(t) for t in study.get_trials(deepcopy=False)]
+    return [row_of(t) for t in study.get_trials(deepcopy=False)
+            if not t.system_attrs.get("cnnkit:over_budget")]  # closed unrun (worker.py)
 
 
 def best_trial(study):

@@ -116,13 +116,15 @@ def fail_orphans(study) -> list[int]:
     retry = storage.get_heartbeat_stale_trial_callback()
     numbers = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
+        beyond = t.system_attrs.get("cnnkit:over_budget")  # killed while closing it unrun
+        if storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL) and not beyond:
             numbers.append(t.number)
             retry(study, storage.get_trial(t._trial_id))
     trials = study.get_trials(deepcopy=False)
     covered = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
     for t in trials:
-        if t.state == TrialState.FAIL and "error" not in t.user_attrs and t.number not in covered:
+        if (t.state == TrialState.FAIL and "error" not in t.user_attrs and t.number not in covered
+                and not t.system_attrs.get("cnnkit:over_budget")):
             numbers.append(t.number)
             retry(study, storage.get_trial(t._trial_id))
     return sorted(numbers)

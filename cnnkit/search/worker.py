@@ -261,10 +261,38 @@ def _loop(ctx: dict, space: Space, study, heart) -> None:
             # the new trial's place in the sequence of sampled trials (a re-queued copy is not
             # sampled): the same seed gives the same parameters, interrupted or not
             place = sum(1 for t in study.get_trials(deepcopy=False)
-                        if "failed_trial" not in t.system_attrs)
+                        if "failed_trial" not in t.system_attrs and not over_budget(t))
             study.sampler = make_sampler(ctx["sampler"], ctx["seed"], place, ctx["n_startup"])
             trial = study.ask()
+            if _beyond_budget(study, trial, ctx["n_trials"]):
+                return
         run_trial(ctx, space, study, trial, heart)
+
+
+OVER_BUDGET = "cnnkit:over_budget"
+
+
+def over_budget(t) -> bool:
+    """A trial asked for by a worker that another worker's last trial beat to the budget."""
+    return bool(t.system_attrs.get(OVER_BUDGET))
+
+
+def _beyond_budget(study, trial, n_trials: int) -> bool:
+    """Two workers may both see one trial left and both ask: the later trial (numbers are
+    given in order by the storage) is closed unrun, marked, and left out of every table, so
+    a study runs exactly its budget however many workers share it."""
+    from optuna.trial import TrialState
+
+    earlier = sum(1 for t in study.get_trials(deepcopy=False)
+                  if t.number < trial.number and not over_budget(t)
+                  and (t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING,
+                                   TrialState.WAITING)
+                       or (t.state == TrialState.FAIL and "error" in t.user_attrs)))
+    if earlier < n_trials:
+        return False
+    study._storage.set_trial_system_attr(trial._trial_id, OVER_BUDGET, True)
+    study.tell(trial, state=TrialState.FAIL)
+    return True
 
 
 def _die_with_parent() -> None:

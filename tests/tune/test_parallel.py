@@ -135,3 +135,32 @@ def test_a_dead_workers_trial_is_requeued_after_its_heartbeat_and_resumed(tmp_pa
     run = tmp_path / "a" / "trials" / "0000"  # resumed from its state: epoch 1 not redone
     assert len((run / "history.csv").read_text().splitlines()) == 3
     assert len(json.loads((run / "config.json").read_text())["resumed"]) == 1
+
+
+def test_two_workers_asking_for_the_last_trial_run_it_once():
+    """Both see one trial left and both ask: the later trial is closed unrun and left out, so
+    the study runs its budget exactly (Optuna's own n_trials per worker would run it twice)."""
+    from cnnkit.search.live import Live
+    from cnnkit.search.worker import _beyond_budget, over_budget
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study()
+    done = study.ask()
+    study.tell(done, 0.5)  # one of a budget of 2 used
+    first, second = study.ask(), study.ask()  # two workers, at once
+    assert not _beyond_budget(study, first, 2)
+    assert _beyond_budget(study, second, 2)
+    closed = study.get_trials(deepcopy=False)[second.number]
+    assert closed.state == TrialState.FAIL and over_budget(closed)
+    study.tell(first, 0.6)
+    assert [r["number"] for r in Live(study, None, enabled=False).rows()] == [0, 1]
+
+
+def test_jobs_2_run_exactly_the_trials_asked_for(tmp_path):
+    space = write_space(tmp_path / "space.yaml", {"lr": {"log_uniform": [1e-3, 1e-1]}},
+                        base={"epochs": 1})
+    out = tmp_path / "study"
+    assert main(["tune", str(space), "--sampler", "random", "--trials", "3", "--jobs", "2",
+                 "--pruner", "none", "--quiet", "--out", str(out)]) in (0, None)
+    rows = (out / "trials.csv").read_text().splitlines()[1:]
+    assert len(rows) == 3 and all(",COMPLETE," in r for r in rows)
