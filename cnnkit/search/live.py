@@ -35,15 +35,29 @@ def row_of(t, now: float | None = None) -> dict:
             "error": t.user_attrs.get("error")}
 
 
-def trial_lines(rows: list[dict], metric: str) -> list[str]:
+def trial_lines(rows: list[dict], metric: str, widths: list[int] | None = None) -> list[str]:
+    """The table's lines, header first. `widths` (grown in place) keeps the columns of lines
+    printed one trial at a time under each other."""
     head = ["trial", "parameters", metric, "state", "time"]
     table = [head] + [[str(r["number"]), " ".join(f"{k}={_fmt(v)}" for k, v in r["params"].items()),
                        _value(r), r["state"] + (f" (retry of {r['retry_of']})" if r["retry_of"]
                                                 is not None else ""),
                        "" if r["duration_s"] is None else f"{r['duration_s']:.1f} s"]
                       for r in rows]
-    widths = [max(len(r[i]) for r in table) for i in range(len(head))]
+    seen = [max(len(r[i]) for r in table) for i in range(len(head))]
+    if widths is None:
+        widths = seen
+    else:
+        widths[:] = [max(a, b) for a, b in zip(widths or [0] * len(head), seen)]
     return ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in table]
+
+
+def _params_width(space) -> int:
+    """How wide the parameters column can get: each choice's widest value, ~10 characters
+    for a number drawn from a range (4 significant digits, maybe an exponent)."""
+    parts = [len(p.name) + 1 + (max(len(_fmt(v)) for v in p.values) if p.kind == "choice"
+                                 else 10) for p in space.params]
+    return sum(parts) + len(parts) - 1
 
 
 def _value(r: dict) -> str:
@@ -62,6 +76,7 @@ class Live:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._printed: set[int] = set()
+        self._widths = [0, _params_width(space) if space is not None else 0, 0, 0, 0]
 
     def rows(self) -> list[dict]:
         now = time.time()
@@ -106,7 +121,7 @@ class Live:
                 and r["number"] not in self._printed]
         if not rows:
             return
-        lines = trial_lines(rows, self.space.metric)
+        lines = trial_lines(rows, self.space.metric, self._widths)
         if not self._printed:
             print(lines[0], flush=True)
         for r, line in zip(rows, lines[1:]):
