@@ -35,15 +35,23 @@ COMMAND_MODULES = [
 ]
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's own mistakes (`--epochs x`, an unknown flag) in one line like every other
+    error, pointing at --help instead of printing the usage block."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="cnnkit",
         description="Build, train, evaluate and explain convolutional image classifiers.",
     )
     from cnnkit import __version__
 
     parser.add_argument("--version", action="version", version=f"cnnkit {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for name in COMMAND_MODULES:
         try:
             module = importlib.import_module(name)

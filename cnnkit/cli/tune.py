@@ -6,6 +6,7 @@ are imported in the handlers, so `cnnkit --help` does not pay for them.
 from __future__ import annotations
 
 import argparse
+import copy
 import textwrap
 
 # library option -> the flag that sets it, for errors restated in the command line's words
@@ -60,7 +61,9 @@ def register(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=cmd_tune)
 
-    train = sub.choices.get("train")
+    # a copy: "resolve" takes the overridden option strings (--out, --artifacts, --folds) off
+    # the parent's own actions, which would then show in `cnnkit train --help` as positionals
+    train = copy.deepcopy(sub.choices["train"]) if "train" in sub.choices else None
     p = sub.add_parser(
         "cv", help="k-fold cross-validation of one run: per-fold table, mean ± std",
         parents=[train] if train is not None else [], conflict_handler="resolve",

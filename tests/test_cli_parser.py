@@ -1,0 +1,33 @@
+"""The command line's own parsing: argparse's mistakes are one line like every other error, and
+every command's --help lists its flags as flags."""
+import subprocess
+import sys
+
+import pytest
+
+from cnnkit.cli import main
+
+
+@pytest.mark.parametrize("argv, line", [
+    (["train", "--epochs", "x"],
+     "cnnkit train: error: argument --epochs: invalid int value: 'x' (see cnnkit train --help)"),
+    (["predict", "m", "a.png", "--threads", "two"], "cnnkit predict: error: argument --threads: "
+     "invalid int value: 'two' (see cnnkit predict --help)"),
+    (["train", "--bogus", "1"],
+     "cnnkit: error: unrecognized arguments: --bogus 1 (see cnnkit --help)"),
+    (["cv", "--folds", "y"],
+     "cnnkit cv: error: argument --folds: invalid int value: 'y' (see cnnkit cv --help)"),
+])
+def test_argparse_mistakes_are_one_line_and_exit_2(argv, line, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [line]
+
+
+def test_train_help_lists_out_artifacts_and_folds_as_flags():
+    # cnnkit cv copies train's flags and overrides three: train's own help must keep them
+    out = subprocess.run([sys.executable, "-m", "cnnkit", "train", "--help"], capture_output=True,
+                         text=True, check=True).stdout
+    assert "--out OUT" in out and "--artifacts ARTIFACTS" in out and "--folds K" in out
+    assert "\n  out " not in out and "\n  K " not in out
