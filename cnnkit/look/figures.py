@@ -1,6 +1,10 @@
 """The plumbing every cnnkit picture shares: a matplotlib Figure (object API, Agg), its atomic
 PNG write, image tiles drawn at their true intensities, grid shapes and mosaics.
 
+Every plotting function returns the file it wrote as a `Picture`: a `pathlib.Path` that
+Jupyter (Colab, JupyterLab, VS Code) shows as the image when it is a cell's value, so
+`plots.plot_history(h, "curves.png")` both saves the file and displays it inline.
+
 matplotlib is imported inside the functions, so importing this module costs nothing."""
 from __future__ import annotations
 
@@ -26,10 +30,22 @@ def _figure(width_in: float, height_in: float):
     return Figure(figsize=(width_in, height_in), dpi=DPI, layout="constrained")
 
 
-def _save(fig, path: str | os.PathLike) -> Path:
+class Picture(type(Path())):  # Path's concrete class (PosixPath/WindowsPath): Python 3.11 needs it
+    """The path of a PNG that cnnkit wrote; a notebook displays it as the image. Everywhere
+    else it is the plain Path it always was (`/`, `.read_bytes()`, `==` a Path, os.fspath)."""
+
+    def _repr_png_(self) -> bytes | None:
+        # IPython's PNG formatter: None (a folder derived by `.parent`, a file since removed)
+        # lets it fall back to the text repr
+        if self.suffix.lower() != ".png" or not self.is_file():
+            return None
+        return self.read_bytes()
+
+
+def _save(fig, path: str | os.PathLike) -> Picture:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=DPI)
-    return Path(path)
+    return Picture(path)
 
 
 def _as_images(images) -> np.ndarray:

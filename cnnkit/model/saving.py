@@ -80,10 +80,12 @@ def check_meta(meta: dict, where) -> dict:
     return meta
 
 
-def load(path, cls=None):
+def load(path, cls=None, module=None):
     """Rebuild a saved model from its directory alone; outputs are identical to the saved one.
     A Keras file (`.keras`, legacy `.h5`) is read by cnnkit.keras.files. `cls`: the Sequential
-    class to build (cnnkit.keras.models.load_model asks for its Keras-semantics one)."""
+    class to build (cnnkit.keras.models.load_model asks for its Keras-semantics one).
+    `module`: for the weights of your own nn.Module (a run of `cnnkit.fit(CNN(), ...)`), an
+    instance of its class to load them into (cnnkit.train.module.load_module)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -91,6 +93,10 @@ def load(path, cls=None):
 
     Sequential = cls or Sequential  # noqa: N806
     path = Path(path)
+    from cnnkit.train.module import MODULE_FILE, load_module
+
+    if module is not None or (path / MODULE_FILE).is_file():
+        return load_module(path, module)
     from cnnkit.keras.files import is_keras_file
 
     if is_keras_file(path):

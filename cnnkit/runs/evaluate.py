@@ -31,8 +31,8 @@ def load_model_or_run(spec):
 def open_model(spec):
     """(model, run_dir or None) for anything that names a model: a Sequential, a preset, a
     model file, a saved model directory, or a run directory (its best model)."""
-    if hasattr(spec, "layer_infos"):
-        return spec, None
+    if hasattr(spec, "layer_infos") or getattr(spec, "foreign", False):  # a built model, or
+        return spec, None                                                 # a user's own module
     if (Path(spec) / "config.json").is_file():
         return load_model_or_run(spec)
     from cnnkit.model.files import resolve_model

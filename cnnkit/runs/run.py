@@ -15,6 +15,11 @@ Run directory (artifacts="full"):
     curves.png  confusion_matrix.png  mistakes.png  report.md
 artifacts="metrics" writes config.json, history.csv, state/ and metrics.json only.
 Every file is written atomically, so `kill -9` at any moment leaves a resumable directory.
+
+Your own nn.Module (`RunSpec(model=CNN(), ...)`, or `cnnkit.fit(CNN(), ..., out=...)`) runs the
+same way; config.json records {"module": "package.file.CNN"} and its input shape, best/ and
+last/ hold its weights (train/module.py), and there is no report.md/report.html (they describe
+layers cnnkit built). Resuming, loading or evaluating it needs an instance of the class again.
 """
 from __future__ import annotations
 
@@ -40,6 +45,7 @@ def run(spec: RunSpec, resume: bool = False, command: list[str] | None = None,
     results do not depend on them unless they stop training."""
     if not isinstance(spec, RunSpec):
         raise CnnkitError(f"run() takes a RunSpec; received {type(spec).__name__}")
+    module, spec = _take_module(spec)
     if resume:
         if not spec.out:
             raise CnnkitError("resume needs out: the run directory to continue")
@@ -57,8 +63,22 @@ def run(spec: RunSpec, resume: bool = False, command: list[str] | None = None,
                 f"{', '.join(k for k in RESUMABLE if k != 'out')} may change)",
                 option=key, value=getattr(wanted, key))
         return _execute(wanted.replace(out=str(spec.out)).resolved(), resume=True,
-                        command=command, extra_callbacks=callbacks)
-    return _execute(spec.resolved(), resume=False, command=command, extra_callbacks=callbacks)
+                        command=command, extra_callbacks=callbacks, module=module)
+    return _execute(spec.resolved(), resume=False, command=command, extra_callbacks=callbacks,
+                    module=module)
+
+
+def _take_module(spec: RunSpec):
+    """(module or None, spec): a user's nn.Module travels beside the spec, which records its
+    class instead (a spec stays JSON-able, and a resumed run can check it is the same class)."""
+    import sys
+
+    torch = sys.modules.get("torch")  # a module object means torch is imported already
+    if torch is None or not isinstance(spec.model, torch.nn.Module):
+        return None, spec
+    from cnnkit.train.module import class_path
+
+    return spec.model, spec.replace(model={"module": class_path(spec.model)})
 
 
 def resume(run_dir, **changes) -> RunResult:
@@ -207,26 +227,42 @@ def _is_preset(model) -> bool:
     return isinstance(model, str) and model in PRESETS and not Path(model).exists()
 
 
-def load_splits(spec: RunSpec):
+def load_splits(spec: RunSpec, module=None):
     """The dataset and its splits. Folders have no size of their own: they are brought to a
     given model's input. Other datasets keep theirs, and a model that does not fit them is an
-    error (build_model says so); a preset is rebuilt for the data instead."""
+    error (build_model says so); a preset is rebuilt for the data instead. A user's module
+    states no input shape: a folder keeps its own size for it."""
     from cnnkit.model.files import resolve_model
 
     shape = None
-    if spec.dataset.startswith("folder:") and not _is_preset(spec.model):
+    if spec.dataset.startswith("folder:") and not _is_preset(spec.model) and module is None:
         shape = resolve_model(spec.model).input_shape
     return prepare_data(spec, shape)
 
 
-def build_model(spec: RunSpec, ds):
+def build_model(spec: RunSpec, ds, module=None):
     """(model, note): the model to train, fitted to the data. A preset adapts to the data's
-    shape and classes, and `note` says so in one line (None when it did not have to)."""
+    shape and classes, and `note` says so in one line (None when it did not have to). A
+    user's module is wrapped as it is (a ModuleModel): it must give one logit per class."""
     from cnnkit.model.files import resolve_model
     from cnnkit.model.outputs import check_classes
     from cnnkit.model.presets import PRESETS, create_model
 
     note = None
+    if module is not None:
+        from cnnkit.train.module import ModuleModel
+
+        model = ModuleModel(module, input_shape=ds.image_shape, class_names=ds.class_names)
+        try:
+            classes = model.output_classes()
+        except RuntimeError as e:  # the module's own shape arithmetic, on the data's images
+            raise CnnkitError(f"{model.name} does not take {ds.name}'s {_shape(ds.image_shape)} "
+                              f"images (as a batch (B, {ds.image_shape[2]}, "
+                              f"{ds.image_shape[0]}, {ds.image_shape[1]})): "
+                              f"{str(e).splitlines()[0]}") from None
+        check_classes(classes, ds.num_classes, spec.dataset)
+        model.dataset = spec.dataset
+        return model, None
     if _is_preset(spec.model):
         preset = PRESETS[spec.model]
         model = create_model(spec.model, input_shape=ds.image_shape, num_classes=ds.num_classes)
@@ -273,7 +309,10 @@ def check_augment(augment: dict | None) -> None:
 
 
 # -- the run ----------------------------------------------------------------------------------
-def make_callbacks(spec: RunSpec, run_dir: Path | None, has_val: bool) -> list:
+def make_callbacks(spec: RunSpec, run_dir: Path | None, has_val: bool,
+                   user_module: bool = False) -> list:
+    """A user's module keeps its best epoch in memory and in the state (KeepBest): best/ is
+    written at the end, under the module's own names (finish_module_run)."""
     from cnnkit.runs.report import KeepBest
     from cnnkit.train.callbacks import CSVLogger, EarlyStopping, ModelCheckpoint, TensorBoard
 
@@ -281,7 +320,7 @@ def make_callbacks(spec: RunSpec, run_dir: Path | None, has_val: bool) -> list:
     if run_dir is not None:
         callbacks.append(CSVLogger(run_dir / "history.csv"))
     if has_val:
-        if run_dir is not None and spec.artifacts == "full":
+        if run_dir is not None and spec.artifacts == "full" and not user_module:
             callbacks.append(ModelCheckpoint(run_dir / "best", monitor="val_loss",
                                              save_best_only=True))
         else:
@@ -294,16 +333,18 @@ def make_callbacks(spec: RunSpec, run_dir: Path | None, has_val: bool) -> list:
     return callbacks
 
 
-def _execute(spec: RunSpec, resume: bool, command, extra_callbacks=None) -> RunResult:
+def _execute(spec: RunSpec, resume: bool, command, extra_callbacks=None,
+             module=None) -> RunResult:
     """The run, holding its directory's lock from the first write (or, to resume, from the
     first read of its state) to the last."""
     import contextlib
 
     with contextlib.ExitStack() as held:
-        return _execute_held(spec, resume, command, held, list(extra_callbacks or ()))
+        return _execute_held(spec, resume, command, held, list(extra_callbacks or ()), module)
 
 
-def _execute_held(spec: RunSpec, resume: bool, command, held, extra_callbacks) -> RunResult:
+def _execute_held(spec: RunSpec, resume: bool, command, held, extra_callbacks,
+                  module=None) -> RunResult:
     import torch
 
     from cnnkit.runs.report import finish_run
@@ -313,6 +354,13 @@ def _execute_held(spec: RunSpec, resume: bool, command, held, extra_callbacks) -
     t_start = time.perf_counter()
     config = spec.train_config()
     say = (lambda *a: None) if config.verbose == 0 else print
+    from cnnkit.train.module import is_module_description, module_needed
+
+    if module is None and is_module_description(spec.model):
+        raise module_needed(f"{spec.out or 'this run'} was trained with", spec.model)
+    if module is not None and spec.init_from:
+        raise CnnkitError("init_from is for cnnkit's own models; your nn.Module starts from "
+                          "the weights it holds (load them before the run)", option="init_from")
     check_augment(spec.augment)
     run_dir = Path(spec.out) if spec.out is not None and spec.artifacts != "none" else None
     if run_dir is not None and not resume:
@@ -320,9 +368,9 @@ def _execute_held(spec: RunSpec, resume: bool, command, held, extra_callbacks) -
     locked = run_dir is not None and resume
     if locked:
         held.enter_context(run_lock(run_dir))
-    ds, splits = load_splits(spec)
+    ds, splits = load_splits(spec, module)
     torch.manual_seed(config.seed)  # the initial weights too come from the run's seed
-    model, note = build_model(spec, ds)
+    model, note = build_model(spec, ds, module)
     state_dir = run_dir / "state" if run_dir is not None else None
     if resume:
         for name in ("state", "best", "last"):
@@ -354,7 +402,8 @@ def _execute_held(spec: RunSpec, resume: bool, command, held, extra_callbacks) -
                                 "image_shape": ds.image_shape, "class_names": ds.class_names},
                     "splits": {k: (len(v[0]) if v else 0) for k, v in splits.items()},
                 }, "command": command, "started": time.time()})
-    callbacks = make_callbacks(spec, run_dir, splits["val"] is not None) + extra_callbacks
+    callbacks = make_callbacks(spec, run_dir, splits["val"] is not None,
+                               module is not None) + extra_callbacks
     trainer = Trainer(model, config, callbacks, state_dir=state_dir)
     if resume:
         trainer.load_state(state_dir)
@@ -373,7 +422,45 @@ def _execute_held(spec: RunSpec, resume: bool, command, held, extra_callbacks) -
         again = (f"; nothing was saved: the same command (or --resume {run_dir}) starts it "
                  "afresh" if run_dir is not None else "")
         raise CnnkitError(f"{trainer.stop_reason}{again}")
-    metrics, report = finish_run(run_dir, spec, ds, splits, model, trainer, history,
-                                 timing={"fit_s": fit_time, "start": t_start}, say=say, note=note)
+    timing = {"fit_s": fit_time, "start": t_start}
+    if module is not None:
+        metrics, report = finish_module_run(run_dir, spec, ds, splits, model, trainer, history,
+                                            timing, say)
+    else:
+        metrics, report = finish_run(run_dir, spec, ds, splits, model, trainer, history,
+                                     timing=timing, say=say, note=note)
     return RunResult(spec=spec, metrics=metrics, history=dict(history.history), model=model,
                      report=report, run_dir=run_dir)
+
+
+def finish_module_run(run_dir, spec, ds, splits, model, trainer, history, timing, say):
+    """finish_run for a user's module: the same test metrics (metrics.json), then best/ and
+    last/ as the module's weights, curves.png, confusion_matrix.png and mistakes.png."""
+    from cnnkit.runs.report import evaluation_plots, finish_run
+    from cnnkit.train.state import read_state
+
+    # run_dir=None: the best epoch comes from KeepBest (best/ of an earlier finish holds the
+    # module's own tensor names, not the network's), and nothing is written there
+    metrics, report = finish_run(None, spec, ds, splits, model, trainer, history,
+                                 timing=timing, say=say)
+    if run_dir is None:
+        return metrics, report
+    atomic_write_json(run_dir / "metrics.json", metrics)
+    if spec.artifacts != "full":
+        return metrics, report
+    from cnnkit.look import plots
+    from cnnkit.runs.report import best_epoch
+
+    model.save(run_dir / "best")  # finish_run left the best epoch's weights in the model
+    x_test, y_test = splits["test"]
+    probs = model.net.probabilities(trainer.predict_logits(x_test)).numpy()
+    best = {k: v.clone() for k, v in model.net.state_dict().items()}
+    weights, _ = read_state(trainer.state_dir)  # the last epoch's, as the state holds them
+    model.net.load_state_dict(weights)
+    model.save(run_dir / "last")
+    model.net.load_state_dict(best)  # the run's result is the best model again
+    epoch, best_val = best_epoch(history.history)
+    plots.plot_history(history.history, run_dir / "curves.png",
+                       best_epoch=epoch if best_val is not None else None)
+    evaluation_plots(run_dir, x_test, y_test, probs, report, ds.class_names)
+    return metrics, report

@@ -37,7 +37,9 @@ RESUMABLE = ("epochs", "verbose", "device", "data_dir", "out")
 @dataclass
 class RunSpec:
     # -- what to train
-    model: str | dict | None = None  # preset, model file, saved model dir, or a description
+    model: str | dict | None = None  # preset, model file, saved model dir, or a description;
+    #                                   cnnkit.run also takes your own nn.Module (recorded as
+    #                                   {"module": "package.file.CNN"})
     dataset: str | None = None  # mnist, fashion-mnist, kmnist, cifar10, digits, folder:, npz:
     recipe: str | None = None  # seed000, seed002, seed003, seed004, fast, best
     data_dir: str | None = None  # where the dataset's files are looked for first
@@ -194,7 +196,7 @@ class RunSpec:
         if not isinstance(self.model, (str, dict)):
             raise CnnkitError(f"model={self.model!r} is not understood; valid: a preset name, "
                               "a model file, a saved model directory, a Sequential or its "
-                              "description (a dict)")
+                              "description (a dict), or your own nn.Module (to cnnkit.run)")
         if not isinstance(self.dataset, str):
             raise CnnkitError(f"dataset={self.dataset!r} is not understood; valid: a dataset "
                               "name such as 'fashion-mnist', 'digits', 'folder:PATH' or 'npz:PATH'")
@@ -237,8 +239,8 @@ class RunSpec:
     @property
     def model_label(self) -> str:
         """A short name for the model: the preset, the file's stem, or the description's name."""
-        if isinstance(self.model, dict):
-            return str(self.model.get("name") or "model")
+        if isinstance(self.model, dict):  # a description, or {"module": "package.file.CNN"}
+            return str(self.model.get("name") or self.model.get("module", "model").split(".")[-1])
         return Path(self.model).stem if "/" in self.model else self.model
 
     def default_out(self) -> str:

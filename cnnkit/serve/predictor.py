@@ -115,6 +115,13 @@ class Predictor:
 
         self.model, self.run_dir = open_model(model_or_path)
         model = self.model
+        if getattr(model, "foreign", False):  # a user's own nn.Module (cnnkit.fit)
+            if runtime == "onnx":
+                raise CnnkitError(f"runtime 'onnx' exports models cnnkit built (their input "
+                                  f"contract goes into the graph), not your own nn.Module "
+                                  f"{type(model.module).__name__}; valid: runtime 'torch' or "
+                                  "'auto'")
+            runtime = "torch"
         self.input_shape = tuple(model._require_input())
         model.check_classifier()
         from cnnkit.model.outputs import class_count

@@ -1,16 +1,19 @@
 """What the user sees while training: a live bar per epoch on a terminal, then one Keras-like
-line per epoch. In a pipe or CI there is no bar and no escape code, only the lines; verbose 0
-prints nothing.
+line per epoch. In a Jupyter notebook (Colab, JupyterLab, VS Code) each epoch gets one output
+that is updated in place: its bar while the epoch runs, its line once it is done. In a pipe or
+CI there is no bar and no escape code, only the lines; verbose 0 prints nothing.
 
     Epoch 3/20 - 4.1s - loss: 0.3012 - accuracy: 0.8912 - val_loss: 0.3310 - val_accuracy: 0.8790
 """
 from __future__ import annotations
 
+import html
 import sys
 import time
 
 LINE_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
 REFRESH_S = 0.1  # bar redraws at most this often, so the batch loop rarely syncs for it
+BAR_WIDTH = 30  # characters of the notebook bar's text form
 
 
 def epoch_line(epoch: int, epochs: int, logs: dict) -> str:
@@ -19,11 +22,50 @@ def epoch_line(epoch: int, epochs: int, logs: dict) -> str:
     return " - ".join(parts)
 
 
+def in_notebook() -> bool:
+    """True inside a Jupyter kernel: its stdout is no terminal, but it shows outputs that can
+    be updated in place. Colab's shell is a subclass of ipykernel's ZMQ shell."""
+    if "ipykernel" not in sys.modules:  # never imports IPython for a terminal run
+        return False
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    return shell is not None and any(c.__name__ == "ZMQInteractiveShell"
+                                     for c in type(shell).__mro__)
+
+
+class NotebookBar:
+    """One epoch's output cell: a bar (HTML <progress>, with a text form) updated in place."""
+
+    def __init__(self, label: str, total: int):
+        from IPython.display import display
+
+        self.label, self.total = label, max(total, 1)
+        self.handle = display(self._bundle(0, ""), raw=True, display_id=True)
+
+    def _bundle(self, done: int, info: str) -> dict:
+        filled = BAR_WIDTH * done // self.total
+        text = (f"{self.label} [{'█' * filled}{'·' * (BAR_WIDTH - filled)}] "
+                f"{done}/{self.total} {info}").rstrip()
+        page = (f"<code>{html.escape(self.label)}</code> <progress value='{done}' "
+                f"max='{self.total}' style='width:20em'></progress> "
+                f"<code>{done}/{self.total} {html.escape(info)}</code>")
+        return {"text/plain": text, "text/html": page}
+
+    def update(self, done: int, info: str) -> None:
+        self.handle.update(self._bundle(done, info), raw=True)
+
+    def finish(self, line: str) -> None:
+        self.handle.update({"text/plain": line}, raw=True)
+
+
 class Progress:
     def __init__(self, verbose: int, epochs: int, stream=None):
+        self.notebook = verbose == 1 and stream in (None, sys.stdout) and in_notebook()
         self.stream = stream or sys.stdout
         self.verbose, self.epochs = verbose, epochs
-        self.live = verbose == 1 and hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.live = self.notebook or (verbose == 1 and hasattr(self.stream, "isatty")
+                                      and self.stream.isatty())
         self._bar = self._task = None
         self._last = 0.0
 
@@ -34,6 +76,10 @@ class Progress:
     def epoch_begin(self, epoch: int, steps: int) -> None:
         if not self.live:
             return
+        self._last = 0.0
+        if self.notebook:
+            self._bar = NotebookBar(f"Epoch {epoch + 1}/{self.epochs}", steps)
+            return
         from rich.console import Console
         from rich.progress import (BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn,
                                    TimeRemainingColumn)
@@ -43,7 +89,6 @@ class Progress:
                         console=Console(file=self.stream), transient=True)
         self._task = self._bar.add_task("", total=steps, info="")
         self._bar.start()
-        self._last = 0.0
 
     def due(self) -> bool:
         """True when the bar should redraw now (the caller then computes the running loss)."""
@@ -51,18 +96,27 @@ class Progress:
 
     def batch(self, done: int, info: str) -> None:
         self._last = time.perf_counter()
-        self._bar.update(self._task, completed=done, info=info)
+        if self.notebook:
+            self._bar.update(done, info)
+        else:
+            self._bar.update(self._task, completed=done, info=info)
 
     def abort(self) -> None:
-        """Take the bar away without an epoch line (the epoch did not complete)."""
-        if self._bar is not None:
+        """Take the bar away without an epoch line (the epoch did not complete); a notebook's
+        bar stays where it stopped."""
+        if self._bar is not None and not self.notebook:
             self._bar.stop()
-            self._bar = None
+        self._bar = None
 
     def epoch_end(self, epoch: int, logs: dict) -> None:
+        line = epoch_line(epoch, self.epochs, logs)
+        if self.notebook and self._bar is not None:
+            self._bar.finish(line)  # the epoch's own output becomes its line
+            self._bar = None
+            return
         self.abort()
         if self.verbose:
-            print(epoch_line(epoch, self.epochs, logs), file=self.stream, flush=True)
+            print(line, file=self.stream, flush=True)
 
     def say(self, message: str) -> None:
         if self.verbose:
