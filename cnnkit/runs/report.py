@@ -202,3 +202,34 @@ def render_report(spec, ds, model, metrics, report_text, note=None) -> str:
         "## Model", "", "```", format_summary(model), "```", "",
     ]
     return "\n".join(lines)
+
+
+def finish_module_run(run_dir, spec, ds, splits, model, trainer, history, timing, say):
+    """finish_run for a user's module: the same test metrics (metrics.json), then best/ and
+    last/ as the module's weights, curves.png, confusion_matrix.png and mistakes.png."""
+    from cnnkit.train.state import read_state
+
+    # run_dir=None: the best epoch comes from KeepBest (best/ of an earlier finish holds the
+    # module's own tensor names, not the network's), and nothing is written there
+    metrics, report = finish_run(None, spec, ds, splits, model, trainer, history,
+                                 timing=timing, say=say)
+    if run_dir is None:
+        return metrics, report
+    atomic_write_json(run_dir / "metrics.json", metrics)
+    if spec.artifacts != "full":
+        return metrics, report
+    from cnnkit.look import plots
+
+    model.save(run_dir / "best")  # finish_run left the best epoch's weights in the model
+    x_test, y_test = splits["test"]
+    probs = model.net.probabilities(trainer.predict_logits(x_test)).numpy()
+    best = {k: v.clone() for k, v in model.net.state_dict().items()}
+    weights, _ = read_state(trainer.state_dir)  # the last epoch's, as the state holds them
+    model.net.load_state_dict(weights)
+    model.save(run_dir / "last")
+    model.net.load_state_dict(best)  # the run's result is the best model again
+    epoch, best_val = best_epoch(history.history)
+    plots.plot_history(history.history, run_dir / "curves.png",
+                       best_epoch=epoch if best_val is not None else None)
+    evaluation_plots(run_dir, x_test, y_test, probs, report, ds.class_names)
+    return metrics, report

@@ -347,7 +347,7 @@ def _execute_held(spec: RunSpec, resume: bool, command, held, extra_callbacks,
                   module=None) -> RunResult:
     import torch
 
-    from cnnkit.runs.report import finish_run
+    from cnnkit.runs.report import finish_module_run, finish_run
     from cnnkit.train.losses import make_loss
     from cnnkit.train.trainer import Trainer
 
@@ -431,36 +431,3 @@ def _execute_held(spec: RunSpec, resume: bool, command, held, extra_callbacks,
                                      timing=timing, say=say, note=note)
     return RunResult(spec=spec, metrics=metrics, history=dict(history.history), model=model,
                      report=report, run_dir=run_dir)
-
-
-def finish_module_run(run_dir, spec, ds, splits, model, trainer, history, timing, say):
-    """finish_run for a user's module: the same test metrics (metrics.json), then best/ and
-    last/ as the module's weights, curves.png, confusion_matrix.png and mistakes.png."""
-    from cnnkit.runs.report import evaluation_plots, finish_run
-    from cnnkit.train.state import read_state
-
-    # run_dir=None: the best epoch comes from KeepBest (best/ of an earlier finish holds the
-    # module's own tensor names, not the network's), and nothing is written there
-    metrics, report = finish_run(None, spec, ds, splits, model, trainer, history,
-                                 timing=timing, say=say)
-    if run_dir is None:
-        return metrics, report
-    atomic_write_json(run_dir / "metrics.json", metrics)
-    if spec.artifacts != "full":
-        return metrics, report
-    from cnnkit.look import plots
-    from cnnkit.runs.report import best_epoch
-
-    model.save(run_dir / "best")  # finish_run left the best epoch's weights in the model
-    x_test, y_test = splits["test"]
-    probs = model.net.probabilities(trainer.predict_logits(x_test)).numpy()
-    best = {k: v.clone() for k, v in model.net.state_dict().items()}
-    weights, _ = read_state(trainer.state_dir)  # the last epoch's, as the state holds them
-    model.net.load_state_dict(weights)
-    model.save(run_dir / "last")
-    model.net.load_state_dict(best)  # the run's result is the best model again
-    epoch, best_val = best_epoch(history.history)
-    plots.plot_history(history.history, run_dir / "curves.png",
-                       best_epoch=epoch if best_val is not None else None)
-    evaluation_plots(run_dir, x_test, y_test, probs, report, ds.class_names)
-    return metrics, report
