@@ -24,3 +24,26 @@ def keras_reference():
                     f"tests/fixtures/keras_reference/; CNNKIT_KERAS_REFERENCE overrides it)",
                     pytrace=False)
     return KERAS_REFERENCE
+
+
+# Debian's Chromium, driven by Playwright (never a downloaded browser): the report.html and
+# served-page tests open their pages in it.
+CHROMIUM = os.environ.get("CNNKIT_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    # Fail, never skip: `make test` installs both, so a missing one is a broken setup.
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("Playwright is missing: pip install -r requirements-dev.txt", pytrace=False)
+    if not Path(CHROMIUM).is_file():
+        pytest.fail(f"no Chromium at {CHROMIUM}: `make test` installs Debian's (apt-get install "
+                    "chromium); CNNKIT_CHROMIUM names another", pytrace=False)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()

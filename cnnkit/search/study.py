@@ -269,9 +269,15 @@ def _run(space: Space, settings: dict, store, out: Path | None, jobs: int, timeo
 def _run_children(ctx: dict, jobs: int) -> None:
     # the cores shared out: J workers of all-core torch each thrash on a small model
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    cmd = [sys.executable, "-m", "cnnkit.search.worker", json.dumps({**ctx, "threads": threads})]
+    cmd = [sys.executable, "-m", "cnnkit.search.worker"]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    children = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, env=env) for _ in range(jobs)]
+    job = json.dumps({**ctx, "threads": threads}).encode()  # on stdin: no command line to parse
+    children = []
+    for _ in range(jobs):
+        child = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env)
+        child.stdin.write(job)
+        child.stdin.close()
+        children.append(child)
     try:
         codes = [c.wait() for c in children]
     finally:

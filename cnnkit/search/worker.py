@@ -306,8 +306,9 @@ def _die_with_parent() -> None:
         pass
 
 
-def main(argv: list[str]) -> int:
-    ctx = json.loads(argv[0])
+def main(job: str) -> int:
+    """A `--jobs` child: `job` is the study's context as JSON (the parent writes it on stdin)."""
+    ctx = json.loads(job)
     _die_with_parent()
     if os.getppid() != ctx.get("parent_pid"):  # the parent died before prctl took effect
         return 1
@@ -326,4 +327,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main(sys.stdin.read()))

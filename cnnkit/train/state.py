@@ -110,3 +110,25 @@ def read_state(directory) -> tuple[dict[str, torch.Tensor], dict]:
         # holding something pack never writes: the file was edited or damaged
         raise CnnkitError(f"{files[0]}: corrupt training state (a malformed __items__ or "
                           "__tuple__ entry)") from None
+
+
+# What `load_state` reads from state.json, and the types it needs (JSON types after unpacking).
+_STATE_KEYS = {"config": dict, "optimizer": dict, "history": dict, "callbacks": dict,
+               "epoch": int, "seed": int, "stop_training": bool,
+               "stop_reason": (str, type(None))}
+
+
+def check_state_keys(state: dict, where: str, averaging: bool) -> None:
+    """One line naming the file and the key for a state.json missing a key or holding the
+    wrong type there (a file edited by hand or written by another program)."""
+    from cnnkit.layers.base import clipped
+
+    keys = dict(_STATE_KEYS, **({"weight_average": dict} if averaging else {}))
+    for key, kind in keys.items():
+        if key not in state:
+            raise CnnkitError(f"{where}: corrupt training state (no '{key}' key)")
+        if not isinstance(state[key], kind):
+            wanted = " or ".join("null" if k is type(None) else k.__name__
+                                 for k in (kind if isinstance(kind, tuple) else (kind,)))
+            raise CnnkitError(f"{where}: corrupt training state ('{key}' is "
+                              f"{clipped(state[key])}; valid: {wanted})")

@@ -33,38 +33,12 @@ from cnnkit.train.config import TrainConfig
 from cnnkit.train.losses import correct_count, make_loss
 from cnnkit.train.optim import make_optimizer, make_schedule
 from cnnkit.train.progress import Progress
-from cnnkit.train.state import STATE_JSON, read_state, write_state
+from cnnkit.train.device import cpu_has_bf16, resolve_device, resolve_precision  # noqa: F401
+from cnnkit.train.state import STATE_JSON, check_state_keys, read_state, write_state
 
 __all__ = ["TrainConfig", "Trainer", "History", "resolve_device", "resolve_precision"]
 STATE_FORMAT = 1
 DROPOUT_STREAM = 2  # epoch_generator streams: 0 shuffle, 1 augmentation (BatchLoader), 2 dropout
-
-
-def cpu_has_bf16() -> bool:
-    """True when the CPU does bf16 math natively (AVX512-BF16 or AMX); elsewhere bf16 autocast
-    is emulated and slower than fp32."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        flags = []
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise CnnkitError("device 'cuda' was asked for but no CUDA GPU is available; "
-                          "use --device cpu or auto")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
-
-
-def resolve_precision(name: str, device: torch.device) -> str:
-    if name != "auto":
-        return name
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    return "bf16" if cpu_has_bf16() else "fp32"
 
 
 def _match_param_strides(optimizer) -> None:
@@ -420,7 +394,7 @@ class Trainer:
         where = f"{Path(directory) / STATE_JSON}"
         if state.get("format") != STATE_FORMAT:
             raise CnnkitError(f"{directory}: unsupported training state format {state.get('format')}")
-        _check_state_keys(state, where, self.average is not None)
+        check_state_keys(state, where, self.average is not None)
         diffs = TrainConfig.from_dict(state["config"]).differences(self.config)
         if diffs:
             raise CnnkitError(f"cannot resume {directory} with a different configuration "
@@ -450,23 +424,3 @@ class Trainer:
             if key in saved:
                 cb.set_state(saved[key])
         return self
-
-
-# What `load_state` reads from state.json, and the types it needs (JSON types after unpacking).
-_STATE_KEYS = {"config": dict, "optimizer": dict, "history": dict, "callbacks": dict,
-               "epoch": int, "seed": int, "stop_training": bool,
-               "stop_reason": (str, type(None))}
-
-
-def _check_state_keys(state: dict, where: str, averaging: bool) -> None:
-    """One line naming the file and the key for a state.json missing a key or holding the
-    wrong type there (a file edited by hand or written by another program)."""
-    keys = dict(_STATE_KEYS, **({"weight_average": dict} if averaging else {}))
-    for key, kind in keys.items():
-        if key not in state:
-            raise CnnkitError(f"{where}: corrupt training state (no '{key}' key)")
-        if not isinstance(state[key], kind):
-            wanted = " or ".join("null" if k is type(None) else k.__name__
-                                 for k in (kind if isinstance(kind, tuple) else (kind,)))
-            raise CnnkitError(f"{where}: corrupt training state ('{key}' is "
-                              f"{clipped(state[key])}; valid: {wanted})")

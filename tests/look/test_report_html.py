@@ -2,7 +2,6 @@
 `cnnkit report RUN`, checked as text and in a real browser (Debian's Chromium via Playwright)."""
 import html
 import json
-import os
 import re
 from pathlib import Path
 
@@ -14,9 +13,6 @@ import cnnkit
 from cnnkit.cli import main
 from cnnkit.look.html import BUDGET_BYTES, write_report_html
 
-CHROMIUM = os.environ.get("CNNKIT_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 SECTIONS = ["Data", "Model", "Training", "Test results", "Inside the model"]
 # Names a folder of the user's may carry: markup and entities must show as text.
 ODD_CLASSES = ['<i>cat&dog', '"quoted" <x>']
@@ -152,23 +148,7 @@ def test_a_model_without_convolutions_still_gets_its_page(tmp_path):
     assert "no convolution or pooling, so no feature maps" in page
 
 
-# -- in a real browser --------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def browser():
-    # Fail, never skip: `make test` installs both, so a missing one is a broken setup.
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.fail("Playwright is missing: pip install -r requirements-dev.txt", pytrace=False)
-    if not Path(CHROMIUM).is_file():
-        pytest.fail(f"no Chromium at {CHROMIUM}: `make test` installs Debian's (apt-get install "
-                    "chromium); CNNKIT_CHROMIUM names another", pytrace=False)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
+# -- in a real browser (the `browser` fixture: tests/conftest.py) -------------------------------
 def open_page(browser, path: Path):
     """The page loaded as a user opens it, with every request and console error it made."""
     page = browser.new_page(viewport={"width": 1200, "height": 900})
