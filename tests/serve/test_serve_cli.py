@@ -1,0 +1,53 @@
+"""`cnnkit serve` as a user starts it: a real uvicorn process on 127.0.0.1 that prints its URL
+and serves until interrupted, and every mistake on its command line in one line, exit 2."""
+import socket
+import subprocess
+import sys
+
+import httpx
+
+from cnnkit.cli import main
+
+
+# -- the command ------------------------------------------------------------------------------
+def test_cnnkit_serve_prints_its_url_and_serves_until_interrupted(digit_run):
+    import signal
+
+    proc = subprocess.Popen([sys.executable, "-m", "cnnkit", "serve", str(digit_run.path),
+                             "--port", "0", "--runtime", "torch"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        line = proc.stdout.readline()
+        url = line.split(" at ")[1].split("/ ")[0]
+        health = httpx.get(f"{url}/healthz", timeout=10).json()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+
+    assert line.startswith("Serving seed003-cnn (torch) at http://127.0.0.1:")
+    assert health == {"status": "ok", "model": "seed003-cnn", "runtime": "torch",
+                      "in_progress": 0}
+    assert proc.returncode == 0 and "Traceback" not in err
+
+
+def test_cnnkit_serve_says_in_one_line_what_is_wrong(digit_run, tmp_path, capsys):
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    cases = [(["--port", str(port)], "already in use"), (["--host", "no.such.host.invalid"],
+             "not an address"), (["--host", "192.0.2.1"], "cannot listen there"),
+             (["--port", "70000"], "out of range"), (["--max-upload-mb", "0"], "out of range")]
+    try:
+        for extra, words in cases:
+            assert main(["serve", str(digit_run.path), *extra]) == 2
+            err = capsys.readouterr().err
+            assert err.count("\n") == 1 and err.startswith("cnnkit: error: ") and words in err
+    finally:
+        taken.close()
+    assert main(["serve", str(tmp_path / "none"), "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "none" in err
+
+
+# -- the decoder, fuzzed ------------------------------------------------------------------------
