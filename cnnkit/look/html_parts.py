@@ -148,7 +148,8 @@ details summary{cursor:pointer;color:#1a73e8;margin:8px 0}
 """
 
 
-def page(title: str, run_dir: Path, headline_html: str, sections: list) -> str:
+def page(title: str, run_dir: Path, headline_html: str, sections: list,
+         kind: str = "Run report") -> str:
     nav = "".join(f'<a href="#{sid}">{escape(name)}</a>' for sid, name, _ in sections)
     body = "".join(f'<section id="{sid}"><h2>{escape(name)}</h2>{html}</section>'
                    for sid, name, html in sections)
@@ -157,7 +158,7 @@ def page(title: str, run_dir: Path, headline_html: str, sections: list) -> str:
             "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
             "img-src data:; style-src 'unsafe-inline'\">"
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>Run report: {escape(title)}</title><style>{CSS}</style></head><body>"
-            f"<header><h1>Run report: {escape(title)}</h1>"
+            f"<title>{kind}: {escape(title)}</title><style>{CSS}</style></head><body>"
+            f"<header><h1>{kind}: {escape(title)}</h1>"
             f'<div class="path">{escape(str(run_dir.resolve()))}</div>{headline_html}'
             f"<nav>{nav}</nav></header>{body}</body></html>\n")

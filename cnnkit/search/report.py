@@ -91,6 +91,9 @@ def plot_history(rows: list[dict], metric: str, direction: str, path: Path) -> P
                                                    math.nan for r in pruned],
                    marker="x", color="tab:gray", label="pruned (last reported)")
     ax.set(xlabel="trial", ylabel=metric, title="optimization history")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # trials are numbered, not measured
     if done or pruned:
         ax.legend(fontsize=8)
     return _save(fig, path)
@@ -167,8 +170,8 @@ def write_study(out: Path, study, space, settings: dict) -> None:
                                                         "fANOVA importance")),
         ("space", "Search space", "<pre>" + _escape(_space_text(space)) + "</pre>"),
     ]
-    atomic_write_text(out / "report.html", H.page(f"study {settings['study']}", out, headline,
-                                                  sections))
+    atomic_write_text(out / "report.html", H.page(settings["study"], out, headline,
+                                                  sections, kind="Search study"))
     atomic_write_text(out / "trials.txt", "\n".join(trial_lines(rows, space.metric)) + "\n")
 
 
