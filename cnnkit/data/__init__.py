@@ -153,10 +153,11 @@ def convert(ds: Dataset, channels: int | None = None, size=None) -> Dataset:
 
     x_train = convert_images(ds.x_train, channels, size)
     x_test = convert_images(ds.x_test, channels, size) if ds.x_test is not None else None
-    if x_train is ds.x_train and x_test is ds.x_test:
+    x_val = convert_images(ds.x_val, channels, size) if ds.x_val is not None else None
+    if x_train is ds.x_train and x_test is ds.x_test and x_val is ds.x_val:
         return ds
     return Dataset(ds.name, ds.class_names, x_train, ds.y_train, x_test, ds.y_test,
-                   ds.source, dict(ds.info))
+                   x_val=x_val, y_val=ds.y_val, source=ds.source, info=dict(ds.info))
 
 
 def load_dataset(name: str, data_dir=None, channels: int | None = None, size=None,
@@ -187,7 +188,7 @@ def load_dataset(name: str, data_dir=None, channels: int | None = None, size=Non
             return load_folder(path, channels=channels, size=size)  # decodes at the target shape
         from cnnkit.data.npz import load_npz
 
-        ds = load_npz(path)
+        return load_npz(path, channels=channels, size=size)  # converted as it is cached
     else:
         raise one_of("dataset", name, DATASET_NAMES)
     return convert(ds, channels, size)

@@ -20,6 +20,10 @@ class Dataset:
     y_train: torch.Tensor  # (N,) int64
     x_test: torch.Tensor | None = None  # (M, H, W, C) uint8
     y_test: torch.Tensor | None = None  # (M,) int64
+    # an official validation split (a folder's validation/): runs validate on it, not on a
+    # part of train
+    x_val: torch.Tensor | None = None  # (V, H, W, C) uint8
+    y_val: torch.Tensor | None = None  # (V,) int64
     source: str = ""  # where the data came from (directory, file or URL), for reports
     info: dict = field(default_factory=dict)  # e.g. skipped unreadable files
 
@@ -42,3 +46,5 @@ class Dataset:
         assert self.y_train.dtype == torch.int64 and len(self.y_train) == len(self.x_train)
         if self.x_test is not None:
             assert self.y_test is not None and len(self.y_test) == len(self.x_test)
+        if self.x_val is not None:
+            assert self.y_val is not None and len(self.y_val) == len(self.x_val)

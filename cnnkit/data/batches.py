@@ -3,6 +3,8 @@
 The whole set stays as one uint8 (N, H, W, C) tensor; a batch is one `index_select`, one fused
 uint8 -> float32 scale (the NHWC buffer viewed as NCHW is already channels_last, so no layout
 copy), an optional batched augmentation, done. No per-sample Python, no DataLoader workers.
+A memory-mapped dataset (cnnkit.data.mapped) or a split of one (cnnkit.data.rows.Rows) is
+batched the same way, gathered from the page cache batch by batch and never loaded whole.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import torch
 
+from cnnkit.data.rows import is_images, take
 from cnnkit.errors import CnnkitError, one_of
 
 NORMALIZE_MODES = ("unit", "standardize")
@@ -33,8 +36,8 @@ def batch_indices(
 
 
 def _check_images(x: torch.Tensor) -> None:
-    if not isinstance(x, torch.Tensor) or x.dtype != torch.uint8 or x.ndim != 4:
-        got = f"{x.dtype} {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
+    if not is_images(x) or x.dtype != torch.uint8 or x.ndim != 4:
+        got = f"{x.dtype} {tuple(x.shape)}" if is_images(x) else type(x).__name__
         raise CnnkitError(f"images must be a uint8 tensor (N, H, W, C); got {got}")
 
 
@@ -44,6 +47,7 @@ def channel_stats(x: torch.Tensor, chunk: int = 8192) -> tuple[torch.Tensor, tor
     Summed in float64 over chunks, so 60,000 images never become one big float copy.
     """
     _check_images(x)
+    x = take(x)  # a mapped set: chunks gathered (and released) one at a time
     total = torch.zeros(x.shape[-1], dtype=torch.float64)
     squares = torch.zeros_like(total)
     for start in range(0, len(x), chunk):
@@ -135,7 +139,7 @@ class BatchLoader:
             raise one_of("normalize", normalize, NORMALIZE_MODES)
         if normalize == "standardize" and (mean is None or std is None):
             mean, std = channel_stats(x)  # from the training images themselves
-        self.x, self.y = x, y
+        self.x, self.y = take(x), y  # a mapped set stays on disk, gathered batch by batch
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.seed = int(torch.randint(0, 2**31, ()).item()) if seed is None else int(seed)
         self.augment, self.normalize = augment, normalize
@@ -146,6 +150,16 @@ class BatchLoader:
         else:
             self.mean = self.std = None
         self.epoch = 0
+
+    def _to_device(self, t: torch.Tensor) -> torch.Tensor:
+        """`t` on the loader's device. A host batch bound for a GPU goes through pinned
+        memory, the only way `non_blocking` copies overlap compute (from pageable memory they
+        are synchronous); torch's caching host allocator keeps the pinned buffers reusable."""
+        if t.device == self.device:
+            return t
+        if self.device.type == "cuda" and t.device.type == "cpu":
+            t = t.pin_memory()
+        return t.to(self.device, non_blocking=True)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -159,8 +173,9 @@ class BatchLoader:
         order = epoch_generator(self.seed, epoch, 0)
         augment_rng = epoch_generator(self.seed, epoch, 1)
         for idx in batch_indices(len(self.x), self.batch_size, self.shuffle, order, self.drop_last):
-            xb = self.x.index_select(0, idx).to(self.device, non_blocking=True)  # uint8: 4x less to move
-            yb = self.y.index_select(0, idx).to(self.device, non_blocking=True)
+            # the index where each tensor lives: index_select wants both on one device
+            xb = self._to_device(self.x.index_select(0, idx.to(self.x.device)))  # uint8: 4x less to move
+            yb = self._to_device(self.y.index_select(0, idx.to(self.y.device)))
             if self.augment is None and self.normalize == "standardize":
                 yield to_model_input(xb, "standardize", self.mean, self.std), yb
                 continue

@@ -3,20 +3,24 @@
 Two layouts:
     PATH/<class>/<image>                          one set, no official test split
     PATH/train/<class>/<image> + PATH/test/<class>/<image>   (test optional)
+    and PATH/validation/<class>/<image> beside them (optional): the validation split
+    (`Dataset.x_val`), which a run then uses instead of splitting train
 Class names are the subfolder names, sorted. Images are decoded once, converted to one
 channel count and one size, and the result is cached as safetensors in cnnkit's cache
 directory under a key built from every file's relative path, byte size and mtime plus the
-requested conversion; a second load only stats the files and reads one file back (checked
-against the CRC-32 it carries: a damaged cache is rebuilt, never returned).
+requested conversion; a second load only stats the files and maps one file (checked against
+the CRC-32 it carries: a damaged cache is rebuilt, never returned). Decoding streams a chunk
+at a time into that file and the images are memory-mapped from it (cnnkit.data.mapped), so a
+folder larger than memory loads, and the processes of a distributed run share one copy.
 Unreadable files are skipped and named (a warning on stderr and `info['skipped']`).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import sys
-import zlib
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -28,11 +32,13 @@ from PIL import Image
 from cnnkit.data.base import Dataset
 from cnnkit.data.images import (DECODE_ERRORS, EXIF_ORIENTATION, check_channels, check_size,
                                  is_gray, load_image)
+from cnnkit.data.mapped import CacheWriter, read_cache
 from cnnkit.errors import CnnkitError
-from cnnkit.fsutil import atomic_path
 
-# Bump when decoding changes, so old caches are not reused (2: resized by convert_images).
-CACHE_FORMAT = "cnnkit-folder-2"
+# Bump when decoding changes, so old caches are not reused (2: resized by convert_images;
+# 3: streamed and memory-mapped, cnnkit.data.mapped).
+CACHE_FORMAT = "cnnkit-folder-3"
+_CHUNK_BYTES = 32 << 20  # decoded pixels held at once while decoding
 _WORKERS = min(8, os.cpu_count() or 1)  # Pillow releases the GIL while decoding
 
 
@@ -107,6 +113,8 @@ def _scan(root: Path) -> dict[str, tuple[Path, list[str], list[tuple[str, int, s
         split_dirs = {"train": root / "train"}
         if (root / "test").is_dir():
             split_dirs["test"] = root / "test"
+        if (root / "validation").is_dir():  # Keras's data/{train,validation} (seed 001)
+            split_dirs["validation"] = root / "validation"
     else:
         split_dirs = {"train": root}
     out = {}
@@ -122,11 +130,12 @@ def _scan(root: Path) -> dict[str, tuple[Path, list[str], list[tuple[str, int, s
             f"folder '{split_dirs['train']}' has a single class ({names[0]!r}); "
             "a classifier needs at least 2 class subfolders"
         )
-    if "test" in out and out["test"][1] != names:
-        raise CnnkitError(
-            f"test classes {out['test'][1]} in '{split_dirs['test']}' differ from "
-            f"train classes {names}"
-        )
+    for split in ("test", "validation"):
+        if split in out and out[split][1] != names:
+            raise CnnkitError(
+                f"{split} classes {out[split][1]} in '{split_dirs[split]}' differ from "
+                f"train classes {names}"
+            )
     return out
 
 
@@ -173,11 +182,13 @@ def _resolve(files: list[str], channels, size, bad: dict) -> tuple[int, tuple]:
     return channels, size
 
 
-def _decode(path: str, channels: int, size) -> np.ndarray | str:
+def _decode_into(buf: np.ndarray, j: int, path: str, channels: int, size) -> str | None:
+    """Decode `path` into buf[j]; the reason it cannot be read, or None."""
     try:
-        return load_image(path, channels, size)
+        buf[j] = load_image(path, channels, size)
     except CnnkitError as e:
         return str(e)
+    return None
 
 
 def _warn_skipped(root: Path, skipped: list[str]) -> None:
@@ -186,71 +197,123 @@ def _warn_skipped(root: Path, skipped: list[str]) -> None:
           file=sys.stderr)
 
 
-def _build(root: Path, scan: dict, channels, size) -> tuple[dict, list[str], int, tuple]:
-    """Decode every file; returns tensors per split, the skipped files, channels and size."""
+class _MemorySink:
+    """CacheWriter's interface, kept in memory: where the cache cannot be written."""
+
+    def __init__(self):
+        self.parts: dict[str, list[np.ndarray]] = {}
+
+    def begin(self, name: str, dtype: str, row_shape) -> None:
+        self.name, self.parts[name] = name, [np.empty((0, *row_shape), np.uint8)]
+
+    def write(self, rows: np.ndarray) -> None:
+        self.parts[self.name].append(rows.copy())  # `rows` may be the decoder's reused buffer
+
+    def add(self, name: str, array: np.ndarray) -> None:
+        self.parts[name] = [np.asarray(array)]
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {k: torch.from_numpy(np.concatenate(v)) for k, v in self.parts.items()}
+
+
+def _build(root: Path, scan: dict, channels, size, sink) -> None:
+    """Decode every file into `sink` (a CacheWriter or _MemorySink) a chunk at a time, so a
+    folder larger than memory streams through: x_<split> (N, H, W, C) uint8 for each split,
+    then y_<split> int64 and the skipped files (JSON, as uint8 bytes)."""
     bad: dict[str, str] = {}  # path -> why it could not be read
     all_files = [f for _, _, files in scan.values() for f, _, _ in files]
     if channels is None or size is None:
         channels, size = _resolve(all_files, channels, size, bad)
-    tensors = {}
+    labels = {}
     for split, (split_dir, names, files) in scan.items():
         todo = [(f, k) for f, k, _ in files if f not in bad]
-        pixels = _map(lambda fk: _decode(fk[0], channels, size), todo)
-        good = [(p, k) for (f, k), p in zip(todo, pixels) if not isinstance(p, str)]
-        for (f, _), p in zip(todo, pixels):
-            if isinstance(p, str):
-                bad[f] = p
-        counts = Counter(k for _, k in good)
+        if size is None:  # no file had a readable header
+            raise CnnkitError(f"class folder '{split_dir / names[0]}' has no readable images")
+        sink.begin(f"x_{split}", "U8", (*size, channels))
+        step = max(1, _CHUNK_BYTES // (size[0] * size[1] * channels))
+        buf = np.empty((min(step, len(todo)), *size, channels), np.uint8)  # (n, H, W, C), reused
+        good: list[int] = []
+        for i in range(0, len(todo), step):
+            chunk = todo[i:i + step]
+            errors = _map(lambda j: _decode_into(buf, j, chunk[j][0], channels, size),
+                          list(range(len(chunk))))
+            ok = [j for j, e in enumerate(errors) if e is None]
+            for (f, k), e in zip(chunk, errors):
+                if e is None:
+                    good.append(k)
+                else:
+                    bad[f] = e
+            if ok:  # one chunk in memory at most
+                sink.write(buf[:len(chunk)] if len(ok) == len(chunk) else buf[ok])
+        counts = Counter(good)
         for k, name in enumerate(names):
             if counts[k] == 0:
                 raise CnnkitError(f"class folder '{split_dir / name}' has no readable images")
-        x = np.stack([p for p, _ in good])  # (N, H, W, C) uint8
-        tensors[f"x_{split}"] = torch.from_numpy(x)
-        tensors[f"y_{split}"] = torch.tensor([k for _, k in good], dtype=torch.int64)
+        labels[split] = np.array(good, dtype=np.int64)
+    for split, y in labels.items():
+        sink.add(f"y_{split}", y)
     skipped = sorted(os.path.relpath(f, root).replace(os.sep, "/") for f in bad)
-    return tensors, skipped, channels, size
+    sink.add("skipped", np.frombuffer(_fs_bytes(json.dumps(skipped)), np.uint8))
 
 
 def _read_cache(cache: Path, scan: dict, n_classes: int) -> tuple[dict, list[str]] | None:
-    """The cached tensors and skipped files; None when the cache is missing, damaged or does
-    not fit the folder: a cache is rebuilt, never trusted."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    if not cache.is_file():
+    """The cached tensors (images mapped, not read) and skipped files; None when the cache is
+    missing, damaged or does not fit the folder: a cache is rebuilt, never trusted."""
+    hit = read_cache(cache)
+    if hit is None:
+        return None
+    tensors, meta = hit
+    if meta.get("format") != CACHE_FORMAT:
+        return None
+    if set(tensors) != {f"{xy}_{split}" for xy in "xy" for split in scan} | {"skipped"}:
         return None
     try:
-        tensors = load_file(cache)
-        with open(cache, "rb") as f:  # metadata lives in the header; read it without torch
-            n = int.from_bytes(f.read(8), "little")
-            if n > os.fstat(f.fileno()).st_size:  # replaced since load_file read it
-                return None
-            meta = json.loads(f.read(n))["__metadata__"]
-        skipped, crc = json.loads(meta["skipped"]), meta["crc32"]
-    except (OSError, ValueError, KeyError, TypeError, RecursionError, SafetensorError):
+        skipped = json.loads(bytes(tensors.pop("skipped").numpy()).decode("utf-8", "surrogateescape"))
+    except (ValueError, RecursionError, UnicodeDecodeError):
         return None
     if not (isinstance(skipped, list) and all(isinstance(f, str) for f in skipped)):
-        return None
-    if set(tensors) != {f"{xy}_{split}" for xy in "xy" for split in scan}:
-        return None
-    if crc != _crc32(tensors):  # a flipped bit in the pixels, which safetensors cannot see
         return None
     shape = tensors["x_train"].shape[1:]
     for split in scan:
         x, y = tensors[f"x_{split}"], tensors[f"y_{split}"]
-        if (x.dtype != torch.uint8 or x.ndim != 4 or x.shape[1:] != shape
+        if (x.dtype != torch.uint8 or x.ndim != 4 or x.shape[1:] != shape or len(x) == 0
                 or y.dtype != torch.int64 or y.shape != (len(x),)
-                or (len(y) and not 0 <= int(y.min()) <= int(y.max()) < n_classes)):
+                or not 0 <= int(y.min()) <= int(y.max()) < n_classes):
             return None
     return tensors, skipped
 
 
-def _crc32(tensors: dict[str, torch.Tensor]) -> str:
-    """CRC-32 of every tensor's bytes: about 10 ms for Fashion-MNIST's 47 MB."""
-    crc = 0
-    for key in sorted(tensors):
-        crc = zlib.crc32(tensors[key].contiguous().numpy().reshape(-1).view(np.uint8), crc)
-    return f"{crc:08x}"
+@contextlib.contextmanager
+def _building(folder: Path):
+    """Hold the cache folder's lock while decoding: the ranks of a distributed run that all
+    open the same folder decode it once; the others wait, then map what it wrote. Without a
+    lockable folder (read-only, no fcntl) each process just decodes for itself."""
+    try:
+        import fcntl
+
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder, os.O_RDONLY)
+    except (ImportError, OSError):
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _decode_and_cache(root: Path, scan: dict, channels, size, cache: Path) -> bool:
+    """Decode into the cache file; False when it cannot be written (the caller then decodes
+    into memory)."""
+    source = _fs_bytes(str(root)).decode("utf-8", "backslashreplace")  # safetensors: UTF-8
+    try:
+        with CacheWriter(cache, {"format": CACHE_FORMAT, "source": source}) as w:
+            _build(root, scan, channels, size, w)
+    except OSError as e:  # a read-only or full cache costs memory and speed, not this load
+        print(f"cnnkit: warning: could not write cache '{cache}': {e}", file=sys.stderr)
+        return False
+    return True
 
 
 def load_folder(path: str | os.PathLike, channels: int | None = None, size=None) -> Dataset:
@@ -266,22 +329,20 @@ def load_folder(path: str | os.PathLike, channels: int | None = None, size=None)
     class_names = scan["train"][1]
     cache = cache_root() / f"{_cache_key(root, scan, channels, size)}.safetensors"
 
-    from safetensors.torch import save_file
-
     hit = _read_cache(cache, scan, len(class_names))
     cached = hit is not None
-    if cached:
-        tensors, skipped = hit
+    if not cached:
+        with _building(cache.parent):
+            hit = _read_cache(cache, scan, len(class_names))  # decoded while we waited?
+            if hit is None and _decode_and_cache(root, scan, channels, size, cache):
+                hit = _read_cache(cache, scan, len(class_names))
+    if hit is None:
+        sink = _MemorySink()
+        _build(root, scan, channels, size, sink)
+        tensors = sink.tensors()
+        skipped = json.loads(bytes(tensors.pop("skipped").numpy()).decode("utf-8", "surrogateescape"))
     else:
-        tensors, skipped, _, _ = _build(root, scan, channels, size)
-        source = _fs_bytes(str(root)).decode("utf-8", "backslashreplace")  # safetensors: UTF-8
-        meta = {"format": CACHE_FORMAT, "source": source, "skipped": json.dumps(skipped),
-                "crc32": _crc32(tensors)}
-        try:
-            with atomic_path(cache) as tmp:
-                save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=meta)
-        except OSError as e:  # a read-only cache costs speed next time, not this load
-            print(f"cnnkit: warning: could not write cache '{cache}': {e}", file=sys.stderr)
+        tensors, skipped = hit
     if skipped:
         _warn_skipped(root, skipped)
     return Dataset(
@@ -291,7 +352,10 @@ def load_folder(path: str | os.PathLike, channels: int | None = None, size=None)
         y_train=tensors["y_train"],
         x_test=tensors.get("x_test"),
         y_test=tensors.get("y_test"),
+        x_val=tensors.get("x_validation"),
+        y_val=tensors.get("y_validation"),
         source=str(root),
         info={"skipped": skipped, "cache": str(cache), "cached": cached,
-              "layout": "classes" if scan["train"][0] == root else "train/test"},
+              "layout": "classes" if scan["train"][0] == root else
+              "/".join(scan) if "validation" in scan else "train/test"},
     )

@@ -3,6 +3,11 @@
 Images may be (N, H, W) or (N, H, W, C) with C in {1, 3}, as uint8 or as numbers in [0, 1]
 or [0, 255]; labels may be integers or one-hot rows. Everything is checked up front, so a bad
 file fails with one line naming the file, the array and what is wrong.
+
+The decoded uint8 images, converted to the requested channels and size, are cached (keyed by
+the file's path, size and mtime) as a memory-mapped file (cnnkit.data.mapped): a second load
+does not open the archive, and the processes of a distributed run share one copy. The first
+load still holds the archive's arrays in memory once, while they are checked and written.
 """
 from __future__ import annotations
 
@@ -212,9 +217,100 @@ def _one_line(e: Exception) -> str:
     return str(e).splitlines()[0] if str(e) else type(e).__name__
 
 
-def load_npz(path: str | os.PathLike) -> Dataset:
-    """Load `npz:PATH` as a Dataset."""
+CACHE_FORMAT = "cnnkit-npz-1"
+_ROWS = 4096  # images converted and written per step
+
+
+def _cache_path(path: Path, channels, size) -> Path:
+    import hashlib
+
+    from cnnkit.data.mnist import cache_dir
+
+    st = path.stat()
+    key = f"{CACHE_FORMAT}|{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{channels}|{size}"
+    digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+    return Path(cache_dir()) / "npz" / f"{digest}.safetensors"
+
+
+def _from_cache(cache: Path) -> tuple[dict, list[str]] | None:
+    """(tensors, class names) of a complete cache that fits this reader, else None."""
+    import json
+
+    from cnnkit.data.mapped import read_cache
+
+    hit = read_cache(cache)
+    if hit is None or hit[1].get("format") != CACHE_FORMAT:
+        return None
+    tensors = hit[0]
+    try:
+        names = json.loads(bytes(tensors.pop("class_names").numpy()).decode())
+    except (KeyError, ValueError, RecursionError):
+        return None
+    splits = ["train"] + (["test"] if "x_test" in tensors else [])
+    if not (isinstance(names, list) and len(names) >= 2 and all(isinstance(c, str) for c in names)
+            and set(tensors) == {f"{xy}_{s}" for xy in "xy" for s in splits}):
+        return None
+    for s in splits:
+        x, y = tensors[f"x_{s}"], tensors[f"y_{s}"]
+        if (x.ndim != 4 or x.shape[1:] != tensors["x_train"].shape[1:] or y.shape != (len(x),)
+                or not len(y) or not 0 <= int(y.min()) <= int(y.max()) < len(names)):
+            return None
+    return tensors, names
+
+
+def _write_cache(cache: Path, xs: dict, ys: dict, names: list[str], channels, size,
+                 source: str) -> bool:
+    """Convert and write the images a chunk at a time; False when the cache cannot be written."""
+    import json
+
+    from cnnkit.data import convert_images
+    from cnnkit.data.mapped import CacheWriter
+
+    try:
+        with CacheWriter(cache, {"format": CACHE_FORMAT, "source": source}) as w:
+            for s, x in xs.items():
+                for i in range(0, len(x), _ROWS):
+                    rows = convert_images(torch.from_numpy(np.ascontiguousarray(x[i:i + _ROWS])),
+                                          channels, size).numpy()
+                    if i == 0:
+                        w.begin(f"x_{s}", "U8", rows.shape[1:])
+                    w.write(rows)
+            for s, y in ys.items():
+                w.add(f"y_{s}", y)
+            w.add("class_names", np.frombuffer(json.dumps(names).encode(), np.uint8))
+    except OSError as e:  # a read-only or full cache costs memory and speed, not this load
+        print(f"cnnkit: warning: could not write cache '{cache}': {e}", file=sys.stderr)
+        return False
+    return True
+
+
+def load_npz(path: str | os.PathLike, channels: int | None = None, size=None) -> Dataset:
+    """Load `npz:PATH` as a Dataset, its images converted to `channels` and `size` and
+    memory-mapped from cnnkit's cache (see the module's note)."""
+    from cnnkit.data.images import check_channels, check_size
+
+    channels, size = check_channels(channels), check_size(size)
     path = readable_file(Path(path).expanduser(), "npz file")  # a FIFO would block the read
+    cache = _cache_path(path, channels, size)
+    hit = _from_cache(cache)
+    if hit is None:
+        hit = _decode(path, channels, size, cache)
+    tensors, names = hit
+    return Dataset(
+        name=f"npz:{path}",
+        class_names=names,
+        x_train=tensors["x_train"],
+        y_train=tensors["y_train"],
+        x_test=tensors.get("x_test"),
+        y_test=tensors.get("y_test"),
+        source=str(path),
+        info={"cache": str(cache)},
+    )
+
+
+def _decode(path: Path, channels, size, cache: Path) -> tuple[dict, list[str]]:
+    """Read and check the archive; cache it and map the cache (or, where the cache cannot be
+    written, convert in memory)."""
     where = f"'{path}'"
     arrays = _read_arrays(path, where)
     splits = ["train"] + (["test"] if "x_test" in arrays else [])
@@ -245,14 +341,13 @@ def load_npz(path: str | os.PathLike) -> Dataset:
         names = [str(i) for i in range(top + 1)]
     if len(names) < 2:
         raise CnnkitError(f"{where} has a single class; a classifier needs at least 2")
-    x = {s: torch.from_numpy(np.ascontiguousarray(v)) for s, v in xs.items()}
-    y = {s: torch.from_numpy(v) for s, v in ys.items()}
-    return Dataset(
-        name=f"npz:{path}",
-        class_names=names,
-        x_train=x["train"],
-        y_train=y["train"],
-        x_test=x.get("test"),
-        y_test=y.get("test"),
-        source=str(path),
-    )
+    if _write_cache(cache, xs, ys, names, channels, size, str(path)):
+        hit = _from_cache(cache)
+        if hit is not None:
+            return hit
+    from cnnkit.data import convert_images
+
+    tensors = {f"x_{s}": convert_images(torch.from_numpy(np.ascontiguousarray(v)), channels, size)
+               for s, v in xs.items()}
+    tensors.update({f"y_{s}": torch.from_numpy(v) for s, v in ys.items()})
+    return tensors, names
