@@ -31,8 +31,30 @@ def is_keras_file(path) -> bool:
 
 
 # -- reading ------------------------------------------------------------------------------------
-def load_keras_file(path, cls):
-    """A model of class `cls` (a cnnkit Sequential) from a .keras or .h5 file."""
+def input_scale(scale, where: str = "scale") -> dict:
+    """The preprocessing that multiplies 8-bit pixels by `scale` before the network: 1/255 is
+    cnnkit's {"normalize": "unit"}; any other factor (1: raw 0-255 pixels) is written as
+    (x / 255 - 0) / (1 / (255 · scale)), the standardization every cnnkit tool (predict,
+    evaluate, serve, ONNX export) already applies and saves."""
+    import math
+
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) \
+            or scale <= 0:
+        raise CnnkitError(f"{where}={clipped(scale)} is out of range; valid: a number > 0, "
+                          "1/255 (inputs x / 255, as seed 002 feeds them) or 1 (raw 0-255 "
+                          "pixels, as seed 000's first model)")
+    if math.isclose(scale * 255, 1.0, rel_tol=1e-9):
+        return {"normalize": "unit"}
+    return {"normalize": "standardize", "mean": [0.0], "std": [1 / (255 * float(scale))]}
+
+
+def load_keras_file(path, cls, scale=None):
+    """A model of class `cls` (a cnnkit Sequential) from a .keras or .h5 file.
+
+    A Keras file records no preprocessing: the model takes whatever its Keras user fed it.
+    cnnkit's tools feed 8-bit pixels, multiplied by `scale` first; without `scale`, by what
+    the file's cnnkit.json records (a file cnnkit wrote), else by 1/255, as most Keras code
+    (seeds 001, 002, 004) scales its images. `model.input_scale_recorded` says which."""
     path = Path(path)
     if not path.is_file():
         raise CnnkitError(f"{path}: no such file")
@@ -66,11 +88,16 @@ def load_keras_file(path, cls):
         extras = {}
     if extras.get("class_names") is not None:
         model.class_names = list(extras["class_names"])
-    if extras.get("preprocessing"):
+    model.input_scale_recorded = scale is not None or bool(extras.get("preprocessing"))
+    if scale is not None:  # the caller's word wins over a record
+        model.preprocessing = input_scale(scale)
+    elif extras.get("preprocessing"):
         from cnnkit.model.saving import check_preprocessing
 
         model.preprocessing = check_preprocessing(extras["preprocessing"], model.input_shape[-1],
                                                   str(path))
+    else:
+        model.preprocessing = {"normalize": "unit"}  # assumed: x / 255
     model.dataset = extras.get("dataset")
     model.net.eval()
     return model

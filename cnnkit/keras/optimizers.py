@@ -2,7 +2,7 @@
 (`'adam'`, `'Adam'`, `'RMSprop'`), with Keras 3's defaults and update rules: tests/keras checks
 the weights after training against real Keras, optimizer by optimizer. SGD, Adagrad and Adam
 run on cnnkit's torch kernels (cnnkit.train.optimizers; Adam with Keras's epsilon placement),
-RMSprop on Keras's own rule (KerasRMSprop)."""
+RMSprop on Keras's own rule (the core RMSprop's `keras_rule`)."""
 from __future__ import annotations
 
 import math
@@ -175,50 +175,13 @@ def _keras_adam(base):
     return KerasAdam
 
 
-class KerasRMSprop:
+def KerasRMSprop(params, lr, rho, eps, momentum):  # noqa: N802  (a class before)
     """Keras 3's RMSprop: v = rho·v + (1 - rho)·g², w -= lr·g / sqrt(v + eps) (torch's adds
-    eps after the square root, which takes far larger steps where gradients are tiny)."""
+    eps after the square root, which takes far larger steps where gradients are tiny): cnnkit's
+    core RMSprop on its Keras rule, the one `optimizer="rmsprop"` uses everywhere in cnnkit."""
+    from cnnkit.train.optimizers import RMSprop as Core
 
-    def __init__(self, params, lr, rho, eps, momentum):
-        from cnnkit.train.optimizers import Optimizer as Base
-
-        self._base = Base(params, {"lr": lr, "rho": rho, "eps": eps, "momentum": momentum})
-        self.param_groups, self.state = self._base.param_groups, self._base.state
-
-    def zero_grad(self, set_to_none=True):
-        self._base.zero_grad(set_to_none)
-
-    def state_dict(self):
-        return self._base.state_dict()
-
-    def load_state_dict(self, state):
-        self._base.load_state_dict(state)
-
-    def step(self):
-        import torch
-
-        group, params, grads = self._base._with_grads()
-        if not params:
-            return
-        with torch.no_grad():
-            for p in params:
-                if p not in self.state:
-                    self.state[p] = {"velocity": torch.zeros_like(p)}
-                    if group["momentum"]:
-                        self.state[p]["momentum"] = torch.zeros_like(p)
-            velocity = [self.state[p]["velocity"] for p in params]
-            torch._foreach_mul_(velocity, group["rho"])
-            torch._foreach_addcmul_(velocity, grads, grads, value=1 - group["rho"])
-            denominator = torch._foreach_add(velocity, group["eps"])
-            torch._foreach_sqrt_(denominator)
-            increment = torch._foreach_div(grads, denominator)
-            torch._foreach_mul_(increment, group["lr"])
-            if group["momentum"]:
-                buffers = [self.state[p]["momentum"] for p in params]
-                torch._foreach_mul_(buffers, group["momentum"])
-                torch._foreach_add_(buffers, increment)
-                increment = buffers
-            torch._foreach_sub_(params, increment)
+    return Core(params, lr=lr, alpha=rho, eps=eps, momentum=momentum, keras_rule=True)
 
 
 BY_NAME = {"adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "sgd": SGD, "adagrad": Adagrad}

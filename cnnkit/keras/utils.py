@@ -30,7 +30,8 @@ def plot_model(model, to_file="model.png", show_shapes=False, show_dtype=False,
                show_layer_activations=False, show_trainable=False, **kwargs):
     """Draw the model's layers to `to_file` (.png or .svg), drawn by cnnkit (no graphviz):
     each box shows the layer's name, type, arguments, shapes and parameters (cnnkit always
-    shows the shapes). Returns the path of the file written."""
+    shows the shapes). Returns the file written as a Picture (a Path): the value of a
+    notebook cell, it shows the diagram inline, as Keras's IPython image does."""
     if rankdir != "TB":
         raise CnnkitError(f"plot_model: rankdir={rankdir!r} is not supported; valid: 'TB'")
     if kwargs:

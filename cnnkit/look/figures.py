@@ -31,7 +31,7 @@ def _figure(width_in: float, height_in: float):
 
 
 class Picture(type(Path())):  # Path's concrete class (PosixPath/WindowsPath): Python 3.11 needs it
-    """The path of a PNG that cnnkit wrote; a notebook displays it as the image. Everywhere
+    """The path of a PNG (or SVG) that cnnkit wrote; a notebook displays it as the image. Everywhere
     else it is the plain Path it always was (`/`, `.read_bytes()`, `==` a Path, os.fspath)."""
 
     def _repr_png_(self) -> bytes | None:
@@ -40,6 +40,12 @@ class Picture(type(Path())):  # Path's concrete class (PosixPath/WindowsPath): P
         if self.suffix.lower() != ".png" or not self.is_file():
             return None
         return self.read_bytes()
+
+    def _repr_svg_(self) -> str | None:
+        # a model diagram saved as .svg (model.plot("model.svg")) shows inline too
+        if self.suffix.lower() != ".svg" or not self.is_file():
+            return None
+        return self.read_text(encoding="utf-8")
 
 
 def _save(fig, path: str | os.PathLike) -> Picture:

@@ -75,20 +75,27 @@ def render_report_html(run_dir, dataset=None, splits=None, model=None, probs=Non
     if not isinstance(metrics, dict):
         raise CnnkitError(f"{metrics_file}: corrupt run metrics (not a JSON object)")
     history = read_history(run_dir / "history.csv")
-    x_test, y_test = (np.asarray(t) for t in splits["test"])
+    from cnnkit.data.rows import as_array  # a mapped set's test split: only the picks gathered
+
+    x_test, y_test = as_array(splits["test"][0]), np.asarray(splits["test"][1])
     names = report["class_names"]
     picks = [int(i) for i in np.linspace(0, len(y_test) - 1, min(PREDICTIONS, len(y_test)))]
 
     from cnnkit.runs.spec import RunSpec
 
     title = f"{RunSpec.from_dict(options).model_label} on {dataset.name}"
+    model_part, inside_part = model_section, inside_section
+    if getattr(model, "foreign", False):  # your own nn.Module: no cnnkit layer description
+        from cnnkit.look.html_module import module_inside_section, module_section
+
+        model_part, inside_part = module_section, module_inside_section
     sections = [
         ("data", "Data", data_section(dataset, splits)),
-        ("model", "Model", model_section(model, config)),
+        ("model", "Model", model_part(model, config)),
         ("training", "Training", training_section(run_dir, history, options, metrics)),
         ("results", "Test results", results_section(report, x_test, y_test, probs, picks)),
-        ("inside", "Inside the model", inside_section(model, x_test, y_test, names,
-                                                      picks[:CAM_IMAGES])),
+        ("inside", "Inside the model", inside_part(model, x_test, y_test, names,
+                                                   picks[:CAM_IMAGES])),
     ]
     return page(title, run_dir, headline(report, metrics), sections)
 

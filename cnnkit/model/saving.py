@@ -80,12 +80,14 @@ def check_meta(meta: dict, where) -> dict:
     return meta
 
 
-def load(path, cls=None, module=None):
+def load(path, cls=None, module=None, scale=None):
     """Rebuild a saved model from its directory alone; outputs are identical to the saved one.
     A Keras file (`.keras`, legacy `.h5`) is read by cnnkit.keras.files. `cls`: the Sequential
     class to build (cnnkit.keras.models.load_model asks for its Keras-semantics one).
     `module`: for the weights of your own nn.Module (a run of `cnnkit.fit(CNN(), ...)`), an
-    instance of its class to load them into (cnnkit.train.module.load_module)."""
+    instance of its class to load them into (cnnkit.train.module.load_module). `scale`: for
+    a Keras file, what 8-bit pixels are multiplied by before the model (1/255, the default
+    where the file does not record it, or 1 for a model trained on raw 0-255 pixels)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -102,7 +104,11 @@ def load(path, cls=None, module=None):
     if is_keras_file(path):
         from cnnkit.keras.files import load_keras_file
 
-        return load_keras_file(path, Sequential)
+        return load_keras_file(path, Sequential, scale=scale)
+    if scale is not None:
+        raise CnnkitError(f"scale={clipped(scale)} is for Keras files (.keras, .h5), which do "
+                          f"not record how their inputs were scaled; {path} records its own "
+                          "preprocessing: load it without scale=")
     meta = read_meta(path)
     where = str(path / CONFIG_FILE)
     model = Sequential.from_config(meta["config"], where=where)

@@ -337,10 +337,12 @@ class Sequential:
         return summary_dict(self)
 
     def plot(self, path):
-        """Draw the layers to `path` (.svg or .png), as Keras's plot_model(show_shapes=True)."""
+        """Draw the layers to `path` (.svg or .png), as Keras's plot_model(show_shapes=True).
+        Returns the file as a Picture: a Path that a notebook shows as the diagram."""
         from cnnkit.look.diagram import save_model_diagram
+        from cnnkit.look.figures import Picture
 
-        return save_model_diagram(self, path)
+        return Picture(save_model_diagram(self, path))
 
     # -- saving ------------------------------------------------------------------------------
     def save(self, path) -> None:

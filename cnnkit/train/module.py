@@ -87,9 +87,9 @@ def module_needed(subject: str, description: dict) -> CnnkitError:
     """`subject`: "runs/x/best holds the weights of", "runs/x was trained with"."""
     name = description["module"].rsplit(".", 1)[-1]
     return CnnkitError(f"{subject} your own nn.Module {description['module']}, which cnnkit "
-                       f"cannot rebuild from files; give an instance again: "
-                       f"cnnkit.load(..., module={name}()), or model={name}() to cnnkit.fit / "
-                       "cnnkit.run with resume=True")
+                       f"cannot rebuild from files; give an instance again: module={name}() to "
+                       f"cnnkit.load or cnnkit.evaluate (cnnkit.load(..., module={name}())), or "
+                       f"model={name}() to cnnkit.fit / cnnkit.run with resume=True")
 
 
 class ModuleModel:

@@ -53,9 +53,9 @@ def make_optimizer(name: str, params, lr: float | None = None, momentum: float =
     if name == "adagrad":  # Keras: initial accumulator 0.1, epsilon 1e-7
         return opt.Adagrad(params, lr=lr, initial_accumulator_value=0.1, eps=1e-7,
                            weight_decay=wd)
-    if name == "rmsprop":  # Keras: rho 0.9, epsilon 1e-7
+    if name == "rmsprop":  # Keras: rho 0.9, epsilon 1e-7 inside the square root (its rule)
         return opt.RMSprop(params, lr=lr, alpha=0.9, eps=1e-7, momentum=momentum,
-                           weight_decay=wd)
+                           weight_decay=wd, keras_rule=True)
     cls = opt.AdamW if name == "adamw" else opt.Adam
     return cls(params, lr=lr, betas=(0.9, 0.999), eps=1e-7, weight_decay=wd)
 

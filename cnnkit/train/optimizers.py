@@ -7,7 +7,8 @@ machine, a tenth of what the `fast` recipe may spend in all. The classes here ca
 kernels torch.optim uses on a CPU (`torch._fused_adam_`, `torch._fused_adamw_`,
 `torch._fused_adagrad_`, and for SGD and RMSprop the same tensor operations), so a run's
 numbers do not change: tests/train/test_optimizers.py checks every one against torch.optim
-step by step.
+step by step. RMSprop also has Keras 3's rule (epsilon inside the square root), which cnnkit's
+"rmsprop" uses: tests/keras/test_rmsprop_keras.py checks it against real Keras.
 
 `state_dict()` has torch.optim's layout ({"state": {index: {...}}, "param_groups": [...]}) and
 `load_state_dict` reads it, so training states saved before this module existed still resume.
@@ -159,12 +160,23 @@ class SGD(Optimizer):
 
 
 class RMSprop(Optimizer):
-    """torch.optim.RMSprop(foreach=True), not centered: the same operations in the same order."""
+    """RMSprop, not centered, by one of two rules that differ only in where epsilon goes:
+    - torch.optim.RMSprop(foreach=True) (`keras_rule=False`): w -= lr·g / (sqrt(v) + eps),
+      momentum buffer b = m·b + g / (sqrt(v) + eps), w -= lr·b;
+    - Keras 3's (`keras/src/optimizers/rmsprop.py`, `keras_rule=True`): w -= lr·g / sqrt(v + eps),
+      momentum buffer b = m·b + lr·g / sqrt(v + eps), w -= b.
+    Keras's default epsilon, 1e-7, is meant inside the root: there it floors the denominator at
+    sqrt(1e-7) ≈ 3e-4, outside at 1e-7, so where gradients are tiny torch's rule with Keras's
+    epsilon takes steps up to 3,000 times larger. cnnkit's "rmsprop" (make_optimizer, the seed
+    004 recipe) and cnnkit.keras's RMSprop use Keras's rule; weight decay is added to the
+    gradient (L2) under either."""
 
-    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, momentum=0.0, weight_decay=0.0):
+    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, momentum=0.0, weight_decay=0.0,
+                 keras_rule: bool = False):
         super().__init__(params, {"lr": lr, "alpha": alpha, "eps": eps, "momentum": momentum,
                                   "weight_decay": weight_decay, "centered": False,
-                                  "maximize": False, "foreach": True})
+                                  "maximize": False, "foreach": True,
+                                  "keras_rule": bool(keras_rule)})
 
     @torch.no_grad()
     def step(self) -> None:
@@ -180,6 +192,17 @@ class RMSprop(Optimizer):
         square_avgs = [s["square_avg"] for s in states]
         torch._foreach_mul_(square_avgs, alpha)
         torch._foreach_addcmul_(square_avgs, grads, grads, value=1 - alpha)
+        if group.get("keras_rule"):
+            avg = torch._foreach_add(square_avgs, eps)
+            torch._foreach_sqrt_(avg)
+            if momentum:  # Keras keeps lr inside the buffer
+                bufs = [s["momentum_buffer"] for s in states]
+                torch._foreach_mul_(bufs, momentum)
+                torch._foreach_addcdiv_(bufs, grads, avg, value=lr)
+                torch._foreach_sub_(params, bufs)
+            else:
+                torch._foreach_addcdiv_(params, grads, avg, value=-lr)
+            return
         avg = torch._foreach_sqrt(square_avgs)
         torch._foreach_add_(avg, eps)
         if momentum:
@@ -189,3 +212,35 @@ class RMSprop(Optimizer):
             torch._foreach_add_(params, bufs, alpha=-lr)
         else:
             torch._foreach_addcdiv_(params, grads, avg, value=-lr)
+
+
+FROZEN_BY_FLAG = "_cnnkit_frozen_by_flag"  # ids of parameters a `trainable = False` switched off
+
+
+def trained_parameters(model) -> list:
+    """The parameters training may update, honouring Keras's `trainable` flag on a model's
+    layers (`model.layers[0].trainable = False`) and on the model itself, for cnnkit's own
+    layers as for cnnkit.keras's.
+
+    A frozen layer's parameters get `requires_grad=False`, so no gradient is computed for them,
+    the optimizer never holds them (their weights cannot move, and weight decay cannot shrink
+    them) and the summary counts them as non-trainable. A layer made trainable again gets its
+    gradients back; a parameter switched off by other means (`p.requires_grad_(False)`,
+    `--freeze`) stays off. A user's own nn.Module has no layer list: its `requires_grad`
+    flags are what counts."""
+    net = model.net
+    params = list(net.parameters())
+    if not (hasattr(model, "layers") and hasattr(model, "layer_names")):
+        return [p for p in params if p.requires_grad]
+    frozen = net.__dict__.setdefault(FROZEN_BY_FLAG, set())
+    whole = getattr(model, "trainable", True) is not False
+    for layer, name in zip(model.layers, model.layer_names()):
+        trainable = whole and getattr(layer, "trainable", True) is not False
+        for p in net.layers[name].parameters():
+            if not trainable and p.requires_grad:
+                p.requires_grad_(False)
+                frozen.add(id(p))
+            elif trainable and id(p) in frozen:
+                p.requires_grad_(True)
+                frozen.discard(id(p))
+    return [p for p in params if p.requires_grad]

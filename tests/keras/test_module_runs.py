@@ -1,5 +1,6 @@
 """Your own nn.Module as a cnnkit run: `cnnkit.fit(module, "digits", out=...)` writes a run
-directory (config.json, history.csv, metrics.json, best/ last/ weights, pictures), resumes
+directory (config.json, history.csv, metrics.json, best/ last/ weights, pictures, report.md and
+report.html), is evaluated with `cnnkit.evaluate(run, module=...)`, resumes
 exactly, and loading it asks for the module's class, in one line when it is not given."""
 from __future__ import annotations
 
@@ -68,9 +69,39 @@ def test_fit_with_out_writes_a_run_directory(finished):
     assert metrics["test_accuracy"] == model.run.metrics["test_accuracy"] > 0.5  # chance 0.1
     assert metrics["epochs_run"] == 2 and metrics["test_images"] == 360
     for name in ("curves.png", "confusion_matrix.png", "mistakes.png", "best/weights.safetensors",
-                 "last/weights.safetensors", "best/module.json"):
+                 "last/weights.safetensors", "best/module.json", "report.md", "report.html"):
         assert (out / name).is_file(), name
-    assert not (out / "report.md").exists()  # a report describes layers cnnkit built
+
+
+def test_a_module_run_has_the_report_a_cnnkit_run_has(finished):
+    out, module, model = finished
+    md = (out / "report.md").read_text()
+    accuracy = model.run.metrics["test_accuracy"]
+    assert f"**Test accuracy {accuracy:.4f}**" in md and "![confusion matrix](confusion_matrix.png)" in md
+    assert "![loss and accuracy](curves.png)" in md and "![mistakes](mistakes.png)" in md
+    params = sum(p.numel() for p in module.parameters())
+    assert f"Your own nn.Module {DigitsCNN.__module__}.DigitsCNN: {params:,} parameters" in md
+    assert "(layer1): Sequential(" in md  # the module as torch prints it
+    assert "no layer diagram" in md and "no Grad-CAM" in md  # left out, each with its reason
+    page = (out / "report.html").read_text()
+    assert "Sample predictions" in page and 'class="bar right"' in page  # predictions with bars
+    assert "Confusion matrix" in page and "loss and accuracy per epoch" in page
+    # the filters of the module's own first nn.Conv2d, and feature maps from its submodules
+    assert "16 filters, 3×3" in page
+    assert "layer1.0: 16 maps 8×8" in page and "layer1.2: 16 maps 4×4" in page
+    assert "no Grad-CAM" in page and "no layer diagram" in page
+
+
+def test_evaluate_takes_the_module_for_a_run(finished):
+    out, _, model = finished
+    scores = cnnkit.evaluate(out, module=DigitsCNN())  # the run's own test split
+    assert scores.accuracy == model.run.metrics["test_accuracy"]
+    assert len(scores.y) == 360 and scores.runtime == "torch"
+    best = cnnkit.evaluate(out / "best", module=DigitsCNN(), dataset="digits", split="train")
+    assert best.runtime == "torch" and 0.5 < best.accuracy <= 1
+    with pytest.raises(CnnkitError, match=r"module=DigitsCNN\(\) to cnnkit.load or "
+                                          r"cnnkit.evaluate"):
+        cnnkit.evaluate(out)
 
 
 def test_the_best_weights_load_into_the_class_and_predict_the_same(finished):

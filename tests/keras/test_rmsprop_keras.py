@@ -1,0 +1,91 @@
+"""cnnkit's "rmsprop" (make_optimizer: `cnnkit train --optimizer rmsprop`, the seed004 recipe)
+and cnnkit.keras's RMSprop take Keras 3's steps: real Keras (torch backend) and cnnkit start
+from the same weights, get the same gradients, and must hold the same weights after each step.
+Gradients are tiny on one tensor, where epsilon's place (inside the square root, as Keras
+puts it, or after it, as torch does) decides the step size."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "torch")  # before Keras is imported anywhere
+
+import numpy as np
+import pytest
+import torch
+
+from cnnkit.train.optim import make_optimizer
+
+SHAPES = [(3, 3, 1, 4), (4,), (36, 10)]
+SCALES = [1.0, 1e-5, 0.1]  # gradient sizes per tensor: the bias's are far below sqrt(eps)
+
+
+def _start_and_grads(steps: int):
+    rng = np.random.default_rng(7)
+    start = [rng.standard_normal(s).astype("float32") for s in SHAPES]
+    grads = [[(rng.standard_normal(s) * k).astype("float32") for s, k in zip(SHAPES, SCALES)]
+             for _ in range(steps)]
+    return start, grads
+
+
+def _keras_weights(keras, start, grads, **args):
+    variables = [keras.Variable(w.copy()) for w in start]
+    opt = keras.optimizers.RMSprop(**args)
+    seen = []
+    for step in grads:
+        opt.apply_gradients([(torch.tensor(g), v) for g, v in zip(step, variables)])
+        seen.append([np.array(keras.ops.convert_to_numpy(v)) for v in variables])
+    return seen
+
+
+def _cnnkit_weights(opt_factory, start, grads):
+    params = [torch.nn.Parameter(torch.tensor(w.copy())) for w in start]
+    opt = opt_factory(params)
+    seen = []
+    for step in grads:
+        for p, g in zip(params, step):
+            p.grad = torch.tensor(g)
+        opt.step()
+        opt.zero_grad()
+        seen.append([p.detach().numpy().copy() for p in params])
+    return seen
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.5])
+def test_core_rmsprop_takes_keras_steps(momentum):
+    import keras
+
+    assert keras.backend.backend() == "torch"
+    start, grads = _start_and_grads(5)
+    expected = _keras_weights(keras, start, grads, learning_rate=0.01, momentum=momentum)
+    # Keras's defaults (rho 0.9, epsilon 1e-7) come from make_optimizer itself
+    got = _cnnkit_weights(lambda p: make_optimizer("rmsprop", p, lr=0.01, momentum=momentum),
+                          start, grads)
+    for step, (ours, theirs) in enumerate(zip(got, expected)):
+        for a, b in zip(ours, theirs):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7, err_msg=f"step {step + 1}")
+
+
+def test_keras_namespace_rmsprop_is_the_same_rule():
+    import keras
+
+    from cnnkit.keras import optimizers
+
+    start, grads = _start_and_grads(3)
+    expected = _keras_weights(keras, start, grads, learning_rate=0.003, rho=0.8, epsilon=1e-6)
+    ours = optimizers.RMSprop(learning_rate=0.003, rho=0.8, epsilon=1e-6)
+    got = _cnnkit_weights(ours.build, start, grads)
+    for a, b in zip(got[-1], expected[-1]):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_torch_rule_stays_available_and_differs_where_gradients_are_tiny():
+    from cnnkit.train.optimizers import RMSprop
+
+    start, grads = _start_and_grads(1)
+    keras_rule = _cnnkit_weights(lambda p: RMSprop(p, lr=0.01, alpha=0.9, eps=1e-7,
+                                                   keras_rule=True), start, grads)
+    torch_rule = _cnnkit_weights(lambda p: RMSprop(p, lr=0.01, alpha=0.9, eps=1e-7), start, grads)
+    step_keras = np.abs(keras_rule[0][1] - start[1]).max()
+    step_torch = np.abs(torch_rule[0][1] - start[1]).max()
+    # torch's first step is ~lr/sqrt(1 - rho) = 0.03 whatever |g| is; Keras's lr·|g|/sqrt(eps)
+    assert step_keras < 1e-3 and step_torch > 0.02 and step_torch > 30 * step_keras
