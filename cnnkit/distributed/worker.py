@@ -1,0 +1,48 @@
+"""`python -m cnnkit.distributed.worker JOB`: one rank of `cnnkit.run(spec, nproc=N)`.
+
+The job file holds the spec; rank 0 leaves the RunResult's parts beside it (launch.py reads
+them back) or, for a mistake in what was asked, its one-line error. Exit codes: 0 done, 2 the
+run's own error (rank 0 wrote it), 3 another rank died; a bug keeps its traceback (exit 1).
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from cnnkit.distributed import PeerLost
+from cnnkit.distributed.launch import ERROR, EXIT_ERROR, EXIT_PEER_LOST, MODEL, RESULT
+from cnnkit.errors import CnnkitError
+from cnnkit.fsutil import atomic_write_json
+
+
+def main(argv: list[str]) -> int:
+    import cnnkit
+    from cnnkit.distributed.rank import _jsonable
+    from cnnkit.runs.spec import RunSpec
+
+    job_file = Path(argv[0])
+    job = json.loads(job_file.read_text())
+    here, rank = job_file.parent, int(os.environ["RANK"])
+    try:
+        result = cnnkit.run(RunSpec.from_dict(job["spec"]), resume=job["resume"],
+                            command=job["command"])
+    except PeerLost:
+        return EXIT_PEER_LOST  # the agent reports the rank that died
+    except CnnkitError as e:
+        if rank == 0:
+            atomic_write_json(here / ERROR, {"error": str(e), "option": e.option,
+                                             "value": _jsonable(e.value)})
+        return EXIT_ERROR
+    if rank == 0:
+        result.model.save(here / MODEL)
+        atomic_write_json(here / RESULT, {
+            "spec": result.spec.to_dict(), "metrics": result.metrics, "history": result.history,
+            "report": result.report,
+            "run_dir": str(result.run_dir) if result.run_dir is not None else None})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
