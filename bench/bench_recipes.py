@@ -7,7 +7,7 @@ beside seed 002's whole Keras recipe. The metrics come back from the RunResult.
 
 Prints wall time and test accuracy per seed, then the mean and min accuracy and the median
 wall time, and whether the recipe's goal (fast: >= 91.6% in <= 30 s; best: >= 94.0% in
-<= 10 min) is met by every seed.
+<= 10 min: the mean accuracy over the seeds, every run within the time) is met.
 """
 from __future__ import annotations
 
@@ -65,8 +65,10 @@ def main():
           f"wall median {median(walls):.1f} s, max {max(walls):.1f} s over {len(rows)} seeds")
     if args.recipe in GOALS:
         acc_goal, time_goal = GOALS[args.recipe]
-        met = all(a >= acc_goal for a in accs) and max(walls) <= time_goal
-        print(f"goal ≥ {acc_goal:.1%} in ≤ {time_goal:.0f} s for every seed: {'met' if met else 'NOT met'}")
+        met = sum(accs) / len(accs) >= acc_goal and max(walls) <= time_goal
+        print(f"goal: mean accuracy ≥ {acc_goal:.1%}, every run ≤ {time_goal:.0f} s wall: "
+              f"{'met' if met else 'NOT met'} (every seed ≥ {acc_goal:.1%}: "
+              f"{'yes' if min(accs) >= acc_goal else 'no'})")
     if args.keras:
         k = keras(["--task", "recipe002"], timeout=3600)
         if k:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-MODELS = ("seed003-cnn", "seed002-fashion")
+MODELS = ("seed003-cnn", "seed002-fashion", "fast-cnn")
 TASKS = ("train", "predict", "latency", "recipe002")
 N_CLASSES = 10
 IDX_FILES = tuple(f"{s}-{k}-idx{d}-ubyte.gz" for s in ("train", "t10k")
@@ -89,6 +89,14 @@ def build_model(name):
                   L.Conv2D(64, 3, padding="same", activation="relu"), L.MaxPooling2D(2),
                   L.Flatten(), L.Dense(N_CLASSES)]
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    elif name == "fast-cnn":
+        # cnnkit's preset: three stages of conv (no bias) -> 2x2 max-pool -> batch norm -> ReLU
+        layers = []
+        for width in (16, 32, 64):
+            layers += [L.Conv2D(width, 3, padding="same", use_bias=False), L.MaxPooling2D(2),
+                       L.BatchNormalization(momentum=0.9), L.Activation("relu")]
+        layers += [L.Flatten(), L.Dense(N_CLASSES, activation="softmax")]
+        loss = "sparse_categorical_crossentropy"
     else:  # seed002-fashion
         layers = [L.Conv2D(32, 3, activation="relu", padding="same"), L.MaxPooling2D(2),
                   L.Conv2D(64, 3, activation="relu", padding="same"), L.MaxPooling2D(2),

@@ -4,6 +4,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# A fixed thread count for every run the tests start (child processes inherit it): the tests
+# compare runs to the last digit, and `--threads auto` may choose differently from one run to
+# the next on a loaded machine. tests/train/test_threads.py tests auto itself.
+os.environ.setdefault("CNNKIT_THREADS", str(len(os.sched_getaffinity(0))))
 # Keras 3.15.1's own shapes, parameter counts and outputs, shipped with the tests.
 KERAS_REFERENCE = Path(os.environ.get("CNNKIT_KERAS_REFERENCE",
                                       ROOT / "tests" / "fixtures" / "keras_reference"))

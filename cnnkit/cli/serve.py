@@ -27,7 +27,8 @@ def register(sub) -> None:
                         "faster; an .onnx file runs on onnx). Feature maps and Grad-CAM always "
                         "use the PyTorch model, so a bare .onnx file serves predictions only")
     p.add_argument("--threads", type=int, default=None,
-                   help="threads per prediction (default: the runtime's own)")
+                   help="threads per prediction (default: the cores idle when the server "
+                   "starts, or CNNKIT_THREADS)")
     p.add_argument("--top-k", type=int, default=5, help="classes shown as bars (default: 5)")
     p.add_argument("--concurrency", type=int, default=DEFAULTS["concurrency"],
                    help="requests computed at once (default: %(default)s)")

@@ -20,7 +20,7 @@ AUGMENT_FLAGS = [  # Keras ImageDataGenerator names
 AUGMENT_SWITCHES = [("horizontal_flip", "mirror half the images left-right"),
                     ("vertical_flip", "flip half the images upside down")]
 # Flags that may be given with --resume (they do not change the epochs already trained).
-RESUME_FLAGS = ("epochs", "quiet", "device", "data_dir")
+RESUME_FLAGS = ("epochs", "quiet", "device", "threads", "data_dir", "nproc")
 
 
 def _defaults() -> dict:
@@ -41,7 +41,10 @@ def register(sub) -> None:
         epilog="examples:\n  cnnkit train --recipe fast\n  cnnkit train --model seed002-fashion "
         "--dataset fashion-mnist --epochs 20 --val-split 0.2 --early-stopping 2\n"
         "  cnnkit train --config runs/a/config.json --seed 2 --out runs/b\n"
-        "  cnnkit train --resume runs/a --epochs 20",
+        "  cnnkit train --resume runs/a --epochs 20\n"
+        "  cnnkit train --recipe fast --nproc 2        (2 data-parallel processes here)\n"
+        "  torchrun --nnodes 2 --nproc-per-node 4 --rdzv-endpoint HOST:PORT -m cnnkit train "
+        "--recipe fast\n                                              (the same, on 2 machines)",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("what to train")
     g.add_argument("--recipe", help="a whole recipe: seed000, seed002, seed003, seed004 (the "
@@ -95,18 +98,38 @@ def register(sub) -> None:
     g.add_argument("--artifacts", help="what the run writes: full (everything), metrics "
                    "(config, history, metrics, state) or none (default: full)")
     g.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run exactly; "
-                   "only --epochs, --quiet, --device and --data-dir may be given with it")
+                   "only --epochs, --quiet, --device, --threads and --data-dir may be given with it")
     g.add_argument("--seed", type=int, help="makes a CPU run reproducible to the last digit "
                    "(default: a random seed, recorded)")
     g.add_argument("--device", help=f"auto, cpu or cuda (default: {d['device']})")
-    g.add_argument("--precision", help="auto (bf16 where the CPU has native bf16), bf16 or "
-                   f"fp32 (default: {d['precision']})")
+    g.add_argument("--precision", help="auto (bf16 where the CPU or GPU has native bf16), "
+                   "bf16, fp16 (with loss scaling; for GPUs without bf16) or fp32 "
+                   f"(default: {d['precision']})")
+    g.add_argument("--threads", metavar="N|auto",
+                   help="CPU threads: auto measures a few steps with all the CPUs this process "
+                   "may use and with one, keeps the faster, and drops to one when another "
+                   "program slows the steps down; N fixes the count (bit-exact reruns) "
+                   "(default: auto, or CNNKIT_THREADS)")
     g.add_argument("--tensorboard", action="store_true", default=None,
                    help="also write TensorBoard event files to RUN/tensorboard")
     g.add_argument("--dry-run", action="store_true", default=None, help="one batch per epoch")
     g.add_argument("--quiet", action="store_true", help="print nothing but errors")
     g.add_argument("--folds", type=int, metavar="K", help="k-fold cross-validation instead of "
                    "one run: the same as cnnkit cv --folds K (default: off)")
+    g = p.add_argument_group("several processes (torch.distributed: gloo on CPU, NCCL on CUDA)")
+    g.add_argument("--nproc", type=int, metavar="N", help="train in N data-parallel processes "
+                   "on this machine (under torchrun: torchrun's --nproc-per-node instead); "
+                   "a resumed run keeps its own (default: 1)")
+    g.add_argument("--sync-bn", action="store_true", default=None, help="batch norm statistics "
+                   "over the global batch, not each process's part (SyncBatchNorm)")
+    g.add_argument("--batch-size-per-process", type=int, metavar="B", help="each process's "
+                   "batch: the global batch is B x processes (default: --batch-size is the "
+                   "global batch, split over the processes)")
+    g.add_argument("--scale-lr", metavar="none|linear", help="linear: the learning rate times "
+                   "the processes, for a global batch that grows with them (Goyal et al. 2017) "
+                   "(default: none)")
+    g.add_argument("--warmup-epochs", type=int, metavar="E", help="with --scale-lr linear: ramp "
+                   "from the unscaled rate to the scaled one over E epochs (default: 0)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="loss, accuracy, per-class report, confusion matrix")
@@ -140,8 +163,8 @@ def add_runtime_flags(p, auto: str) -> None:
                    help=f"torch (eager PyTorch) or onnx (onnxruntime, CPU); auto: {auto} "
                         "(default: auto)")
     p.add_argument("--threads", type=int, metavar="N",
-                   help="onnx: intra-op threads (default: the CPUs this process may use, "
-                        "os.sched_getaffinity); torch: torch.set_num_threads (default: torch's)")
+                   help="onnx intra-op threads, or torch.set_num_threads (default: the cores "
+                        "this process may use that are idle when it starts, or CNNKIT_THREADS)")
 
 
 def flag(option: str) -> str:
@@ -175,6 +198,9 @@ def cmd_train(args) -> int:
     if args.folds is not None:
         from cnnkit.cli.tune import cmd_cv
 
+        if args.nproc not in (None, 1):
+            raise CnnkitError("--nproc with --folds: cross-validation runs its folds in one "
+                              "process each; drop --nproc")
         return cmd_cv(args)
     command = ["cnnkit", *getattr(args, "argv", sys.argv[1:])]
     try:
@@ -184,14 +210,14 @@ def cmd_train(args) -> int:
             if given:
                 raise CnnkitError(f"{given[0]} cannot be given with --resume: the run continues "
                                   "as it was configured (with --resume: --epochs, --quiet, "
-                                  "--device, --data-dir)")
+                                  "--device, --threads, --data-dir)")
             spec = spec_from_args(args).replace(out=args.resume)
-            run(spec, resume=True, command=command)
+            run(spec, resume=True, command=command, nproc=args.nproc)
             return 0
         spec = spec_from_args(args)
         if spec.out is None:
             spec = spec.replace(out=spec.resolved().default_out())
-        run(spec, command=command)
+        run(spec, command=command, nproc=args.nproc)
     except CnnkitError as e:
         raise restate(e) from None
     return 0

@@ -15,26 +15,28 @@ from cnnkit.errors import CnnkitError, one_of
 SPLITS = ("test", "train")
 
 
-def load_model_or_run(spec):
-    """(model, run_dir or None): a run directory gives its best model."""
+def load_model_or_run(spec, module=None):
+    """(model, run_dir or None): a run directory gives its best model. `module`: an instance
+    of your own nn.Module's class, for a run of one (cnnkit.fit(CNN(), ..., out=...))."""
     from cnnkit.model.saving import load
 
     path = Path(spec)
     if (path / "config.json").is_file() and (path / "best").is_dir():
-        return load(path / "best"), path
+        return load(path / "best", module=module), path
     if (path / "config.json").is_file():
         raise CnnkitError(f"{path}: the run has no saved model yet (no completed epoch); "
                           f"continue it with cnnkit train --resume {path}")
-    return load(path), None
+    return load(path, module=module), None
 
 
-def open_model(spec):
+def open_model(spec, module=None):
     """(model, run_dir or None) for anything that names a model: a Sequential, a preset, a
-    model file, a saved model directory, or a run directory (its best model)."""
+    model file, a saved model directory, or a run directory (its best model); `module` as
+    for load_model_or_run."""
     if hasattr(spec, "layer_infos") or getattr(spec, "foreign", False):  # a built model, or
         return spec, None                                                 # a user's own module
-    if (Path(spec) / "config.json").is_file():
-        return load_model_or_run(spec)
+    if module is not None or (Path(spec) / "config.json").is_file():
+        return load_model_or_run(spec, module)
     from cnnkit.model.files import resolve_model
 
     return resolve_model(str(spec)), None
@@ -62,9 +64,10 @@ class Evaluation:
 
 def evaluate(model_or_run, dataset: str | None = None, data_dir=None, split: str = "test",
              device: str = "auto", runtime: str = "auto",
-             threads: int | None = None) -> Evaluation:
+             threads: int | None = None, module=None) -> Evaluation:
     """Score a saved model, a run directory's best model, a Sequential or an exported .onnx
-    file on `split`. runtime 'torch' is the Trainer's batched forward pass (on `device`);
+    file on `split`. A run of your own nn.Module (or its best/) needs an instance of the
+    class to load the weights into: `evaluate("runs/cnn", module=CNN())`; it runs on torch. runtime 'torch' is the Trainer's batched forward pass (on `device`);
     'onnx' predicts through `cnnkit.Predictor` (onnxruntime on the CPU, `threads` intra-op
     threads), whose probabilities match torch's to ~1e-7; 'auto' is onnx from enough images
     on (`cnnkit.serve.predictor.auto_runtime`)."""
@@ -85,7 +88,7 @@ def evaluate(model_or_run, dataset: str | None = None, data_dir=None, split: str
         predictor = Predictor(model_or_run, runtime=runtime, threads=threads)
         model, run_dir = None, None
     else:
-        model, run_dir = load_model_or_run(model_or_run)
+        model, run_dir = load_model_or_run(model_or_run, module)
     if model is None:  # a bare .onnx file: what its metadata says
         input_shape, recorded = predictor.input_shape, predictor.dataset
         units, own_names = len(predictor.class_names), predictor.class_names
@@ -95,7 +98,9 @@ def evaluate(model_or_run, dataset: str | None = None, data_dir=None, split: str
     name, ds, x, y = split_data(model_or_run, input_shape, recorded, run_dir, dataset,
                                 data_dir, split)
     check_classes(units, ds.num_classes, name)
-    if model is not None and auto_runtime(runtime, len(x)) == "onnx":
+    foreign = getattr(model, "foreign", False)  # a user's module: torch is its only runtime
+    if model is not None and (runtime == "onnx" or (not foreign and
+                                                    auto_runtime(runtime, len(x)) == "onnx")):
         predictor = Predictor(model, runtime="onnx", threads=threads)
     if predictor is not None:
         probs = predictor.predict(x)
@@ -103,9 +108,12 @@ def evaluate(model_or_run, dataset: str | None = None, data_dir=None, split: str
         from cnnkit.train.config import TrainConfig
         from cnnkit.train.trainer import Trainer
 
+        from cnnkit.train.threads import kept_threads, set_threads, settle_threads
+
         trainer = Trainer(model, TrainConfig(device=device, verbose=0,
                                              normalize=model.preprocessing.get("normalize", "unit")))
-        with torch.inference_mode():
+        with torch.inference_mode(), kept_threads():
+            set_threads(settle_threads(threads)[0])
             probs = probabilities(trainer.predict_logits(x), model.net.output_activation).numpy()
     names = own_names or ds.class_names
     report = classification_report(probs, y.numpy(), names)
@@ -141,5 +149,8 @@ def split_data(model_or_run, input_shape, recorded: str | None, run_dir, dataset
         if split == "test" and not ds.has_test:
             raise CnnkitError(f"{name} has no official test split; use split='train' (--split train)")
         x, y = (ds.x_test, ds.y_test) if split == "test" else (ds.x_train, ds.y_train)
-    x = to_pixels(x, tuple(input_shape))[0]  # the input contract; a no-op at the model's shape
+    from cnnkit.data.rows import Rows
+
+    if not (isinstance(x, Rows) and tuple(x.shape[1:]) == tuple(input_shape)):  # Rows: mapped
+        x = to_pixels(x, tuple(input_shape))[0]  # the input contract; a no-op at the model's shape
     return name, ds, x, y

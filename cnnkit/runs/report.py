@@ -143,6 +143,7 @@ def finish_run(run_dir: Path | None, spec, ds, splits, model, trainer, history, 
         "samples_per_s": samples / sum(epoch_times) if epoch_times and sum(epoch_times) > 0 else None,
         "peak_rss_mb": _peak_rss_mb(),
         "precision": trainer.precision, "device": str(trainer.device), "seed": trainer.seed,
+        "threads": trainer.threads.record(),
         "train_images": n_train, "val_images": len(splits["val"][0]) if splits["val"] else 0,
         "test_images": len(x_test), "per_class": report["per_class"],
     }
@@ -162,8 +163,24 @@ def finish_run(run_dir: Path | None, spec, ds, splits, model, trainer, history, 
     return metrics, report
 
 
+def _threads_text(threads: dict | None) -> str:
+    """', CPU threads: 2 for 464 steps, 1 for 5 (auto: ...)' from metrics.json's "threads"."""
+    if not threads or not threads.get("used"):
+        return ""
+    used = sorted(threads["used"].items(), key=lambda kv: -kv[1])
+    return (", CPU threads: " + ", ".join(f"{n} for {k:,} steps" for n, k in used)
+            + f" ({threads['reason']})")
+
+
 def render_report(spec, ds, model, metrics, report_text, note=None) -> str:
     from cnnkit.model.summary import format_summary
+
+    if getattr(model, "foreign", False):  # your own nn.Module: its structure, as torch prints it
+        from cnnkit.look.html_module import module_text
+
+        summary = module_text(model)
+    else:
+        summary = format_summary(model)
 
     tc = spec.train_config().to_dict()
     lines = [
@@ -181,7 +198,8 @@ def render_report(spec, ds, model, metrics, report_text, note=None) -> str:
            if model.test_time_flip else ""),
         f"- time: {metrics['wall_time_s']:.1f} s wall, {metrics['train_time_s']:.1f} s training, "
         + (f"{metrics['samples_per_s']:,.0f} samples/s" if metrics["samples_per_s"] else "")
-        + (f", peak memory {metrics['peak_rss_mb']:,.0f} MiB" if metrics["peak_rss_mb"] else ""),
+        + (f", peak memory {metrics['peak_rss_mb']:,.0f} MiB" if metrics["peak_rss_mb"] else "")
+        + _threads_text(metrics.get("threads")),
     ]
     if note:
         lines.append(f"- model: {note}")
@@ -199,14 +217,22 @@ def render_report(spec, ds, model, metrics, report_text, note=None) -> str:
         "## Training curves", "", "![loss and accuracy](curves.png)", "",
         "Per-epoch figures: [history.csv](history.csv). Models: `best/`, `last/` "
         "(load with `cnnkit.load(path)`).", "",
-        "## Model", "", "```", format_summary(model), "```", "",
+        "## Model", "", "```", summary, "```", "",
     ]
+    if getattr(model, "foreign", False):
+        from cnnkit.look.html_module import NO_CAM, NO_DIAGRAM
+
+        lines += [f"Not in this report: {NO_DIAGRAM}; {NO_CAM}. The filters of its first "
+                  "nn.Conv2d and its feature maps are in report.html.", ""]
     return "\n".join(lines)
 
 
 def finish_module_run(run_dir, spec, ds, splits, model, trainer, history, timing, say):
     """finish_run for a user's module: the same test metrics (metrics.json), then best/ and
-    last/ as the module's weights, curves.png, confusion_matrix.png and mistakes.png."""
+    last/ as the module's weights, curves.png, confusion_matrix.png, mistakes.png, report.md
+    and report.html (the model described through the module's own submodules:
+    cnnkit.look.html_module)."""
+    from cnnkit.look.metrics import format_report
     from cnnkit.train.state import read_state
 
     # run_dir=None: the best epoch comes from KeepBest (best/ of an earlier finish holds the
@@ -232,4 +258,11 @@ def finish_module_run(run_dir, spec, ds, splits, model, trainer, history, timing
     plots.plot_history(history.history, run_dir / "curves.png",
                        best_epoch=epoch if best_val is not None else None)
     evaluation_plots(run_dir, x_test, y_test, probs, report, ds.class_names)
+    atomic_write_text(run_dir / "report.md", render_report(
+        spec, ds, model, metrics, format_report(report)))
+    from cnnkit.look.html import write_report_html
+
+    write_report_html(run_dir, dataset=ds, splits=splits, model=model, probs=probs,
+                      report=report)
+    say(f"Report: {run_dir / 'report.md'}")
     return metrics, report

@@ -18,8 +18,9 @@ Every file is written atomically, so `kill -9` at any moment leaves a resumable 
 
 Your own nn.Module (`RunSpec(model=CNN(), ...)`, or `cnnkit.fit(CNN(), ..., out=...)`) runs the
 same way; config.json records {"module": "package.file.CNN"} and its input shape, best/ and
-last/ hold its weights (train/module.py), and there is no report.md/report.html (they describe
-layers cnnkit built). Resuming, loading or evaluating it needs an instance of the class again.
+last/ hold its weights (train/module.py), and report.md/report.html describe the module through
+its own submodules (look/html_module.py). Resuming, loading or evaluating it needs an instance
+of the class again.
 """
 from __future__ import annotations
 
@@ -28,24 +29,39 @@ from pathlib import Path
 
 from cnnkit.errors import CnnkitError
 from cnnkit.fsutil import atomic_write_json, recover_dir
-from cnnkit.runs.lock import LOCK_FILE, run_lock
+from cnnkit.runs.lock import run_lock
 from cnnkit.runs.recipes import get_recipe
+from cnnkit.runs.rundir import check_fresh, clear_unstarted, remove_temporaries, started
 from cnnkit.runs.spec import RESUMABLE, RunResult, RunSpec
 
 TEST_FRACTION = 0.2  # held out as the test split for datasets without an official one
 
 
 def run(spec: RunSpec, resume: bool = False, command: list[str] | None = None,
-        callbacks: list | None = None) -> RunResult:
+        callbacks: list | None = None, nproc: int | None = None) -> RunResult:
     """Train, evaluate on the test split, write the run directory (if `spec.out`), and
     return the results. `resume=True` continues the interrupted run in `spec.out`; the
     fields given in `spec` must then agree with the run's own, except epochs (which may
     grow), verbose, device and data_dir. `command` is recorded in config.json (the CLI's argv).
     `callbacks` are added after the run's own (a search's pruning callback, say); the run's
-    results do not depend on them unless they stop training."""
+    results do not depend on them unless they stop training. `nproc=N`: N data-parallel
+    processes on this machine (cnnkit.distributed), the same RunResult coming back from rank
+    0's; inside a process torchrun started, the run is that process's rank of the whole."""
     if not isinstance(spec, RunSpec):
         raise CnnkitError(f"run() takes a RunSpec; received {type(spec).__name__}")
     module, spec = _take_module(spec)
+    from cnnkit.distributed import parallel_run
+
+    result = parallel_run(spec, resume, command, callbacks, module, nproc)
+    if result is not None:
+        return result
+    return _execute(resolve_run(spec, resume), resume=resume, command=command,
+                    extra_callbacks=callbacks, module=module)
+
+
+def resolve_run(spec: RunSpec, resume: bool) -> RunSpec:
+    """The resolved spec of a new run, or of the interrupted run in `spec.out` to continue
+    (whose fields `spec` may change only where RESUMABLE allows)."""
     if resume:
         if not spec.out:
             raise CnnkitError("resume needs out: the run directory to continue")
@@ -62,10 +78,8 @@ def run(spec: RunSpec, resume: bool = False, command: list[str] | None = None,
                 f"was configured (on resume only "
                 f"{', '.join(k for k in RESUMABLE if k != 'out')} may change)",
                 option=key, value=getattr(wanted, key))
-        return _execute(wanted.replace(out=str(spec.out)).resolved(), resume=True,
-                        command=command, extra_callbacks=callbacks, module=module)
-    return _execute(spec.resolved(), resume=False, command=command, extra_callbacks=callbacks,
-                    module=module)
+        return wanted.replace(out=str(spec.out)).resolved()
+    return spec.resolved()
 
 
 def _take_module(spec: RunSpec):
@@ -120,68 +134,6 @@ def _record_resume(run_dir: Path, spec: RunSpec, command) -> None:
     atomic_write_json(cfg_file, cfg)
 
 
-# Files a run writes before its first epoch is complete; a directory holding only these (plus
-# cnnkit's temporary files) was never really started and may be started afresh.
-BEFORE_FIRST_EPOCH = ("config.json", "history.csv", "tensorboard")
-
-
-def started(run_dir: Path) -> bool:
-    """True once a run has completed an epoch (its state, or the state cut between renames)."""
-    return any((run_dir / name / "state.json").is_file() for name in ("state", ".state.old"))
-
-
-def _before_first_epoch(run_dir: Path) -> tuple[str, ...]:
-    # epoch 1's best/ is written just before its state/: a kill between the two leaves it,
-    # but only a run's own folder (one with config.json) is allowed to hold it
-    return BEFORE_FIRST_EPOCH + (("best",) if (run_dir / "config.json").exists() else ())
-
-
-def _leftovers(run_dir: Path) -> list[Path]:
-    keep = _before_first_epoch(run_dir)
-    return [p for p in run_dir.iterdir() if p.name not in keep and not p.name.startswith(".")]
-
-
-def remove_temporaries(run_dir: Path) -> None:
-    """What a killed process left half-written (`.NAME.*.tmp`, `.curves.*.png`, a `.NAME.old`
-    whose NAME is whole again): run directories hold no hidden files of their own but the lock.
-    Called under the lock, after recover_dir has put back anything cut between renames."""
-    import shutil
-
-    for p in run_dir.iterdir():
-        if p.name.startswith(".") and p.name != LOCK_FILE:
-            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
-
-
-def _check_fresh(run_dir: Path, ask_lock: bool = True) -> None:
-    """`run_dir` may take a new run: it is absent, empty, or a run that never completed an
-    epoch (killed early, or its loss diverged in epoch 1), which is then started afresh."""
-    if run_dir.exists() and not run_dir.is_dir():
-        raise CnnkitError(f"out={str(run_dir)!r} is a file, not a directory; choose another out",
-                          option="out", value=str(run_dir))
-    if not run_dir.exists():
-        return
-    if ask_lock and (run_dir / LOCK_FILE).exists():
-        with run_lock(run_dir):  # says so if another process is training here right now
-            pass
-    if (run_dir / "config.json").exists() and started(run_dir):
-        raise CnnkitError(f"{run_dir} already holds a run; continue it with cnnkit train "
-                          f"--resume {run_dir} (cnnkit.resume), or choose another out")
-    if _leftovers(run_dir):
-        raise CnnkitError(f"{run_dir} exists and is not empty; choose another out")
-
-
-def _clear_unstarted(run_dir: Path) -> None:
-    """Remove what a never-started run left (checked by _check_fresh), just before the new
-    run writes its own config.json."""
-    import shutil
-
-    keep = _before_first_epoch(run_dir)
-    for p in run_dir.iterdir():
-        if p.name in keep:  # config.json included: the new run writes its own
-            shutil.rmtree(p) if p.is_dir() else p.unlink()
-    remove_temporaries(run_dir)
-
-
 # -- data and model ---------------------------------------------------------------------------
 def prepare_data(spec, model_shape=None):
     """(dataset, splits) where splits maps train/val/test to (x, y) or None. `spec` is a
@@ -189,6 +141,7 @@ def prepare_data(spec, model_shape=None):
     import torch
 
     from cnnkit.data import load_dataset
+    from cnnkit.data.rows import take  # a mapped set's splits: index arrays, not copies
     from cnnkit.data.split import stratified_split, train_val_split
 
     if isinstance(spec, dict):
@@ -201,21 +154,23 @@ def prepare_data(spec, model_shape=None):
     else:  # no official test split: hold one out, stratified, reproducibly
         keep, held = stratified_split(y, (1 - TEST_FRACTION, TEST_FRACTION), seed=0,
                                       class_names=ds.class_names)
-        test, x, y = (x[held], y[held]), x[keep], y[keep]
+        test, x, y = (take(x, held), y[held]), take(x, keep), y[keep]
     if spec.limit:
         pick = torch.randperm(len(x), generator=torch.Generator().manual_seed(spec.seed))
         pick = pick[:spec.limit].sort().values
-        x, y = x[pick], y[pick]
+        x, y = take(x, pick), y[pick]
     val = None
     if spec.fold:  # one fold of a stratified k-fold of the training data is the validation
         from cnnkit.data.split import kfold_indices
 
         tr, va = kfold_indices(y, spec.fold["k"], seed=spec.fold.get("seed", 0),
                                class_names=ds.class_names)[spec.fold["index"]]
-        x, y, val = x[tr], y[tr], (x[va], y[va])
+        x, y, val = take(x, tr), y[tr], (take(x, va), y[va])
+    elif getattr(ds, "x_val", None) is not None:  # a folder's own validation/: train stays whole
+        val = (ds.x_val, ds.y_val)
     elif spec.val_split:
         tr, va = train_val_split(y, spec.val_split, seed=spec.seed, class_names=ds.class_names)
-        x, y, val = x[tr], y[tr], (x[va], y[va])
+        x, y, val = take(x, tr), y[tr], (take(x, va), y[va])
     elif spec.val_from_test:
         val = test
     return ds, {"train": (x, y), "val": val, "test": test}
@@ -334,25 +289,35 @@ def make_callbacks(spec: RunSpec, run_dir: Path | None, has_val: bool,
 
 
 def _execute(spec: RunSpec, resume: bool, command, extra_callbacks=None,
-             module=None) -> RunResult:
+             module=None, parallel=None) -> RunResult:
     """The run, holding its directory's lock from the first write (or, to resume, from the
     first read of its state) to the last."""
     import contextlib
 
+    from cnnkit.train.threads import kept_threads
+
     with contextlib.ExitStack() as held:
-        return _execute_held(spec, resume, command, held, list(extra_callbacks or ()), module)
+        held.enter_context(kept_threads())  # the caller's torch threads come back afterwards
+        return _execute_held(spec, resume, command, held, list(extra_callbacks or ()), module,
+                             parallel)
 
 
 def _execute_held(spec: RunSpec, resume: bool, command, held, extra_callbacks,
-                  module=None) -> RunResult:
+                  module=None, parallel=None) -> RunResult:
+    """`parallel`: this process's rank of a data-parallel run (cnnkit.distributed.Parallel);
+    only rank 0 writes the run directory and runs the callbacks."""
     import torch
 
     from cnnkit.runs.report import finish_module_run, finish_run
     from cnnkit.train.losses import make_loss
+    from cnnkit.train.threads import plan_threads
     from cnnkit.train.trainer import Trainer
 
     t_start = time.perf_counter()
     config = spec.train_config()
+    writer = parallel is None or parallel.is_writer
+    if parallel is not None:
+        config = parallel.configure(spec, config)  # the global batch, from per-process ones
     say = (lambda *a: None) if config.verbose == 0 else print
     from cnnkit.train.module import is_module_description, module_needed
 
@@ -362,9 +327,10 @@ def _execute_held(spec: RunSpec, resume: bool, command, held, extra_callbacks,
         raise CnnkitError("init_from is for cnnkit's own models; your nn.Module starts from "
                           "the weights it holds (load them before the run)", option="init_from")
     check_augment(spec.augment)
-    run_dir = Path(spec.out) if spec.out is not None and spec.artifacts != "none" else None
+    run_dir = (Path(spec.out) if writer and spec.out is not None and spec.artifacts != "none"
+               else None)
     if run_dir is not None and not resume:
-        _check_fresh(run_dir)
+        check_fresh(run_dir)
     locked = run_dir is not None and resume
     if locked:
         held.enter_context(run_lock(run_dir))
@@ -372,13 +338,17 @@ def _execute_held(spec: RunSpec, resume: bool, command, held, extra_callbacks,
     torch.manual_seed(config.seed)  # the initial weights too come from the run's seed
     model, note = build_model(spec, ds, module)
     state_dir = run_dir / "state" if run_dir is not None else None
-    if resume:
+    if resume and writer:
         for name in ("state", "best", "last"):
             recover_dir(run_dir / name)
         remove_temporaries(run_dir)
         if not started(run_dir):  # killed (or diverged) before its first epoch was saved
             say(f"{run_dir} has no completed epoch yet: starting it from the beginning")
             resume = False
+    load_from = state_dir
+    if parallel is not None:  # rank 0's state (or none) on every rank
+        load_from = parallel.share_state(state_dir if resume else None)
+        resume = load_from is not None
     make_loss(config.loss, ds.num_classes, model.output_activation, config.label_smoothing)
     if note:
         say(f"Note: {note}")
@@ -389,11 +359,12 @@ def _execute_held(spec: RunSpec, resume: bool, command, held, extra_callbacks,
         run_dir.mkdir(parents=True, exist_ok=True)  # only now: every input has been checked
         if not locked:  # a new run: lock, then look again (another process may have won)
             held.enter_context(run_lock(run_dir))
-            _check_fresh(run_dir, ask_lock=False)
+            check_fresh(run_dir, ask_lock=False)
         if resume:
             _record_resume(run_dir, spec, command)
         else:
-            _clear_unstarted(run_dir)
+            clear_unstarted(run_dir)
+            procs = parallel.local_world if parallel is not None else 1
             atomic_write_json(run_dir / "config.json", {
                 "options": spec.to_options(), "resolved": {
                     "model_summary": model.summary_dict() | {"layers": None},
@@ -401,22 +372,33 @@ def _execute_held(spec: RunSpec, resume: bool, command, held, extra_callbacks,
                     "dataset": {"name": ds.name, "source": ds.source,
                                 "image_shape": ds.image_shape, "class_names": ds.class_names},
                     "splits": {k: (len(v[0]) if v else 0) for k, v in splits.items()},
+                    "threads": plan_threads(config.threads, procs).to_dict(),
+                    "processes": parallel.world if parallel is not None else 1,
                 }, "command": command, "started": time.time()})
     callbacks = make_callbacks(spec, run_dir, splits["val"] is not None,
-                               module is not None) + extra_callbacks
-    trainer = Trainer(model, config, callbacks, state_dir=state_dir)
+                               module is not None) + extra_callbacks if writer else []
+    trainer = Trainer(model, config, callbacks, state_dir=state_dir, parallel=parallel)
     if resume:
-        trainer.load_state(state_dir)
+        trainer.load_state(load_from)
         say(f"Resuming {run_dir} after epoch {trainer.epoch}")
     where = f" → {run_dir}" if run_dir is not None else " (in memory)"
+    threads = (f", {trainer.threads.plan.threads} threads ({trainer.threads.plan.reason})"
+               if trainer.device.type == "cpu" else "")
+    own_val = splits["val"] is not None and splits["val"][0] is getattr(ds, "x_val", None)
     say(f"Training {spec.model_label} on {ds.name}: {len(splits['train'][0]):,} train / "
-        f"{len(splits['val'][0]) if splits['val'] else 0:,} validation images, precision "
-        f"{trainer.precision}, device {trainer.device}, seed {trainer.seed}{where}")
+        f"{len(splits['val'][0]) if splits['val'] else 0:,} validation images"
+        + (" (its validation/ folder" + (f"; val_split={spec.val_split} not used)"
+                                         if spec.val_split else ")") if own_val else "")
+        + ", precision "
+        f"{trainer.precision}, device {trainer.device}{threads}, seed {trainer.seed}{where}")
     x, y = splits["train"]
     xv, yv = splits["val"] if splits["val"] else (None, None)
     t_fit = time.perf_counter()
     history = trainer.fit(x, y, xv, yv)
     fit_time = time.perf_counter() - t_fit
+    if not writer:  # the run's results are rank 0's (its run directory, its RunResult)
+        return RunResult(spec=spec, metrics={}, history=dict(history.history), model=model,
+                         report={}, run_dir=None)
     if trainer.diverged and not (state_dir is not None and started(run_dir)):
         # nothing finite to report, and no saved epoch to go back to
         again = (f"; nothing was saved: the same command (or --resume {run_dir}) starts it "

@@ -28,10 +28,11 @@ ARTIFACTS = ("full", "metrics", "none")
 # TrainConfig fields a RunSpec sets directly (the engine-only ones keep TrainConfig's defaults).
 TRAIN_FIELDS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
                 "loss", "label_smoothing", "schedule", "step_size", "gamma", "clip_norm",
-                "augment", "test_time_flip", "ema", "seed", "device", "precision", "normalize",
+                "augment", "test_time_flip", "ema", "seed", "device", "precision", "threads",
+                "normalize",
                 "dry_run", "verbose")
 # What may change when a run is resumed: none of it changes the arithmetic of the epochs done.
-RESUMABLE = ("epochs", "verbose", "device", "data_dir", "out")
+RESUMABLE = ("epochs", "verbose", "device", "threads", "data_dir", "out")
 
 
 @dataclass
@@ -71,10 +72,17 @@ class RunSpec:
     # -- callbacks
     early_stopping: int | None = None  # patience on val_loss, restoring the best weights
     tensorboard: bool | None = None  # also write TensorBoard event files to RUN/tensorboard
+    # -- several processes (cnnkit.run(spec, nproc=N), torchrun; see cnnkit.distributed)
+    sync_bn: bool | None = None  # batch norm statistics over the global batch (SyncBatchNorm)
+    batch_size_per_process: int | None = None  # each process's batch: the global batch is this
+    #                                            times the processes (batch_size: the global one)
+    scale_lr: str | None = None  # none, or linear: lr times the processes (Goyal et al. 2017)
+    warmup_epochs: int | None = None  # scale_lr=linear: reach the scaled lr over these epochs
     # -- the run itself
     seed: int | None = None  # None: chosen now and recorded
     device: str | None = None
     precision: str | None = None
+    threads: int | str | None = None  # CPU threads: N or "auto" (None: CNNKIT_THREADS, else auto)
     dry_run: bool | None = None  # one batch per epoch
     verbose: int | None = None  # 0 quiet, 1 progress bar on a terminal, 2 one line per epoch
     out: str | None = None  # the run directory; None: in memory, nothing written
@@ -174,14 +182,26 @@ class RunSpec:
             if d["val_from_test"] is None:  # an explicit val_split, even 0, says otherwise
                 d["val_from_test"] = (recipe.val_from_test and self.val_split is None
                                       and not d["fold"])
+        p = d["batch_size_per_process"]
+        if p is not None:  # the global batch is p x processes, fixed where the run starts
+            if self.batch_size is not None and self.batch_size != p:
+                raise CnnkitError(f"batch_size={self.batch_size!r} and batch_size_per_process="
+                                  f"{p!r} are both given; valid: one of them (batch_size is "
+                                  "the global batch, split over the processes)",
+                                  option="batch_size_per_process", value=p)
+            d["batch_size"] = p
         if d["seed"] is None:
             d["seed"] = int(time.time_ns() % 2**31)  # recorded, so the run can be repeated
         defaults = TrainConfig()
         for name in TRAIN_FIELDS:
             if d[name] is None:
                 d[name] = getattr(defaults, name)
+        from cnnkit.train.threads import parse_threads
+
+        d["threads"] = parse_threads(d["threads"])  # "2" from a flag or a file -> 2
         for name, default in (("val_split", 0.0), ("val_from_test", False), ("freeze", False),
-                              ("tensorboard", False), ("artifacts", "full")):
+                              ("tensorboard", False), ("artifacts", "full"),
+                              ("sync_bn", False), ("scale_lr", "none"), ("warmup_epochs", 0)):
             if d[name] is None:
                 d[name] = default
         spec = RunSpec(**d)
@@ -216,7 +236,8 @@ class RunSpec:
             raise CnnkitError(f"early_stopping={p!r} needs validation data to watch; valid: "
                               "with val_split > 0 (early stopping stops on val_loss)",
                               option="early_stopping", value=p)
-        for name in ("val_from_test", "freeze", "tensorboard"):
+        check_parallel(self)
+        for name in ("val_from_test", "freeze", "tensorboard", "sync_bn"):
             if not isinstance(getattr(self, name), bool):
                 raise out_of_range(name, getattr(self, name), "true or false")
         if self.freeze and not self.init_from:
@@ -261,6 +282,24 @@ def check_fold(fold, val_split, val_from_test) -> None:
                           "and val_from_test=false", option="fold", value=fold)
 
 
+SCALE_LR = ("none", "linear")
+
+
+def check_parallel(spec) -> None:
+    """The options of a run over several processes (they do nothing in one)."""
+    p = spec.batch_size_per_process
+    if p is not None and (isinstance(p, bool) or not isinstance(p, int) or p < 1):
+        raise out_of_range("batch_size_per_process", p, "an integer >= 1")
+    if spec.scale_lr not in SCALE_LR:
+        raise one_of("scale_lr", spec.scale_lr, SCALE_LR)
+    w = spec.warmup_epochs
+    if isinstance(w, bool) or not isinstance(w, int) or w < 0:
+        raise out_of_range("warmup_epochs", w, "an integer >= 0")
+    if w and spec.scale_lr != "linear":
+        raise CnnkitError(f"warmup_epochs={w!r} warms up to the scaled learning rate; valid: "
+                          "with scale_lr='linear'", option="warmup_epochs", value=w)
+
+
 @dataclass
 class RunResult:
     """What `cnnkit.run` returns: the resolved spec, the test metrics (as in metrics.json), the
@@ -276,5 +315,6 @@ class RunResult:
 
     def __repr__(self) -> str:
         acc = self.metrics.get("test_accuracy")
-        return (f"RunResult(test_accuracy={acc:.4f}, epochs={len(self.history.get('loss', []))}, "
+        acc = "None" if acc is None else f"{acc:.4f}"  # None: a torchrun rank other than 0
+        return (f"RunResult(test_accuracy={acc}, epochs={len(self.history.get('loss', []))}, "
                 f"run_dir={str(self.run_dir) if self.run_dir else None!r})")

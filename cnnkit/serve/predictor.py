@@ -13,11 +13,12 @@ to uint8 pixels at the model's shape; then
   takes those uint8 pixels as they are and does the model's preprocessing itself.
 Both end in the output contract's probabilities (N, K), and both refuse NaN or infinite ones.
 
-Threads: onnxruntime's intra-op pool gets `threads`, default the CPUs this process may run on
-(`os.sched_getaffinity`, which honours taskset, cgroups' cpusets and `docker --cpuset-cpus`),
-and one inter-op thread (a CNN's graph is a chain: nothing runs side by side). On torch,
-`threads` calls `torch.set_num_threads`, which is process-wide (torch has one pool); without
-it torch's own default stands.
+Threads: `threads`, default the thread policy's choice when the Predictor is made
+(`cnnkit.train.threads.settle_threads`: the cores this process may use, honouring taskset,
+cpusets and cgroup quotas, fewer where other programs hold some of them at that moment; or
+CNNKIT_THREADS). onnxruntime's intra-op pool gets that many, with one inter-op thread (a CNN's
+graph is a chain: nothing runs side by side); on torch it is `torch.set_num_threads`, which is
+process-wide (torch has one pool).
 
 runtime="auto": onnxruntime for an .onnx file (the only runtime it has); for a cnnkit model,
 AUTO_RUNTIME (onnx), from bench/bench_infer.py's measurements. The commands, which run once,
@@ -93,6 +94,10 @@ class Predictor:
         if runtime not in RUNTIMES:
             raise one_of("runtime", runtime, RUNTIMES)
         self.threads = check_threads(threads)
+        if self.threads is None:  # the thread policy (cnnkit.train.threads): CPUs free now
+            from cnnkit.train.threads import settle_threads
+
+            self.threads = settle_threads()[0]
         self.run_dir: Path | None = None
         self._session = None
         self._meta: dict = {}
@@ -136,10 +141,10 @@ class Predictor:
 
             self._session, self._meta = model_session(model, self.threads,
                                                       test_accuracy=run_test_accuracy(self.run_dir))
-        elif threads is not None:
-            import torch
+        else:
+            from cnnkit.train.threads import set_threads
 
-            torch.set_num_threads(threads)
+            set_threads(self.threads)
 
     # -- predictions -----------------------------------------------------------------------
     def predict(self, images) -> np.ndarray:

@@ -304,7 +304,9 @@ def _sample_grid(x, n: int = 64, min_side: int = 32) -> bytes:
     pixels so 8x8 digits are not a smudge."""
     import numpy as np
 
-    x = x.cpu().numpy() if hasattr(x, "cpu") else np.asarray(x)  # (N, H, W, C) uint8
+    from cnnkit.data.rows import as_array  # a mapped set's split: only the picks are read
+
+    x = as_array(x.cpu() if hasattr(x, "cpu") else x)  # (N, H, W, C) uint8
     pick = np.linspace(0, len(x) - 1, min(n, len(x))).round().astype(int)
     tiles = x[pick]
     k = max(1, min_side // max(x.shape[1:3]))

@@ -16,12 +16,12 @@ LOSSES = ("sparse_categorical_crossentropy", "categorical_crossentropy", "binary
           "mse")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
 DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("auto", "bf16", "fp32")
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")  # fp16: with loss scaling (GradScaler)
 NORMALIZE = ("unit", "standardize")  # as cnnkit.data.batches.NORMALIZE_MODES
 
 # Fields that change the numbers a run produces: a resumed run must agree on all of them.
 # (epochs may grow on resume; device and verbosity do not change the arithmetic's meaning.)
-RESULT_FIELDS_EXEMPT = ("epochs", "verbose", "device", "dry_run")
+RESULT_FIELDS_EXEMPT = ("epochs", "verbose", "device", "dry_run", "threads")
 
 
 def _number(v) -> bool:
@@ -53,6 +53,8 @@ class TrainConfig:
     seed: int | None = None  # None: a random seed, chosen and recorded by the trainer
     device: str = "auto"
     precision: str = "auto"  # auto: bf16 autocast where the hardware has bf16 math, else fp32
+    threads: int | str | None = None  # CPU threads: N, or auto (measured; cnnkit.train.threads);
+    #                                   None: CNNKIT_THREADS, a user's OMP_NUM_THREADS, else auto
     normalize: str = "unit"  # unit: pixels / 255; standardize: per-channel mean/std of train
     dry_run: bool = False  # one batch per epoch (smoke tests)
     verbose: int = 1  # 0 quiet, 1 bar on a terminal + a line per epoch, 2 lines only
@@ -94,6 +96,9 @@ class TrainConfig:
             raise out_of_range("seed", self.seed, "an integer >= 0")
         if self.verbose not in (0, 1, 2):
             raise out_of_range("verbose", self.verbose, "0, 1, 2")
+        from cnnkit.train.threads import parse_threads
+
+        self.threads = parse_threads(self.threads)
         if not isinstance(self.test_time_flip, bool):
             raise out_of_range("test_time_flip", self.test_time_flip, "true or false")
         if self.ema is not None and (not _number(self.ema) or not 0 < self.ema < 1):

@@ -25,8 +25,8 @@ import torch
 from cnnkit.data.augment import Augmenter
 from cnnkit.train.averaging import WeightAverage
 from cnnkit.data.batches import BatchLoader, channel_stats, epoch_generator, to_model_input
+from cnnkit.data.rows import is_images, take
 from cnnkit.errors import CnnkitError
-from cnnkit.layers.base import clipped
 from cnnkit.model.saving import load_state as load_weights  # reads old positional files too
 from cnnkit.train.callbacks import Callback
 from cnnkit.train.config import TrainConfig
@@ -34,23 +34,12 @@ from cnnkit.train.losses import correct_count, make_loss
 from cnnkit.train.optim import make_optimizer, make_schedule
 from cnnkit.train.progress import Progress
 from cnnkit.train.device import cpu_has_bf16, resolve_device, resolve_precision  # noqa: F401
-from cnnkit.train.state import STATE_JSON, check_state_keys, read_state, write_state
+from cnnkit.train.state import read_state, write_state
 
 __all__ = ["TrainConfig", "Trainer", "History", "resolve_device", "resolve_precision"]
-STATE_FORMAT = 1
 DROPOUT_STREAM = 2  # epoch_generator streams: 0 shuffle, 1 augmentation (BatchLoader), 2 dropout
-
-
-def _match_param_strides(optimizer) -> None:
-    """Give loaded optimizer moments their parameter's memory layout. Saved tensors come back
-    contiguous, but channels_last conv weights are not, and the fused Adam kernels assume the
-    moments share the parameter's strides: without this a resumed run drifts from the original."""
-    for group in optimizer.param_groups:
-        for p in group["params"]:
-            for key, value in optimizer.state.get(p, {}).items():
-                if isinstance(value, torch.Tensor) and value.shape == p.shape \
-                        and value.stride() != p.stride():
-                    optimizer.state[p][key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+EVAL_INPUT_BYTES = 32 << 20  # float input per evaluation batch, at most
 
 
 class History:
@@ -70,12 +59,12 @@ class History:
 
 
 def _as_images(x, what: str) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor):
+    if not is_images(x):
         x = torch.as_tensor(x)
     if x.dtype != torch.uint8 or x.ndim != 4:
         raise CnnkitError(f"{what} must be uint8 images (N, H, W, C); got {x.dtype} "
                           f"{tuple(x.shape)}")
-    return x
+    return take(x)  # a memory-mapped set stays on disk, gathered a batch at a time
 
 
 def _as_labels(y, n: int, what: str) -> torch.Tensor:
@@ -96,13 +85,16 @@ class Trainer:
     """
 
     def __init__(self, model, config: TrainConfig | None = None,
-                 callbacks: list[Callback] = (), state_dir=None, stream=None):
+                 callbacks: list[Callback] = (), state_dir=None, stream=None, parallel=None):
         self.model, self.config = model, config or TrainConfig()
         cfg = self.config
         self.callbacks = list(callbacks)
         self.state_dir = state_dir
+        self.parallel = parallel  # this rank of a data-parallel run (cnnkit.distributed)
         self.device = resolve_device(cfg.device)
         self.precision = resolve_precision(cfg.precision, self.device)
+        # fp16 needs loss scaling (bf16 has fp32's range and does not): torch's own GradScaler
+        self.scaler = torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None
         if cfg.test_time_flip:
             model.test_time_flip = True  # saved with the model: evaluate/predict do the same
         from cnnkit.train.module import as_model
@@ -114,7 +106,9 @@ class Trainer:
         self.seed = cfg.seed if cfg.seed is not None else int.from_bytes(os.urandom(4), "little")
         # Weight averaging: the network holds the averages between epochs and after training.
         self.average = WeightAverage(model.net, cfg.ema) if cfg.ema else None
-        self.optimizer = make_optimizer(cfg.optimizer, model.net.parameters(), cfg.lr,
+        from cnnkit.train.optimizers import trained_parameters  # layers' `trainable` flags
+
+        self.optimizer = make_optimizer(cfg.optimizer, trained_parameters(model), cfg.lr,
                                         cfg.momentum, cfg.nesterov, cfg.weight_decay)
         self.schedule = None  # built by fit, once the number of batches is known
         self._schedule_state = None  # loaded before the schedule exists
@@ -131,14 +125,22 @@ class Trainer:
                 mean=torch.tensor(saved["mean"], dtype=torch.float32, device=self.device),
                 std=torch.tensor(saved["std"], dtype=torch.float32, device=self.device))
         self._forward = torch.compile(model.net) if cfg.compile else model.net
+        self._resume_threads = None  # the thread count a loaded state stopped with
+        self._train_forward = self._forward  # DDP-wrapped in a data-parallel fit
+        from cnnkit.train.threads import ThreadGovernor, plan_threads
+
+        # CPU threads (cnnkit.train.threads): fixed, or measured as the steps run
+        self.threads = ThreadGovernor(plan_threads(cfg.threads, parallel.local_world if parallel else 1)
+                                      if self.device.type == "cpu"
+                                      else plan_threads(cfg.threads or 1))
 
     # --- helpers -------------------------------------------------------------------------------
     def say(self, message: str) -> None:
         self.progress.say(message)
 
     def _autocast(self):
-        if self.precision == "bf16":
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        if self.precision in AUTOCAST_DTYPES:
+            return torch.autocast(self.device.type, dtype=AUTOCAST_DTYPES[self.precision])
         return contextlib.nullcontext()
 
     def _penalty(self):
@@ -199,16 +201,25 @@ class Trainer:
         return to_model_input(xb, p["normalize"], p["mean"], p["std"])
 
     # --- training ------------------------------------------------------------------------------
-    def _train_step(self, xb, yb):
+    def _train_step(self, xb, yb, weight: float = 1.0):
+        """`weight`: this rank's share of the global batch (cnnkit.distributed.shard)."""
         with self._autocast():
-            logits = self._forward(xb)  # (B, K)
-        loss = self.loss_fn(logits, yb) + self._penalty()
+            logits = self._train_forward(xb)  # (B, K)
+        # a rank whose part of a last, tiny global batch is empty still joins the all-reduce
+        loss = self.loss_fn(logits, yb) + self._penalty() if len(yb) else logits.sum() * 0.0
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        scaler = self.scaler  # fp16: loss scaling keeps small gradients from flushing to zero
+        (loss * weight if scaler is None else scaler.scale(loss * weight)).backward()
         if self.config.clip_norm:
+            if scaler is not None:
+                scaler.unscale_(self.optimizer)  # clip the true gradients, not scaled ones
             torch.nn.utils.clip_grad_norm_(self.model.net.parameters(), self.config.clip_norm,
                                            foreach=True)
-        self.optimizer.step()
+        if scaler is None:
+            self.optimizer.step()
+        else:
+            scaler.step(self.optimizer)  # skipped when the scaled gradients overflowed
+            scaler.update()
         if self.average is not None:
             self.average.update()
         self.schedule.step()
@@ -235,11 +246,16 @@ class Trainer:
                              shuffle=True, seed=self.seed,
                              augment=Augmenter(**cfg.augment) if cfg.augment else None,
                              normalize=cfg.normalize, mean=self.preprocessing["mean"],
-                             std=self.preprocessing["std"])
+                             std=self.preprocessing["std"], device=self.device)
+        par = self.parallel
+        if par is not None:  # this rank's part of every global batch
+            loader = par.shard(loader)
         steps = 1 if cfg.dry_run else len(loader)
         if self.schedule is None:
             self.schedule = make_schedule(cfg.schedule, self.optimizer, cfg.epochs, steps,
                                           step_size=cfg.step_size, gamma=cfg.gamma)
+            if par is not None:
+                par.scale_schedule(self.schedule, steps)  # scale_lr="linear", with warm-up
             if self._schedule_state is not None:
                 self.schedule.load_state_dict(self._schedule_state)
         start = self.epoch if initial_epoch is None else int(initial_epoch)
@@ -250,12 +266,18 @@ class Trainer:
             cb.trainer = self
         for cb in self.callbacks:
             cb.on_train_begin({"metrics": metrics + ["lr", "time"]})
+        from cnnkit.train.threads import start_fit_threads
+
+        start_fit_threads(self, loader, start)
+        if par is not None:  # after load_state: DDP starts every rank from rank 0's weights
+            self._train_forward = par.wrap(self._forward)
 
         for epoch in range(start, cfg.epochs):
             if self.stop_training:  # a loaded state that had already stopped
                 break
             self.epoch = epoch
-            torch.manual_seed(epoch_generator(self.seed, epoch, DROPOUT_STREAM).initial_seed())
+            stream = DROPOUT_STREAM if par is None else par.stream(DROPOUT_STREAM)
+            torch.manual_seed(epoch_generator(self.seed, epoch, stream).initial_seed())
             loader.set_epoch(epoch)
             for cb in self.callbacks:
                 cb.on_epoch_begin(epoch, {})
@@ -267,9 +289,12 @@ class Trainer:
             loss_sum = torch.zeros((), device=self.device)
             correct = torch.zeros((), dtype=torch.long, device=self.device)
             seen = 0
+            t_step = time.perf_counter()
             for i, (xb, yb) in enumerate(loader):
                 lr = self.schedule.lr  # the rate this batch uses
-                loss, logits = self._train_step(xb, yb)
+                loss, logits = self._train_step(xb, yb, getattr(loader, "weight", 1.0))
+                self.threads.step(time.perf_counter() - t_step, len(yb), epoch, i)
+                t_step = time.perf_counter()
                 loss_sum += loss * len(yb)
                 correct += correct_count(logits, yb)
                 seen += len(yb)
@@ -282,6 +307,9 @@ class Trainer:
                                                f"accuracy: {correct.item() / seen:.4f}")
                 if i + 1 >= steps or self.diverged:
                     break
+            if par is not None:  # the epoch's figures over every rank's samples
+                loss_sum, correct, seen = par.sum(loss_sum, correct, torch.tensor(seen))
+                seen = int(seen)
             logs = {"loss": loss_sum.item() / seen, "accuracy": correct.item() / seen}
             if not math.isfinite(logs["loss"]):
                 self._diverge(epoch, logs["loss"])
@@ -297,6 +325,9 @@ class Trainer:
             self.progress.epoch_end(epoch, logs)
             for cb in self.callbacks:
                 cb.on_epoch_end(epoch, logs)
+            if par is not None:  # callbacks decide on rank 0: every rank stops with it
+                self.stop_training, self.stop_reason = par.agree_stop(self.stop_training,
+                                                                      self.stop_reason)
             if self.state_dir is not None:
                 self.save_state(self.state_dir)
             if self.stop_training:
@@ -330,7 +361,10 @@ class Trainer:
         was_training = net.training
         net.eval()
         try:
-            bs = self.config.eval_batch_size
+            # large images: at most EVAL_INPUT_BYTES of float input at once (a 512x512 RGB
+            # batch of 128 would be 400 MB), so evaluation fits where training did
+            per_image = 4 * max(1, x[0].numel() if len(x) else 1)
+            bs = max(1, min(self.config.eval_batch_size, EVAL_INPUT_BYTES // per_image))
             for i, start in enumerate(range(0, len(x), bs)):
                 if max_batches is not None and i >= max_batches:
                     break
@@ -342,6 +376,8 @@ class Trainer:
             net.train(was_training)
 
     def _evaluate(self, x, y, max_batches=None) -> dict:
+        if self.parallel is not None:  # each rank its batches, summed exactly
+            return self.parallel.evaluate(self, x, y, max_batches)
         y = y.to(self.device)
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), dtype=torch.long, device=self.device)
@@ -369,18 +405,9 @@ class Trainer:
     # --- exact resume --------------------------------------------------------------------------
     def save_state(self, directory) -> Path:
         """Weights, optimizer, schedule, history, callbacks' state: safetensors + JSON, atomic."""
-        state = {
-            "format": STATE_FORMAT, "epoch": self.epoch, "seed": self.seed,
-            "config": self.config.to_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "schedule": self.schedule.state_dict() if self.schedule else self._schedule_state,
-            "weight_average": self.average.state_dict() if self.average else None,
-            "history": self.history.to_dict(),
-            "stop_training": self.stop_training, "stop_reason": self.stop_reason,
-            "callbacks": {f"{i}:{type(cb).__name__}": cb.get_state()
-                          for i, cb in enumerate(self.callbacks)},
-        }
-        return write_state(directory, self.model.net.state_dict(), state)
+        from cnnkit.train.resume import trainer_state
+
+        return write_state(directory, self.model.net.state_dict(), trainer_state(self))
 
     @staticmethod
     def saved_config(directory) -> TrainConfig:
@@ -390,37 +417,7 @@ class Trainer:
     def load_state(self, directory) -> "Trainer":
         """Restore a state written by `save_state`; the next `fit` continues after its epoch.
         This trainer must hold the same model architecture, config and callbacks."""
-        weights, state = read_state(directory)
-        where = f"{Path(directory) / STATE_JSON}"
-        if state.get("format") != STATE_FORMAT:
-            raise CnnkitError(f"{directory}: unsupported training state format {state.get('format')}")
-        check_state_keys(state, where, self.average is not None)
-        diffs = TrainConfig.from_dict(state["config"]).differences(self.config)
-        if diffs:
-            raise CnnkitError(f"cannot resume {directory} with a different configuration "
-                              f"({'; '.join(diffs)})")
-        load_weights(self.model.net, weights, str(directory))  # names a mismatched tensor
-        part = "optimizer"
-        try:  # torch's own loaders raise KeyError/ValueError on a state edited by hand
-            self.optimizer.load_state_dict(state["optimizer"])
-            _match_param_strides(self.optimizer)
-            if self.average is not None:
-                part = "weight_average"
-                self.average.load_state_dict(state["weight_average"])
-            part = "schedule"
-            self._schedule_state = state["schedule"]
-            if self.schedule is not None and state["schedule"] is not None:
-                self.schedule.load_state_dict(state["schedule"])
-            part = "history"
-            self.history = History(**state["history"])
-        except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:
-            raise CnnkitError(f"{where}: corrupt training state (its {part} does not fit this "
-                              f"run: {clipped(e, quote=False)})") from None
-        self.epoch, self.seed = state["epoch"], state["seed"]
-        self.stop_training, self.stop_reason = state["stop_training"], state["stop_reason"]
-        saved = state["callbacks"]
-        for i, cb in enumerate(self.callbacks):
-            key = f"{i}:{type(cb).__name__}"
-            if key in saved:
-                cb.set_state(saved[key])
+        from cnnkit.train.resume import restore_state
+
+        restore_state(self, directory)
         return self

@@ -106,7 +106,7 @@ def test_a_state_file_edited_by_hand_is_one_line_naming_it(make_model, digits, t
     (dict(loss="hinge"), "unknown loss 'hinge'"),
     (dict(lr=0), "lr=0 is out of range; valid: a number > 0"),
     (dict(label_smoothing=1.5), "label_smoothing=1.5 is out of range"),
-    (dict(precision="fp16"), "unknown precision 'fp16'; valid: auto, bf16, fp32"),
+    (dict(precision="fp8"), "unknown precision 'fp8'; valid: auto, bf16, fp16, fp32"),
     (dict(device="tpu"), "unknown device 'tpu'; valid: auto, cpu, cuda"),
     (dict(schedule="linear"), "unknown schedule 'linear'"),
     (dict(clip_norm=-1.0), "clip_norm=-1.0 is out of range"),

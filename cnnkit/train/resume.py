@@ -1,0 +1,89 @@
+"""A Trainer's state for exact resume: what `save_state` writes (beside the weights, through
+train/state.py's pickle-free format) and how `load_state` puts it back, checking each part."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from cnnkit.errors import CnnkitError
+from cnnkit.layers.base import clipped
+from cnnkit.model.saving import load_state as load_weights  # reads old positional files too
+from cnnkit.train.config import TrainConfig
+from cnnkit.train.state import STATE_JSON, check_state_keys, read_state
+
+STATE_FORMAT = 1
+
+
+def _match_param_strides(optimizer) -> None:
+    """Give loaded optimizer moments their parameter's memory layout. Saved tensors come back
+    contiguous, but channels_last conv weights are not, and the fused Adam kernels assume the
+    moments share the parameter's strides: without this a resumed run drifts from the original."""
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            for key, value in optimizer.state.get(p, {}).items():
+                if isinstance(value, torch.Tensor) and value.shape == p.shape \
+                        and value.stride() != p.stride():
+                    optimizer.state[p][key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
+
+
+def trainer_state(trainer) -> dict:
+    """The JSON-able (tensors included) state of `trainer` after its last finished epoch."""
+    state = {
+        "format": STATE_FORMAT, "epoch": trainer.epoch, "seed": trainer.seed,
+        "config": trainer.config.to_dict(),
+        "optimizer": trainer.optimizer.state_dict(),
+        "schedule": trainer.schedule.state_dict() if trainer.schedule else trainer._schedule_state,
+        "weight_average": trainer.average.state_dict() if trainer.average else None,
+        "grad_scaler": trainer.scaler.state_dict() if trainer.scaler else None,
+        "history": trainer.history.to_dict(),
+        "stop_training": trainer.stop_training, "stop_reason": trainer.stop_reason,
+        "threads": trainer.threads.current,  # an auto run resumes on the count it had
+        "callbacks": {f"{i}:{type(cb).__name__}": cb.get_state()
+                      for i, cb in enumerate(trainer.callbacks)},
+    }
+    return state
+
+
+def restore_state(trainer, directory) -> None:
+    """Load `directory`'s state into `trainer` (same architecture, config and callbacks)."""
+    from cnnkit.train.trainer import History
+
+    weights, state = read_state(directory)
+    where = f"{Path(directory) / STATE_JSON}"
+    if state.get("format") != STATE_FORMAT:
+        raise CnnkitError(f"{directory}: unsupported training state format {state.get('format')}")
+    check_state_keys(state, where, trainer.average is not None)
+    diffs = TrainConfig.from_dict(state["config"]).differences(trainer.config)
+    if diffs:
+        raise CnnkitError(f"cannot resume {directory} with a different configuration "
+                          f"({'; '.join(diffs)})")
+    load_weights(trainer.model.net, weights, str(directory))  # names a mismatched tensor
+    part = "optimizer"
+    try:  # torch's own loaders raise KeyError/ValueError on a state edited by hand
+        trainer.optimizer.load_state_dict(state["optimizer"])
+        _match_param_strides(trainer.optimizer)
+        if trainer.average is not None:
+            part = "weight_average"
+            trainer.average.load_state_dict(state["weight_average"])
+        part = "schedule"
+        trainer._schedule_state = state["schedule"]
+        if trainer.schedule is not None and state["schedule"] is not None:
+            trainer.schedule.load_state_dict(state["schedule"])
+        part = "grad_scaler"
+        if trainer.scaler is not None and state.get("grad_scaler"):
+            trainer.scaler.load_state_dict(state["grad_scaler"])
+        part = "history"
+        trainer.history = History(**state["history"])
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:
+        raise CnnkitError(f"{where}: corrupt training state (its {part} does not fit this "
+                          f"run: {clipped(e, quote=False)})") from None
+    trainer.epoch, trainer.seed = state["epoch"], state["seed"]
+    trainer.stop_training, trainer.stop_reason = state["stop_training"], state["stop_reason"]
+    if isinstance(state.get("threads"), int) and state["threads"] >= 1:
+        trainer._resume_threads = state["threads"]
+    saved = state["callbacks"]
+    for i, cb in enumerate(trainer.callbacks):
+        key = f"{i}:{type(cb).__name__}"
+        if key in saved:
+            cb.set_state(saved[key])

@@ -1,0 +1,429 @@
+"""How many CPU threads torch uses: `--threads auto|N` (default auto), chosen by measurement.
+
+Why a policy at all: torch's default is one OpenMP thread per core, and on a learner's 2-core
+laptop with one core busy (a browser, an IDE, another run) that collapses. Each parallel region
+ends at a barrier, the thread that shares its core with the other program is descheduled for
+whole time slices, and the free thread spins waiting for it: measured on this project's 2-vCPU
+machines, an epoch took 56-79 s with 2 threads against 6.2-6.6 s with 1 (OMP_WAIT_POLICY=PASSIVE
+only got 8.6-10.5 s, and cost a third of the quiet speed). On a quiet host 2 threads are ~1.4x
+faster than 1. No static rule knows which case it is in, so `auto`:
+
+1. takes the cores this process may use: its affinity mask (hyperthread siblings once),
+   capped by its cgroup's CPU quota (a container with `--cpus 1.5` gets 1), divided by the
+   processes on this machine;
+2. starts on one thread, and times its first real steps while reading /proc/stat for the other
+   CPUs (`IdleMeter`): busy, it stays on one thread without ever trying a slow step; idle, a few
+   probe steps on a scratch copy of the model (`training_probe`) with all the threads decide
+   (more threads only when clearly faster);
+3. on more threads, drops to one when a window of steps slows down by half; on one thread,
+   looks at the meter every 2 s and probes upward when the other CPUs are idle again (backing
+   off where a small model gains nothing from more threads even then).
+
+The probe steps never touch the model being trained (a copy, the random state forked), so a
+run's numbers depend only on the thread counts its steps ran with. Those change the last digits
+(reductions are split per thread), so a run records the counts it used (metrics.json
+"threads"; state.json the count to resume with), and `--threads N` fixes them for bit-exact
+reruns whatever the load.
+`CNNKIT_THREADS=N|auto` sets the default for every command; an `OMP_NUM_THREADS` the user set
+is honoured as a fixed count (torchrun's own OMP_NUM_THREADS=1 is not: it is torchrun's default,
+not a choice).
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cnnkit.errors import CnnkitError
+
+FASTER = 0.85  # more threads must take < 85% of one thread's time to be kept
+SLOWDOWN = 1.5  # steps on more threads this much slower than before: drop to one
+WINDOW = 5  # steps in the rolling median the watchdog compares with the probe's
+PROBE_STEPS = 4  # timed steps per thread count (after one untimed warm-up step)
+LOOK_S = 2.0  # on one thread: read the idle meter this often
+RECHECK_S = (15.0, 600.0)  # after a probe that found more threads slower with the CPUs idle
+#                            (a model too small to gain): wait 15 s, doubling up to 10 min
+
+
+def cgroup_cpu_limit(root: Path = Path("/sys/fs/cgroup")) -> float | None:
+    """The CPU quota of this process's cgroup in CPUs (cgroup v2 cpu.max or v1 cfs quota), or
+    None where there is none."""
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+        return None if quota <= 0 else quota / period
+    except (OSError, ValueError):
+        return None
+
+
+def physical_cores(cpus, root: Path = Path("/sys/devices/system/cpu")) -> int:
+    """How many physical cores the logical CPUs `cpus` are on (hyperthread siblings count
+    once, as torch's own default does); len(cpus) where the topology cannot be read."""
+    cores = set()
+    for cpu in cpus:
+        topo = root / f"cpu{cpu}" / "topology"
+        try:
+            cores.add(((topo / "physical_package_id").read_text().strip(),
+                       (topo / "core_id").read_text().strip()))
+        except OSError:
+            return len(cpus)
+    return len(cores) or len(cpus)
+
+
+def available_cpus() -> int:
+    """Cores this process may use: its affinity mask (hyperthread siblings once), capped by its
+    cgroup's quota."""
+    try:
+        cpus = physical_cores(sorted(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    limit = cgroup_cpu_limit()
+    if limit is not None:
+        cpus = min(cpus, max(1, math.floor(limit)))
+    return max(1, cpus)
+
+
+def under_torchrun(env=os.environ) -> bool:
+    return "TORCHELASTIC_RUN_ID" in env or "LOCAL_WORLD_SIZE" in env
+
+
+@dataclass
+class ThreadPlan:
+    threads: int  # threads to start with (per process)
+    policy: str  # "auto" (measured, may change) or "fixed"
+    reason: str  # where the number comes from, for the log and config.json
+    warning: str | None = None  # processes x threads above the CPUs
+    cpus: int = 1  # CPUs this process may use
+    procs: int = 1  # processes on this machine sharing them
+
+    @property
+    def adaptive(self) -> bool:
+        return self.policy == "auto" and self.threads > 1
+
+    def to_dict(self) -> dict:
+        return {"policy": self.policy, "threads": self.threads, "cpus": self.cpus,
+                "processes": self.procs, "reason": self.reason}
+
+
+def parse_threads(value, option: str = "threads"):
+    """'auto' / None / an integer >= 1 (also as a string); anything else is one clear error."""
+    if value is None or value == "auto":
+        return value
+    if isinstance(value, bool):
+        raise CnnkitError(f"{option} must be 'auto' or an integer >= 1; got {value!r}",
+                          option=option)
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        n = None
+    if n is None or n < 1 or (isinstance(value, float) and value != n):
+        raise CnnkitError(f"{option} must be 'auto' or an integer >= 1; got {value!r}",
+                          option=option)
+    return n
+
+
+def plan_threads(requested=None, procs_per_machine: int = 1, env=os.environ) -> ThreadPlan:
+    """The thread plan for one process of `procs_per_machine` on this machine: `requested`
+    ('auto', N, or None for the default: CNNKIT_THREADS, then a user's OMP_NUM_THREADS, then
+    auto)."""
+    cpus, procs = available_cpus(), max(1, int(procs_per_machine))
+    source = "--threads"
+    if requested is None and env.get("CNNKIT_THREADS"):
+        requested, source = parse_threads(env["CNNKIT_THREADS"], "CNNKIT_THREADS"), \
+            "CNNKIT_THREADS"
+    omp = env.get("OMP_NUM_THREADS")
+    if requested is None and omp and not (under_torchrun(env) and omp == "1"):
+        requested, source = parse_threads(omp, "OMP_NUM_THREADS"), "OMP_NUM_THREADS"
+    requested = parse_threads(requested)
+    share = f"{cpus} CPU{'s' * (cpus != 1)}" + (f" / {procs} processes" if procs > 1 else "")
+    if requested is None or requested == "auto":
+        n = max(1, cpus // procs)
+        why = f"auto: {share}" + (", measured as it runs" if n > 1 else "")
+        warning = None
+        if procs > cpus:
+            warning = (f"{procs} processes on {cpus} CPU{'s' * (cpus != 1)}: they will slow each "
+                       f"other down; use at most {cpus} (--nproc)")
+        return ThreadPlan(n, "auto", why, warning, cpus, procs)
+    warning = None
+    if requested * procs > cpus:
+        warning = (f"{procs} process{'es' * (procs != 1)} x {requested} threads = "
+                   f"{requested * procs} threads on {cpus} CPU{'s' * (cpus != 1)}: oversubscribed "
+                   f"threads wait on each other; try --threads {max(1, cpus // procs)}")
+    return ThreadPlan(requested, "fixed", f"{source} {requested}", warning, cpus, procs)
+
+
+def settle_threads(requested=None, look_s: float = 0.05) -> tuple[int, str]:
+    """(threads, why) for work that runs once rather than step after step (evaluate, predict,
+    a server's start): the plan, and with auto, fewer threads where the idle meter sees other
+    programs holding CPUs during `look_s` (this process idle meanwhile)."""
+    plan = plan_threads(requested)
+    if not plan.adaptive:
+        return plan.threads, plan.reason
+    meter = IdleMeter()
+    meter.start()
+    time.sleep(look_s)
+    idle = meter.idle()
+    if idle is None:
+        return plan.threads, plan.reason
+    n = max(1, min(plan.threads, math.floor(idle + 0.3)))
+    return n, f"auto: {idle:.1f} of {plan.cpus} CPUs idle"
+
+
+def set_threads(n: int) -> None:
+    import torch
+
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+
+
+@contextlib.contextmanager
+def kept_threads():
+    """Put torch's thread count back as it was: a run chooses its own, the caller keeps theirs."""
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        set_threads(before)
+
+
+class IdleMeter:
+    """How many of this process's CPUs stood idle since `start()`, from /proc/stat (idle and
+    iowait count as idle; a VM's steal time, the host's other guests, as busy). It is how auto
+    sees another program without paying for a slow step: while the probe runs on one thread,
+    the other CPUs should be idle; and while training runs on one, they show when the program
+    has gone. `idle()` is None where /proc/stat cannot be read (then timing alone decides)."""
+
+    def __init__(self, cpus=None, stat: Path = Path("/proc/stat")):
+        self.stat = stat
+        try:
+            self.cpus = {f"cpu{c}" for c in (cpus if cpus is not None
+                                                else os.sched_getaffinity(0))}
+        except (AttributeError, OSError):
+            self.cpus = set()
+        self._start = None
+
+    def _read(self):
+        try:
+            lines = self.stat.read_text().splitlines()
+        except OSError:
+            return None
+        idle = total = 0
+        for line in lines:
+            parts = line.split()
+            if parts and parts[0] in self.cpus:
+                v = [int(x) for x in parts[1:9]]
+                idle += v[3] + v[4]
+                total += sum(v)
+        return (idle, total) if total else None
+
+    def start(self) -> None:
+        self._start = self._read()
+
+    def idle(self) -> float | None:
+        now = self._read()
+        if self._start is None or now is None or now[1] <= self._start[1]:
+            return None
+        return len(self.cpus) * (now[0] - self._start[0]) / (now[1] - self._start[1])
+
+
+@dataclass
+class ThreadGovernor:
+    """Applies a ThreadPlan to a loop of similar steps (training batches). `probe(n)` must run
+    one representative step with n threads set and leave the real training state untouched;
+    `step(seconds, size)` is told each real step's wall time and batch size.
+
+    auto starts on one thread: its first real steps time one thread for free while the idle
+    meter watches the other CPUs. Busy: it stays there, having tried nothing slow. Idle: a few
+    probe steps with all the threads decide. On more threads, a window of slowed-down steps
+    drops it to one; on one, the meter, read every LOOK_S, says when to try more again."""
+    plan: ThreadPlan
+    probe: object = None  # callable(n) -> None, or None: no measuring (the plan's count)
+    probe_size: int = 1  # samples in one probe step
+    now: object = time.perf_counter
+    meter: object = None  # IdleMeter (made at start); a test gives its own
+    tell: object = None  # callable(line): told when the count drops below the plan's
+    current: int = 0
+    steps: dict = field(default_factory=dict)  # threads -> real steps run with them
+    changes: list = field(default_factory=list)  # [{"epoch", "step", "threads", "why"}]
+    probes: list = field(default_factory=list)  # [{"epoch", "step", "why", "s_per_sample"}]
+    _window: list = field(default_factory=list)  # recent real steps, s per sample
+    _reference: float | None = None  # s per sample expected at `current` threads
+    _pending: str | None = None  # "start": the first steps on one thread decide
+    _backoff: float = RECHECK_S[0]  # after a probe that found more threads slower anyway
+    _next_look: float = 0.0  # on one thread: when to read the idle meter again
+    _not_before: float = 0.0  # on one thread: no upward probe before this
+    _since_change: int = 0
+
+    @property
+    def measuring(self) -> bool:
+        return self.plan.adaptive and self.probe is not None
+
+    def start(self, epoch: int = 0, at: int | None = None) -> int:
+        """Set the starting thread count; returns it. `at`: the count a resumed run had when
+        it stopped (so that it goes on as the uninterrupted run would)."""
+        if not self.measuring:
+            self.current = self.plan.threads
+        else:
+            if self.meter is None:
+                self.meter = IdleMeter()
+            self.current = min(at or 1, self.plan.threads)
+            self._pending = "start" if self.current == 1 else None
+            self.meter.start()
+            self._next_look = self.now() + LOOK_S
+        set_threads(self.current)
+        return self.current
+
+    def _timed(self, n: int) -> float:
+        t0 = self.now()
+        self.probe(n)
+        return self.now() - t0
+
+    def _probe_many(self, many: int, one: float) -> float:
+        """Seconds per sample with `many` threads, after a warm-up step (a new thread count's
+        first step pays for its set-up), stopping at the first step that is clearly slower than
+        one thread's `one` (s per sample): under load such a step costs ten of one thread's."""
+        set_threads(many)
+        size, times = self.probe_size, []
+        for k in range(PROBE_STEPS + 1):
+            t = self._timed(many) / size
+            if t > (3 if k == 0 else 2) * one:
+                times.append(t)
+                break
+            if k:
+                times.append(t)
+        return statistics.median(times)
+
+    def _switch(self, n: int, epoch: int, step: int, why: str) -> None:
+        if n != self.current or why.startswith("start"):
+            self.changes.append({"epoch": epoch, "step": step, "threads": n, "why": why})
+            if n < self.plan.threads and self.tell is not None:
+                self.tell(f"Threads: {n} of {self.plan.threads} ({why})")
+        self.current = n
+        set_threads(n)
+        self._window.clear()
+        self._since_change = 0
+        self._next_look = self.now() + LOOK_S
+        self.meter.start()
+
+    def _try_more(self, epoch: int, step: int, why: str) -> None:
+        """On one thread: is `many` clearly faster now? The meter first, then a probe."""
+        many = self.plan.threads
+        one = statistics.median(self._window)
+        idle = self.meter.idle()
+        if idle is not None and idle < 0.7 * (many - 1):
+            if why == "start":
+                self._switch(1, epoch, step, f"start: the other CPUs were busy ({idle:.1f} of "
+                                             f"{many - 1} idle), 1 thread {one * 1e6:.1f} "
+                                             "us/sample")
+            self.meter.start()
+            self._next_look = self.now() + LOOK_S
+            return
+        t_many = self._probe_many(many, one)
+        self.probes.append({"epoch": epoch, "step": step, "why": why,
+                            "s_per_sample": {str(many): t_many, "1": one}})
+        text = f"{why}: {many} threads {t_many * 1e6:.1f} us/sample, 1 thread {one * 1e6:.1f}"
+        if t_many < FASTER * one:
+            self._backoff = RECHECK_S[0]
+            self._switch(many, epoch, step, text + " us/sample")
+            self._reference = t_many
+        else:  # slower even with the CPUs idle (a small model): look again later, and later
+            if why != "start":
+                self._backoff = min(RECHECK_S[1], self._backoff * 2)
+            self._switch(1, epoch, step, text + " us/sample")
+            self._not_before = self.now() + self._backoff
+
+    def step(self, seconds: float, size: int, epoch: int = 0, index: int = 0) -> None:
+        """One real step ran for `seconds` on `size` samples with the current threads."""
+        self.steps[self.current] = self.steps.get(self.current, 0) + 1
+        if not self.measuring or size <= 0:
+            return
+        self._since_change += 1
+        if self._since_change == 1 and self._pending:
+            return  # the first step pays for set-up: not timed
+        self._window.append(seconds / size)
+        if len(self._window) > WINDOW:
+            del self._window[0]
+        if self._pending:
+            if len(self._window) >= PROBE_STEPS:
+                self._pending = None
+                self._try_more(epoch, index + 1, "start")
+            return
+        if self.current > 1:
+            if self._reference is None and len(self._window) == WINDOW:
+                self._reference = statistics.median(self._window)  # a resumed run's
+            elif self._reference is not None and len(self._window) == WINDOW \
+                    and statistics.median(self._window) > SLOWDOWN * self._reference:
+                self._switch(1, epoch, index + 1,
+                             f"steps slowed down: {statistics.median(self._window) * 1e6:.1f} "
+                             f"us/sample on {self.current} threads, "
+                             f"{self._reference * 1e6:.1f} before")
+            return
+        now = self.now()
+        if now >= self._next_look and now >= self._not_before and self._window:
+            self._try_more(epoch, index + 1, "recheck")
+
+    def record(self) -> dict:
+        """What metrics.json says about the threads: the plan, the counts used, the changes."""
+        return {**self.plan.to_dict(), "used": {str(k): v for k, v in sorted(self.steps.items())},
+                "changes": list(self.changes)}
+
+
+def training_probe(net, autocast, loss_fn, xb, yb, make_optimizer=None):
+    """probe(n) for a ThreadGovernor: one training step of a scratch copy of `net` on the batch
+    (xb, yb): forward, backward and, with `make_optimizer(params)`, an optimizer step, under the
+    random state forked (dropout draws leave the real run's generator alone). None where the
+    network cannot be copied: the plan's count is kept."""
+    import copy
+
+    import torch
+
+    try:
+        scratch = copy.deepcopy(net)
+    except Exception:  # noqa: BLE001 - a user's module that cannot be copied: no measuring
+        return None
+    scratch.train()
+    optimizer = make_optimizer(scratch.parameters()) if make_optimizer else None
+
+    def probe(n: int) -> None:
+        with torch.random.fork_rng(devices=[]):
+            with autocast():
+                loss = loss_fn(scratch(xb), yb)
+            scratch.zero_grad(set_to_none=True)
+            loss.backward()
+            if optimizer is not None:
+                optimizer.step()
+    return probe
+
+
+def start_fit_threads(trainer, loader, epoch: int) -> None:
+    """Set a Trainer's thread count for one `fit`: a plan's warning said once; with auto, the
+    probe made from a scratch copy of its network and its first training images."""
+    from cnnkit.train.optim import make_optimizer
+
+    gov, cfg = trainer.threads, trainer.config
+    if gov.plan.warning:
+        trainer.say(f"Warning: {gov.plan.warning}")
+    n = min(len(loader.x), cfg.batch_size)
+    if gov.plan.adaptive and gov.probe is None:
+        import torch
+
+        first = torch.arange(n)
+        xb = trainer._input(loader.x.index_select(0, first).to(trainer.device))
+        gov.probe = training_probe(
+            trainer.model.net, trainer._autocast, trainer.loss_fn, xb,
+            loader.y.index_select(0, first).to(trainer.device),
+            lambda params: make_optimizer(cfg.optimizer, params, cfg.lr, cfg.momentum,
+                                          cfg.nesterov, cfg.weight_decay))
+    gov.probe_size, gov.tell = n, trainer.say
+    gov.start(epoch, at=trainer._resume_threads)
