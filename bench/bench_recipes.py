@@ -4,6 +4,7 @@ full Fashion-MNIST, scored on the official 10,000 test images, over several seed
 beside seed 002's whole Keras recipe. The metrics come back from the RunResult.
 
     .venv/bin/python bench/bench_recipes.py --recipe fast --seeds 1 2 3 [--keras]
+    .venv/bin/python bench/bench_recipes.py --recipe best --set epochs=30    # a variant
 
 Prints wall time and test accuracy per seed, then the mean and min accuracy and the median
 wall time, and whether the recipe's goal (fast: >= 91.6% in <= 30 s; best: >= 94.0% in
@@ -29,15 +30,16 @@ GOALS = {"fast": (0.916, 30.0), "best": (0.940, 600.0)}
 CHILD = """
 import json, sys
 import cnnkit
-recipe, seed, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-result = cnnkit.run(cnnkit.RunSpec.from_recipe(recipe, seed=seed, out=out, verbose=0))
+recipe, seed, out, overrides = sys.argv[1], int(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4])
+result = cnnkit.run(cnnkit.RunSpec.from_recipe(recipe, seed=seed, out=out, verbose=0, **overrides))
 print(json.dumps(result.metrics))
 """
 
 
-def run_recipe(recipe: str, seed: int, out: Path) -> tuple[float, dict]:
+def run_recipe(recipe: str, seed: int, out: Path, overrides: dict) -> tuple[float, dict]:
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", CHILD, recipe, str(seed), str(out)],
+    proc = subprocess.run([sys.executable, "-c", CHILD, recipe, str(seed), str(out),
+                           json.dumps(overrides)],
                           check=True, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     return wall, json.loads(proc.stdout.strip().splitlines()[-1])
@@ -48,17 +50,23 @@ def main():
     ap.add_argument("--recipe", default="fast")
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--keras", action="store_true", help="also run seed 002's Keras recipe (minutes)")
+    ap.add_argument("--set", nargs="+", default=[], metavar="OPTION=VALUE",
+                    help="run options over the recipe's, e.g. --set epochs=30 (JSON values)")
     args = ap.parse_args()
+    overrides = {k: json.loads(v) for k, v in (kv.split("=", 1) for kv in args.set)}
+    if overrides:
+        print(f"recipe {args.recipe} with {overrides}")
     print(machine_line())
     warn_if_loaded()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
-            wall, m = run_recipe(args.recipe, seed, Path(tmp) / f"seed{seed}")
+            wall, m = run_recipe(args.recipe, seed, Path(tmp) / f"seed{seed}", overrides)
             rows.append((seed, wall, m))
             print(f"  {args.recipe} seed {seed}: test accuracy {m['test_accuracy']:.4f} in {wall:.1f} s "
                   f"wall ({m['epochs_run']} epochs, {m['samples_per_s']:,.0f} samples/s, "
-                  f"peak {m['peak_rss_mb']:,.0f} MiB)")
+                  f"peak {m['peak_rss_mb']:,.0f} MiB, threads used "
+                  f"{m.get('threads', {}).get('used')})")
     accs = [m["test_accuracy"] for _, _, m in rows]
     walls = [w for _, w, _ in rows]
     print(f"{args.recipe}: accuracy mean {sum(accs) / len(accs):.4f}, min {min(accs):.4f}; "

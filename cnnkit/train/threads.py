@@ -258,7 +258,7 @@ class ThreadGovernor:
     changes: list = field(default_factory=list)  # [{"epoch", "step", "threads", "why"}]
     probes: list = field(default_factory=list)  # [{"epoch", "step", "why", "s_per_sample"}]
     _window: list = field(default_factory=list)  # recent real steps, s per sample
-    _reference: float | None = None  # s per sample expected at `current` threads
+    _reference: float | None = None  # s per sample of real steps on more threads
     _pending: str | None = None  # "start": the first steps on one thread decide
     _backoff: float = RECHECK_S[0]  # after a probe that found more threads slower anyway
     _next_look: float = 0.0  # on one thread: when to read the idle meter again
@@ -336,7 +336,9 @@ class ThreadGovernor:
         if t_many < FASTER * one:
             self._backoff = RECHECK_S[0]
             self._switch(many, epoch, step, text + " us/sample")
-            self._reference = t_many
+            # the watchdog's yardstick: the next real steps (batch gathering and all), not the
+            # probe's, which has none of that and would make every real step look slow
+            self._reference = None
         else:  # slower even with the CPUs idle (a small model): look again later, and later
             if why != "start":
                 self._backoff = min(RECHECK_S[1], self._backoff * 2)
@@ -361,7 +363,7 @@ class ThreadGovernor:
             return
         if self.current > 1:
             if self._reference is None and len(self._window) == WINDOW:
-                self._reference = statistics.median(self._window)  # a resumed run's
+                self._reference = statistics.median(self._window)  # after a switch or resume
             elif self._reference is not None and len(self._window) == WINDOW \
                     and statistics.median(self._window) > SLOWDOWN * self._reference:
                 self._switch(1, epoch, index + 1,

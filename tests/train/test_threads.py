@@ -163,6 +163,20 @@ def test_the_governor_drops_to_one_thread_under_load_and_comes_back(monkeypatch)
     assert sum(record["used"].values()) == 100 + 30 + 3000 + 300
 
 
+def test_real_steps_dearer_than_the_probe_are_not_a_slowdown(monkeypatch):
+    """A real step also gathers and converts its batch, which the probe does not: the watchdog
+    measures its yardstick on real steps, so a quiet run stays on 2 threads."""
+    m = Machine()
+    monkeypatch.setattr(T, "set_threads", lambda n: None)
+    gov = governor(m)
+    gov.start()
+    for i in range(2000):  # every real step costs 1.7x the probe's
+        dt = 1.7 * m.cost(gov.current)
+        m.t += dt
+        gov.step(dt, 128, 0, i)
+    assert gov.current == 2 and len(gov.changes) == 1 and gov.steps[2] == 2000 - 5
+
+
 def test_under_load_from_the_start_no_slow_step_is_ever_tried(monkeypatch):
     m = Machine()
     m.loaded = True
