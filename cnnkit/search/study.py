@@ -268,9 +268,12 @@ def _run(space: Space, settings: dict, store, out: Path | None, jobs: int, timeo
 
 def _run_children(ctx: dict, jobs: int) -> None:
     # the cores shared out: J workers of all-core torch each thrash on a small model
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    from cnnkit.train.threads import available_cpus
+
+    threads = max(1, available_cpus() // jobs)
     cmd = [sys.executable, "-m", "cnnkit.search.worker"]
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    # each trial's thread plan (cnnkit.train.threads) is then this fixed share
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "CNNKIT_THREADS": str(threads)}
     job = json.dumps({**ctx, "threads": threads}).encode()  # on stdin: no command line to parse
     children = []
     for _ in range(jobs):
