@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import socket
 import sys
 import tempfile
@@ -26,6 +27,7 @@ from cnnkit.distributed import check_sync_bn
 from cnnkit.errors import CnnkitError
 
 WORKER = "cnnkit.distributed.worker"
+JOB_ENV = "CNNKIT_RANK_JOB"  # where a rank finds its job file
 RESULT, ERROR, MODEL = "result.json", "error.json", "model"
 EXIT_ERROR, EXIT_PEER_LOST = 2, 3  # a worker's exit codes for "said why" and "another died"
 MONITOR_S = 0.1  # how often the agent looks at its workers
@@ -81,11 +83,26 @@ def launch(spec, nproc: int, resume: bool, command, callbacks, module):
                               rdzv_endpoint=f"127.0.0.1:{free_port()}", max_restarts=0,
                               monitor_interval=MONITOR_S)
         try:
-            with _quiet_agent():
-                elastic_launch(config, sys.executable)("-u", "-m", WORKER, str(job))
+            with _quiet_agent(), _job_in_environment(job):
+                elastic_launch(config, sys.executable)("-u", "-m", WORKER)
         except ChildFailedError as e:
             raise _failure(e, Path(tmp), spec, nproc) from None
         return read_result(Path(tmp))
+
+
+@contextlib.contextmanager
+def _job_in_environment(job: Path):
+    """The ranks find their job file in JOB_ENV (the agent's environment is theirs): an
+    internal hand-over, not a command line."""
+    before = os.environ.get(JOB_ENV)
+    os.environ[JOB_ENV] = str(job)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(JOB_ENV, None)
+        else:
+            os.environ[JOB_ENV] = before
 
 
 def read_result(tmp: Path):

@@ -1,6 +1,6 @@
-"""`python -m cnnkit.distributed.worker JOB`: one rank of `cnnkit.run(spec, nproc=N)`.
+"""`python -m cnnkit.distributed.worker`: one rank of `cnnkit.run(spec, nproc=N)`.
 
-The job file holds the spec; rank 0 leaves the RunResult's parts beside it (launch.py reads
+The job file (its path in the environment, CNNKIT_RANK_JOB, set by launch.py) holds the spec; rank 0 leaves the RunResult's parts beside it (launch.py reads
 them back) or, for a mistake in what was asked, its one-line error. Exit codes: 0 done, 2 the
 run's own error (rank 0 wrote it), 3 another rank died; a bug keeps its traceback (exit 1).
 """
@@ -12,17 +12,17 @@ import sys
 from pathlib import Path
 
 from cnnkit.distributed import PeerLost
-from cnnkit.distributed.launch import ERROR, EXIT_ERROR, EXIT_PEER_LOST, MODEL, RESULT
+from cnnkit.distributed.launch import ERROR, EXIT_ERROR, EXIT_PEER_LOST, JOB_ENV, MODEL, RESULT
 from cnnkit.errors import CnnkitError
 from cnnkit.fsutil import atomic_write_json
 
 
-def main(argv: list[str]) -> int:
+def main() -> int:
     import cnnkit
     from cnnkit.distributed.rank import _jsonable
     from cnnkit.runs.spec import RunSpec
 
-    job_file = Path(argv[0])
+    job_file = Path(os.environ[JOB_ENV])
     job = json.loads(job_file.read_text())
     here, rank = job_file.parent, int(os.environ["RANK"])
     try:
@@ -45,4 +45,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())
