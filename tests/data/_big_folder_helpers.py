@@ -44,12 +44,22 @@ CHILD = r"""
 import json, resource, sys
 limit = int(sys.argv[1])
 resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))  # before torch is imported
+import threading, time
+peak_anon = 0  # the process's own memory (heap, stacks): what the limit bounds
+def watch():
+    global peak_anon
+    while True:
+        for line in open("/proc/self/status"):
+            if line.startswith("RssAnon:"):
+                peak_anon = max(peak_anon, int(line.split()[1]) * 1024)
+        time.sleep(0.01)
+threading.Thread(target=watch, daemon=True).start()
 import cnnkit
 result = cnnkit.run(cnnkit.RunSpec(model=sys.argv[2], dataset="folder:" + sys.argv[3],
                                    epochs=1, batch_size=8, val_split=0.1, seed=0, verbose=0,
                                    out=sys.argv[4]))
 status = dict(line.split(":", 1) for line in open("/proc/self/status"))
-print(json.dumps({"peak_rss": int(status["VmHWM"].split()[0]) * 1024,
+print(json.dumps({"peak_rss": int(status["VmHWM"].split()[0]) * 1024, "peak_anon": peak_anon,
                   "ru_maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
                   "test_accuracy": result.metrics["test_accuracy"],
                   "history": result.history}))
