@@ -11,9 +11,9 @@ from cnnkit.train.config import TrainConfig
 
 
 def test_from_recipe_applies_the_recipe_and_overrides_win():
-    spec = RunSpec.from_recipe("fast", epochs=3)
-    assert (spec.model, spec.dataset, spec.recipe) == ("fast-cnn", "fashion-mnist", "fast")
-    assert spec.epochs == 3 and spec.lr == 6e-3 and spec.schedule == "onecycle"
+    spec = RunSpec.from_recipe("fast", epochs=2)
+    assert (spec.model, spec.dataset, spec.recipe) == ("fast-cnn-dense", "fashion-mnist", "fast")
+    assert spec.epochs == 2 and spec.lr == 8e-3 and spec.schedule == "onecycle"
     assert spec.label_smoothing == 0.1 and spec.batch_size == 128
     # what neither sets comes from the defaults
     assert spec.optimizer == "adam" and spec.artifacts == "full" and spec.val_split == 0.0

@@ -1,0 +1,44 @@
+"""The `cnnkit` command leaves without the interpreter's module teardown once its work is done
+(cnnkit.cli.entry): what it printed and wrote must all be there, through a pipe, and its exit
+code must be main()'s."""
+import json
+import subprocess
+import sys
+
+
+def _cnnkit(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "cnnkit", *args], capture_output=True,
+                          text=True, timeout=300, **kw)
+
+
+def test_a_run_through_a_pipe_prints_and_writes_everything(tmp_path):
+    out = tmp_path / "run"
+    r = _cnnkit("train", "--model", "fast-cnn-dense", "--dataset", "digits", "--epochs", "1",
+                "--seed", "0", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[-1] == f"Report: {out / 'report.md'}"  # the last line reached the pipe
+    assert lines[-2].startswith("Test accuracy ")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs_run"] == 1
+    assert (out / "report.html").stat().st_size > 0
+
+
+def test_a_bad_value_still_exits_2_with_one_line(tmp_path):
+    r = _cnnkit("train", "--model", "fast-cnn-dense", "--dataset", "digits", "--epochs", "0",
+                "--out", str(tmp_path / "bad"))
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and "epochs" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "bad").exists()
+
+
+def test_an_exit_handler_still_runs(tmp_path):
+    """atexit handlers (logging's, a user's in a plugin) run as at a normal exit."""
+    marker = tmp_path / "ran"
+    code = ("import atexit, pathlib, sys, torch\n"
+            f"atexit.register(lambda: pathlib.Path({str(marker)!r}).write_text('yes'))\n"
+            "sys.argv = ['cnnkit', 'presets']\n"
+            "from cnnkit.cli import entry\nentry()\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "seed003-cnn" in r.stdout and marker.read_text() == "yes"
