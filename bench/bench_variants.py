@@ -63,6 +63,7 @@ VARIANTS = {
     "hidden-256": ("fast-cnn + a 256-unit hidden layer", lambda: stages(16, 32, 64) + head(256)),
     "wide-96": ("16-32-96, no hidden layer", lambda: stages(16, 32, 96) + head()),
     "wide-128": ("16-32-128, no hidden layer", lambda: stages(16, 32, 128) + head()),
+    "wide-128-dense": ("16-32-128 + Dense(128)→BN→ReLU", lambda: stages(16, 32, 128) + head(128)),
     "narrow-8": ("8-32-64: fewer stage-1 filters (off oneDNN's 16-channel blocking: slower)",
                  lambda: stages(8, 32, 64) + head()),
     "stride-stem": ("a 4x4 stride-2 conv instead of stage 1's conv + pool, hidden 128",
