@@ -244,3 +244,26 @@ def trained_parameters(model) -> list:
                 p.requires_grad_(True)
                 frozen.discard(id(p))
     return [p for p in params if p.requires_grad]
+
+
+def frozen_norms(model) -> list:
+    """The batch-norm modules of cnnkit's own layers whose weights are all frozen (the
+    `trainable` flag, or `--freeze`): Keras runs a non-trainable BatchNormalization in inference
+    mode, so its moving statistics stay as trained. The trainer sets them to eval() after each
+    `net.train()`. A user's own nn.Module is left to torch's rules (train mode updates the
+    statistics whatever `requires_grad` says)."""
+    from torch import nn
+
+    net = model.net
+    if not (hasattr(model, "layers") and hasattr(model, "layer_names")):
+        return []
+    norms = []
+    for name in model.layer_names():
+        module = net.layers[name]
+        params = list(module.parameters())
+        for m in module.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and params \
+                    and not any(p.requires_grad for p in params):
+                norms.append(m)
+    return norms
+

@@ -251,6 +251,9 @@ class Trainer:
         if par is not None:  # this rank's part of every global batch
             loader = par.shard(loader)
         steps = 1 if cfg.dry_run else len(loader)
+        from cnnkit.train.optimizers import frozen_norms
+
+        frozen = frozen_norms(self.model)  # in inference mode while the rest trains
         if self.schedule is None:
             self.schedule = make_schedule(cfg.schedule, self.optimizer, cfg.epochs, steps,
                                           step_size=cfg.step_size, gamma=cfg.gamma)
@@ -286,6 +289,8 @@ class Trainer:
             if self.average is not None:
                 self.average.use_own()  # train the network's own weights
             net.train()
+            for norm in frozen:  # Keras: a frozen BatchNormalization keeps its statistics
+                norm.eval()
             loss_sum = torch.zeros((), device=self.device)
             correct = torch.zeros((), dtype=torch.long, device=self.device)
             seen = 0
