@@ -264,6 +264,7 @@ class ThreadGovernor:
     _next_look: float = 0.0  # on one thread: when to read the idle meter again
     _not_before: float = 0.0  # on one thread: no upward probe before this
     _since_change: int = 0
+    _gained: bool = False  # a probe has found more threads clearly faster in this run
 
     @property
     def measuring(self) -> bool:
@@ -335,10 +336,15 @@ class ThreadGovernor:
         text = f"{why}: {many} threads {t_many * 1e6:.1f} us/sample, 1 thread {one * 1e6:.1f}"
         if t_many < FASTER * one:
             self._backoff = RECHECK_S[0]
+            self._gained = True
             self._switch(many, epoch, step, text + " us/sample")
             # the watchdog's yardstick: the next real steps (batch gathering and all), not the
             # probe's, which has none of that and would make every real step look slow
             self._reference = None
+        elif self._gained:  # this model did gain from more threads with these CPUs idle: the
+            # probe fell in a slow moment of the host (its other guests), not a small model's
+            # limit; look again at the next reading of the meter rather than backing off
+            self._switch(1, epoch, step, text + " us/sample")
         else:  # slower even with the CPUs idle (a small model): look again later, and later
             if why != "start":
                 self._backoff = min(RECHECK_S[1], self._backoff * 2)

@@ -163,6 +163,35 @@ def test_the_governor_drops_to_one_thread_under_load_and_comes_back(monkeypatch)
     assert sum(record["used"].values()) == 100 + 30 + 3000 + 300
 
 
+def test_a_slow_moment_of_the_host_does_not_keep_a_run_on_one_thread(monkeypatch):
+    """The host's other guests slow every step for a while (the other CPU stays idle to this
+    guest's meter): the watchdog drops to one thread, and the probes during the slow spell find
+    2 threads no faster. This model did gain from 2 threads at the start, so it probes again at
+    each reading of the meter (not after the 15 s back-off meant for models too small for 2
+    threads) and is back on 2 threads within seconds of the spell's end."""
+    m = Machine()
+    monkeypatch.setattr(T, "set_threads", lambda n: None)
+    gov = governor(m)
+    gov.start()
+    drive(gov, m, 100)
+    assert gov.current == 2
+    quiet = dict(m.costs)
+    m.costs.update({(False, 2): 30e-3, (False, 1): 20e-3})  # a slow spell of the host
+    drive(gov, m, 300)  # ~6 s of it
+    assert gov.current == 1 and any(c["why"].startswith("steps slowed down") for c in gov.changes)
+    rechecks = [p for p in gov.probes if p["why"] == "recheck"]
+    assert len(rechecks) >= 2  # every ~2 s, not once per 15 s
+    m.costs = quiet  # the spell ends
+    t_end = m.t
+    for i in range(1000):
+        dt = m.cost(gov.current)
+        m.t += dt
+        gov.step(dt, 128, 0, i)
+        if gov.current == 2:
+            break
+    assert gov.current == 2 and m.t - t_end < T.LOOK_S + 0.5
+
+
 def test_real_steps_dearer_than_the_probe_are_not_a_slowdown(monkeypatch):
     """A real step also gathers and converts its batch, which the probe does not: the watchdog
     measures its yardstick on real steps, so a quiet run stays on 2 threads."""
