@@ -51,3 +51,18 @@ def browser():
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b
         b.close()
+
+
+
+@pytest.fixture
+def keras_reference_values(keras_reference):
+    """values.json: (its cases, their arrays as float32 numpy arrays named `cN_x`, `cN_y`,
+    `cN_kernel`, `cN_bias`). The JSON holds Keras's float32 values as text; they read back
+    exactly."""
+    import json
+
+    import numpy as np
+
+    cases = json.loads((keras_reference / "values.json").read_text())["cases"]
+    return cases, {f"{case['key']}_{name}": np.asarray(values, np.float32)
+                   for case in cases for name, values in case["arrays"].items()}

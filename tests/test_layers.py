@@ -107,11 +107,10 @@ def test_keras_reference_shapes_and_params(keras_reference):
         assert tuple(out.shape[1:]) == tuple(case["keras"][-1]["output_shape"])
 
 
-def test_keras_reference_values(keras_reference):
-    meta = json.loads((keras_reference / "values.json").read_text())
-    arrays = np.load(keras_reference / "values.npz")
-    assert len(meta["cases"]) == 30
-    for case in meta["cases"]:
+def test_keras_reference_values(keras_reference_values):
+    cases, arrays = keras_reference_values
+    assert len(cases) == 30
+    for case in cases:
         key = case["key"]
         x = arrays[f"{key}_x"]
         model = Sequential.from_config({"input_shape": list(x.shape[1:]), "layers": [case["layer"]]})

@@ -186,7 +186,7 @@ def test_same_numbers_as_real_keras(tmp_path, optimizer, args):
         np.testing.assert_allclose(a, b, atol=2e-6)
 
 
-def test_keras_reference_shapes_and_values(keras_reference):
+def test_keras_reference_shapes_and_values(keras_reference, keras_reference_values):
     """Keras's own output shapes and parameter counts for 150 models built from Keras's
     arguments, and its outputs for 30 layers with given weights."""
     cases = json.loads((keras_reference / "shapes.json").read_text())["cases"]
@@ -197,8 +197,7 @@ def test_keras_reference_shapes_and_values(keras_reference):
         assert [list(i.output_shape) for i in infos] == [k["output_shape"] for k in case["keras"]]
         assert [i.trainable for i in infos] == [k["trainable_params"] for k in case["keras"]]
         assert model.count_params() == case["total_params"]
-    values = json.loads((keras_reference / "values.json").read_text())["cases"]
-    arrays = np.load(keras_reference / "values.npz")
+    values, arrays = keras_reference_values
     for case in values:
         key, ((kind, args),) = case["key"], case["layer"].items()
         x = arrays[f"{key}_x"]
