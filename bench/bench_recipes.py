@@ -9,6 +9,13 @@ beside seed 002's whole Keras recipe. The metrics come from the run's metrics.js
 Prints wall time and test accuracy per seed, then the mean and min accuracy and the median
 wall time, and whether the recipe's goal (fast: >= 91.6% in <= 30 s; best: >= 94.0% in
 <= 10 min: the mean accuracy over the seeds, every run within the time) is met.
+
+Two times per cnnkit run: the whole process (start to exit, the report included), and the
+time to its result: from the start of the process to the moment its "Test accuracy" line
+reaches this script (the run prints it before it draws the report's pictures). Keras's
+figure (keras_baseline.py's wall_s) is the second kind: its process's age when the test
+accuracy is known. The 10x goal compares like with like, time to result on both sides; the
+whole-process ratio is printed beside it.
 """
 from __future__ import annotations
 
@@ -37,20 +44,31 @@ print(json.dumps(result.metrics))
 """
 
 
-def run_recipe(recipe: str, seed: int, out: Path, overrides: dict) -> tuple[float, dict]:
+def run_recipe(recipe: str, seed: int, out: Path, overrides: dict) -> tuple[float, float, dict]:
     """The user's own command, `cnnkit train --recipe R` (metrics from its metrics.json); with
-    --set overrides, which need not have a flag, a `cnnkit.run` call in a fresh interpreter."""
+    --set overrides, which need not have a flag, a `cnnkit.run` call in a fresh interpreter.
+    Returns (whole-process wall s, s to the "Test accuracy" line, metrics); with --set, which
+    prints no such line, the second is the whole wall time."""
     if overrides:
         command = [sys.executable, "-c", CHILD, recipe, str(seed), str(out), json.dumps(overrides)]
     else:
         command = [sys.executable, "-m", "cnnkit", "train", "--recipe", recipe, "--seed", str(seed),
-                   "--out", str(out), "--quiet"]
+                   "--out", str(out)]
     t0 = time.perf_counter()
-    proc = subprocess.run(command, check=True, capture_output=True, text=True)
+    result, lines = None, []
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          bufsize=1) as proc:
+        for line in proc.stdout:
+            if result is None and line.startswith("Test accuracy "):
+                result = time.perf_counter() - t0
+            lines.append(line)
+        err = proc.stderr.read()
     wall = time.perf_counter() - t0
+    if proc.returncode:
+        raise SystemExit(f"{' '.join(command)} failed ({proc.returncode}): {err.strip()}")
     if overrides:
-        return wall, json.loads(proc.stdout.strip().splitlines()[-1])
-    return wall, json.loads((out / "metrics.json").read_text())
+        return wall, wall, json.loads(lines[-1])
+    return wall, result if result is not None else wall, json.loads((out / "metrics.json").read_text())
 
 
 def main():
@@ -66,7 +84,7 @@ def main():
         print(f"recipe {args.recipe} with {overrides}")
     print(machine_line())
     warn_if_loaded()
-    rows, k = [], None
+    rows, results, k = [], [], None
     # with --keras the cnnkit runs bracket the Keras one (half before, half after), so a host
     # whose speed drifts over minutes weighs on both sides of the ratio alike
     keras_at = len(args.seeds) // 2 if args.keras else None
@@ -74,10 +92,11 @@ def main():
         for i, seed in enumerate(args.seeds):
             if i == keras_at:
                 k = run_keras()
-            wall, m = run_recipe(args.recipe, seed, Path(tmp) / f"seed{seed}", overrides)
+            wall, result, m = run_recipe(args.recipe, seed, Path(tmp) / f"seed{seed}", overrides)
             rows.append((seed, wall, m))
+            results.append(result)
             print(f"  {args.recipe} seed {seed}: test accuracy {m['test_accuracy']:.4f} in {wall:.1f} s "
-                  f"wall ({m['epochs_run']} epochs, {m['samples_per_s']:,.0f} samples/s, "
+                  f"wall, result after {result:.1f} s ({m['epochs_run']} epochs, {m['samples_per_s']:,.0f} samples/s, "
                   f"peak {m['peak_rss_mb']:,.0f} MiB, threads used "
                   f"{m.get('threads', {}).get('used')})")
     accs = [m["test_accuracy"] for _, _, m in rows]
@@ -90,9 +109,13 @@ def main():
         print(f"goal: mean accuracy ≥ {acc_goal:.1%}, every run ≤ {time_goal:.0f} s wall: "
               f"{'met' if met else 'NOT met'} (every seed ≥ {acc_goal:.1%}: "
               f"{'yes' if min(accs) >= acc_goal else 'no'})")
+    print(f"{args.recipe}: time to the test result median {median(results):.1f} s, "
+          f"max {max(results):.1f} s")
     if k:
-        ratio = k["wall_s"] / median(walls)
-        print(f"ratio of wall times, Keras / cnnkit {args.recipe}: {ratio:.1f}x (median cnnkit run; "
+        whole = k["wall_s"] / median(walls)
+        ratio = k["wall_s"] / median(results)
+        print(f"ratio Keras / cnnkit {args.recipe}, time to the test result: {ratio:.1f}x "
+              f"(whole cnnkit process, report included: {whole:.1f}x; median cnnkit runs; "
               f"cnnkit's lowest accuracy {min(accs):.4f} vs Keras's {k['test_accuracy']:.4f})")
         if args.recipe in KERAS_GOAL:
             same = min(accs) >= k["test_accuracy"]

@@ -24,6 +24,25 @@ def test_a_run_through_a_pipe_prints_and_writes_everything(tmp_path):
     assert (out / "report.html").stat().st_size > 0
 
 
+def test_the_test_result_is_printed_before_the_report_is_drawn(tmp_path):
+    """The user waits for the test accuracy: it reaches the pipe while the pictures and the
+    report are still to come, and metrics.json says how long the result took."""
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "cnnkit", "train", "--model", "fast-cnn-dense",
+                             "--dataset", "digits", "--epochs", "1", "--seed", "0", "--out",
+                             str(out)], stdout=subprocess.PIPE, text=True, bufsize=1)
+    seen = None
+    for line in proc.stdout:
+        if line.startswith("Test accuracy "):
+            seen = {p.name for p in out.iterdir()}  # what the run directory holds at that moment
+            assert "s to this result" in line
+    assert proc.wait(timeout=300) == 0
+    assert seen is not None and not {"curves.png", "mistakes.png", "report.html"} & seen
+    assert {"curves.png", "mistakes.png", "report.html"} <= {p.name for p in out.iterdir()}
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0 < metrics["result_time_s"] < metrics["wall_time_s"]
+
+
 def test_a_bad_value_still_exits_2_with_one_line(tmp_path):
     r = _cnnkit("train", "--model", "fast-cnn-dense", "--dataset", "digits", "--epochs", "0",
                 "--out", str(tmp_path / "bad"))

@@ -15,7 +15,9 @@ faster than 1. No static rule knows which case it is in, so `auto`:
    CPUs (`IdleMeter`): busy, it stays on one thread without ever trying a slow step; idle, a few
    probe steps on a scratch copy of the model (`training_probe`) with all the threads decide
    (more threads only when clearly faster);
-3. on more threads, drops to one when a window of steps slows down by half; on one thread,
+3. on more threads, drops to one when a window of steps slows down by half, and goes straight
+   back when the next real steps on one thread are slower still (the whole host slowed, a VM's
+   neighbours, which no /proc/stat shows: more threads are still the faster way); on one thread,
    looks at the meter every 2 s and probes upward when the other CPUs are idle again (backing
    off where a small model gains nothing from more threads even then).
 
@@ -265,6 +267,7 @@ class ThreadGovernor:
     _not_before: float = 0.0  # on one thread: no upward probe before this
     _since_change: int = 0
     _gained: bool = False  # a probe has found more threads clearly faster in this run
+    _slowed: float | None = None  # s per sample of the slowed-down steps that dropped to one
 
     @property
     def measuring(self) -> bool:
@@ -372,10 +375,25 @@ class ThreadGovernor:
                 self._reference = statistics.median(self._window)  # after a switch or resume
             elif self._reference is not None and len(self._window) == WINDOW \
                     and statistics.median(self._window) > SLOWDOWN * self._reference:
+                slowed = statistics.median(self._window)
                 self._switch(1, epoch, index + 1,
-                             f"steps slowed down: {statistics.median(self._window) * 1e6:.1f} "
-                             f"us/sample on {self.current} threads, "
-                             f"{self._reference * 1e6:.1f} before")
+                             f"steps slowed down: {slowed * 1e6:.1f} us/sample on "
+                             f"{self.current} threads, {self._reference * 1e6:.1f} before")
+                self._slowed = slowed  # the next real steps on one thread say who slowed them
+            return
+        if self._slowed is not None:  # a trial: is one thread faster than the slowed steps?
+            if self._since_change == 1:
+                self._window.clear()  # a new thread count's first step pays for its set-up
+                return
+            if len(self._window) < PROBE_STEPS:
+                return
+            one, slowed, self._slowed = statistics.median(self._window), self._slowed, None
+            if slowed < FASTER * one:  # the whole host slowed (its other guests), not one CPU:
+                # more threads are still the faster way; their new pace is the yardstick
+                self._switch(self.plan.threads, epoch, index + 1,
+                             f"trial: 1 thread {one * 1e6:.1f} us/sample, {self.plan.threads} "
+                             f"threads slowed down {slowed * 1e6:.1f}: the host slowed")
+                self._reference = None
             return
         now = self.now()
         if now >= self._next_look and now >= self._not_before and self._window:

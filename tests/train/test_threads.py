@@ -192,6 +192,25 @@ def test_a_slow_moment_of_the_host_does_not_keep_a_run_on_one_thread(monkeypatch
     assert gov.current == 2 and m.t - t_end < T.LOOK_S + 0.5
 
 
+def test_a_host_that_slows_both_counts_goes_back_to_two_threads_at_once(monkeypatch):
+    """The whole host slows (a VM's neighbours: no CPU of this guest looks busy), 2 threads from
+    6 to 15 ms a step and 1 thread from 10 to 20 ms. The watchdog drops to one thread; the next
+    real steps there are slower still, so it goes straight back to 2, without waiting for the
+    meter, and stays there while the spell lasts (its yardstick is now the slow pace)."""
+    m = Machine()
+    monkeypatch.setattr(T, "set_threads", lambda n: None)
+    gov = governor(m)
+    gov.start()
+    drive(gov, m, 100)
+    assert gov.current == 2
+    m.costs.update({(False, 2): 15e-3, (False, 1): 20e-3})
+    drive(gov, m, 400)  # ~6 s of the spell
+    whys = [c["why"] for c in gov.changes]
+    assert whys[-2].startswith("steps slowed down") and whys[-1].startswith("trial: 1 thread")
+    assert gov.current == 2 and len(gov.changes) == 3  # one drop, one return: no seesaw
+    assert gov.steps[1] <= 1 + T.PROBE_STEPS + 1 + T.PROBE_STEPS  # the start, then the trial
+
+
 def test_real_steps_dearer_than_the_probe_are_not_a_slowdown(monkeypatch):
     """A real step also gathers and converts its batch, which the probe does not: the watchdog
     measures its yardstick on real steps, so a quiet run stays on 2 threads."""
