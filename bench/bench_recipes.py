@@ -99,6 +99,11 @@ def main():
                   f"wall, result after {result:.1f} s ({m['epochs_run']} epochs, {m['samples_per_s']:,.0f} samples/s, "
                   f"peak {m['peak_rss_mb']:,.0f} MiB, threads used "
                   f"{m.get('threads', {}).get('used')})")
+            used = m.get("threads", {}).get("used") or {}
+            if used.get("1", 0) > 0.1 * sum(used.values()) and len(used) > 1:
+                for change in m["threads"].get("changes", []):  # why a run stayed on one thread
+                    print(f"    threads: epoch {change['epoch'] + 1} step {change['step']}: "
+                          f"{change['threads']} ({change['why']})")
     accs = [m["test_accuracy"] for _, _, m in rows]
     walls = [w for _, w, _ in rows]
     print(f"{args.recipe}: accuracy mean {sum(accs) / len(accs):.4f}, min {min(accs):.4f}; "

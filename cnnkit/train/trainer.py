@@ -88,6 +88,9 @@ class Trainer:
                  callbacks: list[Callback] = (), state_dir=None, stream=None, parallel=None):
         self.model, self.config = model, config or TrainConfig()
         cfg = self.config
+        from cnnkit.train.memory import keep_freed_memory
+
+        keep_freed_memory()  # no page faults for the memory each step frees and takes again
         self.callbacks = list(callbacks)
         self.state_dir = state_dir
         self.parallel = parallel  # this rank of a data-parallel run (cnnkit.distributed)
