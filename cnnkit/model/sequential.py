@@ -377,7 +377,7 @@ class Sequential:
 
         return evaluate(self, *args, **kwargs)
 
-    def predict(self, x, batch_size: int = 1000):
+    def predict(self, x, batch_size: int = 256):
         from cnnkit.model.predict import predict_proba
 
         return predict_proba(self, x, batch_size=batch_size)

@@ -35,7 +35,7 @@ NOT_SEARCHED = ("out", "artifacts", "verbose", "fold")
 # What a run produces: per-epoch values (history.csv) and final figures (metrics.json).
 HISTORY_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 FINAL_METRICS = ("test_accuracy", "test_loss", "best_val_loss", "best_val_accuracy",
-                 "final_loss", "final_accuracy", "wall_time_s", "train_time_s")
+                 "final_loss", "final_accuracy", "wall_time_s", "result_time_s", "train_time_s")
 METRICS = HISTORY_METRICS + FINAL_METRICS
 DIRECTIONS = ("maximize", "minimize")
 MAX_GRID = 10_000

@@ -121,7 +121,7 @@ class ModuleModel:
     def check_classifier(self):
         pass
 
-    def predict(self, x, batch_size: int = 1000):
+    def predict(self, x, batch_size: int = 256):
         """Class probabilities (N, K), or (K,) for one image (cnnkit.model.predict)."""
         from cnnkit.model.predict import predict_proba
 
