@@ -33,7 +33,8 @@ def predict_proba(model, x, batch_size: int = 256) -> np.ndarray:
     Batches of 256: their activations stay under glibc's 32 MiB mmap threshold, so with freed
     memory kept (cnnkit.train.memory) a batch reuses the last one's pages. On 10,000 28x28
     images, 2 threads: 1.2x (seed003-cnn) to 1.9x (best-vgg) the images/s of batches of 1,000,
-    and 2.2x with the memory kept against glibc's defaults (bench/README.md, fourth session)."""
+    and at batch 1,000 2.1x with the memory kept against glibc's defaults (bench/README.md,
+    fourth session)."""
     keep_freed_memory()
     net = model.net
     if len(net.output_shape) != 1:  # shape inference once, at build

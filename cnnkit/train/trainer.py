@@ -31,6 +31,7 @@ from cnnkit.model.saving import load_state as load_weights  # reads old position
 from cnnkit.train.callbacks import Callback
 from cnnkit.train.config import TrainConfig
 from cnnkit.train.losses import correct_count, make_loss
+from cnnkit.train.memory import keep_freed_memory
 from cnnkit.train.optim import make_optimizer, make_schedule
 from cnnkit.train.progress import Progress
 from cnnkit.train.device import cpu_has_bf16, resolve_device, resolve_precision  # noqa: F401
@@ -88,8 +89,6 @@ class Trainer:
                  callbacks: list[Callback] = (), state_dir=None, stream=None, parallel=None):
         self.model, self.config = model, config or TrainConfig()
         cfg = self.config
-        from cnnkit.train.memory import keep_freed_memory
-
         keep_freed_memory()  # no page faults for the memory each step frees and takes again
         self.callbacks = list(callbacks)
         self.state_dir = state_dir

@@ -15,6 +15,7 @@ import torch
 import cnnkit
 from cnnkit.cli import main
 from cnnkit.errors import CnnkitError
+from cnnkit.train import cpus as C
 from cnnkit.train import threads as T
 from cnnkit.train.threads import (ThreadGovernor, ThreadPlan, cgroup_cpu_limit, parse_threads,
                                   physical_cores, plan_threads)
@@ -25,7 +26,7 @@ DIGITS = dict(model="seed003-cnn", dataset="digits", epochs=2, batch_size=64, se
 
 # --- where the count starts ---------------------------------------------------------------------
 def test_auto_uses_the_cpus_shared_by_the_processes_on_this_machine(monkeypatch):
-    monkeypatch.setattr(T, "available_cpus", lambda: 8)
+    monkeypatch.setattr(C, "available_cpus", lambda: 8)
     assert plan_threads("auto", env={}).threads == 8
     plan = plan_threads("auto", procs_per_machine=4, env={})
     assert (plan.threads, plan.policy, plan.warning) == (2, "auto", None)
@@ -34,7 +35,7 @@ def test_auto_uses_the_cpus_shared_by_the_processes_on_this_machine(monkeypatch)
 
 
 def test_a_fixed_count_is_kept_and_oversubscription_is_one_warning(monkeypatch):
-    monkeypatch.setattr(T, "available_cpus", lambda: 2)
+    monkeypatch.setattr(C, "available_cpus", lambda: 2)
     plan = plan_threads(3, env={})
     assert (plan.threads, plan.policy, plan.adaptive) == (3, "fixed", False)
     assert plan.warning == ("1 process x 3 threads = 3 threads on 2 CPUs: oversubscribed threads "
@@ -46,7 +47,7 @@ def test_a_fixed_count_is_kept_and_oversubscription_is_one_warning(monkeypatch):
 
 def test_the_environment_sets_the_default_and_torchruns_own_one_thread_is_not_a_choice(
         monkeypatch):
-    monkeypatch.setattr(T, "available_cpus", lambda: 4)
+    monkeypatch.setattr(C, "available_cpus", lambda: 4)
     assert plan_threads(None, env={"CNNKIT_THREADS": "3"}).to_dict()["reason"] == \
         "CNNKIT_THREADS 3"
     assert plan_threads(None, env={"CNNKIT_THREADS": "auto"}).policy == "auto"
@@ -136,6 +137,17 @@ def governor(m, threads=2):
                           probe_size=128, now=m.now, meter=m)
 
 
+def quiet_run_on_two_threads(monkeypatch):
+    """A machine and an auto governor that has started, found 2 threads faster and kept them."""
+    m = Machine()
+    monkeypatch.setattr(T, "set_threads", lambda n: None)
+    gov = governor(m)
+    gov.start()
+    drive(gov, m, 100)
+    assert gov.current == 2
+    return m, gov
+
+
 def test_the_governor_drops_to_one_thread_under_load_and_comes_back(monkeypatch):
     m = Machine()
     monkeypatch.setattr(T, "set_threads", lambda n: None)
@@ -169,12 +181,7 @@ def test_a_slow_moment_of_the_host_does_not_keep_a_run_on_one_thread(monkeypatch
     2 threads no faster. This model did gain from 2 threads at the start, so it probes again at
     each reading of the meter (not after the 15 s back-off meant for models too small for 2
     threads) and is back on 2 threads within seconds of the spell's end."""
-    m = Machine()
-    monkeypatch.setattr(T, "set_threads", lambda n: None)
-    gov = governor(m)
-    gov.start()
-    drive(gov, m, 100)
-    assert gov.current == 2
+    m, gov = quiet_run_on_two_threads(monkeypatch)
     quiet = dict(m.costs)
     m.costs.update({(False, 2): 30e-3, (False, 1): 20e-3})  # a slow spell of the host
     drive(gov, m, 300)  # ~6 s of it
@@ -197,12 +204,7 @@ def test_a_host_that_slows_both_counts_goes_back_to_two_threads_at_once(monkeypa
     6 to 15 ms a step and 1 thread from 10 to 20 ms. The watchdog drops to one thread; the next
     real steps there are slower still, so it goes straight back to 2, without waiting for the
     meter, and stays there while the spell lasts (its yardstick is now the slow pace)."""
-    m = Machine()
-    monkeypatch.setattr(T, "set_threads", lambda n: None)
-    gov = governor(m)
-    gov.start()
-    drive(gov, m, 100)
-    assert gov.current == 2
+    m, gov = quiet_run_on_two_threads(monkeypatch)
     m.costs.update({(False, 2): 15e-3, (False, 1): 20e-3})
     drive(gov, m, 400)  # ~6 s of the spell
     whys = [c["why"] for c in gov.changes]
@@ -283,7 +285,7 @@ def test_measuring_does_not_change_the_runs_numbers(monkeypatch):
     probed 2 threads and kept one is the fixed 1-thread run to the last digit (dropout and
     batch norm included)."""
     monkeypatch.delenv("CNNKIT_THREADS", raising=False)
-    monkeypatch.setattr(T, "available_cpus", lambda: 2)
+    monkeypatch.setattr(C, "available_cpus", lambda: 2)
     # force the decision, so that the comparison does not depend on this machine's load
     monkeypatch.setattr(T, "FASTER", 0.0)
     monkeypatch.setattr(T.IdleMeter, "idle", lambda self: None)  # timing alone decides
@@ -301,7 +303,7 @@ def test_measuring_does_not_change_the_runs_numbers(monkeypatch):
 
 def test_an_auto_run_repeats_itself_when_it_makes_the_same_choices(monkeypatch):
     monkeypatch.delenv("CNNKIT_THREADS", raising=False)
-    monkeypatch.setattr(T, "available_cpus", lambda: 2)
+    monkeypatch.setattr(C, "available_cpus", lambda: 2)
     monkeypatch.setattr(T, "FASTER", 1e9)  # always 2 threads after the first steps
     monkeypatch.setattr(T, "SLOWDOWN", 1e9)  # and never back, whatever the load does
     monkeypatch.setattr(T.IdleMeter, "idle", lambda self: None)
