@@ -41,6 +41,8 @@ def test_the_test_result_is_printed_before_the_report_is_drawn(tmp_path):
     assert {"curves.png", "mistakes.png", "report.html"} <= {p.name for p in out.iterdir()}
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0 < metrics["result_time_s"] < metrics["wall_time_s"]
+    result = f"the test result after {metrics['result_time_s']:.1f} s"
+    assert result in (out / "report.md").read_text() and result in (out / "report.html").read_text()
 
 
 def test_a_bad_value_still_exits_2_with_one_line(tmp_path):

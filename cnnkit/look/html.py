@@ -115,8 +115,10 @@ def headline(report: dict, metrics: dict) -> str:
     facts = [f"test accuracy <b>{report['accuracy']:.4f}</b>", f"test loss {report['loss']:.4f}"]
     if metrics:
         facts.append(f"model of epoch {metrics['best_epoch']} of {metrics['epochs_run']}")
-        facts.append(f"{metrics['wall_time_s']:.1f} s in all, on {escape(metrics['device'])} "
-                     f"({escape(metrics['precision'])})")
+        result = (f" (the test result after {metrics['result_time_s']:.1f} s)"
+                  if metrics.get("result_time_s") is not None else "")
+        facts.append(f"{metrics['wall_time_s']:.1f} s in all{result}, on "
+                     f"{escape(metrics['device'])} ({escape(metrics['precision'])})")
         if metrics.get("stop_reason"):
             facts.append(f"stopped: {escape(metrics['stop_reason'])}")
     else:
