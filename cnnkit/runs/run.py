@@ -310,6 +310,7 @@ def _execute_held(spec: RunSpec, resume: bool, command, held, extra_callbacks,
 
     from cnnkit.runs.report import finish_module_run, finish_run
     from cnnkit.train.losses import make_loss
+    from cnnkit.train.memory import keep_freed_memory
     from cnnkit.train.threads import plan_threads
     from cnnkit.train.trainer import Trainer
 
@@ -373,6 +374,8 @@ def _execute_held(spec: RunSpec, resume: bool, command, held, extra_callbacks,
                                 "image_shape": ds.image_shape, "class_names": ds.class_names},
                     "splits": {k: (len(v[0]) if v else 0) for k, v in splits.items()},
                     "threads": plan_threads(config.threads, procs).to_dict(),
+                    # glibc's malloc: freed memory kept for the next step (cnnkit.train.memory)
+                    "malloc": "keep" if keep_freed_memory() else "default",
                     "processes": parallel.world if parallel is not None else 1,
                 }, "command": command, "started": time.time()})
     callbacks = make_callbacks(spec, run_dir, splits["val"] is not None,

@@ -11,7 +11,8 @@ a step in some fits, 0-50 in others, with the faulting fits ~25% slower (bench/R
 keeps up to 1 GiB of freed memory. A run's peak memory stays what its tensors need; memory it no
 longer uses is kept for reuse rather than returned, which a training process wants.
 
-`CNNKIT_MALLOC=default` leaves glibc's defaults alone (to measure the difference).
+`CNNKIT_MALLOC=default` leaves glibc's defaults alone (to measure the difference); `keep`, or no
+value, is the setting above.
 """
 from __future__ import annotations
 
@@ -20,6 +21,9 @@ import ctypes.util
 import os
 import sys
 
+from cnnkit.errors import CnnkitError
+
+MODES = ("keep", "default")  # CNNKIT_MALLOC
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's <malloc.h> parameter numbers
 MMAP_THRESHOLD = 32 << 20  # glibc's DEFAULT_MMAP_THRESHOLD_MAX on 64-bit: the largest it takes
 TRIM_THRESHOLD = 1 << 30
@@ -36,7 +40,10 @@ def keep_freed_memory() -> bool:
 
 
 def _set_thresholds() -> bool:
-    if not sys.platform.startswith("linux") or os.environ.get("CNNKIT_MALLOC") == "default":
+    mode = os.environ.get("CNNKIT_MALLOC") or "keep"
+    if mode not in MODES:
+        raise CnnkitError(f"CNNKIT_MALLOC must be one of {', '.join(MODES)}; got {mode!r}")
+    if not sys.platform.startswith("linux") or mode == "default":
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")

@@ -49,3 +49,23 @@ def test_training_steps_reuse_freed_memory_instead_of_faulting_pages_in():
     default = [_fit(CNNKIT_MALLOC="default") for _ in range(3)]
     assert not any(d["kept"] for d in default)
     assert max(d["faults_per_step"] for d in default) > 100, (kept, default)
+
+
+def test_a_bad_cnnkit_malloc_is_one_line_and_exit_2(tmp_path):
+    out = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-m", "cnnkit", "train", "--model", "fast-cnn-dense",
+                        "--dataset", "digits", "--epochs", "1", "--out", str(out)],
+                       capture_output=True, text=True, env={**os.environ, "CNNKIT_MALLOC": "off"},
+                       timeout=300)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().splitlines() == [
+        "cnnkit: error: CNNKIT_MALLOC must be one of keep, default; got 'off'"]
+    assert not (out / "config.json").exists()  # nothing written: the same command starts again
+
+
+def test_a_run_records_its_malloc_setting(tmp_path):
+    out = tmp_path / "run"
+    subprocess.run([sys.executable, "-m", "cnnkit", "train", "--model", "fast-cnn-dense",
+                    "--dataset", "digits", "--epochs", "1", "--quiet", "--out", str(out)],
+                   check=True, timeout=300)
+    assert json.loads((out / "config.json").read_text())["resolved"]["malloc"] == "keep"
