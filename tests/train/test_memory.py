@@ -41,14 +41,15 @@ def _fit(**env):
 def test_training_steps_reuse_freed_memory_instead_of_faulting_pages_in():
     kept = _fit()
     assert kept["kept"], "glibc's malloc thresholds were not set"
-    # a step of the second epoch touches pages the steps before it already had
-    assert kept["faults_per_step"] < 10, kept
+    # a step of the second epoch touches pages the steps before it already had (0-15 faults a
+    # step measured, from allocations outside the network's tensors)
+    assert kept["faults_per_step"] < 60, kept
     # glibc's defaults give the activations' pages back and fault them in again, hundreds a step
-    # at this batch in most processes (in ~1 of 8, its adaptive threshold happens to settle
-    # first): the same fit faults far more without cnnkit's setting
-    default = [_fit(CNNKIT_MALLOC="default") for _ in range(3)]
+    # at this batch in most processes (800-1,400 in 7 of 9; in the others its adaptive threshold
+    # happened to settle first: 0 and 38): the same fit faults far more without cnnkit's setting
+    default = [_fit(CNNKIT_MALLOC="default") for _ in range(4)]
     assert not any(d["kept"] for d in default)
-    assert max(d["faults_per_step"] for d in default) > 100, (kept, default)
+    assert max(d["faults_per_step"] for d in default) > 300, (kept, default)
 
 
 def test_a_bad_cnnkit_malloc_is_one_line_and_exit_2(tmp_path):
