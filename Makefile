@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements-dev.txt -e .
+	$(BIN)/python -m cnnkit.kernels  # compiles cnnkit's C++ kernels for this CPU (cnnkit.kernels)
 	touch $(STAMP)
 
 # Real data where the system can provide it (Debian's dataset-fashion-mnist); never fatal.

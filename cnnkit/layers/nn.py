@@ -51,6 +51,10 @@ class Conv2d(nn.Module):
         return self.conv(x)
 
 
+def _pair(v) -> tuple:
+    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+
+
 class MaxPool2d(nn.Module):
     def __init__(self, kernel, stride, pads):
         super().__init__()
@@ -59,8 +63,17 @@ class MaxPool2d(nn.Module):
         self.native = t == b and left == r and t <= kernel[0] // 2 and left <= kernel[1] // 2
         self.pads = (left, r, t, b)
         self.pool = nn.MaxPool2d(kernel, stride, padding=(t, left) if self.native else 0)
+        # cnnkit.kernels.pool: a 2x2 pool with stride 2 runs on cnnkit's kernel where it can
+        self.two_by_two = (_pair(kernel) == (2, 2) and _pair(stride) == (2, 2)
+                           and not any(pads))
 
     def forward(self, x):
+        if self.two_by_two:
+            from cnnkit.kernels.pool import run_pool
+
+            y = run_pool(self.pool, x)
+            if y is not None:
+                return y
         if not self.native:
             x = F.pad(x, self.pads, value=float("-inf"))
         return self.pool(x)
@@ -148,9 +161,14 @@ class Net(nn.Module):
         self.output_activation = output_activation
         # Test-time flips: in eval mode, average the logits of each image and its mirror image.
         self.flip_average = False
+        self._plan = None  # the steps as cnnkit.kernels.fuse runs them: made on first use
 
     def _run(self, x):
-        for step in self.steps:
+        if self._plan is None:
+            from cnnkit.kernels.fuse import plan
+
+            self._plan = plan(self.steps)
+        for step in self._plan:
             x = step(x)
         return x
 

@@ -310,6 +310,7 @@ def _execute_held(spec: RunSpec, resume: bool, command, held, extra_callbacks,
 
     from cnnkit.runs.report import finish_module_run, finish_run
     from cnnkit.train.losses import make_loss
+    from cnnkit.kernels.stem import kernels_used
     from cnnkit.train.memory import keep_freed_memory
     from cnnkit.train.threads import plan_threads
     from cnnkit.train.trainer import Trainer
@@ -328,6 +329,9 @@ def _execute_held(spec: RunSpec, resume: bool, command, held, extra_callbacks,
         raise CnnkitError("init_from is for cnnkit's own models; your nn.Module starts from "
                           "the weights it holds (load them before the run)", option="init_from")
     check_augment(spec.augment)
+    from cnnkit import kernels
+
+    kernels.mode()  # a bad CNNKIT_KERNELS stops here, before the run directory holds anything
     run_dir = (Path(spec.out) if writer and spec.out is not None and spec.artifacts != "none"
                else None)
     if run_dir is not None and not resume:
@@ -376,6 +380,8 @@ def _execute_held(spec: RunSpec, resume: bool, command, held, extra_callbacks,
                     "threads": plan_threads(config.threads, procs).to_dict(),
                     # glibc's malloc: freed memory kept for the next step (cnnkit.train.memory)
                     "malloc": "keep" if keep_freed_memory() else "default",
+                    # cnnkit's own kernels, or torch's ops and why (cnnkit.kernels)
+                    "kernels": kernels_used(model, config.device),
                     "processes": parallel.world if parallel is not None else 1,
                 }, "command": command, "started": time.time()})
     callbacks = make_callbacks(spec, run_dir, splits["val"] is not None,
