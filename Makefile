@@ -6,9 +6,20 @@ STAMP  := $(VENV)/.installed-stamp
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 CHROMIUM    := /usr/bin/chromium
 
-.PHONY: setup data browser postgres demo test bench fuzz clean
+.PHONY: setup compiler data browser postgres demo test bench fuzz clean
 
-setup: $(STAMP)
+setup: compiler $(STAMP)
+
+# A C++ compiler for cnnkit's own CPU kernels (cnnkit/kernels: compiled once per machine into
+# ~/.cache/cnnkit). Not fatal: without one cnnkit runs torch's ops (slower), and the kernel
+# tests fail and say why.
+compiler:
+	@if ! command -v c++ >/dev/null 2>&1 && ! command -v g++ >/dev/null 2>&1 \
+	  && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  (apt-get update -qq && apt-get install -y -qq g++) >/dev/null 2>&1 || true; \
+	fi
+	@command -v c++ >/dev/null 2>&1 || command -v g++ >/dev/null 2>&1 \
+	  || echo "note: no C++ compiler (apt-get install g++); cnnkit will use torch's ops"
 
 $(STAMP): pyproject.toml requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
