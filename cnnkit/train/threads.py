@@ -19,7 +19,8 @@ faster than 1. No static rule knows which case it is in, so `auto`:
    back when the next real steps on one thread are slower still (the whole host slowed, a VM's
    neighbours, which no /proc/stat shows: more threads are still the faster way); on one thread,
    looks at the meter every 2 s and probes upward when the other CPUs are idle again (backing
-   off where a small model gains nothing from more threads even then).
+   off where a small model gains nothing from more threads even then: 3 s after the start's
+   probe, which may have met a slow moment, then 15 s, doubling).
 
 The probe steps never touch the model being trained (a copy, the random state forked), so a
 run's numbers depend only on the thread counts its steps ran with. Those change the last digits
@@ -48,6 +49,9 @@ PROBE_STEPS = 4  # timed steps per thread count (after one untimed warm-up step)
 LOOK_S = 2.0  # on one thread: read the idle meter this often
 RECHECK_S = (15.0, 600.0)  # after a probe that found more threads slower with the CPUs idle
 #                            (a model too small to gain): wait 15 s, doubling up to 10 min
+START_RECHECK_S = 3.0  # after the start's probe found no gain: one look sooner, since a single
+#                        probe in a slow moment of the host would otherwise keep a model that
+#                        gains on one thread for 15 s, most of a short run (seen: 9 s lost of 20)
 
 
 @dataclass
@@ -163,7 +167,8 @@ class ThreadGovernor:
             if why != "start":
                 self._backoff = min(RECHECK_S[1], self._backoff * 2)
             self._switch(1, epoch, step, text + " us/sample")
-            self._not_before = self.now() + self._backoff
+            self._not_before = self.now() + (START_RECHECK_S if why == "start" else
+                                             self._backoff)
 
     def step(self, seconds: float, size: int, epoch: int = 0, index: int = 0) -> None:
         """One real step ran for `seconds` on `size` samples with the current threads."""
