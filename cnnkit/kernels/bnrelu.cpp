@@ -26,28 +26,13 @@
 
 namespace {
 
-inline float from_bits(uint16_t b) {
-  const uint32_t u = static_cast<uint32_t>(b) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-
-inline uint16_t to_bits(float f) {  // torch's round to nearest even, NaN to its quiet NaN
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  const bool nan = (u & 0x7fffffffu) > 0x7f800000u;
-  const uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-  return static_cast<uint16_t>(nan ? 0x7fc0u : r);
-}
-
 template <bool BF>
 using Elem = typename std::conditional<BF, uint16_t, float>::type;
 
 template <bool BF>
 inline float load(const Elem<BF>* p, long i) {
   if constexpr (BF) {
-    return from_bits(p[i]);
+    return cnnkit::bf16_to_float(p[i]);
   } else {
     return p[i];
   }
@@ -56,7 +41,7 @@ inline float load(const Elem<BF>* p, long i) {
 template <bool BF>
 inline void store(Elem<BF>* p, long i, float v) {
   if constexpr (BF) {
-    p[i] = to_bits(v);
+    p[i] = cnnkit::bf16_bits(v);
   } else {
     p[i] = v;
   }

@@ -15,14 +15,11 @@
 
 #include <omp.h>
 
+#include "vec.h"
+
 namespace {
 
-inline float as_float(uint16_t bits) {
-  const uint32_t u = static_cast<uint32_t>(bits) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
+using cnnkit::bf16_to_float;
 
 template <bool BF>
 void pool_forward(const void* xv, void* yv, uint8_t* code, long n, int h, int w, int c, int nt) {
@@ -47,7 +44,8 @@ void pool_forward(const void* xv, void* yv, uint8_t* code, long n, int h, int w,
         const T t0 = a[k], t1 = a[c + k], t2 = b[k], t3 = b[c + k];
         float v0, v1, v2, v3;
         if constexpr (BF) {
-          v0 = as_float(t0), v1 = as_float(t1), v2 = as_float(t2), v3 = as_float(t3);
+          v0 = bf16_to_float(t0), v1 = bf16_to_float(t1), v2 = bf16_to_float(t2);
+          v3 = bf16_to_float(t3);
         } else {
           v0 = t0, v1 = t1, v2 = t2, v3 = t3;
         }

@@ -29,29 +29,10 @@ namespace {
 constexpr int kMaxChannels = 512;  // output channels; the Python side checks
 constexpr int kMaxPatch = 8;       // (K + 1) <= kMaxPatch: kernels up to 7x7
 
-inline float bf16_round(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  const bool nan = (u & 0x7fffffffu) > 0x7f800000u;
-  const uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
-  u = nan ? 0x7fc00000u : r;  // torch's round_to_nearest_even, NaN to its quiet NaN
-  float out;
-  std::memcpy(&out, &u, 4);
-  return out;
-}
+using cnnkit::bf16_bits;
+using cnnkit::bf16_round;
 
-inline float bf16_load(const uint16_t* p) {
-  const uint32_t u = static_cast<uint32_t>(*p) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-
-inline uint16_t bf16_bits(float rounded) {  // `rounded` is already a bf16 value
-  uint32_t u;
-  std::memcpy(&u, &rounded, 4);
-  return static_cast<uint16_t>(u >> 16);
-}
+inline float bf16_load(const uint16_t* p) { return cnnkit::bf16_to_float(*p); }
 
 // The (K+1)x(K+1) input patch under one pooled output (all four conv positions), zero-padded.
 template <bool BF>

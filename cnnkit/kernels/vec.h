@@ -9,6 +9,34 @@
 
 namespace cnnkit {
 
+// -- one value: bf16 bits <-> float, and torch's round to nearest even (NaN to its quiet NaN)
+inline float bf16_to_float(uint16_t bits) {
+  const uint32_t u = static_cast<uint32_t>(bits) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+inline float bf16_round(float f) {  // the nearest bf16 value, as a float
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  const bool nan = (u & 0x7fffffffu) > 0x7f800000u;
+  const uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+  u = nan ? 0x7fc00000u : r;
+  float out;
+  std::memcpy(&out, &u, 4);
+  return out;
+}
+
+inline uint16_t bf16_bits(float f) {  // f rounded to bf16, as its bits
+  uint32_t u;
+  const float r = bf16_round(f);
+  std::memcpy(&u, &r, 4);
+  return static_cast<uint16_t>(u >> 16);
+}
+
+// -- 16 lanes
+
 typedef float v16f __attribute__((vector_size(64)));
 typedef uint32_t v16u __attribute__((vector_size(64)));
 typedef int32_t v16i __attribute__((vector_size(64)));
