@@ -45,11 +45,13 @@ def test_training_steps_reuse_freed_memory_instead_of_faulting_pages_in():
     # step measured, from allocations outside the network's tensors)
     assert kept["faults_per_step"] < 60, kept
     # glibc's defaults give the activations' pages back and fault them in again, hundreds a step
-    # at this batch in most processes (800-1,400 in 7 of 9; in the others its adaptive threshold
-    # happened to settle first: 0 and 38): the same fit faults far more without cnnkit's setting
-    default = [_fit(CNNKIT_MALLOC="default") for _ in range(4)]
+    # at this batch in most processes (with torch's ops 800-1,400 in 7 of 9; with cnnkit's
+    # kernels, which allocate less, 84-452, the largest of four 334-452 in three tries): the
+    # same fit faults far more without cnnkit's setting
+    default = [_fit(CNNKIT_MALLOC="default") for _ in range(5)]
     assert not any(d["kept"] for d in default)
-    assert max(d["faults_per_step"] for d in default) > 300, (kept, default)
+    worst = max(d["faults_per_step"] for d in default)
+    assert worst > 150 and worst > 10 * kept["faults_per_step"], (kept, default)
 
 
 def test_a_bad_cnnkit_malloc_is_one_line_and_exit_2(tmp_path):
