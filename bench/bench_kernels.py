@@ -24,33 +24,16 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_line, median, warn_if_loaded  # noqa: E402
+from common import machine_line, median, training_step, warn_if_loaded  # noqa: E402
 
 
 def _step_fn(name, bf16):
     import torch
 
     from cnnkit.model.presets import create_model
-    from cnnkit.train.module import as_model
-    from cnnkit.train.optim import make_optimizer
-    from cnnkit.train.optimizers import trained_parameters
 
     torch.manual_seed(0)
-    model = as_model(create_model(name, input_shape=(28, 28, 1), num_classes=10))
-    net = model.net.to(memory_format=torch.channels_last)
-    opt = make_optimizer("adam", trained_parameters(model), 1e-3)
-    x = torch.rand(128, 1, 28, 28).contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 10, (128,))
-    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
-
-    def step():
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            out = net(x)
-        loss = loss_fn(out.float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return step
+    return training_step(create_model(name, input_shape=(28, 28, 1), num_classes=10), bf16=bf16)
 
 
 def _timed(fn, calls):

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_line, median  # noqa: E402
+from common import machine_line, median, training_step  # noqa: E402
 
 from cnnkit.layers import (Activation, BatchNormalization, Conv2D, Dense, Dropout,  # noqa: E402
                            Flatten, MaxPooling2D)
@@ -106,30 +106,7 @@ def build(name):
 
 
 def time_steps(names, batch=128, rounds=7, steps=30):
-    import torch
-
-    from cnnkit.train.module import as_model
-    from cnnkit.train.optim import make_optimizer
-    from cnnkit.train.optimizers import trained_parameters
-
-    def step_fn(name):
-        model = as_model(build(name))
-        net = model.net.to(memory_format=torch.channels_last)
-        opt = make_optimizer("adam", trained_parameters(model), 1e-3)
-        x = torch.rand(batch, 1, 28, 28).contiguous(memory_format=torch.channels_last)
-        y = torch.randint(0, 10, (batch,))
-        loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
-
-        def step():
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                out = net(x)
-            loss = loss_fn(out.float(), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        return step
-
-    fns = {n: step_fn(n) for n in names}
+    fns = {n: training_step(build(n), batch) for n in names}
     for fn in fns.values():
         for _ in range(10):
             fn()

@@ -182,6 +182,15 @@ def plain_call(x, *modules) -> bool:
                    or getattr(mod, "_backward_pre_hooks", None) for mod in modules)
 
 
+def channels_last(x):
+    """x with its channels last in memory (NHWC under an NCHW shape), copied only if need be:
+    the layout every kernel reads and writes."""
+    import torch
+
+    return x if x.is_contiguous(memory_format=torch.channels_last) \
+        else x.contiguous(memory_format=torch.channels_last)
+
+
 def why_not() -> str | None:
     loaded()
     return _why_not

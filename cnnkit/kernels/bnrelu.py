@@ -25,8 +25,7 @@ def bn_relu_pair(bn, relu) -> bool:
 def _rows(x: torch.Tensor) -> torch.Tensor | None:
     """x with channels last in memory (a (rows, C) matrix underneath), or None."""
     if x.dim() == 4:
-        return x if x.is_contiguous(memory_format=torch.channels_last) \
-            else x.contiguous(memory_format=torch.channels_last)
+        return kernels.channels_last(x)
     if x.dim() == 2:
         return x.contiguous()
     return None

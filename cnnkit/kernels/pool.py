@@ -29,13 +29,8 @@ def run_pool(pool: torch.nn.Module, x: torch.Tensor) -> torch.Tensor | None:
     return _forward(lib, x, want_code=False)[0]
 
 
-def _nhwc(x: torch.Tensor) -> torch.Tensor:
-    return x if x.is_contiguous(memory_format=torch.channels_last) \
-        else x.contiguous(memory_format=torch.channels_last)
-
-
 def _forward(lib, x, want_code):
-    x = _nhwc(x)
+    x = kernels.channels_last(x)
     n, c, h, w = x.shape
     shape = (n, c, h // 2, w // 2)
     y = torch.empty(shape, dtype=x.dtype, memory_format=torch.channels_last)  # (B, C, H/2, W/2)
@@ -59,7 +54,7 @@ class _Pool(torch.autograd.Function):
     def backward(ctx, grad):
         (code,) = ctx.saved_tensors
         n, c, h, w = ctx.shape
-        g = _nhwc(grad.to(ctx.dtype))
+        g = kernels.channels_last(grad.to(ctx.dtype))
         gx = torch.empty((n, c, h, w), dtype=ctx.dtype, memory_format=torch.channels_last)
         kernels.loaded().cnnkit_pool2_backward(g.data_ptr(), code.data_ptr(), gx.data_ptr(), n, h,
                                                w, c, int(ctx.dtype == torch.bfloat16),

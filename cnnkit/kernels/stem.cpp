@@ -26,31 +26,9 @@
 
 namespace {
 
-constexpr int kMaxChannels = 512;  // output channels; the Python side checks
-constexpr int kMaxPatch = 8;       // (K + 1) <= kMaxPatch: kernels up to 7x7
-
-using cnnkit::bf16_bits;
 using cnnkit::bf16_round;
 
-inline float bf16_load(const uint16_t* p) { return cnnkit::bf16_to_float(*p); }
-
-// The (K+1)x(K+1) input patch under one pooled output (all four conv positions), zero-padded.
-template <bool BF>
-inline void load_patch(const float* xi, int h, int w, int cin, int ci, int y0, int x0, int p,
-                       float* patch) {
-  for (int a = 0; a < p; ++a) {
-    const int iy = y0 + a;
-    for (int b = 0; b < p; ++b) {
-      const int ix = x0 + b;
-      float v = (iy >= 0 && iy < h && ix >= 0 && ix < w) ? xi[(iy * w + ix) * cin + ci] : 0.f;
-      patch[a * p + b] = BF ? bf16_round(v) : v;
-    }
-  }
-}
-
-
-// -- the fast path: 16 output channels at a time in vector registers (vec.h), the kernel size
-// fixed at compile time.
+// 16 output channels at a time in vector registers (vec.h), the kernel size fixed at compile time.
 using cnnkit::v16b;
 using cnnkit::v16f;
 using cnnkit::v16h;
@@ -84,118 +62,6 @@ inline void load_band(const float* xi, int h, int w, int cin, int y0, int rows, 
       }
     }
     for (; i < count; ++i) dst[i] = BF ? bf16_round(src[i]) : src[i];
-  }
-}
-
-template <int CO, int KK, bool BF>
-void forward(const float* x, const float* wt, const float* bias, void* yv, uint8_t* code, int n,
-             int h, int w, int cin, int co_rt, int k_rt, int pad, int nt) {
-  const int co = CO ? CO : co_rt;
-  const int k = KK ? KK : k_rt;
-  const int p = k + 1;
-  const int ho = (h + 2 * pad - k + 1) / 2, wo = (w + 2 * pad - k + 1) / 2;
-  const long rows = static_cast<long>(n) * ho;
-#pragma omp parallel for num_threads(nt) schedule(static)
-  for (long r = 0; r < rows; ++r) {
-    const int img = static_cast<int>(r / ho), oh = static_cast<int>(r % ho);
-    const float* xi = x + static_cast<long>(img) * h * w * cin;
-    alignas(64) float acc[4][CO ? CO : kMaxChannels];
-    float patch[kMaxPatch * kMaxPatch];
-    for (int ow = 0; ow < wo; ++ow) {
-      for (int s = 0; s < 4; ++s) {
-#pragma omp simd
-        for (int c = 0; c < co; ++c) acc[s][c] = bias ? bias[c] : 0.f;
-      }
-      for (int ci = 0; ci < cin; ++ci) {
-        load_patch<BF>(xi, h, w, cin, ci, 2 * oh - pad, 2 * ow - pad, p, patch);
-        for (int ky = 0; ky < k; ++ky) {
-          for (int kx = 0; kx < k; ++kx) {
-            const float* wk = wt + ((ky * k + kx) * cin + ci) * co;
-            for (int s = 0; s < 4; ++s) {
-              const float v = patch[(ky + (s >> 1)) * p + kx + (s & 1)];
-#pragma omp simd
-              for (int c = 0; c < co; ++c) acc[s][c] += v * wk[c];
-            }
-          }
-        }
-      }
-      const long o = (r * wo + ow) * co;
-#pragma omp simd
-      for (int c = 0; c < co; ++c) {
-        float m = BF ? bf16_round(acc[0][c]) : acc[0][c];
-        int best = 0;
-        for (int s = 1; s < 4; ++s) {
-          const float v = BF ? bf16_round(acc[s][c]) : acc[s][c];
-          const bool take = (v > m) || (v != v);
-          m = take ? v : m;
-          best = take ? s : best;
-        }
-        if (BF) {
-          static_cast<uint16_t*>(yv)[o + c] = bf16_bits(m);
-        } else {
-          static_cast<float*>(yv)[o + c] = m;
-        }
-        if (code) code[o + c] = static_cast<uint8_t>(best);
-      }
-    }
-  }
-}
-
-template <int CO, int KK, bool BF>
-void backward(const float* x, const void* gv, const uint8_t* code, float* dw, float* db, int n,
-              int h, int w, int cin, int co_rt, int k_rt, int pad, int nt) {
-  const int co = CO ? CO : co_rt;
-  const int k = KK ? KK : k_rt;
-  const int p = k + 1;
-  const int ho = (h + 2 * pad - k + 1) / 2, wo = (w + 2 * pad - k + 1) / 2;
-  const long rows = static_cast<long>(n) * ho;
-  const int taps = k * k * cin;
-  std::vector<float> partial(static_cast<size_t>(nt) * (taps + 1) * co, 0.f);
-#pragma omp parallel num_threads(nt)
-  {
-    const int t = omp_get_thread_num();
-    float* acc = partial.data() + static_cast<size_t>(t) * (taps + 1) * co;  // taps, then bias
-    alignas(64) float gs[4][CO ? CO : kMaxChannels];
-    float patch[kMaxPatch * kMaxPatch];
-#pragma omp for schedule(static)
-    for (long r = 0; r < rows; ++r) {
-      const int img = static_cast<int>(r / ho), oh = static_cast<int>(r % ho);
-      const float* xi = x + static_cast<long>(img) * h * w * cin;
-      for (int ow = 0; ow < wo; ++ow) {
-        const long o = (r * wo + ow) * co;
-#pragma omp simd
-        for (int c = 0; c < co; ++c) {
-          const float g = BF ? bf16_load(static_cast<const uint16_t*>(gv) + o + c)
-                             : static_cast<const float*>(gv)[o + c];
-          const int cd = code[o + c];
-          gs[0][c] = cd == 0 ? g : 0.f;
-          gs[1][c] = cd == 1 ? g : 0.f;
-          gs[2][c] = cd == 2 ? g : 0.f;
-          gs[3][c] = cd == 3 ? g : 0.f;
-          acc[taps * co + c] += g;
-        }
-        for (int ci = 0; ci < cin; ++ci) {
-          load_patch<BF>(xi, h, w, cin, ci, 2 * oh - pad, 2 * ow - pad, p, patch);
-          for (int ky = 0; ky < k; ++ky) {
-            for (int kx = 0; kx < k; ++kx) {
-              float* a = acc + ((ky * k + kx) * cin + ci) * co;
-              const float v0 = patch[ky * p + kx], v1 = patch[ky * p + kx + 1];
-              const float v2 = patch[(ky + 1) * p + kx], v3 = patch[(ky + 1) * p + kx + 1];
-#pragma omp simd
-              for (int c = 0; c < co; ++c)
-                a[c] += v0 * gs[0][c] + v1 * gs[1][c] + v2 * gs[2][c] + v3 * gs[3][c];
-            }
-          }
-        }
-      }
-    }
-  }
-  for (int i = 0; i < taps * co; ++i) dw[i] = 0.f;
-  for (int c = 0; c < co; ++c) db[c] = 0.f;
-  for (int t = 0; t < nt; ++t) {  // thread order: deterministic for a thread count
-    const float* acc = partial.data() + static_cast<size_t>(t) * (taps + 1) * co;
-    for (int i = 0; i < taps * co; ++i) dw[i] += acc[i];
-    for (int c = 0; c < co; ++c) db[c] += acc[taps * co + c];
   }
 }
 
@@ -360,18 +226,17 @@ using ForwardFn = void (*)(const float*, const float*, const float*, void*, uint
 using BackwardFn = void (*)(const float*, const void*, const uint8_t*, float*, float*, int, int,
                             int, int, int, int, int, int);
 
+// The shapes cnnkit.kernels.stem.stem_pair admits: 16k filters, a 3x3 or 5x5 kernel.
 template <bool BF>
 ForwardFn pick_forward(int co, int k) {
-  if (co % 16 == 0 && k == 3) return forward16<3, BF>;
-  if (co % 16 == 0 && k == 5) return forward16<5, BF>;
-  return forward<0, 0, BF>;
+  if (co % 16) return nullptr;
+  return k == 3 ? forward16<3, BF> : k == 5 ? forward16<5, BF> : nullptr;
 }
 
 template <bool BF>
 BackwardFn pick_backward(int co, int k) {
-  if (co % 16 == 0 && k == 3) return backward16<3, BF>;
-  if (co % 16 == 0 && k == 5) return backward16<5, BF>;
-  return backward<0, 0, BF>;
+  if (co % 16) return nullptr;
+  return k == 3 ? backward16<3, BF> : k == 5 ? backward16<5, BF> : nullptr;
 }
 
 }  // namespace
@@ -380,25 +245,21 @@ extern "C" {
 
 int cnnkit_kernels_abi() { return 2; }  // bumped when a signature in any kernel file changes
 
-int cnnkit_stem_max_channels() { return kMaxChannels; }
-
-int cnnkit_stem_max_kernel() { return kMaxPatch - 1; }
-
 // x (n, h, w, cin) float32; wt (k, k, cin, co) float32; bias (co) or null;
 // y (n, ho, wo, co) bf16 bits or float32; code (n, ho, wo, co) or null (inference).
 void cnnkit_stem_forward(const float* x, const float* wt, const float* bias, void* y,
                          uint8_t* code, int n, int h, int w, int cin, int co, int k, int pad,
                          int bf16, int nt) {
-  (bf16 ? pick_forward<true>(co, k) : pick_forward<false>(co, k))(x, wt, bias, y, code, n, h, w,
-                                                                 cin, co, k, pad, nt);
+  const ForwardFn fn = bf16 ? pick_forward<true>(co, k) : pick_forward<false>(co, k);
+  if (fn) fn(x, wt, bias, y, code, n, h, w, cin, co, k, pad, nt);
 }
 
 // g (n, ho, wo, co) bf16 bits or float32; dw (k, k, cin, co) and db (co) float32, overwritten.
 void cnnkit_stem_backward(const float* x, const void* g, const uint8_t* code, float* dw,
                           float* db, int n, int h, int w, int cin, int co, int k, int pad,
                           int bf16, int nt) {
-  (bf16 ? pick_backward<true>(co, k) : pick_backward<false>(co, k))(x, g, code, dw, db, n, h, w,
-                                                                   cin, co, k, pad, nt);
+  const BackwardFn fn = bf16 ? pick_backward<true>(co, k) : pick_backward<false>(co, k);
+  if (fn) fn(x, g, code, dw, db, n, h, w, cin, co, k, pad, nt);
 }
 
 }  // extern "C"

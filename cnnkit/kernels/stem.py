@@ -1,6 +1,6 @@
 """A network's first Conv2D and the 2x2 MaxPooling2D after it, in one kernel (stem.cpp).
 
-Where it runs: `Net` asks `stem_pair(steps)` once whether its first two steps are a stride-1
+Where it runs: `cnnkit.kernels.fuse.plan` asks `stem_pair(steps)` once whether its first two steps are a stride-1
 3x3 or 5x5 convolution with symmetric zero padding, at most 4 input channels and a multiple of
 16 filters, followed by a 2x2, stride-2 max-pool; then, at each forward, `run_stem` takes the
 pair when the call is plain (CPU float32 input that needs no gradient, no hooks on those
@@ -39,7 +39,7 @@ def stem_pair(steps) -> bool:
             and conv.groups == 1 and conv.padding_mode == "zeros"
             and isinstance(conv.padding, tuple) and conv.padding[0] == conv.padding[1]
             and conv.in_channels <= MAX_IN_CHANNELS and conv.out_channels % 16 == 0
-            and pool.native and _is_2x2(pool.pool))
+            and pool.two_by_two)  # cnnkit's MaxPool2d: 2x2, stride 2, no padding
 
 
 def kernels_used(model, device: str = "auto") -> str:
@@ -51,16 +51,6 @@ def kernels_used(model, device: str = "auto") -> str:
     if device == "cuda" or (device == "auto" and torch.cuda.is_available()):
         return "torch (a CUDA device)"
     return kernels.description()
-
-
-def _is_2x2(pool: nn.MaxPool2d) -> bool:
-    def pair(v):
-        return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
-
-    return (type(pool) is nn.MaxPool2d and pair(pool.kernel_size) == (2, 2)
-            and pair(pool.stride) == (2, 2) and pair(pool.padding) == (0, 0)
-            and pair(pool.dilation) == (1, 1) and not pool.ceil_mode
-            and not pool.return_indices)
 
 
 def _output_dtype(x: torch.Tensor):
@@ -107,13 +97,8 @@ def _prepared(weight, bias, dtype):
         return w.permute(2, 3, 1, 0).contiguous(), None if b is None else b.contiguous()
 
 
-def _nhwc(x: torch.Tensor) -> torch.Tensor:
-    return x if x.is_contiguous(memory_format=torch.channels_last) \
-        else x.contiguous(memory_format=torch.channels_last)
-
-
 def _forward(lib, x, weight, bias, pad, dtype, want_code):
-    x = _nhwc(x)
+    x = kernels.channels_last(x)
     n, cin, h, w = x.shape
     co, k = weight.shape[0], weight.shape[2]
     ho, wo = (h + 2 * pad - k + 1) // 2, (w + 2 * pad - k + 1) // 2
@@ -143,7 +128,7 @@ class _Stem(torch.autograd.Function):
         x, code = ctx.saved_tensors
         n, cin, h, w = x.shape
         co, _, k, _ = ctx.shape
-        g = _nhwc(grad.to(ctx.dtype))
+        g = kernels.channels_last(grad.to(ctx.dtype))
         dw = torch.empty((k, k, cin, co), dtype=torch.float32)
         db = torch.empty(co, dtype=torch.float32)
         kernels.loaded().cnnkit_stem_backward(

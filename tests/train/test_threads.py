@@ -125,11 +125,14 @@ class Machine:
         return 0.0 if self.loaded else 1.0
 
 
-def drive(gov, machine, steps, epoch=0):
+def drive(gov, machine, steps, epoch=0, until=None):
+    """`steps` real steps at the machine's costs; `until`: stop once on that many threads."""
     for i in range(steps):
         dt = machine.cost(gov.current)
         machine.t += dt
         gov.step(dt, 128, epoch, i)
+        if gov.current == until:
+            break
 
 
 def governor(m, threads=2):
@@ -190,12 +193,7 @@ def test_a_slow_moment_of_the_host_does_not_keep_a_run_on_one_thread(monkeypatch
     assert len(rechecks) >= 2  # every ~2 s, not once per 15 s
     m.costs = quiet  # the spell ends
     t_end = m.t
-    for i in range(1000):
-        dt = m.cost(gov.current)
-        m.t += dt
-        gov.step(dt, 128, 0, i)
-        if gov.current == 2:
-            break
+    drive(gov, m, 1000, until=2)
     assert gov.current == 2 and m.t - t_end < T.LOOK_S + 0.5
 
 
@@ -268,12 +266,7 @@ def test_a_start_probe_in_a_slow_moment_looks_again_within_seconds(monkeypatch):
     assert gov.current == 1 and gov.probes[0]["why"] == "start"
     m.costs.update({(False, 2): 6e-3})  # the host is itself again: 2 threads clearly faster
     t0 = m.t
-    for i in range(2000):
-        dt = m.cost(gov.current)
-        m.t += dt
-        gov.step(dt, 128, 0, i)
-        if gov.current == 2:
-            break
+    drive(gov, m, 2000, until=2)
     assert gov.current == 2 and m.t - t0 < T.START_RECHECK_S + 0.5
 
 
