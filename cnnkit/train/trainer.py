@@ -117,6 +117,7 @@ class Trainer:
         self.history = History()
         self.epoch = 0  # epochs completed
         self.stop_training, self.stop_reason, self.diverged = False, None, False
+        self.precise_bn = None  # {"images", "steps"} once batch-norm statistics are recomputed
         self.progress = Progress(cfg.verbose, cfg.epochs, stream)
         self.loss_fn = None
         self.preprocessing = {"normalize": cfg.normalize, "mean": None, "std": None}
@@ -323,6 +324,7 @@ class Trainer:
                 break
             if self.average is not None:
                 self.average.use_average()  # validation, callbacks and checkpoints see these
+            self._settle_norms(x_train, frozen, (epoch + 1) * steps)
             if has_val:
                 val = self._evaluate(x_val, y_val, max_batches=1 if cfg.dry_run else None)
                 logs.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
@@ -341,9 +343,33 @@ class Trainer:
                 break
         for cb in self.callbacks:
             cb.on_train_end({})
+        if self.precise_bn and not self.diverged:
+            self.say(f"Batch-norm statistics recomputed over {self.precise_bn['images']:,} "
+                     f"training images: the moving averages had seen {self.precise_bn['steps']} "
+                     "steps, too few to settle")
         if self.stop_reason:
             self.say(f"Stopped: {self.stop_reason}")
         return self.history
+
+    def _settle_norms(self, x_train, frozen, steps: int) -> None:
+        """Precise batch-norm statistics where `steps` steps cannot have settled the moving
+        averages (cnnkit.train.precise_bn); `self.precise_bn` then says over how many images."""
+        from cnnkit.train.precise_bn import recompute, sample, unsettled
+
+        norms = unsettled(self.model.net, frozen, steps)
+        if not norms:
+            return
+        par = self.parallel
+        batches = sample(len(x_train), self.config.batch_size, self.seed,
+                         (par.rank, par.world) if par is not None else (0, 1),
+                         max_batches=1 if self.config.dry_run else None)
+
+        def forward(idx):  # in float32, as evaluation runs; not DDP's wrapper: no gradients
+            self._forward(self._input(x_train.index_select(0, idx).to(self.device)))
+
+        images = recompute(self.model.net, norms, batches, forward,
+                           reduce=par.sum if par is not None else None)
+        self.precise_bn = {"images": images, "steps": steps}
 
     def _diverge(self, epoch: int, loss: float) -> None:
         """A NaN/inf loss: end the run without a checkpoint or state for this epoch, and put the
