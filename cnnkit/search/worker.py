@@ -9,7 +9,8 @@ Every worker, the in-process one of `--jobs 1` and each child process of `--jobs
   point runs once however many workers share the study, and the study ends when the queue is
   empty. (Optuna's GridSampler draws points per worker and can repeat one: optuna #2039.)
 - Other samplers stop once `n_trials` trials are done, running or queued (counted in the
-  storage, so a resumed or a joined study finishes the same budget). Each trial's sampler is
+  storage, so a resumed or a joined study finishes the same budget) and no queued trial is
+  left: a trial re-queued after its worker died runs even when it is the budget's last. Each trial's sampler is
   seeded from (seed, trial number): the same --seed gives the same parameters in the same
   order, also after a resume.
 - A trial's run directory is `trials/NNNN` of its original number: a trial re-queued after its
@@ -256,7 +257,9 @@ def _loop(ctx: dict, space: Space, study, heart) -> None:
             study._thread_local.cached_all_trials = None
             trial = optuna.Trial(study, trial_id)
         else:
-            if counted(study) >= ctx["n_trials"]:
+            # a re-queued trial (its worker died) is already counted in the budget: when it
+            # is the budget's last, it still has to run (ask pops it before sampling)
+            if counted(study) >= ctx["n_trials"] and not _waiting(study):
                 return
             # the new trial's place in the sequence of sampled trials (a re-queued copy is not
             # sampled): the same seed gives the same parameters, interrupted or not
@@ -267,6 +270,12 @@ def _loop(ctx: dict, space: Space, study, heart) -> None:
             if _beyond_budget(study, trial, ctx["n_trials"]):
                 return
         run_trial(ctx, space, study, trial, heart)
+
+
+def _waiting(study) -> bool:
+    from optuna.trial import TrialState
+
+    return bool(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
 
 OVER_BUDGET = "cnnkit:over_budget"

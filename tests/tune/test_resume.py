@@ -72,3 +72,32 @@ def test_kill_9_then_the_same_command_resumes_the_interrupted_trial_from_its_sta
     # --resume runs the study on with its own settings, here to a larger budget
     assert main(["tune", "--resume", str(out), "--trials", "4", "--quiet"]) == 0
     assert sum(r["state"] == "COMPLETE" for r in _rows(out)) == 4
+
+
+def test_kill_9_in_the_last_trial_then_the_same_command_finishes_it(tmp_path, capsys):
+    """The interrupted trial is the budget's last: its re-queued copy must still run (it was
+    counted as the budget's last trial and left WAITING, and the command exited 0)."""
+    space = write_space(tmp_path / "space.yaml", SPACE)  # 2 epochs a trial
+    out = tmp_path / "study"
+    argv = ["tune", str(space), "--sampler", "random", "--trials", "2", "--seed", "3",
+            "--pruner", "none", "--out", str(out)]
+    child = cnnkit_child(*argv, script=pause_in_trial("trials/0001", 1))
+    try:
+        assert wait_for_line(child, "paused"), child.stderr.read().decode()
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+
+    assert main(argv) == 0
+    assert "Re-queued trial 1, interrupted before" in capsys.readouterr().out
+    rows = _rows(out)
+    assert [(r["number"], r["state"], r["retry_of"], r["dir"]) for r in rows] == [
+        ("0", "COMPLETE", "", "trials/0000"), ("1", "FAIL", "", "trials/0001"),
+        ("2", "COMPLETE", "1", "trials/0001")]
+    # trial 1 continued its run from its state: epoch 1 as it was, then epoch 2
+    interrupted = out / "trials" / "0001"
+    assert len((interrupted / "history.csv").read_text().splitlines()) == 3
+    assert len(json.loads((interrupted / "config.json").read_text())["resumed"]) == 1
+    # the study is done: the same command again runs nothing more
+    assert main(argv) == 0
+    assert "Re-queued" not in capsys.readouterr().out and len(_rows(out)) == 3
