@@ -19,8 +19,19 @@ AUGMENT_FLAGS = [  # Keras ImageDataGenerator names
 ]
 AUGMENT_SWITCHES = [("horizontal_flip", "mirror half the images left-right"),
                     ("vertical_flip", "flip half the images upside down")]
-# Flags that may be given with --resume (they do not change the epochs already trained).
-RESUME_FLAGS = ("epochs", "quiet", "device", "threads", "data_dir", "nproc")
+
+
+def resume_flags() -> tuple[str, ...]:
+    """What `--resume` may be given with: the run options that may change on resume
+    (TrainConfig's RESUMABLE, the one list; verbose as --quiet, and not --out: the run is
+    --resume's directory), and --nproc, which cnnkit.run takes beside the spec on resume too."""
+    from cnnkit.train.config import RESUMABLE
+
+    return tuple("quiet" if k == "verbose" else k for k in RESUMABLE if k != "out") + ("nproc",)
+
+
+def _listed(names) -> str:
+    return ", ".join(flag(k) for k in names)
 
 
 def _defaults() -> dict:
@@ -98,7 +109,7 @@ def register(sub) -> None:
     g.add_argument("--artifacts", help="what the run writes: full (everything), metrics "
                    "(config, history, metrics, state) or none (default: full)")
     g.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run exactly; "
-                   "only --epochs, --quiet, --device, --threads and --data-dir may be given with it")
+                   f"only {_listed(resume_flags())} may be given with it")
     g.add_argument("--seed", type=int, help="makes a CPU run reproducible to the last digit "
                    "(default: a random seed, recorded)")
     g.add_argument("--device", help=f"auto, cpu or cuda (default: {d['device']})")
@@ -205,12 +216,12 @@ def cmd_train(args) -> int:
     command = ["cnnkit", *getattr(args, "argv", sys.argv[1:])]
     try:
         if args.resume:
-            given = [flag(k) for k, v in vars(args).items() if k not in RESUME_FLAGS + (
+            allowed = resume_flags()
+            given = [flag(k) for k, v in vars(args).items() if k not in allowed + (
                 "resume", "func", "command", "argv") and v not in (None, False)]
             if given:
                 raise CnnkitError(f"{given[0]} cannot be given with --resume: the run continues "
-                                  "as it was configured (with --resume: --epochs, --quiet, "
-                                  "--device, --threads, --data-dir)")
+                                  f"as it was configured (with --resume: {_listed(allowed)})")
             spec = spec_from_args(args).replace(out=args.resume)
             run(spec, resume=True, command=command, nproc=args.nproc)
             return 0

@@ -10,6 +10,11 @@ resolved spec repeats the run exactly. The run directory's `config.json` stores 
 spec under "options" (the nested form this project has always written: training options under
 "train"); `from_file` reads that form as well as the flat one users write.
 
+The training options are declared once, as TrainConfig's fields: RunSpec takes each under the
+same name (the dataclass `_Training` is made from TrainConfig's fields), between what to train
+and the run's own options, so a new training option is one field in TrainConfig. What may
+change on resume is TrainConfig's RESUMABLE, the one list for the API, the CLI and the trainer.
+
 Stdlib only, like TrainConfig: the CLI builds and checks a spec before paying for torch.
 """
 from __future__ import annotations
@@ -22,22 +27,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cnnkit.errors import CnnkitError, one_of, out_of_range
-from cnnkit.train.config import TrainConfig
+from cnnkit.train.config import ENGINE_ONLY, RESUMABLE, TrainConfig
 
 ARTIFACTS = ("full", "metrics", "none")
-# TrainConfig fields a RunSpec sets directly (the engine-only ones keep TrainConfig's defaults).
-TRAIN_FIELDS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
-                "loss", "label_smoothing", "schedule", "step_size", "gamma", "clip_norm",
-                "augment", "test_time_flip", "ema", "seed", "device", "precision", "threads",
-                "normalize",
-                "dry_run", "verbose")
-# What may change when a run is resumed: none of it changes the arithmetic of the epochs done.
-RESUMABLE = ("epochs", "verbose", "device", "threads", "data_dir", "out")
+# The training options: TrainConfig's fields (all but its engine-only ones), declared there once.
+TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name not in ENGINE_ONLY)
 
 
 @dataclass
-class RunSpec:
-    # -- what to train
+class _WhatToTrain:
     model: str | dict | None = None  # preset, model file, saved model dir, or a description;
     #                                   cnnkit.run also takes your own nn.Module (recorded as
     #                                   {"module": "package.file.CNN"})
@@ -51,24 +49,24 @@ class RunSpec:
     #                           stratified k-fold of the training data, train on the others
     init_from: str | None = None  # start from this saved model's weights (transfer)
     freeze: bool | None = None  # with init_from: keep the convolutional part fixed
-    # -- training (see TrainConfig for each one's meaning and default)
-    epochs: int | None = None
-    batch_size: int | None = None
-    optimizer: str | None = None
-    lr: float | None = None
-    momentum: float | None = None
-    nesterov: bool | None = None
-    weight_decay: float | None = None
-    loss: str | None = None
-    label_smoothing: float | None = None
-    schedule: str | None = None
-    step_size: int | None = None
-    gamma: float | None = None
-    clip_norm: float | None = None
-    augment: dict | None = None  # Keras ImageDataGenerator arguments, over the recipe's
-    test_time_flip: bool | None = None
-    ema: float | None = None
-    normalize: str | None = None
+
+
+def _unset(type_name: str) -> str:
+    return type_name if "None" in type_name else f"{type_name} | None"
+
+
+# -- training: every TrainConfig field under its own name (see TrainConfig for each one's meaning
+# and default), unset (None) until `resolved()` fills it from the recipe, then the defaults
+_Training = dataclasses.make_dataclass(
+    "_Training", [(f.name, _unset(f.type), field(default=None))
+                  for f in dataclasses.fields(TrainConfig) if f.name in TRAIN_FIELDS],
+    bases=(_WhatToTrain,))
+
+
+@dataclass
+class RunSpec(_Training):
+    """Every option of one run; the training ones are TrainConfig's (see the module's note)."""
+
     # -- callbacks
     early_stopping: int | None = None  # patience on val_loss, restoring the best weights
     tensorboard: bool | None = None  # also write TensorBoard event files to RUN/tensorboard
@@ -79,12 +77,6 @@ class RunSpec:
     scale_lr: str | None = None  # none, or linear: lr times the processes (Goyal et al. 2017)
     warmup_epochs: int | None = None  # scale_lr=linear: reach the scaled lr over these epochs
     # -- the run itself
-    seed: int | None = None  # None: chosen now and recorded
-    device: str | None = None
-    precision: str | None = None
-    threads: int | str | None = None  # CPU threads: N or "auto" (None: CNNKIT_THREADS, else auto)
-    dry_run: bool | None = None  # one batch per epoch
-    verbose: int | None = None  # 0 quiet, 1 progress bar on a terminal, 2 one line per epoch
     out: str | None = None  # the run directory; None: in memory, nothing written
     artifacts: str | None = None  # full, metrics (config, history, metrics, state) or none
 
@@ -122,7 +114,7 @@ class RunSpec:
             if not isinstance(train, dict):
                 raise CnnkitError(f"{where}: 'train' must be a mapping of training options")
             for key, value in train.items():
-                if key in ("eval_batch_size", "compile") and value == getattr(TrainConfig, key):
+                if key in ENGINE_ONLY and value == getattr(TrainConfig, key):
                     continue  # engine defaults that config.json records
                 flat.setdefault(key, value)
         names = cls.fields()

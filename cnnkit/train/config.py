@@ -19,9 +19,15 @@ DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")  # fp16: with loss scaling (GradScaler)
 NORMALIZE = ("unit", "standardize")  # as cnnkit.data.batches.NORMALIZE_MODES
 
-# Fields that change the numbers a run produces: a resumed run must agree on all of them.
-# (epochs may grow on resume; device and verbosity do not change the arithmetic's meaning.)
-RESULT_FIELDS_EXEMPT = ("epochs", "verbose", "device", "dry_run", "threads")
+# What may change when a run is resumed, the one list: the trainer's check of a loaded state
+# (TrainConfig.differences), RunSpec's (cnnkit.resume, cnnkit.run(resume=True)) and the flags
+# `cnnkit train --resume` takes all read it. None of it changes the arithmetic of the epochs
+# done: epochs may grow, the rest says where and how loudly it runs. data_dir and out are
+# RunSpec's (where the data and the run directory are).
+RESUMABLE = ("epochs", "verbose", "device", "threads", "data_dir", "out")
+# TrainConfig's fields that are not run options: RunSpec has no field for them, and a run
+# keeps these defaults (config.json records them under "train").
+ENGINE_ONLY = ("eval_batch_size", "compile")
 
 
 def _number(v) -> bool:
@@ -125,4 +131,4 @@ class TrainConfig:
         """'lr: 0.001 -> 0.01' for every field that changes results (for resume checks)."""
         a, b = self.to_dict(), other.to_dict()
         return [f"{k}: {a[k]!r} -> {b[k]!r}" for k in a
-                if k not in RESULT_FIELDS_EXEMPT and a[k] != b[k]]
+                if k not in RESUMABLE and a[k] != b[k]]

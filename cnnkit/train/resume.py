@@ -53,11 +53,13 @@ def restore_state(trainer, directory) -> None:
     where = f"{Path(directory) / STATE_JSON}"
     if state.get("format") != STATE_FORMAT:
         raise CnnkitError(f"{directory}: unsupported training state format {state.get('format')}")
+    if isinstance(state.get("config"), dict):  # first: a state of other settings (ema on or
+        # off) is that, not a corrupt one
+        diffs = TrainConfig.from_dict(state["config"]).differences(trainer.config)
+        if diffs:
+            raise CnnkitError(f"cannot resume {directory} with a different configuration "
+                              f"({'; '.join(diffs)})")
     check_state_keys(state, where, trainer.average is not None)
-    diffs = TrainConfig.from_dict(state["config"]).differences(trainer.config)
-    if diffs:
-        raise CnnkitError(f"cannot resume {directory} with a different configuration "
-                          f"({'; '.join(diffs)})")
     load_weights(trainer.model.net, weights, str(directory))  # names a mismatched tensor
     part = "optimizer"
     try:  # torch's own loaders raise KeyError/ValueError on a state edited by hand
