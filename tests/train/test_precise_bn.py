@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
 from cnnkit.cli import main
+from cnnkit.train.callbacks import Callback
 from cnnkit.train.precise_bn import SETTLED, sample, unsettled
 from cnnkit.train.trainer import TrainConfig, Trainer
 
@@ -58,14 +60,18 @@ def _bn_net():
                          nn.Dropout(0.5), nn.Flatten(), nn.Linear(288, 10))
 
 
+def _bn_model(make_model):
+    model = make_model()
+    model.net = _bn_net()
+    model.net.output_activation = "softmax"
+    return model
+
+
 def test_statistics_are_the_training_images_own_and_the_run_repeats(make_model, digits):
     cfg = TrainConfig(epochs=1, batch_size=64, seed=5, verbose=0, lr=0.01)
     runs = []
     for _ in range(2):
-        model = make_model()
-        model.net = _bn_net()
-        model.net.output_activation = "softmax"
-        trainer = Trainer(model, cfg)
+        trainer = Trainer(_bn_model(make_model), cfg)
         trainer.fit(digits[0], digits[1])
         runs.append(trainer)
     a, b = (t.model.net.state_dict() for t in runs)
@@ -99,3 +105,24 @@ def test_the_sample_is_fixed_by_the_seed_and_shared_out_between_ranks():
     ranks = [sample(10_000, 128, 3, part=(r, 2)) for r in range(2)]
     assert sorted(torch.cat(ranks[0] + ranks[1]).tolist()) == sorted(torch.cat(one).tolist())
     assert [len(b) for b in sample(5, 4, seed=0)] == [4]  # a last batch of one is left out
+
+
+class _Crash(Callback):
+    def on_epoch_begin(self, epoch, logs):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+
+def test_a_resumed_run_ends_with_the_uninterrupted_runs_statistics(make_model, digits, tmp_path):
+    cfg = TrainConfig(epochs=2, batch_size=64, seed=5, verbose=0, lr=0.01)
+    full = Trainer(_bn_model(make_model), cfg)
+    full.fit(*digits)
+    first = Trainer(_bn_model(make_model), cfg, [_Crash()], state_dir=tmp_path / "s")
+    with pytest.raises(KeyboardInterrupt):
+        first.fit(*digits)
+    resumed = Trainer(_bn_model(make_model), cfg, state_dir=tmp_path / "s")
+    resumed.load_state(tmp_path / "s").fit(*digits)
+    a, b = full.model.net.state_dict(), resumed.model.net.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):  # validation saw the same
+        assert full.history.history[key] == resumed.history.history[key], key
