@@ -93,3 +93,28 @@ def recompute(net: nn.Module, norms: list, batches, forward, reduce=None) -> int
         for m, training in modes:
             m.train(training)
     return int(seen) if done else 0
+
+
+def settle_norms(trainer, x_train, frozen, steps: int) -> dict | None:
+    """At an epoch's end, after `steps` training steps: the trainer's batch norms recomputed
+    over its training images `x_train` where their moving averages cannot have settled.
+    Returns {"images", "steps"} then, else None."""
+    norms = unsettled(trainer.model.net, frozen, steps)
+    if not norms:
+        return None
+    par = trainer.parallel
+    batches = sample(len(x_train), trainer.config.batch_size, trainer.seed,
+                     (par.rank, par.world) if par is not None else (0, 1),
+                     max_batches=1 if trainer.config.dry_run else None)
+
+    def forward(idx):  # float32, as evaluation runs; not DDP's wrapper: no gradients to sync
+        trainer._forward(trainer._input(x_train.index_select(0, idx).to(trainer.device)))
+
+    images = recompute(trainer.model.net, norms, batches, forward,
+                       reduce=par.sum if par is not None else None)
+    return {"images": images, "steps": steps}
+
+
+def recomputed_note(record: dict) -> str:
+    return (f"Batch-norm statistics recomputed over {record['images']:,} training images: the "
+            f"moving averages had seen {record['steps']} steps, too few to settle")

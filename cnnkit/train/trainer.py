@@ -33,6 +33,7 @@ from cnnkit.train.config import TrainConfig
 from cnnkit.train.losses import correct_count, make_loss
 from cnnkit.train.memory import keep_freed_memory
 from cnnkit.train.optim import make_optimizer, make_schedule
+from cnnkit.train.precise_bn import recomputed_note, settle_norms
 from cnnkit.train.progress import Progress
 from cnnkit.train.device import cpu_has_bf16, resolve_device, resolve_precision  # noqa: F401
 from cnnkit.train.state import read_state, write_state
@@ -324,7 +325,8 @@ class Trainer:
                 break
             if self.average is not None:
                 self.average.use_average()  # validation, callbacks and checkpoints see these
-            self._settle_norms(x_train, frozen, (epoch + 1) * steps)
+            self.precise_bn = settle_norms(self, x_train, frozen, (epoch + 1) * steps) \
+                or self.precise_bn  # short runs: batch-norm statistics recomputed
             if has_val:
                 val = self._evaluate(x_val, y_val, max_batches=1 if cfg.dry_run else None)
                 logs.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
@@ -344,32 +346,10 @@ class Trainer:
         for cb in self.callbacks:
             cb.on_train_end({})
         if self.precise_bn and not self.diverged:
-            self.say(f"Batch-norm statistics recomputed over {self.precise_bn['images']:,} "
-                     f"training images: the moving averages had seen {self.precise_bn['steps']} "
-                     "steps, too few to settle")
+            self.say(recomputed_note(self.precise_bn))
         if self.stop_reason:
             self.say(f"Stopped: {self.stop_reason}")
         return self.history
-
-    def _settle_norms(self, x_train, frozen, steps: int) -> None:
-        """Precise batch-norm statistics where `steps` steps cannot have settled the moving
-        averages (cnnkit.train.precise_bn); `self.precise_bn` then says over how many images."""
-        from cnnkit.train.precise_bn import recompute, sample, unsettled
-
-        norms = unsettled(self.model.net, frozen, steps)
-        if not norms:
-            return
-        par = self.parallel
-        batches = sample(len(x_train), self.config.batch_size, self.seed,
-                         (par.rank, par.world) if par is not None else (0, 1),
-                         max_batches=1 if self.config.dry_run else None)
-
-        def forward(idx):  # in float32, as evaluation runs; not DDP's wrapper: no gradients
-            self._forward(self._input(x_train.index_select(0, idx).to(self.device)))
-
-        images = recompute(self.model.net, norms, batches, forward,
-                           reduce=par.sum if par is not None else None)
-        self.precise_bn = {"images": images, "steps": steps}
 
     def _diverge(self, epoch: int, loss: float) -> None:
         """A NaN/inf loss: end the run without a checkpoint or state for this epoch, and put the
