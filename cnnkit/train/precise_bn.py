@@ -108,7 +108,8 @@ def settle_norms(trainer, x_train, frozen, steps: int) -> dict | None:
                      max_batches=1 if trainer.config.dry_run else None)
 
     def forward(idx):  # float32, as evaluation runs; not DDP's wrapper: no gradients to sync
-        trainer._forward(trainer._input(x_train.index_select(0, idx).to(trainer.device)))
+        xb = x_train.index_select(0, idx.to(x_train.device))  # uint8 (B, H, W, C)
+        trainer._forward(trainer._input(xb.to(trainer.device)))
 
     images = recompute(trainer.model.net, norms, batches, forward,
                        reduce=par.sum if par is not None else None)
