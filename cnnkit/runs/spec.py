@@ -36,6 +36,8 @@ TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name n
 
 @dataclass
 class _WhatToTrain:
+    """RunSpec's first fields: what to train, on which data, from which weights."""
+
     model: str | dict | None = None  # preset, model file, saved model dir, or a description;
     #                                   cnnkit.run also takes your own nn.Module (recorded as
     #                                   {"module": "package.file.CNN"})
@@ -61,6 +63,7 @@ _Training = dataclasses.make_dataclass(
     "_Training", [(f.name, _unset(f.type), field(default=None))
                   for f in dataclasses.fields(TrainConfig) if f.name in TRAIN_FIELDS],
     bases=(_WhatToTrain,))
+_Training.__module__ = __name__  # make_dataclass says "types" before Python 3.12
 
 
 @dataclass
