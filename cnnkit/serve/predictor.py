@@ -13,12 +13,13 @@ to uint8 pixels at the model's shape; then
   takes those uint8 pixels as they are and does the model's preprocessing itself.
 Both end in the output contract's probabilities (N, K), and both refuse NaN or infinite ones.
 
-Threads: `threads`, default the thread policy's choice when the Predictor is made
-(`cnnkit.train.threads.settle_threads`: the cores this process may use, honouring taskset,
-cpusets and cgroup quotas, fewer where other programs hold some of them at that moment; or
-CNNKIT_THREADS). onnxruntime's intra-op pool gets that many, with one inter-op thread (a CNN's
-graph is a chain: nothing runs side by side); on torch it is `torch.set_num_threads`, which is
-process-wide (torch has one pool).
+Threads: `threads`. onnxruntime's intra-op pool gets that many, default the thread policy's
+choice when the Predictor is made (`cnnkit.train.threads.settle_threads`: the cores this process
+may use, honouring taskset, cpusets and cgroup quotas, fewer where other programs hold some of
+them at that moment; or CNNKIT_THREADS), with one inter-op thread (a CNN's graph is a chain:
+nothing runs side by side). On torch, a `threads` given is `torch.set_num_threads`, which is
+process-wide (torch has one pool); without one the Predictor leaves the caller's count alone
+(a notebook's, a server's) and uses it.
 
 runtime="auto": onnxruntime for an .onnx file (the only runtime it has); for a cnnkit model,
 AUTO_RUNTIME (onnx), from bench/bench_infer.py's measurements. The commands, which run once,
@@ -94,10 +95,6 @@ class Predictor:
         if runtime not in RUNTIMES:
             raise one_of("runtime", runtime, RUNTIMES)
         self.threads = check_threads(threads)
-        if self.threads is None:  # the thread policy (cnnkit.train.threads): CPUs free now
-            from cnnkit.train.threads import settle_threads
-
-            self.threads = settle_threads()[0]
         self.run_dir: Path | None = None
         self._session = None
         self._meta: dict = {}
@@ -109,7 +106,7 @@ class Predictor:
             from cnnkit.serve.onnx import open_session
 
             self.model = None
-            self._session, self._meta = open_session(model_or_path, self.threads)
+            self._session, self._meta = open_session(model_or_path, self._onnx_threads())
             self.runtime = "onnx"
             self.name = self._meta["name"]
             self.class_names = list(self._meta["class_names"])
@@ -139,12 +136,24 @@ class Predictor:
         if self.runtime == "onnx":
             from cnnkit.serve.onnx import model_session
 
-            self._session, self._meta = model_session(model, self.threads,
+            self._session, self._meta = model_session(model, self._onnx_threads(),
                                                       test_accuracy=run_test_accuracy(self.run_dir))
-        else:
+        elif self.threads is not None:  # asked for: torch's one pool, process-wide
             from cnnkit.train.threads import set_threads
 
             set_threads(self.threads)
+        else:  # the caller's own count, unchanged
+            import torch
+
+            self.threads = torch.get_num_threads()
+
+    def _onnx_threads(self) -> int:
+        """The session's own pool (nothing process-wide): `threads`, else the CPUs free now."""
+        if self.threads is None:  # the thread policy (cnnkit.train.threads)
+            from cnnkit.train.threads import settle_threads
+
+            self.threads = settle_threads()[0]
+        return self.threads
 
     # -- predictions -----------------------------------------------------------------------
     def predict(self, images) -> np.ndarray:

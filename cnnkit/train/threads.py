@@ -38,9 +38,9 @@ import time
 from dataclasses import dataclass, field
 
 # the CPUs and the plan (cnnkit.train.cpus), importable from here as before
-from cnnkit.train.cpus import (IdleMeter, ThreadPlan, available_cpus, cgroup_cpu_limit,  # noqa: F401
-                               kept_threads, parse_threads, physical_cores, plan_threads,
-                               set_threads, settle_threads, under_torchrun)
+from cnnkit.train.cpus import (IdleMeter, ThreadPlan, available_cpus, caller_threads,  # noqa: F401
+                               cgroup_cpu_limit, kept_threads, parse_threads, physical_cores,
+                               plan_threads, set_threads, settle_threads, under_torchrun)
 
 FASTER = 0.85  # more threads must take < 85% of one thread's time to be kept
 SLOWDOWN = 1.5  # steps on more threads this much slower than before: drop to one
