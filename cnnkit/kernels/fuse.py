@@ -73,7 +73,8 @@ def layers_on_kernels(net) -> dict[str, list[str]]:
     return out
 
 
-def prepare(net, device: str, say=print) -> tuple[str, dict[str, list[str]]]:
+def prepare(net, device: str, precision: str = "auto",
+            say=print) -> tuple[str, dict[str, list[str]]]:
     """For a run cnnkit starts: compile the kernels now, before training and saying so, where
     this network has layers they compute and they are not compiled yet (a forward pass never
     compiles them); then config.json's (`resolved.kernels`, `resolved.kernel_layers`): 'cnnkit'
@@ -85,6 +86,8 @@ def prepare(net, device: str, say=print) -> tuple[str, dict[str, list[str]]]:
         return "torch (no layers of this model that cnnkit's kernels compute)", {}
     if device == "cuda" or (device == "auto" and torch.cuda.is_available()):
         return "torch (a CUDA device)", {}
+    if precision == "fp16":  # the kernels compute bf16 and float32 (kernels.bnrelu.DTYPES)
+        return "torch (fp16: cnnkit's kernels compute bf16 and float32)", {}
     failed = None
     if kernels.loaded() is None and kernels.why_not() == kernels.NOT_BUILT:
         if kernels.compiler() is not None:

@@ -343,7 +343,8 @@ def _execute_held(spec: RunSpec, resume: bool, command, held, extra_callbacks,
     torch.manual_seed(config.seed)  # the initial weights too come from the run's seed
     model, note = build_model(spec, ds, module)
     # compiled here if need be, before training (never in a forward pass): cnnkit.kernels
-    kernels_used, kernel_layers = prepare_kernels(model.net, config.device, say)
+    kernels_used, kernel_layers = prepare_kernels(model.net, config.device, config.precision,
+                                                  say)
     state_dir = run_dir / "state" if run_dir is not None else None
     if resume and writer:
         for name in ("state", "best", "last"):

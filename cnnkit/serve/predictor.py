@@ -38,11 +38,10 @@ from cnnkit.errors import CnnkitError, one_of, out_of_range
 
 RUNTIMES = ("auto", "torch", "onnx")
 # What "auto" picks for a cnnkit model (an .onnx file always runs on onnxruntime), from
-# bench/bench_infer.py's figures (seed003-cnn, 2 shared cores): onnxruntime predicted one image
-# in 0.11-0.13 ms against 0.33-0.42 ms on torch, and 10,000 at ~2x torch's images/s, so a
-# Predictor, which is made to be kept (the server), runs on onnx. Starting one costs 0.8-1.3 s
-# more (torch.onnx imports `onnx`, 0.7 s, then exports), which a one-off job won back from
-# 4,300-6,500 images in three runs: AUTO_ONNX_MIN_IMAGES keeps a margin over that.
+# bench/bench_infer.py's figures (bench/README.md): onnxruntime predicts faster than torch, one
+# image or many, so a Predictor, which is made to be kept (the server), runs on onnx. Starting
+# one costs about a second more (torch.onnx imports `onnx`, then exports), which a one-off job
+# wins back only after thousands of images: AUTO_ONNX_MIN_IMAGES keeps a margin over that.
 AUTO_RUNTIME = "onnx"
 AUTO_ONNX_MIN_IMAGES = 10_000
 

@@ -149,3 +149,20 @@ def test_config_json_names_every_layer_a_kernel_computes(tmp_path, spec):
         assert layers["stem"] == ["conv2d + max_pooling2d"]
         assert layers["pool"] == ["max_pooling2d_1", "max_pooling2d_2"]
         assert len(layers["bn_relu"]) == 4
+
+
+def test_where_no_kernel_will_run_config_json_says_torch_and_why():
+    from torch import nn
+
+    from cnnkit.kernels.fuse import prepare
+    from cnnkit.model.presets import create_model
+
+    net = create_model("fast-cnn-dense").net
+    said = []
+    assert prepare(net, "cuda", "auto", said.append) == ("torch (a CUDA device)", {})
+    assert prepare(net, "cpu", "fp16", said.append) == (
+        "torch (fp16: cnnkit's kernels compute bf16 and float32)", {})
+    own = nn.Sequential(nn.Conv2d(1, 16, 3), nn.MaxPool2d(2), nn.Flatten())  # a user's module
+    assert prepare(own, "cpu", "auto", said.append) == (
+        "torch (no layers of this model that cnnkit's kernels compute)", {})
+    assert said == []  # nothing compiled, nothing to say
