@@ -6,9 +6,9 @@ STAMP  := $(VENV)/.installed-stamp
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 CHROMIUM    := /usr/bin/chromium
 
-.PHONY: setup compiler data browser postgres demo test bench fuzz clean
+.PHONY: setup compiler kernels data browser postgres demo test bench fuzz clean
 
-setup: compiler $(STAMP)
+setup: compiler $(STAMP) kernels
 
 # A C++ compiler for cnnkit's own CPU kernels (cnnkit/kernels: compiled once per machine into
 # ~/.cache/cnnkit). Not fatal: without one cnnkit runs torch's ops (slower), and the kernel
@@ -25,8 +25,13 @@ $(STAMP): pyproject.toml requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements-dev.txt -e .
-	$(BIN)/python -m cnnkit.kernels  # compiles cnnkit's C++ kernels for this CPU (cnnkit.kernels)
 	touch $(STAMP)
+
+# cnnkit's C++ kernels for this CPU and these sources, on every set-up (a second or less once
+# cached): a forward pass never compiles them, so a changed source is built here (or at the
+# start of the next run), not in a user's first predict.
+kernels: $(STAMP)
+	$(BIN)/python -m cnnkit.kernels
 
 # Real data where the system can provide it (Debian's dataset-fashion-mnist); never fatal.
 data:

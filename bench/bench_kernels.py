@@ -2,10 +2,14 @@
 
     .venv/bin/python bench/bench_kernels.py                     # steps, ops and 4 `fast` runs
     .venv/bin/python bench/bench_kernels.py --steps-only --models fast-cnn-dense seed003-cnn
+    .venv/bin/python bench/bench_kernels.py --steps-only --models fast-cnn-dense --rounds 3 \
+        --calls 10                                              # short: ~2 minutes
 
 1. Training steps (batch 128, Adam, bf16 autocast where the CPU has bf16, channels_last), one
-   process, the kernels on and off (`cnnkit.kernels.disabled()`) in alternating rounds: median
-   ms per step and the ratio, for each model.
+   process, in rotating rounds: cnnkit's kernels, torch's eager ops (`cnnkit.kernels.disabled()`)
+   and torch.compile (inductor; the compile's own time is the first step, shown apart): median
+   ms per step and the ratios, for each model. torch.compile is the alternative to hand-written
+   kernels, so this column re-checks that choice on each machine (`--no-compile` skips it).
 2. The ops alone (forward and backward, one call each): the stem (first conv + 2x2 pool), the
    2x2 pools of stages 2 and 3, batch norm + ReLU at each stage's size.
 3. `cnnkit train --recipe fast --seed S --threads 2` in fresh processes, CNNKIT_KERNELS=auto
@@ -27,13 +31,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_line, median, training_step, warn_if_loaded  # noqa: E402
 
 
-def _step_fn(name, bf16):
+def _step_fn(name, bf16, compiled=False):
     import torch
 
     from cnnkit.model.presets import create_model
 
     torch.manual_seed(0)
-    return training_step(create_model(name, input_shape=(28, 28, 1), num_classes=10), bf16=bf16)
+    return training_step(create_model(name, input_shape=(28, 28, 1), num_classes=10), bf16=bf16,
+                         compiled=compiled)
 
 
 def _timed(fn, calls):
@@ -43,24 +48,36 @@ def _timed(fn, calls):
     return (time.perf_counter() - t) / calls * 1e3
 
 
-def steps(models, rounds, calls, bf16):
+def steps(models, rounds, calls, bf16, compiled=True):
     from cnnkit import kernels
 
+    sides = ("cnnkit", "torch", "compile") if compiled else ("cnnkit", "torch")
     print(f"\n1. training steps, batch 128 ({'bf16' if bf16 else 'fp32'}), ms per step, "
-          f"median of {rounds} alternating rounds of {calls}")
+          f"median of {rounds} rotating rounds of {calls}")
     for name in models:
-        fn = _step_fn(name, bf16)
-        times = {"cnnkit": [], "torch": []}
-        for side in times:  # warm both paths (allocator, oneDNN primitives)
-            with kernels.disabled() if side == "torch" else contextlib.nullcontext():
-                _timed(fn, 10)
+        fns = {"cnnkit": _step_fn(name, bf16), "torch": _step_fn(name, bf16)}
+        compile_s = None
+        if compiled:
+            fns["compile"] = _step_fn(name, bf16, compiled=True)
+            t = time.perf_counter()
+            fns["compile"]()  # the first call compiles (forward and backward graphs)
+            compile_s = time.perf_counter() - t
+        times = {side: [] for side in sides}
+        off = {"torch": kernels.disabled}
+        for side in sides:  # warm every path (allocator, oneDNN primitives)
+            with off.get(side, contextlib.nullcontext)():
+                _timed(fns[side], 10)
         for r in range(rounds):
-            for side in ("cnnkit", "torch") if r % 2 == 0 else ("torch", "cnnkit"):
-                with kernels.disabled() if side == "torch" else contextlib.nullcontext():
-                    times[side].append(_timed(fn, calls))
-        a, b = median(times["cnnkit"]), median(times["torch"])
-        print(f"  {name:16s} kernels {a:6.2f}  torch ops {b:6.2f}  {b / a:.2f}x  "
-              f"(load {os.getloadavg()[0]:.2f})", flush=True)
+            for side in sides[r % len(sides):] + sides[:r % len(sides)]:
+                with off.get(side, contextlib.nullcontext)():
+                    times[side].append(_timed(fns[side], calls))
+        ms = {side: median(times[side]) for side in sides}
+        line = (f"  {name:16s} kernels {ms['cnnkit']:6.2f}  torch eager {ms['torch']:6.2f} "
+                f"({ms['torch'] / ms['cnnkit']:.2f}x)")
+        if compiled:
+            line += (f"  torch.compile {ms['compile']:6.2f} ({ms['compile'] / ms['cnnkit']:.2f}x, "
+                     f"compiled in {compile_s:.0f} s)")
+        print(f"{line}  (load {os.getloadavg()[0]:.2f})", flush=True)
 
 
 def ops(bf16, calls=60):
@@ -152,6 +169,8 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--fp32", action="store_true", help="steps and ops in float32, not bf16")
     ap.add_argument("--steps-only", action="store_true")
+    ap.add_argument("--no-compile", action="store_true",
+                    help="no torch.compile column (its compile takes a while)")
     args = ap.parse_args()
 
     import torch
@@ -160,13 +179,14 @@ def main():
     from cnnkit.train.device import cpu_has_bf16
     from cnnkit.train.memory import keep_freed_memory
 
-    keep_freed_memory()
+    keep_freed_memory()  # as a run does (cnnkit.run): the kernels are timed as runs use them
     torch.set_num_threads(args.threads)
     print(machine_line())
     warn_if_loaded()
+    kernels.build()  # explicitly, as `make setup` does: a forward pass never compiles them
     print(f"kernels: {kernels.description()}; {args.threads} threads")
     bf16 = cpu_has_bf16() and not args.fp32
-    steps(args.models, args.rounds, args.calls, bf16)
+    steps(args.models, args.rounds, args.calls, bf16, compiled=not args.no_compile)
     if not args.steps_only:
         ops(bf16)
         if args.runs:

@@ -18,10 +18,11 @@ def median(values):
     return statistics.median(values)
 
 
-def training_step(sequential, batch=128, bf16=True):
+def training_step(sequential, batch=128, bf16=True, compiled=False):
     """One Adam training step (label smoothing 0.1, channels_last, bf16 autocast unless
     bf16=False) of a cnnkit Sequential on a fixed random batch, as a callable: what the step
-    benchmarks time."""
+    benchmarks time. `compiled`: the network's forward under torch.compile (its graphs hold
+    torch's ops: cnnkit's kernels step aside there), compiled by the first call."""
     import torch
 
     from cnnkit.train.module import as_model
@@ -34,10 +35,11 @@ def training_step(sequential, batch=128, bf16=True):
     x = torch.rand(batch, 1, 28, 28).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch,))
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
+    forward = torch.compile(net) if compiled else net
 
     def step():
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            out = net(x)
+            out = forward(x)
         loss = loss_fn(out.float(), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -149,7 +149,7 @@ def entry() -> None:
     """The `cnnkit` command (console script, `python -m cnnkit`): main(), then exit.
 
     With torch loaded, the interpreter's own teardown (tearing down torch's and matplotlib's
-    modules) takes ~0.4 s after everything is written: a tenth of a short run's overhead
+    modules) takes a noticeable part of a short run's overhead after everything is written
     (bench/README.md). So once main() has returned, the exit handlers run and the streams are
     flushed as at a normal exit, and the process leaves without the module teardown. Only when
     no thread of ours is still running: a non-daemon thread keeps the normal exit, which waits

@@ -38,8 +38,9 @@ def _canonical(name: str) -> str:
 def _digits_arrays():
     """(images (1797, 8, 8) in 0..16, labels) from scikit-learn's bundled digits.csv.gz.
 
-    Read straight from the package's data file: importing sklearn costs ~1.5 s, loading the
-    file ~20 ms. sklearn's own loader is the fallback should the file ever move."""
+    Read straight from the package's data file: importing sklearn costs far more than
+    loading the file (bench/README.md). sklearn's own loader is the fallback should the file
+    ever move."""
     import gzip
     import importlib.util
     from pathlib import Path

@@ -11,7 +11,7 @@ Where the files are looked for, in order:
 
 Decoding is one `np.frombuffer` per file. The decoded tensors are then cached as an uncompressed
 .npz beside the downloads (keyed by the source files' paths, sizes and mtimes), because
-gunzipping is most of the cost of a load: measured on Fashion-MNIST, see `load_mnist_family`.
+gunzipping is most of the cost of a load (bench/README.md has the figures).
 """
 from __future__ import annotations
 
@@ -260,7 +260,8 @@ def _cifar_records(where: str, data) -> tuple[np.ndarray, np.ndarray]:
                           f"records ({record} bytes each); the file is truncated or corrupt")
     rows = np.frombuffer(data, np.uint8).reshape(-1, record)
     x = np.empty((len(rows), 32 * 32, 3), np.uint8)
-    for k in range(3):  # one plane at a time: ~4x faster than a CHW->HWC transpose copy
+    for k in range(3):  # one plane at a time: contiguous copies, where a CHW->HWC transpose
+        #                 copy strides through memory (bench/README.md)
         x[:, :, k] = rows[:, 1 + 1024 * k: 1 + 1024 * (k + 1)]
     return x.reshape(-1, 32, 32, 3), rows[:, 0].copy()
 
@@ -338,8 +339,8 @@ def load_mnist_family(name: str, data_dir: str | Path | None = None, download: b
     cache when allowed, and raises one CnnkitError line saying where to put the files if not.
 
     Decoded tensors are kept in `<cache>/<name>/decoded-v1.npz` (uncompressed, 55 MB for
-    Fashion-MNIST): measured on 2 cores, a first load (gunzip, checksum, write) takes ~0.65 s,
-    later loads 0.05-0.18 s. For CIFAR-10, ~2.3 s first, ~0.25-0.7 s later.
+    Fashion-MNIST): a later load reads them instead of gunzipping and checking again, several
+    times faster than the first (bench/README.md).
     """
     import torch
 

@@ -2,11 +2,18 @@
 
 `stem.cpp`: a small first convolution and the 2x2 max-pool after it in one pass
 (cnnkit.kernels.stem says when it runs); `pool.cpp`: a 2x2 max-pool with one-byte indices
-(cnnkit.kernels.pool); `bnrelu.cpp`: batch norm and ReLU in training (cnnkit.kernels.bnrelu). They are plain C++ with OpenMP and no torch headers, so they compile into
-one library in a few seconds with the system's C++ compiler (`CXX`, else `c++`/`g++`), once per
-source, compiler and CPU: `-march=native` code is kept in the cache folder (`$CNNKIT_CACHE`, else
-`$XDG_CACHE_HOME/cnnkit`, else `~/.cache/cnnkit`) under a name that hashes all three. `make setup` builds it; without a compiler cnnkit runs torch's own ops and says so in
-the run's config.json (`resolved.kernels`).
+(cnnkit.kernels.pool); `bnrelu.cpp`: batch norm and ReLU in training (cnnkit.kernels.bnrelu).
+They are plain C++ with OpenMP and no torch headers, so they compile into one library in a few
+seconds with the system's C++ compiler (`CXX`, else `c++`/`g++`), once per source and CPU:
+`-march=native` code is kept in the cache folder (`$CNNKIT_CACHE`, else
+`$XDG_CACHE_HOME/cnnkit`, else `~/.cache/cnnkit`) under a name that hashes both.
+
+When they are compiled: by `build()`, which `make setup` runs (`python -m cnnkit.kernels`), and
+at the start of a run cnnkit starts (`prepare`, from cnnkit.run, saying so), never inside a
+forward pass: a notebook's first `predict` or a server's first request must not start a
+compiler, so `loaded()` only loads a library that is already there, and until then the network
+runs torch's ops. Which kernels a run's layers use is in its config.json (`resolved.kernels`,
+`resolved.kernel_layers`).
 
 The library links libgomp by its soname, which torch's own libgomp already holds in the process,
 so both share one OpenMP thread pool (`loaded()` refuses a library that brought in a second one).
@@ -34,6 +41,8 @@ SOURCES = tuple(sorted(Path(__file__).parent.glob("*.cpp")))  # compiled into on
 HEADERS = tuple(sorted(Path(__file__).parent.glob("*.h")))
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++17")
 COMPILE_TIMEOUT_S = 300
+NOT_BUILT = ("not compiled for this CPU yet: `python -m cnnkit.kernels` or `make setup` "
+             "compiles them, and so does the start of a run (cnnkit.run, `cnnkit train`)")
 
 _lib: ctypes.CDLL | None = None
 _why_not: str | None = None  # why the kernels are not in use, once looked at
@@ -72,24 +81,25 @@ def _cpu_identity() -> str:
     return "\n".join(dict.fromkeys(keep))  # one of each (every CPU repeats them)
 
 
-def library_path(cxx: str) -> Path:
-    version = subprocess.run([cxx, "--version"], capture_output=True, text=True,
-                             timeout=30).stdout
+def library_path() -> Path:
+    """Where the library for these sources, flags and this CPU is kept. Found without running
+    the compiler (a forward pass may ask): any compiler's build of the same sources serves."""
     texts = [f"{p.name}\n{p.read_text()}" for p in SOURCES + HEADERS]
-    key = hashlib.sha256("\0".join([*texts, cxx, version, " ".join(FLAGS),
+    key = hashlib.sha256("\0".join([*texts, " ".join(FLAGS),
                                     _cpu_identity()]).encode()).hexdigest()[:16]
     return cache_dir() / "kernels" / f"cnnkit-kernels-{key}.so"
 
 
 def build() -> Path:
-    """Compile the kernels for this machine if its cache does not hold it yet; the library's path.
-    Raises CnnkitError (one line) when there is no compiler or the compile fails."""
+    """Compile the kernels for this machine if its cache does not hold them yet; the library's
+    path. Raises CnnkitError (one line) when there is no compiler or the compile fails."""
+    global _why_not
+    path = library_path()
+    if path.exists():
+        return path
     cxx = compiler()
     if cxx is None:
         raise CnnkitError("no C++ compiler (set CXX, or install g++); cnnkit uses torch's ops")
-    path = library_path(cxx)
-    if path.exists():
-        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     # a temporary name in the same folder, then an atomic rename: processes that build at once
     # (tune workers, test runs) never load a half-written library
@@ -105,6 +115,8 @@ def build() -> Path:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+    if _lib is None:
+        _why_not = None  # "not compiled yet" no longer holds: the next loaded() loads it
     return path
 
 
@@ -118,8 +130,8 @@ def _openmp_runtimes() -> set[str]:
 
 
 def loaded() -> ctypes.CDLL | None:
-    """The kernel library, built and loaded on first use; None when cnnkit uses torch's ops
-    (`why_not()` says why). Never raises for a missing or failing compiler."""
+    """The kernel library, loaded on first use if `build()` has compiled it; None when cnnkit
+    uses torch's ops (`why_not()` says why). Never compiles, never raises."""
     global _lib, _why_not
     if _off:
         return None
@@ -130,10 +142,14 @@ def loaded() -> ctypes.CDLL | None:
         return None
     import torch  # noqa: F401  (its libgomp first: the library must share it)
 
+    path = library_path()
+    if not path.exists():  # compiling is build()'s, never a forward pass's
+        _why_not = NOT_BUILT
+        return None
     before = _openmp_runtimes()
     try:
-        lib = ctypes.CDLL(str(build()))
-    except (CnnkitError, OSError, subprocess.SubprocessError) as e:
+        lib = ctypes.CDLL(str(path))
+    except OSError as e:
         _why_not = str(e).splitlines()[0] if str(e) else type(e).__name__
         return None
     if before and _openmp_runtimes() != before:

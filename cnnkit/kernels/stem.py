@@ -1,18 +1,19 @@
 """A network's first Conv2D and the 2x2 MaxPooling2D after it, in one kernel (stem.cpp).
 
-Where it runs: `cnnkit.kernels.fuse.plan` asks `stem_pair(steps)` once whether its first two steps are a stride-1
-3x3 or 5x5 convolution with symmetric zero padding, at most 4 input channels and a multiple of
-16 filters, followed by a 2x2, stride-2 max-pool; then, at each forward, `run_stem` takes the
-pair when the call is plain (CPU float32 input that needs no gradient, no hooks on those
-modules, no tracing, export or torch.compile, autocast off or bf16) and returns None otherwise,
-so torch's own conv and pool run.
+Where it runs: `cnnkit.kernels.fuse.plan` asks `stem_pair(steps)` once whether its first two
+steps are a stride-1 3x3 or 5x5 convolution with symmetric zero padding, at most 4 input
+channels and a multiple of 16 filters, followed by a 2x2, stride-2 max-pool; then, at each
+forward, `run_stem` takes the pair when the call is plain (CPU float32 input that needs no
+gradient, no hooks on those modules, no tracing, export or torch.compile, autocast off or bf16)
+and returns None otherwise, so torch's own conv and pool run.
 
-The fast-cnn presets (16 filters) and seed 003's CNN (32) match. On `fast-cnn-dense` at batch
-128 (2 threads, bf16, Zen 5) torch's conv and pool take 1.7-3.1 ms a step forward and backward,
-this kernel 0.44-0.85 ms (bench/README.md). The forward rounds as bf16 autocast does and sums in
-another order: over 99% of its outputs are torch's to the bit, the rest one bf16 step away
-(tests/layers/test_stem_kernel.py). Weight gradients are float32 sums, where torch's bf16 conv
-rounds them to bf16.
+The fast-cnn presets (16 filters) and seed 003's CNN (32) match. Why a kernel: with so few input
+channels torch's conv is bound by memory, not arithmetic; it writes the full-size output, the
+pool reads it back and keeps int64 indices, and the backward zero-fills a full-size gradient.
+Here the full-size output never leaves registers (bench/README.md has the figures). The forward
+rounds as bf16 autocast does and sums in another order: over 99% of its outputs are torch's to
+the bit, the rest one bf16 step away (tests/layers/test_stem_kernel.py). Weight gradients are
+float32 sums, where torch's bf16 conv rounds them to bf16.
 """
 from __future__ import annotations
 
@@ -27,30 +28,20 @@ KERNEL_SIZES = (3, 5)  # the compiled fast paths
 
 
 def stem_pair(steps) -> bool:
-    """True when steps[0], steps[1] are a conv and pool this kernel computes exactly."""
-    from cnnkit.layers.nn import Conv2d, MaxPool2d
-
-    if len(steps) < 2 or not isinstance(steps[0], Conv2d) or not isinstance(steps[1], MaxPool2d):
+    """True when steps[0], steps[1] are a conv and pool this kernel computes exactly: cnnkit's
+    Conv2d (an `nn.Conv2d` as `.conv`, `.symmetric` padding) and its MaxPool2d (`.two_by_two`),
+    read by their attributes (the layers stage sits above this one and is not imported)."""
+    if len(steps) < 2:
         return False
-    conv, pool = steps[0].conv, steps[1]
+    conv = getattr(steps[0], "conv", None)
+    if type(conv) is not nn.Conv2d or not getattr(steps[0], "symmetric", False) \
+            or not getattr(steps[1], "two_by_two", False):
+        return False
     k = conv.kernel_size
-    return (steps[0].symmetric and type(conv) is nn.Conv2d and k[0] == k[1]
-            and k[0] in KERNEL_SIZES and conv.stride == (1, 1) and conv.dilation == (1, 1)
-            and conv.groups == 1 and conv.padding_mode == "zeros"
+    return (k[0] == k[1] and k[0] in KERNEL_SIZES and conv.stride == (1, 1)
+            and conv.dilation == (1, 1) and conv.groups == 1 and conv.padding_mode == "zeros"
             and isinstance(conv.padding, tuple) and conv.padding[0] == conv.padding[1]
-            and conv.in_channels <= MAX_IN_CHANNELS and conv.out_channels % 16 == 0
-            and pool.two_by_two)  # cnnkit's MaxPool2d: 2x2, stride 2, no padding
-
-
-def kernels_used(model, device: str = "auto") -> str:
-    """config.json's `resolved.kernels`: 'cnnkit' where the stem kernel will run, else
-    'torch (why)'."""
-    net = getattr(model, "net", None)
-    if net is None or not stem_pair(getattr(net, "steps", [])):
-        return "torch (no layers of this model that cnnkit's kernels compute)"
-    if device == "cuda" or (device == "auto" and torch.cuda.is_available()):
-        return "torch (a CUDA device)"
-    return kernels.description()
+            and conv.in_channels <= MAX_IN_CHANNELS and conv.out_channels % 16 == 0)
 
 
 def _output_dtype(x: torch.Tensor):

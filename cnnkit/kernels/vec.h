@@ -1,7 +1,7 @@
 // 16-lane float vectors for cnnkit's kernels (GCC/Clang vector extensions: one AVX-512 register,
 // or two AVX2 ones), and bf16 conversions as torch does them. Explicit vectors, because the
-// compilers do not vectorize bf16 loads and stores in plain loops well (a 15x slower backward
-// was measured when one loop fell back to scalar code).
+// compilers do not vectorize bf16 loads and stores in plain loops well (one backward loop that
+// fell back to scalar code was many times slower: bench/README.md, fifth session).
 #pragma once
 
 #include <cstdint>

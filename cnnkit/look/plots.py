@@ -123,8 +123,8 @@ def plot_mistakes(images, true, pred, confidence, class_names, path,
     names = class_names if class_names is not None else [str(i) for i in range(max(*true, *pred) + 1)]
     rows, ncols = _grid_shape(n, ncols or min(n, 8))
     # A fixed grid: each cell is a 1.5-inch image under 0.4 inch for a two-line title. Placed
-    # by hand rather than by constrained layout, which measured ~60% of this plot's time (and
-    # every full run draws it).
+    # by hand rather than by constrained layout, which was most of this plot's time (and
+    # every full run draws it; bench/README.md).
     cell_w, cell_h, title_h, top = 1.7, 1.9, 0.4, 0.4
     from matplotlib.figure import Figure
 

@@ -9,13 +9,13 @@ import torch
 from cnnkit.errors import CnnkitError
 from cnnkit.model.inputs import network_input, to_pixels
 from cnnkit.model.outputs import probabilities
-from cnnkit.train.memory import keep_freed_memory
 
 
 def eval_mode(net) -> None:
-    """`net.eval()` only where needed: setting every module's flag is a third of a single
-    image's prediction time, and even walking `net.modules()` costs ~30 µs, so the walk is
-    done once (a built network's modules do not change) and the flags are read from a tuple."""
+    """`net.eval()` only where needed: setting every module's flag is a large part of a single
+    image's prediction time, and so is walking `net.modules()`, so the walk is done once (a
+    built network's modules do not change) and the flags are read from a tuple
+    (bench/README.md has the figures)."""
     modules = net.__dict__.get("_cnnkit_modules")
     if modules is None:
         modules = net.__dict__["_cnnkit_modules"] = tuple(net.modules())
@@ -30,19 +30,17 @@ def predict_proba(model, x, batch_size: int = 256) -> np.ndarray:
     model ending in Dense(1, activation='sigmoid') gives two columns, [1 - p, p], p = P(class 1).
     Images become the network's input exactly as in training (`model.preprocessing`).
 
-    Batches of 256: their activations stay under glibc's 32 MiB mmap threshold, so with freed
-    memory kept (cnnkit.train.memory) a batch reuses the last one's pages. On 10,000 28x28
-    images, 2 threads: 1.2x (seed003-cnn) to 1.9x (best-vgg) the images/s of batches of 1,000,
-    and at batch 1,000 2.1x with the memory kept against glibc's defaults (bench/README.md,
-    fourth session)."""
-    keep_freed_memory()
+    Batches of 256: their activations stay under glibc's largest mmap threshold, so in a run
+    that keeps freed memory (cnnkit.train.memory) a batch reuses the last one's pages, and
+    elsewhere they stay small (bench/README.md has the figures). Nothing process-wide is
+    changed here: torch's thread count and malloc's settings stay the caller's."""
     net = model.net
     if len(net.output_shape) != 1:  # shape inference once, at build
         model.check_classifier()
     pixels, single = to_pixels(x, model._require_input())  # uint8 (N, H, W, C)
     eval_mode(net)
     act = net.output_activation
-    with torch.inference_mode():  # one image: ~0.1 ms less with all threads than switching to 1
+    with torch.inference_mode():  # the caller's threads: switching costs more than it saves
         if len(pixels) <= batch_size:  # one batch (one image): no slicing, no concatenation
             probs = probabilities(net(network_input(model, pixels)), act)
         else:

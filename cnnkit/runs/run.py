@@ -310,7 +310,7 @@ def _execute_held(spec: RunSpec, resume: bool, command, held, extra_callbacks,
 
     from cnnkit.runs.report import finish_module_run, finish_run
     from cnnkit.train.losses import make_loss
-    from cnnkit.kernels.stem import kernels_used
+    from cnnkit.kernels.fuse import prepare as prepare_kernels
     from cnnkit.train.memory import keep_freed_memory
     from cnnkit.train.threads import plan_threads
     from cnnkit.train.trainer import Trainer
@@ -342,6 +342,9 @@ def _execute_held(spec: RunSpec, resume: bool, command, held, extra_callbacks,
     ds, splits = load_splits(spec, module)
     torch.manual_seed(config.seed)  # the initial weights too come from the run's seed
     model, note = build_model(spec, ds, module)
+    # compiled here if need be, before training (never in a forward pass): cnnkit.kernels
+    kernels_used, kernel_layers = prepare_kernels(model.net, config.device, config.precision,
+                                                  say)
     state_dir = run_dir / "state" if run_dir is not None else None
     if resume and writer:
         for name in ("state", "best", "last"):
@@ -381,12 +384,14 @@ def _execute_held(spec: RunSpec, resume: bool, command, held, extra_callbacks,
                     # glibc's malloc: freed memory kept for the next step (cnnkit.train.memory)
                     "malloc": "keep" if keep_freed_memory() else "default",
                     # cnnkit's own kernels, or torch's ops and why (cnnkit.kernels)
-                    "kernels": kernels_used(model, config.device),
+                    "kernels": kernels_used,
+                    "kernel_layers": kernel_layers,  # {kernel: [layer names]}
                     "processes": parallel.world if parallel is not None else 1,
                 }, "command": command, "started": time.time()})
     callbacks = make_callbacks(spec, run_dir, splits["val"] is not None,
                                module is not None) + extra_callbacks if writer else []
-    trainer = Trainer(model, config, callbacks, state_dir=state_dir, parallel=parallel)
+    trainer = Trainer(model, config, callbacks, state_dir=state_dir, parallel=parallel,
+                      governed=True)  # threads and malloc: a run cnnkit started
     if resume:
         trainer.load_state(load_from)
         say(f"Resuming {run_dir} after epoch {trainer.epoch}")

@@ -20,9 +20,9 @@ output_activation, dataset, test_accuracy, batch, summary.
 
 Exporter: the TorchScript one (`torch.onnx.export(..., dynamo=False)`) by default. Both it
 and the dynamo exporter give every preset's probabilities within 1e-7 of PyTorch's (flips and
-batch norm included); the TorchScript one exports in ~0.04 s where dynamo takes ~1.3 s
-(which `Predictor(runtime="onnx")` pays on every start), writes opsets 10-20 where dynamo
-writes 18 and up (older onnxruntimes load the default 17), and logs nothing. PyTorch has
+batch norm included); the TorchScript one exports many times faster than dynamo (which
+`Predictor(runtime="onnx")` would pay on every start; bench/README.md), writes opsets 10-20
+where dynamo writes 18 and up (older onnxruntimes load the default 17), and logs nothing. PyTorch has
 deprecated it, so `exporter="dynamo"` is one argument away (`--exporter dynamo`) and tested.
 
 Parity (`cnnkit.serve.parity`): every export runs the graph on onnxruntime beside PyTorch on
@@ -52,9 +52,9 @@ EXPORTERS = ("torchscript", "dynamo")
 OPSETS = {"torchscript": (10, 20), "dynamo": (18, 23)}  # 10: Slice with step -1 (the flip)
 DEFAULT_OPSET = {"torchscript": 17, "dynamo": 18}
 TOLERANCE = 1e-4  # max |Δp| export allows (cnnkit.serve.parity)
-# Images per onnxruntime call. 100 and 1,000 measured alike within this host's noise
-# (bench/bench_infer.py; 100 was up to 2x faster on fast-cnn in a quieter moment), and 100
-# keeps the activations 10x smaller (9 MB for seed003-cnn's first conv, against 86 MB).
+# Images per onnxruntime call. 100 and 1,000 are as fast (bench/bench_infer.py, figures in
+# bench/README.md), and 100 keeps the activations 10x smaller (9 MB for seed003-cnn's first
+# conv, against 86 MB).
 ORT_BATCH = 100
 
 
@@ -97,8 +97,8 @@ def check_options(opset, batch, exporter, tolerance=TOLERANCE) -> int:
 def model_bytes(model, opset: int | None = None, batch: str = "dynamic",
                 exporter: str = "torchscript", metadata: dict | None = None) -> bytes:
     """The model as a serialized ONNX graph, metadata included. Without metadata, from the
-    TorchScript exporter, `onnx` is never imported: its import takes ~0.7 s (ml_dtypes),
-    more than the export and the session together."""
+    TorchScript exporter, `onnx` is never imported: its import (ml_dtypes) takes longer than
+    the export and the session together (bench/README.md)."""
     import io
 
     import torch

@@ -13,12 +13,13 @@ to uint8 pixels at the model's shape; then
   takes those uint8 pixels as they are and does the model's preprocessing itself.
 Both end in the output contract's probabilities (N, K), and both refuse NaN or infinite ones.
 
-Threads: `threads`, default the thread policy's choice when the Predictor is made
-(`cnnkit.train.threads.settle_threads`: the cores this process may use, honouring taskset,
-cpusets and cgroup quotas, fewer where other programs hold some of them at that moment; or
-CNNKIT_THREADS). onnxruntime's intra-op pool gets that many, with one inter-op thread (a CNN's
-graph is a chain: nothing runs side by side); on torch it is `torch.set_num_threads`, which is
-process-wide (torch has one pool).
+Threads: `threads`. onnxruntime's intra-op pool gets that many, default the thread policy's
+choice when the Predictor is made (`cnnkit.train.threads.settle_threads`: the cores this process
+may use, honouring taskset, cpusets and cgroup quotas, fewer where other programs hold some of
+them at that moment; or CNNKIT_THREADS), with one inter-op thread (a CNN's graph is a chain:
+nothing runs side by side). On torch, a `threads` given is `torch.set_num_threads`, which is
+process-wide (torch has one pool); without one the Predictor leaves the caller's count alone
+(a notebook's, a server's) and uses it.
 
 runtime="auto": onnxruntime for an .onnx file (the only runtime it has); for a cnnkit model,
 AUTO_RUNTIME (onnx), from bench/bench_infer.py's measurements. The commands, which run once,
@@ -37,11 +38,10 @@ from cnnkit.errors import CnnkitError, one_of, out_of_range
 
 RUNTIMES = ("auto", "torch", "onnx")
 # What "auto" picks for a cnnkit model (an .onnx file always runs on onnxruntime), from
-# bench/bench_infer.py's figures (seed003-cnn, 2 shared cores): onnxruntime predicted one image
-# in 0.11-0.13 ms against 0.33-0.42 ms on torch, and 10,000 at ~2x torch's images/s, so a
-# Predictor, which is made to be kept (the server), runs on onnx. Starting one costs 0.8-1.3 s
-# more (torch.onnx imports `onnx`, 0.7 s, then exports), which a one-off job won back from
-# 4,300-6,500 images in three runs: AUTO_ONNX_MIN_IMAGES keeps a margin over that.
+# bench/bench_infer.py's figures (bench/README.md): onnxruntime predicts faster than torch, one
+# image or many, so a Predictor, which is made to be kept (the server), runs on onnx. Starting
+# one costs about a second more (torch.onnx imports `onnx`, then exports), which a one-off job
+# wins back only after thousands of images: AUTO_ONNX_MIN_IMAGES keeps a margin over that.
 AUTO_RUNTIME = "onnx"
 AUTO_ONNX_MIN_IMAGES = 10_000
 
@@ -94,10 +94,6 @@ class Predictor:
         if runtime not in RUNTIMES:
             raise one_of("runtime", runtime, RUNTIMES)
         self.threads = check_threads(threads)
-        if self.threads is None:  # the thread policy (cnnkit.train.threads): CPUs free now
-            from cnnkit.train.threads import settle_threads
-
-            self.threads = settle_threads()[0]
         self.run_dir: Path | None = None
         self._session = None
         self._meta: dict = {}
@@ -109,7 +105,7 @@ class Predictor:
             from cnnkit.serve.onnx import open_session
 
             self.model = None
-            self._session, self._meta = open_session(model_or_path, self.threads)
+            self._session, self._meta = open_session(model_or_path, self._onnx_threads())
             self.runtime = "onnx"
             self.name = self._meta["name"]
             self.class_names = list(self._meta["class_names"])
@@ -139,12 +135,24 @@ class Predictor:
         if self.runtime == "onnx":
             from cnnkit.serve.onnx import model_session
 
-            self._session, self._meta = model_session(model, self.threads,
+            self._session, self._meta = model_session(model, self._onnx_threads(),
                                                       test_accuracy=run_test_accuracy(self.run_dir))
-        else:
+        elif self.threads is not None:  # asked for: torch's one pool, process-wide
             from cnnkit.train.threads import set_threads
 
             set_threads(self.threads)
+        else:  # the caller's own count, unchanged
+            import torch
+
+            self.threads = torch.get_num_threads()
+
+    def _onnx_threads(self) -> int:
+        """The session's own pool (nothing process-wide): `threads`, else the CPUs free now."""
+        if self.threads is None:  # the thread policy (cnnkit.train.threads)
+            from cnnkit.train.threads import settle_threads
+
+            self.threads = settle_threads()[0]
+        return self.threads
 
     # -- predictions -----------------------------------------------------------------------
     def predict(self, images) -> np.ndarray:

@@ -133,6 +133,15 @@ def plan_threads(requested=None, procs_per_machine: int = 1, env=os.environ) -> 
     return ThreadPlan(requested, "fixed", f"{source} {requested}", warning, cpus, procs)
 
 
+def caller_threads() -> ThreadPlan:
+    """The plan of a fit cnnkit did not start (a notebook's, a library user's): torch's thread
+    count as the caller has it, fixed, so their process-wide setting is never changed."""
+    import torch
+
+    return ThreadPlan(torch.get_num_threads(), "fixed", "the caller's (torch.get_num_threads())",
+                      cpus=available_cpus())
+
+
 def settle_threads(requested=None, look_s: float = 0.05) -> tuple[int, str]:
     """(threads, why) for work that runs once rather than step after step (evaluate, predict,
     a server's start): the plan, and with auto, fewer threads where the idle meter sees other

@@ -4,12 +4,16 @@ A training step frees and reallocates the same few MB of activations and gradien
 glibc's malloc, by default, serves blocks over its (adaptive) mmap threshold with mmap/munmap
 and gives the top of its heap back to the kernel whenever more than its trim threshold is free;
 either way the next step touches fresh pages, and each one costs a page fault and a page of
-zeroes written by the kernel. On `fast-cnn-dense` at batch 128 that was 1,000-1,500 minor faults
-a step in some fits, 0-50 in others, with the faulting fits ~25% slower (bench/README.md,
-"fourth session"). `keep_freed_memory` fixes both thresholds once per process (glibc only, via
-`mallopt`): blocks up to 32 MiB (glibc's largest mmap threshold) come from the heap, and the heap
-keeps up to 1 GiB of freed memory. A run's peak memory stays what its tensors need; memory it no
-longer uses is kept for reuse rather than returned, which a training process wants.
+zeroes written by the kernel: hundreds of faults a step in some fits, and those fits markedly
+slower (bench/README.md, "fourth session"). `keep_freed_memory` fixes both thresholds once per
+process (glibc only, via `mallopt`): blocks up to 32 MiB (glibc's largest mmap threshold) come
+from the heap, and the heap keeps up to 1 GiB of freed memory. A run's peak memory stays what its
+tensors need; memory it no longer uses is kept for reuse rather than returned, which a training
+process wants.
+
+It changes the whole process, so only a run cnnkit starts sets it (cnnkit.run, the CLI: `Trainer`
+with `governed=True`); a `predict` or a `fit` inside a user's notebook or server leaves the
+caller's malloc alone.
 
 `CNNKIT_MALLOC=default` leaves glibc's defaults alone (to measure the difference); `keep`, or no
 value, is the setting above.

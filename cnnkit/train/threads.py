@@ -3,10 +3,10 @@
 Why a policy at all: torch's default is one OpenMP thread per core, and on a learner's 2-core
 laptop with one core busy (a browser, an IDE, another run) that collapses. Each parallel region
 ends at a barrier, the thread that shares its core with the other program is descheduled for
-whole time slices, and the free thread spins waiting for it: measured on this project's 2-vCPU
-machines, an epoch took 56-79 s with 2 threads against 6.2-6.6 s with 1 (OMP_WAIT_POLICY=PASSIVE
-only got 8.6-10.5 s, and cost a third of the quiet speed). On a quiet host 2 threads are ~1.4x
-faster than 1. No static rule knows which case it is in, so `auto`:
+whole time slices, and the free thread spins waiting for it: an epoch then takes several times
+longer on 2 threads than on 1 (OMP_WAIT_POLICY=PASSIVE helps only part of the way, and costs
+quiet speed), while on a quiet host 2 threads are clearly faster than 1 (bench/README.md, "Threads
+under load"). No static rule knows which case it is in, so `auto`:
 
 1. takes the cores this process may use: its affinity mask (hyperthread siblings once),
    capped by its cgroup's CPU quota (a container with `--cpus 1.5` gets 1), divided by the
@@ -38,9 +38,9 @@ import time
 from dataclasses import dataclass, field
 
 # the CPUs and the plan (cnnkit.train.cpus), importable from here as before
-from cnnkit.train.cpus import (IdleMeter, ThreadPlan, available_cpus, cgroup_cpu_limit,  # noqa: F401
-                               kept_threads, parse_threads, physical_cores, plan_threads,
-                               set_threads, settle_threads, under_torchrun)
+from cnnkit.train.cpus import (IdleMeter, ThreadPlan, available_cpus, caller_threads,  # noqa: F401
+                               cgroup_cpu_limit, kept_threads, parse_threads, physical_cores,
+                               plan_threads, set_threads, settle_threads, under_torchrun)
 
 FASTER = 0.85  # more threads must take < 85% of one thread's time to be kept
 SLOWDOWN = 1.5  # steps on more threads this much slower than before: drop to one
@@ -51,7 +51,7 @@ RECHECK_S = (15.0, 600.0)  # after a probe that found more threads slower with t
 #                            (a model too small to gain): wait 15 s, doubling up to 10 min
 START_RECHECK_S = 3.0  # after the start's probe found no gain: one look sooner, since a single
 #                        probe in a slow moment of the host would otherwise keep a model that
-#                        gains on one thread for 15 s, most of a short run (seen: 9 s lost of 20)
+#                        gains on one thread for 15 s, most of a short run (bench/README.md)
 
 
 @dataclass

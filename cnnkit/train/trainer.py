@@ -84,13 +84,18 @@ class Trainer:
 
     `state_dir`: where the complete training state is written (atomically) after every epoch;
     `Trainer(same model, same config).load_state(state_dir).fit(...)` then continues exactly.
+    `governed=True` (cnnkit.run passes it): the run may set process-wide things, the thread
+    governor's count (`threads` auto) and glibc's malloc thresholds (cnnkit.train.memory);
+    otherwise (a notebook's fit) they stay the caller's, unless `config.threads` asks.
     """
 
     def __init__(self, model, config: TrainConfig | None = None,
-                 callbacks: list[Callback] = (), state_dir=None, stream=None, parallel=None):
+                 callbacks: list[Callback] = (), state_dir=None, stream=None, parallel=None,
+                 governed: bool = False):
         self.model, self.config = model, config or TrainConfig()
         cfg = self.config
-        keep_freed_memory()  # no page faults for the memory each step frees and takes again
+        if governed:  # a run cnnkit started (cnnkit.run): process-wide settings are its own
+            keep_freed_memory()  # no page faults for the memory each step frees and takes again
         self.callbacks = list(callbacks)
         self.state_dir = state_dir
         self.parallel = parallel  # this rank of a data-parallel run (cnnkit.distributed)
@@ -131,12 +136,16 @@ class Trainer:
         self._forward = torch.compile(model.net) if cfg.compile else model.net
         self._resume_threads = None  # the thread count a loaded state stopped with
         self._train_forward = self._forward  # DDP-wrapped in a data-parallel fit
-        from cnnkit.train.threads import ThreadGovernor, plan_threads
+        from cnnkit.train.threads import ThreadGovernor, caller_threads, plan_threads
 
         # CPU threads (cnnkit.train.threads): fixed, or measured as the steps run
-        self.threads = ThreadGovernor(plan_threads(cfg.threads, parallel.local_world if parallel else 1)
-                                      if self.device.type == "cpu"
-                                      else plan_threads(cfg.threads or 1))
+        if self.device.type != "cpu":
+            plan = plan_threads(cfg.threads or 1)
+        elif governed or cfg.threads is not None:
+            plan = plan_threads(cfg.threads, parallel.local_world if parallel else 1)
+        else:  # not a run cnnkit started, and no `threads` asked for: the caller's own count
+            plan = caller_threads()
+        self.threads = ThreadGovernor(plan)
 
     # --- helpers -------------------------------------------------------------------------------
     def say(self, message: str) -> None:

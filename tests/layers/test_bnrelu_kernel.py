@@ -13,6 +13,7 @@ from cnnkit.kernels.fuse import BNReLU, plan
 
 @pytest.fixture(scope="module", autouse=True)
 def _compiled():
+    kernels.build()  # as `make setup` does: a forward pass never compiles them
     assert kernels.loaded() is not None, kernels.why_not()
 
 

@@ -11,6 +11,7 @@ from cnnkit.layers.nn import MaxPool2d
 
 @pytest.fixture(scope="module", autouse=True)
 def _compiled():
+    kernels.build()  # as `make setup` does: a forward pass never compiles them
     assert kernels.loaded() is not None, kernels.why_not()
 
 

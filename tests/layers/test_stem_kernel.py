@@ -21,6 +21,7 @@ from cnnkit.train.module import as_model
 def _compiled():
     # the machines this project runs on have g++ (make setup builds the library): a missing
     # compiler is a broken set-up here, not a reason to test less
+    kernels.build()  # as `make setup` does: a forward pass never compiles them
     assert kernels.loaded() is not None, kernels.why_not()
 
 
@@ -186,6 +187,7 @@ def test_cnnkit_kernels_torch_turns_them_off_and_a_run_records_it(tmp_path):
                        check=True, timeout=300, env={**os.environ, "CNNKIT_KERNELS": value})
         config = json.loads((out / "config.json").read_text())
         assert config["resolved"]["kernels"] == expected
+        assert bool(config["resolved"]["kernel_layers"]) == (value == "auto")
 
 
 def test_a_bad_cnnkit_kernels_is_one_line_and_exit_2(tmp_path):

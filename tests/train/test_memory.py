@@ -26,7 +26,7 @@ x = torch.randint(0, 256, (128 * 40, 28, 28, 1), dtype=torch.uint8)
 y = torch.randint(0, 10, (len(x),))
 faults = Faults()
 Trainer(create_model("fast-cnn-dense"), TrainConfig(epochs=2, batch_size=128, seed=0, verbose=0,
-        threads=2), callbacks=[faults]).fit(x, y)
+        threads=2), callbacks=[faults], governed=True).fit(x, y)  # as cnnkit.run makes it
 print(json.dumps({"kept": keep_freed_memory(), "faults_per_step": faults.count / 40}))
 """
 
