@@ -50,9 +50,9 @@ def run(spec: RunSpec, resume: bool = False, command: list[str] | None = None,
     if not isinstance(spec, RunSpec):
         raise CnnkitError(f"run() takes a RunSpec; received {type(spec).__name__}")
     module, spec = _take_module(spec)
-    from cnnkit.distributed import parallel_run
+    from cnnkit.model.provided import provided  # cnnkit.distributed's, above runs
 
-    result = parallel_run(spec, resume, command, callbacks, module, nproc)
+    result = provided("parallel_run")(spec, resume, command, callbacks, module, nproc)
     if result is not None:
         return result
     return _execute(resolve_run(spec, resume), resume=resume, command=command,

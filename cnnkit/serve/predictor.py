@@ -34,17 +34,9 @@ from pathlib import Path
 import numpy as np
 
 from cnnkit.errors import CnnkitError, one_of, out_of_range
-
-RUNTIMES = ("auto", "torch", "onnx")
-# What "auto" picks for a cnnkit model (an .onnx file always runs on onnxruntime), from
-# bench/bench_infer.py's figures (seed003-cnn, 2 shared cores): onnxruntime predicted one image
-# in 0.11-0.13 ms against 0.33-0.42 ms on torch, and 10,000 at ~2x torch's images/s, so a
-# Predictor, which is made to be kept (the server), runs on onnx. Starting one costs 0.8-1.3 s
-# more (torch.onnx imports `onnx`, 0.7 s, then exports), which a one-off job won back from
-# 4,300-6,500 images in three runs: AUTO_ONNX_MIN_IMAGES keeps a margin over that.
-AUTO_RUNTIME = "onnx"
-AUTO_ONNX_MIN_IMAGES = 10_000
-
+from cnnkit.model.resolve import is_onnx_file, open_model, parse_reference
+from cnnkit.model.runtime import (  # noqa: F401  (names serve has always had)
+    AUTO_ONNX_MIN_IMAGES, AUTO_RUNTIME, RUNTIMES, auto_runtime)
 
 def cpu_count() -> int:
     """The CPUs this process may use: its affinity mask, not the machine's core count."""
@@ -62,16 +54,6 @@ def check_threads(threads):
     return threads
 
 
-def auto_runtime(runtime: str, images: int | None = None) -> str:
-    """The runtime `runtime` names for a cnnkit model: 'auto' is onnx for a Predictor that
-    is kept (images=None) or a one-off job on at least AUTO_ONNX_MIN_IMAGES images."""
-    if runtime != "auto":
-        return runtime
-    if images is None or images >= AUTO_ONNX_MIN_IMAGES:
-        return AUTO_RUNTIME
-    return "torch"
-
-
 def run_test_accuracy(run_dir) -> float | None:
     """A run's test accuracy from its metrics.json; None without a finished run."""
     if run_dir is None:
@@ -81,10 +63,6 @@ def run_test_accuracy(run_dir) -> float | None:
     except (OSError, ValueError, AttributeError):
         return None
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
-def is_onnx_file(spec) -> bool:
-    return isinstance(spec, (str, os.PathLike)) and Path(spec).suffix.lower() == ".onnx"
 
 
 class Predictor:
@@ -109,16 +87,15 @@ class Predictor:
             from cnnkit.serve.onnx import open_session
 
             self.model = None
-            self._session, self._meta = open_session(model_or_path, self.threads)
+            self._session, self._meta = open_session(parse_reference(model_or_path).target,
+                                                     self.threads)
             self.runtime = "onnx"
             self.name = self._meta["name"]
             self.class_names = list(self._meta["class_names"])
             self.input_shape = tuple(self._meta["input_shape"])
             self.dataset = self._meta["dataset"]
             return
-        from cnnkit.runs.evaluate import open_model
-
-        self.model, self.run_dir = open_model(model_or_path)
+        self.model, self.run_dir = open_model(model_or_path)  # any reference (model.resolve)
         model = self.model
         if getattr(model, "foreign", False):  # a user's own nn.Module (cnnkit.fit)
             if runtime == "onnx":

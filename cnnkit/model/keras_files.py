@@ -5,7 +5,7 @@
 Reading maps each Keras layer config to the cnnkit layer computing the same function and
 copies its weights in Keras's layout (conv kernel (kh, kw, in, out), dense kernel (in, out),
 batch norm gamma, beta, moving mean, moving variance). Layers cnnkit lacks are named in one
-line. Writing is cnnkit.keras.writing.
+line. Writing is cnnkit.model.keras_writing.
 """
 from __future__ import annotations
 
