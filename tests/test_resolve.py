@@ -88,6 +88,15 @@ def test_references_parse_by_prefix_or_suffix(text, kind):
     assert parse_reference(text).kind == kind
 
 
+def test_a_run_adapts_a_prefixed_preset_to_its_data_as_a_bare_name():
+    """train --model preset:NAME is the preset, rebuilt for the data's 8x8 digits."""
+    result = cnnkit.run(RunSpec(model="preset:seed003-cnn", dataset="digits", epochs=1,
+                                batch_size=64, seed=1, verbose=0))
+    assert tuple(result.model.input_shape) == (8, 8, 1)
+    with pytest.raises(CnnkitError, match="unknown preset 'seed9'"):
+        cnnkit.run(RunSpec(model="preset:seed9", dataset="digits", epochs=1, verbose=0))
+
+
 def test_a_name_that_is_two_things_is_refused_with_both_prefixed(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cnnkit.create_model("seed003-cnn").save("seed003-cnn")  # a folder named like the preset

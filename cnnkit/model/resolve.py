@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from cnnkit.errors import CnnkitError
+from cnnkit.errors import CnnkitError, one_of
 from cnnkit.layers.base import clipped
 
 KINDS = {"preset": "a preset name", "run": "a run directory (its best model)",
@@ -90,7 +90,7 @@ def guess_kind(text: str) -> str:
         raise CnnkitError(f"model {clipped(text)} is both {' and '.join(KINDS[k] for k in kinds)}"
                           f"; say which: {' or '.join(f'{k}:{text}' for k in kinds)}")
     raise CnnkitError(f"unknown model {clipped(text)}: not a preset, and here not a saved model "
-                      f"directory, a run directory or a file of a kind below; valid: "
+                      f"directory, a run directory, nor a model, Keras or ONNX file; valid: "
                       f"{valid_forms()}; presets: {', '.join(PRESETS)}")
 
 
@@ -102,7 +102,10 @@ def preset_name(ref) -> str | None:
     if not isinstance(ref, str):
         return None
     if ref.startswith("preset:"):
-        return ref.removeprefix("preset:")
+        name = ref.removeprefix("preset:")
+        if name not in PRESETS:
+            raise one_of("preset", name, PRESETS)
+        return name
     return ref if ref in PRESETS and not Path(ref).exists() else None
 
 
