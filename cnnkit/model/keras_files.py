@@ -26,10 +26,6 @@ KERAS_ACTIVATIONS = {"swish": "silu"}  # Keras's other names for cnnkit's activa
 EXTRAS = "cnnkit.json"
 
 
-def is_keras_file(path) -> bool:
-    return Path(path).suffix.lower() in (".keras", ".h5", ".hdf5") and not Path(path).is_dir()
-
-
 # -- reading ------------------------------------------------------------------------------------
 def input_scale(scale, where: str = "scale") -> dict:
     """The preprocessing that multiplies 8-bit pixels by `scale` before the network: 1/255 is

@@ -11,15 +11,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cnnkit.errors import CnnkitError, one_of
-from cnnkit.model.resolve import is_onnx_file, open_model  # noqa: F401  (open_model: its name
-from cnnkit.model.runtime import RUNTIMES, auto_runtime    # here too, as before)
+from cnnkit.model.resolve import is_onnx_file, open_model
+from cnnkit.model.runtime import RUNTIMES, auto_runtime
 
 SPLITS = ("test", "train")
 
 
 def load_model_or_run(spec, module=None):
-    """(model, run_dir or None) for any model reference (cnnkit.model.resolve); `module`: an
-    instance of your own nn.Module's class, for a run of one (cnnkit.fit(CNN(), ..., out=...))."""
+    """cnnkit.model.resolve.open_model, under the name look/html.py still calls."""
     return open_model(spec, module=module)
 
 
@@ -71,7 +70,7 @@ def evaluate(model_or_run, dataset: str | None = None, data_dir=None, split: str
         predictor = Predictor(model_or_run, runtime=runtime, threads=threads)
         model, run_dir = None, None
     else:
-        model, run_dir = load_model_or_run(model_or_run, module)
+        model, run_dir = open_model(model_or_run, module=module)
     if model is None:  # a bare .onnx file: what its metadata says
         input_shape, recorded = predictor.input_shape, predictor.dataset
         units, own_names = len(predictor.class_names), predictor.class_names
