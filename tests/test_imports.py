@@ -158,3 +158,28 @@ def test_relative_imports_resolve(tmp_path, case, expected):
     (line, target, _), = imports(fake / "x.py", root=tmp_path / "cnnkit")
     assert (line, target) == (2, expected)
     assert stage_of(target) == {"cnnkit.fit": FRONT_DOOR}.get(target, target.split(".")[1])
+
+
+def test_every_behaviour_a_lower_stage_asks_for_is_provided():
+    """`provided("fit")` in a lower stage names an entry of the front door's PROVIDED table,
+    provided by a stage above the one asking (below, a plain import would do), and each entry
+    imports to a callable."""
+    import cnnkit
+    from cnnkit.model.provided import provided
+
+    asked = {}
+    for path in sorted(ROOT.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "provided" \
+                    and node.args and isinstance(node.args[0], ast.Constant):
+                asked.setdefault(node.args[0].value, []).append(
+                    (f"{path.relative_to(ROOT.parent)}:{node.lineno}", stage_of(module_name(path))))
+    missing = [f"{where} asks for {name!r}" for name, sites in asked.items()
+               for where, _ in sites if name not in cnnkit.PROVIDED]
+    assert not missing, "not in cnnkit/__init__.py's PROVIDED: " + "; ".join(missing)
+    needless = [f"{where} asks for {name!r}, which its own stage may import" for name, sites in
+                asked.items() for where, stage in sites
+                if RANK[stage_of(cnnkit.PROVIDED[name].partition(":")[0])] <= RANK[stage]]
+    assert not needless, "; ".join(needless)
+    for name, target in cnnkit.PROVIDED.items():
+        assert callable(provided(name)), target
