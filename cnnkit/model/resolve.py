@@ -111,10 +111,7 @@ def preset_name(ref) -> str | None:
 
 def is_onnx_file(ref) -> bool:
     """Does `ref` name an ONNX file (`onnx:PATH` or PATH.onnx)? No file system is read."""
-    if not isinstance(ref, (str, os.PathLike)):
-        return False
-    text = os.fspath(ref)
-    return text.startswith("onnx:") or Path(text).suffix.lower() == ".onnx"
+    return isinstance(ref, (str, os.PathLike)) and named_kind(os.fspath(ref)) == "onnx"
 
 
 def open_model(ref, module=None, scale=None, cls=None):
