@@ -183,3 +183,17 @@ def test_every_behaviour_a_lower_stage_asks_for_is_provided():
     assert not needless, "; ".join(needless)
     for name, target in cnnkit.PROVIDED.items():
         assert callable(provided(name)), target
+
+
+def test_a_lazy_name_stays_itself_beside_its_submodule():
+    """cnnkit.data.loader is a function in a module of the same name: importing the module (as
+    the first call does) must not turn the second `cnnkit.data.loader(...)` into a module."""
+    import subprocess
+    import sys
+
+    code = ("import cnnkit\n"
+            "first, second = cnnkit.data.loader, cnnkit.data.loader\n"
+            "print(callable(first), callable(second), first is second)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["True", "True", "True"]

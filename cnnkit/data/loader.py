@@ -13,18 +13,6 @@ import torch
 from cnnkit.errors import one_of
 
 
-def standard_layout(x: torch.Tensor) -> torch.Tensor:
-    """`x` with NCHW's own strides. `contiguous()` is not enough: a one-channel channels_last
-    batch already counts as contiguous, yet convolutions read its strides as channels_last and
-    hand channels_last outputs to code that then calls `.view`."""
-    expected, step = [], 1
-    for size in reversed(x.shape):
-        expected.insert(0, step)
-        step *= size
-    return x if list(x.stride()) == expected else x.clone(memory_format=torch.contiguous_format)
-
-
-
 class Loader:
     def __init__(self, x, y, batch_size, shuffle, seed, drop_last):
         from cnnkit.data.batches import BatchLoader
@@ -36,6 +24,8 @@ class Loader:
         return len(self.batches)
 
     def __iter__(self):
+        from cnnkit.data.batches import standard_layout
+
         for xb, yb in self.batches:
             yield standard_layout(xb), yb  # (B, C, H, W) NCHW, as ToTensor's batches are
 

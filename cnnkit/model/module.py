@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cnnkit.data.loader import standard_layout
+from cnnkit.data.batches import standard_layout
 from cnnkit.errors import CnnkitError
 
 
