@@ -14,7 +14,7 @@ _LAZY = {
     "layers": ("cnnkit.layers", None),
     "CnnkitError": ("cnnkit.errors", "CnnkitError"),
     "run": ("cnnkit.runs.run", "run"),
-    "fit": ("cnnkit.train.module", "fit"),
+    "fit": ("cnnkit.runs.fit", "fit"),
     "Trainer": ("cnnkit.train.trainer", "Trainer"),
     "keras": ("cnnkit.keras", None),
     "data": ("cnnkit.data", None),
@@ -27,6 +27,29 @@ _LAZY = {
     "tune": ("cnnkit.search.study", "tune"),
     "cross_validate": ("cnnkit.search.cv", "cross_validate"),
 }
+
+
+# What lower stages ask for by name and higher stages provide (cnnkit.model.provided): a
+# model's fit, evaluate and pictures, a callback's confusion matrix, an ONNX file's predictor.
+PROVIDED = {
+    "fit": "cnnkit.train.api:fit",
+    "evaluate": "cnnkit.train.api:evaluate",
+    "TrainConfig": "cnnkit.train.config:TrainConfig",
+    "plot_model": "cnnkit.look.diagram:plot_model",
+    "feature_maps": "cnnkit.look.inside:feature_maps",
+    "plot_confusion_matrix": "cnnkit.look.plots:plot_confusion_matrix",
+    "onnx_predictor": "cnnkit.serve.predictor:Predictor",
+    "parallel_run": "cnnkit.distributed:parallel_run",
+}
+
+
+def _wire() -> None:
+    from cnnkit.model.provided import provide
+
+    provide(**PROVIDED)
+
+
+_wire()
 
 
 def __getattr__(name: str):

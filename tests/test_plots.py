@@ -162,7 +162,7 @@ def test_probabilities_show_at_most_max_images(tmp_path):
 
 def test_confusion_matrix_of_many_classes_stays_a_sensible_size(tmp_path, monkeypatch):
     sizes = []  # record the figure size instead of rendering 2000-pixel images (seconds)
-    monkeypatch.setattr(plots, "_save", lambda fig, path: sizes.append(fig.get_size_inches()))
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: sizes.append(fig.get_size_inches()))
     for k in (3, 12, 40):
         plots.plot_confusion_matrix(np.eye(k), [f"class{i}" for i in range(k)], tmp_path / "cm.png")
     widths = [w for w, _ in sizes]

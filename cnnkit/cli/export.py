@@ -5,6 +5,8 @@ FORMATS = ("onnx",)
 
 
 def register(sub) -> None:
+    from cnnkit.model.resolve import HELP
+
     p = sub.add_parser(
         "export", help="write an ONNX file (checked against PyTorch) for onnxruntime",
         description="Export a model to ONNX. The graph takes uint8 pixels (N, H, W, C), 0..255, "
@@ -16,7 +18,7 @@ def register(sub) -> None:
                     "family) and on all-black, all-white and noise images; past --tolerance, "
                     "or on any top-1 disagreement, nothing is written and the exit status is 2.")
     p.add_argument("model", metavar="MODEL_OR_RUN",
-                   help="a run directory (its best model), a saved model, a model file or a preset")
+                   help=HELP)
     p.add_argument("--format", default="onnx", help="onnx (default: onnx)")
     p.add_argument("--out", metavar="FILE.onnx", help="the file to write (required)")
     p.add_argument("--opset", metavar="N",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 
 def register(sub) -> None:
+    from cnnkit.model.resolve import HELP
+
     p = sub.add_parser(
         "inspect", help="draw what a model sees in one image: feature maps, filters, Grad-CAM",
         description="Writes one PNG per Conv2D and pooling layer's feature maps (one tile per "
@@ -12,8 +14,7 @@ def register(sub) -> None:
                     "may be any size, gray or colour: it is converted to the model's input "
                     "as `cnnkit predict` converts it.")
     p.add_argument("model", metavar="MODEL_OR_RUN",
-                   help="a preset, a model file (.yaml/.toml/.json), a saved model directory, "
-                        "or a run directory (its best model)")
+                   help=HELP)
     p.add_argument("image", metavar="IMAGE", help="an image file (PNG, JPEG, ...)")
     p.add_argument("--layer", action="append", metavar="NAME",
                    help="draw this layer's output; repeat for more (default: every Conv2D and "
@@ -31,7 +32,7 @@ def cmd_inspect(args) -> int:
     from cnnkit.errors import CnnkitError
     from cnnkit.look.inside import save_inside
     from cnnkit.model.inputs import to_pixels
-    from cnnkit.runs.evaluate import open_model
+    from cnnkit.model.resolve import open_model
 
     model, _ = open_model(args.model)
     image = Path(args.image)

@@ -12,20 +12,26 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 
 
 def check_model_dir(path) -> None:
-    """MODEL_OR_RUN is a folder (a run, or a saved model), an .onnx file or a Keras file
-    (.keras, .h5): say so before anything loads."""
-    p = Path(path)
-    if p.suffix.lower() == ".onnx":
-        readable_file(p, "ONNX model file")
+    """MODEL_OR_RUN is any model reference (cnnkit.model.resolve): a file its prefix or suffix
+    names must be readable, a folder must be one, an unknown name is refused, all before
+    anything loads."""
+    from cnnkit.model.resolve import named_kind, parse_reference
+
+    kind = named_kind(str(path))
+    files = {"file": "model file", "keras": "Keras model file", "onnx": "ONNX model file"}
+    if kind in files:
+        readable_file(Path(parse_reference(path).target), files[kind])
         return
-    if p.suffix.lower() in (".keras", ".h5"):
-        readable_file(p, "Keras model file")
+    p = Path(parse_reference(path).target if kind else path)
+    if kind is None and not p.exists() and not p.is_symlink() and os.sep not in str(path):
+        parse_reference(path)  # a preset's name; anything else is named as unknown here
         return
     if not p.exists():  # a permission error is raised: the CLI says so
         raise CnnkitError(f"{p}: no such run or saved model directory")
     if not p.is_dir():
         raise CnnkitError(f"{p}: is a {kind_of(os.stat(p).st_mode)}, not a run or saved model "
                           "directory")
+    parse_reference(path)  # a folder that is neither a run nor a saved model is named here
 
 
 def check_out(flag: str, path, folder: bool) -> None:
@@ -93,8 +99,8 @@ def predict_command(args) -> int:
     import numpy as np
 
     from cnnkit.model.inputs import to_pixels
-    from cnnkit.runs.evaluate import load_model_or_run
-    from cnnkit.serve.predictor import Predictor, auto_runtime, is_onnx_file
+    from cnnkit.model.resolve import is_onnx_file, open_model
+    from cnnkit.serve.predictor import Predictor, auto_runtime
 
     if args.top_k < 1:
         raise CnnkitError(f"--top-k {args.top_k} is out of range; valid: 1 or more")
@@ -105,7 +111,7 @@ def predict_command(args) -> int:
     if is_onnx_file(args.model):
         predictor = Predictor(args.model, runtime=args.runtime, threads=args.threads)
     else:
-        model, _ = load_model_or_run(args.model)
+        model, _ = open_model(args.model)
         predictor = Predictor(model, runtime=auto_runtime(args.runtime, len(paths)),
                               threads=args.threads)
     pixels, _ = to_pixels(paths, predictor.input_shape)  # (N, H, W, C): the input contract

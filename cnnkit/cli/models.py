@@ -9,10 +9,10 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_presets)
 
-    p = sub.add_parser("summary", help="print a model's layers, output shapes and parameter counts",
-                       description="MODEL is a preset name, a model file (.yaml/.toml/.json) or a "
-                                   "saved model directory.")
-    p.add_argument("model", metavar="MODEL")
+    from cnnkit.model.resolve import HELP
+
+    p = sub.add_parser("summary", help="print a model's layers, output shapes and parameter counts")
+    p.add_argument("model", metavar="MODEL", help=HELP)
     p.add_argument("--explain", action="store_true",
                    help="show the output-size and parameter arithmetic behind each row")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -58,14 +58,14 @@ def _parse_shape(text: str):
 
 
 def cmd_summary(args) -> int:
-    from cnnkit.model.files import resolve_model
+    from cnnkit.model.resolve import open_model
 
     if args.input_shape:
         from cnnkit.model.presets import create_model
 
         model = create_model(args.model, input_shape=_parse_shape(args.input_shape))
     else:
-        model = resolve_model(args.model)
+        model, _ = open_model(args.model)
     if args.json:
         print(json.dumps(model.summary_dict(), indent=2))
     else:

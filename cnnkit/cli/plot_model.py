@@ -3,10 +3,10 @@ from __future__ import annotations
 
 
 def register(sub) -> None:
-    p = sub.add_parser("plot-model", help="draw a model's layers, shapes and parameter counts",
-                       description="MODEL is a preset name, a model file (.yaml/.toml/.json), a "
-                                   "saved model directory or a run directory (its best model).")
-    p.add_argument("model", metavar="MODEL")
+    from cnnkit.model.resolve import HELP
+
+    p = sub.add_parser("plot-model", help="draw a model's layers, shapes and parameter counts")
+    p.add_argument("model", metavar="MODEL", help=HELP)
     p.add_argument("--out", required=True, metavar="FILE",
                    help="the diagram to write: FILE.svg or FILE.png")
     p.set_defaults(func=cmd_plot_model)
@@ -14,7 +14,7 @@ def register(sub) -> None:
 
 def cmd_plot_model(args) -> int:
     from cnnkit.look.diagram import check_diagram_path, save_model_diagram
-    from cnnkit.runs.evaluate import open_model
+    from cnnkit.model.resolve import open_model
 
     check_diagram_path(args.out)  # before loading: a wrong name costs nothing
     model, _ = open_model(args.model)

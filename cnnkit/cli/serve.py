@@ -6,6 +6,8 @@ DEFAULTS = {"max_upload_mb": 5.0, "max_pixels": 4096 * 4096, "timeout": 10.0, "c
 
 
 def register(sub) -> None:
+    from cnnkit.model.resolve import HELP
+
     p = sub.add_parser(
         "serve", help="serve a model: a page to draw or drop images on, and a JSON API",
         description="Starts a web server with a page that classifies what you draw (28×28 "
@@ -15,8 +17,7 @@ def register(sub) -> None:
                     "/api/predict, POST /api/inspect, GET /api/model, GET /healthz) documented "
                     "at /docs. Everything is served by cnnkit itself: it works offline.")
     p.add_argument("model", metavar="MODEL_OR_RUN",
-                   help="a run directory (its best model), a saved model directory, an exported "
-                        ".onnx file, a model file or a preset")
+                   help=HELP)
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0 "
                         "lets other machines in)")

@@ -223,6 +223,10 @@ def __getattr__(name: str):
     if name == "loader":
         from cnnkit.data.loader import loader
 
+        # importing the submodule cnnkit.data.loader set this package's `loader` to the
+        # module: the function takes the name back, or the next `cnnkit.data.loader(...)`
+        # would call a module
+        globals()["loader"] = loader
         return loader
     raise AttributeError(f"module 'cnnkit.data' has no attribute {name!r}")
 

@@ -19,6 +19,17 @@ from cnnkit.errors import CnnkitError, one_of
 NORMALIZE_MODES = ("unit", "standardize")
 
 
+def standard_layout(x: torch.Tensor) -> torch.Tensor:
+    """`x` with NCHW's own strides. `contiguous()` is not enough: a one-channel channels_last
+    batch already counts as contiguous, yet convolutions read its strides as channels_last and
+    hand channels_last outputs to code that then calls `.view`."""
+    expected, step = [], 1
+    for size in reversed(x.shape):
+        expected.insert(0, step)
+        step *= size
+    return x if list(x.stride()) == expected else x.clone(memory_format=torch.contiguous_format)
+
+
 def batch_indices(
     n: int,
     batch_size: int,

@@ -24,7 +24,7 @@ class Loader:
         return len(self.batches)
 
     def __iter__(self):
-        from cnnkit.train.module import standard_layout
+        from cnnkit.data.batches import standard_layout
 
         for xb, yb in self.batches:
             yield standard_layout(xb), yb  # (B, C, H, W) NCHW, as ToTensor's batches are

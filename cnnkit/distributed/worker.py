@@ -18,16 +18,16 @@ from cnnkit.fsutil import atomic_write_json
 
 
 def main() -> int:
-    import cnnkit
     from cnnkit.distributed.rank import _jsonable
+    from cnnkit.runs.run import run
     from cnnkit.runs.spec import RunSpec
 
     job_file = Path(os.environ[JOB_ENV])
     job = json.loads(job_file.read_text())
     here, rank = job_file.parent, int(os.environ["RANK"])
     try:
-        result = cnnkit.run(RunSpec.from_dict(job["spec"]), resume=job["resume"],
-                            command=job["command"])
+        result = run(RunSpec.from_dict(job["spec"]), resume=job["resume"],
+                     command=job["command"])
     except PeerLost:
         return EXIT_PEER_LOST  # the agent reports the rank that died
     except CnnkitError as e:

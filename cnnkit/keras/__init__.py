@@ -8,7 +8,7 @@ only its imports changed.
 Models built here are cnnkit Sequentials (summary, save, `cnnkit.load`, `cnnkit inspect` /
 `serve` / `export` work on them) with Keras's semantics for compile / fit / evaluate /
 predict; see cnnkit.keras.models. Real Keras files load with `models.load_model` or
-`cnnkit.load` (cnnkit.keras.files).
+`cnnkit.load` (cnnkit.model.keras_files).
 
     layers, models, datasets, utils, callbacks, optimizers, regularizers, losses, metrics,
     preprocessing.image    the Keras modules the seeds use

@@ -178,12 +178,12 @@ class Sequential(_CoreSequential):
                 weights = weights[count:]
 
     def save_weights(self, filepath) -> None:
-        from cnnkit.keras.writing import save_weights
+        from cnnkit.model.keras_writing import save_weights
 
         save_weights(self, filepath)
 
     def load_weights(self, filepath) -> None:
-        from cnnkit.keras.writing import load_weights
+        from cnnkit.model.keras_writing import load_weights
 
         load_weights(self, filepath)
 

@@ -4,6 +4,7 @@
     core.py          the built-in layers and the registry that model files name them by;
                      `@register_layer` adds a Layer subclass of your own (see Layer's docstring)
     nn.py            the PyTorch modules they build into (imported only when a model is built)
+    outputs.py       the output contract: logits -> class probabilities, the predicted class
     initializers.py  Keras's and PyTorch's weight initializations
 """
 from cnnkit.layers.base import (  # noqa: F401

@@ -188,8 +188,8 @@ class Net(nn.Module):
         return logits
 
     def probabilities(self, logits):
-        """Class probabilities (N, K) by the output contract (cnnkit.model.outputs): softmax,
+        """Class probabilities (N, K) by the output contract (cnnkit.layers.outputs): softmax,
         sigmoid per unit, or [1 - p, p] for one sigmoid unit; plain logits read as softmax."""
-        from cnnkit.model.outputs import probabilities
+        from cnnkit.layers.outputs import probabilities
 
         return probabilities(logits, self.output_activation)

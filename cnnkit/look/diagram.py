@@ -21,7 +21,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 from cnnkit.errors import CnnkitError
 from cnnkit.fsutil import atomic_path, atomic_write_text
-from cnnkit.model.summary import _shape  # "(None, 28, 28, 1)", as the summary table writes it
+from cnnkit.model.summary import shape_text  # "(None, 28, 28, 1)", as the summary table writes it
 
 SUFFIXES = (".svg", ".png")
 FONT = "DejaVu Sans Mono"  # matplotlib ships it; browsers fall back to their own monospace
@@ -107,14 +107,14 @@ def layer_arguments(layer_type: str, config: dict) -> list[str]:
 
 
 def _boxes(summary: dict) -> list[Box]:
-    shape = _shape(summary["input_shape"])
+    shape = shape_text(summary["input_shape"])
     boxes = [Box("input_layer", [Line("input_layer (InputLayer)", TITLE_SIZE, bold=True),
                                  Line(shape)], FILLS["Input"])]
     for layer in summary["layers"]:
         lines = [Line(f"{layer['name']} ({layer['type']})", TITLE_SIZE, bold=True)]
         args = layer_arguments(layer["type"], layer["config"])
         lines += [Line(text, color=MUTED) for text in args]
-        lines += [Line(f"{_shape(layer['input_shape'])} → {_shape(layer['output_shape'])}"),
+        lines += [Line(f"{shape_text(layer['input_shape'])} → {shape_text(layer['output_shape'])}"),
                   Line(f"params: {layer['params']:,}")]
         boxes.append(Box(layer["name"], lines, FILLS.get(layer["type"], OTHER_FILL)))
     return boxes
@@ -234,6 +234,14 @@ def check_diagram_path(path: str | os.PathLike) -> Path:
         kind = repr(path.suffix) if path.suffix else "(no suffix)"
         raise CnnkitError(f"{path}: unknown diagram file type {kind}; valid: {', '.join(SUFFIXES)}")
     return path
+
+
+def plot_model(model, path: str | os.PathLike):
+    """`model.plot(path)`: the diagram written, returned as a Picture (a Path a notebook
+    shows as the diagram)."""
+    from cnnkit.look.figures import Picture
+
+    return Picture(save_model_diagram(model, path))
 
 
 def save_model_diagram(model, path: str | os.PathLike) -> Path:

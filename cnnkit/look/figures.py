@@ -24,7 +24,7 @@ BAR_COLOR, PRED_COLOR, TRUE_COLOR, WRONG_COLOR = "silver", "tab:blue", "tab:gree
 
 # --- figure plumbing ------------------------------------------------------------------------
 
-def _figure(width_in: float, height_in: float):
+def new_figure(width_in: float, height_in: float):
     from matplotlib.figure import Figure
 
     return Figure(figsize=(width_in, height_in), dpi=DPI, layout="constrained")
@@ -48,7 +48,7 @@ class Picture(type(Path())):  # Path's concrete class (PosixPath/WindowsPath): P
         return self.read_text(encoding="utf-8")
 
 
-def _save(fig, path: str | os.PathLike) -> Picture:
+def save_figure(fig, path: str | os.PathLike) -> Picture:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=DPI)
     return Picture(path)

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from cnnkit.errors import CnnkitError
-from cnnkit.look.figures import (  # noqa: F401  (DPI, _figure, _save: used by other modules)
+from cnnkit.look.figures import (  # noqa: F401  (DPI: used by other modules)
     BAR_COLOR, DPI, PRED_COLOR, TRAIN_COLOR, TRUE_COLOR, VAL_COLOR, WRONG_COLOR, _as_images,
-    _figure, _grid_shape, _names, _save, _show_image)
+    _grid_shape, _names, _show_image, new_figure, save_figure)
 from cnnkit.look.plots_inside import (  # noqa: F401
     FEATURE_MAP_LAYOUTS, FILTER_LAYOUTS, plot_feature_maps, plot_filters, plot_heatmap)
 
@@ -41,7 +41,7 @@ def plot_history(history: dict[str, list[float]], path, best_epoch: int | None =
     n_epochs = max(len(history.get(k, [])) for m in panels for k in (m, f"val_{m}"))
     if best_epoch is not None and not 1 <= best_epoch <= n_epochs:
         raise CnnkitError(f"best_epoch {best_epoch} out of range; valid: 1..{n_epochs}")
-    fig = _figure(5 * len(panels), 3.6)
+    fig = new_figure(5 * len(panels), 3.6)
     for i, metric in enumerate(panels):
         ax = fig.add_subplot(1, len(panels), i + 1)
         for key, label, color in ((metric, "train", TRAIN_COLOR),
@@ -61,7 +61,7 @@ def plot_history(history: dict[str, list[float]], path, best_epoch: int | None =
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend(loc="best")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # --- evaluation -----------------------------------------------------------------------------
@@ -79,7 +79,7 @@ def plot_confusion_matrix(cm, class_names, path, normalize: bool = False) -> Pat
         totals = cm.sum(axis=1, keepdims=True)
         cm = np.divide(cm, totals, out=np.zeros_like(cm), where=totals > 0)
     side = min(max(4.0, 0.55 * k + 2.5), 20.0)  # 20 inches holds 100 classes, not 1000
-    fig = _figure(side + 1, side)
+    fig = new_figure(side + 1, side)
     ax = fig.add_subplot()
     im = ax.imshow(cm, cmap="Blues", vmin=0, vmax=1 if normalize else max(cm.max(), 1))
     fig.colorbar(im, ax=ax, shrink=0.8)
@@ -95,7 +95,7 @@ def plot_confusion_matrix(cm, class_names, path, normalize: bool = False) -> Pat
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     ax.set_title("confusion matrix" + (" (each row sums to 1)" if normalize else ""))
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _mistake_title(true: str, pred: str, confidence: float) -> str:
@@ -117,9 +117,9 @@ def plot_mistakes(images, true, pred, confidence, class_names, path,
         raise CnnkitError(f"{n} images but {len(true)} true, {len(pred)} predicted and "
                           f"{len(confidence)} confidence values")
     if n == 0:  # a perfect model still gets its file, so report links never break
-        fig = _figure(4, 1.5)
+        fig = new_figure(4, 1.5)
         fig.text(0.5, 0.5, "no misclassified images", ha="center", va="center", fontsize=12)
-        return _save(fig, path)
+        return save_figure(fig, path)
     names = class_names if class_names is not None else [str(i) for i in range(max(*true, *pred) + 1)]
     rows, ncols = _grid_shape(n, ncols or min(n, 8))
     # A fixed grid: each cell is a 1.5-inch image under 0.4 inch for a two-line title. Placed
@@ -140,7 +140,7 @@ def plot_mistakes(images, true, pred, confidence, class_names, path,
                      fontsize=8)
     fig.suptitle("most confident mistakes: true → predicted (probability)", fontsize=10,
                  y=1 - 0.12 / height, va="top")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # --- prediction -----------------------------------------------------------------------------
@@ -172,7 +172,7 @@ def plot_probabilities(images, probs, class_names, path, top_k: int | None = Non
     pairs = 1 if n == 1 else 2 if n <= 8 else 3  # image+bars pairs per row
     rows = math.ceil(n / pairs)
     bar_w = max(3.0, 0.35 * shown + 1)
-    fig = _figure(pairs * (2.2 + bar_w), 2.6 * rows + (0.4 if n < n_total else 0))
+    fig = new_figure(pairs * (2.2 + bar_w), 2.6 * rows + (0.4 if n < n_total else 0))
     grid = fig.add_gridspec(rows, 2 * pairs, width_ratios=[2.2, bar_w] * pairs)
     for i in range(n):
         r, c = divmod(i, pairs)
@@ -188,7 +188,7 @@ def plot_probabilities(images, probs, class_names, path, top_k: int | None = Non
         _probability_bars(fig.add_subplot(grid[r, 2 * c + 1]), p, names, pred, label, top_k)
     if n < n_total:
         fig.suptitle(f"first {n} of {n_total} images", fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _shorten(text: str, width: int = 24) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnkit.errors import CnnkitError
-from cnnkit.look.figures import _as_images, _figure, _grid_shape, _save, _show_image
+from cnnkit.look.figures import _as_images, _grid_shape, _show_image, new_figure, save_figure
 
 
 # --- what the network learned ---------------------------------------------------------------
@@ -57,7 +57,7 @@ def plot_filters(kernel, path, layout: str = "keras", title: str | None = None) 
         mean = f", mean over {cin} input channels" if cin != 1 else ""
         ax.set_title(f"{heading}{out} filters, {kh}×{kw}{mean}\n(one colour scale, "
                      f"±{top:.3g})", fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 FEATURE_MAP_LAYOUTS = ("keras", "torch")  # (H, W, C) as feature_maps gives; (C, H, W)
@@ -105,7 +105,7 @@ def plot_feature_maps(maps, path, title: str | None = None, layout: str = "keras
     dead_note = f", {dead} of {c} are 0 everywhere" if dead else ""
     ax.set_title(f"{title or 'feature maps'}: {what}{dead_note}\n(one colour scale for every "
                  f"tile: {scale})", fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # --- what the network looks at --------------------------------------------------------------
@@ -125,7 +125,7 @@ def plot_heatmap(image, heatmap, path, title: str, label: str = "heat map",
     import matplotlib
 
     cmap = matplotlib.colormaps["turbo"]
-    fig = _figure(9.6, 3.6)
+    fig = new_figure(9.6, 3.6)
     axes = [fig.add_subplot(1, 3, i + 1) for i in range(3)]
     _show_image(axes[0], img)
     axes[0].set_title(f"input, {img.shape[0]}×{img.shape[1]}", fontsize=9)
@@ -146,7 +146,7 @@ def plot_heatmap(image, heatmap, path, title: str, label: str = "heat map",
     axes[2].set_title("overlay (+ = maximum)" if heat.max() > 0 else "overlay (map is all 0)",
                       fontsize=9)
     fig.suptitle(title, fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # --- numbered tile grids --------------------------------------------------------------------
@@ -163,7 +163,7 @@ def _tile_figure(n: int, h: int, w: int, width_in: float, tile_max: float, tile_
     gap = 0.12
     grid = {"rows": rows, "ncols": ncols, "aspect": aspect, "band": band, "gap": gap,
             "fontsize": fontsize}
-    fig = _figure(max(3.5, ncols * (1 + gap) * tile_in + (1.4 if colorbar else 0.4)),
+    fig = new_figure(max(3.5, ncols * (1 + gap) * tile_in + (1.4 if colorbar else 0.4)),
                   max(2.5, rows * (aspect + band) * tile_in + 0.9))
     return fig, fig.add_subplot(), grid
 

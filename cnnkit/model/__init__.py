@@ -9,7 +9,17 @@ input and output contract every user of a trained model goes through.
     inputs.py      the input contract: any image(s) a user holds -> uint8 pixels -> network input
     outputs.py     the output contract: logits -> class probabilities and the predicted class
     predict.py     probabilities for images as users hold them (inputs -> net -> outputs)
+    module.py      a user's own nn.Module as a model (ModuleModel), its saving and loading
+    keras_files.py, keras_writing.py   Keras's .keras and .h5 files read and written
+    provided.py    what a model asks the stages above for by name (fit, plot, ...)
 """
-from cnnkit.model.sequential import Sequential  # noqa: F401
-
 __all__ = ["Sequential"]
+
+
+def __getattr__(name: str):
+    # on first use: `import cnnkit` wires cnnkit.model.provided, which must not build layers
+    if name == "Sequential":
+        from cnnkit.model.sequential import Sequential
+
+        return Sequential
+    raise AttributeError(f"module 'cnnkit.model' has no attribute {name!r}")

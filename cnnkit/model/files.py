@@ -225,28 +225,15 @@ def _path(path) -> str:
 
 
 def load_model_file(path):
-    from cnnkit.model.sequential import Sequential
+    from cnnkit.model.resolve import load_file
 
-    return Sequential.from_config(read_structured(path), where=str(path))
+    return load_file(Path(path))[0]
 
 
 def resolve_model(spec):
-    """A model named on the command line: preset name, model file, or saved model directory;
-    or a model description (the dict `Sequential.get_config()` returns)."""
-    from cnnkit.model.presets import PRESETS, create_model
+    """A model named on the command line (any reference cnnkit.model.resolve takes: a preset,
+    a model file, a saved model or run directory, a Keras file), or a model description (the
+    dict `Sequential.get_config()` returns)."""
+    from cnnkit.model.resolve import open_model
 
-    if isinstance(spec, dict):
-        from cnnkit.model.sequential import Sequential
-
-        return Sequential.from_config(spec, where="model")
-    path = Path(spec)
-    if path.is_dir() or (path.suffix.lower() in (".keras", ".h5") and path.is_file()):
-        from cnnkit.model.saving import load
-
-        return load(path)  # a saved model directory, or a Keras file (cnnkit.keras.files)
-    if path.suffix in MODEL_FILE_SUFFIXES:
-        return load_model_file(path)
-    if spec in PRESETS:
-        return create_model(spec)
-    raise CnnkitError(f"unknown model {clipped(spec)}: not a preset, a model file ({', '.join(MODEL_FILE_SUFFIXES)}) "
-                      f"or a saved model directory; presets: {', '.join(PRESETS)}")
+    return open_model(spec)[0]

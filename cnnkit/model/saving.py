@@ -21,12 +21,12 @@ FLOAT32_MAX = 3.4028234663852886e38
 
 
 def save_model(model, path, extra: dict | None = None) -> Path:
-    """A directory, or one Keras file for a path ending in .keras or .h5 (cnnkit.keras.files)."""
+    """A directory, or one Keras file for a path ending in .keras or .h5 (cnnkit.model.keras_files)."""
     from safetensors.torch import save_file
 
     path = Path(path)
     if path.suffix.lower() in (".keras", ".h5") and not path.is_dir():
-        from cnnkit.keras.writing import save_keras_file
+        from cnnkit.model.keras_writing import save_keras_file
 
         check_class_names(model.class_names, model, str(path))
         return save_keras_file(model, path)
@@ -81,13 +81,21 @@ def check_meta(meta: dict, where) -> dict:
 
 
 def load(path, cls=None, module=None, scale=None):
-    """Rebuild a saved model from its directory alone; outputs are identical to the saved one.
-    A Keras file (`.keras`, legacy `.h5`) is read by cnnkit.keras.files. `cls`: the Sequential
-    class to build (cnnkit.keras.models.load_model asks for its Keras-semantics one).
-    `module`: for the weights of your own nn.Module (a run of `cnnkit.fit(CNN(), ...)`), an
-    instance of its class to load them into (cnnkit.train.module.load_module). `scale`: for
-    a Keras file, what 8-bit pixels are multiplied by before the model (1/255, the default
-    where the file does not record it, or 1 for a model trained on raw 0-255 pixels)."""
+    """`cnnkit.load`: the model any reference names (cnnkit.model.resolve: a run directory's
+    best model, a saved model directory, a Keras file, a model file, a preset), rebuilt from
+    files alone; outputs are identical to the saved one. `cls`: the Sequential class to build
+    (cnnkit.keras.models.load_model asks for its Keras-semantics one). `module`: for the weights
+    of your own nn.Module (a run of `cnnkit.fit(CNN(), ...)`), an instance of its class to load
+    them into (cnnkit.model.module.load_module). `scale`: for a Keras file, what 8-bit pixels
+    are multiplied by before the model (1/255, the default where the file does not record it,
+    or 1 for a model trained on raw 0-255 pixels)."""
+    from cnnkit.model.resolve import open_model
+
+    return open_model(path, module=module, scale=scale, cls=cls)[0]
+
+
+def load_directory(path, cls=None):
+    """A saved model directory (model.json + weights.safetensors) rebuilt as a `cls`."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -95,20 +103,6 @@ def load(path, cls=None, module=None, scale=None):
 
     Sequential = cls or Sequential  # noqa: N806
     path = Path(path)
-    from cnnkit.train.module import MODULE_FILE, load_module
-
-    if module is not None or (path / MODULE_FILE).is_file():
-        return load_module(path, module)
-    from cnnkit.keras.files import is_keras_file
-
-    if is_keras_file(path):
-        from cnnkit.keras.files import load_keras_file
-
-        return load_keras_file(path, Sequential, scale=scale)
-    if scale is not None:
-        raise CnnkitError(f"scale={clipped(scale)} is for Keras files (.keras, .h5), which do "
-                          f"not record how their inputs were scaled; {path} records its own "
-                          "preprocessing: load it without scale=")
     meta = read_meta(path)
     where = str(path / CONFIG_FILE)
     model = Sequential.from_config(meta["config"], where=where)

@@ -17,6 +17,7 @@ from cnnkit.errors import CnnkitError, one_of
 from cnnkit.layers import (Activation, Input, Layer, MaxPooling2D, Shape, check_input_shape,
                            layer_from_config, layer_to_config)
 from cnnkit.layers.base import check_layer_name, check_output_size, check_param_count
+from cnnkit.model.provided import provided
 
 INIT_STYLES = ("keras", "torch")
 
@@ -339,10 +340,7 @@ class Sequential:
     def plot(self, path):
         """Draw the layers to `path` (.svg or .png), as Keras's plot_model(show_shapes=True).
         Returns the file as a Picture: a Path that a notebook shows as the diagram."""
-        from cnnkit.look.diagram import save_model_diagram
-        from cnnkit.look.figures import Picture
-
-        return Picture(save_model_diagram(self, path))
+        return provided("plot_model")(self, path)  # cnnkit.look.diagram
 
     # -- saving ------------------------------------------------------------------------------
     def save(self, path) -> None:
@@ -350,32 +348,28 @@ class Sequential:
 
         save_model(self, path)
 
-    # -- training (cnnkit.train) ---------------------------------------------------------------
+    # -- training (cnnkit.train, provided: cnnkit.model.provided) ---------------------------------------------------------------
     def compile(self, optimizer="adam", loss="sparse_categorical_crossentropy", metrics=None,
                 **options) -> None:
         """Remember training choices, as Keras's compile does; `fit` uses them. Each is
         checked here (TrainConfig's names and ranges), so a typo fails at this call, not in fit.
         An optimizer may be a name in any case ('Adam') or a cnnkit.keras.optimizers object."""
-        from cnnkit.train.config import TrainConfig
-
         if hasattr(optimizer, "learning_rate") and hasattr(optimizer, "name"):
             options.setdefault("lr", optimizer.learning_rate)
             optimizer = optimizer.name
         if isinstance(optimizer, str):
             optimizer = optimizer.lower()
         settings = {"optimizer": optimizer, "loss": loss, **options}
-        TrainConfig.from_dict(settings)
+        provided("TrainConfig").from_dict(settings)  # cnnkit.train.config
         self.compiled = settings
 
     def fit(self, *args, **kwargs):
-        from cnnkit.train.api import fit
-
-        return fit(self, *args, **kwargs)
+        """cnnkit.train.api.fit on this model: the one training loop."""
+        return provided("fit")(self, *args, **kwargs)
 
     def evaluate(self, *args, **kwargs):
-        from cnnkit.train.api import evaluate
-
-        return evaluate(self, *args, **kwargs)
+        """cnnkit.train.api.evaluate on this model."""
+        return provided("evaluate")(self, *args, **kwargs)
 
     def predict(self, x, batch_size: int = 256):
         from cnnkit.model.predict import predict_proba
@@ -385,9 +379,7 @@ class Sequential:
     def feature_maps(self, image, layers=None) -> dict:
         """{layer name: its output for one image}, (H, W, C) or (D,), as seed 004's
         `Model(inputs, [l.output for l in model.layers])` gives them (cnnkit.look.inside)."""
-        from cnnkit.look.inside import feature_maps
-
-        return feature_maps(self, image, layers)
+        return provided("feature_maps")(self, image, layers)
 
     def layer_output(self, name: str, image):
         """Layer `name`'s output for one image: Keras's `get_layer(name).output`, computed."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 
 
-def _shape(shape) -> str:
+def shape_text(shape) -> str:
     return "(None, " + ", ".join(str(s) for s in shape) + ")"
 
 
@@ -52,11 +52,11 @@ def format_summary(model, explain: bool = False, width: int = 96) -> str:
     def rule(a, b, c, fill="─"):
         return a + b.join(fill * (w + 2) for _, w, _ in cols) + c
 
-    lines = [f'Model: "{d["name"]}"   input: {_shape(d["input_shape"])}',
+    lines = [f'Model: "{d["name"]}"   input: {shape_text(d["input_shape"])}',
              rule("┏", "┳", "┓", "━"), row([c for c, _, _ in cols], "┃", "┃", "┃"),
              rule("┡", "╇", "┩", "━")]
     for i, (layer, name) in enumerate(zip(d["layers"], names)):
-        lines.append(row([name, _shape(layer["output_shape"]),
+        lines.append(row([name, shape_text(layer["output_shape"]),
                           f"{layer['params']:,}", f"{layer['macs']:,}"]))
         if explain:
             for text in layer["explain"]:

@@ -5,4 +5,5 @@
     run.py       check, load data, build the model, train, evaluate, write the run directory
     report.py    the end of a run: saved models, test evaluation, metrics.json, plots, report.md
     evaluate.py  a trained model (or a run's best) scored on a dataset split
+    fit.py       `cnnkit.fit`: in memory, or a run of your own nn.Module with out=
 """

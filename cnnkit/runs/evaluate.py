@@ -11,35 +11,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cnnkit.errors import CnnkitError, one_of
+from cnnkit.model.resolve import is_onnx_file, open_model
+from cnnkit.model.runtime import RUNTIMES, auto_runtime
 
 SPLITS = ("test", "train")
 
 
 def load_model_or_run(spec, module=None):
-    """(model, run_dir or None): a run directory gives its best model. `module`: an instance
-    of your own nn.Module's class, for a run of one (cnnkit.fit(CNN(), ..., out=...))."""
-    from cnnkit.model.saving import load
-
-    path = Path(spec)
-    if (path / "config.json").is_file() and (path / "best").is_dir():
-        return load(path / "best", module=module), path
-    if (path / "config.json").is_file():
-        raise CnnkitError(f"{path}: the run has no saved model yet (no completed epoch); "
-                          f"continue it with cnnkit train --resume {path}")
-    return load(path, module=module), None
-
-
-def open_model(spec, module=None):
-    """(model, run_dir or None) for anything that names a model: a Sequential, a preset, a
-    model file, a saved model directory, or a run directory (its best model); `module` as
-    for load_model_or_run."""
-    if hasattr(spec, "layer_infos") or getattr(spec, "foreign", False):  # a built model, or
-        return spec, None                                                 # a user's own module
-    if module is not None or (Path(spec) / "config.json").is_file():
-        return load_model_or_run(spec, module)
-    from cnnkit.model.files import resolve_model
-
-    return resolve_model(str(spec)), None
+    """cnnkit.model.resolve.open_model, under the name look/html.py still calls."""
+    return open_model(spec, module=module)
 
 
 @dataclass
@@ -70,12 +50,14 @@ def evaluate(model_or_run, dataset: str | None = None, data_dir=None, split: str
     class to load the weights into: `evaluate("runs/cnn", module=CNN())`; it runs on torch. runtime 'torch' is the Trainer's batched forward pass (on `device`);
     'onnx' predicts through `cnnkit.Predictor` (onnxruntime on the CPU, `threads` intra-op
     threads), whose probabilities match torch's to ~1e-7; 'auto' is onnx from enough images
-    on (`cnnkit.serve.predictor.auto_runtime`)."""
+    on (`cnnkit.model.runtime.auto_runtime`)."""
     import torch
 
     from cnnkit.look.metrics import classification_report
     from cnnkit.model.outputs import check_classes, probabilities
-    from cnnkit.serve.predictor import RUNTIMES, Predictor, auto_runtime, is_onnx_file
+    from cnnkit.model.provided import provided
+
+    Predictor = provided("onnx_predictor")  # noqa: N806  cnnkit.serve.predictor, above runs
 
     if split not in SPLITS:
         raise one_of("split", split, SPLITS)
@@ -88,7 +70,7 @@ def evaluate(model_or_run, dataset: str | None = None, data_dir=None, split: str
         predictor = Predictor(model_or_run, runtime=runtime, threads=threads)
         model, run_dir = None, None
     else:
-        model, run_dir = load_model_or_run(model_or_run, module)
+        model, run_dir = open_model(model_or_run, module=module)
     if model is None:  # a bare .onnx file: what its metadata says
         input_shape, recorded = predictor.input_shape, predictor.dataset
         units, own_names = len(predictor.class_names), predictor.class_names

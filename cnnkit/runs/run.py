@@ -50,9 +50,9 @@ def run(spec: RunSpec, resume: bool = False, command: list[str] | None = None,
     if not isinstance(spec, RunSpec):
         raise CnnkitError(f"run() takes a RunSpec; received {type(spec).__name__}")
     module, spec = _take_module(spec)
-    from cnnkit.distributed import parallel_run
+    from cnnkit.model.provided import provided  # cnnkit.distributed's, above runs
 
-    result = parallel_run(spec, resume, command, callbacks, module, nproc)
+    result = provided("parallel_run")(spec, resume, command, callbacks, module, nproc)
     if result is not None:
         return result
     return _execute(resolve_run(spec, resume), resume=resume, command=command,
@@ -177,9 +177,9 @@ def prepare_data(spec, model_shape=None):
 
 
 def _is_preset(model) -> bool:
-    from cnnkit.model.presets import PRESETS
+    from cnnkit.model.resolve import preset_name
 
-    return isinstance(model, str) and model in PRESETS and not Path(model).exists()
+    return preset_name(model) is not None
 
 
 def load_splits(spec: RunSpec, module=None):
@@ -202,6 +202,7 @@ def build_model(spec: RunSpec, ds, module=None):
     from cnnkit.model.files import resolve_model
     from cnnkit.model.outputs import check_classes
     from cnnkit.model.presets import PRESETS, create_model
+    from cnnkit.model.resolve import preset_name
 
     note = None
     if module is not None:
@@ -219,10 +220,10 @@ def build_model(spec: RunSpec, ds, module=None):
         model.dataset = spec.dataset
         return model, None
     if _is_preset(spec.model):
-        preset = PRESETS[spec.model]
-        model = create_model(spec.model, input_shape=ds.image_shape, num_classes=ds.num_classes)
+        preset = PRESETS[preset_name(spec.model)]
+        model = create_model(preset.name, input_shape=ds.image_shape, num_classes=ds.num_classes)
         if preset.input_shape != ds.image_shape or preset.num_classes != ds.num_classes:
-            note = (f"preset {spec.model} is defined for {_shape(preset.input_shape)} images and "
+            note = (f"preset {preset.name} is defined for {_shape(preset.input_shape)} images and "
                     f"{preset.num_classes} classes; rebuilt with the same layers for "
                     f"{ds.name}'s {_shape(ds.image_shape)} images and {ds.num_classes} classes")
     else:

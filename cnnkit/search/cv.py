@@ -164,9 +164,9 @@ def summarize(records: list[dict], indices, out) -> CVResult:
 
 def plot_folds(records: list[dict], path: Path) -> Path:
     """Each fold's validation curve (left) and its figures against the mean (right)."""
-    from cnnkit.look.plots import _figure, _save
+    from cnnkit.look.figures import new_figure, save_figure
 
-    fig = _figure(9, 3.4)
+    fig = new_figure(9, 3.4)
     ax1, ax2 = fig.subplots(1, 2)
     for r in records:
         acc = r["history"]["val_accuracy"]
@@ -181,4 +181,4 @@ def plot_folds(records: list[dict], path: Path) -> Path:
         ax2.errorbar([j + 0.15], [m], yerr=[s], fmt="s", color="tab:orange", capsize=4)
     ax2.set_xticks(range(len(names)), names)
     ax2.set(title="per fold (blue), mean ± std (orange)", xlim=(-0.5, len(names) - 0.5))
-    return _save(fig, path)
+    return save_figure(fig, path)

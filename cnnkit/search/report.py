@@ -71,9 +71,9 @@ def write_best(path: Path, space, trial, settings: dict) -> None:
 
 def plot_history(rows: list[dict], metric: str, direction: str, path: Path) -> Path:
     """Each finished trial's objective, and the best so far."""
-    from cnnkit.look.plots import _figure, _save
+    from cnnkit.look.figures import new_figure, save_figure
 
-    fig = _figure(6.4, 3.6)
+    fig = new_figure(6.4, 3.6)
     ax = fig.subplots()
     done = [r for r in rows if r["state"] == "COMPLETE" and r["value"] is not None]
     pruned = [r for r in rows if r["state"] == "PRUNED"]
@@ -96,7 +96,7 @@ def plot_history(rows: list[dict], metric: str, direction: str, path: Path) -> P
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # trials are numbered, not measured
     if done or pruned:
         ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def importances(study) -> dict:
@@ -114,9 +114,9 @@ def importances(study) -> dict:
 
 
 def plot_importance(values: dict, path: Path) -> Path:
-    from cnnkit.look.plots import _figure, _save
+    from cnnkit.look.figures import new_figure, save_figure
 
-    fig = _figure(6.4, 0.6 + 0.4 * max(1, len(values)))
+    fig = new_figure(6.4, 0.6 + 0.4 * max(1, len(values)))
     ax = fig.subplots()
     if values:
         names = list(values)[::-1]
@@ -125,7 +125,7 @@ def plot_importance(values: dict, path: Path) -> Path:
     else:
         ax.text(0.5, 0.5, "not enough finished trials to tell", ha="center", va="center")
         ax.set_axis_off()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def write_study(out: Path, study, space, settings: dict) -> None:

@@ -131,17 +131,17 @@ class Space:
         """The run's model as a description (a preset built for the run's data), to edit."""
         if isinstance(spec.model, dict):
             return copy.deepcopy(spec.model)
-        from cnnkit.runs.run import _is_preset
+        from cnnkit.model.resolve import preset_name
 
         resolved = spec.resolved()  # the model may come from the recipe
         if isinstance(resolved.model, dict):
             return copy.deepcopy(resolved.model)
-        if _is_preset(resolved.model):
+        if preset_name(resolved.model):
             from cnnkit.data import load_dataset
             from cnnkit.model.presets import create_model
 
             ds = load_dataset(resolved.dataset, data_dir=resolved.data_dir)
-            model = create_model(resolved.model, input_shape=ds.image_shape,
+            model = create_model(preset_name(resolved.model), input_shape=ds.image_shape,
                                  num_classes=ds.num_classes)
         else:
             from cnnkit.model.files import resolve_model

@@ -292,7 +292,7 @@ def export_onnx(model_or_run, out, opset: int | None = None, batch: str = "dynam
     """Export a model (anything `open_model` takes) to `out` (.onnx), checking parity with
     PyTorch first; nothing is written when the export or the check fails."""
     from cnnkit.fsutil import atomic_path
-    from cnnkit.runs.evaluate import open_model
+    from cnnkit.model.resolve import open_model
     from cnnkit.serve.parity import ExportReport, check_parity, parity_images
     from cnnkit.serve.predictor import check_threads, is_onnx_file, run_test_accuracy
 

@@ -152,7 +152,7 @@ def check_parity(report, model, session, meta, where, x, tolerance) -> None:
 def verify_onnx(model_or_run, onnx_path, dataset: str | None = None, data_dir=None,
                 tolerance: float = TOLERANCE, threads: int | None = None) -> ExportReport:
     """The same parity check on an .onnx file already written (one copied, or edited)."""
-    from cnnkit.runs.evaluate import open_model
+    from cnnkit.model.resolve import open_model
     from cnnkit.serve.onnx import check_options, open_session
 
     check_options(None, "dynamic", "torchscript", tolerance)

@@ -35,16 +35,9 @@ from pathlib import Path
 import numpy as np
 
 from cnnkit.errors import CnnkitError, one_of, out_of_range
-
-RUNTIMES = ("auto", "torch", "onnx")
-# What "auto" picks for a cnnkit model (an .onnx file always runs on onnxruntime), from
-# bench/bench_infer.py's figures (bench/README.md): onnxruntime predicts faster than torch, one
-# image or many, so a Predictor, which is made to be kept (the server), runs on onnx. Starting
-# one costs about a second more (torch.onnx imports `onnx`, then exports), which a one-off job
-# wins back only after thousands of images: AUTO_ONNX_MIN_IMAGES keeps a margin over that.
-AUTO_RUNTIME = "onnx"
-AUTO_ONNX_MIN_IMAGES = 10_000
-
+from cnnkit.model.resolve import is_onnx_file, open_model, parse_reference
+from cnnkit.model.runtime import (  # noqa: F401  (names serve has always had)
+    AUTO_ONNX_MIN_IMAGES, AUTO_RUNTIME, RUNTIMES, auto_runtime)
 
 def cpu_count() -> int:
     """The CPUs this process may use: its affinity mask, not the machine's core count."""
@@ -62,16 +55,6 @@ def check_threads(threads):
     return threads
 
 
-def auto_runtime(runtime: str, images: int | None = None) -> str:
-    """The runtime `runtime` names for a cnnkit model: 'auto' is onnx for a Predictor that
-    is kept (images=None) or a one-off job on at least AUTO_ONNX_MIN_IMAGES images."""
-    if runtime != "auto":
-        return runtime
-    if images is None or images >= AUTO_ONNX_MIN_IMAGES:
-        return AUTO_RUNTIME
-    return "torch"
-
-
 def run_test_accuracy(run_dir) -> float | None:
     """A run's test accuracy from its metrics.json; None without a finished run."""
     if run_dir is None:
@@ -81,10 +64,6 @@ def run_test_accuracy(run_dir) -> float | None:
     except (OSError, ValueError, AttributeError):
         return None
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
-def is_onnx_file(spec) -> bool:
-    return isinstance(spec, (str, os.PathLike)) and Path(spec).suffix.lower() == ".onnx"
 
 
 class Predictor:
@@ -105,16 +84,15 @@ class Predictor:
             from cnnkit.serve.onnx import open_session
 
             self.model = None
-            self._session, self._meta = open_session(model_or_path, self._onnx_threads())
+            self._session, self._meta = open_session(parse_reference(model_or_path).target,
+                                                     self._onnx_threads())
             self.runtime = "onnx"
             self.name = self._meta["name"]
             self.class_names = list(self._meta["class_names"])
             self.input_shape = tuple(self._meta["input_shape"])
             self.dataset = self._meta["dataset"]
             return
-        from cnnkit.runs.evaluate import open_model
-
-        self.model, self.run_dir = open_model(model_or_path)
+        self.model, self.run_dir = open_model(model_or_path)  # any reference (model.resolve)
         model = self.model
         if getattr(model, "foreign", False):  # a user's own nn.Module (cnnkit.fit)
             if runtime == "onnx":

@@ -327,8 +327,10 @@ def _confusion_png(trainer, x_val, y_val) -> bytes:
 
     import numpy as np
 
-    from cnnkit.look.plots import plot_confusion_matrix
     from cnnkit.model.outputs import predicted_class
+    from cnnkit.model.provided import provided  # cnnkit.look.plots's, which train may not import
+
+    plot_confusion_matrix = provided("plot_confusion_matrix")
 
     logits = trainer.predict_logits(x_val)  # (N, K)
     pred = predicted_class(logits, trainer.model.net.output_activation).numpy()

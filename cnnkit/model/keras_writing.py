@@ -11,7 +11,7 @@ import zipfile
 from pathlib import Path
 
 from cnnkit.errors import CnnkitError
-from cnnkit.keras.files import (EXTRAS, KERAS_VERSION, _h5_file, _h5py, _legacy_vars,
+from cnnkit.model.keras_files import (EXTRAS, KERAS_VERSION, _h5_file, _h5py, _legacy_vars,
                                 _set_weights, _unique, _vars)
 from cnnkit.layers import core
 

@@ -5,7 +5,7 @@
 Reading maps each Keras layer config to the cnnkit layer computing the same function and
 copies its weights in Keras's layout (conv kernel (kh, kw, in, out), dense kernel (in, out),
 batch norm gamma, beta, moving mean, moving variance). Layers cnnkit lacks are named in one
-line. Writing is cnnkit.keras.writing.
+line. Writing is cnnkit.model.keras_writing.
 """
 from __future__ import annotations
 
@@ -24,10 +24,6 @@ SUPPORTED = ("InputLayer", "Conv2D", "MaxPooling2D", "AveragePooling2D", "ZeroPa
              "Activation", "LeakyReLU", "ReLU", "Softmax")
 KERAS_ACTIVATIONS = {"swish": "silu"}  # Keras's other names for cnnkit's activations
 EXTRAS = "cnnkit.json"
-
-
-def is_keras_file(path) -> bool:
-    return Path(path).suffix.lower() in (".keras", ".h5", ".hdf5") and not Path(path).is_dir()
 
 
 # -- reading ------------------------------------------------------------------------------------
