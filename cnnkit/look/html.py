@@ -114,7 +114,9 @@ def read_history(path: Path) -> dict[str, list]:
 def headline(report: dict, metrics: dict) -> str:
     facts = [f"test accuracy <b>{report['accuracy']:.4f}</b>", f"test loss {report['loss']:.4f}"]
     if metrics:
-        facts.append(f"model of epoch {metrics['best_epoch']} of {metrics['epochs_run']}")
+        facts.append(f"model of epoch {metrics['best_epoch']} of {metrics['epochs_run']}"
+                     + ("" if metrics.get("best_val_loss") is not None else
+                        " (the last: no validation)"))
         result = (f" (the test result after {metrics['result_time_s']:.1f} s)"
                   if metrics.get("result_time_s") is not None else "")
         facts.append(f"{metrics['wall_time_s']:.1f} s in all{result}, on "

@@ -51,9 +51,20 @@ class KeepBest(Callback):
         self.best, self.weights = state["best"], state["weights"]
 
 
-def save_last_and_best(run_dir: Path, model, trainer) -> None:
+def kept_text(best_val: float | None) -> str:
+    """Which model a run keeps and reports (metrics.json's "model_kept")."""
+    return "best val_loss" if best_val is not None else "last epoch, no validation"
+
+
+def epoch_text(epoch: int, best_val: float | None) -> str:
+    """'best epoch 3', or 'last epoch 4, no validation': the result line says which model."""
+    return f"best epoch {epoch}" if best_val is not None else f"last epoch {epoch}, no validation"
+
+
+def save_last_and_best(run_dir: Path, model, trainer, no_validation: bool) -> None:
     """`last/` holds the weights after the final epoch (the state the trainer wrote), `best/`
-    the lowest validation loss (written by ModelCheckpoint; the last model without validation)."""
+    the lowest validation loss (written by ModelCheckpoint), or without validation the last
+    model again: a resumed run's best/ from its first leg is then out of date."""
     from cnnkit.model.saving import load_state
     from cnnkit.model.sequential import Sequential
     from cnnkit.train.state import read_state
@@ -64,7 +75,7 @@ def save_last_and_best(run_dir: Path, model, trainer) -> None:
     weights, _ = read_state(trainer.state_dir)
     load_state(last.net, weights, str(trainer.state_dir))
     last.save(run_dir / "last")
-    if not (run_dir / "best" / "model.json").is_file():
+    if no_validation or not (run_dir / "best" / "model.json").is_file():
         last.save(run_dir / "best")
 
 
@@ -109,17 +120,17 @@ def finish_run(run_dir: Path | None, spec, ds, splits, model, trainer, history, 
     from cnnkit.look.metrics import classification_report, format_report
 
     full = run_dir is not None and spec.artifacts == "full"
-    if full:
-        save_last_and_best(run_dir, model, trainer)
     hist = history.history
     epoch, best_val = best_epoch(hist)
+    if full:
+        save_last_and_best(run_dir, model, trainer, no_validation=best_val is None)
     x_test, y_test = splits["test"]
     probs = test_predictions(model, trainer, x_test, best_weights(run_dir, trainer))
     report = classification_report(probs, y_test.numpy(), ds.class_names)
     # the result first, the pictures after it: what the user waits for is the test accuracy
     result_s = time.perf_counter() - timing["start"]
     say(f"Test accuracy {report['accuracy']:.4f}, loss {report['loss']:.4f} "
-        f"(best epoch {epoch}); {result_s:.1f} s to this result")
+        f"({epoch_text(epoch, best_val)}); {result_s:.1f} s to this result")
     if full:
         from cnnkit.look import plots
 
@@ -134,7 +145,7 @@ def finish_run(run_dir: Path | None, spec, ds, splits, model, trainer, history, 
     samples = trained_epochs * (min(n_train, trainer.config.batch_size) if steps else n_train)
     metrics = {
         "test_accuracy": report["accuracy"], "test_loss": report["loss"],
-        "best_epoch": epoch, "best_val_loss": best_val,
+        "best_epoch": epoch, "model_kept": kept_text(best_val), "best_val_loss": best_val,
         "best_val_accuracy": (hist["val_accuracy"][epoch - 1] if best_val is not None else None),
         "final_loss": hist["loss"][-1] if hist.get("loss") else None,
         "final_accuracy": hist["accuracy"][-1] if hist.get("accuracy") else None,
@@ -209,9 +220,9 @@ def render_report(spec, ds, model, metrics, report_text, note=None) -> str:
     lines += [
         "", "## Test results", "",
         f"**Test accuracy {metrics['test_accuracy']:.4f}**, test loss {metrics['test_loss']:.4f} "
-        f"(model of epoch {metrics['best_epoch']}"
-        + (f", best val_loss {metrics['best_val_loss']:.4f})" if metrics["best_val_loss"] is not None
-           else ")"),
+        + (f"(model of epoch {metrics['best_epoch']}, best val_loss "
+           f"{metrics['best_val_loss']:.4f})" if metrics["best_val_loss"] is not None
+           else f"(model of the last epoch {metrics['best_epoch']}, no validation)"),
         "", "```", report_text, "```", "",
         "![confusion matrix](confusion_matrix.png)", "",
         "Most confidently wrong test images:", "", "![mistakes](mistakes.png)", "",
