@@ -14,7 +14,7 @@ def register(sub) -> None:
 
 
 def cmd_report(args) -> int:
-    from cnnkit.look.html import write_report_html
+    from cnnkit.runs.pages import write_report_html
 
     print(write_report_html(args.run))
     return 0

@@ -8,7 +8,6 @@ run or stops with the same message.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import torch.distributed as dist
 
@@ -38,7 +37,7 @@ def peer_lost(e: BaseException) -> bool:
 
 def run_rank(spec, resume: bool, command, callbacks, module):
     from cnnkit.runs.run import _execute, resolve_run
-    from cnnkit.runs.rundir import check_fresh
+    from cnnkit.runs.rundir import RunDir
     from cnnkit.runs.spec import RunSpec
 
     if module is not None:
@@ -53,7 +52,7 @@ def run_rank(spec, resume: bool, command, callbacks, module):
             try:
                 resolved = resolve_run(spec, resume)
                 if not resume and resolved.out is not None and resolved.artifacts != "none":
-                    check_fresh(Path(resolved.out))
+                    RunDir(resolved.out).check_fresh()
                 check_sync_bn(resolved)
                 msg = {"spec": resolved.to_dict()}
             except CnnkitError as e:

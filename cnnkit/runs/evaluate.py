@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cnnkit.errors import CnnkitError, one_of
+from cnnkit.runs.rundir import RunDir
 
 SPLITS = ("test", "train")
 
@@ -20,13 +21,13 @@ def load_model_or_run(spec, module=None):
     of your own nn.Module's class, for a run of one (cnnkit.fit(CNN(), ..., out=...))."""
     from cnnkit.model.saving import load
 
-    path = Path(spec)
-    if (path / "config.json").is_file() and (path / "best").is_dir():
-        return load(path / "best", module=module), path
-    if (path / "config.json").is_file():
-        raise CnnkitError(f"{path}: the run has no saved model yet (no completed epoch); "
-                          f"continue it with cnnkit train --resume {path}")
-    return load(path, module=module), None
+    run = RunDir(spec)
+    if run.has_model():
+        return load(run.best, module=module), run.path
+    if run.is_run():
+        raise CnnkitError(f"{run}: the run has no saved model yet (no completed epoch); "
+                          f"continue it with cnnkit train --resume {run}")
+    return load(run.path, module=module), None
 
 
 def open_model(spec, module=None):
@@ -35,7 +36,7 @@ def open_model(spec, module=None):
     for load_model_or_run."""
     if hasattr(spec, "layer_infos") or getattr(spec, "foreign", False):  # a built model, or
         return spec, None                                                 # a user's own module
-    if module is not None or (Path(spec) / "config.json").is_file():
+    if module is not None or RunDir(spec).is_run():
         return load_model_or_run(spec, module)
     from cnnkit.model.files import resolve_model
 
@@ -136,9 +137,9 @@ def split_data(model_or_run, input_shape, recorded: str | None, run_dir, dataset
                           "(dataset=..., --dataset)")
     h, w, c = input_shape
     if run_dir is not None and not dataset and split == "test":
-        from cnnkit.runs.run import prepare_data, read_run_config
+        from cnnkit.runs.run import prepare_data
 
-        options = read_run_config(run_dir)
+        options = RunDir(run_dir).options
         ds, splits = prepare_data(options, tuple(input_shape)
                                   if options["dataset"].startswith("folder:") else None)
         x, y = splits["test"]

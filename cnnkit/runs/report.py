@@ -7,7 +7,7 @@ import math
 import time
 from pathlib import Path
 
-from cnnkit.fsutil import atomic_write_json, atomic_write_text
+from cnnkit.runs.rundir import CURVES, REPORT_MD, RunDir
 from cnnkit.train.callbacks import Callback
 
 
@@ -61,7 +61,7 @@ def epoch_text(epoch: int, best_val: float | None) -> str:
     return f"best epoch {epoch}" if best_val is not None else f"last epoch {epoch}, no validation"
 
 
-def save_last_and_best(run_dir: Path, model, trainer, no_validation: bool) -> None:
+def save_last_and_best(run_dir: RunDir, model, trainer, no_validation: bool) -> None:
     """`last/` holds the weights after the final epoch (the state the trainer wrote), `best/`
     the lowest validation loss (written by ModelCheckpoint), or without validation the last
     model again: a resumed run's best/ from its first leg is then out of date."""
@@ -74,18 +74,18 @@ def save_last_and_best(run_dir: Path, model, trainer, no_validation: bool) -> No
                                                           model.preprocessing)
     weights, _ = read_state(trainer.state_dir)
     load_state(last.net, weights, str(trainer.state_dir))
-    last.save(run_dir / "last")
-    if no_validation or not (run_dir / "best" / "model.json").is_file():
-        last.save(run_dir / "best")
+    last.save(run_dir.last)
+    if no_validation or not (run_dir.best / "model.json").is_file():
+        last.save(run_dir.best)
 
 
-def best_weights(run_dir: Path | None, trainer) -> dict | None:
+def best_weights(run_dir: RunDir | None, trainer) -> dict | None:
     """The best epoch's weights: best/ on disk, else a KeepBest callback's; None means the
     weights the network holds now (no validation: the last epoch is the model)."""
-    if run_dir is not None and (run_dir / "best" / "weights.safetensors").is_file():
+    if run_dir is not None and (run_dir.best / "weights.safetensors").is_file():
         from safetensors.torch import load_file
 
-        return load_file(str(run_dir / "best" / "weights.safetensors"))
+        return load_file(str(run_dir.best / "weights.safetensors"))
     keep = next((cb for cb in trainer.callbacks if isinstance(cb, KeepBest)), None)
     return keep.weights if keep is not None else None
 
@@ -113,11 +113,11 @@ def evaluation_plots(out: Path, x, y, probs, report: dict, class_names) -> None:
                         [m[3] for m in worst], class_names, out / "mistakes.png")
 
 
-def finish_run(run_dir: Path | None, spec, ds, splits, model, trainer, history, timing, say,
+def finish_run(run_dir: RunDir | None, spec, ds, splits, model, trainer, history, timing, say,
                note: str | None = None) -> tuple[dict, dict]:
     """Evaluate the best model on the test split and write what `spec.artifacts` asks for.
     Returns (metrics, classification report)."""
-    from cnnkit.look.metrics import classification_report, format_report
+    from cnnkit.look.metrics import classification_report
 
     full = run_dir is not None and spec.artifacts == "full"
     hist = history.history
@@ -134,7 +134,7 @@ def finish_run(run_dir: Path | None, spec, ds, splits, model, trainer, history, 
     if full:
         from cnnkit.look import plots
 
-        plots.plot_history(hist, run_dir / "curves.png",
+        plots.plot_history(hist, run_dir / CURVES,
                            best_epoch=epoch if best_val is not None else None)
         evaluation_plots(run_dir, x_test, y_test, probs, report, ds.class_names)
 
@@ -161,17 +161,25 @@ def finish_run(run_dir: Path | None, spec, ds, splits, model, trainer, history, 
         "test_images": len(x_test), "per_class": report["per_class"],
     }
     if run_dir is not None:
-        atomic_write_json(run_dir / "metrics.json", metrics)
+        run_dir.write_metrics(metrics)
     if full:
-        atomic_write_text(run_dir / "report.md", render_report(
-            spec, ds, model, metrics, format_report(report), note))
-        from cnnkit.look.html import write_report_html
-
-        write_report_html(run_dir, dataset=ds, splits=splits, model=model, probs=probs,
-                          report=report)
-    if full:
-        say(f"Report: {run_dir / 'report.md'}")
+        write_reports(run_dir, spec, ds, splits, model, probs, report, metrics, note, say)
     return metrics, report
+
+
+def write_reports(run_dir: RunDir, spec, ds, splits, model, probs, report, metrics, note, say):
+    """report.md, then the best model's test predictions (best/predictions.npz) and the
+    report.html drawn from them, as `cnnkit report RUN` draws it again."""
+    from cnnkit.look.html import report_evidence
+    from cnnkit.look.metrics import format_report
+    from cnnkit.runs.pages import write_report_html
+
+    run_dir.write_text(REPORT_MD, render_report(spec, ds, model, metrics, format_report(report),
+                                                note))
+    evidence = report_evidence(splits, probs, ds.num_classes)
+    run_dir.write_predictions(evidence)
+    write_report_html(run_dir, model, evidence)
+    say(f"Report: {run_dir / REPORT_MD}")
 
 
 def _threads_text(threads: dict | None) -> str:
@@ -244,7 +252,6 @@ def finish_module_run(run_dir, spec, ds, splits, model, trainer, history, timing
     last/ as the module's weights, curves.png, confusion_matrix.png, mistakes.png, report.md
     and report.html (the model described through the module's own submodules:
     cnnkit.look.html_module)."""
-    from cnnkit.look.metrics import format_report
     from cnnkit.train.state import read_state
 
     # run_dir=None: the best epoch comes from KeepBest (best/ of an earlier finish holds the
@@ -253,28 +260,22 @@ def finish_module_run(run_dir, spec, ds, splits, model, trainer, history, timing
                                  timing=timing, say=say)
     if run_dir is None:
         return metrics, report
-    atomic_write_json(run_dir / "metrics.json", metrics)
+    run_dir.write_metrics(metrics)
     if spec.artifacts != "full":
         return metrics, report
     from cnnkit.look import plots
 
-    model.save(run_dir / "best")  # finish_run left the best epoch's weights in the model
+    model.save(run_dir.best)  # finish_run left the best epoch's weights in the model
     x_test, y_test = splits["test"]
     probs = model.net.probabilities(trainer.predict_logits(x_test)).numpy()
     best = {k: v.clone() for k, v in model.net.state_dict().items()}
     weights, _ = read_state(trainer.state_dir)  # the last epoch's, as the state holds them
     model.net.load_state_dict(weights)
-    model.save(run_dir / "last")
+    model.save(run_dir.last)
     model.net.load_state_dict(best)  # the run's result is the best model again
     epoch, best_val = best_epoch(history.history)
-    plots.plot_history(history.history, run_dir / "curves.png",
+    plots.plot_history(history.history, run_dir / CURVES,
                        best_epoch=epoch if best_val is not None else None)
     evaluation_plots(run_dir, x_test, y_test, probs, report, ds.class_names)
-    atomic_write_text(run_dir / "report.md", render_report(
-        spec, ds, model, metrics, format_report(report)))
-    from cnnkit.look.html import write_report_html
-
-    write_report_html(run_dir, dataset=ds, splits=splits, model=model, probs=probs,
-                      report=report)
-    say(f"Report: {run_dir / 'report.md'}")
+    write_reports(run_dir, spec, ds, splits, model, probs, report, metrics, None, say)
     return metrics, report

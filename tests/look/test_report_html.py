@@ -11,7 +11,8 @@ from PIL import Image
 
 import cnnkit
 from cnnkit.cli import main
-from cnnkit.look.html import BUDGET_BYTES, write_report_html
+from cnnkit.look.html import BUDGET_BYTES
+from cnnkit.runs.pages import write_report_html
 
 SECTIONS = ["Data", "Model", "Training", "Test results", "Inside the model"]
 # Names a folder of the user's may carry: markup and entities must show as text.
