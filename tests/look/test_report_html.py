@@ -119,6 +119,29 @@ def test_a_folder_run_is_rebuilt_and_its_names_are_escaped(odd_run):
     assert "run &lt;&amp;&gt; &quot;x&quot;" in written
 
 
+def test_the_page_is_drawn_again_from_the_run_alone_without_its_data(tmp_path, capsys):
+    """report.html comes from what the run kept (best/predictions.npz): with the images gone,
+    the page is drawn again the same, so nothing was split or evaluated again (issue 26)."""
+    import shutil
+
+    root = tmp_path / "data"
+    rng = np.random.default_rng(1)
+    for c in range(2):
+        (root / f"class{c}").mkdir(parents=True)
+        for i in range(12):
+            pixels = rng.integers(0, 60, (8, 8), dtype=np.uint8)
+            pixels[:, c * 4:c * 4 + 4] += 180
+            Image.fromarray(pixels).save(root / f"class{c}" / f"{i}.png")
+    run = tmp_path / "run"
+    cnnkit.run(cnnkit.RunSpec(model="seed003-cnn", dataset=f"folder:{root}", epochs=1,
+                              batch_size=8, seed=1, verbose=0, out=str(run)))
+    written = page_of(run)
+    shutil.rmtree(root)
+
+    assert main(["report", str(run)]) == 0
+    assert page_of(run) == written
+
+
 @pytest.mark.parametrize("make", ["empty folder", "no such folder", "no saved model"])
 def test_report_of_what_is_not_a_finished_run_is_one_line_and_writes_nothing(
         make, run_dir, tmp_path, capsys):
