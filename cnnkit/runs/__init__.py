@@ -5,4 +5,6 @@
     run.py       check, load data, build the model, train, evaluate, write the run directory
     report.py    the end of a run: saved models, test evaluation, metrics.json, plots, report.md
     evaluate.py  a trained model (or a run's best) scored on a dataset split
+    rundir.py    RunDir: the one type that reads and writes a run directory's files
+    pages.py     report.html, `cnnkit runs` and `cnnkit compare`, drawn from run directories
 """

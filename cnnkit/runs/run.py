@@ -10,11 +10,13 @@ Run directory (artifacts="full"):
     config.json      the resolved RunSpec under "options" (what recipe and defaults became)
     history.csv      one row per epoch, written as each epoch ends
     state/           the complete training state after the last finished epoch (for resume)
-    best/  last/     saved models (lowest validation loss; last epoch)
+    best/  last/     saved models (lowest validation loss, or the last without validation;
+                     last epoch); best/predictions.npz: what report.html shows of its test run
     metrics.json     final and best figures, wall time, samples/s
     curves.png  confusion_matrix.png  mistakes.png  report.md
 artifacts="metrics" writes config.json, history.csv, state/ and metrics.json only.
 Every file is written atomically, so `kill -9` at any moment leaves a resumable directory.
+The names are known to one type, RunDir (rundir.py), which reads and writes them.
 
 Your own nn.Module (`RunSpec(model=CNN(), ...)`, or `cnnkit.fit(CNN(), ..., out=...)`) runs the
 same way; config.json records {"module": "package.file.CNN"} and its input shape, best/ and
@@ -29,7 +31,7 @@ from pathlib import Path
 
 from cnnkit.errors import CnnkitError
 from cnnkit.runs.recipes import get_recipe
-from cnnkit.runs.rundir import HISTORY, RunDir
+from cnnkit.runs.rundir import HISTORY, TENSORBOARD, RunDir
 from cnnkit.runs.spec import RESUMABLE, RunResult, RunSpec
 
 TEST_FRACTION = 0.2  # held out as the test split for datasets without an official one
@@ -249,7 +251,7 @@ def make_callbacks(spec: RunSpec, run_dir: RunDir | None, has_val: bool,
             callbacks.append(EarlyStopping(monitor="val_loss", patience=spec.early_stopping,
                                            restore_best_weights=True))
     if spec.tensorboard and run_dir is not None:
-        callbacks.append(TensorBoard(run_dir / "tensorboard"))
+        callbacks.append(TensorBoard(run_dir / TENSORBOARD))
     return callbacks
 
 

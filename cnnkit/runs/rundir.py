@@ -32,7 +32,8 @@ REPORT_MD, REPORT_HTML, CURVES = "report.md", "report.html", "curves.png"
 PREDICTIONS = "predictions.npz"  # in best/: what report.html shows of the best model's test run
 # Files a run writes before its first epoch is complete; a directory holding only these (plus
 # cnnkit's temporary files) was never really started and may be started afresh.
-BEFORE_FIRST_EPOCH = (CONFIG, HISTORY, "tensorboard")
+TENSORBOARD = "tensorboard"  # --tensorboard event files
+BEFORE_FIRST_EPOCH = (CONFIG, HISTORY, TENSORBOARD)
 
 
 class RunDir:

@@ -142,6 +142,22 @@ def test_the_page_is_drawn_again_from_the_run_alone_without_its_data(tmp_path, c
     assert page_of(run) == written
 
 
+def test_a_run_stopped_before_its_end_gets_its_best_model_so_far_evaluated(run_dir, tmp_path):
+    """What a run killed after an epoch holds: config.json, history.csv, state/, best/ (from
+    ModelCheckpoint), but no metrics.json and no saved predictions."""
+    import shutil
+
+    stopped = tmp_path / "stopped"
+    shutil.copytree(run_dir, stopped)
+    for name in ("metrics.json", "report.html", "best/predictions.npz"):
+        (stopped / name).unlink()
+
+    page = write_report_html(stopped).read_text(encoding="utf-8")
+    accuracy = cnnkit.evaluate(stopped).accuracy
+    assert "the run has not finished (no metrics.json): its best model so far" in page
+    assert f"test accuracy <b>{accuracy:.4f}</b>" in page
+
+
 @pytest.mark.parametrize("make", ["empty folder", "no such folder", "no saved model"])
 def test_report_of_what_is_not_a_finished_run_is_one_line_and_writes_nothing(
         make, run_dir, tmp_path, capsys):
