@@ -66,6 +66,9 @@ def launch(spec, nproc: int, resume: bool, command, callbacks, module):
         raise CnnkitError(f"callbacks cannot travel to the {nproc} processes nproc starts; "
                           "valid: run(spec, nproc=N) without callbacks, or your own script "
                           "under torchrun calling cnnkit.run(spec, callbacks=...)")
+    from cnnkit.train.device import resolve_device
+
+    resolve_device(spec.device or "auto")  # cuda without a GPU: said once, not by N processes
     if not resume:  # every value checked, and the seed chosen, before N processes start
         spec = spec.resolved()
         if spec.out is not None and spec.artifacts != "none":

@@ -44,8 +44,10 @@ def run_rank(spec, resume: bool, command, callbacks, module):
         raise CnnkitError("your own nn.Module trains in one process; data-parallel runs "
                           "(torchrun, nproc) take cnnkit's models: a preset, a model file or a "
                           "description")
+    from cnnkit.train.device import resolve_device
+
     par = Parallel.from_env()
-    par.start(spec.device or "auto")
+    par.start(resolve_device(spec.device or "auto").type)  # cuda without a GPU: one line
     try:
         msg = None
         if par.rank == 0:

@@ -55,6 +55,7 @@ def report_evidence(splits, probs, num_classes: int) -> dict[str, np.ndarray]:
     x, y_train = splits["train"]
     samples = [i for c in range(min(num_classes, SAMPLE_CLASSES))
                for i in torch.nonzero(y_train == c).flatten()[:SAMPLES_PER_CLASS].tolist()]
+
     def gather(images, idx: list[int]) -> np.ndarray:  # (n, H, W, C): a mapped set's too
         rows = as_array(take(images, torch.as_tensor(idx, dtype=torch.long)))
         return np.asarray(rows[np.arange(len(idx))])

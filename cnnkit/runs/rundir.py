@@ -5,6 +5,11 @@
     run.state_dir, run.best, run.last                        # state/, best/, last/
     with run.lock(): ...                                     # .lock: one process per directory
 
+The lock is `flock` on DIR/.lock, held by the open file, so the kernel drops it when the
+process dies, however it dies (kill -9 included): a stale lock file is harmless and nobody has
+to delete anything by hand. The file records the holder's pid for the message. POSIX only;
+where fcntl is missing (Windows) runs are not locked. A study's folder takes the same lock.
+
 Everything that looks at a run (cnnkit.run and resume, evaluate, report.html, `cnnkit runs`
 and compare, serve, the data-parallel launcher, cross-validation) goes through here, so the
 names below are written once. A run directory is read, never trusted: each reader names the
@@ -16,19 +21,20 @@ middle of a write left.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
-import math
+import os
 import shutil
 from functools import cached_property
 from pathlib import Path
 
 from cnnkit.errors import CnnkitError
 from cnnkit.fsutil import atomic_write_bytes, atomic_write_json, atomic_write_text, recover_dir
-from cnnkit.runs.lock import LOCK_FILE, run_lock
 
 CONFIG, HISTORY, METRICS = "config.json", "history.csv", "metrics.json"
 STATE, BEST, LAST = "state", "best", "last"
 REPORT_MD, REPORT_HTML, CURVES = "report.md", "report.html", "curves.png"
+LOCK_FILE = ".lock"
 PREDICTIONS = "predictions.npz"  # in best/: what report.html shows of the best model's test run
 # Files a run writes before its first epoch is complete; a directory holding only these (plus
 # cnnkit's temporary files) was never really started and may be started afresh.
@@ -182,12 +188,35 @@ class RunDir:
         except (CnnkitError, OSError):
             return None
         return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) \
-            and math.isfinite(value) else None
+            else None
 
     # -- writing -----------------------------------------------------------------------------------
+    @contextlib.contextmanager
     def lock(self, what: str = "run"):
         """Hold the directory's lock for a block: a CnnkitError if another process holds it."""
-        return run_lock(self.path, what)
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX
+            yield
+            return
+        path = self.path / LOCK_FILE
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                raise CnnkitError(f"{self} is in use by another cnnkit process (pid {holder}): "
+                                  f"one {what} per directory; wait for it to finish, or choose "
+                                  "another out") from None
+            try:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            except OSError as e:  # a full disk: name the lock's folder, not just "no space left"
+                raise OSError(e.errno, e.strerror, str(path)) from None
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
     def write_config(self, config: dict) -> None:
         atomic_write_json(self.path / CONFIG, config)

@@ -22,6 +22,15 @@ def test_cuda_without_a_gpu_writes_no_run_directory(tmp_path):
     assert not out.exists()
 
 
+def test_cuda_without_a_gpu_starts_no_processes_and_writes_nothing(tmp_path):
+    out = tmp_path / "ddp"
+    r = _cnnkit("train", "--model", "seed003-cnn", "--dataset", "digits", "--epochs", "1",
+                "--device", "cuda", "--nproc", "2", "--out", str(out))
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.count("\n") == 1 and "no CUDA GPU is available" in r.stderr
+    assert not out.exists()
+
+
 def test_resume_on_cuda_without_a_gpu_leaves_the_run_as_it_was(tmp_path):
     out = tmp_path / "run"
     assert _cnnkit("train", "--model", "seed003-cnn", "--dataset", "digits", "--epochs", "1",
