@@ -101,11 +101,17 @@ def test_predictions(model, trainer, x_test, weights: dict | None):
     return model.net.probabilities(logits).numpy()
 
 
-def evaluation_plots(out: Path, x, y, probs, report: dict, class_names) -> None:
-    """`confusion_matrix.png` and `mistakes.png` (the 16 most confidently wrong images)."""
+def evaluation_plots(out: Path, x, y, probs, report: dict, class_names,
+                     history: dict | None = None) -> None:
+    """`confusion_matrix.png` and `mistakes.png` (the 16 most confidently wrong images); with
+    a run's `history`, `curves.png` too (its best epoch marked, where there is validation)."""
     from cnnkit.look import plots
     from cnnkit.look.metrics import worst_mistakes
 
+    if history is not None:
+        epoch, best_val = best_epoch(history)
+        plots.plot_history(history, out / CURVES,
+                           best_epoch=epoch if best_val is not None else None)
     plots.plot_confusion_matrix(report["confusion_matrix"], class_names, out / "confusion_matrix.png")
     worst = worst_mistakes(probs, y.numpy(), k=16)
     idx = [m[0] for m in worst]
@@ -132,11 +138,7 @@ def finish_run(run_dir: RunDir | None, spec, ds, splits, model, trainer, history
     say(f"Test accuracy {report['accuracy']:.4f}, loss {report['loss']:.4f} "
         f"({epoch_text(epoch, best_val)}); {result_s:.1f} s to this result")
     if full:
-        from cnnkit.look import plots
-
-        plots.plot_history(hist, run_dir / CURVES,
-                           best_epoch=epoch if best_val is not None else None)
-        evaluation_plots(run_dir, x_test, y_test, probs, report, ds.class_names)
+        evaluation_plots(run_dir, x_test, y_test, probs, report, ds.class_names, hist)
 
     epoch_times = hist.get("time", [])
     n_train = len(splits["train"][0])
@@ -263,8 +265,6 @@ def finish_module_run(run_dir, spec, ds, splits, model, trainer, history, timing
     run_dir.write_metrics(metrics)
     if spec.artifacts != "full":
         return metrics, report
-    from cnnkit.look import plots
-
     model.save(run_dir.best)  # finish_run left the best epoch's weights in the model
     x_test, y_test = splits["test"]
     probs = model.net.probabilities(trainer.predict_logits(x_test)).numpy()
@@ -273,9 +273,6 @@ def finish_module_run(run_dir, spec, ds, splits, model, trainer, history, timing
     model.net.load_state_dict(weights)
     model.save(run_dir.last)
     model.net.load_state_dict(best)  # the run's result is the best model again
-    epoch, best_val = best_epoch(history.history)
-    plots.plot_history(history.history, run_dir / CURVES,
-                       best_epoch=epoch if best_val is not None else None)
-    evaluation_plots(run_dir, x_test, y_test, probs, report, ds.class_names)
+    evaluation_plots(run_dir, x_test, y_test, probs, report, ds.class_names, history.history)
     write_reports(run_dir, spec, ds, splits, model, probs, report, metrics, None, say)
     return metrics, report
