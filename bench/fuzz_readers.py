@@ -268,6 +268,7 @@ def fuzz(args, scratch: Path, out: Path) -> None:
         import cnnkit.data.folder  # noqa: F401  (instrumented as imported)
         import cnnkit.data.idx  # noqa: F401
         import cnnkit.data.npz  # noqa: F401
+        import cnnkit.io.bounded  # noqa: F401
         import cnnkit.model.files  # noqa: F401
         import cnnkit.model.saving  # noqa: F401
         import cnnkit.model.sequential  # noqa: F401

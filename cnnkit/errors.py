@@ -9,6 +9,11 @@ own (`--val-split 1.5 is out of range; ...`) without knowing how each message wa
 """
 from __future__ import annotations
 
+import math
+import reprlib
+
+MAX_SHOWN = 200  # characters of a user's value that an error message repeats
+
 
 class CnnkitError(ValueError):
     """A mistake in what the user asked for (bad option, bad file, unknown name)."""
@@ -53,3 +58,38 @@ def one_of(what: str, value, valid) -> CnnkitError:
 def out_of_range(option: str, value, valid: str) -> CnnkitError:
     """`lr=-1 is out of range; valid: a number > 0`, carrying the option for the CLI."""
     return CnnkitError(f"{option}={shown(value)} is out of range; valid: {valid}", option, value)
+
+
+class _Brief(reprlib.Repr):
+    """repr in bounded time and length: a value read from a file can be megabytes (or an int
+    whose repr raises past 4,300 digits); dicts keep their order, as in repr."""
+
+    def __init__(self):
+        super().__init__()
+        self.maxlevel, self.maxstring, self.maxother = 4, MAX_SHOWN, MAX_SHOWN
+        self.maxlist = self.maxtuple = self.maxdict = self.maxset = self.maxfrozenset = 20
+
+    def repr_str(self, x, level):
+        return repr(x) if len(x) <= MAX_SHOWN else f"{x[:MAX_SHOWN]!r}… ({len(x):,} characters)"
+
+    def repr_int(self, x, level):
+        if x.bit_length() > 600:  # ~180 digits
+            return f"<an integer of about {x.bit_length() * math.log10(2):,.0f} digits>"
+        return repr(x)
+
+    def repr_dict(self, x, level):
+        if level <= 0 and x:
+            return "{...}"
+        pieces = [f"{self.repr1(k, level - 1)}: {self.repr1(v, level - 1)}"
+                  for k, v in list(x.items())[:self.maxdict]]
+        return "{" + ", ".join(pieces + ["..."] * (len(x) > self.maxdict)) + "}"
+
+
+def clipped(value, quote: bool = True) -> str:
+    """`repr(value)` for an error message, at most about MAX_SHOWN characters; with
+    `quote=False`, a text (a parser's message) as it is, cut as short, on one line."""
+    if quote:
+        text = _Brief().repr(value)
+    else:
+        text = str(value).replace("\n", "\\n").replace("\r", "\\r")
+    return text if len(text) <= MAX_SHOWN + 40 else text[:MAX_SHOWN] + "…"

@@ -16,10 +16,11 @@ import cnnkit
 from cnnkit import layers as L
 from cnnkit.cli import main
 from cnnkit.errors import CnnkitError
-from cnnkit.model.files import MAX_BYTES, MAX_HANDWRITTEN_BYTES, load_model_file
+from cnnkit.io.bounded import MAX_BYTES, MAX_HANDWRITTEN_BYTES
+from cnnkit.model.files import load_model_file
 from cnnkit.model.saving import check_preprocessing
 from cnnkit.model.sequential import Sequential
-from cnnkit.runs.run import read_run_config
+from cnnkit.io.rundir import RunDir
 from cnnkit.train.state import read_state, write_state
 
 HEAD = "input_shape: [8, 8, 1]\nlayers:\n"
@@ -266,7 +267,7 @@ def test_saving_class_names_the_output_cannot_stand_for_writes_nothing(tmp_path)
 def test_a_malformed_run_config_names_the_file_and_key(tmp_path, text, message):
     (tmp_path / "config.json").write_text(text)
     with pytest.raises(CnnkitError) as e:
-        read_run_config(tmp_path)
+        RunDir(tmp_path).options
     assert message in one_line(e)
 
 

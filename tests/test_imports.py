@@ -9,7 +9,7 @@ import pathlib
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent / "cnnkit"
-STAGES = ["errors", "fsutil", "kernels", "layers", "data", "model", "train", "look", "runs",
+STAGES = ["errors", "fsutil", "io", "kernels", "layers", "data", "model", "train", "look", "runs",
           "distributed", "search", "serve", "keras", "cli"]
 RANK = {name: i for i, name in enumerate(STAGES)}
 RANK["front door"] = len(STAGES)

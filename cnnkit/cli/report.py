@@ -8,13 +8,15 @@ def register(sub) -> None:
                        description="RUN is a run directory with a saved model (best/). Its "
                                    "report.html is written again from the directory alone: "
                                    "config.json, history.csv, metrics.json, the best model and "
-                                   "the run's own data splits.")
+                                   "its test predictions kept at the end of the run (a run "
+                                   "stopped before its end: its best model so far, evaluated "
+                                   "on the run's own test split).")
     p.add_argument("run", metavar="RUN")
     p.set_defaults(func=cmd_report)
 
 
 def cmd_report(args) -> int:
-    from cnnkit.look.html import write_report_html
+    from cnnkit.runs.pages import write_report_html
 
     print(write_report_html(args.run))
     return 0

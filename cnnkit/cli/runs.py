@@ -1,5 +1,6 @@
 """`cnnkit runs [DIR]`: a table of the run directories in DIR; `cnnkit compare RUN RUN ...`:
-those runs side by side in one HTML file. The work is in cnnkit.look.compare."""
+those runs side by side in one HTML file. The runs are read by cnnkit.runs.pages and drawn by
+cnnkit.look.compare."""
 from __future__ import annotations
 
 import json
@@ -34,7 +35,8 @@ def register(sub) -> None:
 
 
 def runs_command(args) -> int:
-    from cnnkit.look.compare import format_table, list_runs, sort_rows
+    from cnnkit.look.compare import format_table, sort_rows
+    from cnnkit.runs.pages import list_runs
 
     rows, unreadable = list_runs(args.dir)
     rows = sort_rows(rows, args.sort)  # checks the key even when there is nothing to sort
@@ -51,7 +53,7 @@ def runs_command(args) -> int:
 
 
 def compare_command(args) -> int:
-    from cnnkit.look.compare import write_comparison
+    from cnnkit.runs.pages import write_comparison
 
     print(f"Comparison: {write_comparison(args.runs, args.out)}")
     return 0

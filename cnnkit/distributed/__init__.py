@@ -48,20 +48,6 @@ def check_sync_bn(spec) -> None:
                           "(drop sync_bn)", option="sync_bn", value=True)
 
 
-def recorded_processes(run_dir) -> int | None:
-    """How many processes trained the run in `run_dir` (config.json), None where unknown."""
-    from cnnkit.model.files import read_bounded
-    from pathlib import Path
-
-    cfg = Path(run_dir) / "config.json"
-    try:
-        data = read_bounded(cfg, "json", "run configuration", label="corrupt run configuration")
-        n = data["resolved"]["processes"]
-    except (CnnkitError, OSError, KeyError, TypeError):
-        return None
-    return n if isinstance(n, int) and not isinstance(n, bool) and n >= 1 else None
-
-
 def parallel_run(spec, resume: bool, command, callbacks, module, nproc):
     """The RunResult of a data-parallel run, or None where the run is one ordinary process.
     A resumed run keeps the number of processes it was trained with unless `nproc` says."""
@@ -75,7 +61,9 @@ def parallel_run(spec, resume: bool, command, callbacks, module, nproc):
 
         return run_rank(spec, resume, command, callbacks, module)
     if nproc is None and resume and spec.out:
-        nproc = recorded_processes(spec.out)
+        from cnnkit.io.rundir import RunDir
+
+        nproc = RunDir(spec.out).processes()
     if nproc is None or nproc == 1:
         return None
     from cnnkit.distributed.launch import launch

@@ -56,7 +56,7 @@ def _quiet_agent():
 
 
 def launch(spec, nproc: int, resume: bool, command, callbacks, module):
-    from cnnkit.runs.rundir import check_fresh
+    from cnnkit.io.rundir import RunDir
 
     if module is not None:
         raise CnnkitError(f"nproc={nproc} trains cnnkit's models (a preset, a model file or a "
@@ -66,10 +66,13 @@ def launch(spec, nproc: int, resume: bool, command, callbacks, module):
         raise CnnkitError(f"callbacks cannot travel to the {nproc} processes nproc starts; "
                           "valid: run(spec, nproc=N) without callbacks, or your own script "
                           "under torchrun calling cnnkit.run(spec, callbacks=...)")
+    from cnnkit.train.device import resolve_device
+
+    resolve_device(spec.device or "auto")  # cuda without a GPU: said once, not by N processes
     if not resume:  # every value checked, and the seed chosen, before N processes start
         spec = spec.resolved()
         if spec.out is not None and spec.artifacts != "none":
-            check_fresh(Path(spec.out))
+            RunDir(spec.out).check_fresh()
         check_sync_bn(spec)
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
@@ -115,13 +118,6 @@ def read_result(tmp: Path):
                      run_dir=Path(d["run_dir"]) if d["run_dir"] else None)
 
 
-def _saved_epoch(out) -> int | None:
-    try:
-        return int(json.loads((Path(out) / "state" / "state.json").read_text())["epoch"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
 def _failure(e, tmp: Path, spec, nproc: int) -> Exception:
     """The one line a failed run ends with."""
     if (tmp / ERROR).is_file():  # rank 0 said what was wrong (a CnnkitError)
@@ -139,7 +135,9 @@ def _failure(e, tmp: Path, spec, nproc: int) -> Exception:
            else f"exited with code {f.exitcode}")
     line = f"rank {rank} of {nproc} (pid {f.pid}) {how}; the other processes were stopped"
     out = spec.out if spec.artifacts != "none" else None
-    epoch = _saved_epoch(out) if out else None
+    from cnnkit.io.rundir import RunDir
+
+    epoch = RunDir(out).saved_epoch() if out else None
     if out is None:
         line += "; nothing was saved (the run had no out)"
     elif epoch:

@@ -8,7 +8,6 @@ run or stops with the same message.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import torch.distributed as dist
 
@@ -37,23 +36,25 @@ def peer_lost(e: BaseException) -> bool:
 
 
 def run_rank(spec, resume: bool, command, callbacks, module):
-    from cnnkit.runs.run import _execute, resolve_run
-    from cnnkit.runs.rundir import check_fresh
+    from cnnkit.runs.run import execute_run, resolve_run
+    from cnnkit.io.rundir import RunDir
     from cnnkit.runs.spec import RunSpec
 
     if module is not None:
         raise CnnkitError("your own nn.Module trains in one process; data-parallel runs "
                           "(torchrun, nproc) take cnnkit's models: a preset, a model file or a "
                           "description")
+    from cnnkit.train.device import resolve_device
+
     par = Parallel.from_env()
-    par.start(spec.device or "auto")
+    par.start(resolve_device(spec.device or "auto").type)  # cuda without a GPU: one line
     try:
         msg = None
         if par.rank == 0:
             try:
                 resolved = resolve_run(spec, resume)
                 if not resume and resolved.out is not None and resolved.artifacts != "none":
-                    check_fresh(Path(resolved.out))
+                    RunDir(resolved.out).check_fresh()
                 check_sync_bn(resolved)
                 msg = {"spec": resolved.to_dict()}
             except CnnkitError as e:
@@ -71,7 +72,7 @@ def run_rank(spec, resume: bool, command, callbacks, module):
             print(f"Data-parallel: {par.world} processes ({dist.get_backend()}), global batch "
                   f"{(spec.batch_size_per_process or 0) * par.world or spec.batch_size} "
                   f"({per} per process)")
-        return _execute(spec, resume, command, callbacks if par.is_writer else None,
+        return execute_run(spec, resume, command, callbacks if par.is_writer else None,
                         parallel=par)
     except RuntimeError as e:
         if not peer_lost(e):

@@ -15,7 +15,7 @@ import inspect
 
 from cnnkit.errors import CnnkitError
 from cnnkit.layers import core
-from cnnkit.layers.base import clipped
+from cnnkit.errors import clipped
 
 COMMON = ("input_shape", "batch_input_shape", "batch_size", "name", "trainable", "dtype")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cnnkit.errors import CnnkitError
-from cnnkit.layers.base import clipped
+from cnnkit.errors import clipped
 from cnnkit.model.sequential import Sequential as _CoreSequential
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 
 from cnnkit.errors import CnnkitError, one_of, out_of_range
-from cnnkit.layers.base import clipped
+from cnnkit.errors import clipped
 
 
 def _rate(name, value, low=0.0, high=math.inf, strict=True):

@@ -5,10 +5,9 @@ shape inference and `summary(explain=True)`. Pure Python: no torch here.
 from __future__ import annotations
 
 import math
-import reprlib
 from typing import ClassVar
 
-from cnnkit.errors import CnnkitError
+from cnnkit.errors import CnnkitError, clipped
 
 Shape = tuple[int, ...]
 ACTIVATIONS = ("linear", "relu", "leaky_relu", "sigmoid", "tanh", "softmax", "elu", "gelu",
@@ -20,7 +19,6 @@ INITIALIZERS = ("glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "l
 # tensor is allocated or a file written: past these, building fails (or swaps) anyway.
 MAX_PARAMS = 2**31  # a model's parameters (and buffers): 8 GiB as float32, before gradients
 MAX_VALUES_PER_IMAGE = 2**30  # the input, or one layer's output, for one image: 4 GiB as float32
-MAX_SHOWN = 200  # characters of a user's value that an error message repeats
 
 
 def _fmt(shape: Shape) -> str:
@@ -107,41 +105,6 @@ class Layer:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{self.type}({args})"
-
-
-class _Brief(reprlib.Repr):
-    """repr in bounded time and length: a value read from a file can be megabytes (or an int
-    whose repr raises past 4,300 digits); dicts keep their order, as in repr."""
-
-    def __init__(self):
-        super().__init__()
-        self.maxlevel, self.maxstring, self.maxother = 4, MAX_SHOWN, MAX_SHOWN
-        self.maxlist = self.maxtuple = self.maxdict = self.maxset = self.maxfrozenset = 20
-
-    def repr_str(self, x, level):
-        return repr(x) if len(x) <= MAX_SHOWN else f"{x[:MAX_SHOWN]!r}… ({len(x):,} characters)"
-
-    def repr_int(self, x, level):
-        if x.bit_length() > 600:  # ~180 digits
-            return f"<an integer of about {x.bit_length() * math.log10(2):,.0f} digits>"
-        return repr(x)
-
-    def repr_dict(self, x, level):
-        if level <= 0 and x:
-            return "{...}"
-        pieces = [f"{self.repr1(k, level - 1)}: {self.repr1(v, level - 1)}"
-                  for k, v in list(x.items())[:self.maxdict]]
-        return "{" + ", ".join(pieces + ["..."] * (len(x) > self.maxdict)) + "}"
-
-
-def clipped(value, quote: bool = True) -> str:
-    """`repr(value)` for an error message, at most about MAX_SHOWN characters; with
-    `quote=False`, a text (a parser's message) as it is, cut as short, on one line."""
-    if quote:
-        text = _Brief().repr(value)
-    else:
-        text = str(value).replace("\n", "\\n").replace("\r", "\\r")
-    return text if len(text) <= MAX_SHOWN + 40 else text[:MAX_SHOWN] + "…"
 
 
 def check_layer_name(name):

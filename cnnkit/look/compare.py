@@ -1,23 +1,17 @@
 """Runs side by side: the table `cnnkit runs` prints and the page `cnnkit compare` writes.
 
-A run directory is read, never trusted: config.json says what was trained, history.csv what
-each epoch did, metrics.json how the run ended (absent while it trains, or if it was killed:
-the run is "unfinished"). `list_runs` reads every run directory in a folder and keeps going
-past broken ones; `write_comparison` puts two or more runs into one self-contained HTML file
-(images as data: URIs, inline CSS, no script, nothing fetched), every string escaped.
-
-    rows, problems = list_runs("runs")
-    print(format_table(sort_rows(rows, "test_accuracy")))
-    write_comparison(["runs/cnn", "runs/deep"], "compare.html")
+Drawn from runs the runs stage has opened (cnnkit.runs.RunDir: `.path`, `.options`, `.resolved`,
+`.history_rows`, `.metrics`, `.started_at`; metrics is None while a run trains, or if it was
+killed: the run is "unfinished"); cnnkit.runs.pages reads the folders (`list_runs`,
+`write_comparison`). The page is one self-contained HTML file (images as data: URIs, inline
+CSS, no script, nothing fetched), every string escaped.
 """
 from __future__ import annotations
 
-import csv
 import html
 import json
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from cnnkit.errors import CnnkitError, one_of
@@ -29,103 +23,32 @@ HEADERS = ("name", "model", "dataset", "epochs", "best val loss", "test acc", "w
 BEST_FIRST_DESCENDING = ("test_accuracy",)  # the others sort ascending (best_val_loss: best first)
 
 
-@dataclass
-class RunFiles:
-    """What one run directory holds. `metrics` is None while the run is unfinished."""
-    path: Path
-    options: dict  # config.json "options": the resolved RunSpec, training options under "train"
-    resolved: dict  # config.json "resolved": dataset, splits, model summary
-    history: list[dict]  # history.csv, one {column: float} per finished epoch
-    metrics: dict | None
-    started: float  # config.json's modification time: written once, when the run began
-
-    @property
-    def model(self) -> str:
-        m = self.options.get("model")
-        if isinstance(m, dict):  # a model description
-            return str(m.get("name") or "model")
-        return Path(m).stem if isinstance(m, str) and "/" in m else str(m)
-
-    def curve(self, key: str) -> list[float]:
-        return [row.get(key, math.nan) for row in self.history]
+def model_name(options: dict) -> str:
+    """A run's model in a few words: a description's name, a file's stem, a preset."""
+    m = options.get("model")
+    if isinstance(m, dict):  # a model description
+        return str(m.get("name") or "model")
+    return Path(m).stem if isinstance(m, str) and "/" in m else str(m)
 
 
-def _json(path: Path) -> dict:
-    from cnnkit.model.files import read_bounded
-
-    data = read_bounded(path, "json", "run file", nonfinite=True,  # a NaN loss is a result
-                        label="corrupt")  # bounded: size, depth, echo
-    if not isinstance(data, dict):
-        raise CnnkitError(f"{path}: corrupt (expected a JSON object)")
-    return data
-
-
-def _history(path: Path) -> list[dict]:
-    if not path.is_file():  # killed before its first epoch ended
-        return []
-    rows = []
-    with path.open(newline="") as f:
-        for line, row in enumerate(csv.DictReader(f), start=2):
-            try:
-                rows.append({k: float(v) for k, v in row.items() if k is not None and v != ""})
-            except (TypeError, ValueError):
-                raise CnnkitError(f"{path}: line {line} is not numbers") from None
-    return rows
-
-
-def read_run(run_dir) -> RunFiles:
-    """A run directory's files; a CnnkitError naming the file when one cannot be read."""
-    from cnnkit.runs.run import read_run_config
-
-    run_dir = Path(run_dir)
-    options = read_run_config(run_dir)  # its errors name config.json and what is wrong
-    config = _json(run_dir / "config.json")
-    resolved = config.get("resolved") or {}
-    metrics_file = run_dir / "metrics.json"
-    metrics = _json(metrics_file) if metrics_file.is_file() else None
-    started = config.get("started")  # recorded by the run; copies keep it, unlike mtimes
-    if not isinstance(started, (int, float)):
-        started = (run_dir / "config.json").stat().st_mtime
-    return RunFiles(run_dir, options, resolved, _history(run_dir / "history.csv"), metrics,
-                    started)
+def curve(run, key: str) -> list[float]:
+    return [row.get(key, math.nan) for row in run.history_rows]
 
 
 # --- the table ------------------------------------------------------------------------------
 
-def run_row(run: RunFiles, name: str) -> dict:
+def run_row(run, name: str) -> dict:
     """One table row (COLUMNS), plus path, status and the epochs asked for."""
     m = run.metrics or {}
-    val = [v for v in run.curve("val_loss") if math.isfinite(v)]
+    val = [v for v in curve(run, "val_loss") if math.isfinite(v)]
     best_val = m.get("best_val_loss") if run.metrics else (min(val) if val else None)
-    return {"name": name, "model": run.model, "dataset": run.options.get("dataset"),
-            "epochs": m.get("epochs_run", len(run.history)), "best_val_loss": best_val,
+    return {"name": name, "model": model_name(run.options), "dataset": run.options.get("dataset"),
+            "epochs": m.get("epochs_run", len(run.history_rows)), "best_val_loss": best_val,
             "test_accuracy": m.get("test_accuracy"), "wall_time": m.get("wall_time_s"),
-            "date": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(run.started)),
+            "date": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(run.started_at)),
             "status": "finished" if run.metrics else "unfinished",
             "epochs_planned": (run.options.get("train") or {}).get("epochs"),
             "path": str(run.path)}
-
-
-def list_runs(root) -> tuple[list[dict], list[dict]]:
-    """(rows, unreadable) for the run directories in `root` (or `root` itself if it is one).
-    A folder without config.json is not a run and is passed over, unless it holds a run's
-    other files; each run that cannot be read is one {"path", "error"} and the rest still list."""
-    root = Path(root)
-    if not root.is_dir():
-        raise CnnkitError(f"{root}: no such folder (give the folder that holds run directories)")
-    candidates = [root] if (root / "config.json").is_file() else sorted(
-        p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    rows, unreadable = [], []
-    for path in candidates:
-        if not (path / "config.json").is_file():
-            if any((path / f).exists() for f in ("history.csv", "metrics.json", "state")):
-                unreadable.append({"path": str(path), "error": f"{path}: no config.json"})
-            continue
-        try:
-            rows.append(run_row(read_run(path), path.name))
-        except (CnnkitError, OSError) as e:
-            unreadable.append({"path": str(path), "error": str(e)})
-    return rows, unreadable
 
 
 def sort_rows(rows: list[dict], key: str) -> list[dict]:
@@ -191,23 +114,23 @@ th:first-child,td:first-child{text-align:left}thead th{border-bottom:2px solid #
 td.best{font-weight:bold;background:#eef6ee}.note{color:#666}"""
 
 
-def _labels(runs: list[RunFiles], given: list[str]) -> list[str]:
+def _labels(runs: list, given: list[str]) -> list[str]:
     """Each run's folder name, or the path as given where two runs share a name."""
     names = [r.path.name for r in runs]
     return [n if names.count(n) == 1 else g for n, g in zip(names, given)]
 
 
-def _settings(run: RunFiles) -> dict:
+def _settings(run) -> dict:
     flat = {k: v for k, v in run.options.items() if k != "train" and k not in NOT_SETTINGS}
     train = run.options.get("train") or {}
     flat.update({k: v for k, v in train.items() if k not in NOT_SETTINGS})
-    flat["model"] = run.model
+    flat["model"] = model_name(run.options)
     flat["parameters"] = (run.resolved.get("model_summary") or {}).get("total_params")
     return {k: json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v
             for k, v in flat.items()}
 
 
-def _per_class(runs: list[RunFiles]) -> tuple[list[str], list[dict]]:
+def _per_class(runs: list) -> tuple[list[str], list[dict]]:
     """(class names in order of first appearance, [{class: recall}] per run)."""
     recalls = [{str(c["class"]): c.get("recall") for c in (r.metrics or {}).get("per_class", [])}
                for r in runs]
@@ -235,7 +158,7 @@ def _curves_figure(runs, labels):
             color = f"C{j % 10}"
             for key, style, split in ((metric, "-", "train"),
                                       (f"val_{metric}", "--", "validation")):
-                values = run.curve(key)
+                values = curve(run, key)
                 if any(math.isfinite(v) for v in values):
                     ax.plot(range(1, len(values) + 1), values, style, color=color,
                             label=f"{label} {split}", marker="o" if len(values) <= 30 else None,
@@ -285,15 +208,13 @@ def _table(header: list[str], rows: list[tuple[str, list, object]], fmt) -> str:
     return "".join(out) + "</tbody></table>"
 
 
-def write_comparison(run_dirs: list, out) -> Path:
-    """Two or more runs in one HTML file: settings that differ, training curves overlaid,
-    final metrics side by side, per-class recall side by side. Returns the file's path."""
-    from cnnkit.fsutil import atomic_write_text
-
-    if len(run_dirs) < 2:
-        raise CnnkitError(f"compare needs at least two runs; got {len(run_dirs)}")
-    runs = [read_run(d) for d in run_dirs]
-    labels = _labels(runs, [str(d) for d in run_dirs])
+def comparison_page(runs: list, given: list[str]) -> str:
+    """Two or more runs in one HTML page: settings that differ, training curves overlaid,
+    final metrics side by side, per-class recall side by side. `given`: the runs' paths as
+    the user wrote them (labels where two runs share a folder name)."""
+    if len(runs) < 2:
+        raise CnnkitError(f"compare needs at least two runs; got {len(runs)}")
+    labels = _labels(runs, given)
     header = [""] + labels
     settings = [_settings(r) for r in runs]
     keys = list(dict.fromkeys(k for s in settings for k in s))
@@ -338,7 +259,6 @@ def write_comparison(run_dirs: list, out) -> Path:
                             lambda _, v: "—" if v is None else f"{v:.3f}"))
     else:
         parts.append('<p class="note">No per-class figures: no run has finished.</p>')
-    page = ("<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
+    return ("<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
             f"<title>{html.escape('cnnkit compare: ' + ', '.join(labels))}</title>"
             f"<style>{CSS}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
-    return atomic_write_text(out, page)

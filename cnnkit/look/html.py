@@ -9,13 +9,14 @@ takes 0.3 s for a confusion matrix and 0.8 s for probability bars: images at the
 enlarged by the browser (`image-rendering: pixelated`); tables and probability bars are HTML.
 Only the training curves come from matplotlib: curves.png, which the run has already drawn.
 
-`write_report_html(run_dir)` needs only the run directory; the end of a run also passes what
-it holds in memory (dataset, splits, model, test probabilities and report) so nothing is
-loaded or computed twice. User strings (class names, paths, options) are all escaped.
+The page draws what it is given (`render_report_html`): the runs stage reads the run directory
+and hands over its config, history, metrics, model and the arrays `report_evidence` chose at
+the end of the run (the best model's test predictions, the images shown), so drawing it again
+(`cnnkit report RUN`, cnnkit.runs.pages) neither splits the data nor evaluates the model.
+User strings (class names, paths, options) are all escaped.
 """
 from __future__ import annotations
 
-import csv
 import importlib.util
 import io
 import json
@@ -26,7 +27,6 @@ from pathlib import Path
 import numpy as np
 
 from cnnkit.errors import CnnkitError
-from cnnkit.fsutil import atomic_write_text
 from cnnkit.look.html_parts import (Raw, bars_svg, colormap, figure, img, mosaic, note, page,
                                      png_tag, table)
 
@@ -39,82 +39,78 @@ MAP_LAYERS, MAP_CHANNELS = 6, 16  # feature maps: first layers and channels show
 NUMBERED_CM = 30  # past this many classes the confusion matrix cells hold colour only
 
 
-def write_report_html(run_dir, dataset=None, splits=None, model=None, probs=None,
-                      report=None) -> Path:
-    """Write `run_dir/report.html` and return its path. Whatever is not given is read from
-    the run directory: the best model, the run's own data splits, the test evaluation."""
-    run_dir = Path(run_dir)
-    page = render_report_html(run_dir, dataset, splits, model, probs, report)
-    return atomic_write_text(run_dir / "report.html", page)
+def report_evidence(splits, probs, num_classes: int) -> dict[str, np.ndarray]:
+    """What the page shows of a run's data and of its model's test predictions, as arrays (the
+    run keeps them beside its best model, so the page is drawn again without the data): test
+    probabilities and labels, the few test images shown, class counts per split, the sample
+    of training images."""
+    import torch
+
+    from cnnkit.data.rows import as_array, take
+    from cnnkit.look.metrics import worst_mistakes
+
+    x_test, y = splits["test"][0], np.asarray(splits["test"][1])
+    probs = np.asarray(probs)
+    shown = sorted({w[0] for w in worst_mistakes(probs, y, k=MISTAKES)} | set(_picks(len(y))))
+    x, y_train = splits["train"]
+    samples = [i for c in range(min(num_classes, SAMPLE_CLASSES))
+               for i in torch.nonzero(y_train == c).flatten()[:SAMPLES_PER_CLASS].tolist()]
+
+    def gather(images, idx: list[int]) -> np.ndarray:  # (n, H, W, C): a mapped set's too
+        rows = as_array(take(images, torch.as_tensor(idx, dtype=torch.long)))
+        return np.asarray(rows[np.arange(len(idx))])
+
+    out = {"probs": probs, "labels": y, "shown": np.asarray(shown, dtype=np.int64),
+           "shown_images": gather(x_test, shown), "samples": gather(x, samples),
+           "sample_labels": np.asarray(y_train)[samples],
+           "val_is_test": np.asarray(splits["val"] is not None and splits["val"] is splits["test"])}
+    for name, split in splits.items():
+        if split is not None:
+            out[f"counts_{name}"] = np.bincount(np.asarray(split[1]), minlength=num_classes)
+    return out
 
 
-def render_report_html(run_dir, dataset=None, splits=None, model=None, probs=None,
-                       report=None) -> str:
-    from cnnkit.runs.evaluate import evaluate, load_model_or_run
-    from cnnkit.model.files import read_bounded
-    from cnnkit.runs.run import prepare_data, read_run_config
+def _picks(n: int) -> list[int]:
+    """The test images shown with their predictions: spread evenly over the split."""
+    return [int(i) for i in np.linspace(0, n - 1, min(PREDICTIONS, n))]
 
-    run_dir = Path(run_dir)
-    options = read_run_config(run_dir)  # first: a folder that is not a run says so
-    config = read_bounded(run_dir / "config.json", "json", "run configuration",
-                          label="corrupt run configuration")
-    if options.get("artifacts", "full") != "full":
-        raise CnnkitError(f"{run_dir}: the run was made with artifacts={options['artifacts']!r}, "
-                          "which saves no model to report on; valid: a run with artifacts 'full'")
-    if model is None:
-        model, _ = load_model_or_run(run_dir)
-    if dataset is None or splits is None:  # as evaluate does: a folder is read at the model's size
-        dataset, splits = prepare_data(options, model.input_shape
-                                       if options["dataset"].startswith("folder:") else None)
-    if probs is None or report is None:
-        ev = evaluate(run_dir)
-        probs, report = ev.probs, ev.report
-    metrics_file = run_dir / "metrics.json"
-    metrics = read_bounded(metrics_file, "json", "run metrics", nonfinite=True,
-                           label="corrupt run metrics") if metrics_file.is_file() else {}
-    if not isinstance(metrics, dict):
-        raise CnnkitError(f"{metrics_file}: corrupt run metrics (not a JSON object)")
-    history = read_history(run_dir / "history.csv")
-    from cnnkit.data.rows import as_array  # a mapped set's test split: only the picks gathered
 
-    x_test, y_test = as_array(splits["test"][0]), np.asarray(splits["test"][1])
-    names = report["class_names"]
-    picks = [int(i) for i in np.linspace(0, len(y_test) - 1, min(PREDICTIONS, len(y_test)))]
+def render_report_html(title: str, where: Path, model, config: dict, history: dict,
+                       metrics: dict | None, curves: bytes | None, evidence: dict) -> str:
+    """The page of one run, from what the run holds: its config.json, history (columns),
+    metrics.json (None while unfinished), curves.png's bytes, the model and `evidence`
+    (report_evidence)."""
+    from cnnkit.look.metrics import classification_report
 
-    from cnnkit.runs.spec import RunSpec
-
-    title = f"{RunSpec.from_dict(options).model_label} on {dataset.name}"
+    dataset = config["resolved"]["dataset"]
+    names = list(dataset["class_names"])
+    y = evidence["labels"]
+    report = classification_report(evidence["probs"], y, names)
+    x = dict(zip(evidence["shown"].tolist(), evidence["shown_images"]))  # x[i]: a shown image
+    picks = _picks(len(y))
     model_part, inside_part = model_section, inside_section
     if getattr(model, "foreign", False):  # your own nn.Module: no cnnkit layer description
         from cnnkit.look.html_module import module_inside_section, module_section
 
         model_part, inside_part = module_section, module_inside_section
     sections = [
-        ("data", "Data", data_section(dataset, splits)),
+        ("data", "Data", data_section(dataset, evidence)),
         ("model", "Model", model_part(model, config)),
-        ("training", "Training", training_section(run_dir, history, options, metrics)),
-        ("results", "Test results", results_section(report, x_test, y_test, probs, picks)),
-        ("inside", "Inside the model", inside_part(model, x_test, y_test, names,
-                                                   picks[:CAM_IMAGES])),
+        ("training", "Training", training_section(curves, history, config["options"],
+                                                  metrics or {})),
+        ("results", "Test results", results_section(report, x, y, evidence["probs"], picks)),
+        ("inside", "Inside the model", inside_part(model, x, y, names, picks[:CAM_IMAGES])),
     ]
-    return page(title, run_dir, headline(report, metrics), sections)
-
-
-def read_history(path: Path) -> dict[str, list]:
-    """history.csv as columns of floats (None where a cell is empty); no file: no epochs."""
-    if not path.is_file():
-        return {}
-    with path.open(newline="") as f:
-        rows = list(csv.DictReader(f))
-    return {key: [float(r[key]) if r.get(key) not in (None, "") else None for r in rows]
-            for key in (rows[0] if rows else {})}
+    return page(title, where, headline(report, metrics or {}), sections)
 
 
 # -- pieces of HTML ----------------------------------------------------------------------------
 def headline(report: dict, metrics: dict) -> str:
     facts = [f"test accuracy <b>{report['accuracy']:.4f}</b>", f"test loss {report['loss']:.4f}"]
     if metrics:
-        facts.append(f"model of epoch {metrics['best_epoch']} of {metrics['epochs_run']}")
+        facts.append(f"model of epoch {metrics['best_epoch']} of {metrics['epochs_run']}"
+                     + ("" if metrics.get("best_val_loss") is not None else
+                        " (the last: no validation)"))
         result = (f" (the test result after {metrics['result_time_s']:.1f} s)"
                   if metrics.get("result_time_s") is not None else "")
         facts.append(f"{metrics['wall_time_s']:.1f} s in all{result}, on "
@@ -126,25 +122,23 @@ def headline(report: dict, metrics: dict) -> str:
     return '<p class="headline">' + " · ".join(facts) + "</p>"
 
 
-def data_section(ds, splits) -> str:
-    import torch
-
-    k = ds.num_classes
-    sizes = {s: (len(v[1]) if v else 0) for s, v in splits.items()}
-    counts = {s: torch.bincount(v[1], minlength=k).tolist() for s, v in splits.items() if v}
-    facts = [["dataset", ds.name], ["source", ds.source or "—"],
-             ["images", "×".join(map(str, ds.image_shape)) + " (H×W×C), uint8"],
-             ["classes", k], *[[f"{s} images", f"{n:,}"] for s, n in sizes.items()]]
-    if splits["val"] is not None and splits["val"] is splits["test"]:
+def data_section(dataset: dict, evidence: dict) -> str:
+    """`dataset`: config.json's resolved.dataset; `evidence`: report_evidence's arrays."""
+    names = dataset["class_names"]
+    k = len(names)
+    counts = {s: evidence[f"counts_{s}"].tolist() for s in ("train", "val", "test")
+              if f"counts_{s}" in evidence}
+    facts = [["dataset", dataset["name"]], ["source", dataset.get("source") or "—"],
+             ["images", "×".join(map(str, dataset["image_shape"])) + " (H×W×C), uint8"],
+             ["classes", k], *[[f"{s} images", f"{sum(counts.get(s, [])):,}"]
+                               for s in ("train", "val", "test")]]
+    val_is_test = bool(evidence["val_is_test"])
+    if val_is_test:
         facts.append(["note", "validation is on the test split (val_from_test)"])
-    shown = [s for s in counts if not (s == "val" and splits["val"] is splits["test"])]
-    count_rows = [[name] + [counts[s][i] for s in shown] for i, name in enumerate(ds.class_names)]
-    x, y = splits["train"]
-    samples = []
-    for c in range(min(k, SAMPLE_CLASSES)):
-        for i in torch.nonzero(y == c).flatten()[:SAMPLES_PER_CLASS].tolist():
-            samples.append(figure(img(x[i].numpy(), f"a training image of {ds.class_names[c]}"),
-                                  ds.class_names[c]))
+    shown = [s for s in counts if not (s == "val" and val_is_test)]
+    count_rows = [[name] + [counts[s][i] for s in shown] for i, name in enumerate(names)]
+    samples = [figure(img(image, f"a training image of {names[c]}"), names[c])
+               for image, c in zip(evidence["samples"], evidence["sample_labels"].tolist())]
     more = note(f"the first {SAMPLE_CLASSES} of {k} classes") if k > SAMPLE_CLASSES else ""
     return ('<div class="row">' + table(["", ""], facts, "facts")
             + "<div><h3>Images per class</h3>" + table(["class"] + shown, count_rows, "num")
@@ -176,11 +170,11 @@ def model_section(model, config: dict) -> str:
     return "".join(out) + "</div></div>"
 
 
-def training_section(run_dir: Path, history: dict, options: dict, metrics: dict) -> str:
+def training_section(curves: bytes | None, history: dict, options: dict, metrics: dict) -> str:
+    """`curves`: curves.png, drawn at the end of the run (None: not drawn yet)."""
     out = []
-    curves = run_dir / "curves.png"  # drawn at the end of the run
-    if curves.is_file():
-        data = curves.read_bytes()
+    if curves:
+        data = curves
     elif history.get("loss"):  # a run stopped before its end: drawn here, in memory
         import tempfile
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from cnnkit.errors import CnnkitError
 from cnnkit.layers import ACTIVATIONS, core
-from cnnkit.layers.base import clipped
+from cnnkit.errors import clipped
 
 KERAS_VERSION = "3.15.1"  # the Keras these files are tested against (tests/keras)
 SUPPORTED = ("InputLayer", "Conv2D", "MaxPooling2D", "AveragePooling2D", "ZeroPadding2D",

@@ -21,15 +21,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from cnnkit.errors import CnnkitError, one_of
-from cnnkit.layers.base import clipped
+from cnnkit.errors import CnnkitError, clipped, one_of
+from cnnkit.io.rundir import CONFIG, RunDir
 
 KINDS = {"preset": "a preset name", "run": "a run directory (its best model)",
          "saved": "a saved model directory", "file": "a model file (.yaml, .yml, .toml, .json)",
          "keras": "a Keras file (.keras, .h5, .hdf5)", "onnx": "an ONNX file (.onnx)"}
 SUFFIXES = {".yaml": "file", ".yml": "file", ".toml": "file", ".json": "file",
             ".keras": "keras", ".h5": "keras", ".hdf5": "keras", ".onnx": "onnx"}
-RUN_FILE = "config.json"  # what makes a folder a run directory; its model is in best/
 
 
 @dataclass(frozen=True)
@@ -79,7 +78,7 @@ def guess_kind(text: str) -> str:
     path = Path(text)
     kinds = []
     if path.is_dir():  # a folder that is no run is read as a saved model, which says what
-        kinds.append("run" if (path / RUN_FILE).is_file() else "saved")  # it lacks
+        kinds.append("run" if RunDir(path).is_run() else "saved")  # it lacks
     elif path.suffix.lower() in SUFFIXES:
         kinds.append(SUFFIXES[path.suffix.lower()])
     if text in PRESETS:
@@ -145,13 +144,13 @@ def load_preset(name, **_):
 
 
 def load_run(path, module=None, cls=None, **_):
-    if not (path / RUN_FILE).is_file():
-        raise CnnkitError(f"{path}: not a run directory (no {RUN_FILE}); valid: "
-                          f"{valid_forms()}")
-    if not (path / "best").is_dir():
+    run = RunDir(path)
+    if not run.is_run():
+        raise CnnkitError(f"{path}: not a run directory (no {CONFIG}); valid: {valid_forms()}")
+    if not run.has_model():
         raise CnnkitError(f"{path}: the run has no saved model yet (no completed epoch); "
                           f"continue it with cnnkit train --resume {path}")
-    model, _ = load_saved(path / "best", module=module, cls=cls)
+    model, _ = load_saved(run.best, module=module, cls=cls)
     return model, path
 
 
@@ -165,7 +164,7 @@ def load_saved(path, module=None, cls=None, **_):
 
 
 def load_file(path, cls=None, **_):
-    from cnnkit.model.files import read_structured
+    from cnnkit.io.bounded import read_structured
     from cnnkit.model.sequential import Sequential
 
     return (cls or Sequential).from_config(read_structured(path), where=str(path)), None

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from cnnkit.errors import CnnkitError
 from cnnkit.fsutil import atomic_dir
-from cnnkit.layers.base import clipped
+from cnnkit.errors import clipped
 
 FORMAT = "cnnkit.model.sequential"
 VERSION = 1
@@ -51,7 +51,7 @@ def read_meta(path) -> dict:
     cfg_file = path / CONFIG_FILE
     if not cfg_file.is_file():
         raise CnnkitError(f"{path}: missing {CONFIG_FILE}; not a saved cnnkit model")
-    from cnnkit.model.files import read_bounded
+    from cnnkit.io.bounded import read_bounded
 
     meta = read_bounded(cfg_file, "json", "saved model description", label="corrupt JSON")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:

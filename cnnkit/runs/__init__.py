@@ -6,4 +6,5 @@
     report.py    the end of a run: saved models, test evaluation, metrics.json, plots, report.md
     evaluate.py  a trained model (or a run's best) scored on a dataset split
     fit.py       `cnnkit.fit`: in memory, or a run of your own nn.Module with out=
+    pages.py     report.html, `cnnkit runs` and `cnnkit compare`, drawn from run directories
 """

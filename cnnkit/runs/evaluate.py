@@ -13,13 +13,9 @@ from pathlib import Path
 from cnnkit.errors import CnnkitError, one_of
 from cnnkit.model.resolve import is_onnx_file, open_model
 from cnnkit.model.runtime import RUNTIMES, auto_runtime
+from cnnkit.io.rundir import RunDir
 
 SPLITS = ("test", "train")
-
-
-def load_model_or_run(spec, module=None):
-    """cnnkit.model.resolve.open_model, under the name look/html.py still calls."""
-    return open_model(spec, module=module)
 
 
 @dataclass
@@ -118,9 +114,9 @@ def split_data(model_or_run, input_shape, recorded: str | None, run_dir, dataset
                           "(dataset=..., --dataset)")
     h, w, c = input_shape
     if run_dir is not None and not dataset and split == "test":
-        from cnnkit.runs.run import prepare_data, read_run_config
+        from cnnkit.runs.run import prepare_data
 
-        options = read_run_config(run_dir)
+        options = RunDir(run_dir).options
         ds, splits = prepare_data(options, tuple(input_shape)
                                   if options["dataset"].startswith("folder:") else None)
         x, y = splits["test"]

@@ -7,7 +7,7 @@ import math
 import time
 from pathlib import Path
 
-from cnnkit.fsutil import atomic_write_json, atomic_write_text
+from cnnkit.io.rundir import CURVES, REPORT_MD, RunDir
 from cnnkit.train.callbacks import Callback
 
 
@@ -51,9 +51,20 @@ class KeepBest(Callback):
         self.best, self.weights = state["best"], state["weights"]
 
 
-def save_last_and_best(run_dir: Path, model, trainer) -> None:
+def kept_text(best_val: float | None) -> str:
+    """Which model a run keeps and reports (metrics.json's "model_kept")."""
+    return "best val_loss" if best_val is not None else "last epoch, no validation"
+
+
+def epoch_text(epoch: int, best_val: float | None) -> str:
+    """'best epoch 3', or 'last epoch 4, no validation': the result line says which model."""
+    return f"best epoch {epoch}" if best_val is not None else f"last epoch {epoch}, no validation"
+
+
+def save_last_and_best(run_dir: RunDir, model, trainer, no_validation: bool) -> None:
     """`last/` holds the weights after the final epoch (the state the trainer wrote), `best/`
-    the lowest validation loss (written by ModelCheckpoint; the last model without validation)."""
+    the lowest validation loss (written by ModelCheckpoint), or without validation the last
+    model again: a resumed run's best/ from its first leg is then out of date."""
     from cnnkit.model.saving import load_state
     from cnnkit.model.sequential import Sequential
     from cnnkit.train.state import read_state
@@ -63,18 +74,18 @@ def save_last_and_best(run_dir: Path, model, trainer) -> None:
                                                           model.preprocessing)
     weights, _ = read_state(trainer.state_dir)
     load_state(last.net, weights, str(trainer.state_dir))
-    last.save(run_dir / "last")
-    if not (run_dir / "best" / "model.json").is_file():
-        last.save(run_dir / "best")
+    last.save(run_dir.last)
+    if no_validation or not (run_dir.best / "model.json").is_file():
+        last.save(run_dir.best)
 
 
-def best_weights(run_dir: Path | None, trainer) -> dict | None:
+def best_weights(run_dir: RunDir | None, trainer) -> dict | None:
     """The best epoch's weights: best/ on disk, else a KeepBest callback's; None means the
     weights the network holds now (no validation: the last epoch is the model)."""
-    if run_dir is not None and (run_dir / "best" / "weights.safetensors").is_file():
+    if run_dir is not None and (run_dir.best / "weights.safetensors").is_file():
         from safetensors.torch import load_file
 
-        return load_file(str(run_dir / "best" / "weights.safetensors"))
+        return load_file(str(run_dir.best / "weights.safetensors"))
     keep = next((cb for cb in trainer.callbacks if isinstance(cb, KeepBest)), None)
     return keep.weights if keep is not None else None
 
@@ -90,11 +101,17 @@ def test_predictions(model, trainer, x_test, weights: dict | None):
     return model.net.probabilities(logits).numpy()
 
 
-def evaluation_plots(out: Path, x, y, probs, report: dict, class_names) -> None:
-    """`confusion_matrix.png` and `mistakes.png` (the 16 most confidently wrong images)."""
+def evaluation_plots(out: Path, x, y, probs, report: dict, class_names,
+                     history: dict | None = None) -> None:
+    """`confusion_matrix.png` and `mistakes.png` (the 16 most confidently wrong images); with
+    a run's `history`, `curves.png` too (its best epoch marked, where there is validation)."""
     from cnnkit.look import plots
     from cnnkit.look.metrics import worst_mistakes
 
+    if history is not None:
+        epoch, best_val = best_epoch(history)
+        plots.plot_history(history, out / CURVES,
+                           best_epoch=epoch if best_val is not None else None)
     plots.plot_confusion_matrix(report["confusion_matrix"], class_names, out / "confusion_matrix.png")
     worst = worst_mistakes(probs, y.numpy(), k=16)
     idx = [m[0] for m in worst]
@@ -102,30 +119,26 @@ def evaluation_plots(out: Path, x, y, probs, report: dict, class_names) -> None:
                         [m[3] for m in worst], class_names, out / "mistakes.png")
 
 
-def finish_run(run_dir: Path | None, spec, ds, splits, model, trainer, history, timing, say,
+def finish_run(run_dir: RunDir | None, spec, ds, splits, model, trainer, history, timing, say,
                note: str | None = None) -> tuple[dict, dict]:
     """Evaluate the best model on the test split and write what `spec.artifacts` asks for.
     Returns (metrics, classification report)."""
-    from cnnkit.look.metrics import classification_report, format_report
+    from cnnkit.look.metrics import classification_report
 
     full = run_dir is not None and spec.artifacts == "full"
-    if full:
-        save_last_and_best(run_dir, model, trainer)
     hist = history.history
     epoch, best_val = best_epoch(hist)
+    if full:
+        save_last_and_best(run_dir, model, trainer, no_validation=best_val is None)
     x_test, y_test = splits["test"]
     probs = test_predictions(model, trainer, x_test, best_weights(run_dir, trainer))
     report = classification_report(probs, y_test.numpy(), ds.class_names)
     # the result first, the pictures after it: what the user waits for is the test accuracy
     result_s = time.perf_counter() - timing["start"]
     say(f"Test accuracy {report['accuracy']:.4f}, loss {report['loss']:.4f} "
-        f"(best epoch {epoch}); {result_s:.1f} s to this result")
+        f"({epoch_text(epoch, best_val)}); {result_s:.1f} s to this result")
     if full:
-        from cnnkit.look import plots
-
-        plots.plot_history(hist, run_dir / "curves.png",
-                           best_epoch=epoch if best_val is not None else None)
-        evaluation_plots(run_dir, x_test, y_test, probs, report, ds.class_names)
+        evaluation_plots(run_dir, x_test, y_test, probs, report, ds.class_names, hist)
 
     epoch_times = hist.get("time", [])
     n_train = len(splits["train"][0])
@@ -134,7 +147,7 @@ def finish_run(run_dir: Path | None, spec, ds, splits, model, trainer, history, 
     samples = trained_epochs * (min(n_train, trainer.config.batch_size) if steps else n_train)
     metrics = {
         "test_accuracy": report["accuracy"], "test_loss": report["loss"],
-        "best_epoch": epoch, "best_val_loss": best_val,
+        "best_epoch": epoch, "model_kept": kept_text(best_val), "best_val_loss": best_val,
         "best_val_accuracy": (hist["val_accuracy"][epoch - 1] if best_val is not None else None),
         "final_loss": hist["loss"][-1] if hist.get("loss") else None,
         "final_accuracy": hist["accuracy"][-1] if hist.get("accuracy") else None,
@@ -150,17 +163,25 @@ def finish_run(run_dir: Path | None, spec, ds, splits, model, trainer, history, 
         "test_images": len(x_test), "per_class": report["per_class"],
     }
     if run_dir is not None:
-        atomic_write_json(run_dir / "metrics.json", metrics)
+        run_dir.write_metrics(metrics)
     if full:
-        atomic_write_text(run_dir / "report.md", render_report(
-            spec, ds, model, metrics, format_report(report), note))
-        from cnnkit.look.html import write_report_html
-
-        write_report_html(run_dir, dataset=ds, splits=splits, model=model, probs=probs,
-                          report=report)
-    if full:
-        say(f"Report: {run_dir / 'report.md'}")
+        write_reports(run_dir, spec, ds, splits, model, probs, report, metrics, note, say)
     return metrics, report
+
+
+def write_reports(run_dir: RunDir, spec, ds, splits, model, probs, report, metrics, note, say):
+    """report.md, then the best model's test predictions (best/predictions.npz) and the
+    report.html drawn from them, as `cnnkit report RUN` draws it again."""
+    from cnnkit.look.html import report_evidence
+    from cnnkit.look.metrics import format_report
+    from cnnkit.runs.pages import write_report_html
+
+    run_dir.write_text(REPORT_MD, render_report(spec, ds, model, metrics, format_report(report),
+                                                note))
+    evidence = report_evidence(splits, probs, ds.num_classes)
+    run_dir.write_predictions(evidence)
+    write_report_html(run_dir, model, evidence)
+    say(f"Report: {run_dir / REPORT_MD}")
 
 
 def _threads_text(threads: dict | None) -> str:
@@ -209,9 +230,9 @@ def render_report(spec, ds, model, metrics, report_text, note=None) -> str:
     lines += [
         "", "## Test results", "",
         f"**Test accuracy {metrics['test_accuracy']:.4f}**, test loss {metrics['test_loss']:.4f} "
-        f"(model of epoch {metrics['best_epoch']}"
-        + (f", best val_loss {metrics['best_val_loss']:.4f})" if metrics["best_val_loss"] is not None
-           else ")"),
+        + (f"(model of epoch {metrics['best_epoch']}, best val_loss "
+           f"{metrics['best_val_loss']:.4f})" if metrics["best_val_loss"] is not None
+           else f"(model of the last epoch {metrics['best_epoch']}, no validation)"),
         "", "```", report_text, "```", "",
         "![confusion matrix](confusion_matrix.png)", "",
         "Most confidently wrong test images:", "", "![mistakes](mistakes.png)", "",
@@ -233,7 +254,6 @@ def finish_module_run(run_dir, spec, ds, splits, model, trainer, history, timing
     last/ as the module's weights, curves.png, confusion_matrix.png, mistakes.png, report.md
     and report.html (the model described through the module's own submodules:
     cnnkit.look.html_module)."""
-    from cnnkit.look.metrics import format_report
     from cnnkit.train.state import read_state
 
     # run_dir=None: the best epoch comes from KeepBest (best/ of an earlier finish holds the
@@ -242,28 +262,17 @@ def finish_module_run(run_dir, spec, ds, splits, model, trainer, history, timing
                                  timing=timing, say=say)
     if run_dir is None:
         return metrics, report
-    atomic_write_json(run_dir / "metrics.json", metrics)
+    run_dir.write_metrics(metrics)
     if spec.artifacts != "full":
         return metrics, report
-    from cnnkit.look import plots
-
-    model.save(run_dir / "best")  # finish_run left the best epoch's weights in the model
+    model.save(run_dir.best)  # finish_run left the best epoch's weights in the model
     x_test, y_test = splits["test"]
     probs = model.net.probabilities(trainer.predict_logits(x_test)).numpy()
     best = {k: v.clone() for k, v in model.net.state_dict().items()}
     weights, _ = read_state(trainer.state_dir)  # the last epoch's, as the state holds them
     model.net.load_state_dict(weights)
-    model.save(run_dir / "last")
+    model.save(run_dir.last)
     model.net.load_state_dict(best)  # the run's result is the best model again
-    epoch, best_val = best_epoch(history.history)
-    plots.plot_history(history.history, run_dir / "curves.png",
-                       best_epoch=epoch if best_val is not None else None)
-    evaluation_plots(run_dir, x_test, y_test, probs, report, ds.class_names)
-    atomic_write_text(run_dir / "report.md", render_report(
-        spec, ds, model, metrics, format_report(report)))
-    from cnnkit.look.html import write_report_html
-
-    write_report_html(run_dir, dataset=ds, splits=splits, model=model, probs=probs,
-                      report=report)
-    say(f"Report: {run_dir / 'report.md'}")
+    evaluation_plots(run_dir, x_test, y_test, probs, report, ds.class_names, history.history)
+    write_reports(run_dir, spec, ds, splits, model, probs, report, metrics, None, say)
     return metrics, report

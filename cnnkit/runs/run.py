@@ -10,11 +10,13 @@ Run directory (artifacts="full"):
     config.json      the resolved RunSpec under "options" (what recipe and defaults became)
     history.csv      one row per epoch, written as each epoch ends
     state/           the complete training state after the last finished epoch (for resume)
-    best/  last/     saved models (lowest validation loss; last epoch)
+    best/  last/     saved models (lowest validation loss, or the last without validation;
+                     last epoch); best/predictions.npz: what report.html shows of its test run
     metrics.json     final and best figures, wall time, samples/s
     curves.png  confusion_matrix.png  mistakes.png  report.md
 artifacts="metrics" writes config.json, history.csv, state/ and metrics.json only.
 Every file is written atomically, so `kill -9` at any moment leaves a resumable directory.
+The names are known to one type, RunDir (cnnkit/io/rundir.py), which reads and writes them.
 
 Your own nn.Module (`RunSpec(model=CNN(), ...)`, or `cnnkit.fit(CNN(), ..., out=...)`) runs the
 same way; config.json records {"module": "package.file.CNN"} and its input shape, best/ and
@@ -28,10 +30,8 @@ import time
 from pathlib import Path
 
 from cnnkit.errors import CnnkitError
-from cnnkit.fsutil import atomic_write_json, recover_dir
-from cnnkit.runs.lock import run_lock
 from cnnkit.runs.recipes import get_recipe
-from cnnkit.runs.rundir import check_fresh, clear_unstarted, remove_temporaries, started
+from cnnkit.io.rundir import CONFIG, HISTORY, TENSORBOARD, RunDir
 from cnnkit.runs.spec import RESUMABLE, RunResult, RunSpec
 
 TEST_FRACTION = 0.2  # held out as the test split for datasets without an official one
@@ -55,7 +55,7 @@ def run(spec: RunSpec, resume: bool = False, command: list[str] | None = None,
     result = provided("parallel_run")(spec, resume, command, callbacks, module, nproc)
     if result is not None:
         return result
-    return _execute(resolve_run(spec, resume), resume=resume, command=command,
+    return execute_run(resolve_run(spec, resume), resume=resume, command=command,
                     extra_callbacks=callbacks, module=module)
 
 
@@ -65,7 +65,9 @@ def resolve_run(spec: RunSpec, resume: bool) -> RunSpec:
     if resume:
         if not spec.out:
             raise CnnkitError("resume needs out: the run directory to continue")
-        saved = read_run_spec(spec.out)
+        run = RunDir(spec.out)
+        saved = RunSpec.from_dict(run.options, where=str(run / CONFIG)).replace(
+            out=str(run))
         given = {k: v for k, v in spec.explicit().items() if k != "out"}
         wanted = saved.replace(**given)
         diffs = saved.differences(wanted)
@@ -99,39 +101,6 @@ def resume(run_dir, **changes) -> RunResult:
     """Continue the run in `run_dir` exactly where it stopped: `cnnkit.resume("runs/a")`,
     or `cnnkit.resume("runs/a", epochs=20)` to train it for longer."""
     return run(RunSpec(out=str(run_dir), **changes), resume=True)
-
-
-# -- the run directory ------------------------------------------------------------------------
-def read_run_config(run_dir) -> dict:
-    """The "options" of a run directory's config.json (the resolved spec, nested form)."""
-    from cnnkit.model.files import read_bounded
-
-    cfg = Path(run_dir) / "config.json"
-    if not cfg.is_file():
-        raise CnnkitError(f"{run_dir}: not a run directory (no config.json)")
-    data = read_bounded(cfg, "json", "run configuration", label="corrupt run configuration")
-    if not isinstance(data, dict) or "options" not in data:
-        raise CnnkitError(f"{cfg}: corrupt run configuration (missing key 'options')")
-    if not isinstance(data["options"], dict):
-        raise CnnkitError(f"{cfg}: corrupt run configuration (options is not a mapping)")
-    return data["options"]
-
-
-def read_run_spec(run_dir) -> RunSpec:
-    spec = RunSpec.from_dict(read_run_config(run_dir), where=str(Path(run_dir) / "config.json"))
-    return spec.replace(out=str(run_dir))
-
-
-def _record_resume(run_dir: Path, spec: RunSpec, command) -> None:
-    """A resumed run that trains for more epochs (or elsewhere) says so in its config.json, so
-    the file still repeats the run it describes; each resume's command is kept."""
-    from cnnkit.model.files import read_bounded
-
-    cfg_file = run_dir / "config.json"
-    cfg = read_bounded(cfg_file, "json", "run configuration", label="corrupt run configuration")
-    cfg["options"] = spec.to_options()
-    cfg.setdefault("resumed", []).append(command)
-    atomic_write_json(cfg_file, cfg)
 
 
 # -- data and model ---------------------------------------------------------------------------
@@ -265,7 +234,7 @@ def check_augment(augment: dict | None) -> None:
 
 
 # -- the run ----------------------------------------------------------------------------------
-def make_callbacks(spec: RunSpec, run_dir: Path | None, has_val: bool,
+def make_callbacks(spec: RunSpec, run_dir: RunDir | None, has_val: bool,
                    user_module: bool = False) -> list:
     """A user's module keeps its best epoch in memory and in the state (KeepBest): best/ is
     written at the end, under the module's own names (finish_module_run)."""
@@ -274,10 +243,10 @@ def make_callbacks(spec: RunSpec, run_dir: Path | None, has_val: bool,
 
     callbacks = []
     if run_dir is not None:
-        callbacks.append(CSVLogger(run_dir / "history.csv"))
+        callbacks.append(CSVLogger(run_dir.path / HISTORY))
     if has_val:
         if run_dir is not None and spec.artifacts == "full" and not user_module:
-            callbacks.append(ModelCheckpoint(run_dir / "best", monitor="val_loss",
+            callbacks.append(ModelCheckpoint(run_dir.best, monitor="val_loss",
                                              save_best_only=True))
         else:
             callbacks.append(KeepBest(monitor="val_loss"))
@@ -285,12 +254,12 @@ def make_callbacks(spec: RunSpec, run_dir: Path | None, has_val: bool,
             callbacks.append(EarlyStopping(monitor="val_loss", patience=spec.early_stopping,
                                            restore_best_weights=True))
     if spec.tensorboard and run_dir is not None:
-        callbacks.append(TensorBoard(run_dir / "tensorboard"))
+        callbacks.append(TensorBoard(run_dir / TENSORBOARD))
     return callbacks
 
 
-def _execute(spec: RunSpec, resume: bool, command, extra_callbacks=None,
-             module=None, parallel=None) -> RunResult:
+def execute_run(spec: RunSpec, resume: bool, command, extra_callbacks=None,
+                module=None, parallel=None) -> RunResult:
     """The run, holding its directory's lock from the first write (or, to resume, from the
     first read of its state) to the last."""
     import contextlib
@@ -314,7 +283,7 @@ def _execute_held(spec: RunSpec, resume: bool, command, held, extra_callbacks,
     from cnnkit.kernels.fuse import prepare as prepare_kernels
     from cnnkit.train.memory import keep_freed_memory
     from cnnkit.train.threads import plan_threads
-    from cnnkit.train.trainer import Trainer
+    from cnnkit.train.trainer import Trainer, resolve_device
 
     t_start = time.perf_counter()
     config = spec.train_config()
@@ -333,25 +302,24 @@ def _execute_held(spec: RunSpec, resume: bool, command, held, extra_callbacks,
     from cnnkit import kernels
 
     kernels.mode()  # a bad CNNKIT_KERNELS stops here, before the run directory holds anything
-    run_dir = (Path(spec.out) if writer and spec.out is not None and spec.artifacts != "none"
+    resolve_device(config.device)  # so does cuda without a GPU: before a resume's lock, too
+    run_dir = (RunDir(spec.out) if writer and spec.out is not None and spec.artifacts != "none"
                else None)
     if run_dir is not None and not resume:
-        check_fresh(run_dir)
+        run_dir.check_fresh()
     locked = run_dir is not None and resume
     if locked:
-        held.enter_context(run_lock(run_dir))
+        held.enter_context(run_dir.lock())
     ds, splits = load_splits(spec, module)
     torch.manual_seed(config.seed)  # the initial weights too come from the run's seed
     model, note = build_model(spec, ds, module)
     # compiled here if need be, before training (never in a forward pass): cnnkit.kernels
     kernels_used, kernel_layers = prepare_kernels(model.net, config.device, config.precision,
                                                   say)
-    state_dir = run_dir / "state" if run_dir is not None else None
+    state_dir = run_dir.state_dir if run_dir is not None else None
     if resume and writer:
-        for name in ("state", "best", "last"):
-            recover_dir(run_dir / name)
-        remove_temporaries(run_dir)
-        if not started(run_dir):  # killed (or diverged) before its first epoch was saved
+        run_dir.recover()
+        if not run_dir.started():  # killed (or diverged) before its first epoch was saved
             say(f"{run_dir} has no completed epoch yet: starting it from the beginning")
             resume = False
     load_from = state_dir
@@ -364,17 +332,22 @@ def _execute_held(spec: RunSpec, resume: bool, command, held, extra_callbacks,
     if spec.recipe and spec.early_stopping is None and splits["val"] is None \
             and get_recipe(spec.recipe).early_stopping is not None:
         say(f"Note: recipe {spec.recipe}'s early stopping is off: the run has no validation data")
+    callbacks = make_callbacks(spec, run_dir, splits["val"] is not None,
+                               module is not None) + extra_callbacks if writer else []
+    # the device, precision and optimizer are checked here too: before the first write
+    trainer = Trainer(model, config, callbacks, state_dir=state_dir, parallel=parallel,
+                      governed=True)  # threads and malloc: a run cnnkit started
     if run_dir is not None:
-        run_dir.mkdir(parents=True, exist_ok=True)  # only now: every input has been checked
+        run_dir.path.mkdir(parents=True, exist_ok=True)  # only now: every input is checked
         if not locked:  # a new run: lock, then look again (another process may have won)
-            held.enter_context(run_lock(run_dir))
-            check_fresh(run_dir, ask_lock=False)
+            held.enter_context(run_dir.lock())
+            run_dir.check_fresh(ask_lock=False)
         if resume:
-            _record_resume(run_dir, spec, command)
+            run_dir.record_resume(spec.to_options(), command)
         else:
-            clear_unstarted(run_dir)
+            run_dir.clear_unstarted()
             procs = parallel.local_world if parallel is not None else 1
-            atomic_write_json(run_dir / "config.json", {
+            run_dir.write_config({
                 "options": spec.to_options(), "resolved": {
                     "model_summary": model.summary_dict() | {"layers": None},
                     "model_note": note,
@@ -389,10 +362,6 @@ def _execute_held(spec: RunSpec, resume: bool, command, held, extra_callbacks,
                     "kernel_layers": kernel_layers,  # {kernel: [layer names]}
                     "processes": parallel.world if parallel is not None else 1,
                 }, "command": command, "started": time.time()})
-    callbacks = make_callbacks(spec, run_dir, splits["val"] is not None,
-                               module is not None) + extra_callbacks if writer else []
-    trainer = Trainer(model, config, callbacks, state_dir=state_dir, parallel=parallel,
-                      governed=True)  # threads and malloc: a run cnnkit started
     if resume:
         trainer.load_state(load_from)
         say(f"Resuming {run_dir} after epoch {trainer.epoch}")
@@ -414,7 +383,7 @@ def _execute_held(spec: RunSpec, resume: bool, command, held, extra_callbacks,
     if not writer:  # the run's results are rank 0's (its run directory, its RunResult)
         return RunResult(spec=spec, metrics={}, history=dict(history.history), model=model,
                          report={}, run_dir=None)
-    if trainer.diverged and not (state_dir is not None and started(run_dir)):
+    if trainer.diverged and not (state_dir is not None and run_dir.started()):
         # nothing finite to report, and no saved epoch to go back to
         again = (f"; nothing was saved: the same command (or --resume {run_dir}) starts it "
                  "afresh" if run_dir is not None else "")
@@ -427,4 +396,4 @@ def _execute_held(spec: RunSpec, resume: bool, command, held, extra_callbacks,
         metrics, report = finish_run(run_dir, spec, ds, splits, model, trainer, history,
                                      timing=timing, say=say, note=note)
     return RunResult(spec=spec, metrics=metrics, history=dict(history.history), model=model,
-                     report=report, run_dir=run_dir)
+                     report=report, run_dir=run_dir.path if run_dir is not None else None)

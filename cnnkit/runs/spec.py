@@ -129,7 +129,7 @@ class RunSpec(_Training):
     @classmethod
     def from_file(cls, path) -> "RunSpec":
         """A RunSpec from YAML, TOML or JSON (a run's own config.json included)."""
-        from cnnkit.model.files import read_structured
+        from cnnkit.io.bounded import read_structured
 
         return cls.from_dict(read_structured(path, what="run file"), where=str(path))
 

@@ -89,7 +89,9 @@ def run_or_resume(spec, callbacks=None):
     from cnnkit.runs.run import run
     from cnnkit.runs.spec import RunSpec
 
-    if spec.out is not None and spec.artifacts != "none" and (Path(spec.out) / "config.json").is_file():
+    from cnnkit.io.rundir import RunDir
+
+    if spec.out is not None and spec.artifacts != "none" and RunDir(spec.out).is_run():
         return run(RunSpec(out=spec.out, verbose=spec.verbose), resume=True, callbacks=callbacks)
     return run(spec, callbacks=callbacks)
 

@@ -182,7 +182,7 @@ def load_space(source, where: str | None = None) -> Space:
     if isinstance(source, Space):
         return source
     if isinstance(source, (str, Path)):
-        from cnnkit.model.files import read_structured
+        from cnnkit.io.bounded import read_structured
 
         where = where or str(source)
         data = read_structured(source, what="search space file")

@@ -139,13 +139,13 @@ def tune(space, n_trials: int | None = None, folds: int | None = None, sampler: 
     import contextlib
 
     from cnnkit.fsutil import atomic_write_json
-    from cnnkit.runs.lock import run_lock
+    from cnnkit.io.rundir import RunDir
 
     if out.exists() and not out.is_dir():
         raise CnnkitError(f"out={str(out)!r} is a file, not a directory; choose another out")
     out.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as held:
-        held.enter_context(run_lock(out, what="study"))
+        held.enter_context(RunDir(out).lock(what="study"))
         if storage is None:
             repair_journal(out)
             store = open_storage(None, out, settings["heartbeat"])
@@ -164,7 +164,7 @@ def resume_study(out, n_trials: int | None = None, timeout: float | None = None,
 
 
 def read_settings(out) -> dict:
-    from cnnkit.model.files import read_bounded
+    from cnnkit.io.bounded import read_bounded
 
     path = Path(out) / SETTINGS
     if not path.is_file():

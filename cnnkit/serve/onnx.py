@@ -239,7 +239,7 @@ def open_session(path, threads: int | None = None):
 
 def read_metadata(props: dict, session, where: str) -> dict:
     """The metadata as Python values, checked against the graph's own input and output."""
-    from cnnkit.layers.base import clipped
+    from cnnkit.errors import clipped
     from cnnkit.model.saving import check_preprocessing
 
     if props.get("format") != FORMAT:

@@ -28,7 +28,6 @@ use `auto_runtime(runtime, images)`: onnx only from AUTO_ONNX_MIN_IMAGES images 
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -57,13 +56,9 @@ def check_threads(threads):
 
 def run_test_accuracy(run_dir) -> float | None:
     """A run's test accuracy from its metrics.json; None without a finished run."""
-    if run_dir is None:
-        return None
-    try:
-        value = json.loads((Path(run_dir) / "metrics.json").read_text()).get("test_accuracy")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    from cnnkit.io.rundir import RunDir
+
+    return None if run_dir is None else RunDir(run_dir).test_accuracy()
 
 
 class Predictor:

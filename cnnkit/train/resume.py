@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from cnnkit.errors import CnnkitError
-from cnnkit.layers.base import clipped
+from cnnkit.errors import clipped
 from cnnkit.model.saving import load_state as load_weights  # reads old positional files too
 from cnnkit.train.config import TrainConfig
 from cnnkit.train.state import STATE_JSON, check_state_keys, read_state

@@ -80,8 +80,8 @@ def read_state(directory) -> tuple[dict[str, torch.Tensor], dict]:
     if missing:
         raise CnnkitError(f"{directory} is not a training state directory "
                           f"(missing {', '.join(missing)})")
-    from cnnkit.layers.base import clipped
-    from cnnkit.model.files import MAX_STATE_BYTES, read_bounded
+    from cnnkit.errors import clipped
+    from cnnkit.io.bounded import MAX_STATE_BYTES, read_bounded
     from cnnkit.model.saving import check_finite
 
     # inf is a number a state holds by right (EarlyStopping's best before its first epoch)
@@ -121,7 +121,7 @@ _STATE_KEYS = {"config": dict, "optimizer": dict, "history": dict, "callbacks": 
 def check_state_keys(state: dict, where: str, averaging: bool) -> None:
     """One line naming the file and the key for a state.json missing a key or holding the
     wrong type there (a file edited by hand or written by another program)."""
-    from cnnkit.layers.base import clipped
+    from cnnkit.errors import clipped
 
     keys = dict(_STATE_KEYS, **({"weight_average": dict} if averaging else {}))
     for key, kind in keys.items():

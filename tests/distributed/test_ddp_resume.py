@@ -22,6 +22,21 @@ def test_resume_of_a_two_process_run_repeats_the_uninterrupted_one(tmp_path):
     assert more.metrics["test_loss"] == full.metrics["test_loss"]
 
 
+def test_resumed_two_process_run_without_validation_keeps_its_last_model(tmp_path):
+    """best/ of the first leg was kept and reported as the resumed run's (issue 26)."""
+    from safetensors.torch import load_file
+
+    base = dict(BASE, val_split=0)
+    full = cnnkit.run(RunSpec(**base, epochs=4, out=str(tmp_path / "full")), nproc=2)
+    cnnkit.run(RunSpec(**base, epochs=2, out=str(tmp_path / "part")), nproc=2)
+    more = cnnkit.resume(tmp_path / "part", epochs=4)
+    assert more.metrics["test_accuracy"] == full.metrics["test_accuracy"]
+    assert more.metrics["test_loss"] == full.metrics["test_loss"]
+    assert more.metrics["model_kept"] == "last epoch, no validation"
+    a, b = (load_file(str(tmp_path / d / "best" / "weights.safetensors")) for d in ("part", "full"))
+    assert all(a[k].equal(b[k]) for k in b)
+
+
 def test_a_killed_rank_fails_the_run_in_seconds_and_it_resumes(tmp_path):
     out = tmp_path / "k"
     proc = subprocess.Popen(

@@ -9,7 +9,8 @@ import pytest
 
 from cnnkit.cli import main
 from cnnkit.errors import CnnkitError
-from cnnkit.look.compare import COLUMNS, list_runs, write_comparison
+from cnnkit.look.compare import COLUMNS
+from cnnkit.runs.pages import list_runs, write_comparison
 
 SPEC = dict(dataset="digits", epochs=2, batch_size=64, seed=1, verbose=0, val_split=0.2)
 

@@ -11,7 +11,8 @@ from PIL import Image
 
 import cnnkit
 from cnnkit.cli import main
-from cnnkit.look.html import BUDGET_BYTES, write_report_html
+from cnnkit.look.html import BUDGET_BYTES
+from cnnkit.runs.pages import write_report_html
 
 SECTIONS = ["Data", "Model", "Training", "Test results", "Inside the model"]
 # Names a folder of the user's may carry: markup and entities must show as text.
@@ -116,6 +117,45 @@ def test_a_folder_run_is_rebuilt_and_its_names_are_escaped(odd_run):
         assert name not in written
         assert html.escape(name) in written
     assert "run &lt;&amp;&gt; &quot;x&quot;" in written
+
+
+def test_the_page_is_drawn_again_from_the_run_alone_without_its_data(tmp_path, capsys):
+    """report.html comes from what the run kept (best/predictions.npz): with the images gone,
+    the page is drawn again the same, so nothing was split or evaluated again (issue 26)."""
+    import shutil
+
+    root = tmp_path / "data"
+    rng = np.random.default_rng(1)
+    for c in range(2):
+        (root / f"class{c}").mkdir(parents=True)
+        for i in range(12):
+            pixels = rng.integers(0, 60, (8, 8), dtype=np.uint8)
+            pixels[:, c * 4:c * 4 + 4] += 180
+            Image.fromarray(pixels).save(root / f"class{c}" / f"{i}.png")
+    run = tmp_path / "run"
+    cnnkit.run(cnnkit.RunSpec(model="seed003-cnn", dataset=f"folder:{root}", epochs=1,
+                              batch_size=8, seed=1, verbose=0, out=str(run)))
+    written = page_of(run)
+    shutil.rmtree(root)
+
+    assert main(["report", str(run)]) == 0
+    assert page_of(run) == written
+
+
+def test_a_run_stopped_before_its_end_gets_its_best_model_so_far_evaluated(run_dir, tmp_path):
+    """What a run killed after an epoch holds: config.json, history.csv, state/, best/ (from
+    ModelCheckpoint), but no metrics.json and no saved predictions."""
+    import shutil
+
+    stopped = tmp_path / "stopped"
+    shutil.copytree(run_dir, stopped)
+    for name in ("metrics.json", "report.html", "best/predictions.npz"):
+        (stopped / name).unlink()
+
+    page = write_report_html(stopped).read_text(encoding="utf-8")
+    accuracy = cnnkit.evaluate(stopped).accuracy
+    assert "the run has not finished (no metrics.json): its best model so far" in page
+    assert f"test accuracy <b>{accuracy:.4f}</b>" in page
 
 
 @pytest.mark.parametrize("make", ["empty folder", "no such folder", "no saved model"])

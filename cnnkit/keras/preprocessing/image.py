@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from cnnkit.errors import CnnkitError, one_of
-from cnnkit.layers.base import clipped
+from cnnkit.errors import clipped
 
 AUGMENT = ("rotation_range", "width_shift_range", "height_shift_range", "shear_range",
            "zoom_range", "horizontal_flip", "vertical_flip", "fill_mode", "cval")
