@@ -355,11 +355,20 @@ class Sequential:
                 **options) -> None:
         """Remember training choices, as Keras's compile does; `fit` uses them. Each is
         checked here (TrainConfig's names and ranges), so a typo fails at this call, not in fit.
-        An optimizer may be a name in any case ('Adam') or a cnnkit.keras.optimizers object."""
+        An optimizer may be a name in any case ('Adam') or an optimizer object
+        (cnnkit.keras.optimizers.SGD(learning_rate=0.05, momentum=0.9)): every setting it holds
+        is kept, by TrainConfig's names (lr, momentum, nesterov, weight_decay) and the rest in
+        `optimizer_options`."""
         from cnnkit.train.config import TrainConfig
 
-        if hasattr(optimizer, "learning_rate") and hasattr(optimizer, "name"):
-            options.setdefault("lr", optimizer.learning_rate)
+        if hasattr(optimizer, "get_config") and hasattr(optimizer, "settings"):
+            kept = dict(optimizer.settings())  # what differs from the optimizer's defaults
+            for key, field in (("learning_rate", "lr"), ("momentum", "momentum"),
+                               ("nesterov", "nesterov"), ("weight_decay", "weight_decay")):
+                if key in kept:
+                    options.setdefault(field, kept.pop(key))
+            if kept:
+                options.setdefault("optimizer_options", kept)
             optimizer = optimizer.name
         if isinstance(optimizer, str):
             optimizer = optimizer.lower()

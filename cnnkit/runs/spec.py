@@ -27,6 +27,7 @@ from cnnkit.train.config import TrainConfig
 ARTIFACTS = ("full", "metrics", "none")
 # TrainConfig fields a RunSpec sets directly (the engine-only ones keep TrainConfig's defaults).
 TRAIN_FIELDS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
+                "optimizer_options",
                 "loss", "label_smoothing", "schedule", "step_size", "gamma", "clip_norm",
                 "augment", "test_time_flip", "ema", "seed", "device", "precision", "threads",
                 "normalize",
@@ -59,6 +60,7 @@ class RunSpec:
     momentum: float | None = None
     nesterov: bool | None = None
     weight_decay: float | None = None
+    optimizer_options: dict | None = None  # the optimizer's other Keras arguments
     loss: str | None = None
     label_smoothing: float | None = None
     schedule: str | None = None

@@ -10,11 +10,11 @@ import math
 from dataclasses import dataclass
 
 from cnnkit.errors import CnnkitError, one_of, out_of_range
+from cnnkit.train import losses, optim, optimizers
 
-OPTIMIZERS = ("sgd", "adagrad", "rmsprop", "adam", "adamw")
-LOSSES = ("sparse_categorical_crossentropy", "categorical_crossentropy", "binary_crossentropy",
-          "mse")
-SCHEDULES = ("constant", "step", "cosine", "onecycle")
+OPTIMIZERS = optimizers.names()  # the registries' names: the CLI's and the errors' lists
+LOSSES = tuple(losses.LOSSES)
+SCHEDULES = tuple(optim.SCHEDULES)
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")  # fp16: with loss scaling (GradScaler)
 NORMALIZE = ("unit", "standardize")  # as cnnkit.data.batches.NORMALIZE_MODES
@@ -40,6 +40,7 @@ class TrainConfig:
     lr: float | None = None  # None: Keras's default for the optimizer
     momentum: float = 0.0  # sgd, rmsprop
     nesterov: bool = False  # sgd with momentum
+    optimizer_options: dict | None = None  # the optimizer's other Keras arguments: {"beta_2": 0.99}
     weight_decay: float | None = None  # None: 0, or Keras AdamW's 0.004 for adamw
     loss: str = "sparse_categorical_crossentropy"
     label_smoothing: float = 0.0
@@ -105,10 +106,23 @@ class TrainConfig:
             raise out_of_range("ema", self.ema, "0 < ema < 1 (the averaging decay, e.g. 0.999)")
         if self.augment is not None and not isinstance(self.augment, dict):
             raise CnnkitError(f"augment must be a dict of Keras augmentation arguments; got {self.augment!r}")
-        if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
-            raise CnnkitError("nesterov needs optimizer 'sgd' with momentum > 0")
-        if self.momentum and self.optimizer not in ("sgd", "rmsprop"):
-            raise CnnkitError(f"momentum applies to sgd and rmsprop, not {self.optimizer}")
+        # the optimizer's own checks (the registry's), so compile and the CLI fail as fit would
+        optimizers.create(self.optimizer, momentum=self.momentum or None,
+                          nesterov=self.nesterov or None, weight_decay=self.weight_decay,
+                          **self._optimizer_options())
+
+    def _optimizer_options(self) -> dict:
+        options = self.optimizer_options or {}
+        if not isinstance(options, dict):
+            raise out_of_range("optimizer_options", options, "a dict of the optimizer's "
+                               "Keras arguments, e.g. {'beta_2': 0.99}")
+        named = sorted(set(options) & {"learning_rate", "lr", "momentum", "nesterov",
+                                       "weight_decay"})
+        if named:  # one place for each setting: the field resume and config.json compare
+            field = "lr" if named[0] in ("lr", "learning_rate") else named[0]
+            raise CnnkitError(f"optimizer_options: give {named[0]} as the training option "
+                              f"{field}, not inside optimizer_options")
+        return options
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
