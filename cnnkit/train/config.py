@@ -76,7 +76,8 @@ class TrainConfig:
 
         for name in ("epochs", "batch_size", "step_size", "eval_batch_size"):
             positive_int(name)
-        for name, valid in (("optimizer", OPTIMIZERS), ("loss", LOSSES), ("schedule", SCHEDULES),
+        for name, valid in (("optimizer", optimizers.names()), ("loss", tuple(losses.LOSSES)),
+                            ("schedule", tuple(optim.SCHEDULES)),  # the registries, as they are now
                             ("device", DEVICES), ("precision", PRECISIONS),
                             ("normalize", NORMALIZE)):
             if getattr(self, name) not in valid:

@@ -13,11 +13,13 @@ from cnnkit.train.optimizers import create
 
 CASES = {  # name: (registry name, settings by Keras's names)
     "adam": ("adam", {}),
-    "adam-amsgrad": ("adam", dict(learning_rate=0.01, beta_2=0.99, amsgrad=True, weight_decay=0.01)),
+    "adam-amsgrad": ("adam", dict(learning_rate=0.01, beta_2=0.99, amsgrad=True,
+                                  weight_decay=0.01)),
     "adamw": ("adamw", dict(learning_rate=0.01)),
     "adagrad": ("adagrad", dict(learning_rate=0.1, clipnorm=1.0)),
     "sgd": ("sgd", dict(learning_rate=0.1)),
-    "sgd-nesterov": ("sgd", dict(learning_rate=0.1, momentum=0.9, nesterov=True, weight_decay=1e-3)),
+    "sgd-nesterov": ("sgd", dict(learning_rate=0.1, momentum=0.9, nesterov=True,
+                                 weight_decay=1e-3)),
     "rmsprop": ("rmsprop", dict(learning_rate=0.01)),
     "rmsprop-centered": ("rmsprop", dict(learning_rate=0.01, momentum=0.5, centered=True)),
 }

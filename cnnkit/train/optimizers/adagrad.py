@@ -27,5 +27,4 @@ class Adagrad(Optimizer):
         torch._foreach_addcmul_(sums, grads, grads)
         denominators = torch._foreach_add(sums, group["epsilon"])
         torch._foreach_sqrt_(denominators)
-        torch._foreach_addcdiv_(params, torch._foreach_mul(grads, group["lr"]), denominators,
-                                value=-1)
+        torch._foreach_addcdiv_(params, grads, denominators, value=-group["lr"])

@@ -79,6 +79,7 @@ class Optimizer:
 
     name = "optimizer"
     options: tuple[str, ...] = ()  # the optimizer's own arguments, as Keras names them
+    decays_itself = False  # True: `update` applies the weight decay (Keras's rule) itself
 
     def __init__(self, learning_rate=0.001, weight_decay=None, clipnorm=None,
                  global_clipnorm=None, clipvalue=None, **unknown):
@@ -146,10 +147,9 @@ class Stepper:
     torch.optim's `state_dict` layout, so states saved by earlier versions still load."""
 
     def __init__(self, params, spec: Optimizer):
-        import torch  # noqa: F401  (the rules use it; failing here is clearer than in step)
-
         self.spec = spec
-        settings = {k: v for k, v in spec.get_config().items() if k not in ("name", "learning_rate")}
+        settings = spec.get_config()
+        del settings["name"], settings["learning_rate"]  # the group's "lr", as schedules expect
         self.defaults = {"lr": spec.learning_rate, **settings}
         self.param_groups = [{"params": list(params), **self.defaults}]
         self.state: dict = {}
@@ -172,7 +172,7 @@ class Stepper:
             return
         with torch.no_grad():
             grads = _clipped(group, [p.grad for p in params])
-            if group["weight_decay"]:
+            if group["weight_decay"] and not self.spec.decays_itself:
                 torch._foreach_mul_(params, 1 - group["lr"] * group["weight_decay"])
             states = []
             for p in params:

@@ -42,10 +42,10 @@ class RMSprop(Optimizer):
             torch._foreach_add_(averages, grads, alpha=1 - rho)
             torch._foreach_addcmul_(denominators, averages, averages, value=-1)
         torch._foreach_sqrt_(denominators)
-        steps = torch._foreach_div(torch._foreach_mul(grads, group["lr"]), denominators)
-        if momentum:
-            buffers = [s["momentum_buffer"] for s in states]
-            torch._foreach_mul_(buffers, momentum)
-            torch._foreach_add_(buffers, steps)
-            steps = buffers
-        torch._foreach_sub_(params, steps)
+        if not momentum:
+            torch._foreach_addcdiv_(params, grads, denominators, value=-group["lr"])
+            return
+        buffers = [s["momentum_buffer"] for s in states]  # Keras keeps lr inside the buffer
+        torch._foreach_mul_(buffers, momentum)
+        torch._foreach_addcdiv_(buffers, grads, denominators, value=group["lr"])
+        torch._foreach_sub_(params, buffers)

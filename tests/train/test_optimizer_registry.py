@@ -1,0 +1,70 @@
+"""A new optimizer is one class registered under one name, and then every way to train takes
+it: TrainConfig (with its settings checked by the class), make_optimizer (the trainer's),
+cnnkit.keras's `get`, the CLI's help and the error lines' lists of valid names."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cnnkit.errors import CnnkitError
+from cnnkit.train.config import TrainConfig
+from cnnkit.train.optim import make_optimizer
+from cnnkit.train.optimizers import REGISTRY, Optimizer, register
+from cnnkit.train.optimizers.base import number
+
+
+@pytest.fixture
+def signsgd():
+    @register
+    class SignSGD(Optimizer):
+        """w -= lr·scale·sign(g)"""
+        name = "signsgd"
+        options = ("scale",)
+
+        def __init__(self, learning_rate=0.01, scale=1.0, **common):
+            super().__init__(learning_rate, **common)
+            self.scale = number("scale", scale)
+
+        def update(self, group, params, grads, states):
+            for p, g in zip(params, grads):
+                p.sub_(g.sign() * group["lr"] * group["scale"])
+
+    yield SignSGD
+    del REGISTRY["signsgd"]
+
+
+def test_a_registered_optimizer_is_taken_everywhere(signsgd, capsys):
+    from cnnkit.cli import build_parser
+    from cnnkit.keras import optimizers
+
+    cfg = TrainConfig(optimizer="signsgd", lr=0.1, optimizer_options={"scale": 2.0})
+    p = torch.nn.Parameter(torch.zeros(3))
+    opt = make_optimizer(cfg.optimizer, [p], cfg.lr, options=cfg.optimizer_options)
+    p.grad = torch.tensor([3.0, -0.5, 0.0])
+    opt.step()
+    assert p.tolist() == pytest.approx([-0.2, 0.2, 0.0])
+    assert isinstance(optimizers.get("SignSGD"), signsgd)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--help"])
+    assert "signsgd" in " ".join(capsys.readouterr().out.split())
+    with pytest.raises(CnnkitError, match="scale=-1 is out of range; valid: a number > 0"):
+        TrainConfig(optimizer="signsgd", optimizer_options={"scale": -1})
+    with pytest.raises(CnnkitError, match="momentum applies to sgd and rmsprop, not signsgd"):
+        TrainConfig(optimizer="signsgd", momentum=0.9)
+
+
+def test_unknown_names_list_the_registry(signsgd):
+    with pytest.raises(CnnkitError, match="unknown optimizer 'adma'; valid: sgd, adagrad, "
+                                          "rmsprop, adam, adamw, signsgd"):
+        TrainConfig(optimizer="adma")
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"learning_rate": 0.1}, "give learning_rate as the training option lr"),
+    ({"nesterov": True}, "give nesterov as the training option nesterov"),
+    ("beta_2=0.9", "optimizer_options='beta_2=0.9' is out of range; valid: a dict"),
+    ({"beta_2": 0.99, "amsgrad": 1}, "amsgrad=1 is out of range; valid: True or False"),
+])
+def test_optimizer_options_are_checked_where_the_config_is_made(options, message):
+    with pytest.raises(CnnkitError, match=message):
+        TrainConfig(optimizer="adam", optimizer_options=options)
