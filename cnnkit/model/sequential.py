@@ -361,15 +361,10 @@ class Sequential:
         `optimizer_options`."""
         from cnnkit.train.config import TrainConfig
 
-        if hasattr(optimizer, "get_config") and hasattr(optimizer, "settings"):
-            kept = dict(optimizer.settings())  # what differs from the optimizer's defaults
-            for key, field in (("learning_rate", "lr"), ("momentum", "momentum"),
-                               ("nesterov", "nesterov"), ("weight_decay", "weight_decay")):
-                if key in kept:
-                    options.setdefault(field, kept.pop(key))
-            if kept:
-                options.setdefault("optimizer_options", kept)
-            optimizer = optimizer.name
+        if hasattr(optimizer, "train_options"):  # an object of cnnkit's optimizer registry
+            settings = optimizer.train_options()
+            optimizer = settings.pop("optimizer")
+            options = {**settings, **options}  # compile's own keywords win
         if isinstance(optimizer, str):
             optimizer = optimizer.lower()
         settings = {"optimizer": optimizer, "loss": loss, **options}

@@ -116,6 +116,17 @@ class Optimizer:
         default = type(self)().get_config()
         return {k: v for k, v in self.get_config().items() if k != "name" and v != default[k]}
 
+    def train_options(self) -> dict:
+        """This optimizer as TrainConfig's fields: what `compile` records, every setting that
+        differs from the defaults (TrainConfig's lr, momentum, nesterov and weight_decay, the
+        rest in `optimizer_options`)."""
+        kept = self.settings()
+        fields = {"learning_rate": "lr", "momentum": "momentum", "nesterov": "nesterov",
+                  "weight_decay": "weight_decay"}
+        options = {"optimizer": self.name}
+        options.update({fields[k]: kept.pop(k) for k in list(kept) if k in fields})
+        return {**options, "optimizer_options": kept} if kept else options
+
     def build(self, params) -> "Stepper":
         """The steppable optimizer for `params`, made once: an object trains one model."""
         params = list(params)
