@@ -68,3 +68,21 @@ def test_unknown_names_list_the_registry(signsgd):
 def test_optimizer_options_are_checked_where_the_config_is_made(options, message):
     with pytest.raises(CnnkitError, match=message):
         TrainConfig(optimizer="adam", optimizer_options=options)
+
+
+def test_a_run_records_its_optimizer_options_and_resume_checks_them(tmp_path):
+    """cnnkit.run with optimizer_options: config.json holds them, and resuming with others is
+    refused as any other change of the arithmetic is."""
+    import json
+
+    import cnnkit
+    from cnnkit.runs.spec import RunSpec
+
+    spec = RunSpec(model="seed003-cnn", dataset="digits", epochs=1, batch_size=256, seed=0,
+                   optimizer="adam", optimizer_options={"amsgrad": True, "beta_2": 0.99},
+                   verbose=0, artifacts="metrics", out=str(tmp_path / "r"))
+    cnnkit.run(spec)
+    saved = json.loads((tmp_path / "r" / "config.json").read_text())["options"]["train"]
+    assert saved["optimizer_options"] == {"amsgrad": True, "beta_2": 0.99}
+    with pytest.raises(CnnkitError, match="optimizer_options"):
+        cnnkit.run(spec.replace(epochs=2, optimizer_options={"amsgrad": False}), resume=True)
