@@ -152,17 +152,7 @@ def make_loss(name: str, num_classes: int, output_activation: str | None = "soft
     return loss
 
 
-# -- the output contract, for training accuracy ----------------------------------------------------
-def probabilities(logits, output_activation: str | None):
-    """Class probabilities (B, K) by the output contract (cnnkit.model.outputs)."""
-    return outputs.probabilities(logits, output_activation)
-
-
-def predicted_class(logits, output_activation: str | None = None):
-    """(B,) class ids by the output contract: for one unit, class 1 iff sigmoid(logit) > 0.5."""
-    return outputs.predicted_class(logits, output_activation)
-
-
+# -- training accuracy, by the output contract (cnnkit.model.outputs) ------------------------------
 def correct_count(logits, y, output_activation: str | None = None):
     """Number of right predictions as a tensor (no host sync, so it can be summed per batch)."""
     return (outputs.predicted_class(logits, output_activation) == y).sum()
