@@ -189,7 +189,7 @@ class Stepper:
             for p in params:
                 s = self.state.get(p)
                 if s is None:
-                    s = self.state[p] = {"step": torch.zeros((), dtype=torch.float32)}
+                    s = self.state[p] = {"step": p.new_zeros((), dtype=torch.float32)}
                     s.update({k: torch.full_like(p, v) for k, v in self.spec.slots(group).items()})
                 states.append(s)
             torch._foreach_add_([s["step"] for s in states], 1)
