@@ -86,3 +86,16 @@ def test_a_run_records_its_optimizer_options_and_resume_checks_them(tmp_path):
     assert saved["optimizer_options"] == {"amsgrad": True, "beta_2": 0.99}
     with pytest.raises(CnnkitError, match="optimizer_options"):
         cnnkit.run(spec.replace(epochs=2, optimizer_options={"amsgrad": False}), resume=True)
+
+
+def test_the_registries_load_without_torch():
+    """The CLI builds its help and checks a configuration from the registries without paying
+    for torch's import."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom cnnkit.cli import build_parser\nfrom cnnkit.train.config import "
+            "TrainConfig\nbuild_parser()\nTrainConfig(optimizer='rmsprop', momentum=0.5, "
+            "optimizer_options={'centered': True})\nprint('torch' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
