@@ -40,8 +40,8 @@ class TrainConfig:
     lr: float | None = None  # None: Keras's default for the optimizer
     momentum: float = 0.0  # sgd, rmsprop
     nesterov: bool = False  # sgd with momentum
-    optimizer_options: dict | None = None  # the optimizer's other Keras arguments: {"beta_2": 0.99}
     weight_decay: float | None = None  # None: 0, or Keras AdamW's 0.004 for adamw
+    optimizer_options: dict | None = None  # its other Keras arguments: {"beta_2": 0.99}
     loss: str = "sparse_categorical_crossentropy"
     label_smoothing: float = 0.0
     schedule: str = "constant"
