@@ -99,3 +99,13 @@ def test_the_registries_load_without_torch():
             "optimizer_options={'centered': True})\nprint('torch' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_compile_records_every_setting_as_train_options():
+    from cnnkit.keras import optimizers
+
+    assert optimizers.SGD(learning_rate=0.05, momentum=0.9, nesterov=True).train_options() == {
+        "optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": True}
+    assert optimizers.AdamW(weight_decay=None, amsgrad=True).train_options() == {
+        "optimizer": "adamw", "weight_decay": 0.0, "optimizer_options": {"amsgrad": True}}
+    assert optimizers.RMSprop().train_options() == {"optimizer": "rmsprop"}

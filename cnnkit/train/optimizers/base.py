@@ -125,6 +125,8 @@ class Optimizer:
                   "weight_decay": "weight_decay"}
         options = {"optimizer": self.name}
         options.update({fields[k]: kept.pop(k) for k in list(kept) if k in fields})
+        if "weight_decay" in options and options["weight_decay"] is None:
+            options["weight_decay"] = 0.0  # AdamW(weight_decay=None): none, not the default
         return {**options, "optimizer_options": kept} if kept else options
 
     def build(self, params) -> "Stepper":
