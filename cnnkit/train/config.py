@@ -86,8 +86,6 @@ class TrainConfig:
             raise out_of_range("lr", self.lr, "a number > 0")
         if not _number(self.momentum) or not 0 <= self.momentum < 1:
             raise out_of_range("momentum", self.momentum, "0 <= momentum < 1")
-        if self.weight_decay is not None and (not _number(self.weight_decay) or self.weight_decay < 0):
-            raise out_of_range("weight_decay", self.weight_decay, "a number >= 0")
         if not _number(self.label_smoothing) or not 0 <= self.label_smoothing < 1:
             raise out_of_range("label_smoothing", self.label_smoothing, "0 <= label_smoothing < 1")
         if not _number(self.gamma) or not 0 < self.gamma <= 1:

@@ -109,3 +109,17 @@ def test_compile_records_every_setting_as_train_options():
     assert optimizers.AdamW(weight_decay=None, amsgrad=True).train_options() == {
         "optimizer": "adamw", "weight_decay": 0.0, "optimizer_options": {"amsgrad": True}}
     assert optimizers.RMSprop().train_options() == {"optimizer": "rmsprop"}
+
+
+@pytest.mark.parametrize("argv, line", [
+    (["--weight-decay", "-1"], "--weight-decay -1.0 is out of range; valid: a number >= 0"),
+    (["--optimizer", "adam", "--momentum", "0.9"], "momentum applies to sgd and rmsprop, not adam"),
+])
+def test_the_cli_says_what_the_optimizer_checks(argv, line, capsys, tmp_path):
+    from cnnkit.cli import main
+
+    out = tmp_path / "r"
+    assert main(["train", "--model", "seed003-cnn", "--dataset", "digits", *argv,
+                 "--out", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == f"cnnkit: error: {line}"
+    assert not out.exists()
