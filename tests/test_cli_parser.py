@@ -31,3 +31,20 @@ def test_train_help_lists_out_artifacts_and_folds_as_flags():
                          text=True, check=True).stdout
     assert "--out OUT" in out and "--artifacts ARTIFACTS" in out and "--folds K" in out
     assert "\n  out " not in out and "\n  K " not in out
+
+
+def test_train_help_lists_the_registries_names():
+    """The choices the help gives are the registries' own: a name added there is offered here."""
+    from cnnkit.runs.recipes import RECIPES
+    from cnnkit.train.losses import LOSSES
+    from cnnkit.train.optim import SCHEDULES
+    from cnnkit.train.optimizers import REGISTRY
+
+    out = subprocess.run([sys.executable, "-m", "cnnkit", "train", "--help"], capture_output=True,
+                         text=True, check=True).stdout
+    helps = [" ".join(part.split()) for part in out.split("\n  --")[1:]]  # one flag's help each
+    lines = {"--" + h.split()[0]: h for h in helps}
+    for flag, names in (("--optimizer", REGISTRY), ("--loss", LOSSES), ("--schedule", SCHEDULES),
+                        ("--recipe", RECIPES)):
+        assert all(f" {name}" in lines[flag] for name in names), (flag, lines[flag])
+    assert "sgd 0.01" in lines["--lr"] and "adam 0.001" in lines["--lr"]

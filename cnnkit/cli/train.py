@@ -41,6 +41,10 @@ def _defaults() -> dict:
 
 
 def register(sub) -> None:
+    from cnnkit.runs.recipes import RECIPES
+    from cnnkit.train.config import LOSSES, OPTIMIZERS, SCHEDULES  # the registries' names
+    from cnnkit.train.optimizers import REGISTRY, takes
+
     d = _defaults()
     p = sub.add_parser(
         "train", help="train a model; writes a run directory with a report",
@@ -58,8 +62,8 @@ def register(sub) -> None:
         "--recipe fast\n                                              (the same, on 2 machines)",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("what to train")
-    g.add_argument("--recipe", help="a whole recipe: seed000, seed002, seed003, seed004 (the "
-                   "seed tutorials'), fast, best (cnnkit's)")
+    g.add_argument("--recipe", help=f"a whole recipe: {', '.join(RECIPES)} (seedNNN: the seed "
+                   "tutorials'; the others cnnkit's)")
     g.add_argument("--config", metavar="FILE", help="a RunSpec as YAML, TOML or JSON (a run's "
                    "own config.json too): repeat any run")
     g.add_argument("--model", help="preset name, model file (.yaml/.toml/.json) or saved model dir")
@@ -76,17 +80,19 @@ def register(sub) -> None:
     g = p.add_argument_group("optimization")
     g.add_argument("--epochs", type=int, help=f"passes over the training data (default: {d['epochs']})")
     g.add_argument("--batch-size", type=int, help=f"images per step (default: {d['batch_size']})")
-    g.add_argument("--optimizer", help=f"sgd, adagrad, rmsprop, adam, adamw (default: {d['optimizer']})")
-    g.add_argument("--lr", type=float, help="learning rate (default: Keras's for the optimizer: "
-                   "0.001 adam/adamw/rmsprop, 0.01 sgd, 0.001 adagrad)")
-    g.add_argument("--momentum", type=float, help=f"sgd and rmsprop (default: {d['momentum']})")
+    g.add_argument("--optimizer", help=f"{', '.join(OPTIMIZERS)}: Keras's update rules and "
+                   f"defaults (default: {d['optimizer']})")
+    rates = ", ".join(f"{n} {c().learning_rate:g}" for n, c in REGISTRY.items())
+    g.add_argument("--lr", type=float, help=f"learning rate (default: Keras's for the optimizer: "
+                   f"{rates})")
+    g.add_argument("--momentum", type=float, help=f"{' and '.join(takes('momentum'))} "
+                   f"(default: {d['momentum']})")
     g.add_argument("--nesterov", action="store_true", default=None, help="Nesterov momentum (sgd)")
     g.add_argument("--weight-decay", type=float, help="decoupled weight decay (default: 0; "
                    "0.004 for adamw, as Keras)")
-    g.add_argument("--loss", help="sparse_categorical_crossentropy, categorical_crossentropy, "
-                   f"binary_crossentropy, mse (default: {d['loss']})")
+    g.add_argument("--loss", help=f"{', '.join(LOSSES)} (default: {d['loss']})")
     g.add_argument("--label-smoothing", type=float, help=f"(default: {d['label_smoothing']})")
-    g.add_argument("--schedule", help=f"constant, step, cosine, onecycle (default: {d['schedule']})")
+    g.add_argument("--schedule", help=f"{', '.join(SCHEDULES)} (default: {d['schedule']})")
     g.add_argument("--clip-norm", type=float, help="clip the gradient norm to this (default: off)")
     g.add_argument("--ema", type=float, metavar="DECAY",
                    help="keep an exponential moving average of the weights (e.g. 0.999): "

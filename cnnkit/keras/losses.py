@@ -1,14 +1,15 @@
-"""Keras's losses, by name, function or object, computed from the network's logits.
+"""Keras's losses, by name, function or object: Keras's arguments (`from_logits`,
+`label_smoothing`) and target forms over cnnkit's one loss math (cnnkit.train.losses).
 
-cnnkit's network returns logits and keeps the last softmax/sigmoid apart
-(`net.output_activation`), so cross-entropy is computed in log space, stably; the numbers are
-Keras's (which computes it from the clipped probabilities) to ~1e-6 on ordinary outputs.
 Targets are as Keras takes them: class ids for the sparse loss, one-hot (or soft) rows for
-categorical, 0/1 for binary, arrays of the output's shape for mse/mae.
+categorical, 0/1 for binary, arrays of the output's shape for mse/mae. What the model's outputs
+are follows Keras: a softmax or sigmoid layer's outputs, logits with `from_logits=True`, and the
+outputs themselves (probabilities) for a last layer without activation.
 """
 from __future__ import annotations
 
 from cnnkit.errors import CnnkitError, one_of
+from cnnkit.train import losses as core
 
 
 class Loss:
@@ -22,16 +23,11 @@ class Loss:
         self.from_logits, self.label_smoothing = bool(from_logits), float(label_smoothing)
         self.name = name or self.name
 
-    def log_probs(self, logits, activation):
-        """Log class probabilities (B, K) of what the model outputs."""
-        import torch
-        import torch.nn.functional as F
-
-        if self.from_logits or activation == "softmax":
-            return F.log_softmax(logits, dim=1)
-        probs = logits.sigmoid() if activation == "sigmoid" else logits
-        probs = probs / probs.sum(dim=1, keepdim=True)  # Keras normalizes non-softmax outputs
-        return torch.log(probs.clamp(1e-7, 1 - 1e-7))
+    def activation(self, activation):
+        """The core's reading of the outputs: None = logits, LINEAR = probabilities as given."""
+        if self.from_logits:
+            return None
+        return activation if activation in ("softmax", "sigmoid") else core.LINEAR
 
     def __repr__(self):
         return f"{type(self).__name__}()"
@@ -51,7 +47,7 @@ class SparseCategoricalCrossentropy(Loss):
             bad = int(y.min()) if int(y.min()) < 0 else int(y.max())
             raise CnnkitError(f"label {bad} is out of range for a model with {k} outputs "
                               f"(valid: 0..{k - 1})")
-        return -self.log_probs(logits, activation).gather(1, y[:, None]).mean()
+        return core.sparse_categorical(logits, self.activation(activation), y)
 
 
 class CategoricalCrossentropy(Loss):
@@ -65,43 +61,35 @@ class CategoricalCrossentropy(Loss):
         y = y.float()
         if self.label_smoothing:
             y = y * (1 - self.label_smoothing) + self.label_smoothing / y.shape[1]
-        return -(y * self.log_probs(logits, activation)).sum(dim=1).mean()
+        return core.categorical(logits, self.activation(activation), y)
 
 
 class BinaryCrossentropy(Loss):
     name = "binary_crossentropy"
 
     def compute(self, logits, activation, y):
-        import torch
-        import torch.nn.functional as F
-
         y = y.float().reshape(logits.shape)
         if self.label_smoothing:
             y = y * (1 - self.label_smoothing) + 0.5 * self.label_smoothing
-        if self.from_logits or activation == "sigmoid":
-            return F.binary_cross_entropy_with_logits(logits, y)
-        p = (logits.softmax(1) if activation == "softmax" else logits).clamp(1e-7, 1 - 1e-7)
-        return -(y * torch.log(p) + (1 - y) * torch.log(1 - p)).mean()
+        # from_logits: Keras reads each unit as a sigmoid's logit
+        return core.binary(logits, "sigmoid" if self.from_logits else
+                           self.activation(activation), y)
 
 
 class MeanSquaredError(Loss):
     name = "mean_squared_error"
 
     def compute(self, logits, activation, y):
-        return ((_outputs(logits, activation) - y.float().reshape(logits.shape)) ** 2).mean()
+        return core.squared_error(logits, self.activation(activation),
+                                  y.float().reshape(logits.shape))
 
 
 class MeanAbsoluteError(Loss):
     name = "mean_absolute_error"
 
     def compute(self, logits, activation, y):
-        return (_outputs(logits, activation) - y.float().reshape(logits.shape)).abs().mean()
-
-
-def _outputs(logits, activation):
-    if activation == "softmax":
-        return logits.softmax(1)
-    return logits.sigmoid() if activation == "sigmoid" else logits
+        return core.absolute_error(logits, self.activation(activation),
+                                   y.float().reshape(logits.shape))
 
 
 BY_NAME = {"sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
@@ -152,7 +140,8 @@ def metric_kind(name: str, loss: Loss) -> str:
 def correct(kind: str, logits, activation, y):
     """Number of right answers in the batch (a tensor) for an accuracy `kind`."""
     if kind == "binary_accuracy":
-        p = _outputs(logits, activation)
+        p = core.predictions(logits, activation if activation in ("softmax", "sigmoid")
+                             else core.LINEAR)
         return ((p > 0.5).float() == y.float().reshape(p.shape)).float().mean(dim=1).sum()
     pred = logits.argmax(dim=1)
     if kind == "categorical_accuracy" or (y.dim() == 2 and y.shape[1] > 1):

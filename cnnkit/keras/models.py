@@ -211,7 +211,8 @@ class Sequential(_CoreSequential):
         self.compiled_state = Compiled(self.optimizer, losses.get(loss), [
             (name, losses.metric_kind(kind, losses.get(loss)))
             for name, kind in metric_names.resolve(metrics)])
-        self.compiled = {"optimizer": self.optimizer.name, "loss": self.compiled_state.loss.name}
+        # every setting, in TrainConfig's form, as cnnkit.Sequential.compile records it
+        self.compiled = {**self.optimizer.train_options(), "loss": self.compiled_state.loss.name}
 
     def require_compiled(self, call):
         if self.compiled_state is None:

@@ -348,15 +348,19 @@ class Sequential:
 
         save_model(self, path)
 
-    # -- training (cnnkit.train, provided: cnnkit.model.provided) ---------------------------------------------------------------
+    # -- training (cnnkit.train, provided: cnnkit.model.provided) --------------------------------
     def compile(self, optimizer="adam", loss="sparse_categorical_crossentropy", metrics=None,
                 **options) -> None:
         """Remember training choices, as Keras's compile does; `fit` uses them. Each is
         checked here (TrainConfig's names and ranges), so a typo fails at this call, not in fit.
-        An optimizer may be a name in any case ('Adam') or a cnnkit.keras.optimizers object."""
-        if hasattr(optimizer, "learning_rate") and hasattr(optimizer, "name"):
-            options.setdefault("lr", optimizer.learning_rate)
-            optimizer = optimizer.name
+        An optimizer may be a name in any case ('Adam') or an optimizer object
+        (cnnkit.keras.optimizers.SGD(learning_rate=0.05, momentum=0.9)): every setting it holds
+        is kept, by TrainConfig's names (lr, momentum, nesterov, weight_decay) and the rest in
+        `optimizer_options`."""
+        if hasattr(optimizer, "train_options"):  # an object of cnnkit's optimizer registry
+            settings = optimizer.train_options()
+            optimizer = settings.pop("optimizer")
+            options = {**settings, **options}  # compile's own keywords win
         if isinstance(optimizer, str):
             optimizer = optimizer.lower()
         settings = {"optimizer": optimizer, "loss": loss, **options}

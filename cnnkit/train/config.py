@@ -10,11 +10,11 @@ import math
 from dataclasses import dataclass
 
 from cnnkit.errors import CnnkitError, one_of, out_of_range
+from cnnkit.train import losses, optim, optimizers
 
-OPTIMIZERS = ("sgd", "adagrad", "rmsprop", "adam", "adamw")
-LOSSES = ("sparse_categorical_crossentropy", "categorical_crossentropy", "binary_crossentropy",
-          "mse")
-SCHEDULES = ("constant", "step", "cosine", "onecycle")
+OPTIMIZERS = optimizers.names()  # the registries' names: the CLI's and the errors' lists
+LOSSES = tuple(losses.LOSSES)
+SCHEDULES = tuple(optim.SCHEDULES)
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")  # fp16: with loss scaling (GradScaler)
 NORMALIZE = ("unit", "standardize")  # as cnnkit.data.batches.NORMALIZE_MODES
@@ -47,6 +47,7 @@ class TrainConfig:
     momentum: float = 0.0  # sgd, rmsprop
     nesterov: bool = False  # sgd with momentum
     weight_decay: float | None = None  # None: 0, or Keras AdamW's 0.004 for adamw
+    optimizer_options: dict | None = None  # its other Keras arguments: {"beta_2": 0.99}
     loss: str = "sparse_categorical_crossentropy"
     label_smoothing: float = 0.0
     schedule: str = "constant"
@@ -81,7 +82,8 @@ class TrainConfig:
 
         for name in ("epochs", "batch_size", "step_size", "eval_batch_size"):
             positive_int(name)
-        for name, valid in (("optimizer", OPTIMIZERS), ("loss", LOSSES), ("schedule", SCHEDULES),
+        for name, valid in (("optimizer", optimizers.names()), ("loss", tuple(losses.LOSSES)),
+                            ("schedule", tuple(optim.SCHEDULES)),  # the registries, as they are now
                             ("device", DEVICES), ("precision", PRECISIONS),
                             ("normalize", NORMALIZE)):
             if getattr(self, name) not in valid:
@@ -90,8 +92,6 @@ class TrainConfig:
             raise out_of_range("lr", self.lr, "a number > 0")
         if not _number(self.momentum) or not 0 <= self.momentum < 1:
             raise out_of_range("momentum", self.momentum, "0 <= momentum < 1")
-        if self.weight_decay is not None and (not _number(self.weight_decay) or self.weight_decay < 0):
-            raise out_of_range("weight_decay", self.weight_decay, "a number >= 0")
         if not _number(self.label_smoothing) or not 0 <= self.label_smoothing < 1:
             raise out_of_range("label_smoothing", self.label_smoothing, "0 <= label_smoothing < 1")
         if not _number(self.gamma) or not 0 < self.gamma <= 1:
@@ -111,10 +111,23 @@ class TrainConfig:
             raise out_of_range("ema", self.ema, "0 < ema < 1 (the averaging decay, e.g. 0.999)")
         if self.augment is not None and not isinstance(self.augment, dict):
             raise CnnkitError(f"augment must be a dict of Keras augmentation arguments; got {self.augment!r}")
-        if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
-            raise CnnkitError("nesterov needs optimizer 'sgd' with momentum > 0")
-        if self.momentum and self.optimizer not in ("sgd", "rmsprop"):
-            raise CnnkitError(f"momentum applies to sgd and rmsprop, not {self.optimizer}")
+        # the optimizer's own checks (the registry's), so compile and the CLI fail as fit would
+        optimizers.create(self.optimizer, momentum=self.momentum or None,
+                          nesterov=self.nesterov or None, weight_decay=self.weight_decay,
+                          **self._optimizer_options())
+
+    def _optimizer_options(self) -> dict:
+        options = self.optimizer_options or {}
+        if not isinstance(options, dict):
+            raise out_of_range("optimizer_options", options, "a dict of the optimizer's "
+                               "Keras arguments, e.g. {'beta_2': 0.99}")
+        named = sorted(set(options) & {"learning_rate", "lr", "momentum", "nesterov",
+                                       "weight_decay"})
+        if named:  # one place for each setting: the field resume and config.json compare
+            field = "lr" if named[0] in ("lr", "learning_rate") else named[0]
+            raise CnnkitError(f"optimizer_options: give {named[0]} as the training option "
+                              f"{field}, not inside optimizer_options")
+        return options
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -1,39 +1,127 @@
-"""Losses by their Keras names, always computed from logits.
+"""Losses by their Keras names: one registry and one math, for `cnnkit train`, RunSpec,
+`Sequential.compile` and `cnnkit.keras` (whose loss classes adapt Keras's arguments to these).
 
-The model returns logits and declares what its last layer was (`output_activation`: 'softmax',
-'sigmoid' or None). Keras users write `Dense(10, activation='softmax')` together with a
-cross-entropy loss; applying that softmax and then a log would lose precision (and PyTorch's
-`cross_entropy` would apply a second softmax). Here every loss takes the logits and works in
-log space, so the declared activation is applied exactly once, stably.
+The model returns logits and declares what its last layer was (`output_activation`). Keras users
+write `Dense(10, activation='softmax')` with a cross-entropy loss; applying that softmax and then
+a log would lose precision (and PyTorch's `cross_entropy` would apply a second softmax). So every
+loss here starts from the logits and works in log space, applying the declared activation once:
+
+    activation   cross-entropy reads                    mse/mae compare
+    'softmax'    log_softmax(z)                         softmax(z)
+    'sigmoid'    log of sigmoid(z) normalized to sum 1  sigmoid(z)
+    None         z as logits: log_softmax(z)            softmax(z)
+    'linear'     the outputs as probabilities (Keras's reading of a last layer without
+                 activation and from_logits=False): normalized, clipped to [1e-7, 1 - 1e-7]
+
+These are Keras's numbers on ordinary outputs (tests/keras compares); where a softmax or sigmoid
+saturates, Keras clips the probability at 1e-7 and its loss stops at 16.1 with no gradient, while
+the log-space form keeps both. Nothing here imports torch until a loss is computed:
+cnnkit.train.config reads LOSSES for the command line.
 """
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
-
 from cnnkit.errors import CnnkitError, one_of
 from cnnkit.model import outputs
-from cnnkit.train.config import LOSSES
 
 OUTPUT_ACTIVATIONS = ("softmax", "sigmoid", None)
+LINEAR = "linear"  # outputs used as they are (cnnkit.keras, a layer without activation)
+EPSILON = 1e-7  # Keras's clip of probabilities given as they are
 
 
-def _log_probs(logits: torch.Tensor, activation: str | None) -> torch.Tensor:
-    """Log class probabilities (B, K) for what the model declares.
+# -- the math: (logits (B, K), activation, targets) -> a scalar ---------------------------------
+def log_probs(logits, activation):
+    """Log class probabilities (B, K) for what the model declares."""
+    import torch
+    import torch.nn.functional as F
 
-    Keras's categorical cross-entropy on non-softmax outputs (e.g. a sigmoid layer) first
-    normalizes them to sum to one; in log space that is log_sigmoid minus its logsumexp."""
-    if activation == "sigmoid":
+    if activation == "sigmoid":  # Keras normalizes non-softmax outputs to sum to one
         log_p = F.logsigmoid(logits)
         return log_p - torch.logsumexp(log_p, dim=1, keepdim=True)
+    if activation == LINEAR:
+        return torch.log((logits / logits.sum(dim=1, keepdim=True)).clamp(EPSILON, 1 - EPSILON))
     return F.log_softmax(logits, dim=1)
 
 
-def _one_hot(y: torch.Tensor, k: int, smoothing: float) -> torch.Tensor:
-    target = F.one_hot(y, k).float()
-    if smoothing:
-        target = target * (1.0 - smoothing) + smoothing / k
-    return target
+def predictions(logits, activation):
+    """What the model outputs after its activation (for mse, mae, binary accuracy)."""
+    if activation == "sigmoid":
+        return logits.sigmoid()
+    return logits if activation == LINEAR else logits.softmax(1)
+
+
+def categorical(logits, activation, target):
+    """Cross-entropy against rows (B, K) of class probabilities (one-hot or soft)."""
+    return -(target * log_probs(logits, activation)).sum(dim=1).mean()
+
+
+def sparse_categorical(logits, activation, ids, smoothing: float = 0.0):
+    """Cross-entropy against class ids (B,); smoothing as Keras's: y·(1 - s) + s/K."""
+    import torch.nn.functional as F
+
+    if activation in ("softmax", None):  # PyTorch's fused kernel, the same math
+        return F.cross_entropy(logits, ids, label_smoothing=smoothing)
+    return categorical(logits, activation, one_hot(ids, logits.shape[1], smoothing))
+
+
+def binary(logits, activation, target):
+    """Keras's binary cross-entropy, the mean over every unit of every image; `target` has the
+    logits' shape. A softmax's log(1 - p_k) is the log-sum-exp of the other units, exact."""
+    import torch
+    import torch.nn.functional as F
+
+    if activation == "sigmoid" or (activation is None and logits.shape[1] == 1):
+        return F.binary_cross_entropy_with_logits(logits, target)
+    if activation == LINEAR:
+        p = logits.clamp(EPSILON, 1 - EPSILON)
+        return -(target * torch.log(p) + (1 - target) * torch.log(1 - p)).mean()
+    if logits.shape[1] == 1:
+        raise CnnkitError("binary_crossentropy on a 1-unit softmax output always predicts 1; "
+                          "use activation='sigmoid' on the last layer")
+    log_p = F.log_softmax(logits, dim=1)  # (B, K)
+    others = logits.unsqueeze(1).repeat(1, logits.shape[1], 1)  # (B, K, K): row k without unit k
+    others.diagonal(dim1=1, dim2=2).fill_(float("-inf"))
+    log_not_p = torch.logsumexp(others, dim=2) - torch.logsumexp(logits, dim=1, keepdim=True)
+    return -(target * log_p + (1 - target) * log_not_p).mean()
+
+
+def squared_error(logits, activation, target):
+    return ((predictions(logits, activation) - target) ** 2).mean()
+
+
+def absolute_error(logits, activation, target):
+    return (predictions(logits, activation) - target).abs().mean()
+
+
+def one_hot(ids, k: int, smoothing: float = 0.0):
+    import torch.nn.functional as F
+
+    target = F.one_hot(ids, k).float()
+    return target * (1.0 - smoothing) + smoothing / k if smoothing else target
+
+
+# -- the registry: the name, and the targets it takes from class ids -----------------------------
+def _sparse(logits, act, y, ls):
+    return sparse_categorical(logits, act, y, ls)
+
+
+def _binary(logits, act, y, ls):
+    import torch.nn.functional as F
+
+    target = y.float().unsqueeze(1) if logits.shape[1] == 1 else F.one_hot(y, 2).float()
+    return binary(logits, act, target * (1.0 - ls) + 0.5 * ls if ls else target)
+
+
+def _rows(math):
+    return lambda logits, act, y, ls: math(logits, act, one_hot(y, logits.shape[1], ls))
+
+
+LOSSES = {  # name -> f(logits, activation, class ids, label smoothing)
+    "sparse_categorical_crossentropy": _sparse,
+    "categorical_crossentropy": _sparse,  # from class ids: the same as the sparse loss
+    "binary_crossentropy": _binary,
+    "mse": _rows(squared_error),
+    "mae": _rows(absolute_error),
+}
 
 
 def make_loss(name: str, num_classes: int, output_activation: str | None = "softmax",
@@ -50,68 +138,26 @@ def make_loss(name: str, num_classes: int, output_activation: str | None = "soft
     if name == "binary_crossentropy" and num_classes != 2:
         raise CnnkitError(f"binary_crossentropy needs 2 classes; the data has {num_classes} "
                           "— use sparse_categorical_crossentropy")
-    ls, act = float(label_smoothing), output_activation
+    expected = (1, 2) if name == "binary_crossentropy" else (num_classes,)
+    math, ls = LOSSES[name], float(label_smoothing)
 
-    def check_units(logits: torch.Tensor) -> None:
+    def loss(logits, y):
         units = logits.shape[1]
-        expected = (1, 2) if name == "binary_crossentropy" else (num_classes,)
         if units not in expected:
             raise CnnkitError(f"the model outputs {units} units but the data has {num_classes} "
                               f"classes; make the last layer Dense({num_classes})")
+        return math(logits.float(), output_activation, y, ls)
 
-    def categorical(logits, y):
-        check_units(logits)
-        if act == "sigmoid":
-            return -(_one_hot(y, num_classes, ls) * _log_probs(logits.float(), act)).sum(1).mean()
-        # Softmax (or plain logits): PyTorch's fused kernel, same math as the one-hot form.
-        return F.cross_entropy(logits.float(), y, label_smoothing=ls)
-
-    def binary(logits, y):
-        check_units(logits)
-        logits = logits.float()
-        if logits.shape[1] == 1:
-            if act == "softmax":
-                raise CnnkitError("binary_crossentropy on a 1-unit softmax output always "
-                                  "predicts 1; use activation='sigmoid' on the last layer")
-            target = y.float().unsqueeze(1)
-            if ls:
-                target = target * (1.0 - ls) + 0.5 * ls
-            return F.binary_cross_entropy_with_logits(logits, target)
-        target = F.one_hot(y, 2).float()
-        if ls:
-            target = target * (1.0 - ls) + 0.5 * ls
-        if act == "sigmoid":
-            return F.binary_cross_entropy_with_logits(logits, target)
-        # Two softmax units: p1 = 1 - p0, so Keras's per-unit BCE equals the cross-entropy.
-        return -(target * F.log_softmax(logits, dim=1)).sum(1).mean()
-
-    def mse(logits, y):
-        check_units(logits)
-        probs = probabilities(logits.float(), act)  # (B, K); check_units admits K units only
-        return F.mse_loss(probs, _one_hot(y, probs.shape[1], ls))
-
-    fn = {"sparse_categorical_crossentropy": categorical, "categorical_crossentropy": categorical,
-          "binary_crossentropy": binary, "mse": mse}[name]
-    fn.__name__ = name
-    return fn
+    loss.__name__ = name
+    return loss
 
 
-def probabilities(logits: torch.Tensor, output_activation: str | None) -> torch.Tensor:
-    """Class probabilities (B, K) by the output contract (cnnkit.model.outputs)."""
-    return outputs.probabilities(logits, output_activation)
-
-
-def predicted_class(logits: torch.Tensor, output_activation: str | None = None) -> torch.Tensor:
-    """(B,) class ids by the output contract: for one unit, class 1 iff sigmoid(logit) > 0.5."""
-    return outputs.predicted_class(logits, output_activation)
-
-
-def correct_count(logits: torch.Tensor, y: torch.Tensor,
-                  output_activation: str | None = None) -> torch.Tensor:
+# -- training accuracy, by the output contract (cnnkit.model.outputs) ------------------------------
+def correct_count(logits, y, output_activation: str | None = None):
     """Number of right predictions as a tensor (no host sync, so it can be summed per batch)."""
     return (outputs.predicted_class(logits, output_activation) == y).sum()
 
 
-def accuracy(logits: torch.Tensor, y: torch.Tensor, output_activation: str | None = None) -> float:
+def accuracy(logits, y, output_activation: str | None = None) -> float:
     """Fraction of samples whose predicted class is the label."""
     return correct_count(logits, y, output_activation).item() / max(len(y), 1)

@@ -1,63 +1,34 @@
-"""Optimizers and learning-rate schedules by name, with Keras's defaults.
+"""Optimizers and learning-rate schedules by name.
 
-Keras users expect `optimizer="adam"` to mean Keras's Adam (lr 0.001, epsilon 1e-7) and
-`"rmsprop"` Keras's RMSprop (rho 0.9), so the defaults here follow Keras, not PyTorch.
+Optimizers come from the one registry, cnnkit.train.optimizers: a name there ("adam") is the
+same class, with Keras's defaults and Keras's update rule, in `cnnkit train`, RunSpec,
+`Sequential.compile` and `cnnkit.keras`.
 
-The optimizers are cnnkit.train.optimizers: torch.optim's update rules and kernels, chosen by
-measurement on a 2-core CPU (seed003-cnn, 50k parameters; microseconds per step): Adam fused
-1,800 vs foreach 5,800; AdamW fused 1,100 vs foreach 1,900; SGD plain 100 vs fused 720; Adagrad
-fused 3,100 vs plain 3,800; RMSprop (no fused kernel in torch) 3,000 foreach vs 7,300 plain.
-
-Schedules are one small class stepped once per batch: the learning rate is
-`base_lr * multiplier(step) * scale`, where `scale` is what ReduceLROnPlateau lowers. Its whole
-state is two numbers, so resuming a run restores it exactly (no pickled closures).
+Schedules are the registry SCHEDULES below, one small class stepped once per batch: the
+learning rate is `base_lr * multiplier(step) * scale`, where `scale` is what ReduceLROnPlateau
+lowers. Its whole state is two numbers, so resuming a run restores it exactly (no pickled
+closures). Nothing here imports torch: cnnkit.train.config reads the names for the CLI.
 """
 from __future__ import annotations
 
 import math
 
-import torch
-
 from cnnkit.errors import CnnkitError, one_of
-from cnnkit.train.config import OPTIMIZERS, SCHEDULES
-
-DEFAULT_LR = {"sgd": 0.01, "adagrad": 0.001, "rmsprop": 0.001, "adam": 0.001, "adamw": 0.001}
-DEFAULT_WEIGHT_DECAY = {"adamw": 0.004}  # Keras AdamW's default; the others default to none
+from cnnkit.train.optimizers import create
 
 
 def make_optimizer(name: str, params, lr: float | None = None, momentum: float = 0.0,
-                   nesterov: bool = False, weight_decay: float | None = None
-                   ):
-    """A torch optimizer by Keras name; `lr=None` and `weight_decay=None` take Keras defaults."""
-    if name not in OPTIMIZERS:
-        raise one_of("optimizer", name, OPTIMIZERS)
-    lr = DEFAULT_LR[name] if lr is None else float(lr)
-    wd = DEFAULT_WEIGHT_DECAY.get(name, 0.0) if weight_decay is None else float(weight_decay)
-    if not lr > 0 or not math.isfinite(lr):
-        raise CnnkitError(f"learning rate {lr} is out of range; valid: a number > 0")
-    if not 0.0 <= momentum < 1.0:
-        raise CnnkitError(f"momentum={momentum} is out of range; valid: 0 <= momentum < 1")
-    if momentum and name not in ("sgd", "rmsprop"):
-        raise CnnkitError(f"momentum applies to sgd and rmsprop, not {name}")
-    if nesterov and (name != "sgd" or momentum == 0):
-        raise CnnkitError("nesterov needs optimizer 'sgd' with momentum > 0")
-    if not wd >= 0:
-        raise CnnkitError(f"weight_decay={wd} is out of range; valid: a number >= 0")
+                   nesterov: bool = False, weight_decay: float | None = None,
+                   options: dict | None = None):
+    """The steppable optimizer `name` over the trainable `params`: TrainConfig's fields
+    (`lr=None`, `weight_decay=None`: the optimizer's defaults) and any other Keras argument of
+    that optimizer in `options` (`{"beta_2": 0.99, "amsgrad": True}`)."""
+    spec = create(name, learning_rate=lr, momentum=momentum or None, nesterov=nesterov or None,
+                  weight_decay=weight_decay, **(options or {}))
     params = [p for p in params if p.requires_grad]
     if not params:
         raise CnnkitError("the model has no trainable parameters (are all layers frozen?)")
-    from cnnkit.train import optimizers as opt  # torch.optim's rules, without its import cost
-
-    if name == "sgd":
-        return opt.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=wd)
-    if name == "adagrad":  # Keras: initial accumulator 0.1, epsilon 1e-7
-        return opt.Adagrad(params, lr=lr, initial_accumulator_value=0.1, eps=1e-7,
-                           weight_decay=wd)
-    if name == "rmsprop":  # Keras: rho 0.9, epsilon 1e-7 inside the square root (its rule)
-        return opt.RMSprop(params, lr=lr, alpha=0.9, eps=1e-7, momentum=momentum,
-                           weight_decay=wd, keras_rule=True)
-    cls = opt.AdamW if name == "adamw" else opt.Adam
-    return cls(params, lr=lr, betas=(0.9, 0.999), eps=1e-7, weight_decay=wd)
+    return spec.build(params)
 
 
 class Schedule:
@@ -104,16 +75,45 @@ def _cosine(t: float) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(max(t, 0.0), 1.0)))
 
 
+def _constant(k: dict):
+    return lambda step: 1.0
+
+
+def _step(k: dict):
+    """Times `gamma` every `step_size` epochs."""
+    return lambda step: k["gamma"] ** ((step // k["spe"]) // k["step_size"])
+
+
+def _cosine_decay(k: dict):
+    """From lr down to `lr * min_lr_factor` over the whole run (Keras CosineDecay)."""
+    low = k["min_lr_factor"]
+    return lambda step: low + (1.0 - low) * _cosine(step / k["total"])
+
+
+def _onecycle(k: dict):
+    """Warm up from `lr / div_factor` to lr over `pct_start` of the run, then anneal to
+    `lr / (div_factor * final_div_factor)` (PyTorch's OneCycleLR; lr is the peak)."""
+    total = k["total"]
+    warm = max(int(k["pct_start"] * total), 1)
+    start = 1.0 / k["div_factor"]
+    end = start / k["final_div_factor"]
+
+    def multiplier(step):
+        if step < warm:
+            return start + (1.0 - start) * (1.0 - _cosine(step / warm))
+        return end + (1.0 - end) * _cosine((step - warm) / max(total - warm, 1))
+    return multiplier
+
+
+# The schedule registry: name -> builder of `multiplier(step)` from the run's settings.
+SCHEDULES = {"constant": _constant, "step": _step, "cosine": _cosine_decay, "onecycle": _onecycle}
+
+
 def make_schedule(name: str, optimizer, epochs: int, steps_per_epoch: int,
                   step_size: int = 10, gamma: float = 0.1, min_lr_factor: float = 0.0,
                   pct_start: float = 0.25, div_factor: float = 25.0,
                   final_div_factor: float = 1e4) -> Schedule:
-    """A schedule stepped per batch.
-
-    constant: the optimizer's lr throughout. step: times `gamma` every `step_size` epochs.
-    cosine: from lr down to `lr * min_lr_factor` over the whole run (Keras CosineDecay).
-    onecycle: warm up from `lr / div_factor` to lr over `pct_start` of the run, then anneal to
-    `lr / (div_factor * final_div_factor)` (PyTorch's OneCycleLR; lr is the peak)."""
+    """A schedule from SCHEDULES, stepped per batch."""
     if name not in SCHEDULES:
         raise one_of("schedule", name, SCHEDULES)
     if step_size < 1:
@@ -122,23 +122,8 @@ def make_schedule(name: str, optimizer, epochs: int, steps_per_epoch: int,
         raise CnnkitError(f"gamma={gamma} is out of range; valid: 0 < gamma <= 1")
     if not 0 < pct_start < 1:
         raise CnnkitError(f"pct_start={pct_start} is out of range; valid: 0 < pct_start < 1")
-    total = max(int(epochs) * int(steps_per_epoch), 1)
-    spe = max(int(steps_per_epoch), 1)
-    if name == "constant":
-        def multiplier(step):
-            return 1.0
-    elif name == "step":
-        def multiplier(step):
-            return gamma ** ((step // spe) // step_size)
-    elif name == "cosine":
-        def multiplier(step):
-            return min_lr_factor + (1.0 - min_lr_factor) * _cosine(step / total)
-    else:
-        warm = max(int(pct_start * total), 1)
-        start, end = 1.0 / div_factor, 1.0 / (div_factor * final_div_factor)
-
-        def multiplier(step):
-            if step < warm:
-                return start + (1.0 - start) * (1.0 - _cosine(step / warm))
-            return end + (1.0 - end) * _cosine((step - warm) / max(total - warm, 1))
-    return Schedule(name, optimizer, multiplier)
+    settings = dict(total=max(int(epochs) * int(steps_per_epoch), 1),
+                    spe=max(int(steps_per_epoch), 1), step_size=step_size, gamma=gamma,
+                    min_lr_factor=min_lr_factor, pct_start=pct_start, div_factor=div_factor,
+                    final_div_factor=final_div_factor)
+    return Schedule(name, optimizer, SCHEDULES[name](settings))

@@ -266,6 +266,7 @@ def start_fit_threads(trainer, loader, epoch: int) -> None:
             trainer.model.net, trainer._autocast, trainer.loss_fn, xb,
             loader.y.index_select(0, first).to(trainer.device),
             lambda params: make_optimizer(cfg.optimizer, params, cfg.lr, cfg.momentum,
-                                          cfg.nesterov, cfg.weight_decay))
+                                          cfg.nesterov, cfg.weight_decay,
+                                          cfg.optimizer_options))
     gov.probe_size, gov.tell = n, trainer.say
     gov.start(epoch, at=trainer._resume_threads)

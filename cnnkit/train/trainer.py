@@ -117,7 +117,8 @@ class Trainer:
         from cnnkit.train.optimizers import trained_parameters  # layers' `trainable` flags
 
         self.optimizer = make_optimizer(cfg.optimizer, trained_parameters(model), cfg.lr,
-                                        cfg.momentum, cfg.nesterov, cfg.weight_decay)
+                                        cfg.momentum, cfg.nesterov, cfg.weight_decay,
+                                        cfg.optimizer_options)
         self.schedule = None  # built by fit, once the number of batches is known
         self._schedule_state = None  # loaded before the schedule exists
         self.history = History()

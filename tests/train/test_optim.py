@@ -42,13 +42,18 @@ def test_keras_default_learning_rates():
     lrs = {n: make_optimizer(n, p).param_groups[0]["lr"] for n in OPTIMIZERS}
     assert lrs == {"sgd": 0.01, "adagrad": 0.001, "rmsprop": 0.001, "adam": 0.001, "adamw": 0.001}
     adam = make_optimizer("adam", p)
-    assert adam.param_groups[0]["eps"] == 1e-7
-    assert make_optimizer("rmsprop", p).param_groups[0]["alpha"] == 0.9
+    assert adam.param_groups[0]["epsilon"] == 1e-7
+    assert make_optimizer("rmsprop", p).param_groups[0]["rho"] == 0.9
+    assert make_optimizer("adamw", p).param_groups[0]["weight_decay"] == 0.004
 
 
 @pytest.mark.parametrize("kwargs,message", [
     (dict(name="adma"), "unknown optimizer 'adma'; valid: sgd, adagrad, rmsprop, adam, adamw"),
-    (dict(name="adam", lr=-1), "learning rate -1.0 is out of range"),
+    (dict(name="adam", lr=-1), "learning_rate=-1 is out of range; valid: a number > 0"),
+    (dict(name="adam", options={"beta_2": 1.5}), "beta_2=1.5 is out of range; valid: a number >= 0 and < 1"),
+    (dict(name="sgd", options={"amsgrad": True}), "amsgrad applies to adam and adamw, not sgd"),
+    (dict(name="rmsprop", options={"rh0": 0.9}), "RMSprop: unknown argument rh0=0.9; valid: learning_rate, "
+     "weight_decay, clipnorm, global_clipnorm, clipvalue, rho, momentum, epsilon, centered"),
     (dict(name="adam", momentum=0.9), "momentum applies to sgd and rmsprop, not adam"),
     (dict(name="sgd", nesterov=True), "nesterov needs optimizer 'sgd' with momentum > 0"),
 ])

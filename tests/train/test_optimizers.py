@@ -1,30 +1,27 @@
-"""cnnkit's optimizers take exactly torch.optim's steps (same kernels), save and resume the same
-state layout, and never import torch._dynamo (the ~3 s that motivated them)."""
+"""cnnkit's optimizers save and resume their state exactly, still load what earlier versions
+saved (torch.optim's layout), and never import torch._dynamo (the ~3 s that motivated them).
+That each takes Keras's steps is tests/keras/test_optimizers_keras.py."""
 import subprocess
 import sys
 
 import pytest
 import torch
 
-from cnnkit.train import optimizers as ours
+from cnnkit.errors import CnnkitError
 from cnnkit.train.optim import make_optimizer
+from cnnkit.train.optimizers import create
 
-CASES = {  # name: (ours, torch.optim equivalent, kwargs)
-    "adam": (ours.Adam, lambda p, **k: torch.optim.Adam(p, fused=True, **k),
-             dict(lr=0.01, betas=(0.9, 0.999), eps=1e-7, weight_decay=0.0)),
-    "adam-l2": (ours.Adam, lambda p, **k: torch.optim.Adam(p, fused=True, **k),
-                dict(lr=0.01, betas=(0.8, 0.99), eps=1e-7, weight_decay=0.01)),
-    "adamw": (ours.AdamW, lambda p, **k: torch.optim.AdamW(p, fused=True, **k),
-              dict(lr=0.01, betas=(0.9, 0.999), eps=1e-7, weight_decay=0.004)),
-    "adagrad": (ours.Adagrad, lambda p, **k: torch.optim.Adagrad(p, fused=True, **k),
-                dict(lr=0.1, initial_accumulator_value=0.1, eps=1e-7, weight_decay=0.001)),
-    "sgd": (ours.SGD, lambda p, **k: torch.optim.SGD(p, foreach=False, **k), dict(lr=0.1)),
-    "sgd-nesterov": (ours.SGD, lambda p, **k: torch.optim.SGD(p, foreach=False, **k),
-                     dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-3)),
-    "rmsprop": (ours.RMSprop, lambda p, **k: torch.optim.RMSprop(p, foreach=True, **k),
-                dict(lr=0.01, alpha=0.9, eps=1e-7)),
-    "rmsprop-momentum": (ours.RMSprop, lambda p, **k: torch.optim.RMSprop(p, foreach=True, **k),
-                         dict(lr=0.01, alpha=0.9, eps=1e-7, momentum=0.5, weight_decay=1e-3)),
+CASES = {  # name: (registry name, settings by Keras's names)
+    "adam": ("adam", {}),
+    "adam-amsgrad": ("adam", dict(learning_rate=0.01, beta_2=0.99, amsgrad=True,
+                                  weight_decay=0.01)),
+    "adamw": ("adamw", dict(learning_rate=0.01)),
+    "adagrad": ("adagrad", dict(learning_rate=0.1, clipnorm=1.0)),
+    "sgd": ("sgd", dict(learning_rate=0.1)),
+    "sgd-nesterov": ("sgd", dict(learning_rate=0.1, momentum=0.9, nesterov=True,
+                                 weight_decay=1e-3)),
+    "rmsprop": ("rmsprop", dict(learning_rate=0.01)),
+    "rmsprop-centered": ("rmsprop", dict(learning_rate=0.01, momentum=0.5, centered=True)),
 }
 
 
@@ -49,37 +46,53 @@ def _run(opt, params, grads, lr_at=None):
         opt.zero_grad()
 
 
-@pytest.mark.parametrize("case", CASES)
-def test_same_steps_as_torch_optim(case):
-    mine, theirs, kwargs = CASES[case]
-    a, b = _params(), _params()
-    grads = _grads(a, 6)
-    lr = lambda i: kwargs["lr"] * (1 + i) / 4  # noqa: E731  a schedule changes lr per step
-    _run(mine(a, **kwargs), a, grads, lr_at=lr)
-    _run(theirs(b, **kwargs), b, grads, lr_at=lr)
-    for x, y in zip(a, b):
-        assert torch.equal(x, y), case
+def _make(case, params):
+    name, settings = CASES[case]
+    return create(name, **settings).build(params)
 
 
-@pytest.mark.parametrize("first", ["ours", "torch.optim"])
 @pytest.mark.parametrize("case", CASES)
-def test_saved_state_resumes_exactly(case, first):
-    """3 steps, state_dict, a fresh optimizer loads it, 3 more steps == 6 steps straight; also
-    from a torch.optim state (what cnnkit saved before these classes existed)."""
-    mine, theirs, kwargs = CASES[case]
+def test_saved_state_resumes_exactly(case):
+    """3 steps, state_dict, a fresh optimizer loads it, 3 more steps == 6 steps straight, with
+    the rate changing every step as a schedule changes it."""
+    lr = lambda i: 0.01 * (1 + i) / 4  # noqa: E731
     straight = _params()
     grads = _grads(straight, 6)
-    _run(mine(straight, **kwargs), straight, grads)
+    _run(_make(case, straight), straight, grads, lr_at=lr)
     params = _params()
-    opt = (mine if first == "ours" else theirs)(params, **kwargs)
-    _run(opt, params, grads[:3])
+    opt = _make(case, params)
+    _run(opt, params, grads[:3], lr_at=lr)
     resumed = [torch.nn.Parameter(p.detach().clone()) for p in params]
-    again = mine(resumed, **kwargs)
+    again = _make(case, resumed)
     again.load_state_dict(opt.state_dict())
-    assert again.param_groups[0]["lr"] == kwargs["lr"]
-    _run(again, resumed, grads[3:])
+    assert again.param_groups[0]["lr"] == lr(2)
+    _run(again, resumed, grads[3:], lr_at=lambda i: lr(i + 3))
     for x, y in zip(straight, resumed):
         assert torch.equal(x, y), case
+
+
+@pytest.mark.parametrize("name, theirs", [
+    ("adam", lambda p: torch.optim.Adam(p, lr=0.01, eps=1e-7, fused=True)),
+    ("sgd", lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9, foreach=False)),
+])
+def test_a_state_saved_by_torch_optim_resumes(name, theirs):
+    """Training states written before cnnkit had its own optimizers hold torch.optim's state:
+    loaded, the next steps are the ones cnnkit would take from the same moments (SGD's torch
+    buffer b is Keras's velocity -lr·b)."""
+    grads = _grads(_params(), 4)
+    old, ours = _params(), _params()
+    opt = theirs(old)
+    _run(opt, old, grads[:3])
+    mine = make_optimizer(name, ours, lr=0.01, momentum=0.9 if name == "sgd" else 0.0)
+    _run(mine, ours, grads[:3])
+    for a, b in zip(old, ours):  # the same start for the last step
+        a.data.copy_(b.data)
+    again = make_optimizer(name, old, lr=0.01, momentum=0.9 if name == "sgd" else 0.0)
+    again.load_state_dict(opt.state_dict())
+    _run(again, old, grads[3:])
+    _run(mine, ours, grads[3:])
+    for a, b in zip(old, ours):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
 
 
 def test_make_optimizer_does_not_import_dynamo():
