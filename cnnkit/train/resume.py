@@ -45,9 +45,26 @@ def trainer_state(trainer) -> dict:
     return state
 
 
+def roll_back(trainer, epoch: int, loss: float) -> None:
+    """A NaN/inf loss: end the run without a checkpoint or state for this epoch, and put the
+    last good weights back (from the saved state) so the model in memory stays usable."""
+    trainer.diverged = trainer.stop_training = True
+    trainer.progress.abort()
+    if not trainer.stop_reason:
+        trainer.stop_reason = (f"the loss became {loss} in epoch {epoch + 1}; training stopped "
+                               "(lower the learning rate, or clip gradients with clip_norm)")
+    trainer.epoch = epoch
+    if trainer.state_dir is not None and Path(trainer.state_dir).is_dir():
+        weights, state = read_state(trainer.state_dir)
+        load_weights(trainer.model.net, weights, str(trainer.state_dir))
+        if trainer.average is not None:
+            trainer.average.load_state_dict(state["weight_average"])
+        trainer.stop_reason += f"; the model is back at the end of epoch {epoch}"
+
+
 def restore_state(trainer, directory) -> None:
     """Load `directory`'s state into `trainer` (same architecture, config and callbacks)."""
-    from cnnkit.train.trainer import History
+    from cnnkit.train.callbacks import History
 
     weights, state = read_state(directory)
     where = f"{Path(directory) / STATE_JSON}"
