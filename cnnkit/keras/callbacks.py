@@ -5,13 +5,13 @@ with `loss`, the compiled metrics and their `val_` twins."""
 from __future__ import annotations
 
 from cnnkit.train.callbacks import CSVLogger as CoreCSVLogger
-from cnnkit.train.callbacks import (Callback, EarlyStopping, History, LambdaCallback,
-                                    ModelCheckpoint, MonitorCallback, ReduceLROnPlateau,
-                                    TensorBoard, TerminateOnNaN)
+from cnnkit.train.callbacks import (BackupAndRestore, Callback, EarlyStopping, History,
+                                    LambdaCallback, ModelCheckpoint, MonitorCallback,
+                                    ReduceLROnPlateau, TensorBoard, TerminateOnNaN)
 
-__all__ = ["Callback", "CSVLogger", "EarlyStopping", "History", "LambdaCallback",
-           "ModelCheckpoint", "MonitorCallback", "ReduceLROnPlateau", "TensorBoard",
-           "TerminateOnNaN"]
+__all__ = ["BackupAndRestore", "Callback", "CSVLogger", "EarlyStopping", "History",
+           "LambdaCallback", "ModelCheckpoint", "MonitorCallback", "ReduceLROnPlateau",
+           "TensorBoard", "TerminateOnNaN"]
 
 
 class CSVLogger(CoreCSVLogger):

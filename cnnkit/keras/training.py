@@ -214,7 +214,7 @@ def fit(model, x, y, *, batch_size, epochs, verbose, callbacks, validation_split
                        eval_batch_size=_batch_size(validation_batch_size or batch_size),
                        **_hparams(c))
     trainer.shuffle = bool(shuffle)
-    history = trainer.fit(xt, yt, xv, yv, initial_epoch=initial_epoch,
+    history = trainer.fit(xt, yt, xv, yv, initial_epoch=initial_epoch or None,
                           validation_freq=validation_freq)
     model.net.eval()
     model.history = history

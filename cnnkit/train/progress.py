@@ -26,7 +26,7 @@ def epoch_line(epoch: int, epochs: int, logs: dict) -> str:
 
 
 def keras_line(steps: int, seconds: float, logs: dict, verbose: int) -> str:
-    values = " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
+    values = " - ".join(f"{k}: {logs[k]:.4f}" for k in sorted(logs))  # Keras 3's order
     bar = "━" * 20 + " " if verbose == 1 else "- "
     return f"{steps}/{steps} {bar}{seconds:.0f}s {seconds / max(steps, 1) * 1000:.0f}ms/step - {values}"
 

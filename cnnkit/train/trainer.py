@@ -1,4 +1,7 @@
 """The fit loop: Keras's `fit` / `evaluate` semantics, built for CPU speed and exact resume.
+Every way to train runs it: `cnnkit.run`, `cnnkit.fit(module)`, `Sequential.fit`, `Trainer`
+itself, and cnnkit.keras's `Model.fit` (its compiled loss, metrics and optimizer given as an
+`Objective`, its float arrays used as given, its generators as loaders: cnnkit.train.feeds).
 
 Speed: the data stays one uint8 tensor batched by index (cnnkit.data.batches); the model runs
 channels_last, under bf16 autocast where the hardware has bf16 math; the loop keeps running
@@ -27,12 +30,13 @@ import torch
 from cnnkit.train.averaging import WeightAverage
 from cnnkit.data.batches import channel_stats, epoch_generator
 from cnnkit.errors import CnnkitError
-from cnnkit.train.callbacks import Callback, History, overrides
+from cnnkit.train.callbacks import BackupAndRestore, Callback, History, overrides
 from cnnkit.train.config import TrainConfig
 from cnnkit.train.losses import correct_count, make_loss
 from cnnkit.train.memory import keep_freed_memory
 from cnnkit.train.optim import make_optimizer, make_schedule
 from cnnkit.train.progress import Progress
+from cnnkit.train.evaluation import batched_logits, evaluate_batches
 from cnnkit.train.device import cpu_has_bf16, resolve_device, resolve_precision  # noqa: F401
 from cnnkit.train.feeds import as_inputs, check_data, is_loader, make_loader, model_input
 from cnnkit.train.state import read_state, write_state
@@ -40,7 +44,6 @@ from cnnkit.train.state import read_state, write_state
 __all__ = ["TrainConfig", "Trainer", "History", "resolve_device", "resolve_precision"]
 DROPOUT_STREAM = 2  # epoch_generator streams: 0 shuffle, 1 augmentation (BatchLoader), 2 dropout
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-EVAL_INPUT_BYTES = 32 << 20  # float input per evaluation batch, at most
 
 
 @dataclass
@@ -205,6 +208,8 @@ class Trainer:
         may be loaders of ready batches (feeds.is_loader) with no labels beside them;
         validation runs after every `validation_freq`-th epoch."""
         cfg = self.config
+        if any(cb.restore(self) for cb in self.callbacks if isinstance(cb, BackupAndRestore)):
+            initial_epoch = None  # as Keras: the backup's epoch wins
         x_train, y_train = self._check_data(x_train, y_train, "training data")
         has_val = x_val is not None
         if has_val:
@@ -345,55 +350,14 @@ class Trainer:
 
         roll_back(self, epoch, loss)
 
-    # --- evaluation ----------------------------------------------------------------------------
-    @torch.inference_mode()
+    # --- evaluation (cnnkit.train.evaluation) -------------------------------------------------
     def _batched_logits(self, x, max_batches: int | None = None):
-        """(start, logits (B, K) fp32) over `x` in evaluation batches; over a loader's batches,
-        (their labels, logits)."""
-        net = self.model.net
-        was_training = net.training
-        net.eval()
-        try:
-            if is_loader(x):
-                batches = ((yb, xb) for xb, yb in x)
-            else:
-                # large images: at most EVAL_INPUT_BYTES of float input at once (a 512x512 RGB
-                # batch of 128 would be 400 MB), so evaluation fits where training did
-                per_image = 4 * max(1, x[0].numel() if len(x) else 1)
-                bs = max(1, min(self.config.eval_batch_size, EVAL_INPUT_BYTES // per_image))
-                batches = ((start, self._input(x[start:start + bs].to(self.device,
-                                                                      non_blocking=True)))
-                           for start in range(0, len(x), bs))
-            for i, (start, xb) in enumerate(batches):
-                if max_batches is not None and i >= max_batches:
-                    break
-                # fp32 even where training runs in bf16: validation, the run's test score,
-                # `cnnkit evaluate` and `model.predict` must give one answer for one image
-                yield start, self._forward(xb).float()  # (B, K)
-        finally:
-            net.train(was_training)
+        return batched_logits(self, x, max_batches)
 
     def _evaluate(self, x, y, max_batches=None) -> dict:
-        """{'loss', *metrics} over all of (x, y), or over a loader's (x, labels) batches."""
         if self.parallel is not None:  # each rank its batches, summed exactly
             return self.parallel.evaluate(self, x, y, max_batches)
-        loader = is_loader(x)
-        y = None if loader else y.to(self.device)
-        loss_sum = torch.zeros((), device=self.device)
-        hits = {k: torch.zeros((), device=self.device) for k in self.metrics}
-        seen = 0
-        for start, logits in self._batched_logits(x, max_batches):
-            yb = start.to(self.device) if loader else y[start:start + len(logits)]
-            loss_sum += self.loss_fn(logits, yb) * len(yb)
-            for k, count in self.metrics.items():
-                hits[k] += count(logits, yb)
-            seen += len(yb)
-        if seen == 0:
-            raise CnnkitError("the evaluation data gave no batches")
-        with torch.inference_mode():
-            penalty = float(self._penalty())
-        return {"loss": loss_sum.item() / seen + penalty,
-                **{k: v.item() / seen for k, v in hits.items()}}
+        return evaluate_batches(self, x, y, max_batches)
 
     def evaluate(self, x, y=None) -> dict:
         """{'loss', 'accuracy'} (or the objective's metrics) over all of (x, y), like Keras's

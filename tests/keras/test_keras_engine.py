@@ -1,0 +1,84 @@
+"""cnnkit.keras's fit is a way into cnnkit's one training loop (issue 26): the same callback
+classes, cnnkit's own callbacks working in a Keras fit, and cnnkit's resumable state behind
+Keras's BackupAndRestore."""
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+import cnnkit.train.callbacks as core
+from cnnkit.keras import callbacks, layers, models
+from cnnkit.keras.utils import set_random_seed
+
+RNG = np.random.default_rng(1)
+X = RNG.random((48, 8, 8, 1)).astype("float32")
+Y = np.arange(48) % 3
+
+
+def small(optimizer="adam"):
+    set_random_seed(0)
+    model = models.Sequential([layers.Input((8, 8, 1)), layers.Conv2D(4, 3, activation="relu"),
+                               layers.Flatten(), layers.Dropout(0.3),
+                               layers.Dense(3, activation="softmax")])
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+@pytest.mark.parametrize("name", ["Callback", "History", "EarlyStopping", "ModelCheckpoint",
+                                  "ReduceLROnPlateau", "LambdaCallback", "TerminateOnNaN",
+                                  "TensorBoard", "BackupAndRestore", "MonitorCallback"])
+def test_keras_callbacks_are_the_core_classes(name):
+    assert getattr(callbacks, name) is getattr(core, name)
+
+
+def test_a_core_callback_works_in_a_keras_fit(tmp_path):
+    """cnnkit's CSVLogger and a callback with cnnkit's `on_batch_end` hook in Keras's fit
+    (before: 'callbacks take cnnkit.keras.callbacks objects')."""
+    sizes = []
+
+    class Batches(core.Callback):
+        def on_batch_end(self, batch, logs=None):
+            sizes.append(logs["size"])
+
+    history = small().fit(X, Y, epochs=2, batch_size=16, verbose=0, validation_split=0.25,
+                          callbacks=[core.CSVLogger(tmp_path / "h.csv"), Batches()])
+    assert isinstance(history, core.History) and sizes == [16, 16, 4] * 2
+    rows = list(csv.DictReader(open(tmp_path / "h.csv")))
+    assert [r["epoch"] for r in rows] == ["1", "2"]  # cnnkit's numbering; Keras's own: 0, 1
+    assert [float(r["val_loss"]) for r in rows] == history.history["val_loss"]
+    callbacks.CSVLogger(tmp_path / "k.csv").on_epoch_end(0, {"loss": 1.0})
+    assert open(tmp_path / "k.csv").read().splitlines()[1] == "0,1.0"
+
+
+def test_validation_freq_validates_every_nth_epoch():
+    history = small().fit(X, Y, epochs=4, batch_size=16, verbose=0, validation_data=(X, Y),
+                          validation_freq=2)
+    assert len(history.history["loss"]) == 4 and len(history.history["val_loss"]) == 2
+
+
+def test_backup_and_restore_resumes_an_interrupted_fit_to_the_same_weights(tmp_path):
+    # RMSprop: its whole state is in its state_dict (Keras's Adam keeps its step count beside it)
+    whole = small("rmsprop")
+    whole.fit(X, Y, epochs=4, batch_size=16, verbose=0)
+
+    class Crash(core.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 2:
+                raise KeyboardInterrupt
+
+    backup = tmp_path / "backup"
+    part = small("rmsprop")
+    with pytest.raises(KeyboardInterrupt):
+        part.fit(X, Y, epochs=4, batch_size=16, verbose=0,
+                 callbacks=[callbacks.BackupAndRestore(backup), Crash()])
+    assert (backup / "state.json").is_file()
+    epochs = []
+    part = small("rmsprop")  # a fresh process would rebuild the model the same way
+    part.fit(X, Y, epochs=4, batch_size=16, verbose=0, callbacks=[
+        callbacks.BackupAndRestore(backup),
+        callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: epochs.append(epoch))])
+    assert epochs == [2, 3] and not backup.exists()
+    for a, b in zip(part.get_weights(), whole.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
