@@ -44,6 +44,7 @@ class EarlyStopping(MonitorCallback):
         super().on_train_begin(logs)
         if not self.resumed:  # Keras: each fit starts afresh; a resumed run goes on
             self.set_state(None)
+        self.resumed = False
 
     def on_epoch_end(self, epoch, logs=None):
         current = self.current(logs)
@@ -197,11 +198,15 @@ class CSVLogger(Callback):
     def __init__(self, filename, separator: str = ",", append: bool = False):
         self.path, self.separator, self.append = Path(filename), separator, append
         self.rows: list[dict] = []
+        self.resumed = False
 
     def on_train_begin(self, logs=None):
-        if self.append and not self.rows and self.path.is_file():
-            with open(self.path, newline="") as f:
-                self.rows = list(csv.DictReader(f, delimiter=self.separator))
+        if not self.resumed:  # a new fit: a new file, or the rows the file has (append)
+            self.rows = []
+            if self.append and self.path.is_file():
+                with open(self.path, newline="") as f:
+                    self.rows = list(csv.DictReader(f, delimiter=self.separator))
+        self.resumed = False
 
     def on_epoch_end(self, epoch, logs=None):
         self.rows.append({"epoch": epoch + self.first_epoch,
@@ -218,7 +223,7 @@ class CSVLogger(Callback):
         return {"rows": self.rows}
 
     def set_state(self, state):
-        self.rows = [dict(r) for r in state["rows"]]
+        self.rows, self.resumed = [dict(r) for r in state["rows"]], True
 
 
 class LambdaCallback(Callback):

@@ -48,8 +48,14 @@ def test_a_core_callback_works_in_a_keras_fit(tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "h.csv")))
     assert [r["epoch"] for r in rows] == ["1", "2"]  # cnnkit's numbering; Keras's own: 0, 1
     assert [float(r["val_loss"]) for r in rows] == history.history["val_loss"]
-    callbacks.CSVLogger(tmp_path / "k.csv").on_epoch_end(0, {"loss": 1.0})
-    assert open(tmp_path / "k.csv").read().splitlines()[1] == "0,1.0"
+    logger, model = callbacks.CSVLogger(tmp_path / "k.csv"), small()
+    for epochs in (2, 1):  # Keras: each fit writes its own file (append=False)
+        model.fit(X, Y, epochs=epochs, batch_size=16, verbose=0, callbacks=[logger])
+    rows = list(csv.DictReader(open(tmp_path / "k.csv")))
+    assert [r["epoch"] for r in rows] == ["0"]  # Keras's numbering
+    model.fit(X, Y, epochs=1, batch_size=16, verbose=0,
+              callbacks=[callbacks.CSVLogger(tmp_path / "k.csv", append=True)])
+    assert [r["epoch"] for r in csv.DictReader(open(tmp_path / "k.csv"))] == ["0", "0"]
 
 
 def test_validation_freq_validates_every_nth_epoch():
