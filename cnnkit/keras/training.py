@@ -188,9 +188,6 @@ def fit(model, x, y, *, batch_size, epochs, verbose, callbacks, validation_split
             raise CnnkitError(f"validation_split={validation_split!r} is out of range; valid: 0 < x < 1")
         cut = int(len(x) * (1 - validation_split))  # Keras: the last fraction, before shuffling
         x, y, validation_data = x[:cut], y[:cut], (x[cut:], y[cut:])
-    if steps_per_epoch is not None and not _is_generator(x):
-        raise CnnkitError(f"steps_per_epoch={steps_per_epoch!r} is for generators; with arrays "
-                          "each epoch is one pass over them (leave it out)")
     xt, yt = _source(model, x, y, steps_per_epoch, "x")
     xv = yv = None
     if validation_data is not None:
@@ -215,7 +212,7 @@ def fit(model, x, y, *, batch_size, epochs, verbose, callbacks, validation_split
                        **_hparams(c))
     trainer.shuffle = bool(shuffle)
     history = trainer.fit(xt, yt, xv, yv, initial_epoch=initial_epoch or None,
-                          validation_freq=validation_freq)
+                          validation_freq=validation_freq, steps_per_epoch=steps_per_epoch)
     model.net.eval()
     model.history = history
     return history

@@ -202,11 +202,13 @@ class Trainer:
         return loss.detach(), logits.detach()
 
     def fit(self, x_train, y_train=None, x_val=None, y_val=None,
-            initial_epoch: int | None = None, validation_freq: int = 1) -> History:
+            initial_epoch: int | None = None, validation_freq: int = 1,
+            steps_per_epoch: int | None = None) -> History:
         """Train until `config.epochs` (counting from `initial_epoch`, default: the epochs
         already done, so a loaded state continues). Returns the History. `x_train`/`x_val`
         may be loaders of ready batches (feeds.is_loader) with no labels beside them;
-        validation runs after every `validation_freq`-th epoch."""
+        validation runs after every `validation_freq`-th epoch; `steps_per_epoch` caps the
+        batches of an epoch."""
         cfg = self.config
         if any(cb.restore(self) for cb in self.callbacks if isinstance(cb, BackupAndRestore)):
             initial_epoch = None  # as Keras: the backup's epoch wins
@@ -228,7 +230,7 @@ class Trainer:
         par = self.parallel
         if par is not None:  # this rank's part of every global batch
             loader = par.shard(loader)
-        steps = 1 if cfg.dry_run else len(loader)
+        steps = 1 if cfg.dry_run else min(len(loader), steps_per_epoch or len(loader))
         if self.schedule is None:
             self.schedule = make_schedule(cfg.schedule, self.optimizer, cfg.epochs, steps,
                                           step_size=cfg.step_size, gamma=cfg.gamma)

@@ -58,10 +58,14 @@ def test_a_core_callback_works_in_a_keras_fit(tmp_path):
     assert [r["epoch"] for r in csv.DictReader(open(tmp_path / "k.csv"))] == ["0", "0"]
 
 
-def test_validation_freq_validates_every_nth_epoch():
+def test_validation_freq_and_steps_per_epoch_with_arrays():
+    batches = []
     history = small().fit(X, Y, epochs=4, batch_size=16, verbose=0, validation_data=(X, Y),
-                          validation_freq=2)
+                          validation_freq=2, steps_per_epoch=2, callbacks=[
+                              callbacks.LambdaCallback(on_train_batch_end=lambda b, logs:
+                                                       batches.append(b))])
     assert len(history.history["loss"]) == 4 and len(history.history["val_loss"]) == 2
+    assert batches == [0, 1] * 4
 
 
 def test_backup_and_restore_resumes_an_interrupted_fit_to_the_same_weights(tmp_path):
