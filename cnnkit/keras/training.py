@@ -166,12 +166,14 @@ def _correct(kind, activation, logits, y):
 
 
 def _trainer(model, objective, callbacks=(), seed=None, **settings) -> Trainer:
-    # Keras trains in float32, and so does its path here (weights match real Keras's). The
-    # seed comes from torch's generator, so keras.utils.set_random_seed fixes shuffles and
-    # dropout as in Keras.
+    # Keras trains in float32, and so does its path here (weights match real Keras's), unless
+    # mixed_precision.set_global_policy asks for bf16 or fp16. The seed comes from torch's
+    # generator, so keras.utils.set_random_seed fixes shuffles and dropout as in Keras.
+    from cnnkit.keras import mixed_precision
+
     if seed is None:
         seed = int(torch.randint(0, 2**31, ()).item())
-    config = TrainConfig(precision="fp32", seed=seed, **settings)
+    config = TrainConfig(precision=mixed_precision.precision(), seed=seed, **settings)
     return Trainer(model, config, callbacks, objective=objective)
 
 

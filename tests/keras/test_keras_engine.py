@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import cnnkit.train.callbacks as core
+from cnnkit.errors import CnnkitError
 from cnnkit.keras import callbacks, layers, models
 from cnnkit.keras.utils import set_random_seed
 
@@ -92,3 +93,24 @@ def test_backup_and_restore_resumes_an_interrupted_fit_to_the_same_weights(tmp_p
     assert epochs == [2, 3] and not backup.exists()
     for a, b in zip(part.get_weights(), whole.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_mixed_bfloat16_policy_trains_under_bf16_autocast():
+    from cnnkit.keras import mixed_precision
+    from cnnkit.train.device import cpu_has_bf16
+
+    seen = []
+    probe = callbacks.LambdaCallback(on_train_begin=lambda logs: seen.append(probe.trainer.precision))
+    plain = small()
+    plain.fit(X, Y, epochs=1, batch_size=16, verbose=0, shuffle=False, callbacks=[probe])
+    mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        mixed = small()
+        mixed.fit(X, Y, epochs=1, batch_size=16, verbose=0, shuffle=False, callbacks=[probe])
+    finally:
+        mixed_precision.set_global_policy("float32")
+    assert seen == ["fp32", "bf16"] and mixed_precision.global_policy() == "float32"
+    if cpu_has_bf16():  # bf16 arithmetic: the same start, other weights than float32's
+        assert not np.allclose(plain.get_weights()[0], mixed.get_weights()[0], atol=1e-6)
+    with pytest.raises(CnnkitError, match="unknown mixed precision policy 'bf16'; valid: float32"):
+        mixed_precision.set_global_policy("bf16")
