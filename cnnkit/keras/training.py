@@ -158,7 +158,8 @@ def _objective(model, train=True):
     act = model.net.output_activation
     return Objective(optimizer=c.optimizer.build if train else (lambda params: None),
                      loss=lambda logits, y: c.loss.compute(logits, act, y),
-                     metrics={name: partial(_correct, kind, act) for name, kind in c.metrics})
+                     metrics={name: partial(_correct, kind, act) for name, kind in c.metrics},
+                     hparams={"optimizer": c.optimizer.name, "loss": c.loss.name})
 
 
 def _correct(kind, activation, logits, y):
@@ -211,7 +212,7 @@ def fit(model, x, y, *, batch_size, epochs, verbose, callbacks, validation_split
     trainer = _trainer(model, _objective(model), list(callbacks or []), epochs=epochs,
                        batch_size=batch_size, verbose=verbose, clip_norm=c.optimizer.clipnorm,
                        eval_batch_size=_batch_size(validation_batch_size or batch_size),
-                       **_hparams(c))
+                       **_config_names(c))
     trainer.shuffle = bool(shuffle)
     history = trainer.fit(xt, yt, xv, yv, initial_epoch=initial_epoch or None,
                           validation_freq=validation_freq, steps_per_epoch=steps_per_epoch)
@@ -220,8 +221,9 @@ def fit(model, x, y, *, batch_size, epochs, verbose, callbacks, validation_split
     return history
 
 
-def _hparams(c) -> dict:
-    """The compiled choices in TrainConfig's words, where it has them (TensorBoard's HPARAMS)."""
+def _config_names(c) -> dict:
+    """The compiled choices in TrainConfig's words, where it has them (the saved state's
+    config, the thread probe's optimizer)."""
     out = {"lr": c.optimizer.learning_rate}
     if c.optimizer.name in OPTIMIZERS:
         out["optimizer"] = c.optimizer.name

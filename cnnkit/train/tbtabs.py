@@ -21,6 +21,7 @@ def hparams(trainer) -> dict:
           **{k: cfg[k] for k in HPARAMS},
           "lr": trainer.optimizer.defaults["lr"],  # as used: an unset lr is Keras's default
           "seed": trainer.seed, "precision": trainer.precision}
+    hp |= getattr(getattr(trainer, "objective", None), "hparams", None) or {}  # a compile()
     if cfg["schedule"] == "step":
         hp |= {"step_size": cfg["step_size"], "gamma": cfg["gamma"]}
     # Unset values are left out (TensorBoard shows a blank): "none" beside numbers would make

@@ -55,6 +55,7 @@ class Objective:
     optimizer: Callable  # (parameters) -> the torch optimizer (built once, kept across fits)
     loss: Callable  # (logits (B, K), targets) -> a scalar tensor
     metrics: dict  # logged name -> (logits, targets) -> right answers in the batch (a tensor)
+    hparams: dict | None = None  # its names for TensorBoard's HPARAMS tab (optimizer, loss)
 
 
 class Trainer:

@@ -114,3 +114,30 @@ def test_mixed_bfloat16_policy_trains_under_bf16_autocast():
         assert not np.allclose(plain.get_weights()[0], mixed.get_weights()[0], atol=1e-6)
     with pytest.raises(CnnkitError, match="unknown mixed precision policy 'bf16'; valid: float32"):
         mixed_precision.set_global_policy("bf16")
+
+
+def test_tensorboard_in_a_keras_fit_names_the_compiled_loss_and_optimizer(tmp_path):
+    """cnnkit's TensorBoard (Keras's layout) in a Keras fit: curves, the learning rate, and
+    the HPARAMS tab with compile()'s own names (mean_squared_error has no cnnkit config name)."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import metadata
+
+    from cnnkit.keras import optimizers
+    from cnnkit.keras.utils import to_categorical
+
+    model = small()
+    model.compile(optimizer=optimizers.SGD(learning_rate=0.05), loss="mean_squared_error")
+    model.fit(X, to_categorical(Y), epochs=2, batch_size=16, verbose=0, validation_split=0.25,
+              callbacks=[callbacks.TensorBoard(tmp_path / "tb")])
+    train = EventAccumulator(str(tmp_path / "tb" / "train"))
+    train.Reload()
+    assert set(train.Tags()["scalars"]) == {"epoch_loss", "epoch_learning_rate"}
+    assert [s.value for s in train.Scalars("epoch_learning_rate")] == pytest.approx([0.05] * 2)
+    hp_events = EventAccumulator(str(tmp_path / "tb"), size_guidance={"tensors": 0})
+    hp_events.Reload()
+    start = metadata.parse_session_start_info_plugin_data(
+        hp_events.PluginTagToContent("hparams")[metadata.SESSION_START_INFO_TAG])
+    hp = {k: getattr(v, v.WhichOneof("kind")) for k, v in start.hparams.items()}
+    assert hp["optimizer"] == "sgd" and hp["loss"] == "mean_squared_error"
+    assert hp["lr"] == pytest.approx(0.05) and hp["precision"] == "fp32"
