@@ -155,6 +155,14 @@ class ReduceLROnPlateau(MonitorCallback):
         self.factor, self.patience, self.cooldown = float(factor), int(patience), int(cooldown)
         self.verbose, self.min_lr = verbose, float(min_lr)
         self.wait = self.cooldown_left = 0
+        self.resumed = False
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if not self.resumed:  # Keras: each fit starts afresh; a resumed run goes on
+            self.best = math.inf if self.mode == "min" else -math.inf
+            self.wait = self.cooldown_left = 0
+        self.resumed = False
 
     def on_epoch_end(self, epoch, logs=None):
         current = self.current(logs)
@@ -185,6 +193,7 @@ class ReduceLROnPlateau(MonitorCallback):
 
     def set_state(self, state):
         self.best, self.wait, self.cooldown_left = state["best"], state["wait"], state["cooldown_left"]
+        self.resumed = True
 
 
 class CSVLogger(Callback):
