@@ -1,24 +1,29 @@
-"""Keras's fit / evaluate / predict for cnnkit.keras models, with Keras's semantics.
+"""Keras's fit / evaluate / predict for cnnkit.keras models: an adapter over cnnkit's one
+training loop (cnnkit.train.trainer.Trainer).
 
-Arrays are used as given (float32; raw 0-255 pixels train as raw pixels, as in Keras), and
-need their batch axis; `validation_split` takes the last fraction before shuffling; a
-generator (`ImageDataGenerator().flow(...)`, or any iterator of (x, y) batches) feeds
-`steps_per_epoch` batches per epoch. The step itself is cnnkit's: channels_last network,
-losses from logits (cnnkit.keras.losses), torch kernels for the optimizers.
+Keras's argument handling and return values are here: arrays are used as given (float32; raw
+0-255 pixels train as raw pixels, as in Keras) and need their batch axis; `validation_split`
+takes the last fraction before shuffling; a generator (`ImageDataGenerator().flow(...)`, or
+any iterator of (x, y) batches) feeds `steps_per_epoch` batches per epoch; evaluate returns
+the loss, [loss, *metrics] or a dict; predict returns numpy. The loop itself is the Trainer's,
+run with the compiled loss, metrics and optimizer (an Objective): channels_last, cnnkit's
+kernels, the thread policy, seeded shuffles, the same callbacks (cnnkit.train.callbacks).
 """
 from __future__ import annotations
 
-import math
-import sys
 import time
+from functools import partial
 
 import numpy as np
 import torch
 
 from cnnkit.errors import CnnkitError
-from cnnkit.keras.callbacks import History
 from cnnkit.keras.losses import correct
-
+from cnnkit.train.callbacks import Callback
+from cnnkit.train.config import LOSSES, OPTIMIZERS, TrainConfig
+from cnnkit.train.feeds import model_input
+from cnnkit.train.progress import keras_line
+from cnnkit.train.trainer import Objective, Trainer
 
 # -- data ---------------------------------------------------------------------------------------
 def images(model, x, what="x") -> torch.Tensor:
@@ -62,51 +67,6 @@ def _is_generator(x) -> bool:
                                       and not isinstance(x, (np.ndarray, torch.Tensor, list, tuple)))
 
 
-class _ArrayBatches:
-    def __init__(self, x, y, batch_size, shuffle):
-        self.x, self.y, self.batch_size, self.shuffle = x, y, batch_size, shuffle
-
-    def __len__(self):
-        return max(1, math.ceil(len(self.x) / self.batch_size))
-
-    def epoch(self, steps=None):
-        order = torch.randperm(len(self.x)) if self.shuffle else torch.arange(len(self.x))
-        for i, start in enumerate(range(0, len(self.x), self.batch_size)):
-            if steps is not None and i >= steps:
-                return
-            idx = order[start:start + self.batch_size]
-            yield self.x[idx], None if self.y is None else self.y[idx]
-
-
-class _GeneratorBatches:
-    def __init__(self, model, gen, what):
-        self.model, self.gen, self.what = model, gen, what
-        self.iterator = gen if hasattr(gen, "__next__") else iter(gen)
-
-    def __len__(self):
-        if hasattr(self.gen, "__len__"):
-            return len(self.gen)
-        raise CnnkitError(f"{self.what} is a generator without a length; pass steps_per_epoch "
-                          "(or steps / validation_steps)")
-
-    def epoch(self, steps=None):
-        for _ in range(len(self) if steps is None else steps):
-            batch = next(self.iterator)
-            xb, yb = (batch[0], batch[1]) if isinstance(batch, tuple) and len(batch) > 1 else (batch, None)
-            xb = images(self.model, xb, self.what)
-            yield xb, None if yb is None else targets(yb, len(xb))
-
-
-def batches(model, x, y, batch_size, shuffle, what="x"):
-    if _is_generator(x):
-        if y is not None:
-            raise CnnkitError(f"{what} is a generator of (images, labels): pass y=None")
-        return _GeneratorBatches(model, x, what)
-    if x is None:
-        raise CnnkitError(f"{what} is missing: pass images (N, H, W, C) and labels")
-    xt = images(model, x, what)
-    return _ArrayBatches(xt, None if y is None else targets(y, len(xt)), batch_size, shuffle)
-
 
 # -- the loop -----------------------------------------------------------------------------------
 def _batch_size(value):
@@ -125,25 +85,97 @@ def _verbosity(verbose):
     return verbose
 
 
-def _step(model, xb, yb):
-    c = model.compiled_state
-    logits = model.net(nchw(xb))  # (B, K)
-    loss = c.loss.compute(logits, model.net.output_activation, yb) + model.penalty()
-    return loss, logits
+RAW_PIXELS = {"normalize": "standardize", "mean": [0.0], "std": [1 / 255]}
 
 
-def _frozen_modules(model):
-    """Keras: a non-trainable layer's weights stay as they are, and a non-trainable
-    BatchNormalization runs in inference mode (its moving statistics unchanged)."""
-    frozen = []
-    for layer, name in zip(model.layers, model.layer_names()):
-        module = model.net.layers[name]
-        trainable = getattr(layer, "trainable", True) and model.trainable
-        for p in module.parameters():
-            p.requires_grad_(trainable)
-        if not trainable:
-            frozen.append(module)
-    return frozen
+def pixel_scale(xb) -> dict:
+    """How this model's inputs relate to 8-bit pixels, saved with it for cnnkit's tools
+    (`cnnkit.load`, predict, serve, export feed uint8 images through it): values past 1 mean it
+    trains on raw 0-255 pixels, recorded as (x / 255 - 0) / (1 / 255) = x; else pixels / 255."""
+    return dict(RAW_PIXELS) if float(xb.max()) > 1.0 else {"normalize": "unit"}
+
+
+
+# -- the adapter: Keras's arguments in, Keras's return values out, cnnkit's Trainer inside ----
+class GeneratorBatches:
+    """A loader (cnnkit.train.feeds) over a generator of (x, y) batches, such as
+    `ImageDataGenerator().flow(...)`: `steps` batches per epoch, read on from where the last
+    epoch stopped, as Keras does. The first batch is read at once: it builds a model that has
+    no Input yet, and the trainer's thread probe times its steps on it (`x`, `y`)."""
+
+    def __init__(self, model, gen, steps, what):
+        self.model, self.what = model, what
+        self.iterator = gen if hasattr(gen, "__next__") else iter(gen)
+        if steps is None and not hasattr(gen, "__len__"):
+            raise CnnkitError(f"{what} is a generator without a length; pass steps_per_epoch "
+                              "(or steps / validation_steps)")
+        self.steps = len(gen) if steps is None else steps
+        self.first = self._next()
+        self.x, self.y = self.first
+
+    def _next(self):
+        batch = next(self.iterator)
+        xb, yb = (batch[0], batch[1]) if isinstance(batch, tuple) and len(batch) > 1 else (batch, None)
+        xb = images(self.model, xb, self.what)
+        return xb, None if yb is None else targets(yb, len(xb))
+
+    def set_epoch(self, epoch):
+        pass  # a generator's order is its own
+
+    def __len__(self):
+        return self.steps
+
+    def batches(self):
+        """This epoch's (float images (B, H, W, C), targets or None)."""
+        for _ in range(self.steps):
+            batch, self.first = self.first or self._next(), None
+            yield batch
+
+    def __iter__(self):
+        for xb, yb in self.batches():
+            if yb is None:
+                raise CnnkitError(f"{self.what} gave images without labels: yield (x, y) batches")
+            yield model_input(xb, {}), yb
+
+
+def _source(model, x, y, steps, what):
+    """A generator as a loader; arrays as (float images, targets), checked."""
+    if _is_generator(x):
+        if y is not None:
+            raise CnnkitError(f"{what} is a generator of (images, labels): pass y=None")
+        return GeneratorBatches(model, x, steps, what), None
+    if x is None:
+        raise CnnkitError(f"{what} is missing: pass images (N, H, W, C) and labels")
+    if y is None:
+        raise CnnkitError(f"labels are missing: pass {what} with its labels y")
+    xt = images(model, x, what)
+    return xt, targets(y, len(xt))
+
+
+def _objective(model, train=True):
+    """cnnkit's Trainer runs the compiled loss, metrics and optimizer (`train=False`: none)."""
+    c = model.require_compiled("fit" if train else "evaluate")
+    act = model.net.output_activation
+    return Objective(optimizer=c.optimizer.build if train else (lambda params: None),
+                     loss=lambda logits, y: c.loss.compute(logits, act, y),
+                     metrics={name: partial(_correct, kind, act) for name, kind in c.metrics},
+                     hparams={"optimizer": c.optimizer.name, "loss": c.loss.name})
+
+
+def _correct(kind, activation, logits, y):
+    return correct(kind, logits, activation, y)
+
+
+def _trainer(model, objective, callbacks=(), seed=None, **settings) -> Trainer:
+    # Keras trains in float32, and so does its path here (weights match real Keras's), unless
+    # mixed_precision.set_global_policy asks for bf16 or fp16. The seed comes from torch's
+    # generator, so keras.utils.set_random_seed fixes shuffles and dropout as in Keras.
+    from cnnkit.keras import mixed_precision
+
+    if seed is None:
+        seed = int(torch.randint(0, 2**31, ()).item())
+    config = TrainConfig(precision=mixed_precision.precision(), seed=seed, **settings)
+    return Trainer(model, config, callbacks, objective=objective)
 
 
 def fit(model, x, y, *, batch_size, epochs, verbose, callbacks, validation_split,
@@ -157,136 +189,62 @@ def fit(model, x, y, *, batch_size, epochs, verbose, callbacks, validation_split
                               "validation_data (e.g. a flow with subset='validation')")
         if not 0 < validation_split < 1:
             raise CnnkitError(f"validation_split={validation_split!r} is out of range; valid: 0 < x < 1")
-        n = len(x)
-        cut = int(n * (1 - validation_split))  # Keras: the last fraction, before shuffling
-        x, xv = x[:cut], x[cut:]
-        y, yv = y[:cut], y[cut:]
-        validation_data = (xv, yv)
-    train = batches(model, x, y, batch_size, shuffle)
-    if isinstance(train, _ArrayBatches) and train.y is None:
-        raise CnnkitError("fit needs labels: fit(x, y, ...)")
-    val = None
+        cut = int(len(x) * (1 - validation_split))  # Keras: the last fraction, before shuffling
+        x, y, validation_data = x[:cut], y[:cut], (x[cut:], y[cut:])
+    xt, yt = _source(model, x, y, steps_per_epoch, "x")
+    xv = yv = None
     if validation_data is not None:
         if _is_generator(validation_data):
-            val = batches(model, validation_data, None, 0, False, "validation_data")
+            xv, yv = _source(model, validation_data, None, validation_steps, "validation_data")
+        elif not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+            raise CnnkitError("validation_data must be (x_val, y_val) or a generator")
         else:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-                raise CnnkitError("validation_data must be (x_val, y_val) or a generator")
-            val = batches(model, validation_data[0], validation_data[1],
-                          _batch_size(validation_batch_size or batch_size), False, "validation x")
-    steps = steps_per_epoch or len(train)
-    optimizer = c.optimizer.build(model.net.parameters())
-    history = History()
-    cbs = list(callbacks or []) + [history]  # History last, as in Keras: it logs what callbacks leave
-    for cb in cbs:
-        if not hasattr(cb, "set_model"):
+            xv, yv = _source(model, validation_data[0], validation_data[1], None, "validation x")
+            if validation_steps is not None:
+                cut = validation_steps * _batch_size(validation_batch_size or batch_size)
+                xv, yv = xv[:cut], yv[:cut]
+    for cb in callbacks or []:
+        if not isinstance(cb, Callback):
             raise CnnkitError(f"callbacks take cnnkit.keras.callbacks objects; received "
                               f"{type(cb).__name__}")
-        cb.set_model(model)
-        cb.set_params({"epochs": epochs, "steps": steps, "verbose": verbose})
-    model.stop_training = False
-    for cb in cbs:
-        cb.on_train_begin({})
-    for epoch in range(initial_epoch, epochs):
-        for cb in cbs:
-            cb.on_epoch_begin(epoch, {})
-        if verbose:
-            print(f"Epoch {epoch + 1}/{epochs}")
-        t0 = time.perf_counter()
-        model.net.train()
-        for module in _frozen_modules(model):
-            module.eval()
-        loss_sum, seen = torch.zeros(()), 0
-        hits = {name: torch.zeros(()) for name, _ in c.metrics}
-        for i, (xb, yb) in enumerate(train.epoch(steps)):
-            if epoch == initial_epoch and i == 0:
-                model.preprocessing = pixel_scale(xb)
-            for cb in cbs:
-                cb.on_train_batch_begin(i, {})
-            loss, logits = _step(model, xb, yb)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if c.optimizer.clipnorm:
-                torch.nn.utils.clip_grad_norm_(model.net.parameters(), c.optimizer.clipnorm)
-            optimizer.step()
-            n = len(xb)
-            loss_sum += loss.detach() * n
-            seen += n
-            with torch.no_grad():
-                for name, kind in c.metrics:
-                    hits[name] += correct(kind, logits, model.net.output_activation, yb)
-            blogs = {"loss": loss.item()} if len(cbs) > 1 else {}
-            for cb in cbs[:-1]:
-                cb.on_train_batch_end(i, blogs)
-            if model.stop_training:
-                break
-        if seen == 0:
-            raise CnnkitError("the training data gave no batches")
-        logs = {name: float(hits[name]) / seen for name, _ in c.metrics}
-        logs["loss"] = float(loss_sum) / seen
-        if val is not None and (epoch + 1) % validation_freq == 0:
-            scores = _scores(model, val, validation_steps)
-            logs.update({f"val_{k}": v for k, v in scores.items()})
-        if verbose:
-            _print_line(steps, time.perf_counter() - t0, logs, verbose)
-        for cb in cbs:
-            cb.on_epoch_end(epoch, logs)
-        if model.stop_training:
-            break
+    first = xt.x if isinstance(xt, GeneratorBatches) else xt
+    model.preprocessing = pixel_scale(first)  # before any checkpoint saves the model
+    trainer = _trainer(model, _objective(model), list(callbacks or []), epochs=epochs,
+                       batch_size=batch_size, verbose=verbose, clip_norm=c.optimizer.clipnorm,
+                       eval_batch_size=_batch_size(validation_batch_size or batch_size),
+                       **_config_names(c))
+    trainer.shuffle = bool(shuffle)
+    history = trainer.fit(xt, yt, xv, yv, initial_epoch=initial_epoch or None,
+                          validation_freq=validation_freq, steps_per_epoch=steps_per_epoch)
     model.net.eval()
-    for cb in cbs:
-        cb.on_train_end({})
     model.history = history
     return history
 
 
-RAW_PIXELS = {"normalize": "standardize", "mean": [0.0], "std": [1 / 255]}
-
-
-def pixel_scale(xb) -> dict:
-    """How this model's inputs relate to 8-bit pixels, saved with it for cnnkit's tools
-    (`cnnkit.load`, predict, serve, export feed uint8 images through it): values past 1 mean it
-    trains on raw 0-255 pixels, recorded as (x / 255 - 0) / (1 / 255) = x; else pixels / 255."""
-    return dict(RAW_PIXELS) if float(xb.max()) > 1.0 else {"normalize": "unit"}
-
-
-def _print_line(steps, seconds, logs, verbose):
-    values = " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
-    per_step = f"{seconds / max(steps, 1) * 1000:.0f}ms/step"
-    bar = "━" * 20 + " " if verbose == 1 else "- "
-    print(f"{steps}/{steps} {bar}{seconds:.0f}s {per_step} - {values}")
-    sys.stdout.flush()
-
-
-@torch.no_grad()
-def _scores(model, source, steps=None) -> dict:
-    c = model.compiled_state
-    model.net.eval()
-    loss_sum, seen = 0.0, 0
-    hits = {name: 0.0 for name, _ in c.metrics}
-    for xb, yb in source.epoch(steps):
-        if yb is None:
-            raise CnnkitError("evaluate needs labels: evaluate(x, y)")
-        logits = model.net(nchw(xb))
-        loss_sum += float(c.loss.compute(logits, model.net.output_activation, yb)) * len(xb)
-        seen += len(xb)
-        for name, kind in c.metrics:
-            hits[name] += float(correct(kind, logits, model.net.output_activation, yb))
-    if seen == 0:
-        raise CnnkitError("the evaluation data gave no batches")
-    out = {name: hits[name] / seen for name, _ in c.metrics}
-    out["loss"] = loss_sum / seen + float(model.penalty())
+def _config_names(c) -> dict:
+    """The compiled choices in TrainConfig's words, where it has them (the saved state's
+    config, the thread probe's optimizer)."""
+    out = {"lr": c.optimizer.learning_rate}
+    if c.optimizer.name in OPTIMIZERS:
+        out["optimizer"] = c.optimizer.name
+    if c.loss.name in LOSSES:
+        out["loss"] = c.loss.name
     return out
 
 
 def evaluate(model, x, y, *, batch_size, verbose, steps, return_dict):
     c = model.require_compiled("evaluate")
-    verbose = _verbosity(verbose)
+    verbose, batch_size = _verbosity(verbose), _batch_size(batch_size)
     t0 = time.perf_counter()
-    source = batches(model, x, y, _batch_size(batch_size), False)
-    scores = _scores(model, source, steps)
+    xs, ys = _source(model, x, y, steps, "x")
+    if steps is not None and ys is not None:
+        xs, ys = xs[:steps * batch_size], ys[:steps * batch_size]
+    trainer = _trainer(model, _objective(model, train=False), seed=0, verbose=0,
+                       eval_batch_size=batch_size)
+    scores = trainer.evaluate(xs, ys)
     if verbose:
-        _print_line(steps or len(source), time.perf_counter() - t0, scores, verbose)
+        n = len(xs) if ys is None else -(-len(xs) // batch_size)
+        print(keras_line(n, time.perf_counter() - t0, scores, verbose), flush=True)
     if return_dict:
         return scores
     if not c.metrics:
@@ -298,10 +256,16 @@ def evaluate(model, x, y, *, batch_size, verbose, steps, return_dict):
 def predict(model, x, *, batch_size, verbose, steps, layers=None):
     """The model's outputs (its last activation applied), numpy; with `layers`, a list of
     those layers' outputs (Keras's layout: (N, H, W, C) or (N, D))."""
-    source = batches(model, x, None, _batch_size(batch_size), False)
+    batch_size = _batch_size(batch_size)
+    if _is_generator(x):
+        batches = (xb for xb, _ in GeneratorBatches(model, x, steps, "x").batches())
+    else:
+        xt = images(model, x)
+        stop = len(xt) if steps is None else min(len(xt), steps * batch_size)
+        batches = (xt[i:i + batch_size] for i in range(0, stop, batch_size))
     model.net.eval()
     parts = []
-    for xb, _ in source.epoch(steps):
+    for xb in batches:
         if layers is None:
             parts.append([model.net.outputs(model.net(nchw(xb)))])
         else:

@@ -4,6 +4,9 @@ that is updated in place: its bar while the epoch runs, its line once it is done
 CI there is no bar and no escape code, only the lines; verbose 0 prints nothing.
 
     Epoch 3/20 - 4.1s - loss: 0.3012 - accuracy: 0.8912 - val_loss: 0.3310 - val_accuracy: 0.8790
+
+The Keras path (cnnkit.keras's fit) prints Keras's lines instead: `Epoch 3/20` as the epoch
+begins, then `1500/1500 ━━━━━━━━━━━━━━━━━━━━ 4s 3ms/step - accuracy: 0.8912 - loss: 0.3012`.
 """
 from __future__ import annotations
 
@@ -20,6 +23,12 @@ def epoch_line(epoch: int, epochs: int, logs: dict) -> str:
     parts = [f"Epoch {epoch + 1}/{epochs}", f"{logs.get('time', 0.0):.1f}s"]
     parts += [f"{k}: {logs[k]:.4f}" for k in LINE_KEYS if k in logs]
     return " - ".join(parts)
+
+
+def keras_line(steps: int, seconds: float, logs: dict, verbose: int) -> str:
+    values = " - ".join(f"{k}: {logs[k]:.4f}" for k in sorted(logs))  # Keras 3's order
+    bar = "━" * 20 + " " if verbose == 1 else "- "
+    return f"{steps}/{steps} {bar}{seconds:.0f}s {seconds / max(steps, 1) * 1000:.0f}ms/step - {values}"
 
 
 def in_notebook() -> bool:
@@ -60,12 +69,14 @@ class NotebookBar:
 
 
 class Progress:
-    def __init__(self, verbose: int, epochs: int, stream=None):
-        self.notebook = verbose == 1 and stream in (None, sys.stdout) and in_notebook()
+    def __init__(self, verbose: int, epochs: int, stream=None, keras: bool = False):
+        self.keras = keras  # Keras's lines, no live bar (cnnkit.keras)
+        self.notebook = not keras and verbose == 1 and stream in (None, sys.stdout) \
+            and in_notebook()
         self.stream = stream or sys.stdout
         self.verbose, self.epochs = verbose, epochs
-        self.live = self.notebook or (verbose == 1 and hasattr(self.stream, "isatty")
-                                      and self.stream.isatty())
+        self.live = self.notebook or (not keras and verbose == 1
+                                      and hasattr(self.stream, "isatty") and self.stream.isatty())
         self._bar = self._task = None
         self._last = 0.0
 
@@ -74,6 +85,9 @@ class Progress:
         return self.live
 
     def epoch_begin(self, epoch: int, steps: int) -> None:
+        self._steps, self._t0 = steps, time.perf_counter()
+        if self.keras and self.verbose:
+            print(f"Epoch {epoch + 1}/{self.epochs}", file=self.stream, flush=True)
         if not self.live:
             return
         self._last = 0.0
@@ -109,6 +123,11 @@ class Progress:
         self._bar = None
 
     def epoch_end(self, epoch: int, logs: dict) -> None:
+        if self.keras:
+            if self.verbose:
+                print(keras_line(self._steps, time.perf_counter() - self._t0, logs,
+                                 self.verbose), file=self.stream, flush=True)
+            return
         line = epoch_line(epoch, self.epochs, logs)
         if self.notebook and self._bar is not None:
             self._bar.finish(line)  # the epoch's own output becomes its line
@@ -119,5 +138,6 @@ class Progress:
             print(line, file=self.stream, flush=True)
 
     def say(self, message: str) -> None:
-        if self.verbose:
+        """cnnkit's notes (stopped, restored, warnings); Keras's callbacks print their own."""
+        if self.verbose and not self.keras:
             print(message, file=self.stream, flush=True)

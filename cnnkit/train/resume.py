@@ -45,10 +45,37 @@ def trainer_state(trainer) -> dict:
     return state
 
 
+def roll_back(trainer, epoch: int, loss: float) -> None:
+    """A NaN/inf loss: end the run without a checkpoint or state for this epoch, and put the
+    last good weights back (from the saved state) so the model in memory stays usable."""
+    trainer.diverged = trainer.stop_training = True
+    trainer.progress.abort()
+    if not trainer.stop_reason:
+        trainer.stop_reason = (f"the loss became {loss} in epoch {epoch + 1}; training stopped "
+                               "(lower the learning rate, or clip gradients with clip_norm)")
+    trainer.epoch = epoch
+    if trainer.state_dir is not None and Path(trainer.state_dir).is_dir():
+        weights, state = read_state(trainer.state_dir)
+        load_weights(trainer.model.net, weights, str(trainer.state_dir))
+        if trainer.average is not None:
+            trainer.average.load_state_dict(state["weight_average"])
+        trainer.stop_reason += f"; the model is back at the end of epoch {epoch}"
+
+
+def restore_backup(trainer, directory) -> bool:
+    """BackupAndRestore: make `directory` the trainer's state directory, and load the state an
+    interrupted fit left there, if any. Its seed is adopted: the Keras path draws a seed per
+    fit, and the resumed epochs must shuffle and drop out as the interrupted ones would have."""
+    trainer.state_dir = directory
+    if not (Path(directory) / STATE_JSON).is_file():
+        return False
+    trainer.config.seed = trainer.seed = trainer.saved_config(directory).seed
+    restore_state(trainer, directory)
+    return True
+
+
 def restore_state(trainer, directory) -> None:
     """Load `directory`'s state into `trainer` (same architecture, config and callbacks)."""
-    from cnnkit.train.trainer import History
-
     weights, state = read_state(directory)
     where = f"{Path(directory) / STATE_JSON}"
     if state.get("format") != STATE_FORMAT:
@@ -76,7 +103,7 @@ def restore_state(trainer, directory) -> None:
         if trainer.scaler is not None and state.get("grad_scaler"):
             trainer.scaler.load_state_dict(state["grad_scaler"])
         part = "history"
-        trainer.history = History(**state["history"])
+        trainer.history = type(trainer.history)(**state["history"])
     except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:
         raise CnnkitError(f"{where}: corrupt training state (its {part} does not fit this "
                           f"run: {clipped(e, quote=False)})") from None

@@ -1,4 +1,7 @@
 """The fit loop: Keras's `fit` / `evaluate` semantics, built for CPU speed and exact resume.
+Every way to train runs it: `cnnkit.run`, `cnnkit.fit(module)`, `Sequential.fit`, `Trainer`
+itself, and cnnkit.keras's `Model.fit` (its compiled loss, metrics and optimizer given as an
+`Objective`, its float arrays used as given, its generators as loaders: cnnkit.train.feeds).
 
 Speed: the data stays one uint8 tensor batched by index (cnnkit.data.batches); the model runs
 channels_last, under bf16 autocast where the hardware has bf16 math; the loop keeps running
@@ -18,63 +21,43 @@ import contextlib
 import math
 import os
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from cnnkit.data.augment import Augmenter
 from cnnkit.train.averaging import WeightAverage
-from cnnkit.data.batches import BatchLoader, channel_stats, epoch_generator, to_model_input
-from cnnkit.data.rows import is_images, take
+from cnnkit.data.batches import channel_stats, epoch_generator
 from cnnkit.errors import CnnkitError
-from cnnkit.model.saving import load_state as load_weights  # reads old positional files too
-from cnnkit.train.callbacks import Callback
+from cnnkit.train.callbacks import BackupAndRestore, Callback, History, overrides
 from cnnkit.train.config import TrainConfig
 from cnnkit.train.losses import correct_count, make_loss
 from cnnkit.train.memory import keep_freed_memory
 from cnnkit.train.optim import make_optimizer, make_schedule
+from cnnkit.train.optimizers import frozen_norms
 from cnnkit.train.precise_bn import recomputed_note, settle_norms
 from cnnkit.train.progress import Progress
+from cnnkit.train.evaluation import batched_logits, evaluate_batches
 from cnnkit.train.device import cpu_has_bf16, resolve_device, resolve_precision  # noqa: F401
+from cnnkit.train.feeds import as_inputs, check_data, is_loader, make_loader, model_input
 from cnnkit.train.state import read_state, write_state
 
 __all__ = ["TrainConfig", "Trainer", "History", "resolve_device", "resolve_precision"]
 DROPOUT_STREAM = 2  # epoch_generator streams: 0 shuffle, 1 augmentation (BatchLoader), 2 dropout
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-EVAL_INPUT_BYTES = 32 << 20  # float input per evaluation batch, at most
 
 
-class History:
-    """As Keras's: `.history` maps each logged name to its list of per-epoch values."""
+@dataclass
+class Objective:
+    """A caller's own compile() (the Keras path): the loop runs its optimizer, loss and metrics
+    instead of the config's. Its data are float arrays used as given, or a loader; its logs are
+    Keras's (the loss and the metrics, no lr or time) and so are its printed lines."""
 
-    def __init__(self, history: dict | None = None, epoch: list | None = None):
-        self.history: dict[str, list[float]] = {k: list(v) for k, v in (history or {}).items()}
-        self.epoch: list[int] = list(epoch or [])
-
-    def append(self, epoch: int, logs: dict) -> None:
-        self.epoch.append(epoch)
-        for k, v in logs.items():
-            self.history.setdefault(k, []).append(float(v))
-
-    def to_dict(self) -> dict:
-        return {"history": self.history, "epoch": self.epoch}
-
-
-def _as_images(x, what: str) -> torch.Tensor:
-    if not is_images(x):
-        x = torch.as_tensor(x)
-    if x.dtype != torch.uint8 or x.ndim != 4:
-        raise CnnkitError(f"{what} must be uint8 images (N, H, W, C); got {x.dtype} "
-                          f"{tuple(x.shape)}")
-    return take(x)  # a memory-mapped set stays on disk, gathered a batch at a time
-
-
-def _as_labels(y, n: int, what: str) -> torch.Tensor:
-    y = torch.as_tensor(y)
-    if y.ndim != 1 or len(y) != n or y.is_floating_point():
-        raise CnnkitError(f"{what} must be {n} integer class ids (N,); got {y.dtype} "
-                          f"{tuple(y.shape)}")
-    return y.long()
+    optimizer: Callable  # (parameters) -> the torch optimizer (built once, kept across fits)
+    loss: Callable  # (logits (B, K), targets) -> a scalar tensor
+    metrics: dict  # logged name -> (logits, targets) -> right answers in the batch (a tensor)
+    hparams: dict | None = None  # its names for TensorBoard's HPARAMS tab (optimizer, loss)
 
 
 class Trainer:
@@ -87,12 +70,13 @@ class Trainer:
     `governed=True` (cnnkit.run passes it): the run may set process-wide things, the thread
     governor's count (`threads` auto) and glibc's malloc thresholds (cnnkit.train.memory);
     otherwise (a notebook's fit) they stay the caller's, unless `config.threads` asks.
+    `objective`: a caller's optimizer, loss and metrics (cnnkit.keras's compile).
     """
 
     def __init__(self, model, config: TrainConfig | None = None,
                  callbacks: list[Callback] = (), state_dir=None, stream=None, parallel=None,
-                 governed: bool = False):
-        self.model, self.config = model, config or TrainConfig()
+                 governed: bool = False, objective: Objective | None = None):
+        self.model, self.config, self.objective = model, config or TrainConfig(), objective
         cfg = self.config
         if governed:  # a run cnnkit started (cnnkit.run): process-wide settings are its own
             keep_freed_memory()  # no page faults for the memory each step frees and takes again
@@ -116,17 +100,24 @@ class Trainer:
         self.average = WeightAverage(model.net, cfg.ema) if cfg.ema else None
         from cnnkit.train.optimizers import trained_parameters  # layers' `trainable` flags
 
-        self.optimizer = make_optimizer(cfg.optimizer, trained_parameters(model), cfg.lr,
-                                        cfg.momentum, cfg.nesterov, cfg.weight_decay,
-                                        cfg.optimizer_options)
+        if objective is not None:
+            self.optimizer = objective.optimizer(trained_parameters(model))
+        else:
+            self.optimizer = make_optimizer(cfg.optimizer, trained_parameters(model), cfg.lr,
+                                            cfg.momentum, cfg.nesterov, cfg.weight_decay,
+                                            cfg.optimizer_options)
         self.schedule = None  # built by fit, once the number of batches is known
         self._schedule_state = None  # loaded before the schedule exists
         self.history = History()
+        self.history.set_model(model)
+        self.shuffle = True  # Keras's fit(shuffle=False) turns it off
         self.epoch = 0  # epochs completed
         self.stop_training, self.stop_reason, self.diverged = False, None, False
         self.precise_bn = None  # {"images", "steps"} once batch-norm statistics are recomputed
-        self.progress = Progress(cfg.verbose, cfg.epochs, stream)
-        self.loss_fn = None
+        self.progress = Progress(cfg.verbose, cfg.epochs, stream,
+                                 keras=objective is not None)
+        self.loss_fn = objective.loss if objective else None  # else built by fit from the data
+        self.metrics = objective.metrics if objective else {"accuracy": correct_count}
         self.preprocessing = {"normalize": cfg.normalize, "mean": None, "std": None}
         saved = getattr(model, "preprocessing", None) or {}
         if cfg.normalize == "standardize" and saved.get("normalize") == "standardize" \
@@ -157,24 +148,12 @@ class Trainer:
             return torch.autocast(self.device.type, dtype=AUTOCAST_DTYPES[self.precision])
         return contextlib.nullcontext()
 
-    def _penalty(self):
-        fn = getattr(self.model, "l2_penalty", None)
+    def _penalty(self):  # a Keras model's L1 and L2 terms, a cnnkit Sequential's L2
+        fn = getattr(self.model, "penalty", None) or getattr(self.model, "l2_penalty", None)
         return fn() if fn is not None else 0.0
 
     def _check_data(self, x, y, what: str):
-        x = _as_images(x, what)
-        y = _as_labels(y, len(x), f"labels of {what}")
-        if getattr(self.model, "foreign", False) and self.model.input_shape is None:
-            # a user's own module (cnnkit.train.module) takes the shape of its first data
-            self.model.input_shape = tuple(x.shape[1:])
-        expected = tuple(self.model.input_shape)
-        if tuple(x.shape[1:]) != expected:
-            h, w, c = x.shape[1:]
-            raise CnnkitError(f"{what} images are {h}x{w}x{c} but the model expects "
-                              f"{'x'.join(map(str, expected))} (H x W x C)")
-        if len(x) == 0:
-            raise CnnkitError(f"{what} is empty")
-        return x, y
+        return check_data(self.model, x, y, what, own=self.objective is not None)
 
     def _setup_loss(self, x, ys) -> None:
         """Build the loss once: the class count comes from the model's class names, else from
@@ -208,11 +187,7 @@ class Trainer:
                 "std": p["std"].cpu().tolist()}
 
     def _input(self, xb: torch.Tensor) -> torch.Tensor:
-        p = self.preprocessing
-        if p["normalize"] == "standardize" and p["mean"] is None:
-            raise CnnkitError("normalize='standardize' needs the training set's mean and std: "
-                              "fit first, or set trainer.preprocessing['mean'/'std']")
-        return to_model_input(xb, p["normalize"], p["mean"], p["std"])
+        return model_input(xb, self.preprocessing)
 
     # --- training ------------------------------------------------------------------------------
     def _train_step(self, xb, yb, weight: float = 1.0):
@@ -239,35 +214,36 @@ class Trainer:
         self.schedule.step()
         return loss.detach(), logits.detach()
 
-    def fit(self, x_train, y_train, x_val=None, y_val=None, initial_epoch: int | None = None
-            ) -> History:
+    def fit(self, x_train, y_train=None, x_val=None, y_val=None,
+            initial_epoch: int | None = None, validation_freq: int = 1,
+            steps_per_epoch: int | None = None) -> History:
         """Train until `config.epochs` (counting from `initial_epoch`, default: the epochs
-        already done, so a loaded state continues). Returns the History."""
-        cfg, net = self.config, self.model.net
+        already done, so a loaded state continues). Returns the History. `x_train`/`x_val`
+        may be loaders of ready batches (feeds.is_loader) with no labels beside them;
+        validation runs after every `validation_freq`-th epoch; `steps_per_epoch` caps the
+        batches of an epoch."""
+        cfg = self.config
+        if any(cb.restore(self) for cb in self.callbacks if isinstance(cb, BackupAndRestore)):
+            initial_epoch = None  # as Keras: the backup's epoch wins
         x_train, y_train = self._check_data(x_train, y_train, "training data")
         has_val = x_val is not None
         if has_val:
             x_val, y_val = self._check_data(x_val, y_val, "validation data")
-        if cfg.normalize == "standardize":  # this training set's statistics
+        pixels = not is_loader(x_train) and x_train.dtype == torch.uint8
+        if pixels and cfg.normalize == "standardize":  # this training set's statistics
             mean, std = channel_stats(x_train)
             self.preprocessing.update(mean=mean.to(self.device), std=std.to(self.device))
-        self.model.preprocessing = self.preprocessing_record()  # saved with the model
-        self._setup_loss(x_train, [y_train] + ([y_val] if has_val else []))
+        if pixels:  # float input is the caller's scale (cnnkit.keras records it)
+            self.model.preprocessing = self.preprocessing_record()  # saved with the model
+            self._setup_loss(x_train, [y_train] + ([y_val] if has_val else []))
         # for callbacks that look at the data (TensorBoard's images): references, not copies
-        self.train_data = (x_train, y_train)
-        self.validation_data = (x_val, y_val) if has_val else None
-        loader = BatchLoader(x_train.to(self.device), y_train.to(self.device), cfg.batch_size,
-                             shuffle=True, seed=self.seed,
-                             augment=Augmenter(**cfg.augment) if cfg.augment else None,
-                             normalize=cfg.normalize, mean=self.preprocessing["mean"],
-                             std=self.preprocessing["std"], device=self.device)
+        self.train_data = (x_train, y_train) if pixels else None
+        self.validation_data = (x_val, y_val) if has_val and pixels else None
+        loader = make_loader(self, x_train, y_train)
         par = self.parallel
         if par is not None:  # this rank's part of every global batch
             loader = par.shard(loader)
-        steps = 1 if cfg.dry_run else len(loader)
-        from cnnkit.train.optimizers import frozen_norms
-
-        frozen = frozen_norms(self.model)  # in inference mode while the rest trains
+        steps = 1 if cfg.dry_run else min(len(loader), steps_per_epoch or len(loader))
         if self.schedule is None:
             self.schedule = make_schedule(cfg.schedule, self.optimizer, cfg.epochs, steps,
                                           step_size=cfg.step_size, gamma=cfg.gamma)
@@ -276,13 +252,16 @@ class Trainer:
             if self._schedule_state is not None:
                 self.schedule.load_state_dict(self._schedule_state)
         start = self.epoch if initial_epoch is None else int(initial_epoch)
-        metrics = ["loss", "accuracy"] + (["val_loss", "val_accuracy"] if has_val else [])
-        batch_callbacks = [cb for cb in self.callbacks
-                           if type(cb).on_batch_end is not Callback.on_batch_end]
+        names = ["loss", *self.metrics]
+        names += [f"val_{k}" for k in names] if has_val else []
+        names += [] if self.objective else ["lr", "time"]  # Keras logs neither
+        self.model.stop_training = False  # a Keras callback's way to stop: set it True
         for cb in self.callbacks:
             cb.trainer = self
+            cb.set_model(self.model)
+            cb.set_params({"epochs": cfg.epochs, "steps": steps, "verbose": cfg.verbose})
         for cb in self.callbacks:
-            cb.on_train_begin({"metrics": metrics + ["lr", "time"]})
+            cb.on_train_begin({"metrics": names})
         from cnnkit.train.threads import start_fit_threads
 
         start_fit_threads(self, loader, start)
@@ -300,52 +279,26 @@ class Trainer:
                 cb.on_epoch_begin(epoch, {})
             self.progress.epoch_begin(epoch, steps)
             t0 = time.perf_counter()
-            if self.average is not None:
-                self.average.use_own()  # train the network's own weights
-            net.train()
-            for norm in frozen:  # Keras: a frozen BatchNormalization keeps its statistics
-                norm.eval()
-            loss_sum = torch.zeros((), device=self.device)
-            correct = torch.zeros((), dtype=torch.long, device=self.device)
-            seen = 0
-            t_step = time.perf_counter()
-            for i, (xb, yb) in enumerate(loader):
-                lr = self.schedule.lr  # the rate this batch uses
-                loss, logits = self._train_step(xb, yb, getattr(loader, "weight", 1.0))
-                self.threads.step(time.perf_counter() - t_step, len(yb), epoch, i)
-                t_step = time.perf_counter()
-                loss_sum += loss * len(yb)
-                correct += correct_count(logits, yb)
-                seen += len(yb)
-                if batch_callbacks:
-                    blogs = {"loss": loss.item(), "size": len(yb)}
-                    for cb in batch_callbacks:
-                        cb.on_batch_end(i, blogs)
-                if self.progress.due():
-                    self.progress.batch(i + 1, f"loss: {loss_sum.item() / seen:.4f}  "
-                                               f"accuracy: {correct.item() / seen:.4f}")
-                if i + 1 >= steps or self.diverged:
-                    break
-            if par is not None:  # the epoch's figures over every rank's samples
-                loss_sum, correct, seen = par.sum(loss_sum, correct, torch.tensor(seen))
-                seen = int(seen)
-            logs = {"loss": loss_sum.item() / seen, "accuracy": correct.item() / seen}
+            lr, logs = self._train_epoch(loader, epoch, steps)
             if not math.isfinite(logs["loss"]):
                 self._diverge(epoch, logs["loss"])
                 break
             if self.average is not None:
                 self.average.use_average()  # validation, callbacks and checkpoints see these
-            self.precise_bn = settle_norms(self, x_train, frozen, (epoch + 1) * steps) \
-                or self.precise_bn  # short runs: batch-norm statistics recomputed
-            if has_val:
+            if pixels and self.objective is None:  # short runs: batch-norm statistics recomputed
+                self.precise_bn = settle_norms(self, x_train, frozen_norms(self.model),
+                                               (epoch + 1) * steps) or self.precise_bn
+            if has_val and (epoch + 1) % validation_freq == 0:
                 val = self._evaluate(x_val, y_val, max_batches=1 if cfg.dry_run else None)
-                logs.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
-            logs.update(lr=lr, time=time.perf_counter() - t0)
-            self.history.append(epoch, logs)
+                logs.update({f"val_{k}": v for k, v in val.items()})
+            if not self.objective:
+                logs.update(lr=lr, time=time.perf_counter() - t0)
             self.epoch = epoch + 1
             self.progress.epoch_end(epoch, logs)
             for cb in self.callbacks:
                 cb.on_epoch_end(epoch, logs)
+            self.history.append(epoch, logs)  # after the callbacks, as Keras: what they left
+            self._heed_model_stop()
             if par is not None:  # callbacks decide on rank 0: every rank stops with it
                 self.stop_training, self.stop_reason = par.agree_stop(self.stop_training,
                                                                       self.stop_reason)
@@ -361,68 +314,82 @@ class Trainer:
             self.say(f"Stopped: {self.stop_reason}")
         return self.history
 
-    def _diverge(self, epoch: int, loss: float) -> None:
-        """A NaN/inf loss: end the run without a checkpoint or state for this epoch, and put the
-        last good weights back (from the saved state) so the model in memory stays usable."""
-        self.diverged = self.stop_training = True
-        self.progress.abort()
-        if not self.stop_reason:
-            self.stop_reason = (f"the loss became {loss} in epoch {epoch + 1}; training stopped "
-                                "(lower the learning rate, or clip gradients with clip_norm)")
-        self.epoch = epoch
-        if self.state_dir is not None and Path(self.state_dir).is_dir():
-            weights, state = read_state(self.state_dir)
-            load_weights(self.model.net, weights, str(self.state_dir))
-            if self.average is not None:
-                self.average.load_state_dict(state["weight_average"])
-            self.stop_reason += f"; the model is back at the end of epoch {epoch}"
+    def _heed_model_stop(self) -> None:
+        if getattr(self.model, "stop_training", False) and not self.stop_training:
+            self.stop_training = True
+            self.stop_reason = self.stop_reason or "a callback set model.stop_training"
 
-    # --- evaluation ----------------------------------------------------------------------------
-    @torch.inference_mode()
-    def _batched_logits(self, x: torch.Tensor, max_batches: int | None = None):
-        net = self.model.net
-        was_training = net.training
-        net.eval()
-        try:
-            # large images: at most EVAL_INPUT_BYTES of float input at once (a 512x512 RGB
-            # batch of 128 would be 400 MB), so evaluation fits where training did
-            per_image = 4 * max(1, x[0].numel() if len(x) else 1)
-            bs = max(1, min(self.config.eval_batch_size, EVAL_INPUT_BYTES // per_image))
-            for i, start in enumerate(range(0, len(x), bs)):
-                if max_batches is not None and i >= max_batches:
-                    break
-                xb = self._input(x[start:start + bs].to(self.device, non_blocking=True))
-                # fp32 even where training runs in bf16: validation, the run's test score,
-                # `cnnkit evaluate` and `model.predict` must give one answer for one image
-                yield start, self._forward(xb).float()  # (B, K)
-        finally:
-            net.train(was_training)
+    def _train_epoch(self, loader, epoch: int, steps: int) -> tuple[float, dict]:
+        """One epoch's batches; returns the last batch's learning rate and the epoch's logs."""
+        if self.average is not None:
+            self.average.use_own()  # train the network's own weights
+        self.model.net.train()
+        for norm in frozen_norms(self.model):  # Keras: a frozen BatchNormalization keeps
+            norm.eval()  # its statistics
+        begin = [cb for cb in self.callbacks if overrides(cb, "on_train_batch_begin")]
+        end = [cb for cb in self.callbacks if overrides(cb, "on_train_batch_end")
+               or overrides(cb, "on_batch_end")]  # each costs a host sync per batch
+        loss_sum = torch.zeros((), device=self.device)
+        hits = {k: torch.zeros((), device=self.device) for k in self.metrics}
+        seen = 0
+        t_step = time.perf_counter()
+        for i, (xb, yb) in enumerate(loader):
+            lr = self.schedule.lr  # the rate this batch uses
+            for cb in begin:
+                cb.on_train_batch_begin(i, {})
+            loss, logits = self._train_step(xb, yb, getattr(loader, "weight", 1.0))
+            self.threads.step(time.perf_counter() - t_step, len(yb), epoch, i)
+            t_step = time.perf_counter()
+            loss_sum += loss * len(yb)
+            for k, count in self.metrics.items():
+                hits[k] += count(logits, yb)
+            seen += len(yb)
+            if end:
+                blogs = {"loss": loss.item(), "size": len(yb)}
+                for cb in end:
+                    cb.on_train_batch_end(i, blogs)
+                self._heed_model_stop()  # Keras stops after this batch
+            if self.progress.due():
+                self.progress.batch(i + 1, "  ".join(
+                    f"{k}: {v.item() / seen:.4f}" for k, v in (("loss", loss_sum), *hits.items())))
+            if i + 1 >= steps or self.diverged or self.stop_training:
+                break
+        if self.parallel is not None:  # the epoch's figures over every rank's samples
+            loss_sum, *sums, seen = self.parallel.sum(loss_sum, *hits.values(), torch.tensor(seen))
+            hits = dict(zip(hits, sums))
+        if int(seen) == 0:
+            raise CnnkitError("the training data gave no batches")
+        logs = {"loss": loss_sum.item() / int(seen)}
+        logs.update({k: v.item() / int(seen) for k, v in hits.items()})
+        return lr, logs
+
+    def _diverge(self, epoch: int, loss: float) -> None:
+        from cnnkit.train.resume import roll_back
+
+        roll_back(self, epoch, loss)
+
+    # --- evaluation (cnnkit.train.evaluation) -------------------------------------------------
+    def _batched_logits(self, x, max_batches: int | None = None):
+        return batched_logits(self, x, max_batches)
 
     def _evaluate(self, x, y, max_batches=None) -> dict:
         if self.parallel is not None:  # each rank its batches, summed exactly
             return self.parallel.evaluate(self, x, y, max_batches)
-        y = y.to(self.device)
-        loss_sum = torch.zeros((), device=self.device)
-        correct = torch.zeros((), dtype=torch.long, device=self.device)
-        seen = 0
-        for start, logits in self._batched_logits(x, max_batches):
-            yb = y[start:start + len(logits)]
-            loss_sum += self.loss_fn(logits, yb) * len(yb)
-            correct += correct_count(logits, yb)
-            seen += len(yb)
-        with torch.inference_mode():
-            penalty = float(self._penalty())
-        return {"loss": loss_sum.item() / seen + penalty, "accuracy": correct.item() / seen}
+        return evaluate_batches(self, x, y, max_batches)
 
-    def evaluate(self, x, y) -> dict:
-        """{'loss', 'accuracy'} over all of (x, y), like Keras's evaluate."""
+    def evaluate(self, x, y=None) -> dict:
+        """{'loss', 'accuracy'} (or the objective's metrics) over all of (x, y), like Keras's
+        evaluate; `x` may be a loader of (x, labels) batches."""
         x, y = self._check_data(x, y, "evaluation data")
-        self._setup_loss(x, [y])
+        if self.loss_fn is None:
+            self._setup_loss(x, [y])
         return self._evaluate(x, y)
 
     def predict_logits(self, x) -> torch.Tensor:
-        """Logits (N, K) float32 on the CPU for uint8 images (N, H, W, C)."""
-        x = _as_images(x, "images")
+        """Logits (N, K) float32 on the CPU for uint8 images (N, H, W, C), float arrays (the
+        Keras path), or a loader's batches."""
+        if not is_loader(x):
+            x = as_inputs(x, "images", floats=self.objective is not None)
         return torch.cat([logits.cpu() for _, logits in self._batched_logits(x)])
 
     # --- exact resume --------------------------------------------------------------------------
