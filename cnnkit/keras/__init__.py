@@ -11,14 +11,14 @@ predict; see cnnkit.keras.models. Real Keras files load with `models.load_model`
 `cnnkit.load` (cnnkit.model.keras_files).
 
     layers, models, datasets, utils, callbacks, optimizers, regularizers, losses, metrics,
-    preprocessing.image    the Keras modules the seeds use
+    preprocessing.image, mixed_precision    the Keras modules the seeds use
 """
 from __future__ import annotations
 
 import importlib
 
 SUBMODULES = ("layers", "models", "datasets", "utils", "callbacks", "optimizers",
-              "regularizers", "losses", "metrics", "preprocessing", "files", "writing", "training")
+              "regularizers", "losses", "metrics", "preprocessing", "mixed_precision", "training")
 NAMES = {"Sequential": "models", "Model": "models", "Input": "layers"}
 
 

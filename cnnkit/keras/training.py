@@ -210,7 +210,7 @@ def fit(model, x, y, *, batch_size, epochs, verbose, callbacks, validation_split
     first = xt.x if isinstance(xt, GeneratorBatches) else xt
     model.preprocessing = pixel_scale(first)  # before any checkpoint saves the model
     trainer = _trainer(model, _objective(model), list(callbacks or []), epochs=epochs,
-                       batch_size=batch_size, verbose=verbose, clip_norm=c.optimizer.clipnorm,
+                       batch_size=batch_size, verbose=verbose,
                        eval_batch_size=_batch_size(validation_batch_size or batch_size),
                        **_config_names(c))
     trainer.shuffle = bool(shuffle)
