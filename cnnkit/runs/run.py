@@ -65,9 +65,7 @@ def resolve_run(spec: RunSpec, resume: bool) -> RunSpec:
     if resume:
         if not spec.out:
             raise CnnkitError("resume needs out: the run directory to continue")
-        run = RunDir(spec.out)
-        saved = RunSpec.from_dict(run.options, where=str(run / CONFIG)).replace(
-            out=str(run))
+        saved = read_run_spec(spec.out)
         given = {k: v for k, v in spec.explicit().items() if k != "out"}
         wanted = saved.replace(**given)
         diffs = saved.differences(wanted)
@@ -82,6 +80,12 @@ def resolve_run(spec: RunSpec, resume: bool) -> RunSpec:
                 option=key, value=getattr(wanted, key))
         return wanted.replace(out=str(spec.out)).resolved()
     return spec.resolved()
+
+
+def read_run_spec(run_dir) -> RunSpec:
+    """The RunSpec a run directory was made with (its config.json), `out` that directory."""
+    run = RunDir(run_dir)
+    return RunSpec.from_dict(run.options, where=str(run / CONFIG)).replace(out=str(run))
 
 
 def _take_module(spec: RunSpec):
