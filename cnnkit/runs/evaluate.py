@@ -2,8 +2,9 @@
 
 What `cnnkit evaluate` prints, as a library call: the split is the run's own test split when a
 run directory is given (held out by the run where the dataset has none), else the dataset's.
-Images go through the input contract and outputs through the output contract; the forward pass
-is the Trainer's batched one, so a run's test accuracy and its evaluation agree to the digit.
+Images go through the input contract, the forward pass and the output contract as in
+`predict` (`cnnkit.model.predict.predict_proba`), in the Trainer's evaluation batches, so a
+run's test accuracy and its evaluation agree to the digit.
 """
 from __future__ import annotations
 
@@ -43,14 +44,12 @@ def evaluate(model_or_run, dataset: str | None = None, data_dir=None, split: str
              threads: int | None = None, module=None) -> Evaluation:
     """Score a saved model, a run directory's best model, a Sequential or an exported .onnx
     file on `split`. A run of your own nn.Module (or its best/) needs an instance of the
-    class to load the weights into: `evaluate("runs/cnn", module=CNN())`; it runs on torch. runtime 'torch' is the Trainer's batched forward pass (on `device`);
+    class to load the weights into: `evaluate("runs/cnn", module=CNN())`; it runs on torch. runtime 'torch' is `predict`'s forward pass (on `device`);
     'onnx' predicts through `cnnkit.Predictor` (onnxruntime on the CPU, `threads` intra-op
     threads), whose probabilities match torch's to ~1e-7; 'auto' is onnx from enough images
     on (`cnnkit.model.runtime.auto_runtime`)."""
-    import torch
-
     from cnnkit.look.metrics import classification_report
-    from cnnkit.model.outputs import check_classes, probabilities
+    from cnnkit.model.outputs import check_classes
     from cnnkit.model.provided import provided
 
     Predictor = provided("onnx_predictor")  # noqa: N806  cnnkit.serve.predictor, above runs
@@ -83,16 +82,15 @@ def evaluate(model_or_run, dataset: str | None = None, data_dir=None, split: str
     if predictor is not None:
         probs = predictor.predict(x)
     else:
+        from cnnkit.model.predict import predict_proba
         from cnnkit.train.config import TrainConfig
-        from cnnkit.train.trainer import Trainer
-
+        from cnnkit.train.device import resolve_device
         from cnnkit.train.threads import kept_threads, set_threads, settle_threads
 
-        trainer = Trainer(model, TrainConfig(device=device, verbose=0,
-                                             normalize=model.preprocessing.get("normalize", "unit")))
-        with torch.inference_mode(), kept_threads():
+        model.net.to(resolve_device(device))
+        with kept_threads():
             set_threads(settle_threads(threads)[0])
-            probs = probabilities(trainer.predict_logits(x), model.net.output_activation).numpy()
+            probs = predict_proba(model, x, batch_size=TrainConfig.eval_batch_size)
     names = own_names or ds.class_names
     report = classification_report(probs, y.numpy(), names)
     return Evaluation(report, name, split, list(names), x, y, probs, run_dir,
@@ -127,8 +125,4 @@ def split_data(model_or_run, input_shape, recorded: str | None, run_dir, dataset
         if split == "test" and not ds.has_test:
             raise CnnkitError(f"{name} has no official test split; use split='train' (--split train)")
         x, y = (ds.x_test, ds.y_test) if split == "test" else (ds.x_train, ds.y_train)
-    from cnnkit.data.rows import Rows
-
-    if not (isinstance(x, Rows) and tuple(x.shape[1:]) == tuple(input_shape)):  # Rows: mapped
-        x = to_pixels(x, tuple(input_shape))[0]  # the input contract; a no-op at the model's shape
-    return name, ds, x, y
+    return name, ds, to_pixels(x, tuple(input_shape))[0], y  # a no-op at the model's shape
