@@ -66,15 +66,11 @@ def evaluate(model_or_run, dataset: str | None = None, data_dir=None, split: str
         model, run_dir = None, None
     else:
         model, run_dir = open_model(model_or_run, module=module)
-    if model is None:  # a bare .onnx file: what its metadata says
-        input_shape, recorded = predictor.input_shape, predictor.dataset
-        units, own_names = len(predictor.class_names), predictor.class_names
-    else:
-        input_shape, recorded = model.input_shape, model.dataset
-        units, own_names = model.output_shape[0], model.class_names
-    name, ds, x, y = split_data(model_or_run, input_shape, recorded, run_dir, dataset,
+    src = predictor if model is None else model  # a bare .onnx file: what its metadata says
+    name, ds, x, y = split_data(model_or_run, src.input_shape, src.dataset, run_dir, dataset,
                                 data_dir, split)
-    check_classes(units, ds.num_classes, name)
+    check_classes(len(src.class_names) if model is None else model.output_shape[0],
+                  ds.num_classes, name)
     foreign = getattr(model, "foreign", False)  # a user's module: torch is its only runtime
     if model is not None and (runtime == "onnx" or (not foreign and
                                                     auto_runtime(runtime, len(x)) == "onnx")):
@@ -91,7 +87,7 @@ def evaluate(model_or_run, dataset: str | None = None, data_dir=None, split: str
         with kept_threads():
             set_threads(settle_threads(threads)[0])
             probs = predict_proba(model, x, batch_size=TrainConfig.eval_batch_size)
-    names = own_names or ds.class_names
+    names = src.class_names or ds.class_names
     report = classification_report(probs, y.numpy(), names)
     return Evaluation(report, name, split, list(names), x, y, probs, run_dir,
                       "torch" if predictor is None else predictor.runtime)
