@@ -116,7 +116,7 @@ def main():
         return lambda: np.concatenate([s.run(None, {"pixels": xn[i:i + bs]})[0]
                                        for i in range(0, n, bs)])
     calls = {  # what -> a call predicting all n images
-        "cnnkit evaluate path (torch)": lambda: trainer.predict_logits(xt),
+        "cnnkit evaluate path (torch)": lambda: model.predict(xt, TrainConfig.eval_batch_size),
         "cnnkit Predictor, torch": lambda: model.predict(xt),
         "eager PyTorch net(x), batch 1000": eager,
         f"cnnkit Predictor, onnx (batch {ORT_BATCH})": lambda: onnx_p.predict(xt),

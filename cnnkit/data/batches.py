@@ -187,12 +187,12 @@ class BatchLoader:
             # the index where each tensor lives: index_select wants both on one device
             xb = self._to_device(self.x.index_select(0, idx.to(self.x.device)))  # uint8: 4x less to move
             yb = self._to_device(self.y.index_select(0, idx.to(self.y.device)))
-            if self.augment is None and self.normalize == "standardize":
-                yield to_model_input(xb, "standardize", self.mean, self.std), yb
-                continue
-            xf = to_model_input(xb, "unit")
-            if self.augment is not None:
-                xf = self.augment(xf, generator=augment_rng)
-            if self.normalize == "standardize":
-                xf = xf.sub_(self.mean).div_(self.std)
-            yield xf, yb
+            yield self._model_input(xb, augment_rng), yb
+
+    def _model_input(self, xb: torch.Tensor, augment_rng, augment: bool = True) -> torch.Tensor:
+        """A uint8 batch as the network takes it: scaled, augmented (`augment`), then
+        standardized; without augmentation in one fused multiply-add (`standardize`)."""
+        if self.augment is None or not augment:
+            return to_model_input(xb, self.normalize, self.mean, self.std)
+        xf = self.augment(to_model_input(xb, "unit"), generator=augment_rng)
+        return xf.sub_(self.mean).div_(self.std) if self.normalize == "standardize" else xf

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from cnnkit.data.batches import BatchLoader, batch_indices, epoch_generator, to_model_input
+from cnnkit.data.batches import BatchLoader, batch_indices, epoch_generator
 from cnnkit.train.losses import correct_count
 
 
@@ -44,15 +44,7 @@ class ShardedBatchLoader(BatchLoader):
             part = torch.tensor_split(idx, par.world)[par.rank]  # contiguous, never padded
             self.weight = len(part) * par.world / len(idx)
             xb, yb = self._gather(self.x, part), self._gather(self.y, part)
-            if self.augment is None and self.normalize == "standardize":
-                yield to_model_input(xb, "standardize", self.mean, self.std), yb
-                continue
-            xf = to_model_input(xb, "unit")
-            if self.augment is not None and len(part):
-                xf = self.augment(xf, generator=augment_rng)
-            if self.normalize == "standardize":
-                xf = xf.sub_(self.mean).div_(self.std)
-            yield xf, yb
+            yield self._model_input(xb, augment_rng, augment=len(part) > 0), yb
 
 
 def evaluate_exactly(parallel, trainer, x, y, max_batches=None) -> dict:

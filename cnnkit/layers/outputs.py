@@ -42,11 +42,8 @@ def probabilities(logits: torch.Tensor, output_activation: str | None) -> torch.
 
 
 def predicted_class(logits: torch.Tensor, output_activation: str | None = None) -> torch.Tensor:
-    """(N,) class ids, the argmax of `probabilities` (ties go to the lower id)."""
-    import torch
-
-    if logits.shape[1] == 1:
-        return (torch.sigmoid(logits[:, 0].float()) > 0.5).long()
+    """(N,) class ids, the argmax of `probabilities` (ties go to the lower id; for one unit,
+    class 1 iff p > 0.5)."""
     return probabilities(logits.float(), output_activation).argmax(dim=1)
 
 

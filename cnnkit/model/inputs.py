@@ -41,7 +41,7 @@ def to_pixels(x, input_shape) -> tuple[torch.Tensor, bool]:
     """(uint8 (N, H, W, C) at `input_shape` = (H, W, C), whether `x` was one image).
 
     A uint8 array (writable) or tensor already at the model's shape comes back as a view of
-    it: no copy."""
+    it, a mapped split (cnnkit.data.rows.Rows) at that shape as it is: no copy."""
     if isinstance(x, np.ndarray):
         t = _from_numpy(x)
     elif isinstance(x, torch.Tensor):
@@ -52,6 +52,8 @@ def to_pixels(x, input_shape) -> tuple[torch.Tensor, bool]:
         return _from_pil(x, input_shape), True
     elif isinstance(x, (list, tuple)) and x and _is_image(x[0]):
         return _from_list(x, input_shape), False
+    elif _is_rows(x) and tuple(x.shape[1:]) == tuple(input_shape):
+        return x, False  # a mapped split: its slices are gathered batch by batch, never whole
     else:  # nested lists of numbers, or anything numpy can read as an array
         try:
             t = _from_numpy(np.asarray(x))
@@ -76,6 +78,11 @@ def _is_pil(x) -> bool:
     # Without importing Pillow (~40 ms): a PIL image exists only once PIL.Image is imported.
     pil = sys.modules.get("PIL.Image")
     return pil is not None and isinstance(x, pil.Image)
+
+
+def _is_rows(x) -> bool:
+    rows = sys.modules.get("cnnkit.data.rows")  # Rows exist only once it is imported
+    return rows is not None and isinstance(x, rows.Rows)
 
 
 def _is_image(item) -> bool:

@@ -39,15 +39,27 @@ def predict_proba(model, x, batch_size: int = 256) -> np.ndarray:
         model.check_classifier()
     pixels, single = to_pixels(x, model._require_input())  # uint8 (N, H, W, C)
     eval_mode(net)
-    act = net.output_activation
+    device = next(net.parameters(), pixels).device  # where training (or evaluate) left it
+    # at most 32 MB of float input per batch (a 512x512 RGB batch of 256 would be 800 MB)
+    batch_size = max(1, min(batch_size, (32 << 20) // (4 * pixels[0].numel())))
     with torch.inference_mode():  # the caller's threads: switching costs more than it saves
-        if len(pixels) <= batch_size:  # one batch (one image): no slicing, no concatenation
-            probs = probabilities(net(network_input(model, pixels)), act)
-        else:
-            probs = torch.cat([probabilities(net(network_input(model, pixels[i:i + batch_size])),
-                                             act) for i in range(0, len(pixels), batch_size)])
+        probs = in_batches(lambda part: pixel_probabilities(model, part[:].to(device)).cpu(),
+                           pixels, batch_size, torch.cat)  # part[:]: a mapped split's rows
     probs = check_finite(probs.numpy())
     return probs[0] if single else probs
+
+
+def pixel_probabilities(model, pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, H, W, C) -> probabilities (N, K): the model's preprocessing, forward pass and
+    output contract; what `predict_proba` runs per batch and the ONNX export traces."""
+    return probabilities(model.net(network_input(model, pixels)), model.net.output_activation)
+
+
+def in_batches(fn, x, size: int, cat):
+    """`fn` over `x` in slices of `size`, joined by `cat`; one batch (one image) as it is."""
+    if len(x) <= size:
+        return fn(x)
+    return cat([fn(x[i:i + size]) for i in range(0, len(x), size)])
 
 
 def check_finite(probs: np.ndarray) -> np.ndarray:

@@ -2,8 +2,9 @@
 
 What `cnnkit evaluate` prints, as a library call: the split is the run's own test split when a
 run directory is given (held out by the run where the dataset has none), else the dataset's.
-Images go through the input contract and outputs through the output contract; the forward pass
-is the Trainer's batched one, so a run's test accuracy and its evaluation agree to the digit.
+Images go through the input contract, the forward pass and the output contract as in
+`predict` (`cnnkit.model.predict.predict_proba`), in the Trainer's evaluation batches, so a
+run's test accuracy and its evaluation agree to the digit.
 """
 from __future__ import annotations
 
@@ -43,14 +44,12 @@ def evaluate(model_or_run, dataset: str | None = None, data_dir=None, split: str
              threads: int | None = None, module=None) -> Evaluation:
     """Score a saved model, a run directory's best model, a Sequential or an exported .onnx
     file on `split`. A run of your own nn.Module (or its best/) needs an instance of the
-    class to load the weights into: `evaluate("runs/cnn", module=CNN())`; it runs on torch. runtime 'torch' is the Trainer's batched forward pass (on `device`);
+    class to load the weights into: `evaluate("runs/cnn", module=CNN())`; it runs on torch. runtime 'torch' is `predict`'s forward pass (on `device`);
     'onnx' predicts through `cnnkit.Predictor` (onnxruntime on the CPU, `threads` intra-op
     threads), whose probabilities match torch's to ~1e-7; 'auto' is onnx from enough images
     on (`cnnkit.model.runtime.auto_runtime`)."""
-    import torch
-
     from cnnkit.look.metrics import classification_report
-    from cnnkit.model.outputs import check_classes, probabilities
+    from cnnkit.model.outputs import check_classes
     from cnnkit.model.provided import provided
 
     Predictor = provided("onnx_predictor")  # noqa: N806  cnnkit.serve.predictor, above runs
@@ -67,15 +66,11 @@ def evaluate(model_or_run, dataset: str | None = None, data_dir=None, split: str
         model, run_dir = None, None
     else:
         model, run_dir = open_model(model_or_run, module=module)
-    if model is None:  # a bare .onnx file: what its metadata says
-        input_shape, recorded = predictor.input_shape, predictor.dataset
-        units, own_names = len(predictor.class_names), predictor.class_names
-    else:
-        input_shape, recorded = model.input_shape, model.dataset
-        units, own_names = model.output_shape[0], model.class_names
-    name, ds, x, y = split_data(model_or_run, input_shape, recorded, run_dir, dataset,
+    src = predictor if model is None else model  # a bare .onnx file: what its metadata says
+    name, ds, x, y = split_data(model_or_run, src.input_shape, src.dataset, run_dir, dataset,
                                 data_dir, split)
-    check_classes(units, ds.num_classes, name)
+    check_classes(len(src.class_names) if model is None else model.output_shape[0],
+                  ds.num_classes, name)
     foreign = getattr(model, "foreign", False)  # a user's module: torch is its only runtime
     if model is not None and (runtime == "onnx" or (not foreign and
                                                     auto_runtime(runtime, len(x)) == "onnx")):
@@ -83,17 +78,16 @@ def evaluate(model_or_run, dataset: str | None = None, data_dir=None, split: str
     if predictor is not None:
         probs = predictor.predict(x)
     else:
+        from cnnkit.model.predict import predict_proba
         from cnnkit.train.config import TrainConfig
-        from cnnkit.train.trainer import Trainer
-
+        from cnnkit.train.device import resolve_device
         from cnnkit.train.threads import kept_threads, set_threads, settle_threads
 
-        trainer = Trainer(model, TrainConfig(device=device, verbose=0,
-                                             normalize=model.preprocessing.get("normalize", "unit")))
-        with torch.inference_mode(), kept_threads():
+        model.net.to(resolve_device(device))
+        with kept_threads():
             set_threads(settle_threads(threads)[0])
-            probs = probabilities(trainer.predict_logits(x), model.net.output_activation).numpy()
-    names = own_names or ds.class_names
+            probs = predict_proba(model, x, batch_size=TrainConfig.eval_batch_size)
+    names = src.class_names or ds.class_names
     report = classification_report(probs, y.numpy(), names)
     return Evaluation(report, name, split, list(names), x, y, probs, run_dir,
                       "torch" if predictor is None else predictor.runtime)
@@ -127,8 +121,4 @@ def split_data(model_or_run, input_shape, recorded: str | None, run_dir, dataset
         if split == "test" and not ds.has_test:
             raise CnnkitError(f"{name} has no official test split; use split='train' (--split train)")
         x, y = (ds.x_test, ds.y_test) if split == "test" else (ds.x_train, ds.y_train)
-    from cnnkit.data.rows import Rows
-
-    if not (isinstance(x, Rows) and tuple(x.shape[1:]) == tuple(input_shape)):  # Rows: mapped
-        x = to_pixels(x, tuple(input_shape))[0]  # the input contract; a no-op at the model's shape
-    return name, ds, x, y
+    return name, ds, to_pixels(x, tuple(input_shape))[0], y  # a no-op at the model's shape

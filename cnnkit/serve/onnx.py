@@ -64,8 +64,7 @@ def _graph_module(model):
     (test-time flip included) and output contract, as one torch module to trace."""
     import torch
 
-    from cnnkit.model.inputs import network_input
-    from cnnkit.model.outputs import probabilities
+    from cnnkit.model.predict import pixel_probabilities
 
     class PixelsToProbabilities(torch.nn.Module):
         def __init__(self):
@@ -73,7 +72,7 @@ def _graph_module(model):
             self.net = model.net
 
         def forward(self, pixels):
-            return probabilities(self.net(network_input(model, pixels)), self.net.output_activation)
+            return pixel_probabilities(model, pixels)
 
     return PixelsToProbabilities().eval()
 
@@ -272,16 +271,11 @@ def read_metadata(props: dict, session, where: str) -> dict:
 
 def run_session(session, pixels: np.ndarray, meta: dict) -> np.ndarray:
     """Probabilities (N, K) float32 for uint8 pixels (N, H, W, C), NaN refused."""
-    from cnnkit.model.predict import check_finite
+    from cnnkit.model.predict import check_finite, in_batches
 
-    step = 1 if meta["fixed_batch"] else ORT_BATCH
     name = meta["input_name"]
-    if len(pixels) <= step:
-        probs = session.run(None, {name: pixels})[0]
-    else:
-        probs = np.concatenate([session.run(None, {name: pixels[i:i + step]})[0]
-                                for i in range(0, len(pixels), step)])
-    return check_finite(probs)
+    return check_finite(in_batches(lambda part: session.run(None, {name: part})[0], pixels,
+                                   1 if meta["fixed_batch"] else ORT_BATCH, np.concatenate))
 
 
 # -- export ---------------------------------------------------------------------------------------

@@ -21,10 +21,8 @@ nothing runs side by side). On torch, a `threads` given is `torch.set_num_thread
 process-wide (torch has one pool); without one the Predictor leaves the caller's count alone
 (a notebook's, a server's) and uses it.
 
-runtime="auto": onnxruntime for an .onnx file (the only runtime it has); for a cnnkit model,
-AUTO_RUNTIME (onnx), from bench/bench_infer.py's measurements. The commands, which run once,
-use `auto_runtime(runtime, images)`: onnx only from AUTO_ONNX_MIN_IMAGES images on, where its
-~1 s start is won back. `Predictor.runtime` says which one was chosen.
+runtime="auto": onnxruntime for an .onnx file (the only runtime it has), else as
+`cnnkit.model.runtime.auto_runtime` chooses; `Predictor.runtime` says which one was chosen.
 """
 from __future__ import annotations
 
