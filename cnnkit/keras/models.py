@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cnnkit.errors import CnnkitError
-from cnnkit.errors import clipped
+from cnnkit.errors import CnnkitError, clipped
+from cnnkit.keras import training
+from cnnkit.keras.training import FIT_ARGS, _unknown  # noqa: F401  (FIT_ARGS: its old home)
 from cnnkit.model.sequential import Sequential as _CoreSequential
 
 
@@ -54,16 +55,6 @@ class Compiled:
 
 COMPILE_ARGS = ("optimizer", "loss", "loss_weights", "metrics", "weighted_metrics",
                 "run_eagerly", "steps_per_execution", "jit_compile", "auto_scale_loss")
-FIT_ARGS = ("x", "y", "batch_size", "epochs", "verbose", "callbacks", "validation_split",
-            "validation_data", "shuffle", "class_weight", "sample_weight", "initial_epoch",
-            "steps_per_epoch", "validation_steps", "validation_batch_size", "validation_freq")
-
-
-def _unknown(call: str, kwargs: dict, valid) -> None:
-    if kwargs:
-        key = next(iter(kwargs))
-        raise CnnkitError(f"{call}() got an unknown argument {key}={clipped(kwargs[key])}; "
-                          f"valid: {', '.join(valid)}")
 
 
 class Sequential(_CoreSequential):
@@ -221,39 +212,10 @@ class Sequential(_CoreSequential):
                               "metrics=['accuracy'])")
         return self.compiled_state
 
-    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
-            validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0,
-            steps_per_epoch=None, validation_steps=None, validation_batch_size=None,
-            validation_freq=1, **kwargs):
-        from cnnkit.keras import training
+    fit, evaluate = training.fit, training.evaluate  # Keras's signatures, checks and returns
 
-        for key in ("class_weight", "sample_weight"):
-            if kwargs.pop(key, None) is not None:
-                raise CnnkitError(f"fit(): {key} is not supported yet")
-        _unknown("fit", kwargs, FIT_ARGS)
-        return training.fit(self, x, y, batch_size=batch_size, epochs=epochs, verbose=verbose,
-                            callbacks=callbacks, validation_split=validation_split,
-                            validation_data=validation_data, shuffle=shuffle,
-                            initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
-                            validation_steps=validation_steps,
-                            validation_batch_size=validation_batch_size,
-                            validation_freq=validation_freq)
-
-    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", steps=None,
-                 return_dict=False, **kwargs):
-        from cnnkit.keras import training
-
-        if kwargs.pop("sample_weight", None) is not None:
-            raise CnnkitError("evaluate(): sample_weight is not supported yet")
-        kwargs.pop("callbacks", None)
-        _unknown("evaluate", kwargs, ("x", "y", "batch_size", "verbose", "steps", "return_dict"))
-        return training.evaluate(self, x, y, batch_size=batch_size, verbose=verbose, steps=steps,
-                                 return_dict=return_dict)
-
-    def predict(self, x, batch_size=None, verbose="auto", steps=None, **kwargs):
-        from cnnkit.keras import training
-
-        kwargs.pop("callbacks", None)
+    def predict(self, x, batch_size=None, verbose="auto", steps=None, *, callbacks=None,
+                **kwargs):
         _unknown("predict", kwargs, ("x", "batch_size", "verbose", "steps"))
         return training.predict(self, x, batch_size=batch_size, verbose=verbose, steps=steps)
 
@@ -295,8 +257,6 @@ class _ActivationModel:
         self.layers = list(base.layers)
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None):
-        from cnnkit.keras import training
-
         names = [self.base.layer_names()[self.base.layers.index(layer)] for layer in self.output_layers]
         out = training.predict(self.base, x, batch_size=batch_size, verbose=verbose, steps=steps,
                                layers=names)
