@@ -10,8 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cnnkit.errors import CnnkitError, clipped
-from cnnkit.keras import training
-from cnnkit.keras.training import FIT_ARGS, _unknown  # noqa: F401  (FIT_ARGS: its old home)
 from cnnkit.model.sequential import Sequential as _CoreSequential
 
 
@@ -53,8 +51,33 @@ class Compiled:
     metrics: list  # [(logged name, accuracy kind)]
 
 
+FIT_ARGS = ("x", "y", "batch_size", "epochs", "verbose", "callbacks", "validation_split",
+            "validation_data", "shuffle", "class_weight", "sample_weight", "initial_epoch",
+            "steps_per_epoch", "validation_steps", "validation_batch_size", "validation_freq")
 COMPILE_ARGS = ("optimizer", "loss", "loss_weights", "metrics", "weighted_metrics",
                 "run_eagerly", "steps_per_execution", "jit_compile", "auto_scale_loss")
+
+
+def _unknown(call: str, kwargs: dict, valid) -> None:
+    if kwargs:
+        key = next(iter(kwargs))
+        raise CnnkitError(f"{call}() got an unknown argument {key}={clipped(kwargs[key])}; "
+                          f"valid: {', '.join(valid)}")
+
+
+class _Training:
+    """A method that is cnnkit.keras.training's function of the same name (its signature,
+    checks and Keras's return values), imported on first use: it imports torch, which building
+    and summarizing a model do not."""
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def __get__(self, model, owner=None):
+        from cnnkit.keras import training
+
+        method = getattr(training, self.name)
+        return method if model is None else method.__get__(model, owner)
 
 
 class Sequential(_CoreSequential):
@@ -212,10 +235,12 @@ class Sequential(_CoreSequential):
                               "metrics=['accuracy'])")
         return self.compiled_state
 
-    fit, evaluate = training.fit, training.evaluate  # Keras's signatures, checks and returns
+    fit, evaluate = _Training(), _Training()
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, *, callbacks=None,
                 **kwargs):
+        from cnnkit.keras import training
+
         _unknown("predict", kwargs, ("x", "batch_size", "verbose", "steps"))
         return training.predict(self, x, batch_size=batch_size, verbose=verbose, steps=steps)
 
@@ -257,6 +282,8 @@ class _ActivationModel:
         self.layers = list(base.layers)
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None):
+        from cnnkit.keras import training
+
         names = [self.base.layer_names()[self.base.layers.index(layer)] for layer in self.output_layers]
         out = training.predict(self.base, x, batch_size=batch_size, verbose=verbose, steps=steps,
                                layers=names)

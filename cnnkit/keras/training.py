@@ -16,8 +16,9 @@ import time
 import numpy as np
 import torch
 
-from cnnkit.errors import CnnkitError, clipped
+from cnnkit.errors import CnnkitError
 from cnnkit.keras.losses import correct
+from cnnkit.keras.models import FIT_ARGS, _unknown
 from cnnkit.train.callbacks import Callback
 from cnnkit.train.config import LOSSES, OPTIMIZERS, TrainConfig
 from cnnkit.train.feeds import model_input
@@ -174,19 +175,7 @@ def _trainer(model, objective, callbacks=(), seed=None, **settings) -> Trainer:
     return Trainer(model, config, callbacks, objective=objective)
 
 
-FIT_ARGS = ("x", "y", "batch_size", "epochs", "verbose", "callbacks", "validation_split",
-            "validation_data", "shuffle", "class_weight", "sample_weight", "initial_epoch",
-            "steps_per_epoch", "validation_steps", "validation_batch_size", "validation_freq")
-
-
-def _unknown(call: str, kwargs: dict, valid) -> None:
-    if kwargs:
-        key = next(iter(kwargs))
-        raise CnnkitError(f"{call}() got an unknown argument {key}={clipped(kwargs[key])}; "
-                          f"valid: {', '.join(valid)}")
-
-
-# fit and evaluate are the models' methods as they are (cnnkit.keras.models.Sequential)
+# fit and evaluate are cnnkit.keras.models.Sequential's methods, signatures included
 def fit(model, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
         validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0,
         steps_per_epoch=None, validation_steps=None, validation_batch_size=None,
