@@ -74,7 +74,10 @@ class KerasLayer:
         if dtype not in (None, "float32"):
             raise CnnkitError(f"{type(self).__name__}: dtype={clipped(dtype)} is not supported; "
                               "valid: 'float32'")
-        self.trainable = _flag(self, "trainable", extra.get("trainable", True))
+        self.trainable = extra.get("trainable", True)
+        if not isinstance(self.trainable, bool):
+            raise CnnkitError(f"{type(self).__name__}: trainable must be True or False; received "
+                              f"trainable={clipped(self.trainable)}")
         shape = extra.get("input_shape")
         if "batch_input_shape" in extra:
             shape = tuple(extra["batch_input_shape"])[1:]
@@ -127,13 +130,6 @@ class KerasLayer:
             raise CnnkitError(f"layer {type(self).__name__} is not in a model yet; its weights "
                               "exist once it is added to a Sequential")
         return self._model
-
-
-def _flag(layer, key, value) -> bool:
-    if not isinstance(value, bool):
-        raise CnnkitError(f"{type(layer).__name__}: {key} must be True or False; received "
-                          f"{key}={clipped(value)}")
-    return value
 
 
 def _initializer(value):
@@ -212,23 +208,19 @@ class LeakyReLU(KerasLayer, core.LeakyReLU):
 class ReLU(KerasLayer, core.Activation):
     """`layers.ReLU()`: Activation('relu'); saved as such."""
 
+    type = "Activation"  # for cnnkit (saved configs, messages), this is the layer's type
+
     def __init__(self, **kwargs):
         self._keras_init(("relu",), kwargs)
 
-    @property
-    def type(self) -> str:
-        return "Activation"
-
 
 class Softmax(KerasLayer, core.Activation):
+    type = "Activation"
+
     def __init__(self, axis=-1, **kwargs):
         if axis != -1:
             raise CnnkitError(f"Softmax: axis={axis} is not supported; valid: -1")
         self._keras_init(("softmax",), kwargs)
-
-    @property
-    def type(self) -> str:
-        return "Activation"
 
 
 def _check_format(layer, kwargs) -> None:
