@@ -36,6 +36,7 @@ class ImageDataGenerator:
         if not 0 <= validation_split < 1:
             raise CnnkitError(f"validation_split={validation_split!r} is out of range; valid: 0 <= x < 1")
         self.rescale, self.validation_split = rescale, float(validation_split)
+        self.augment_args = kwargs
         from cnnkit.data.augment import Augmenter
 
         self.augmenter = Augmenter(**kwargs)  # checks every argument now
