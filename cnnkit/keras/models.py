@@ -221,10 +221,9 @@ class Sequential(_CoreSequential):
                 raise CnnkitError(f"compile(): {key} is not supported (one output, one loss)")
         if loss is None:
             raise CnnkitError("compile() needs a loss, e.g. loss='sparse_categorical_crossentropy'")
-        self.optimizer = optimizers.get(optimizer)
-        self.compiled_state = Compiled(self.optimizer, losses.get(loss), [
-            (name, losses.metric_kind(kind, losses.get(loss)))
-            for name, kind in metric_names.resolve(metrics)])
+        self.optimizer, loss = optimizers.get(optimizer), losses.get(loss)
+        self.compiled_state = Compiled(self.optimizer, loss, [
+            (name, losses.metric_kind(kind, loss)) for name, kind in metric_names.resolve(metrics)])
         # every setting, in TrainConfig's form, as cnnkit.Sequential.compile records it
         self.compiled = {**self.optimizer.train_options(), "loss": self.compiled_state.loss.name}
 
@@ -327,10 +326,9 @@ def Model(inputs=None, outputs=None, name=None, **kwargs):
 def _as_keras(layer):
     """The cnnkit.keras twin of a cnnkit layer (same arguments, Keras's extras at defaults)."""
     from cnnkit.keras import layers as keras_layers
-    from cnnkit.keras.layers import KerasLayer
 
     twin = getattr(keras_layers, layer.type, None)
-    if isinstance(layer, KerasLayer) or not (isinstance(twin, type) and issubclass(twin, type(layer))):
+    if isinstance(layer, keras_layers.KerasLayer) or not (isinstance(twin, type) and issubclass(twin, type(layer))):
         return layer
     new = twin.__new__(twin)
     new.__dict__.update(layer.__dict__)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from cnnkit.errors import CnnkitError
+from cnnkit.keras import mixed_precision
 from cnnkit.keras.losses import correct
 from cnnkit.keras.models import FIT_ARGS, _unknown
 from cnnkit.train.callbacks import Callback
@@ -167,8 +168,6 @@ def _trainer(model, objective, callbacks=(), seed=None, **settings) -> Trainer:
     # Keras trains in float32, and so does its path here (weights match real Keras's), unless
     # mixed_precision.set_global_policy asks for bf16 or fp16. The seed comes from torch's
     # generator, so keras.utils.set_random_seed fixes shuffles and dropout as in Keras.
-    from cnnkit.keras import mixed_precision
-
     if seed is None:
         seed = int(torch.randint(0, 2**31, ()).item())
     config = TrainConfig(precision=mixed_precision.precision(), seed=seed, **settings)
