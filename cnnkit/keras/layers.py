@@ -27,6 +27,10 @@ class KerasLayer:
     input_shape_arg = None  # the `input_shape=` it was given, for the model's first layer
     l1_factor = 0.0  # kernel L1 (regularizers.l1 / l1_l2); cnnkit's core layers know L2 only
     _model = None  # the Sequential it was added to (for `layer.output`)
+    takes_format = False  # an image layer: Keras's data_format, dilation_rate, groups
+
+    def __init__(self, *args, **kwargs):
+        self._keras_init(args, kwargs)
 
     def _keras_init(self, args, kwargs, aliases=None, defaults=None):
         """Check `kwargs` against cnnkit's arguments and Keras's common ones, then build the
@@ -34,6 +38,15 @@ class KerasLayer:
         base = next(c for c in type(self).__mro__ if c.__module__ == core.__name__)
         params = [p for p in inspect.signature(base.__init__).parameters if p != "self"]
         kwargs = dict(kwargs)
+        if "kernel_initializer" in params:  # Conv2D, Dense: Keras's initializers
+            bias = kwargs.pop("bias_initializer", "zeros")
+            if bias not in ("zeros", "Zeros"):
+                raise CnnkitError(f"{type(self).__name__}: bias_initializer={clipped(bias)} is "
+                                  "not supported; valid: 'zeros'")
+            if "kernel_initializer" in kwargs:
+                kwargs["kernel_initializer"] = _initializer(kwargs["kernel_initializer"])
+        if self.takes_format:
+            _check_format(self, kwargs)
         for keras_name, ours in (aliases or {}).items():
             if keras_name in kwargs:
                 kwargs[ours] = kwargs.pop(keras_name)
@@ -61,7 +74,10 @@ class KerasLayer:
         if dtype not in (None, "float32"):
             raise CnnkitError(f"{type(self).__name__}: dtype={clipped(dtype)} is not supported; "
                               "valid: 'float32'")
-        self.trainable = _flag(self, "trainable", extra.get("trainable", True))
+        self.trainable = extra.get("trainable", True)
+        if not isinstance(self.trainable, bool):
+            raise CnnkitError(f"{type(self).__name__}: trainable must be True or False; received "
+                              f"trainable={clipped(self.trainable)}")
         shape = extra.get("input_shape")
         if "batch_input_shape" in extra:
             shape = tuple(extra["batch_input_shape"])[1:]
@@ -116,13 +132,6 @@ class KerasLayer:
         return self._model
 
 
-def _flag(layer, key, value) -> bool:
-    if not isinstance(value, bool):
-        raise CnnkitError(f"{type(layer).__name__}: {key} must be True or False; received "
-                          f"{key}={clipped(value)}")
-    return value
-
-
 def _initializer(value):
     """Keras's initializer names (and 'GlorotUniform' class spellings) as cnnkit's."""
     if value is None:
@@ -136,54 +145,34 @@ def _initializer(value):
 
 
 class Conv2D(KerasLayer, core.Conv2D):
-    def __init__(self, *args, bias_initializer="zeros", **kwargs):
-        if bias_initializer not in ("zeros", "Zeros"):
-            raise CnnkitError(f"Conv2D: bias_initializer={clipped(bias_initializer)} is not "
-                              "supported; valid: 'zeros'")
-        if "kernel_initializer" in kwargs:
-            kwargs["kernel_initializer"] = _initializer(kwargs["kernel_initializer"])
-        _check_format(self, kwargs)
-        self._keras_init(args, kwargs)
+    takes_format = True
 
 
 class Dense(KerasLayer, core.Dense):
-    def __init__(self, *args, bias_initializer="zeros", **kwargs):
-        if bias_initializer not in ("zeros", "Zeros"):
-            raise CnnkitError(f"Dense: bias_initializer={clipped(bias_initializer)} is not "
-                              "supported; valid: 'zeros'")
-        if "kernel_initializer" in kwargs:
-            kwargs["kernel_initializer"] = _initializer(kwargs["kernel_initializer"])
-        self._keras_init(args, kwargs)
+    pass
 
 
 class MaxPooling2D(KerasLayer, core.MaxPooling2D):
-    def __init__(self, *args, **kwargs):
-        _check_format(self, kwargs)
-        self._keras_init(args, kwargs)
+    takes_format = True
 
 
 class AveragePooling2D(KerasLayer, core.AveragePooling2D):
-    def __init__(self, *args, **kwargs):
-        _check_format(self, kwargs)
-        self._keras_init(args, kwargs)
+    takes_format = True
 
 
 class ZeroPadding2D(KerasLayer, core.ZeroPadding2D):
-    def __init__(self, *args, **kwargs):
-        _check_format(self, kwargs)
-        self._keras_init(args, kwargs)
+    takes_format = True
 
 
 class Flatten(KerasLayer, core.Flatten):
-    def __init__(self, *args, **kwargs):
-        _check_format(self, kwargs)
-        self._keras_init(args, kwargs)
+    takes_format = True
 
 
 class GlobalAveragePooling2D(KerasLayer, core.GlobalAveragePooling2D):
-    def __init__(self, *args, **kwargs):
-        _check_format(self, kwargs)
-        if kwargs.pop("keepdims", False):
+    takes_format = True
+
+    def __init__(self, *args, keepdims=False, **kwargs):
+        if keepdims:
             raise CnnkitError("GlobalAveragePooling2D: keepdims=True is not supported; valid: False")
         self._keras_init(args, kwargs)
 
@@ -205,8 +194,7 @@ class BatchNormalization(KerasLayer, core.BatchNormalization):
 
 
 class Activation(KerasLayer, core.Activation):
-    def __init__(self, *args, **kwargs):
-        self._keras_init(args, kwargs)
+    pass
 
 
 class LeakyReLU(KerasLayer, core.LeakyReLU):
@@ -220,23 +208,19 @@ class LeakyReLU(KerasLayer, core.LeakyReLU):
 class ReLU(KerasLayer, core.Activation):
     """`layers.ReLU()`: Activation('relu'); saved as such."""
 
+    type = "Activation"  # for cnnkit (saved configs, messages), this is the layer's type
+
     def __init__(self, **kwargs):
         self._keras_init(("relu",), kwargs)
 
-    @property
-    def type(self) -> str:
-        return "Activation"
-
 
 class Softmax(KerasLayer, core.Activation):
+    type = "Activation"
+
     def __init__(self, axis=-1, **kwargs):
         if axis != -1:
             raise CnnkitError(f"Softmax: axis={axis} is not supported; valid: -1")
         self._keras_init(("softmax",), kwargs)
-
-    @property
-    def type(self) -> str:
-        return "Activation"
 
 
 def _check_format(layer, kwargs) -> None:

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cnnkit.errors import CnnkitError
-from cnnkit.errors import clipped
+from cnnkit.errors import CnnkitError, clipped
 from cnnkit.model.sequential import Sequential as _CoreSequential
 
 
@@ -52,11 +51,11 @@ class Compiled:
     metrics: list  # [(logged name, accuracy kind)]
 
 
-COMPILE_ARGS = ("optimizer", "loss", "loss_weights", "metrics", "weighted_metrics",
-                "run_eagerly", "steps_per_execution", "jit_compile", "auto_scale_loss")
 FIT_ARGS = ("x", "y", "batch_size", "epochs", "verbose", "callbacks", "validation_split",
             "validation_data", "shuffle", "class_weight", "sample_weight", "initial_epoch",
             "steps_per_epoch", "validation_steps", "validation_batch_size", "validation_freq")
+COMPILE_ARGS = ("optimizer", "loss", "loss_weights", "metrics", "weighted_metrics",
+                "run_eagerly", "steps_per_execution", "jit_compile", "auto_scale_loss")
 
 
 def _unknown(call: str, kwargs: dict, valid) -> None:
@@ -64,6 +63,21 @@ def _unknown(call: str, kwargs: dict, valid) -> None:
         key = next(iter(kwargs))
         raise CnnkitError(f"{call}() got an unknown argument {key}={clipped(kwargs[key])}; "
                           f"valid: {', '.join(valid)}")
+
+
+class _Training:
+    """A method that is cnnkit.keras.training's function of the same name (its signature,
+    checks and Keras's return values), imported on first use: it imports torch, which building
+    and summarizing a model do not."""
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def __get__(self, model, owner=None):
+        from cnnkit.keras import training
+
+        method = getattr(training, self.name)
+        return method if model is None else method.__get__(model, owner)
 
 
 class Sequential(_CoreSequential):
@@ -207,10 +221,9 @@ class Sequential(_CoreSequential):
                 raise CnnkitError(f"compile(): {key} is not supported (one output, one loss)")
         if loss is None:
             raise CnnkitError("compile() needs a loss, e.g. loss='sparse_categorical_crossentropy'")
-        self.optimizer = optimizers.get(optimizer)
-        self.compiled_state = Compiled(self.optimizer, losses.get(loss), [
-            (name, losses.metric_kind(kind, losses.get(loss)))
-            for name, kind in metric_names.resolve(metrics)])
+        self.optimizer, loss = optimizers.get(optimizer), losses.get(loss)
+        self.compiled_state = Compiled(self.optimizer, loss, [
+            (name, losses.metric_kind(kind, loss)) for name, kind in metric_names.resolve(metrics)])
         # every setting, in TrainConfig's form, as cnnkit.Sequential.compile records it
         self.compiled = {**self.optimizer.train_options(), "loss": self.compiled_state.loss.name}
 
@@ -221,39 +234,12 @@ class Sequential(_CoreSequential):
                               "metrics=['accuracy'])")
         return self.compiled_state
 
-    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
-            validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0,
-            steps_per_epoch=None, validation_steps=None, validation_batch_size=None,
-            validation_freq=1, **kwargs):
+    fit, evaluate = _Training(), _Training()
+
+    def predict(self, x, batch_size=None, verbose="auto", steps=None, *, callbacks=None,
+                **kwargs):
         from cnnkit.keras import training
 
-        for key in ("class_weight", "sample_weight"):
-            if kwargs.pop(key, None) is not None:
-                raise CnnkitError(f"fit(): {key} is not supported yet")
-        _unknown("fit", kwargs, FIT_ARGS)
-        return training.fit(self, x, y, batch_size=batch_size, epochs=epochs, verbose=verbose,
-                            callbacks=callbacks, validation_split=validation_split,
-                            validation_data=validation_data, shuffle=shuffle,
-                            initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
-                            validation_steps=validation_steps,
-                            validation_batch_size=validation_batch_size,
-                            validation_freq=validation_freq)
-
-    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", steps=None,
-                 return_dict=False, **kwargs):
-        from cnnkit.keras import training
-
-        if kwargs.pop("sample_weight", None) is not None:
-            raise CnnkitError("evaluate(): sample_weight is not supported yet")
-        kwargs.pop("callbacks", None)
-        _unknown("evaluate", kwargs, ("x", "y", "batch_size", "verbose", "steps", "return_dict"))
-        return training.evaluate(self, x, y, batch_size=batch_size, verbose=verbose, steps=steps,
-                                 return_dict=return_dict)
-
-    def predict(self, x, batch_size=None, verbose="auto", steps=None, **kwargs):
-        from cnnkit.keras import training
-
-        kwargs.pop("callbacks", None)
         _unknown("predict", kwargs, ("x", "batch_size", "verbose", "steps"))
         return training.predict(self, x, batch_size=batch_size, verbose=verbose, steps=steps)
 
@@ -340,10 +326,9 @@ def Model(inputs=None, outputs=None, name=None, **kwargs):
 def _as_keras(layer):
     """The cnnkit.keras twin of a cnnkit layer (same arguments, Keras's extras at defaults)."""
     from cnnkit.keras import layers as keras_layers
-    from cnnkit.keras.layers import KerasLayer
 
     twin = getattr(keras_layers, layer.type, None)
-    if isinstance(layer, KerasLayer) or not (isinstance(twin, type) and issubclass(twin, type(layer))):
+    if isinstance(layer, keras_layers.KerasLayer) or not (isinstance(twin, type) and issubclass(twin, type(layer))):
         return layer
     new = twin.__new__(twin)
     new.__dict__.update(layer.__dict__)

@@ -37,12 +37,7 @@ class L1L2(Regularizer):
         super().__init__(l1=l1, l2=l2)
 
 
-def l1(l1: float = 0.01) -> L1:  # noqa: E741 (Keras's name)
-    return L1(l1)
-
-
-def l2(l2: float = 0.01) -> L2:
-    return L2(l2)
+l1, l2 = L1, L2  # noqa: E741  (Keras 3's lowercase names for the same classes)
 
 
 def l1_l2(l1: float = 0.01, l2: float = 0.01) -> L1L2:  # Keras's defaults for the function

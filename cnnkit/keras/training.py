@@ -12,13 +12,14 @@ kernels, the thread policy, seeded shuffles, the same callbacks (cnnkit.train.ca
 from __future__ import annotations
 
 import time
-from functools import partial
 
 import numpy as np
 import torch
 
 from cnnkit.errors import CnnkitError
+from cnnkit.keras import mixed_precision
 from cnnkit.keras.losses import correct
+from cnnkit.keras.models import FIT_ARGS, _unknown
 from cnnkit.train.callbacks import Callback
 from cnnkit.train.config import LOSSES, OPTIMIZERS, TrainConfig
 from cnnkit.train.feeds import model_input
@@ -158,29 +159,30 @@ def _objective(model, train=True):
     act = model.net.output_activation
     return Objective(optimizer=c.optimizer.build if train else (lambda params: None),
                      loss=lambda logits, y: c.loss.compute(logits, act, y),
-                     metrics={name: partial(_correct, kind, act) for name, kind in c.metrics},
+                     metrics={name: lambda logits, y, kind=kind: correct(kind, logits, act, y)
+                              for name, kind in c.metrics},
                      hparams={"optimizer": c.optimizer.name, "loss": c.loss.name})
-
-
-def _correct(kind, activation, logits, y):
-    return correct(kind, logits, activation, y)
 
 
 def _trainer(model, objective, callbacks=(), seed=None, **settings) -> Trainer:
     # Keras trains in float32, and so does its path here (weights match real Keras's), unless
     # mixed_precision.set_global_policy asks for bf16 or fp16. The seed comes from torch's
     # generator, so keras.utils.set_random_seed fixes shuffles and dropout as in Keras.
-    from cnnkit.keras import mixed_precision
-
     if seed is None:
         seed = int(torch.randint(0, 2**31, ()).item())
     config = TrainConfig(precision=mixed_precision.precision(), seed=seed, **settings)
     return Trainer(model, config, callbacks, objective=objective)
 
 
-def fit(model, x, y, *, batch_size, epochs, verbose, callbacks, validation_split,
-        validation_data, shuffle, initial_epoch, steps_per_epoch, validation_steps,
-        validation_batch_size, validation_freq):
+# fit and evaluate are cnnkit.keras.models.Sequential's methods, signatures included
+def fit(model, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
+        validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0,
+        steps_per_epoch=None, validation_steps=None, validation_batch_size=None,
+        validation_freq=1, **kwargs):
+    for key in ("class_weight", "sample_weight"):
+        if kwargs.pop(key, None) is not None:
+            raise CnnkitError(f"fit(): {key} is not supported yet")
+    _unknown("fit", kwargs, FIT_ARGS)
     c = model.require_compiled("fit")
     verbose, batch_size = _verbosity(verbose), _batch_size(batch_size)
     if validation_split and validation_data is None:
@@ -232,7 +234,11 @@ def _config_names(c) -> dict:
     return out
 
 
-def evaluate(model, x, y, *, batch_size, verbose, steps, return_dict):
+def evaluate(model, x=None, y=None, batch_size=None, verbose="auto", steps=None,
+             return_dict=False, *, sample_weight=None, callbacks=None, **kwargs):
+    if sample_weight is not None:
+        raise CnnkitError("evaluate(): sample_weight is not supported yet")
+    _unknown("evaluate", kwargs, ("x", "y", "batch_size", "verbose", "steps", "return_dict"))
     c = model.require_compiled("evaluate")
     verbose, batch_size = _verbosity(verbose), _batch_size(batch_size)
     t0 = time.perf_counter()
