@@ -18,7 +18,6 @@ User strings (class names, paths, options) are all escaped.
 from __future__ import annotations
 
 import importlib.util
-import io
 import json
 import math
 from html import escape
@@ -186,10 +185,7 @@ def training_section(curves: bytes | None, history: dict, options: dict, metrics
     else:
         data = None
     if data:
-        from PIL import Image
-
-        width, height = Image.open(io.BytesIO(data)).size
-        out.append(png_tag(data, "loss and accuracy per epoch", width, height))
+        out.append(png_tag(data, "loss and accuracy per epoch"))
     epochs = len(history.get("loss", []))
     if epochs:
         out.append('<div class="row">' + bars_svg(history.get("lr", []), "learning rate", "{:.3g}")

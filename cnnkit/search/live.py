@@ -35,6 +35,11 @@ def row_of(t, now: float | None = None) -> dict:
             "error": t.user_attrs.get("error")}
 
 
+def trial_rows(study, now: float | None = None) -> list[dict]:
+    return [row_of(t, now) for t in study.get_trials(deepcopy=False)
+            if not t.system_attrs.get("cnnkit:over_budget")]  # closed unrun (worker.py)
+
+
 def trial_lines(rows: list[dict], metric: str, widths: list[int] | None = None) -> list[str]:
     """The table's lines, header first. `widths` (grown in place) keeps the columns of lines
     printed one trial at a time under each other."""
@@ -79,9 +84,7 @@ class Live:
         self._widths = [0, _params_width(space) if space is not None else 0, 0, 0, 0]
 
     def rows(self) -> list[dict]:
-        now = time.time()
-        return [row_of(t, now) for t in self.study.get_trials(deepcopy=False)
-                if not t.system_attrs.get("cnnkit:over_budget")]
+        return trial_rows(self.study, time.time())
 
     def _loop(self) -> None:
         if self.tty:
