@@ -44,17 +44,21 @@ def trial_lines(rows: list[dict], metric: str, widths: list[int] | None = None) 
     """The table's lines, header first. `widths` (grown in place) keeps the columns of lines
     printed one trial at a time under each other."""
     head = ["trial", "parameters", metric, "state", "time"]
-    table = [head] + [[str(r["number"]), " ".join(f"{k}={_fmt(v)}" for k, v in r["params"].items()),
-                       _value(r), r["state"] + (f" (retry of {r['retry_of']})" if r["retry_of"]
-                                                is not None else ""),
-                       "" if r["duration_s"] is None else f"{r['duration_s']:.1f} s"]
-                      for r in rows]
+    table = [head] + [_cells(r, retry=True) for r in rows]
     seen = [max(len(r[i]) for r in table) for i in range(len(head))]
     if widths is None:
         widths = seen
     else:
         widths[:] = [max(a, b) for a, b in zip(widths or [0] * len(head), seen)]
     return ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in table]
+
+
+def _cells(r: dict, retry: bool) -> list[str]:
+    """A trial's cells, as `head` names them; `retry`: the state says which trial it retries."""
+    again = f" (retry of {r['retry_of']})" if retry and r["retry_of"] is not None else ""
+    return [str(r["number"]), " ".join(f"{k}={_fmt(v)}" for k, v in r["params"].items()),
+            _value(r), r["state"] + again,
+            "" if r["duration_s"] is None else f"{r['duration_s']:.1f} s"]
 
 
 def _params_width(space) -> int:
@@ -96,10 +100,7 @@ class Live:
                 for h in ("trial", "parameters", self.space.metric, "state", "time"):
                     table.add_column(h)
                 for r in self._rows_safe():
-                    table.add_row(str(r["number"]), " ".join(f"{k}={_fmt(v)}" for k, v in
-                                                             r["params"].items()),
-                                  _value(r), r["state"], "" if r["duration_s"] is None
-                                  else f"{r['duration_s']:.1f} s")
+                    table.add_row(*_cells(r, retry=False))
                 return table
 
             with RichLive(render(), refresh_per_second=2, transient=False) as live:
