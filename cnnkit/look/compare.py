@@ -178,7 +178,7 @@ def _recall_figure(classes, recalls, labels):
     return fig
 
 
-def _table(header: list[str], rows: list[tuple[str, list, object]], fmt) -> str:
+def _table(header: list[str], rows: list[tuple[str, list, object]], fmt, cls="num") -> str:
     """rows: (label, values, best: max/min/None); the best value of a row is in bold."""
     out = []
     for label, values, best in rows:
@@ -187,7 +187,7 @@ def _table(header: list[str], rows: list[tuple[str, list, object]], fmt) -> str:
         top = best(numbers) if best and len(numbers) > 1 and len(set(numbers)) > 1 else None
         out.append([label] + [Raw(f"<b>{html.escape(fmt(label, v))}</b>")
                               if top is not None and v == top else fmt(label, v) for v in values])
-    return table(header, out, "num")
+    return table(header, out, cls)
 
 
 def comparison_page(runs: list, given: list[str]) -> str:
@@ -220,7 +220,7 @@ def comparison_page(runs: list, given: list[str]) -> str:
     unfinished = [lab for lab, r in zip(labels, runs) if r.metrics is None]
     classes, recalls = _per_class(runs)
     settings_part = (_table(header, [(k, [s.get(k) for s in settings], None) for k in shown],
-                            plain)
+                            plain, cls="")
                      + note("Model, dataset and parameter count, then every option that "
                             "differs between the runs."))
     metrics_part = _table(header, metric_rows, metric) + (
