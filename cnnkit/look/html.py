@@ -1,8 +1,4 @@
-"""One run as one web page: `report.html`, self-contained, beside report.md.
-
-Every picture is inside the file (PNG as base64 data: URIs, SVG inline) with the CSS, so the
-page opens offline, mails as one attachment and makes no request at all; its Content-Security-
-Policy forbids any, so a slip shows as a console error rather than a silent fetch. No script.
+"""One run as one web page: `report.html`, self-contained (look/html_parts), beside report.md.
 
 Pictures are drawn here from arrays (Pillow encodes them) rather than by matplotlib, which
 takes 0.3 s for a confusion matrix and 0.8 s for probability bars: images at their own size,

@@ -1,7 +1,9 @@
-"""The pieces an HTML page of cnnkit's is made of: tables, notes, images as PNG data: URIs,
-colour maps, mosaics, bar charts in SVG, and the page itself with its inline CSS. No network,
-no script: everything a page shows is inside it (`look/html.py` builds the run report from
-these). Every string that reaches the page is escaped here.
+"""The pieces every HTML page of cnnkit's is made of (a run's report.html, `cnnkit compare`, a
+study's report.html): tables, notes, images as PNG data: URIs, colour maps, mosaics, bar charts
+in SVG, and the page itself with its inline CSS. Everything a page shows is inside it, so it
+opens offline, mails as one attachment and makes no request at all; its Content-Security-Policy
+forbids any, so a slip shows as a console error rather than a silent fetch. No script. Every
+string that reaches the page is escaped here.
 """
 from __future__ import annotations
 

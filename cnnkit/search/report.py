@@ -14,7 +14,7 @@ from html import escape
 from pathlib import Path
 
 from cnnkit.fsutil import atomic_write_text
-from cnnkit.search.live import trial_lines, trial_rows
+from cnnkit.search.live import _fmt, trial_lines, trial_rows
 
 
 def best_trial(study):
@@ -146,7 +146,7 @@ def write_study(out: Path, study, space, settings: dict) -> None:
            f"{dict(best.params)}" if best is not None else ". No trial has finished yet."))
     names = list(dict.fromkeys(k for r in rows for k in r["params"]))
     table = H.table(["trial", *names, space.metric, "state", "time", "run"],
-                    [[r["number"], *(_cell(r["params"].get(n, "")) for n in names),
+                    [[r["number"], *(_fmt(r["params"].get(n, "")) for n in names),
                       "" if r["value"] is None else f"{r['value']:.4f}"
                       + (f" ± {r['std']:.4f}" if r["std"] is not None else ""),
                       r["state"], "" if r["duration_s"] is None else f"{r['duration_s']:.1f} s",
@@ -162,10 +162,6 @@ def write_study(out: Path, study, space, settings: dict) -> None:
     atomic_write_text(out / "report.html", H.page(settings["study"], out, headline,
                                                   sections, kind="Search study"))
     atomic_write_text(out / "trials.txt", "\n".join(trial_lines(rows, space.metric)) + "\n")
-
-
-def _cell(v):
-    return f"{v:.4g}" if isinstance(v, float) else v
 
 
 def _space_text(space) -> str:
