@@ -14,9 +14,9 @@ from html import escape
 
 import numpy as np
 
+from cnnkit.look.html import MAP_LAYERS  # as for a cnnkit model: the first convolutions, poolings
 from cnnkit.look.html_parts import note, table
 
-MAP_LAYERS = 6  # as the report of a cnnkit model: the first convolutions and poolings
 NO_DIAGRAM = ("no layer diagram: the model is your own nn.Module, whose forward() cnnkit does "
               "not describe; its structure is printed above")
 NO_CAM = ("no Grad-CAM: it needs a cnnkit layer description to place it after the last "

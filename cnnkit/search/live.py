@@ -36,8 +36,9 @@ def row_of(t, now: float | None = None) -> dict:
 
 
 def trial_rows(study, now: float | None = None) -> list[dict]:
-    return [row_of(t, now) for t in study.get_trials(deepcopy=False)
-            if not t.system_attrs.get("cnnkit:over_budget")]  # closed unrun (worker.py)
+    from cnnkit.search.worker import over_budget  # closed unrun
+
+    return [row_of(t, now) for t in study.get_trials(deepcopy=False) if not over_budget(t)]
 
 
 def trial_lines(rows: list[dict], metric: str, widths: list[int] | None = None) -> list[str]:
