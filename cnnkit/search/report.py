@@ -14,7 +14,7 @@ from html import escape
 from pathlib import Path
 
 from cnnkit.fsutil import atomic_write_text
-from cnnkit.search.live import _fmt, trial_lines, trial_rows
+from cnnkit.search.live import _cells, _fmt, trial_lines, trial_rows
 
 
 def best_trial(study):
@@ -147,10 +147,7 @@ def write_study(out: Path, study, space, settings: dict) -> None:
     names = list(dict.fromkeys(k for r in rows for k in r["params"]))
     table = H.table(["trial", *names, space.metric, "state", "time", "run"],
                     [[r["number"], *(_fmt(r["params"].get(n, "")) for n in names),
-                      "" if r["value"] is None else f"{r['value']:.4f}"
-                      + (f" ± {r['std']:.4f}" if r["std"] is not None else ""),
-                      r["state"], "" if r["duration_s"] is None else f"{r['duration_s']:.1f} s",
-                      r["dir"] or ""] for r in rows])
+                      *_cells(r, retry=False)[2:], r["dir"] or ""] for r in rows])
     sections = [
         ("trials", "Trials", table),
         ("history", "Optimization history", H.figure(H.png_tag(history.read_bytes(), "history"),
