@@ -3,8 +3,8 @@
 Drawn from runs the runs stage has opened (cnnkit.runs.RunDir: `.path`, `.options`, `.resolved`,
 `.history_rows`, `.metrics`, `.started_at`; metrics is None while a run trains, or if it was
 killed: the run is "unfinished"); cnnkit.runs.pages reads the folders (`list_runs`,
-`write_comparison`). The page is one self-contained HTML file (images as data: URIs, inline
-CSS, no script, nothing fetched), every string escaped.
+`write_comparison`). The page is made as a run's report.html is (look/html_parts: one
+self-contained file, images as data: URIs, inline CSS, no script, nothing fetched).
 """
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 
 from cnnkit.errors import CnnkitError, one_of
+from cnnkit.look.figures import new_figure, png_bytes
+from cnnkit.look.html_parts import Raw, note, page, png_tag, table
 
 # The table's columns, which are also the sort keys and the JSON keys (wall_time in seconds).
 COLUMNS = ("name", "model", "dataset", "epochs", "best_val_loss", "test_accuracy", "wall_time",
@@ -106,12 +108,6 @@ METRIC_ROWS = [  # (metrics.json key, label, format, which is best)
     ("samples_per_s", "samples/s", "{:,.0f}", max),
     ("peak_rss_mb", "peak memory (MiB)", "{:,.0f}", min),
 ]
-CSS = """body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
-h1{font-size:1.5em}h2{font-size:1.15em;margin-top:2em}img{max-width:100%}
-table{border-collapse:collapse;margin:.5em 0}
-th,td{padding:.25em .8em;border-bottom:1px solid #ddd;text-align:right}
-th:first-child,td:first-child{text-align:left}thead th{border-bottom:2px solid #888}
-td.best{font-weight:bold;background:#eef6ee}.note{color:#666}"""
 
 
 def _labels(runs: list, given: list[str]) -> list[str]:
@@ -138,20 +134,10 @@ def _per_class(runs: list) -> tuple[list[str], list[dict]]:
     return classes, recalls
 
 
-def _png_uri(fig) -> str:
-    import base64
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
 def _curves_figure(runs, labels):
-    from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    fig = Figure(figsize=(11, 4), dpi=100, layout="constrained")
+    fig = new_figure(11, 4)
     for i, metric in enumerate(("loss", "accuracy")):
         ax = fig.add_subplot(1, 2, i + 1)
         for j, (run, label) in enumerate(zip(runs, labels)):
@@ -173,10 +159,8 @@ def _curves_figure(runs, labels):
 
 def _recall_figure(classes, recalls, labels):
     import numpy as np
-    from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(min(max(6, 0.45 * len(classes) * len(labels) + 2), 14), 3.6), dpi=100,
-                 layout="constrained")
+    fig = new_figure(min(max(6, 0.45 * len(classes) * len(labels) + 2), 14), 3.6)
     ax = fig.add_subplot()
     width = 0.8 / len(labels)
     x = np.arange(len(classes))
@@ -194,18 +178,16 @@ def _recall_figure(classes, recalls, labels):
     return fig
 
 
-def _table(header: list[str], rows: list[tuple[str, list, object]], fmt) -> str:
-    """rows: (label, values, best: max/min/None); the best value of a row is marked."""
-    out = ["<table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header)
-           + "</tr></thead><tbody>"]
+def _table(header: list[str], rows: list[tuple[str, list, object]], fmt, cls="num") -> str:
+    """rows: (label, values, best: max/min/None); the best value of a row is in bold."""
+    out = []
     for label, values, best in rows:
         numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)
                    and math.isfinite(v)]
         top = best(numbers) if best and len(numbers) > 1 and len(set(numbers)) > 1 else None
-        cells = "".join(f"<td{' class=best' if top is not None and v == top else ''}>"
-                        f"{html.escape(fmt(label, v))}</td>" for v in values)
-        out.append(f"<tr><td>{html.escape(label)}</td>{cells}</tr>")
-    return "".join(out) + "</tbody></table>"
+        out.append([label] + [Raw(f"<b>{html.escape(fmt(label, v))}</b>")
+                              if top is not None and v == top else fmt(label, v) for v in values])
+    return table(header, out, cls)
 
 
 def comparison_page(runs: list, given: list[str]) -> str:
@@ -237,28 +219,26 @@ def comparison_page(runs: list, given: list[str]) -> str:
                    for key, label, _, best in METRIC_ROWS]
     unfinished = [lab for lab, r in zip(labels, runs) if r.metrics is None]
     classes, recalls = _per_class(runs)
-    parts = [f"<h1>{html.escape(' vs '.join(labels))}</h1>",
-             "<h2>Settings</h2>", _table(header, [(k, [s.get(k) for s in settings], None)
-                                                  for k in shown], plain),
-             '<p class="note">Model, dataset and parameter count, then every option that '
-             'differs between the runs.</p>',
-             "<h2>Training curves</h2>",
-             f'<img alt="loss and accuracy per epoch" '
-             f'src="{_png_uri(_curves_figure(runs, labels))}">',
-             "<h2>Final metrics</h2>", _table(header, metric_rows, metric)]
-    if unfinished:
-        parts.append(f'<p class="note">Unfinished (no metrics.json yet): '
-                     f'{html.escape(", ".join(unfinished))}.</p>')
-    parts.append("<h2>Per-class accuracy (recall on the test split)</h2>")
+    settings_part = (_table(header, [(k, [s.get(k) for s in settings], None) for k in shown],
+                            plain, cls="")
+                     + note("Model, dataset and parameter count, then every option that "
+                            "differs between the runs."))
+    metrics_part = _table(header, metric_rows, metric) + (
+        note(f"Unfinished (no metrics.json yet): {', '.join(unfinished)}.") if unfinished else "")
     if classes:
-        if len(classes) <= 40:  # past that, bars are too thin to read; the table stays
-            parts.append(f'<img alt="recall per class" '
-                         f'src="{_png_uri(_recall_figure(classes, recalls, labels))}">')
-        parts.append(_table(["class"] + labels,
+        per_class = (png_tag(png_bytes(_recall_figure(classes, recalls, labels)),
+                             "recall per class")
+                     if len(classes) <= 40 else "")  # past that, bars are too thin to read
+        per_class += _table(["class"] + labels,
                             [(c, [rec.get(c) for rec in recalls], max) for c in classes],
-                            lambda _, v: "—" if v is None else f"{v:.3f}"))
+                            lambda _, v: "—" if v is None else f"{v:.3f}")
     else:
-        parts.append('<p class="note">No per-class figures: no run has finished.</p>')
-    return ("<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
-            f"<title>{html.escape('cnnkit compare: ' + ', '.join(labels))}</title>"
-            f"<style>{CSS}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
+        per_class = note("No per-class figures: no run has finished.")
+    sections = [
+        ("settings", "Settings", settings_part),
+        ("curves", "Training curves", png_tag(png_bytes(_curves_figure(runs, labels)),
+                                              "loss and accuracy per epoch")),
+        ("metrics", "Final metrics", metrics_part),
+        ("classes", "Per-class accuracy (recall on the test split)", per_class),
+    ]
+    return page(" vs ".join(labels), None, "", sections, kind="cnnkit compare")

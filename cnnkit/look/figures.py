@@ -1,5 +1,5 @@
 """The plumbing every cnnkit picture shares: a matplotlib Figure (object API, Agg), its atomic
-PNG write, image tiles drawn at their true intensities, grid shapes and mosaics.
+PNG write, image tiles drawn at their true intensities and grid shapes.
 
 Every plotting function returns the file it wrote as a `Picture`: a `pathlib.Path` that
 Jupyter (Colab, JupyterLab, VS Code) shows as the image when it is a cell's value, so
@@ -8,6 +8,7 @@ Jupyter (Colab, JupyterLab, VS Code) shows as the image when it is a cell's valu
 matplotlib is imported inside the functions, so importing this module costs nothing."""
 from __future__ import annotations
 
+import io
 import math
 import os
 from pathlib import Path
@@ -48,6 +49,13 @@ class Picture(type(Path())):  # Path's concrete class (PosixPath/WindowsPath): P
         return self.read_text(encoding="utf-8")
 
 
+def png_bytes(fig) -> bytes:
+    """The figure as PNG, in memory (for a page that holds its images)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI)
+    return buf.getvalue()
+
+
 def save_figure(fig, path: str | os.PathLike) -> Picture:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=DPI)
@@ -78,18 +86,6 @@ def _grid_shape(n: int, ncols: int | None = None) -> tuple[int, int]:
     ncols = ncols or math.ceil(math.sqrt(n))
     ncols = max(1, min(ncols, n))
     return math.ceil(n / ncols), ncols
-
-
-def _mosaic(tiles: np.ndarray, ncols: int, fill: float) -> np.ndarray:
-    """Tiles (n, h, w[, c]) laid out row-major in one array, 1-pixel `fill` gaps between them
-    (one imshow is much faster than a subplot per filter, and reads like Chollet's grids)."""
-    n, h, w = tiles.shape[:3]
-    rows = math.ceil(n / ncols)
-    out = np.full((rows * (h + 1) - 1, ncols * (w + 1) - 1) + tiles.shape[3:], fill, dtype=float)
-    for i in range(n):
-        r, c = divmod(i, ncols)
-        out[r * (h + 1):r * (h + 1) + h, c * (w + 1):c * (w + 1) + w] = tiles[i]
-    return out
 
 
 def _names(class_names, k: int) -> list[str]:

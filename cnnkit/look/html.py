@@ -1,8 +1,4 @@
-"""One run as one web page: `report.html`, self-contained, beside report.md.
-
-Every picture is inside the file (PNG as base64 data: URIs, SVG inline) with the CSS, so the
-page opens offline, mails as one attachment and makes no request at all; its Content-Security-
-Policy forbids any, so a slip shows as a console error rather than a silent fetch. No script.
+"""One run as one web page: `report.html`, self-contained (look/html_parts), beside report.md.
 
 Pictures are drawn here from arrays (Pillow encodes them) rather than by matplotlib, which
 takes 0.3 s for a confusion matrix and 0.8 s for probability bars: images at their own size,
@@ -17,8 +13,6 @@ User strings (class names, paths, options) are all escaped.
 """
 from __future__ import annotations
 
-import importlib.util
-import io
 import json
 import math
 from html import escape
@@ -88,18 +82,16 @@ def render_report_html(title: str, where: Path, model, config: dict, history: di
     report = classification_report(evidence["probs"], y, names)
     x = dict(zip(evidence["shown"].tolist(), evidence["shown_images"]))  # x[i]: a shown image
     picks = _picks(len(y))
-    model_part, inside_part = model_section, inside_section
+    model_part = model_section
     if getattr(model, "foreign", False):  # your own nn.Module: no cnnkit layer description
-        from cnnkit.look.html_module import module_inside_section, module_section
-
-        model_part, inside_part = module_section, module_inside_section
+        from cnnkit.look.html_module import module_section as model_part
     sections = [
         ("data", "Data", data_section(dataset, evidence)),
         ("model", "Model", model_part(model, config)),
         ("training", "Training", training_section(curves, history, config["options"],
                                                   metrics or {})),
         ("results", "Test results", results_section(report, x, y, evidence["probs"], picks)),
-        ("inside", "Inside the model", inside_part(model, x, y, names, picks[:CAM_IMAGES])),
+        ("inside", "Inside the model", inside_section(model, x, y, names, picks[:CAM_IMAGES])),
     ]
     return page(title, where, headline(report, metrics or {}), sections)
 
@@ -159,14 +151,9 @@ def model_section(model, config: dict) -> str:
     model_note = (config.get("resolved") or {}).get("model_note")
     if model_note:
         out.append(note(model_note))
-    out.append("</div><div><h3>Diagram</h3>")
-    if importlib.util.find_spec("cnnkit.look.diagram") is None:
-        out.append(note("the layer diagram is not available in this version of cnnkit"))
-    else:
-        from cnnkit.look.diagram import model_svg
+    from cnnkit.look.diagram import model_svg
 
-        svg = model_svg(model)
-        out.append(f'<div class="diagram">{svg[svg.find("<svg"):]}</div>')  # no XML prologue
+    out.append(f'</div><div><h3>Diagram</h3><div class="diagram">{model_svg(model)}</div>')
     return "".join(out) + "</div></div>"
 
 
@@ -186,10 +173,7 @@ def training_section(curves: bytes | None, history: dict, options: dict, metrics
     else:
         data = None
     if data:
-        from PIL import Image
-
-        width, height = Image.open(io.BytesIO(data)).size
-        out.append(png_tag(data, "loss and accuracy per epoch", width, height))
+        out.append(png_tag(data, "loss and accuracy per epoch"))
     epochs = len(history.get("loss", []))
     if epochs:
         out.append('<div class="row">' + bars_svg(history.get("lr", []), "learning rate", "{:.3g}")
@@ -285,28 +269,35 @@ def prediction(image, true: int, p, names: list[str]) -> str:
 
 
 def inside_section(model, x, y, names: list[str], picks: list[int]) -> str:
-    if importlib.util.find_spec("cnnkit.look.inside") is None:
-        return note("filters, feature maps and Grad-CAM are not available in this version "
-                    "of cnnkit")
-    from cnnkit.look import inside
+    """First-layer filters, feature maps of one test image, Grad-CAM. Your own nn.Module has
+    no layer description: its filters and maps come through its own nn.Conv2d (and pooling)
+    submodules (look/html_module), and Grad-CAM is left out, saying why."""
+    from cnnkit.look import html_module, inside
 
+    foreign = getattr(model, "foreign", False)
     out = ["<h3>First-layer filters</h3>"]
     try:
-        kernels = np.asarray(inside.first_layer_filters(model))  # Keras (kh, kw, in, out)
-        out.append(filters_img(kernels.transpose(3, 2, 0, 1)))
+        kernels = (html_module.first_conv_kernels(model.module) if foreign else  # (out, in, kh, kw)
+                   np.asarray(inside.first_layer_filters(model)).transpose(3, 2, 0, 1))
+        out.append(note("the module has no nn.Conv2d, so no filters") if kernels is None
+                   else filters_img(kernels))
     except CnnkitError as e:  # e.g. a model with no convolution
         out.append(note(str(e)))
     i = picks[0]
     out.append(f"<h3>Feature maps of one test image ({escape(names[int(y[i])])})</h3>")
     try:
-        layers = mapped_layers(model)
-        maps = inside.feature_maps(model, x[i], layers=layers) if layers else {}
+        layers = None if foreign else mapped_layers(model)
+        maps = (html_module.module_feature_maps(model, x[i]) if foreign else
+                inside.feature_maps(model, x[i], layers=layers) if layers else {})
         out.append(figure(img(x[i], "the test image", 96), "input")
                    + "".join(feature_map_img(name, np.asarray(m)) for name, m in maps.items())
-                   + ("" if maps else note("the model has no convolution or pooling, so no "
-                                           "feature maps")))
+                   + ("" if maps else note("the module has no nn.Conv2d or pooling submodule, "
+                                           "so no feature maps" if foreign else "the model has "
+                                           "no convolution or pooling, so no feature maps")))
     except CnnkitError as e:
         out.append(note(str(e)))
+    if foreign:
+        return "".join(out) + "<h3>Grad-CAM</h3>" + note(html_module.NO_CAM)
     out.append("<h3>Grad-CAM: where the predicted class was seen</h3>" + note(
         "at the last Conv2D. Where Grad-CAM is 0 everywhere (common after a Flatten head, "
         "whose gradients average out over the map) the picture shows HiResCAM instead, which "

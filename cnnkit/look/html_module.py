@@ -14,9 +14,9 @@ from html import escape
 
 import numpy as np
 
-from cnnkit.look.html_parts import figure, img, note, table
+from cnnkit.look.html import MAP_LAYERS  # as for a cnnkit model: the first convolutions, poolings
+from cnnkit.look.html_parts import note, table
 
-MAP_LAYERS = 6  # as the report of a cnnkit model: the first convolutions and poolings
 NO_DIAGRAM = ("no layer diagram: the model is your own nn.Module, whose forward() cnnkit does "
               "not describe; its structure is printed above")
 NO_CAM = ("no Grad-CAM: it needs a cnnkit layer description to place it after the last "
@@ -84,23 +84,3 @@ def module_section(model, config: dict) -> str:
     return ('<div class="row"><div class="side">' + table(["", ""], rows, "facts")
             + f"<h3>Structure</h3><pre>{escape(repr(model.module))}</pre></div><div>"
             + "<h3>Diagram</h3>" + note(NO_DIAGRAM) + "</div></div>")
-
-
-def module_inside_section(model, x, y, names: list[str], picks: list[int]) -> str:
-    """First-layer filters and feature maps through the module's own nn.Conv2d (and pooling)
-    submodules; Grad-CAM left out, saying why."""
-    from cnnkit.look.html import feature_map_img, filters_img
-
-    out = ["<h3>First-layer filters</h3>"]
-    kernels = first_conv_kernels(model.module)
-    out.append(note("the module has no nn.Conv2d, so no filters") if kernels is None
-               else filters_img(kernels))
-    i = picks[0]
-    out.append(f"<h3>Feature maps of one test image ({escape(names[int(y[i])])})</h3>")
-    maps = module_feature_maps(model, x[i])
-    out.append(figure(img(x[i], "the test image", 96), "input")
-               + "".join(feature_map_img(name, m) for name, m in maps.items())
-               + ("" if maps else note("the module has no nn.Conv2d or pooling submodule, so "
-                                       "no feature maps")))
-    out.append("<h3>Grad-CAM</h3>" + note(NO_CAM))
-    return "".join(out)

@@ -1,7 +1,9 @@
-"""The pieces an HTML page of cnnkit's is made of: tables, notes, images as PNG data: URIs,
-colour maps, mosaics, bar charts in SVG, and the page itself with its inline CSS. No network,
-no script: everything a page shows is inside it (`look/html.py` builds the run report from
-these). Every string that reaches the page is escaped here.
+"""The pieces every HTML page of cnnkit's is made of (a run's report.html, `cnnkit compare`, a
+study's report.html): tables, notes, images as PNG data: URIs, colour maps, mosaics, bar charts
+in SVG, and the page itself with its inline CSS. Everything a page shows is inside it, so it
+opens offline, mails as one attachment and makes no request at all; its Content-Security-Policy
+forbids any, so a slip shows as a console error rather than a silent fetch. No script. Every
+string that reaches the page is escaped here.
 """
 from __future__ import annotations
 
@@ -58,7 +60,12 @@ def img(pixels: np.ndarray, alt: str, side: int = 64) -> str:
     return png_tag(png(pixels), alt, w * k, h * k)
 
 
-def png_tag(data: bytes, alt: str, width: int, height: int) -> str:
+def png_tag(data: bytes, alt: str, width: int | None = None, height: int | None = None) -> str:
+    """An <img> of PNG bytes, at their own size unless given one."""
+    if width is None:
+        from PIL import Image
+
+        width, height = Image.open(io.BytesIO(data)).size
     return (f'<img src="data:image/png;base64,{base64.b64encode(data).decode()}" '
             f'alt="{escape(alt)}" width="{width}" height="{height}">')
 
@@ -103,9 +110,6 @@ def bars_svg(values: list, label: str, fmt: str) -> str:
             f'<text x="{w - left}" y="{h - 4}" text-anchor="end">epoch {len(vals)}</text></svg>')
 
 
-# -- the sections ------------------------------------------------------------------------------
-
-
 # -- the page ----------------------------------------------------------------------------------
 CSS = """
 body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;
@@ -148,7 +152,7 @@ details summary{cursor:pointer;color:#1a73e8;margin:8px 0}
 """
 
 
-def page(title: str, run_dir: Path, headline_html: str, sections: list,
+def page(title: str, run_dir: Path | None, headline_html: str, sections: list,
          kind: str = "Run report") -> str:
     nav = "".join(f'<a href="#{sid}">{escape(name)}</a>' for sid, name, _ in sections)
     body = "".join(f'<section id="{sid}"><h2>{escape(name)}</h2>{html}</section>'
@@ -160,5 +164,5 @@ def page(title: str, run_dir: Path, headline_html: str, sections: list,
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{kind}: {escape(title)}</title><style>{CSS}</style></head><body>"
             f"<header><h1>{kind}: {escape(title)}</h1>"
-            f'<div class="path">{escape(str(run_dir.resolve()))}</div>{headline_html}'
-            f"<nav>{nav}</nav></header>{body}</body></html>\n")
+            + (f'<div class="path">{escape(str(run_dir.resolve()))}</div>' if run_dir else "")
+            + headline_html + f"<nav>{nav}</nav></header>{body}</body></html>\n")

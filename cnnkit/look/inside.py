@@ -61,7 +61,7 @@ def grad_cam(model, image, class_index: int | None = None,
     Behind global average pooling both are the same map."""
     if method not in CAM_METHODS:
         raise one_of("CAM method", method, CAM_METHODS)
-    name = _last_conv(model, "Grad-CAM") if layer is None else _feature_layer(model, layer)
+    name = _conv_names(model, "Grad-CAM")[-1] if layer is None else _feature_layer(model, layer)
     k = _check_class(model, class_index)
     with _evaluating(model.net), torch.inference_mode(False), torch.enable_grad():
         x = _network_input(model, image)
@@ -258,10 +258,6 @@ def _conv_names(model, what: str) -> list[str]:
         raise CnnkitError(f"{what} needs a convolutional model, and this one has no Conv2D "
                           f"layer ({types}); valid: a model with at least one Conv2D")
     return names
-
-
-def _last_conv(model, what: str) -> str:
-    return _conv_names(model, what)[-1]
 
 
 def _feature_layer(model, name: str) -> str:

@@ -172,7 +172,7 @@ def _draw_tiles(ax, tiles: np.ndarray, grid: dict, **imshow):
     """Tiles (n, h, w[, 3]) row-major, each framed and numbered above; returns one image
     (all share one colour scale, so it stands for them in a colour bar).
 
-    An image per tile, not one mosaic (`_mosaic`): the numbers then sit in a band of their
+    An image per tile, not one mosaic (`html_parts.mosaic`): the numbers then sit in a band of their
     own instead of over a tile's values, and a frame shows each tile's edge even where its
     values are the background's colour (zero weights are white)."""
     from matplotlib.patches import Rectangle

@@ -120,23 +120,28 @@ def evaluation_plots(out: Path, x, y, probs, report: dict, class_names,
 
 
 def finish_run(run_dir: RunDir | None, spec, ds, splits, model, trainer, history, timing, say,
-               note: str | None = None) -> tuple[dict, dict]:
+               note: str | None = None, module: bool = False) -> tuple[dict, dict]:
     """Evaluate the best model on the test split and write what `spec.artifacts` asks for.
-    Returns (metrics, classification report)."""
+    Returns (metrics, classification report). `module`: a run of the user's own nn.Module,
+    whose best epoch is KeepBest's (best/ of an earlier finish holds the module's own tensor
+    names, not the network's) and whose best/ and last/ are written once it is known."""
     from cnnkit.look.metrics import classification_report
 
     full = run_dir is not None and spec.artifacts == "full"
     hist = history.history
     epoch, best_val = best_epoch(hist)
-    if full:
+    if full and not module:
         save_last_and_best(run_dir, model, trainer, no_validation=best_val is None)
     x_test, y_test = splits["test"]
-    probs = test_predictions(model, trainer, x_test, best_weights(run_dir, trainer))
+    probs = test_predictions(model, trainer, x_test,
+                             best_weights(None if module else run_dir, trainer))
     report = classification_report(probs, y_test.numpy(), ds.class_names)
     # the result first, the pictures after it: what the user waits for is the test accuracy
     result_s = time.perf_counter() - timing["start"]
     say(f"Test accuracy {report['accuracy']:.4f}, loss {report['loss']:.4f} "
         f"({epoch_text(epoch, best_val)}); {result_s:.1f} s to this result")
+    if full and module:
+        save_module_last_and_best(run_dir, model, trainer)
     if full:
         evaluation_plots(run_dir, x_test, y_test, probs, report, ds.class_names, hist)
 
@@ -254,25 +259,18 @@ def finish_module_run(run_dir, spec, ds, splits, model, trainer, history, timing
     last/ as the module's weights, curves.png, confusion_matrix.png, mistakes.png, report.md
     and report.html (the model described through the module's own submodules:
     cnnkit.look.html_module)."""
+    return finish_run(run_dir, spec, ds, splits, model, trainer, history, timing, say,
+                      module=True)
+
+
+def save_module_last_and_best(run_dir: RunDir, model, trainer) -> None:
+    """best/ as the model holds it now (test_predictions left the best epoch's weights in
+    it), last/ from the training state; the model is the best one again afterwards."""
     from cnnkit.train.state import read_state
 
-    # run_dir=None: the best epoch comes from KeepBest (best/ of an earlier finish holds the
-    # module's own tensor names, not the network's), and nothing is written there
-    metrics, report = finish_run(None, spec, ds, splits, model, trainer, history,
-                                 timing=timing, say=say)
-    if run_dir is None:
-        return metrics, report
-    run_dir.write_metrics(metrics)
-    if spec.artifacts != "full":
-        return metrics, report
-    model.save(run_dir.best)  # finish_run left the best epoch's weights in the model
-    x_test, y_test = splits["test"]
-    probs = model.net.probabilities(trainer.predict_logits(x_test)).numpy()
+    model.save(run_dir.best)
     best = {k: v.clone() for k, v in model.net.state_dict().items()}
     weights, _ = read_state(trainer.state_dir)  # the last epoch's, as the state holds them
     model.net.load_state_dict(weights)
     model.save(run_dir.last)
-    model.net.load_state_dict(best)  # the run's result is the best model again
-    evaluation_plots(run_dir, x_test, y_test, probs, report, ds.class_names, history.history)
-    write_reports(run_dir, spec, ds, splits, model, probs, report, metrics, None, say)
-    return metrics, report
+    model.net.load_state_dict(best)

@@ -35,21 +35,31 @@ def row_of(t, now: float | None = None) -> dict:
             "error": t.user_attrs.get("error")}
 
 
+def trial_rows(study, now: float | None = None) -> list[dict]:
+    from cnnkit.search.worker import over_budget  # closed unrun
+
+    return [row_of(t, now) for t in study.get_trials(deepcopy=False) if not over_budget(t)]
+
+
 def trial_lines(rows: list[dict], metric: str, widths: list[int] | None = None) -> list[str]:
     """The table's lines, header first. `widths` (grown in place) keeps the columns of lines
     printed one trial at a time under each other."""
     head = ["trial", "parameters", metric, "state", "time"]
-    table = [head] + [[str(r["number"]), " ".join(f"{k}={_fmt(v)}" for k, v in r["params"].items()),
-                       _value(r), r["state"] + (f" (retry of {r['retry_of']})" if r["retry_of"]
-                                                is not None else ""),
-                       "" if r["duration_s"] is None else f"{r['duration_s']:.1f} s"]
-                      for r in rows]
+    table = [head] + [_cells(r, retry=True) for r in rows]
     seen = [max(len(r[i]) for r in table) for i in range(len(head))]
     if widths is None:
         widths = seen
     else:
         widths[:] = [max(a, b) for a, b in zip(widths or [0] * len(head), seen)]
     return ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in table]
+
+
+def _cells(r: dict, retry: bool) -> list[str]:
+    """A trial's cells, as `head` names them; `retry`: the state says which trial it retries."""
+    again = f" (retry of {r['retry_of']})" if retry and r["retry_of"] is not None else ""
+    return [str(r["number"]), " ".join(f"{k}={_fmt(v)}" for k, v in r["params"].items()),
+            _value(r), r["state"] + again,
+            "" if r["duration_s"] is None else f"{r['duration_s']:.1f} s"]
 
 
 def _params_width(space) -> int:
@@ -79,9 +89,7 @@ class Live:
         self._widths = [0, _params_width(space) if space is not None else 0, 0, 0, 0]
 
     def rows(self) -> list[dict]:
-        now = time.time()
-        return [row_of(t, now) for t in self.study.get_trials(deepcopy=False)
-                if not t.system_attrs.get("cnnkit:over_budget")]
+        return trial_rows(self.study, time.time())
 
     def _loop(self) -> None:
         if self.tty:
@@ -93,10 +101,7 @@ class Live:
                 for h in ("trial", "parameters", self.space.metric, "state", "time"):
                     table.add_column(h)
                 for r in self._rows_safe():
-                    table.add_row(str(r["number"]), " ".join(f"{k}={_fmt(v)}" for k, v in
-                                                             r["params"].items()),
-                                  _value(r), r["state"], "" if r["duration_s"] is None
-                                  else f"{r['duration_s']:.1f} s")
+                    table.add_row(*_cells(r, retry=False))
                 return table
 
             with RichLive(render(), refresh_per_second=2, transient=False) as live:

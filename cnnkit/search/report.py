@@ -10,15 +10,11 @@ from __future__ import annotations
 import csv
 import io
 import math
+from html import escape
 from pathlib import Path
 
 from cnnkit.fsutil import atomic_write_text
-from cnnkit.search.live import row_of, trial_lines
-
-
-def trial_rows(study) -> list[dict]:
-    return [row_of(t) for t in study.get_trials(deepcopy=False)
-            if not t.system_attrs.get("cnnkit:over_budget")]  # closed unrun (worker.py)
+from cnnkit.search.live import _cells, _fmt, trial_lines, trial_rows
 
 
 def best_trial(study):
@@ -136,15 +132,8 @@ def write_study(out: Path, study, space, settings: dict) -> None:
     best = best_trial(study)
     if best is not None:
         write_best(out / "best.yaml", space, best, settings)
-    plot_history(rows, space.metric, space.direction, out / "history.png")
-    imp = importances(study)
-    plot_importance(imp, out / "importance.png")
-
-    def image(name: str, alt: str) -> str:
-        from PIL import Image
-
-        w, h = Image.open(out / name).size
-        return H.png_tag((out / name).read_bytes(), alt, w, h)
+    history = plot_history(rows, space.metric, space.direction, out / "history.png")
+    importance = plot_importance(importances(study), out / "importance.png")
 
     counts = {}
     for r in rows:
@@ -157,32 +146,19 @@ def write_study(out: Path, study, space, settings: dict) -> None:
            f"{dict(best.params)}" if best is not None else ". No trial has finished yet."))
     names = list(dict.fromkeys(k for r in rows for k in r["params"]))
     table = H.table(["trial", *names, space.metric, "state", "time", "run"],
-                    [[r["number"], *(_cell(r["params"].get(n, "")) for n in names),
-                      "" if r["value"] is None else f"{r['value']:.4f}"
-                      + (f" ± {r['std']:.4f}" if r["std"] is not None else ""),
-                      r["state"], "" if r["duration_s"] is None else f"{r['duration_s']:.1f} s",
-                      r["dir"] or ""] for r in rows])
+                    [[r["number"], *(_fmt(r["params"].get(n, "")) for n in names),
+                      *_cells(r, retry=False)[2:], r["dir"] or ""] for r in rows])
     sections = [
         ("trials", "Trials", table),
-        ("history", "Optimization history", H.figure(image("history.png", "history"),
+        ("history", "Optimization history", H.figure(H.png_tag(history.read_bytes(), "history"),
                                                      f"{space.metric} per trial, best so far")),
-        ("importance", "Parameter importance", H.figure(image("importance.png", "importance"),
-                                                        "fANOVA importance")),
-        ("space", "Search space", "<pre>" + _escape(_space_text(space)) + "</pre>"),
+        ("importance", "Parameter importance", H.figure(
+            H.png_tag(importance.read_bytes(), "importance"), "fANOVA importance")),
+        ("space", "Search space", "<pre>" + escape(_space_text(space)) + "</pre>"),
     ]
     atomic_write_text(out / "report.html", H.page(settings["study"], out, headline,
                                                   sections, kind="Search study"))
     atomic_write_text(out / "trials.txt", "\n".join(trial_lines(rows, space.metric)) + "\n")
-
-
-def _cell(v):
-    return f"{v:.4g}" if isinstance(v, float) else v
-
-
-def _escape(text: str) -> str:
-    from html import escape
-
-    return escape(text)
 
 
 def _space_text(space) -> str:

@@ -113,7 +113,9 @@ def test_compare_writes_one_self_contained_page(runs, tmp_path, capsys):
     for src in sources:
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "<script" not in page and "http" not in page and "<link" not in page
+    # ("http-equiv": the Content-Security-Policy that forbids any fetch; no URL of any kind)
+    assert "<script" not in page and not re.search(r"https?:", page) and "<link" not in page
+    assert all(href.startswith("#") for href in re.findall(r'href="([^"]*)"', page))
     assert "<style>" in page
 
 
