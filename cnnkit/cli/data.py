@@ -59,16 +59,12 @@ def register(subparsers) -> None:
     p.add_argument("--out", metavar="PNG", required=True, help="grid image to write")
     p.add_argument("--index", type=int, default=0, help="which image of the split (default: 0)")
     p.add_argument("--n", type=int, default=15, help="augmented variants (default: 15)")
-    p.add_argument("--rotation-range", type=float, default=0.0, metavar="DEG", help="degrees (default: 0)")
-    p.add_argument("--width-shift-range", type=float, default=0.0, metavar="F",
-                   help="fraction of the width (pixels if >= 1) (default: 0)")
-    p.add_argument("--height-shift-range", type=float, default=0.0, metavar="F",
-                   help="fraction of the height (pixels if >= 1) (default: 0)")
-    p.add_argument("--shear-range", type=float, default=0.0, metavar="DEG", help="shear angle, degrees (default: 0)")
-    p.add_argument("--zoom-range", type=float, default=0.0, metavar="F",
-                   help="zoom in [1-F, 1+F] (default: 0)")
-    p.add_argument("--horizontal-flip", action="store_true", help="flip left-right at random")
-    p.add_argument("--vertical-flip", action="store_true", help="flip upside down at random")
+    from cnnkit.cli.train import AUGMENT_FLAGS, AUGMENT_SWITCHES, flag
+
+    for name, typ, text in AUGMENT_FLAGS:  # the same options as cnnkit train's
+        p.add_argument(flag(name), type=typ, default=0.0, help=f"{text} (default: 0)")
+    for name, text in AUGMENT_SWITCHES:
+        p.add_argument(flag(name), action="store_true", help=text)
     p.add_argument("--fill-mode", default="nearest", help="nearest, constant, reflect or wrap (default: nearest)")
     p.add_argument("--cval", type=float, default=0.0, help="fill value for --fill-mode constant, 0-255 (default: 0)")
     p.set_defaults(func=cmd_augment)
@@ -189,11 +185,10 @@ def cmd_augment(args) -> int:
     from cnnkit.errors import CnnkitError
 
     # Built before loading, so a bad option fails at once (and nothing is written).
-    aug = Augmenter(rotation_range=args.rotation_range, width_shift_range=args.width_shift_range,
-                    height_shift_range=args.height_shift_range, shear_range=args.shear_range,
-                    zoom_range=args.zoom_range, horizontal_flip=args.horizontal_flip,
-                    vertical_flip=args.vertical_flip, fill_mode=args.fill_mode, cval=args.cval,
-                    seed=args.seed)
+    from cnnkit.cli.train import AUGMENT_FLAGS, AUGMENT_SWITCHES
+
+    aug = Augmenter(**{name: getattr(args, name) for name, *_ in AUGMENT_FLAGS + AUGMENT_SWITCHES},
+                    fill_mode=args.fill_mode, cval=args.cval, seed=args.seed)
     ds = _load(args)
     x, y = _split(ds, args.split)
     if not 0 <= args.index < len(x):
