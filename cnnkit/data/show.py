@@ -65,19 +65,11 @@ def save_image_grid(images, titles: list[str], path: str | os.PathLike, ncols: i
 
 
 def _pixel_stats(x) -> dict:
-    """Mean, std, min, max over all pixels (0..255), plus per channel for colour images.
+    """Mean, std, min, max over all pixels (0..255), plus per channel for colour images."""
+    from cnnkit.data.batches import pixel_sums
 
-    Summed in float64 chunks: a float copy of all of CIFAR-10 would take over a gigabyte."""
-    import torch
-
-    c = x.shape[-1]
-    total = torch.zeros(c, dtype=torch.float64)
-    sq = torch.zeros(c, dtype=torch.float64)
-    for i in range(0, len(x), 8192):
-        b = x[i:i + 8192].reshape(-1, c).double()
-        total += b.sum(0)
-        sq += (b * b).sum(0)
-    count = x.numel() // c
+    total, sq, count = pixel_sums(x)
+    c = len(total)
     mean = total / count
     std = (sq / count - mean * mean).clamp_min(0).sqrt()
     all_mean = float(total.sum() / (count * c))
