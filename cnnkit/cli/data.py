@@ -94,18 +94,6 @@ def _check_positive(name: str, value: int) -> None:
         raise CnnkitError(f"{name} must be at least 1; got {value}")
 
 
-def _check_out(path: str) -> None:
-    """Fail before the (possibly slow) load when the output file type is not drawable."""
-    from pathlib import Path
-
-    from cnnkit.data.show import GRID_FORMATS
-    from cnnkit.errors import one_of
-
-    suffix = Path(path).suffix.lower()
-    if suffix not in GRID_FORMATS:
-        raise one_of("image file type", suffix or path, GRID_FORMATS)
-
-
 def cmd_list(args) -> int:
     from cnnkit.data import dataset_status
 
@@ -152,13 +140,13 @@ def _print_description(info: dict) -> None:
 
 
 def cmd_show(args) -> int:
+    from cnnkit.data.show import check_grid_path, describe, save_image_grid
+
     if args.out:
-        _check_out(args.out)
+        check_grid_path(args.out)
     _check_positive("--n", args.n)
     ds = _load(args)
     x, y = _split(ds, args.split)
-    from cnnkit.data.show import describe, save_image_grid
-
     info = describe(ds)
     if args.out:
         import torch
@@ -179,7 +167,9 @@ def cmd_show(args) -> int:
 
 
 def cmd_augment(args) -> int:
-    _check_out(args.out)
+    from cnnkit.data.show import check_grid_path, save_image_grid
+
+    check_grid_path(args.out)
     _check_positive("--n", args.n)
     from cnnkit.data.augment import Augmenter
     from cnnkit.errors import CnnkitError
@@ -195,8 +185,6 @@ def cmd_augment(args) -> int:
         raise CnnkitError(f"--index {args.index} is out of range; the {args.split} split has "
                           f"images 0..{len(x) - 1}")
     import torch
-
-    from cnnkit.data.show import save_image_grid
 
     one = x[args.index].permute(2, 0, 1).float().div(255)  # (C, H, W) in [0, 1]
     batch = one.unsqueeze(0).expand(args.n, -1, -1, -1).contiguous()  # (n, C, H, W)

@@ -266,17 +266,8 @@ def load_folder(path: str | os.PathLike, channels: int | None = None, size=None)
         lambda t, meta: _fits(t, meta, scan, len(class_names)))
     if skipped:
         _warn_skipped(root, skipped)
-    return Dataset(
-        name=f"folder:{path}",
-        class_names=class_names,
-        x_train=tensors["x_train"],
-        y_train=tensors["y_train"],
-        x_test=tensors.get("x_test"),
-        y_test=tensors.get("y_test"),
-        x_val=tensors.get("x_validation"),
-        y_val=tensors.get("y_validation"),
-        source=str(root),
-        info={"skipped": skipped, "cache": str(cache), "cached": cached,
-              "layout": "classes" if scan["train"][0] == root else
-              "/".join(scan) if "validation" in scan else "train/test"},
-    )
+    return Dataset.from_splits(
+        f"folder:{path}", class_names, tensors, str(root),
+        {"skipped": skipped, "cache": str(cache), "cached": cached,
+         "layout": "classes" if scan["train"][0] == root else
+         "/".join(scan) if "validation" in scan else "train/test"})

@@ -278,16 +278,7 @@ def load_npz(path: str | os.PathLike, channels: int | None = None, size=None) ->
     checked = functools.cache(lambda: _checked_arrays(path))  # read once, even if filled twice
     (tensors, names), _ = build_or_map(cache, {"format": CACHE_FORMAT, "source": str(path)},
                                        lambda w: _fill(w, checked(), channels, size), _fits)
-    return Dataset(
-        name=f"npz:{path}",
-        class_names=names,
-        x_train=tensors["x_train"],
-        y_train=tensors["y_train"],
-        x_test=tensors.get("x_test"),
-        y_test=tensors.get("y_test"),
-        source=str(path),
-        info={"cache": str(cache)},
-    )
+    return Dataset.from_splits(f"npz:{path}", names, tensors, str(path), {"cache": str(cache)})
 
 
 def _checked_arrays(path: Path) -> tuple[dict, dict, list[str]]:
