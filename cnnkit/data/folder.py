@@ -235,12 +235,11 @@ def _build(root: Path, scan: dict, channels, size, sink) -> None:
     sink.add("skipped", np.frombuffer(_fs_bytes(json.dumps(skipped)), np.uint8))
 
 
-def _fits(tensors: dict, meta: dict, scan: dict, n_classes: int) -> tuple[dict, list[str]] | None:
+def _fits(tensors: dict, scan: dict, n_classes: int) -> tuple[dict, list[str]] | None:
     """The cached tensors (images mapped, not read) and skipped files; None when the cache
     does not fit the folder: a cache is rebuilt, never trusted."""
     skipped = pop_json(tensors, "skipped")
-    if (meta.get("format") != CACHE_FORMAT or not isinstance(skipped, list)
-            or not all(isinstance(f, str) for f in skipped)
+    if (not isinstance(skipped, list) or not all(isinstance(f, str) for f in skipped)
             or not splits_fit(tensors, scan, n_classes)):
         return None
     return tensors, skipped
@@ -263,7 +262,7 @@ def load_folder(path: str | os.PathLike, channels: int | None = None, size=None)
     (tensors, skipped), cached = build_or_map(
         cache, {"format": CACHE_FORMAT, "source": source},
         lambda w: _build(root, scan, channels, size, w),
-        lambda t, meta: _fits(t, meta, scan, len(class_names)))
+        lambda t: _fits(t, scan, len(class_names)))
     if skipped:
         _warn_skipped(root, skipped)
     return Dataset.from_splits(

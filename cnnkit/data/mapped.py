@@ -204,27 +204,28 @@ class MemorySink:
 
 
 def build_or_map(path: Path, metadata: dict[str, str], fill, check):
-    """A decoded dataset, decoded once: `check(tensors, metadata)` of the cache at `path`
-    (None: it does not fit). When none fits, `fill(writer)` decodes into it, then it is mapped;
-    where the cache cannot be written, `fill` decodes into a MemorySink instead.
+    """A decoded dataset, decoded once: `check(tensors)` of the cache at `path` when its
+    metadata's "format" is metadata["format"] (check's None: it does not fit). When none fits,
+    `fill(writer)` decodes into it, then it is mapped; where the cache cannot be written,
+    `fill` decodes into a MemorySink instead.
     Returns (what check returned, whether the cache was there before)."""
-    hit = _checked(path, check)
+    hit = _checked(path, metadata["format"], check)
     if hit is not None:
         return hit, True
     with _building(path.parent):
-        hit = _checked(path, check)  # decoded while we waited?
+        hit = _checked(path, metadata["format"], check)  # decoded while we waited?
         if hit is None and _write(path, metadata, fill):
-            hit = _checked(path, check)
+            hit = _checked(path, metadata["format"], check)
     if hit is None:
         sink = MemorySink()
         fill(sink)
-        hit = check(sink.tensors(), metadata)
+        hit = check(sink.tensors())
     return hit, False
 
 
-def _checked(path: Path, check):
+def _checked(path: Path, fmt: str, check):
     hit = read_cache(path)
-    return None if hit is None else check(*hit)
+    return None if hit is None or hit[1].get("format") != fmt else check(hit[0])
 
 
 def _write(path: Path, metadata: dict[str, str], fill) -> bool:

@@ -233,14 +233,13 @@ def _cache_path(path: Path, channels, size) -> Path:
     return Path(cache_dir()) / "npz" / f"{digest}.safetensors"
 
 
-def _fits(tensors: dict, meta: dict) -> tuple[dict, list[str]] | None:
+def _fits(tensors: dict) -> tuple[dict, list[str]] | None:
     """(tensors, class names) of a complete cache that fits this reader, else None."""
     from cnnkit.data.mapped import pop_json, splits_fit
 
     names = pop_json(tensors, "class_names")
     splits = ["train"] + (["test"] if "x_test" in tensors else [])
-    if (meta.get("format") != CACHE_FORMAT or not isinstance(names, list) or len(names) < 2
-            or not all(isinstance(c, str) for c in names)
+    if (not isinstance(names, list) or len(names) < 2 or not all(isinstance(c, str) for c in names)
             or not splits_fit(tensors, splits, len(names))):
         return None
     return tensors, names
