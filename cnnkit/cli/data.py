@@ -59,16 +59,12 @@ def register(subparsers) -> None:
     p.add_argument("--out", metavar="PNG", required=True, help="grid image to write")
     p.add_argument("--index", type=int, default=0, help="which image of the split (default: 0)")
     p.add_argument("--n", type=int, default=15, help="augmented variants (default: 15)")
-    p.add_argument("--rotation-range", type=float, default=0.0, metavar="DEG", help="degrees (default: 0)")
-    p.add_argument("--width-shift-range", type=float, default=0.0, metavar="F",
-                   help="fraction of the width (pixels if >= 1) (default: 0)")
-    p.add_argument("--height-shift-range", type=float, default=0.0, metavar="F",
-                   help="fraction of the height (pixels if >= 1) (default: 0)")
-    p.add_argument("--shear-range", type=float, default=0.0, metavar="DEG", help="shear angle, degrees (default: 0)")
-    p.add_argument("--zoom-range", type=float, default=0.0, metavar="F",
-                   help="zoom in [1-F, 1+F] (default: 0)")
-    p.add_argument("--horizontal-flip", action="store_true", help="flip left-right at random")
-    p.add_argument("--vertical-flip", action="store_true", help="flip upside down at random")
+    from cnnkit.cli.train import AUGMENT_FLAGS, AUGMENT_SWITCHES, flag
+
+    for name, typ, text in AUGMENT_FLAGS:  # the same options as cnnkit train's
+        p.add_argument(flag(name), type=typ, default=0.0, help=f"{text} (default: 0)")
+    for name, text in AUGMENT_SWITCHES:
+        p.add_argument(flag(name), action="store_true", help=text)
     p.add_argument("--fill-mode", default="nearest", help="nearest, constant, reflect or wrap (default: nearest)")
     p.add_argument("--cval", type=float, default=0.0, help="fill value for --fill-mode constant, 0-255 (default: 0)")
     p.set_defaults(func=cmd_augment)
@@ -96,18 +92,6 @@ def _check_positive(name: str, value: int) -> None:
 
     if value < 1:
         raise CnnkitError(f"{name} must be at least 1; got {value}")
-
-
-def _check_out(path: str) -> None:
-    """Fail before the (possibly slow) load when the output file type is not drawable."""
-    from pathlib import Path
-
-    from cnnkit.data.show import GRID_FORMATS
-    from cnnkit.errors import one_of
-
-    suffix = Path(path).suffix.lower()
-    if suffix not in GRID_FORMATS:
-        raise one_of("image file type", suffix or path, GRID_FORMATS)
 
 
 def cmd_list(args) -> int:
@@ -156,13 +140,13 @@ def _print_description(info: dict) -> None:
 
 
 def cmd_show(args) -> int:
+    from cnnkit.data.show import check_grid_path, describe, save_image_grid
+
     if args.out:
-        _check_out(args.out)
+        check_grid_path(args.out)
     _check_positive("--n", args.n)
     ds = _load(args)
     x, y = _split(ds, args.split)
-    from cnnkit.data.show import describe, save_image_grid
-
     info = describe(ds)
     if args.out:
         import torch
@@ -183,25 +167,24 @@ def cmd_show(args) -> int:
 
 
 def cmd_augment(args) -> int:
-    _check_out(args.out)
+    from cnnkit.data.show import check_grid_path, save_image_grid
+
+    check_grid_path(args.out)
     _check_positive("--n", args.n)
     from cnnkit.data.augment import Augmenter
     from cnnkit.errors import CnnkitError
 
     # Built before loading, so a bad option fails at once (and nothing is written).
-    aug = Augmenter(rotation_range=args.rotation_range, width_shift_range=args.width_shift_range,
-                    height_shift_range=args.height_shift_range, shear_range=args.shear_range,
-                    zoom_range=args.zoom_range, horizontal_flip=args.horizontal_flip,
-                    vertical_flip=args.vertical_flip, fill_mode=args.fill_mode, cval=args.cval,
-                    seed=args.seed)
+    from cnnkit.cli.train import AUGMENT_FLAGS, AUGMENT_SWITCHES
+
+    aug = Augmenter(**{name: getattr(args, name) for name, *_ in AUGMENT_FLAGS + AUGMENT_SWITCHES},
+                    fill_mode=args.fill_mode, cval=args.cval, seed=args.seed)
     ds = _load(args)
     x, y = _split(ds, args.split)
     if not 0 <= args.index < len(x):
         raise CnnkitError(f"--index {args.index} is out of range; the {args.split} split has "
                           f"images 0..{len(x) - 1}")
     import torch
-
-    from cnnkit.data.show import save_image_grid
 
     one = x[args.index].permute(2, 0, 1).float().div(255)  # (C, H, W) in [0, 1]
     batch = one.unsqueeze(0).expand(args.n, -1, -1, -1).contiguous()  # (n, C, H, W)

@@ -10,6 +10,8 @@ import argparse
 import sys
 import textwrap
 
+from cnnkit.cli.inspect import evaluate_command as cmd_evaluate, predict_command as cmd_predict
+
 AUGMENT_FLAGS = [  # Keras ImageDataGenerator names
     ("rotation_range", float, "random rotations up to this many degrees"),
     ("width_shift_range", float, "random horizontal shifts: a fraction of the width, or pixels if >= 1"),
@@ -254,15 +256,3 @@ def restate(e):
     names = "|".join(n for n in RunSpec.fields() if "_" in n)
     return CnnkitError(re.sub(rf"(?<![\w-])({names})(?![\w-])", lambda m: flag(m[1]), str(e)),
                        e.option, e.value)
-
-
-def cmd_evaluate(args) -> int:
-    from cnnkit.cli.inspect import evaluate_command
-
-    return evaluate_command(args)
-
-
-def cmd_predict(args) -> int:
-    from cnnkit.cli.inspect import predict_command
-
-    return predict_command(args)

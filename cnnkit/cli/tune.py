@@ -157,8 +157,3 @@ def cmd_cv(args) -> int:
         print(result.table())
         print(f"Folds: {out}/folds.json (each fold's metrics and indices), {out}/folds.png")
     return 0
-
-
-def cmd_train_folds(args) -> int:
-    """`cnnkit train ... --folds K`: the same as `cnnkit cv ... --folds K`."""
-    return cmd_cv(args)

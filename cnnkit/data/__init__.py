@@ -197,13 +197,10 @@ def load_dataset(name: str, data_dir=None, channels: int | None = None, size=Non
 
 def dataset_status(data_dir=None) -> list[tuple[str, bool, str]]:
     """(name, available offline now, where it is or how it is obtained) for `data list`."""
+    from cnnkit.data.mnist import locate
+
     rows = []
     for name in MNIST_NAMES:
-        try:
-            from cnnkit.data.mnist import locate
-        except ImportError:
-            rows.append((name, False, "loader not installed"))
-            continue
         where = locate(name, data_dir=data_dir)
         if where is not None:
             rows.append((name, True, str(where)))

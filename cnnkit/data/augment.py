@@ -31,6 +31,8 @@ import torch.nn.functional as F
 from cnnkit.errors import CnnkitError, one_of
 
 FILL_MODES = ("nearest", "constant", "reflect", "wrap")
+OPTIONS = ("rotation_range", "width_shift_range", "height_shift_range", "shear_range", "zoom_range",
+           "horizontal_flip", "vertical_flip", "fill_mode", "cval", "seed")  # Augmenter's arguments
 
 
 def _number(value) -> bool:
@@ -248,28 +250,15 @@ class Augmenter:
         return self.apply(x, self.random_params(x.shape[0], x.shape[2], x.shape[3], generator))
 
     def to_dict(self) -> dict:
-        def plain(v):
-            return list(v) if isinstance(v, (list, tuple)) else v
-
-        return {
-            "rotation_range": self.rotation_range,
-            "width_shift_range": plain(self.width_shift_range),
-            "height_shift_range": plain(self.height_shift_range),
-            "shear_range": self.shear_range,
-            "zoom_range": plain(self.zoom_range),
-            "horizontal_flip": self.horizontal_flip,
-            "vertical_flip": self.vertical_flip,
-            "fill_mode": self.fill_mode,
-            "cval": self.cval,
-            "seed": self.seed,
-        }
+        """The constructor's arguments, JSON-ready (lists, not tuples)."""
+        values = {k: getattr(self, k) for k in OPTIONS}
+        return {k: list(v) if isinstance(v, (list, tuple)) else v for k, v in values.items()}
 
     @classmethod
     def from_dict(cls, config: dict) -> "Augmenter":
-        valid = cls().to_dict().keys()
         for key in config:
-            if key not in valid:
-                raise one_of("augmentation option", key, valid)
+            if key not in OPTIONS:
+                raise one_of("augmentation option", key, OPTIONS)
         return cls(**config)
 
     def __repr__(self) -> str:

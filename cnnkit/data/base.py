@@ -27,6 +27,14 @@ class Dataset:
     source: str = ""  # where the data came from (directory, file or URL), for reports
     info: dict = field(default_factory=dict)  # e.g. skipped unreadable files
 
+    @classmethod
+    def from_splits(cls, name: str, class_names: list[str], tensors: dict, source: str,
+                    info: dict) -> "Dataset":
+        """From {x_train, y_train[, x_test, y_test][, x_validation, y_validation]}."""
+        t = tensors.get
+        return cls(name, class_names, t("x_train"), t("y_train"), t("x_test"), t("y_test"),
+                   t("x_validation"), t("y_validation"), source, info)
+
     @property
     def image_shape(self) -> tuple[int, int, int]:
         """(H, W, C), as Keras states input shapes."""

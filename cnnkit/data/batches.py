@@ -52,10 +52,11 @@ def _check_images(x: torch.Tensor) -> None:
         raise CnnkitError(f"images must be a uint8 tensor (N, H, W, C); got {got}")
 
 
-def channel_stats(x: torch.Tensor, chunk: int = 8192) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel mean and std of uint8 (N, H, W, C) images, in [0, 1] units (float32 (C,)).
+def pixel_sums(x: torch.Tensor, chunk: int = 8192) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Per-channel sums of the pixels and of their squares (float64 (C,), exact) of uint8
+    (N, H, W, C) images, and the pixels per channel.
 
-    Summed in float64 over chunks, so 60,000 images never become one big float copy.
+    Summed over chunks, so 60,000 images never become one big float copy.
     """
     _check_images(x)
     x = take(x)  # a mapped set: chunks gathered (and released) one at a time
@@ -65,7 +66,12 @@ def channel_stats(x: torch.Tensor, chunk: int = 8192) -> tuple[torch.Tensor, tor
         part = x[start : start + chunk].to(torch.float64)
         total += part.sum(dim=(0, 1, 2))
         squares += part.square().sum(dim=(0, 1, 2))
-    count = x.numel() // x.shape[-1]
+    return total, squares, x.numel() // x.shape[-1]
+
+
+def channel_stats(x: torch.Tensor, chunk: int = 8192) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std of uint8 (N, H, W, C) images, in [0, 1] units (float32 (C,))."""
+    total, squares, count = pixel_sums(x, chunk)
     mean = total / count
     std = (squares / count - mean.square()).clamp_min(0).sqrt()
     return (mean / 255).float(), (std / 255).clamp_min(1e-6).float()

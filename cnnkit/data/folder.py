@@ -16,7 +16,6 @@ Unreadable files are skipped and named (a warning on stderr and `info['skipped']
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -26,13 +25,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 from cnnkit.data.base import Dataset
 from cnnkit.data.images import (DECODE_ERRORS, EXIF_ORIENTATION, check_channels, check_size,
                                  is_gray, load_image)
-from cnnkit.data.mapped import CacheWriter, read_cache
+from cnnkit.data.mapped import build_or_map, pop_json, splits_fit
 from cnnkit.errors import CnnkitError
 
 # Bump when decoding changes, so old caches are not reused (2: resized by convert_images;
@@ -197,27 +195,8 @@ def _warn_skipped(root: Path, skipped: list[str]) -> None:
           file=sys.stderr)
 
 
-class _MemorySink:
-    """CacheWriter's interface, kept in memory: where the cache cannot be written."""
-
-    def __init__(self):
-        self.parts: dict[str, list[np.ndarray]] = {}
-
-    def begin(self, name: str, dtype: str, row_shape) -> None:
-        self.name, self.parts[name] = name, [np.empty((0, *row_shape), np.uint8)]
-
-    def write(self, rows: np.ndarray) -> None:
-        self.parts[self.name].append(rows.copy())  # `rows` may be the decoder's reused buffer
-
-    def add(self, name: str, array: np.ndarray) -> None:
-        self.parts[name] = [np.asarray(array)]
-
-    def tensors(self) -> dict[str, torch.Tensor]:
-        return {k: torch.from_numpy(np.concatenate(v)) for k, v in self.parts.items()}
-
-
 def _build(root: Path, scan: dict, channels, size, sink) -> None:
-    """Decode every file into `sink` (a CacheWriter or _MemorySink) a chunk at a time, so a
+    """Decode every file into `sink` (a CacheWriter or MemorySink) a chunk at a time, so a
     folder larger than memory streams through: x_<split> (N, H, W, C) uint8 for each split,
     then y_<split> int64 and the skipped files (JSON, as uint8 bytes)."""
     bad: dict[str, str] = {}  # path -> why it could not be read
@@ -256,64 +235,14 @@ def _build(root: Path, scan: dict, channels, size, sink) -> None:
     sink.add("skipped", np.frombuffer(_fs_bytes(json.dumps(skipped)), np.uint8))
 
 
-def _read_cache(cache: Path, scan: dict, n_classes: int) -> tuple[dict, list[str]] | None:
-    """The cached tensors (images mapped, not read) and skipped files; None when the cache is
-    missing, damaged or does not fit the folder: a cache is rebuilt, never trusted."""
-    hit = read_cache(cache)
-    if hit is None:
+def _fits(tensors: dict, scan: dict, n_classes: int) -> tuple[dict, list[str]] | None:
+    """The cached tensors (images mapped, not read) and skipped files; None when the cache
+    does not fit the folder: a cache is rebuilt, never trusted."""
+    skipped = pop_json(tensors, "skipped")
+    if (not isinstance(skipped, list) or not all(isinstance(f, str) for f in skipped)
+            or not splits_fit(tensors, scan, n_classes)):
         return None
-    tensors, meta = hit
-    if meta.get("format") != CACHE_FORMAT:
-        return None
-    if set(tensors) != {f"{xy}_{split}" for xy in "xy" for split in scan} | {"skipped"}:
-        return None
-    try:
-        skipped = json.loads(bytes(tensors.pop("skipped").numpy()).decode("utf-8", "surrogateescape"))
-    except (ValueError, RecursionError, UnicodeDecodeError):
-        return None
-    if not (isinstance(skipped, list) and all(isinstance(f, str) for f in skipped)):
-        return None
-    shape = tensors["x_train"].shape[1:]
-    for split in scan:
-        x, y = tensors[f"x_{split}"], tensors[f"y_{split}"]
-        if (x.dtype != torch.uint8 or x.ndim != 4 or x.shape[1:] != shape or len(x) == 0
-                or y.dtype != torch.int64 or y.shape != (len(x),)
-                or not 0 <= int(y.min()) <= int(y.max()) < n_classes):
-            return None
     return tensors, skipped
-
-
-@contextlib.contextmanager
-def _building(folder: Path):
-    """Hold the cache folder's lock while decoding: the ranks of a distributed run that all
-    open the same folder decode it once; the others wait, then map what it wrote. Without a
-    lockable folder (read-only, no fcntl) each process just decodes for itself."""
-    try:
-        import fcntl
-
-        folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(folder, os.O_RDONLY)
-    except (ImportError, OSError):
-        yield
-        return
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
-
-
-def _decode_and_cache(root: Path, scan: dict, channels, size, cache: Path) -> bool:
-    """Decode into the cache file; False when it cannot be written (the caller then decodes
-    into memory)."""
-    source = _fs_bytes(str(root)).decode("utf-8", "backslashreplace")  # safetensors: UTF-8
-    try:
-        with CacheWriter(cache, {"format": CACHE_FORMAT, "source": source}) as w:
-            _build(root, scan, channels, size, w)
-    except OSError as e:  # a read-only or full cache costs memory and speed, not this load
-        print(f"cnnkit: warning: could not write cache '{cache}': {e}", file=sys.stderr)
-        return False
-    return True
 
 
 def load_folder(path: str | os.PathLike, channels: int | None = None, size=None) -> Dataset:
@@ -329,33 +258,15 @@ def load_folder(path: str | os.PathLike, channels: int | None = None, size=None)
     class_names = scan["train"][1]
     cache = cache_root() / f"{_cache_key(root, scan, channels, size)}.safetensors"
 
-    hit = _read_cache(cache, scan, len(class_names))
-    cached = hit is not None
-    if not cached:
-        with _building(cache.parent):
-            hit = _read_cache(cache, scan, len(class_names))  # decoded while we waited?
-            if hit is None and _decode_and_cache(root, scan, channels, size, cache):
-                hit = _read_cache(cache, scan, len(class_names))
-    if hit is None:
-        sink = _MemorySink()
-        _build(root, scan, channels, size, sink)
-        tensors = sink.tensors()
-        skipped = json.loads(bytes(tensors.pop("skipped").numpy()).decode("utf-8", "surrogateescape"))
-    else:
-        tensors, skipped = hit
+    source = _fs_bytes(str(root)).decode("utf-8", "backslashreplace")  # safetensors: UTF-8
+    (tensors, skipped), cached = build_or_map(
+        cache, {"format": CACHE_FORMAT, "source": source},
+        lambda w: _build(root, scan, channels, size, w),
+        lambda t: _fits(t, scan, len(class_names)))
     if skipped:
         _warn_skipped(root, skipped)
-    return Dataset(
-        name=f"folder:{path}",
-        class_names=class_names,
-        x_train=tensors["x_train"],
-        y_train=tensors["y_train"],
-        x_test=tensors.get("x_test"),
-        y_test=tensors.get("y_test"),
-        x_val=tensors.get("x_validation"),
-        y_val=tensors.get("y_validation"),
-        source=str(root),
-        info={"skipped": skipped, "cache": str(cache), "cached": cached,
-              "layout": "classes" if scan["train"][0] == root else
-              "/".join(scan) if "validation" in scan else "train/test"},
-    )
+    return Dataset.from_splits(
+        f"folder:{path}", class_names, tensors, str(root),
+        {"skipped": skipped, "cache": str(cache), "cached": cached,
+         "layout": "classes" if scan["train"][0] == root else
+         "/".join(scan) if "validation" in scan else "train/test"})

@@ -28,6 +28,7 @@ import contextlib
 import json
 import mmap
 import os
+import sys
 import warnings
 import weakref
 import zlib
@@ -121,8 +122,6 @@ class CacheWriter:
 
 
 def _exc_info():
-    import sys
-
     return sys.exc_info()
 
 
@@ -183,6 +182,105 @@ def _file_crc(f, start: int, length: int) -> str:
             break
         crc, left = zlib.crc32(view[:got], crc), left - got
     return f"{crc:08x}" if not left else "truncated"
+
+
+class MemorySink:
+    """CacheWriter's interface, kept in memory: where the cache cannot be written."""
+
+    def __init__(self):
+        self.parts: dict[str, list[np.ndarray]] = {}
+
+    def begin(self, name: str, dtype: str, row_shape) -> None:
+        self.name, self.parts[name] = name, [np.empty((0, *row_shape), _DTYPES[dtype])]
+
+    def write(self, rows: np.ndarray) -> None:
+        self.parts[self.name].append(rows.copy())  # `rows` may be the decoder's reused buffer
+
+    def add(self, name: str, array: np.ndarray) -> None:
+        self.parts[name] = [np.asarray(array)]
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {k: torch.from_numpy(np.concatenate(v)) for k, v in self.parts.items()}
+
+
+def build_or_map(path: Path, metadata: dict[str, str], fill, check):
+    """A decoded dataset, decoded once: `check(tensors)` of the cache at `path` when its
+    metadata's "format" is metadata["format"] (check's None: it does not fit). When none fits,
+    `fill(writer)` decodes into it, then it is mapped; where the cache cannot be written,
+    `fill` decodes into a MemorySink instead.
+    Returns (what check returned, whether the cache was there before)."""
+    hit = _checked(path, metadata["format"], check)
+    if hit is not None:
+        return hit, True
+    with _building(path.parent):
+        hit = _checked(path, metadata["format"], check)  # decoded while we waited?
+        if hit is None and _write(path, metadata, fill):
+            hit = _checked(path, metadata["format"], check)
+    if hit is None:
+        sink = MemorySink()
+        fill(sink)
+        hit = check(sink.tensors())
+    return hit, False
+
+
+def _checked(path: Path, fmt: str, check):
+    hit = read_cache(path)
+    return None if hit is None or hit[1].get("format") != fmt else check(hit[0])
+
+
+def _write(path: Path, metadata: dict[str, str], fill) -> bool:
+    """Decode into the cache file; False when it cannot be written."""
+    try:
+        with CacheWriter(path, metadata) as w:
+            fill(w)
+    except OSError as e:  # a read-only or full cache costs memory and speed, not this load
+        print(f"cnnkit: warning: could not write cache '{path}': {e}", file=sys.stderr)
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def _building(folder: Path):
+    """Hold the cache folder's lock while decoding: the ranks of a distributed run that all
+    open the same dataset decode it once; the others wait, then map what it wrote. Without a
+    lockable folder (read-only, no fcntl) each process just decodes for itself."""
+    try:
+        import fcntl
+
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder, os.O_RDONLY)
+    except (ImportError, OSError):
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def pop_json(tensors: dict, name: str):
+    """The JSON value stored as UTF-8 bytes under `name`, taken out of `tensors`; None when
+    it is missing or damaged."""
+    try:
+        return json.loads(bytes(tensors.pop(name).numpy()).decode("utf-8", "surrogateescape"))
+    except (KeyError, ValueError, RecursionError, UnicodeDecodeError):
+        return None
+
+
+def splits_fit(tensors: dict, splits, n_classes: int) -> bool:
+    """Exactly x_<split> and y_<split> for each split: uint8 images (N > 0) of one shape and
+    int64 labels (N,) in 0..n_classes-1."""
+    if set(tensors) != {f"{xy}_{s}" for xy in "xy" for s in splits}:
+        return False
+    shape = tensors["x_train"].shape[1:]
+    for s in splits:
+        x, y = tensors[f"x_{s}"], tensors[f"y_{s}"]
+        if (x.dtype != torch.uint8 or x.ndim != 4 or x.shape[1:] != shape or len(x) == 0
+                or y.dtype != torch.int64 or y.shape != (len(x),)
+                or not 0 <= int(y.min()) <= int(y.max()) < n_classes):
+            return False
+    return True
 
 
 def _map(path, offset: int, shape: tuple) -> torch.Tensor:

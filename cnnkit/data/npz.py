@@ -11,6 +11,7 @@ load still holds the archive's arrays in memory once, while they are checked and
 """
 from __future__ import annotations
 
+import functools
 import lzma
 import math
 import os
@@ -232,85 +233,55 @@ def _cache_path(path: Path, channels, size) -> Path:
     return Path(cache_dir()) / "npz" / f"{digest}.safetensors"
 
 
-def _from_cache(cache: Path) -> tuple[dict, list[str]] | None:
+def _fits(tensors: dict) -> tuple[dict, list[str]] | None:
     """(tensors, class names) of a complete cache that fits this reader, else None."""
-    import json
+    from cnnkit.data.mapped import pop_json, splits_fit
 
-    from cnnkit.data.mapped import read_cache
-
-    hit = read_cache(cache)
-    if hit is None or hit[1].get("format") != CACHE_FORMAT:
-        return None
-    tensors = hit[0]
-    try:
-        names = json.loads(bytes(tensors.pop("class_names").numpy()).decode())
-    except (KeyError, ValueError, RecursionError):
-        return None
+    names = pop_json(tensors, "class_names")
     splits = ["train"] + (["test"] if "x_test" in tensors else [])
-    if not (isinstance(names, list) and len(names) >= 2 and all(isinstance(c, str) for c in names)
-            and set(tensors) == {f"{xy}_{s}" for xy in "xy" for s in splits}):
+    if (not isinstance(names, list) or len(names) < 2 or not all(isinstance(c, str) for c in names)
+            or not splits_fit(tensors, splits, len(names))):
         return None
-    for s in splits:
-        x, y = tensors[f"x_{s}"], tensors[f"y_{s}"]
-        if (x.ndim != 4 or x.shape[1:] != tensors["x_train"].shape[1:] or y.shape != (len(x),)
-                or not len(y) or not 0 <= int(y.min()) <= int(y.max()) < len(names)):
-            return None
     return tensors, names
 
 
-def _write_cache(cache: Path, xs: dict, ys: dict, names: list[str], channels, size,
-                 source: str) -> bool:
-    """Convert and write the images a chunk at a time; False when the cache cannot be written."""
+def _fill(w, checked: tuple[dict, dict, list[str]], channels, size) -> None:
+    """Write the checked archive's images (converted a chunk at a time), labels and class
+    names into `w` (a CacheWriter or MemorySink)."""
     import json
 
     from cnnkit.data import convert_images
-    from cnnkit.data.mapped import CacheWriter
 
-    try:
-        with CacheWriter(cache, {"format": CACHE_FORMAT, "source": source}) as w:
-            for s, x in xs.items():
-                for i in range(0, len(x), _ROWS):
-                    rows = convert_images(torch.from_numpy(np.ascontiguousarray(x[i:i + _ROWS])),
-                                          channels, size).numpy()
-                    if i == 0:
-                        w.begin(f"x_{s}", "U8", rows.shape[1:])
-                    w.write(rows)
-            for s, y in ys.items():
-                w.add(f"y_{s}", y)
-            w.add("class_names", np.frombuffer(json.dumps(names).encode(), np.uint8))
-    except OSError as e:  # a read-only or full cache costs memory and speed, not this load
-        print(f"cnnkit: warning: could not write cache '{cache}': {e}", file=sys.stderr)
-        return False
-    return True
+    xs, ys, names = checked
+    for s, x in xs.items():
+        for i in range(0, len(x), _ROWS):
+            rows = convert_images(torch.from_numpy(np.ascontiguousarray(x[i:i + _ROWS])),
+                                  channels, size).numpy()
+            if i == 0:
+                w.begin(f"x_{s}", "U8", rows.shape[1:])
+            w.write(rows)
+    for s, y in ys.items():
+        w.add(f"y_{s}", y)
+    w.add("class_names", np.frombuffer(json.dumps(names).encode(), np.uint8))
 
 
 def load_npz(path: str | os.PathLike, channels: int | None = None, size=None) -> Dataset:
     """Load `npz:PATH` as a Dataset, its images converted to `channels` and `size` and
     memory-mapped from cnnkit's cache (see the module's note)."""
     from cnnkit.data.images import check_channels, check_size
+    from cnnkit.data.mapped import build_or_map
 
     channels, size = check_channels(channels), check_size(size)
     path = readable_file(Path(path).expanduser(), "npz file")  # a FIFO would block the read
     cache = _cache_path(path, channels, size)
-    hit = _from_cache(cache)
-    if hit is None:
-        hit = _decode(path, channels, size, cache)
-    tensors, names = hit
-    return Dataset(
-        name=f"npz:{path}",
-        class_names=names,
-        x_train=tensors["x_train"],
-        y_train=tensors["y_train"],
-        x_test=tensors.get("x_test"),
-        y_test=tensors.get("y_test"),
-        source=str(path),
-        info={"cache": str(cache)},
-    )
+    checked = functools.cache(lambda: _checked_arrays(path))  # read once, even if filled twice
+    (tensors, names), _ = build_or_map(cache, {"format": CACHE_FORMAT, "source": str(path)},
+                                       lambda w: _fill(w, checked(), channels, size), _fits)
+    return Dataset.from_splits(f"npz:{path}", names, tensors, str(path), {"cache": str(cache)})
 
 
-def _decode(path: Path, channels, size, cache: Path) -> tuple[dict, list[str]]:
-    """Read and check the archive; cache it and map the cache (or, where the cache cannot be
-    written, convert in memory)."""
+def _checked_arrays(path: Path) -> tuple[dict, dict, list[str]]:
+    """The archive's images (uint8) and labels (int64) by split, and its class names, checked."""
     where = f"'{path}'"
     arrays = _read_arrays(path, where)
     splits = ["train"] + (["test"] if "x_test" in arrays else [])
@@ -341,13 +312,4 @@ def _decode(path: Path, channels, size, cache: Path) -> tuple[dict, list[str]]:
         names = [str(i) for i in range(top + 1)]
     if len(names) < 2:
         raise CnnkitError(f"{where} has a single class; a classifier needs at least 2")
-    if _write_cache(cache, xs, ys, names, channels, size, str(path)):
-        hit = _from_cache(cache)
-        if hit is not None:
-            return hit
-    from cnnkit.data import convert_images
-
-    tensors = {f"x_{s}": convert_images(torch.from_numpy(np.ascontiguousarray(v)), channels, size)
-               for s, v in xs.items()}
-    tensors.update({f"y_{s}": torch.from_numpy(v) for s, v in ys.items()})
-    return tensors, names
+    return xs, ys, names

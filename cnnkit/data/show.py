@@ -14,22 +14,29 @@ from cnnkit.errors import CnnkitError, one_of
 GRID_FORMATS = [".png", ".jpg", ".jpeg", ".pdf", ".svg"]
 
 
+def check_grid_path(path: str | os.PathLike):
+    """`path` as a Path when save_image_grid can draw that file type; checked before any slow
+    work, so a wrong name costs nothing."""
+    from pathlib import Path
+
+    path = Path(path)
+    if path.suffix.lower() not in GRID_FORMATS:
+        raise one_of("image file type", path.suffix or str(path), GRID_FORMATS)
+    return path
+
+
 def save_image_grid(images, titles: list[str], path: str | os.PathLike, ncols: int | None = None,
                     suptitle: str | None = None):
     """Write images (N, H, W, C) uint8 as a grid, each with its title, to `path` (atomically).
 
     Gray images (C=1) are drawn with a gray colour map on the fixed 0..255 scale, so a faint
     image looks faint rather than stretched to full contrast."""
-    from pathlib import Path
-
     import numpy as np
     from matplotlib.figure import Figure  # no pyplot: no global state, Agg canvas on save
 
     from cnnkit.fsutil import atomic_path
 
-    path = Path(path)
-    if path.suffix.lower() not in GRID_FORMATS:
-        raise one_of("image file type", path.suffix or path.name, GRID_FORMATS)
+    path = check_grid_path(path)
     images = np.asarray(images.numpy() if hasattr(images, "numpy") else images)
     if images.ndim != 4 or images.shape[-1] not in (1, 3):
         raise ValueError(f"images must be (N, H, W, C) with C 1 or 3, got {images.shape}")
@@ -65,19 +72,11 @@ def save_image_grid(images, titles: list[str], path: str | os.PathLike, ncols: i
 
 
 def _pixel_stats(x) -> dict:
-    """Mean, std, min, max over all pixels (0..255), plus per channel for colour images.
+    """Mean, std, min, max over all pixels (0..255), plus per channel for colour images."""
+    from cnnkit.data.batches import pixel_sums
 
-    Summed in float64 chunks: a float copy of all of CIFAR-10 would take over a gigabyte."""
-    import torch
-
-    c = x.shape[-1]
-    total = torch.zeros(c, dtype=torch.float64)
-    sq = torch.zeros(c, dtype=torch.float64)
-    for i in range(0, len(x), 8192):
-        b = x[i:i + 8192].reshape(-1, c).double()
-        total += b.sum(0)
-        sq += (b * b).sum(0)
-    count = x.numel() // c
+    total, sq, count = pixel_sums(x)
+    c = len(total)
     mean = total / count
     std = (sq / count - mean * mean).clamp_min(0).sqrt()
     all_mean = float(total.sum() / (count * c))
