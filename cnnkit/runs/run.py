@@ -20,7 +20,7 @@ The names are known to one type, RunDir (cnnkit/io/rundir.py), which reads and w
 
 Your own nn.Module (`RunSpec(model=CNN(), ...)`, or `cnnkit.fit(CNN(), ..., out=...)`) runs the
 same way; config.json records {"module": "package.file.CNN"} and its input shape, best/ and
-last/ hold its weights (train/module.py), and report.md/report.html describe the module through
+last/ hold its weights (model/module.py), and report.md/report.html describe the module through
 its own submodules (look/html_module.py). Resuming, loading or evaluating it needs an instance
 of the class again.
 """
@@ -96,7 +96,7 @@ def _take_module(spec: RunSpec):
     torch = sys.modules.get("torch")  # a module object means torch is imported already
     if torch is None or not isinstance(spec.model, torch.nn.Module):
         return None, spec
-    from cnnkit.train.module import class_path
+    from cnnkit.model.module import class_path
 
     return spec.model, spec.replace(model={"module": class_path(spec.model)})
 
@@ -179,7 +179,7 @@ def build_model(spec: RunSpec, ds, module=None):
 
     note = None
     if module is not None:
-        from cnnkit.train.module import ModuleModel
+        from cnnkit.model.module import ModuleModel
 
         model = ModuleModel(module, input_shape=ds.image_shape, class_names=ds.class_names)
         try:
@@ -295,7 +295,7 @@ def _execute_held(spec: RunSpec, resume: bool, command, held, extra_callbacks,
     if parallel is not None:
         config = parallel.configure(spec, config)  # the global batch, from per-process ones
     say = (lambda *a: None) if config.verbose == 0 else print
-    from cnnkit.train.module import is_module_description, module_needed
+    from cnnkit.model.module import is_module_description, module_needed
 
     if module is None and is_module_description(spec.model):
         raise module_needed(f"{spec.out or 'this run'} was trained with", spec.model)
