@@ -149,21 +149,16 @@ def prepare_data(spec, model_shape=None):
     return ds, {"train": (x, y), "val": val, "test": test}
 
 
-def _is_preset(model) -> bool:
-    from cnnkit.model.resolve import preset_name
-
-    return preset_name(model) is not None
-
-
 def load_splits(spec: RunSpec, module=None):
     """The dataset and its splits. Folders have no size of their own: they are brought to a
     given model's input. Other datasets keep theirs, and a model that does not fit them is an
     error (build_model says so); a preset is rebuilt for the data instead. A user's module
     states no input shape: a folder keeps its own size for it."""
     from cnnkit.model.files import resolve_model
+    from cnnkit.model.resolve import preset_name
 
     shape = None
-    if spec.dataset.startswith("folder:") and not _is_preset(spec.model) and module is None:
+    if spec.dataset.startswith("folder:") and preset_name(spec.model) is None and module is None:
         shape = resolve_model(spec.model).input_shape
     return prepare_data(spec, shape)
 
@@ -192,7 +187,7 @@ def build_model(spec: RunSpec, ds, module=None):
         check_classes(classes, ds.num_classes, spec.dataset)
         model.dataset = spec.dataset
         return model, None
-    if _is_preset(spec.model):
+    if preset_name(spec.model) is not None:
         preset = PRESETS[preset_name(spec.model)]
         model = create_model(preset.name, input_shape=ds.image_shape, num_classes=ds.num_classes)
         if preset.input_shape != ds.image_shape or preset.num_classes != ds.num_classes:
