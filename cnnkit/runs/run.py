@@ -41,8 +41,8 @@ def run(spec: RunSpec, resume: bool = False, command: list[str] | None = None,
         callbacks: list | None = None, nproc: int | None = None) -> RunResult:
     """Train, evaluate on the test split, write the run directory (if `spec.out`), and
     return the results. `resume=True` continues the interrupted run in `spec.out`; the
-    fields given in `spec` must then agree with the run's own, except epochs (which may
-    grow), verbose, device and data_dir. `command` is recorded in config.json (the CLI's argv).
+    fields given in `spec` must then agree with the run's own, except RESUMABLE's.
+    `command` is recorded in config.json (the CLI's argv).
     `callbacks` are added after the run's own (a search's pruning callback, say); the run's
     results do not depend on them unless they stop training. `nproc=N`: N data-parallel
     processes on this machine (cnnkit.distributed), the same RunResult coming back from rank
