@@ -25,12 +25,11 @@ def save_model(model, path, extra: dict | None = None) -> Path:
     from safetensors.torch import save_file
 
     path = Path(path)
+    check_class_names(model.class_names, model, str(path))  # what load would refuse is not written
     if path.suffix.lower() in (".keras", ".h5") and not path.is_dir():
         from cnnkit.model.keras_writing import save_keras_file
 
-        check_class_names(model.class_names, model, str(path))
         return save_keras_file(model, path)
-    check_class_names(model.class_names, model, str(path))  # what load would refuse is not written
     meta = {"format": FORMAT, "version": VERSION, "config": model.get_config(),
             "input_shape": list(model._require_input()), "class_names": model.class_names,
             "preprocessing": model.preprocessing, "dataset": getattr(model, "dataset", None),

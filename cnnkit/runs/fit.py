@@ -16,13 +16,11 @@ from cnnkit.train.module import fit as fit_in_memory
 from cnnkit.train.trainer import History
 
 
-def fit(model, data=None, y=None, **kwargs):
+def fit(model, data=None, y=None, *, out=None, resume=False, **kwargs):
     """cnnkit.train.module.fit's arguments; `out="runs/x"` (a module and a dataset name): a
     cnnkit run writing its directory (any RunSpec option as a keyword; `model.run` is its
     RunResult); `resume=True` continues it."""
-    if kwargs.get("out") is None and not kwargs.get("resume"):
-        kwargs.pop("out", None)
-        kwargs.pop("resume", None)
+    if out is None and not resume:
         return fit_in_memory(model, data, y, **kwargs)
     if not isinstance(model, nn.Module) or hasattr(model, "layer_infos"):
         raise CnnkitError("fit(..., out=...) is for your own nn.Module; a cnnkit model "
@@ -30,10 +28,9 @@ def fit(model, data=None, y=None, **kwargs):
     if y is not None:
         raise CnnkitError("fit(..., out=...) trains on a dataset by name, not on arrays "
                           "(x, y); valid: fit(module, 'digits', out=...)")
-    if kwargs.get("out") is None:
+    if out is None:
         raise CnnkitError("resume=True needs out: the run directory to continue")
-    out = kwargs.pop("out")
-    return fit_run(model, data, out, resume=bool(kwargs.pop("resume", False)), **kwargs)
+    return fit_run(model, data, out, resume=bool(resume), **kwargs)
 
 
 # fit's own keywords that a run (`out=`) names differently or does not take

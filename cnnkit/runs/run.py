@@ -20,7 +20,7 @@ The names are known to one type, RunDir (cnnkit/io/rundir.py), which reads and w
 
 Your own nn.Module (`RunSpec(model=CNN(), ...)`, or `cnnkit.fit(CNN(), ..., out=...)`) runs the
 same way; config.json records {"module": "package.file.CNN"} and its input shape, best/ and
-last/ hold its weights (train/module.py), and report.md/report.html describe the module through
+last/ hold its weights (model/module.py), and report.md/report.html describe the module through
 its own submodules (look/html_module.py). Resuming, loading or evaluating it needs an instance
 of the class again.
 """
@@ -41,8 +41,8 @@ def run(spec: RunSpec, resume: bool = False, command: list[str] | None = None,
         callbacks: list | None = None, nproc: int | None = None) -> RunResult:
     """Train, evaluate on the test split, write the run directory (if `spec.out`), and
     return the results. `resume=True` continues the interrupted run in `spec.out`; the
-    fields given in `spec` must then agree with the run's own, except epochs (which may
-    grow), verbose, device and data_dir. `command` is recorded in config.json (the CLI's argv).
+    fields given in `spec` must then agree with the run's own, except RESUMABLE's.
+    `command` is recorded in config.json (the CLI's argv).
     `callbacks` are added after the run's own (a search's pruning callback, say); the run's
     results do not depend on them unless they stop training. `nproc=N`: N data-parallel
     processes on this machine (cnnkit.distributed), the same RunResult coming back from rank
@@ -96,7 +96,7 @@ def _take_module(spec: RunSpec):
     torch = sys.modules.get("torch")  # a module object means torch is imported already
     if torch is None or not isinstance(spec.model, torch.nn.Module):
         return None, spec
-    from cnnkit.train.module import class_path
+    from cnnkit.model.module import class_path
 
     return spec.model, spec.replace(model={"module": class_path(spec.model)})
 
@@ -149,21 +149,16 @@ def prepare_data(spec, model_shape=None):
     return ds, {"train": (x, y), "val": val, "test": test}
 
 
-def _is_preset(model) -> bool:
-    from cnnkit.model.resolve import preset_name
-
-    return preset_name(model) is not None
-
-
 def load_splits(spec: RunSpec, module=None):
     """The dataset and its splits. Folders have no size of their own: they are brought to a
     given model's input. Other datasets keep theirs, and a model that does not fit them is an
     error (build_model says so); a preset is rebuilt for the data instead. A user's module
     states no input shape: a folder keeps its own size for it."""
     from cnnkit.model.files import resolve_model
+    from cnnkit.model.resolve import preset_name
 
     shape = None
-    if spec.dataset.startswith("folder:") and not _is_preset(spec.model) and module is None:
+    if spec.dataset.startswith("folder:") and preset_name(spec.model) is None and module is None:
         shape = resolve_model(spec.model).input_shape
     return prepare_data(spec, shape)
 
@@ -179,7 +174,7 @@ def build_model(spec: RunSpec, ds, module=None):
 
     note = None
     if module is not None:
-        from cnnkit.train.module import ModuleModel
+        from cnnkit.model.module import ModuleModel
 
         model = ModuleModel(module, input_shape=ds.image_shape, class_names=ds.class_names)
         try:
@@ -192,7 +187,7 @@ def build_model(spec: RunSpec, ds, module=None):
         check_classes(classes, ds.num_classes, spec.dataset)
         model.dataset = spec.dataset
         return model, None
-    if _is_preset(spec.model):
+    if preset_name(spec.model) is not None:
         preset = PRESETS[preset_name(spec.model)]
         model = create_model(preset.name, input_shape=ds.image_shape, num_classes=ds.num_classes)
         if preset.input_shape != ds.image_shape or preset.num_classes != ds.num_classes:
@@ -295,7 +290,7 @@ def _execute_held(spec: RunSpec, resume: bool, command, held, extra_callbacks,
     if parallel is not None:
         config = parallel.configure(spec, config)  # the global batch, from per-process ones
     say = (lambda *a: None) if config.verbose == 0 else print
-    from cnnkit.train.module import is_module_description, module_needed
+    from cnnkit.model.module import is_module_description, module_needed
 
     if module is None and is_module_description(spec.model):
         raise module_needed(f"{spec.out or 'this run'} was trained with", spec.model)

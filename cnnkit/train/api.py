@@ -32,13 +32,6 @@ def as_labels(y):
     return t.long()
 
 
-def _split(x, y, validation_split, seed):
-    from cnnkit.data.split import train_val_split
-
-    tr, va = train_val_split(y, validation_split, seed=seed)
-    return x[tr], y[tr], x[va], y[va]
-
-
 def fit(model, x=None, y=None, *, epochs: int = 1, batch_size: int = 32,
         validation_split: float | None = None, validation_data=None, callbacks=(),
         verbose: int = 1, seed: int | None = None, **options):
@@ -64,7 +57,10 @@ def fit(model, x=None, y=None, *, epochs: int = 1, batch_size: int = 32,
     if validation_data is not None:
         xv, yv = _pixels(model, validation_data[0], "validation x"), as_labels(validation_data[1])
     elif validation_split:
-        x, y, xv, yv = _split(x, y, validation_split, seed or 0)
+        from cnnkit.data.split import train_val_split
+
+        tr, va = train_val_split(y, validation_split, seed=seed or 0)
+        x, y, xv, yv = x[tr], y[tr], x[va], y[va]
     trainer = Trainer(model, TrainConfig.from_dict(settings), list(callbacks))
     model.trainer = trainer
     return trainer.fit(x, y, xv, yv)

@@ -100,10 +100,6 @@ def one_hot(ids, k: int, smoothing: float = 0.0):
 
 
 # -- the registry: the name, and the targets it takes from class ids -----------------------------
-def _sparse(logits, act, y, ls):
-    return sparse_categorical(logits, act, y, ls)
-
-
 def _binary(logits, act, y, ls):
     import torch.nn.functional as F
 
@@ -116,8 +112,8 @@ def _rows(math):
 
 
 LOSSES = {  # name -> f(logits, activation, class ids, label smoothing)
-    "sparse_categorical_crossentropy": _sparse,
-    "categorical_crossentropy": _sparse,  # from class ids: the same as the sparse loss
+    "sparse_categorical_crossentropy": sparse_categorical,
+    "categorical_crossentropy": sparse_categorical,  # from class ids: the same as the sparse loss
     "binary_crossentropy": _binary,
     "mse": _rows(squared_error),
     "mae": _rows(absolute_error),
@@ -133,8 +129,6 @@ def make_loss(name: str, num_classes: int, output_activation: str | None = "soft
         raise one_of("loss", name, LOSSES)
     if output_activation not in OUTPUT_ACTIVATIONS:
         raise one_of("output activation", output_activation, ["softmax", "sigmoid", "None"])
-    if not 0.0 <= label_smoothing < 1.0:
-        raise CnnkitError(f"label_smoothing={label_smoothing} is out of range; valid: 0 <= x < 1")
     if name == "binary_crossentropy" and num_classes != 2:
         raise CnnkitError(f"binary_crossentropy needs 2 classes; the data has {num_classes} "
                           "— use sparse_categorical_crossentropy")

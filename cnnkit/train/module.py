@@ -19,18 +19,14 @@ run directory:
     cnnkit.fit(CNN(), "digits", epochs=8, out="runs/cnn", resume=True)   # 3 epochs more
     model = cnnkit.load("runs/cnn/best", module=CNN())                   # evaluate, predict
 
-A module's code is yours, not a description cnnkit can rebuild: config.json records its class
-(`module.CNN`) and input shape, best/ and last/ its weights (`module.json` beside them), and
-loading or resuming asks for an instance of the class again.
+What a run records of a module, and why loading asks for an instance again: cnnkit.model.module.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from cnnkit.errors import CnnkitError
-from cnnkit.model.module import (  # noqa: F401  (their names here too, as before the move)
-    MODULE_FILE, ForeignNet, ModuleModel, as_model, class_path, is_module_description,
-    load_module, load_weights_into, module_needed)
+from cnnkit.model.module import ModuleModel, as_model  # noqa: F401  (as_model: here as before)
 
 
 def fit(model, data=None, y=None, **kwargs):
@@ -46,11 +42,10 @@ def fit(model, data=None, y=None, **kwargs):
     from cnnkit.data.base import Dataset
     from cnnkit.train.api import fit as fit_model
 
-    if kwargs.get("out") is not None or kwargs.get("resume"):  # a run is the runs stage's
+    # out=None, resume=False: in memory, as without them; a run is the runs stage's
+    if kwargs.pop("out", None) is not None or kwargs.pop("resume", False):
         raise CnnkitError("fit(..., out=...) writes a run directory: call cnnkit.fit "
                           "(cnnkit.runs.fit), which takes out= and resume=")
-    kwargs.pop("out", None)  # out=None, resume=False: fit in memory, as without them
-    kwargs.pop("resume", None)
     model = as_model(model)
     if isinstance(data, str):
         from cnnkit.data import load_dataset

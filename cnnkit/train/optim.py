@@ -113,15 +113,10 @@ def make_schedule(name: str, optimizer, epochs: int, steps_per_epoch: int,
                   step_size: int = 10, gamma: float = 0.1, min_lr_factor: float = 0.0,
                   pct_start: float = 0.25, div_factor: float = 25.0,
                   final_div_factor: float = 1e4) -> Schedule:
-    """A schedule from SCHEDULES, stepped per batch."""
+    """A schedule from SCHEDULES, stepped per batch (step_size and gamma as TrainConfig
+    checked them)."""
     if name not in SCHEDULES:
         raise one_of("schedule", name, SCHEDULES)
-    if step_size < 1:
-        raise CnnkitError(f"step_size={step_size} is out of range; valid: an integer >= 1")
-    if not 0 < gamma <= 1:
-        raise CnnkitError(f"gamma={gamma} is out of range; valid: 0 < gamma <= 1")
-    if not 0 < pct_start < 1:
-        raise CnnkitError(f"pct_start={pct_start} is out of range; valid: 0 < pct_start < 1")
     settings = dict(total=max(int(epochs) * int(steps_per_epoch), 1),
                     spe=max(int(steps_per_epoch), 1), step_size=step_size, gamma=gamma,
                     min_lr_factor=min_lr_factor, pct_start=pct_start, div_factor=div_factor,

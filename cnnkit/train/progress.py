@@ -80,10 +80,6 @@ class Progress:
         self._bar = self._task = None
         self._last = 0.0
 
-    @property
-    def wants_batches(self) -> bool:
-        return self.live
-
     def epoch_begin(self, epoch: int, steps: int) -> None:
         self._steps, self._t0 = steps, time.perf_counter()
         if self.keras and self.verbose:

@@ -8,9 +8,8 @@ longer on 2 threads than on 1 (OMP_WAIT_POLICY=PASSIVE helps only part of the wa
 quiet speed), while on a quiet host 2 threads are clearly faster than 1 (bench/README.md, "Threads
 under load"). No static rule knows which case it is in, so `auto`:
 
-1. takes the cores this process may use: its affinity mask (hyperthread siblings once),
-   capped by its cgroup's CPU quota (a container with `--cpus 1.5` gets 1), divided by the
-   processes on this machine (`plan_threads`, in cnnkit.train.cpus with `IdleMeter`);
+1. takes the cores this process may use, shared by the processes on this machine
+   (`plan_threads`, cnnkit.train.cpus);
 2. starts on one thread, and times its first real steps while reading /proc/stat for the other
    CPUs (`IdleMeter`): busy, it stays on one thread without ever trying a slow step; idle, a few
    probe steps on a scratch copy of the model (`training_probe`) with all the threads decide
@@ -27,9 +26,7 @@ run's numbers depend only on the thread counts its steps ran with. Those change 
 (reductions are split per thread), so a run records the counts it used (metrics.json
 "threads"; state.json the count to resume with), and `--threads N` fixes them for bit-exact
 reruns whatever the load.
-`CNNKIT_THREADS=N|auto` sets the default for every command; an `OMP_NUM_THREADS` the user set
-is honoured as a fixed count (torchrun's own OMP_NUM_THREADS=1 is not: it is torchrun's default,
-not a choice).
+`CNNKIT_THREADS=N|auto` sets the default for every command (OMP_NUM_THREADS: cnnkit.train.cpus).
 """
 from __future__ import annotations
 
@@ -58,12 +55,8 @@ START_RECHECK_S = 3.0  # after the start's probe found no gain: one look sooner,
 class ThreadGovernor:
     """Applies a ThreadPlan to a loop of similar steps (training batches). `probe(n)` must run
     one representative step with n threads set and leave the real training state untouched;
-    `step(seconds, size)` is told each real step's wall time and batch size.
-
-    auto starts on one thread: its first real steps time one thread for free while the idle
-    meter watches the other CPUs. Busy: it stays there, having tried nothing slow. Idle: a few
-    probe steps with all the threads decide. On more threads, a window of slowed-down steps
-    drops it to one; on one, the meter, read every LOOK_S, says when to try more again."""
+    `step(seconds, size)` is told each real step's wall time and batch size. The policy: the
+    module's note."""
     plan: ThreadPlan
     probe: object = None  # callable(n) -> None, or None: no measuring (the plan's count)
     probe_size: int = 1  # samples in one probe step
