@@ -289,14 +289,8 @@ def _keras_layout(t):
 
 
 def _layer_outputs(model, x, wanted):
-    """Each wanted layer's output, its activation applied (run layer by layer, so a conv's
-    output is its own even where the network pools before the activation)."""
-    net, outs = model.net, {}
-    names = model.layer_names()
-    for name in names:
-        x = net.layers[name](x)
-        if name in net.activations:
-            x = net.activations[name](x)
-        outs[name] = x
-    outs[names[-1]] = net.outputs(x)
+    """Each wanted layer's output, its activation applied (cnnkit.look.inside's layer outputs)."""
+    from cnnkit.look.inside import layer_outputs
+
+    outs, _ = layer_outputs(model, x, keep=set(wanted))
     return [outs[name] for name in wanted]

@@ -17,7 +17,6 @@ non-decreasing function), and attaches nothing to the model, so no hook can outl
 """
 from __future__ import annotations
 
-import contextlib
 import re
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from cnnkit.errors import CnnkitError, one_of, out_of_range
 from cnnkit.layers import AveragePooling2D, Conv2D, MaxPooling2D
 from cnnkit.model.inputs import network_input, to_pixels
 from cnnkit.model.outputs import class_count, predicted_class
+from cnnkit.model.predict import evaluating
 
 
 # -- layer outputs ------------------------------------------------------------------------------
@@ -37,8 +37,8 @@ def feature_maps(model, image, layers=None) -> dict[str, np.ndarray]:
     the model's layer order (or the order of `layers`, one name or a list, if given)."""
     names = _layer_names(model, layers)
     x = _network_input(model, image)
-    with _evaluating(model.net), torch.inference_mode():
-        outs, _ = _run(model, x, keep=set(names))
+    with evaluating(model.net), torch.inference_mode():
+        outs, _ = layer_outputs(model, x, keep=set(names))
     return {name: _keras_array(outs[name]) for name in names}
 
 
@@ -63,9 +63,9 @@ def grad_cam(model, image, class_index: int | None = None,
         raise one_of("CAM method", method, CAM_METHODS)
     name = _conv_names(model, "Grad-CAM")[-1] if layer is None else _feature_layer(model, layer)
     k = _check_class(model, class_index)
-    with _evaluating(model.net), torch.inference_mode(False), torch.enable_grad():
+    with evaluating(model.net), torch.inference_mode(False), torch.enable_grad():
         x = _network_input(model, image)
-        outs, logits = _run(model, x, keep={name}, grad_at=name)
+        outs, logits = layer_outputs(model, x, keep={name}, grad_at=name)
         k = _predicted(model, logits) if k is None else k
         fmap = outs[name]  # (1, C, h, w), a leaf: the graph starts at this layer
         (grads,) = torch.autograd.grad(_score(logits, k), fmap)
@@ -80,9 +80,9 @@ def saliency(model, image, class_index: int | None = None) -> np.ndarray:
     """(H, W) in [0, 1]: the largest |d score / d pixel| over the channels (Simonyan et al.
     2013), divided by its maximum. The score is the class's logit (default: predicted class)."""
     k = _check_class(model, class_index)
-    with _evaluating(model.net), torch.inference_mode(False), torch.enable_grad():
+    with evaluating(model.net), torch.inference_mode(False), torch.enable_grad():
         x = _network_input(model, image).requires_grad_()  # (1, C, H, W)
-        _, logits = _run(model, x, keep=set())
+        _, logits = layer_outputs(model, x, keep=set())
         k = _predicted(model, logits) if k is None else k
         (grads,) = torch.autograd.grad(_score(logits, k), x)  # (1, C, H, W)
     pre = model.preprocessing
@@ -159,8 +159,9 @@ def save_inside(model, image, out_dir, layers=None, class_index: int | None = No
 
 
 # -- the forward pass, layer by layer -----------------------------------------------------------
-def _run(model, x, keep: set, grad_at: str | None = None):
-    """({name: Keras output} for the layers in `keep`, logits (1, units)).
+def layer_outputs(model, x, keep: set, grad_at: str | None = None):
+    """({name: Keras output, (N, C, H, W) or (N, D)} for the layers in `keep`, logits
+    (N, units)); Keras's predict(layers=...) runs it too.
 
     At `grad_at` the output is detached into a leaf that requires grad, so gradients reach it
     even where the layers before it are frozen, and nothing before it is kept for backward."""
@@ -178,19 +179,6 @@ def _run(model, x, keep: set, grad_at: str | None = None):
     if names and names[-1] in keep:
         outs[names[-1]] = net.outputs(x)  # the softmax/sigmoid the network split off
     return outs, x
-
-
-@contextlib.contextmanager
-def _evaluating(net):
-    """Eval mode (dropout off, batch norm's moving statistics) for the call; each module's own
-    flag back afterwards, so looking inside in the middle of training changes nothing."""
-    flags = [(m, m.training) for m in net.modules()]
-    net.eval()
-    try:
-        yield
-    finally:
-        for m, training in flags:
-            m.training = training
 
 
 def _one_image(model, image) -> torch.Tensor:

@@ -66,10 +66,13 @@ def to_pixels(x, input_shape) -> tuple[torch.Tensor, bool]:
 def network_input(model, pixels: torch.Tensor) -> torch.Tensor:
     """uint8 (N, H, W, C) → the network's float32 input, scaled as the model was trained
     (`model.preprocessing`, saved with it: pixels / 255, or standardized with the training
-    set's per-channel mean and std) by the training loop's own `to_model_input`."""
+    set's per-channel mean and std). `model` may be that dict itself: the training loop's."""
     from cnnkit.data.batches import to_model_input
 
-    pre = model.preprocessing
+    pre = model if isinstance(model, dict) else model.preprocessing
+    if pre.get("normalize") == "standardize" and pre.get("mean") is None:
+        raise CnnkitError("normalize='standardize' needs the training set's mean and std: "
+                          "fit first, or set trainer.preprocessing['mean'/'std']")
     return to_model_input(pixels, pre.get("normalize", "unit"), pre.get("mean"), pre.get("std"))
 
 

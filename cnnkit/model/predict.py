@@ -3,6 +3,8 @@
 output contract of `cnnkit.model.outputs`."""
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 
@@ -11,18 +13,38 @@ from cnnkit.model.inputs import network_input, to_pixels
 from cnnkit.model.outputs import probabilities
 
 
-def eval_mode(net) -> None:
-    """`net.eval()` only where needed: setting every module's flag is a large part of a single
-    image's prediction time, and so is walking `net.modules()`, so the walk is done once (a
-    built network's modules do not change) and the flags are read from a tuple
-    (bench/README.md has the figures)."""
+def eval_mode(net) -> list:
+    """`net.eval()` only where needed; returns the modules that were training. Setting every
+    module's flag is a large part of a single image's prediction time, and so is walking
+    `net.modules()`, so the walk is done once (a built network's modules do not change) and
+    the flags are read from a tuple (bench/README.md has the figures). `predict` leaves the
+    network in eval mode, so the next prediction finds nothing to set."""
     modules = net.__dict__.get("_cnnkit_modules")
     if modules is None:
         modules = net.__dict__["_cnnkit_modules"] = tuple(net.modules())
-    for m in modules:
-        if m.training:
-            net.eval()
-            return
+    training = [m for m in modules if m.training]
+    if training:
+        net.eval()
+    return training
+
+
+@contextlib.contextmanager
+def evaluating(net):
+    """Eval mode (dropout off, batch norm's moving statistics) for the block; each module's
+    own flag back afterwards, so evaluating or looking inside in the middle of training
+    changes nothing."""
+    training = eval_mode(net)
+    try:
+        yield
+    finally:
+        for m in training:
+            m.training = True
+
+
+def batch_size_for(x, size: int) -> int:
+    """`size`, or fewer images where that would pass 32 MB of float input per batch (a 512x512
+    RGB batch of 256 would be 800 MB), so prediction and evaluation fit where training did."""
+    return max(1, min(size, (32 << 20) // (4 * max(1, x[0].numel() if len(x) else 1))))
 
 
 def predict_proba(model, x, batch_size: int = 256) -> np.ndarray:
@@ -40,8 +62,7 @@ def predict_proba(model, x, batch_size: int = 256) -> np.ndarray:
     pixels, single = to_pixels(x, model._require_input())  # uint8 (N, H, W, C)
     eval_mode(net)
     device = next(net.parameters(), pixels).device  # where training (or evaluate) left it
-    # at most 32 MB of float input per batch (a 512x512 RGB batch of 256 would be 800 MB)
-    batch_size = max(1, min(batch_size, (32 << 20) // (4 * pixels[0].numel())))
+    batch_size = batch_size_for(pixels, batch_size)
     with torch.inference_mode():  # the caller's threads: switching costs more than it saves
         probs = in_batches(lambda part: pixel_probabilities(model, part[:].to(device)).cpu(),
                            pixels, batch_size, torch.cat)  # part[:]: a mapped split's rows

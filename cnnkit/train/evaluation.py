@@ -5,26 +5,19 @@ from __future__ import annotations
 import torch
 
 from cnnkit.errors import CnnkitError
+from cnnkit.model.predict import batch_size_for, evaluating
 from cnnkit.train.feeds import is_loader
-
-EVAL_INPUT_BYTES = 32 << 20  # float input per evaluation batch, at most
 
 
 @torch.inference_mode()
 def batched_logits(trainer, x, max_batches: int | None = None):
-    """(start, logits (B, K) fp32) over `x` in evaluation batches; over a loader's batches,
-    (their labels, logits)."""
-    net = trainer.model.net
-    was_training = net.training
-    net.eval()
-    try:
+    """(start, logits (B, K) fp32) over `x` in evaluation batches, capped as prediction's
+    (`batch_size_for`); over a loader's batches, (their labels, logits)."""
+    with evaluating(trainer.model.net):
         if is_loader(x):
             batches = ((yb, xb) for xb, yb in x)
         else:
-            # large images: at most EVAL_INPUT_BYTES of float input at once (a 512x512 RGB
-            # batch of 128 would be 400 MB), so evaluation fits where training did
-            per_image = 4 * max(1, x[0].numel() if len(x) else 1)
-            bs = max(1, min(trainer.config.eval_batch_size, EVAL_INPUT_BYTES // per_image))
+            bs = batch_size_for(x, trainer.config.eval_batch_size)
             batches = ((start, trainer._input(x[start:start + bs].to(trainer.device,
                                                                      non_blocking=True)))
                        for start in range(0, len(x), bs))
@@ -34,8 +27,6 @@ def batched_logits(trainer, x, max_batches: int | None = None):
             # fp32 even where training runs in bf16: validation, the run's test score,
             # `cnnkit evaluate` and `model.predict` must give one answer for one image
             yield start, trainer._forward(xb).float()  # (B, K)
-    finally:
-        net.train(was_training)
 
 
 def evaluate_batches(trainer, x, y, max_batches=None) -> dict:

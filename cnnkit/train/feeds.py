@@ -10,9 +10,10 @@ from __future__ import annotations
 import torch
 
 from cnnkit.data.augment import Augmenter
-from cnnkit.data.batches import BatchLoader, batch_indices, epoch_generator, to_model_input
+from cnnkit.data.batches import BatchLoader, batch_indices, epoch_generator
 from cnnkit.data.rows import is_images, take
 from cnnkit.errors import CnnkitError
+from cnnkit.model.inputs import network_input
 
 
 def is_loader(x) -> bool:
@@ -84,14 +85,11 @@ def make_loader(trainer, x, y):
 
 
 def model_input(xb: torch.Tensor, preprocessing: dict) -> torch.Tensor:
-    """A batch as the network takes it: uint8 images scaled by `preprocessing`; float images
-    as given, NHWC viewed as NCHW (channels_last in memory); vectors as they are."""
+    """A batch as the network takes it: uint8 images scaled by `preprocessing` (as predict
+    scales them); float images as given, NHWC viewed as NCHW (channels_last in memory);
+    vectors as they are."""
     if xb.dtype == torch.uint8:
-        p = preprocessing
-        if p["normalize"] == "standardize" and p["mean"] is None:
-            raise CnnkitError("normalize='standardize' needs the training set's mean and std: "
-                              "fit first, or set trainer.preprocessing['mean'/'std']")
-        return to_model_input(xb, p["normalize"], p["mean"], p["std"])
+        return network_input(preprocessing, xb)
     return xb.permute(0, 3, 1, 2) if xb.dim() == 4 else xb
 
 
