@@ -174,6 +174,15 @@ def test_evaluate_and_predict_agree_with_the_history(make_model, digits):
     assert (logits.argmax(1) == yv).float().mean().item() == pytest.approx(result["accuracy"])
 
 
+def test_evaluation_puts_each_module_back_as_it_was(make_model, digits):
+    _, _, xv, yv = digits
+    t = Trainer(make_model(), TrainConfig(epochs=1, batch_size=64, seed=0, verbose=0))
+    net = t.model.net.train()
+    frozen = set(next(net.children()).eval().modules())  # e.g. a frozen batch norm
+    t.evaluate(xv, yv)
+    assert all(m.training != (m in frozen) for m in net.modules())
+
+
 def test_l2_penalty_is_part_of_the_loss(make_model, digits):
     plain = Trainer(make_model(), TrainConfig(epochs=1, batch_size=64, seed=0, verbose=0))
     reg = Trainer(make_model(l2=0.01), TrainConfig(epochs=1, batch_size=64, seed=0, verbose=0))
