@@ -23,6 +23,18 @@ SUPPORTED = ("InputLayer", "Conv2D", "MaxPooling2D", "AveragePooling2D", "ZeroPa
              "Flatten", "GlobalAveragePooling2D", "Dense", "Dropout", "BatchNormalization",
              "Activation", "LeakyReLU", "ReLU", "Softmax")
 KERAS_ACTIVATIONS = {"swish": "silu"}  # Keras's other names for cnnkit's activations
+_IMAGE = {"data_format": ("channels_last", None), "dilation_rate": (1, [1, 1], (1, 1)),
+          "groups": (1,)}
+FIXED = {  # Keras's options that cnnkit computes one way only: layer -> {argument: accepted}
+    **dict.fromkeys(("Conv2D", "MaxPooling2D", "AveragePooling2D", "ZeroPadding2D", "Flatten"),
+                    _IMAGE),
+    "GlobalAveragePooling2D": {**_IMAGE, "keepdims": (False,)},
+    "BatchNormalization": {"axis": (-1, 3, [-1], [3]), "center": (True,), "scale": (True,)},
+    "ReLU": {"max_value": (None,), "negative_slope": (0, 0.0), "threshold": (0, 0.0)},
+    "Softmax": {"axis": (-1, [-1])},
+    "Dropout": {"noise_shape": (None,)},
+}
+RENAMED = {"LeakyReLU": {"alpha": "negative_slope"}}  # Keras 2's names
 EXTRAS = "cnnkit.json"
 
 
@@ -254,19 +266,22 @@ def _l2(value):
     return cfg.get("l2") or None
 
 
-def _only(cfg, kind, **expected):
-    for key, ok in expected.items():
-        if key in cfg and cfg[key] not in ok:
-            raise CnnkitError(f"{kind} {cfg.get('name')!r}: {key}={clipped(cfg[key])} is not "
-                              f"supported; valid: {ok[0]!r}")
+def keras_arguments(kind: str, cfg: dict, where: str) -> dict:
+    """A Keras layer's arguments (a file's config, or those given to a cnnkit.keras layer) as
+    cnnkit's layer `kind` takes them: FIXED options checked and dropped, RENAMED ones renamed."""
+    cfg = dict(cfg)
+    for key, ok in FIXED.get(kind, {}).items():
+        if key in cfg and (value := cfg.pop(key)) not in ok:
+            raise CnnkitError(f"{where}: {key}={clipped(value)} is not supported; valid: {ok[0]!r}")
+    for old, new in RENAMED.get(kind, {}).items():
+        if old in cfg:
+            cfg.setdefault(new, cfg.pop(old))
+    return cfg
 
 
 def _layer(kind, cfg):
     name = cfg.get("name")
-    if kind in ("Conv2D", "MaxPooling2D", "AveragePooling2D", "ZeroPadding2D", "Flatten",
-                "GlobalAveragePooling2D"):
-        _only(cfg, kind, data_format=("channels_last", None), dilation_rate=([1, 1], 1, (1, 1)),
-              groups=(1,), keepdims=(False,))
+    cfg = keras_arguments(kind, cfg, f"{kind} {name!r}")
     if kind == "Conv2D":
         return core.Conv2D(cfg["filters"], tuple(cfg["kernel_size"]), tuple(cfg.get("strides", (1, 1))),
                            cfg.get("padding", "valid"), _activation(cfg.get("activation"), name),
@@ -290,18 +305,12 @@ def _layer(kind, cfg):
     if kind == "Dropout":
         return core.Dropout(cfg["rate"], name=name)
     if kind == "BatchNormalization":
-        _only(cfg, kind, axis=(-1, 3, [-1], [3]), center=(True,), scale=(True,))
         return core.BatchNormalization(cfg.get("momentum", 0.99), cfg.get("epsilon", 1e-3), name=name)
     if kind == "Activation":
         return core.Activation(_activation(cfg.get("activation"), name), name=name)
-    if kind == "ReLU":
-        _only(cfg, kind, max_value=(None,), negative_slope=(0, 0.0), threshold=(0, 0.0))
-        return core.Activation("relu", name=name)
-    if kind == "Softmax":
-        _only(cfg, kind, axis=(-1, [-1]))
-        return core.Activation("softmax", name=name)
-    slope = cfg.get("negative_slope", cfg.get("alpha", 0.3))  # LeakyReLU (Keras 2: alpha)
-    return core.LeakyReLU(slope, name=name)
+    if kind in ("ReLU", "Softmax"):
+        return core.Activation(kind.lower(), name=name)
+    return core.LeakyReLU(cfg.get("negative_slope", 0.3), name=name)
 
 
 def _set_weights(model, arrays_of, where):
