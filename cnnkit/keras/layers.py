@@ -16,7 +16,7 @@ import inspect
 from cnnkit.errors import CnnkitError
 from cnnkit.layers import core
 from cnnkit.errors import clipped
-from cnnkit.model.keras_files import FIXED, RENAMED, keras_arguments
+from cnnkit.model.keras_files import DEFAULTS, FIXED, RENAMED, keras_arguments
 
 COMMON = ("input_shape", "batch_input_shape", "batch_size", "name", "trainable", "dtype")
 
@@ -32,7 +32,7 @@ class KerasLayer:
     def __init__(self, *args, **kwargs):
         self._keras_init(args, kwargs)
 
-    def _keras_init(self, args, kwargs, defaults=None):
+    def _keras_init(self, args, kwargs):
         """Check `kwargs` against cnnkit's arguments and Keras's common ones, then build the
         cnnkit layer. Returns nothing; raises one line naming an unknown argument."""
         base = next(c for c in type(self).__mro__ if c.__module__ == core.__name__)
@@ -46,8 +46,9 @@ class KerasLayer:
                                   "not supported; valid: 'zeros'")
             if "kernel_initializer" in kwargs:
                 kwargs["kernel_initializer"] = _initializer(kwargs["kernel_initializer"])
-        for key, value in (defaults or {}).items():
-            kwargs.setdefault(key, value)
+        for key, value in DEFAULTS.get(kind, {}).items():
+            if key not in params[:len(args)]:
+                kwargs.setdefault(key, value)
         extra = {k: kwargs.pop(k) for k in list(kwargs) if k in COMMON or k == "input_dim"}
         unknown = [k for k in kwargs if k not in params]
         if unknown:
@@ -184,9 +185,6 @@ class Activation(KerasLayer, core.Activation):
 
 class LeakyReLU(KerasLayer, core.LeakyReLU):
     """Keras 3's LeakyReLU: slope 0.3 by default (`alpha=` is Keras 2's name for it)."""
-
-    def __init__(self, *args, **kwargs):
-        self._keras_init(args, kwargs, defaults={} if args else {"negative_slope": 0.3})
 
 
 class ReLU(KerasLayer, core.Activation):

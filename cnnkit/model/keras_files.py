@@ -35,6 +35,7 @@ FIXED = {  # Keras's options that cnnkit computes one way only: layer -> {argume
     "Dropout": {"noise_shape": (None,)},
 }
 RENAMED = {"LeakyReLU": {"alpha": "negative_slope"}}  # Keras 2's names
+DEFAULTS = {"LeakyReLU": {"negative_slope": 0.3}}  # Keras's defaults where cnnkit's differ
 EXTRAS = "cnnkit.json"
 
 
@@ -218,7 +219,7 @@ def _model(config, cls, where):
             continue
         try:
             model.add(_layer(e["class_name"], dict(e.get("config", {}))))
-        except CnnkitError as err:
+        except (CnnkitError, TypeError) as err:  # TypeError: a required argument missing
             raise CnnkitError(f"{where}: {err}") from None
     model.layer_infos()  # shapes checked now, naming the layer that does not fit
     return model
@@ -280,37 +281,20 @@ def keras_arguments(kind: str, cfg: dict, where: str) -> dict:
 
 
 def _layer(kind, cfg):
+    """The cnnkit layer for a Keras layer config: its keys are cnnkit's argument names."""
+    import inspect
+
     name = cfg.get("name")
-    cfg = keras_arguments(kind, cfg, f"{kind} {name!r}")
-    if kind == "Conv2D":
-        return core.Conv2D(cfg["filters"], tuple(cfg["kernel_size"]), tuple(cfg.get("strides", (1, 1))),
-                           cfg.get("padding", "valid"), _activation(cfg.get("activation"), name),
-                           cfg.get("use_bias", True), kernel_regularizer=_l2(cfg.get("kernel_regularizer")),
-                           name=name)
-    if kind in ("MaxPooling2D", "AveragePooling2D"):
-        cls = core.MaxPooling2D if kind == "MaxPooling2D" else core.AveragePooling2D
-        strides = cfg.get("strides")
-        return cls(tuple(cfg.get("pool_size", (2, 2))), None if strides is None else tuple(strides),
-                   cfg.get("padding", "valid"), name=name)
-    if kind == "ZeroPadding2D":
-        return core.ZeroPadding2D(cfg.get("padding", 1), name=name)
-    if kind == "Flatten":
-        return core.Flatten(name=name)
-    if kind == "GlobalAveragePooling2D":
-        return core.GlobalAveragePooling2D(name=name)
-    if kind == "Dense":
-        return core.Dense(cfg["units"], _activation(cfg.get("activation"), name),
-                          cfg.get("use_bias", True), kernel_regularizer=_l2(cfg.get("kernel_regularizer")),
-                          name=name)
-    if kind == "Dropout":
-        return core.Dropout(cfg["rate"], name=name)
-    if kind == "BatchNormalization":
-        return core.BatchNormalization(cfg.get("momentum", 0.99), cfg.get("epsilon", 1e-3), name=name)
-    if kind == "Activation":
-        return core.Activation(_activation(cfg.get("activation"), name), name=name)
+    cfg = {**DEFAULTS.get(kind, {}), **keras_arguments(kind, cfg, f"{kind} {name!r}")}
     if kind in ("ReLU", "Softmax"):
-        return core.Activation(kind.lower(), name=name)
-    return core.LeakyReLU(cfg.get("negative_slope", 0.3), name=name)
+        kind, cfg["activation"] = "Activation", kind.lower()
+    if "activation" in cfg:
+        cfg["activation"] = _activation(cfg["activation"], name)
+    if "kernel_regularizer" in cfg:
+        cfg["kernel_regularizer"] = _l2(cfg["kernel_regularizer"])
+    cls = getattr(core, kind)  # the weights come from the file: no kernel_initializer
+    params = set(inspect.signature(cls.__init__).parameters) - {"self", "kernel_initializer"}
+    return cls(**{k: v for k, v in cfg.items() if k in params})
 
 
 def _set_weights(model, arrays_of, where):
