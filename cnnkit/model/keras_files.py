@@ -78,13 +78,14 @@ def load_keras_file(path, cls, scale=None):
                     raise CnnkitError(f"{path}: not a .keras file (no {needed} inside)")
             config = _json(z.read("config.json"), f"{path}: config.json")
             extras = _json(z.read(EXTRAS), f"{path}: {EXTRAS}") if EXTRAS in names else {}
-            weights = _h5(z.read("model.weights.h5"), path)
+            weights = _h5(io.BytesIO(z.read("model.weights.h5")), path,
+                          "model.weights.h5 is unreadable")
         model = _model(config, cls, str(path))
         paths = dict(zip(model.layer_names(), _saving_names(config)))
         with weights:
             _set_weights(model, lambda name: _vars(weights, paths[name], name), str(path))
     else:
-        weights = _h5_file(path)
+        weights = _h5(path, path)
         with weights:
             raw = weights.attrs.get("model_config")
             if raw is None:
@@ -119,20 +120,13 @@ def _json(data, where):
         raise CnnkitError(f"{where}: corrupt JSON ({clipped(e, quote=False)})") from None
 
 
-def _h5(data: bytes, where):
+def _h5(source, where, problem="not an HDF5 file h5py can read"):
+    """h5py.File(source) for reading (a path or a file object); one line if h5py cannot."""
     h5py = _h5py()
     try:
-        return h5py.File(io.BytesIO(data), "r")
+        return h5py.File(source, "r")
     except OSError as e:
-        raise CnnkitError(f"{where}: model.weights.h5 is unreadable ({e})") from None
-
-
-def _h5_file(path):
-    h5py = _h5py()
-    try:
-        return h5py.File(path, "r")
-    except OSError as e:
-        raise CnnkitError(f"{path}: not an HDF5 file h5py can read ({e})") from None
+        raise CnnkitError(f"{where}: {problem} ({e})") from None
 
 
 def _h5py():
