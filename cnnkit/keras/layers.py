@@ -16,6 +16,7 @@ import inspect
 from cnnkit.errors import CnnkitError
 from cnnkit.layers import core
 from cnnkit.errors import clipped
+from cnnkit.model.keras_files import DEFAULTS, FIXED, RENAMED, keras_arguments
 
 COMMON = ("input_shape", "batch_input_shape", "batch_size", "name", "trainable", "dtype")
 
@@ -27,17 +28,17 @@ class KerasLayer:
     input_shape_arg = None  # the `input_shape=` it was given, for the model's first layer
     l1_factor = 0.0  # kernel L1 (regularizers.l1 / l1_l2); cnnkit's core layers know L2 only
     _model = None  # the Sequential it was added to (for `layer.output`)
-    takes_format = False  # an image layer: Keras's data_format, dilation_rate, groups
 
     def __init__(self, *args, **kwargs):
         self._keras_init(args, kwargs)
 
-    def _keras_init(self, args, kwargs, aliases=None, defaults=None):
+    def _keras_init(self, args, kwargs):
         """Check `kwargs` against cnnkit's arguments and Keras's common ones, then build the
         cnnkit layer. Returns nothing; raises one line naming an unknown argument."""
         base = next(c for c in type(self).__mro__ if c.__module__ == core.__name__)
         params = [p for p in inspect.signature(base.__init__).parameters if p != "self"]
-        kwargs = dict(kwargs)
+        kind = next(c for c in type(self).__mro__ if c.__module__ == __name__).__name__
+        kwargs = keras_arguments(kind, kwargs, type(self).__name__)
         if "kernel_initializer" in params:  # Conv2D, Dense: Keras's initializers
             bias = kwargs.pop("bias_initializer", "zeros")
             if bias not in ("zeros", "Zeros"):
@@ -45,17 +46,14 @@ class KerasLayer:
                                   "not supported; valid: 'zeros'")
             if "kernel_initializer" in kwargs:
                 kwargs["kernel_initializer"] = _initializer(kwargs["kernel_initializer"])
-        if self.takes_format:
-            _check_format(self, kwargs)
-        for keras_name, ours in (aliases or {}).items():
-            if keras_name in kwargs:
-                kwargs[ours] = kwargs.pop(keras_name)
-        for key, value in (defaults or {}).items():
-            kwargs.setdefault(key, value)
+        for key, value in DEFAULTS.get(kind, {}).items():
+            if key not in params[:len(args)]:
+                kwargs.setdefault(key, value)
         extra = {k: kwargs.pop(k) for k in list(kwargs) if k in COMMON or k == "input_dim"}
         unknown = [k for k in kwargs if k not in params]
         if unknown:
-            valid = sorted(set(params) | set(COMMON) | set(aliases or {}))
+            valid = sorted(set(params) | set(COMMON) | set(FIXED.get(kind, {}))
+                           | set(RENAMED.get(kind, {})))
             raise CnnkitError(f"{type(self).__name__}: unknown argument {unknown[0]}="
                               f"{clipped(kwargs[unknown[0]])}; valid: {', '.join(valid)}")
         if len(args) > len(params):
@@ -145,7 +143,7 @@ def _initializer(value):
 
 
 class Conv2D(KerasLayer, core.Conv2D):
-    takes_format = True
+    pass
 
 
 class Dense(KerasLayer, core.Dense):
@@ -153,44 +151,32 @@ class Dense(KerasLayer, core.Dense):
 
 
 class MaxPooling2D(KerasLayer, core.MaxPooling2D):
-    takes_format = True
+    pass
 
 
 class AveragePooling2D(KerasLayer, core.AveragePooling2D):
-    takes_format = True
+    pass
 
 
 class ZeroPadding2D(KerasLayer, core.ZeroPadding2D):
-    takes_format = True
+    pass
 
 
 class Flatten(KerasLayer, core.Flatten):
-    takes_format = True
+    pass
 
 
 class GlobalAveragePooling2D(KerasLayer, core.GlobalAveragePooling2D):
-    takes_format = True
-
-    def __init__(self, *args, keepdims=False, **kwargs):
-        if keepdims:
-            raise CnnkitError("GlobalAveragePooling2D: keepdims=True is not supported; valid: False")
-        self._keras_init(args, kwargs)
+    pass
 
 
 class Dropout(KerasLayer, core.Dropout):
-    def __init__(self, *args, seed=None, noise_shape=None, **kwargs):
-        if noise_shape is not None:
-            raise CnnkitError(f"Dropout: noise_shape={clipped(noise_shape)} is not supported; "
-                              "valid: None")
+    def __init__(self, *args, seed=None, **kwargs):  # seed: cnnkit's run seed decides
         self._keras_init(args, kwargs)
 
 
 class BatchNormalization(KerasLayer, core.BatchNormalization):
-    def __init__(self, *args, axis=-1, center=True, scale=True, **kwargs):
-        if axis != -1 or center is not True or scale is not True:
-            raise CnnkitError("BatchNormalization: only axis=-1, center=True, scale=True are "
-                              f"supported; received axis={axis}, center={center}, scale={scale}")
-        self._keras_init(args, kwargs)
+    pass
 
 
 class Activation(KerasLayer, core.Activation):
@@ -199,10 +185,6 @@ class Activation(KerasLayer, core.Activation):
 
 class LeakyReLU(KerasLayer, core.LeakyReLU):
     """Keras 3's LeakyReLU: slope 0.3 by default (`alpha=` is Keras 2's name for it)."""
-
-    def __init__(self, *args, **kwargs):
-        self._keras_init(args, kwargs, aliases={"alpha": "negative_slope"},
-                         defaults={} if args else {"negative_slope": 0.3})
 
 
 class ReLU(KerasLayer, core.Activation):
@@ -218,20 +200,7 @@ class Softmax(KerasLayer, core.Activation):
     type = "Activation"
 
     def __init__(self, axis=-1, **kwargs):
-        if axis != -1:
-            raise CnnkitError(f"Softmax: axis={axis} is not supported; valid: -1")
-        self._keras_init(("softmax",), kwargs)
-
-
-def _check_format(layer, kwargs) -> None:
-    """data_format='channels_last' is what cnnkit computes; dilation and groups are not."""
-    fmt = kwargs.pop("data_format", None)
-    if fmt not in (None, "channels_last"):
-        raise CnnkitError(f"{type(layer).__name__}: data_format={clipped(fmt)} is not supported; "
-                          "valid: 'channels_last' (images as (H, W, C))")
-    for key, ok in (("dilation_rate", (1, (1, 1), [1, 1])), ("groups", (1,))):
-        if key in kwargs and kwargs.pop(key) not in ok:
-            raise CnnkitError(f"{type(layer).__name__}: {key} other than 1 is not supported")
+        self._keras_init(("softmax",), {"axis": axis, **kwargs})
 
 
 def Input(shape=None, batch_size=None, name=None, dtype=None, batch_shape=None):

@@ -58,9 +58,7 @@ class CategoricalCrossentropy(Loss):
             raise CnnkitError(f"{self.name} takes one-hot labels of shape (N, {logits.shape[1]}); "
                               f"received {tuple(y.shape)} (use to_categorical(y), or "
                               "sparse_categorical_crossentropy for class ids)")
-        y = y.float()
-        if self.label_smoothing:
-            y = y * (1 - self.label_smoothing) + self.label_smoothing / y.shape[1]
+        y = core.smooth(y.float(), self.label_smoothing, y.shape[1])
         return core.categorical(logits, self.activation(activation), y)
 
 
@@ -68,9 +66,7 @@ class BinaryCrossentropy(Loss):
     name = "binary_crossentropy"
 
     def compute(self, logits, activation, y):
-        y = y.float().reshape(logits.shape)
-        if self.label_smoothing:
-            y = y * (1 - self.label_smoothing) + 0.5 * self.label_smoothing
+        y = core.smooth(y.float().reshape(logits.shape), self.label_smoothing, 2)
         # from_logits: Keras reads each unit as a sigmoid's logit
         return core.binary(logits, "sigmoid" if self.from_logits else
                            self.activation(activation), y)

@@ -23,6 +23,19 @@ SUPPORTED = ("InputLayer", "Conv2D", "MaxPooling2D", "AveragePooling2D", "ZeroPa
              "Flatten", "GlobalAveragePooling2D", "Dense", "Dropout", "BatchNormalization",
              "Activation", "LeakyReLU", "ReLU", "Softmax")
 KERAS_ACTIVATIONS = {"swish": "silu"}  # Keras's other names for cnnkit's activations
+_IMAGE = {"data_format": ("channels_last", None), "dilation_rate": (1, [1, 1], (1, 1)),
+          "groups": (1,)}
+FIXED = {  # Keras's options that cnnkit computes one way only: layer -> {argument: accepted}
+    **dict.fromkeys(("Conv2D", "MaxPooling2D", "AveragePooling2D", "ZeroPadding2D", "Flatten"),
+                    _IMAGE),
+    "GlobalAveragePooling2D": {**_IMAGE, "keepdims": (False,)},
+    "BatchNormalization": {"axis": (-1, 3, [-1], [3]), "center": (True,), "scale": (True,)},
+    "ReLU": {"max_value": (None,), "negative_slope": (0, 0.0), "threshold": (0, 0.0)},
+    "Softmax": {"axis": (-1, [-1])},
+    "Dropout": {"noise_shape": (None,)},
+}
+RENAMED = {"LeakyReLU": {"alpha": "negative_slope"}}  # Keras 2's names
+DEFAULTS = {"LeakyReLU": {"negative_slope": 0.3}}  # Keras's defaults where cnnkit's differ
 EXTRAS = "cnnkit.json"
 
 
@@ -65,13 +78,14 @@ def load_keras_file(path, cls, scale=None):
                     raise CnnkitError(f"{path}: not a .keras file (no {needed} inside)")
             config = _json(z.read("config.json"), f"{path}: config.json")
             extras = _json(z.read(EXTRAS), f"{path}: {EXTRAS}") if EXTRAS in names else {}
-            weights = _h5(z.read("model.weights.h5"), path)
+            weights = _h5(io.BytesIO(z.read("model.weights.h5")), path,
+                          "model.weights.h5 is unreadable")
         model = _model(config, cls, str(path))
         paths = dict(zip(model.layer_names(), _saving_names(config)))
         with weights:
             _set_weights(model, lambda name: _vars(weights, paths[name], name), str(path))
     else:
-        weights = _h5_file(path)
+        weights = _h5(path, path)
         with weights:
             raw = weights.attrs.get("model_config")
             if raw is None:
@@ -106,20 +120,13 @@ def _json(data, where):
         raise CnnkitError(f"{where}: corrupt JSON ({clipped(e, quote=False)})") from None
 
 
-def _h5(data: bytes, where):
+def _h5(source, where, problem="not an HDF5 file h5py can read"):
+    """h5py.File(source) for reading (a path or a file object); one line if h5py cannot."""
     h5py = _h5py()
     try:
-        return h5py.File(io.BytesIO(data), "r")
+        return h5py.File(source, "r")
     except OSError as e:
-        raise CnnkitError(f"{where}: model.weights.h5 is unreadable ({e})") from None
-
-
-def _h5_file(path):
-    h5py = _h5py()
-    try:
-        return h5py.File(path, "r")
-    except OSError as e:
-        raise CnnkitError(f"{path}: not an HDF5 file h5py can read ({e})") from None
+        raise CnnkitError(f"{where}: {problem} ({e})") from None
 
 
 def _h5py():
@@ -206,7 +213,7 @@ def _model(config, cls, where):
             continue
         try:
             model.add(_layer(e["class_name"], dict(e.get("config", {}))))
-        except CnnkitError as err:
+        except (CnnkitError, TypeError) as err:  # TypeError: a required argument missing
             raise CnnkitError(f"{where}: {err}") from None
     model.layer_infos()  # shapes checked now, naming the layer that does not fit
     return model
@@ -254,54 +261,34 @@ def _l2(value):
     return cfg.get("l2") or None
 
 
-def _only(cfg, kind, **expected):
-    for key, ok in expected.items():
-        if key in cfg and cfg[key] not in ok:
-            raise CnnkitError(f"{kind} {cfg.get('name')!r}: {key}={clipped(cfg[key])} is not "
-                              f"supported; valid: {ok[0]!r}")
+def keras_arguments(kind: str, cfg: dict, where: str) -> dict:
+    """A Keras layer's arguments (a file's config, or those given to a cnnkit.keras layer) as
+    cnnkit's layer `kind` takes them: FIXED options checked and dropped, RENAMED ones renamed."""
+    cfg = dict(cfg)
+    for key, ok in FIXED.get(kind, {}).items():
+        if key in cfg and (value := cfg.pop(key)) not in ok:
+            raise CnnkitError(f"{where}: {key}={clipped(value)} is not supported; valid: {ok[0]!r}")
+    for old, new in RENAMED.get(kind, {}).items():
+        if old in cfg:
+            cfg.setdefault(new, cfg.pop(old))
+    return cfg
 
 
 def _layer(kind, cfg):
+    """The cnnkit layer for a Keras layer config: its keys are cnnkit's argument names."""
+    import inspect
+
     name = cfg.get("name")
-    if kind in ("Conv2D", "MaxPooling2D", "AveragePooling2D", "ZeroPadding2D", "Flatten",
-                "GlobalAveragePooling2D"):
-        _only(cfg, kind, data_format=("channels_last", None), dilation_rate=([1, 1], 1, (1, 1)),
-              groups=(1,), keepdims=(False,))
-    if kind == "Conv2D":
-        return core.Conv2D(cfg["filters"], tuple(cfg["kernel_size"]), tuple(cfg.get("strides", (1, 1))),
-                           cfg.get("padding", "valid"), _activation(cfg.get("activation"), name),
-                           cfg.get("use_bias", True), kernel_regularizer=_l2(cfg.get("kernel_regularizer")),
-                           name=name)
-    if kind in ("MaxPooling2D", "AveragePooling2D"):
-        cls = core.MaxPooling2D if kind == "MaxPooling2D" else core.AveragePooling2D
-        strides = cfg.get("strides")
-        return cls(tuple(cfg.get("pool_size", (2, 2))), None if strides is None else tuple(strides),
-                   cfg.get("padding", "valid"), name=name)
-    if kind == "ZeroPadding2D":
-        return core.ZeroPadding2D(cfg.get("padding", 1), name=name)
-    if kind == "Flatten":
-        return core.Flatten(name=name)
-    if kind == "GlobalAveragePooling2D":
-        return core.GlobalAveragePooling2D(name=name)
-    if kind == "Dense":
-        return core.Dense(cfg["units"], _activation(cfg.get("activation"), name),
-                          cfg.get("use_bias", True), kernel_regularizer=_l2(cfg.get("kernel_regularizer")),
-                          name=name)
-    if kind == "Dropout":
-        return core.Dropout(cfg["rate"], name=name)
-    if kind == "BatchNormalization":
-        _only(cfg, kind, axis=(-1, 3, [-1], [3]), center=(True,), scale=(True,))
-        return core.BatchNormalization(cfg.get("momentum", 0.99), cfg.get("epsilon", 1e-3), name=name)
-    if kind == "Activation":
-        return core.Activation(_activation(cfg.get("activation"), name), name=name)
-    if kind == "ReLU":
-        _only(cfg, kind, max_value=(None,), negative_slope=(0, 0.0), threshold=(0, 0.0))
-        return core.Activation("relu", name=name)
-    if kind == "Softmax":
-        _only(cfg, kind, axis=(-1, [-1]))
-        return core.Activation("softmax", name=name)
-    slope = cfg.get("negative_slope", cfg.get("alpha", 0.3))  # LeakyReLU (Keras 2: alpha)
-    return core.LeakyReLU(slope, name=name)
+    cfg = {**DEFAULTS.get(kind, {}), **keras_arguments(kind, cfg, f"{kind} {name!r}")}
+    if kind in ("ReLU", "Softmax"):
+        kind, cfg["activation"] = "Activation", kind.lower()
+    if "activation" in cfg:
+        cfg["activation"] = _activation(cfg["activation"], name)
+    if "kernel_regularizer" in cfg:
+        cfg["kernel_regularizer"] = _l2(cfg["kernel_regularizer"])
+    cls = getattr(core, kind)  # the weights come from the file: no kernel_initializer
+    params = set(inspect.signature(cls.__init__).parameters) - {"self", "kernel_initializer"}
+    return cls(**{k: v for k, v in cfg.items() if k in params})
 
 
 def _set_weights(model, arrays_of, where):

@@ -11,7 +11,7 @@ import zipfile
 from pathlib import Path
 
 from cnnkit.errors import CnnkitError
-from cnnkit.model.keras_files import (EXTRAS, KERAS_VERSION, _h5_file, _h5py, _legacy_vars,
+from cnnkit.model.keras_files import (EXTRAS, KERAS_VERSION, _h5, _h5py, _legacy_vars,
                                 _set_weights, _unique, _vars)
 from cnnkit.layers import core
 
@@ -196,7 +196,7 @@ def save_weights(model, filepath) -> None:
 
 
 def load_weights(model, filepath) -> None:
-    f = _h5_file(filepath)
+    f = _h5(filepath, filepath)
     with f:
         if "layers" in f:
             kinds = [_keras_layer(i.layer, i.name, i.input_shape)[0] for i in model.layer_infos()]

@@ -54,8 +54,13 @@ def categorical(logits, activation, target):
     return -(target * log_probs(logits, activation)).sum(dim=1).mean()
 
 
+def smooth(target, smoothing: float, k: int):
+    """Keras's label smoothing of targets over `k` classes: y·(1 - s) + s/k (binary: k = 2)."""
+    return target * (1.0 - smoothing) + smoothing / k if smoothing else target
+
+
 def sparse_categorical(logits, activation, ids, smoothing: float = 0.0):
-    """Cross-entropy against class ids (B,); smoothing as Keras's: y·(1 - s) + s/K."""
+    """Cross-entropy against class ids (B,), labels smoothed as `smooth` does."""
     import torch.nn.functional as F
 
     if activation in ("softmax", None):  # PyTorch's fused kernel, the same math
@@ -95,8 +100,7 @@ def absolute_error(logits, activation, target):
 def one_hot(ids, k: int, smoothing: float = 0.0):
     import torch.nn.functional as F
 
-    target = F.one_hot(ids, k).float()
-    return target * (1.0 - smoothing) + smoothing / k if smoothing else target
+    return smooth(F.one_hot(ids, k).float(), smoothing, k)
 
 
 # -- the registry: the name, and the targets it takes from class ids -----------------------------
@@ -104,7 +108,7 @@ def _binary(logits, act, y, ls):
     import torch.nn.functional as F
 
     target = y.float().unsqueeze(1) if logits.shape[1] == 1 else F.one_hot(y, 2).float()
-    return binary(logits, act, target * (1.0 - ls) + 0.5 * ls if ls else target)
+    return binary(logits, act, smooth(target, ls, 2))
 
 
 def _rows(math):
