@@ -33,16 +33,7 @@ CASES = [  # (class name, settings): Keras's defaults, then every argument each 
                      weight_decay=0.05)),
 ]
 IDS = [f"{name}-{'-'.join(args) or 'defaults'}" for name, args in CASES]
-SHAPES = [(3, 3, 1, 4), (4,), (36, 10)]
-SCALES = [1.0, 1e-5, 0.1]  # gradient sizes per tensor: the bias's are far below sqrt(eps)
-
-
-def _start_and_grads(steps: int):
-    rng = np.random.default_rng(7)
-    start = [rng.standard_normal(s).astype("float32") for s in SHAPES]
-    grads = [[(rng.standard_normal(s) * k).astype("float32") for s, k in zip(SHAPES, SCALES)]
-             for _ in range(steps)]
-    return start, grads
+from _optimizer_steps import start_and_grads as _start_and_grads  # tests/keras, beside this file
 
 
 @pytest.mark.parametrize("name, settings", CASES, ids=IDS)
