@@ -35,7 +35,7 @@ from cnnkit.train.config import TrainConfig
 from cnnkit.train.losses import correct_count, make_loss
 from cnnkit.train.memory import keep_freed_memory
 from cnnkit.train.optim import make_optimizer, make_schedule
-from cnnkit.train.optimizers import frozen_norms
+from cnnkit.train.optimizers import frozen_norms, trained_parameters  # layers' `trainable` flags
 from cnnkit.train.precise_bn import recomputed_note, settle_norms
 from cnnkit.train.progress import Progress
 from cnnkit.train.evaluation import batched_logits, evaluate_batches
@@ -98,8 +98,6 @@ class Trainer:
         self.seed = cfg.seed if cfg.seed is not None else int.from_bytes(os.urandom(4), "little")
         # Weight averaging: the network holds the averages between epochs and after training.
         self.average = WeightAverage(model.net, cfg.ema) if cfg.ema else None
-        from cnnkit.train.optimizers import trained_parameters  # layers' `trainable` flags
-
         if objective is not None:
             self.optimizer = objective.optimizer(trained_parameters(model))
         else:
