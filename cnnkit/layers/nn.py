@@ -193,3 +193,43 @@ class Net(nn.Module):
         from cnnkit.layers.outputs import probabilities
 
         return probabilities(logits, self.output_activation)
+
+
+class GraphNet(Net):
+    """A built graph model: `program` runs each layer on the outputs of the layers it was
+    called on, in an order where those come first. `layers[name]` and `activations[name]`
+    hold the modules as in Net (a state-dict key is `layers.<layer name>.<module key>`); an
+    input layer's slot takes the network's input. Each value is dropped after its last use,
+    so inference holds only what the rest of the graph still needs."""
+
+    def __init__(self, layers, activations, program, inputs, output, output_activation):
+        super().__init__(layers, activations, [], output_activation)
+        self.inputs, self.output = list(inputs), output  # slot numbers
+        last = {}  # slot -> the step after which nothing reads it
+        for i, (_, args) in enumerate(program):
+            for j in args:
+                last[j] = i
+        names = list(self.layers)
+        self._program = [(slot, self.layers[names[slot]], self.activations[names[slot]]
+                          if names[slot] in self.activations else None, tuple(args),
+                          tuple(j for j in set(args) if last[j] == i and j != output))
+                         for i, (slot, args) in enumerate(program)]
+        self.steps = [step[1] for step in self._program]
+
+    def _run(self, *xs):
+        if len(xs) != len(self.inputs):
+            raise ValueError(f"this graph takes {len(self.inputs)} inputs; received {len(xs)}")
+        values = dict(zip(self.inputs, xs))
+        for slot, module, act, args, done in self._program:
+            y = module(*[values[j] for j in args])
+            values[slot] = y if act is None else act(y)
+            for j in done:
+                del values[j]
+        return values[self.output]
+
+    def forward(self, *xs):
+        if self.flip_average and not self.training and len(xs) == 1:
+            n = xs[0].shape[0]
+            logits = self._run(torch.cat([xs[0], xs[0].flip(3)]))
+            return (logits[:n] + logits[n:]) * 0.5
+        return self._run(*xs)

@@ -11,7 +11,7 @@ and Keras-layout weights find a layer's module by its name (`layer_module(name)`
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cnnkit.errors import CnnkitError, one_of
 from cnnkit.layers import (Activation, Input, Layer, MaxPooling2D, Shape, check_input_shape,
@@ -33,6 +33,7 @@ class LayerInfo:
     trainable: int
     non_trainable: int
     macs: int
+    inbound: list = field(default_factory=list)  # a graph's: the names of the layers it takes
 
     @property
     def params(self) -> int:
