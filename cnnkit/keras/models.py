@@ -218,6 +218,11 @@ class KerasModel:
     def __call__(self, x, training=False):
         import torch
 
+        if isinstance(x, Tensor):  # the functional API: this model as a layer of a graph
+            from cnnkit.model.graph import nested
+
+            return nested(self, x)
+
         from cnnkit.keras.training import images, nchw
 
         self.net.train(bool(training))
@@ -261,6 +266,9 @@ class Sequential(KerasModel, _CoreSequential):
             if self.layers:
                 raise CnnkitError("Input must come first in a Sequential model")
             self.set_input_shape(layer.layer.shape)
+            return
+        if isinstance(layer, _CoreSequential):  # a model as a layer, shape and all
+            super().add(layer)
             return
         layer = _as_keras(layer)
         shape = getattr(layer, "input_shape_arg", None)

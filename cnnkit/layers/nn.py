@@ -233,3 +233,20 @@ class GraphNet(Net):
             logits = self._run(torch.cat([xs[0], xs[0].flip(3)]))
             return (logits[:n] + logits[n:]) * 0.5
         return self._run(*xs)
+
+    def trace(self, xs, keep: set, grad_at: str | None = None):
+        """({name: output} for the layers in `keep`, the last output): each layer's output as
+        Keras defines it (its fused activation applied), for cnnkit.look's feature maps and
+        Grad-CAM. At `grad_at` the output becomes a leaf that requires grad."""
+        names = list(self.layers)
+        values = dict(zip(self.inputs, xs))
+        outs = {names[s]: values[s] for s in self.inputs if names[s] in keep}
+        for slot, module, act, args, _ in self._program:
+            y = module(*[values[j] for j in args])
+            y = y if act is None else act(y)
+            if names[slot] == grad_at:
+                y = y.detach().requires_grad_()
+            values[slot] = y
+            if names[slot] in keep:
+                outs[names[slot]] = y
+        return outs, values[self.output]

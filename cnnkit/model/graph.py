@@ -22,7 +22,7 @@ layer entry may name its `inputs` (the previous layer when it does not):
 from __future__ import annotations
 
 from cnnkit.errors import CnnkitError, clipped
-from cnnkit.layers import Activation, Layer, layer_from_config, layer_to_config
+from cnnkit.layers import LAYER_TYPES, Activation, Layer, layer_from_config, layer_to_config
 from cnnkit.layers.base import check_output_size, check_param_count
 from cnnkit.layers.symbolic import InputLayer, Tensor
 from cnnkit.model.sequential import LayerInfo, Sequential
@@ -276,3 +276,73 @@ def model_from_config(cfg, where: str = "model", cls=None):
         return getattr(seq, "graph_type", Functional).from_config(cfg, where)
     return seq.from_config(cfg, where)
 
+
+
+class Nested(Layer):
+    """A model used as a layer, as Keras allows: `Sequential([model, Softmax()])`, or
+    `model(inputs)` in a graph. It computes the whole model, its last activation included, with
+    the model's own weights (training the outer model trains them); its row in a summary is the
+    model's, and its description is the model's own, under the model's class name."""
+
+    def __init__(self, model=None, name=None, **config):
+        if model is None:  # from a description: {"Sequential": {...its config...}}
+            model = model_from_config(config, "nested model")
+        elif config or not isinstance(model, Sequential):
+            raise CnnkitError(f"a nested model must be a cnnkit model; received "
+                              f"{type(model).__name__}")
+        super().__init__(name or model.name)
+        self.model = model
+
+    @property
+    def type(self) -> str:
+        return "Functional" if isinstance(self.model, Functional) else "Sequential"
+
+    @property
+    def trainable(self):
+        return getattr(self.model, "trainable", True)
+
+    def get_config(self):
+        cfg = self.model.get_config()
+        cfg.pop("name", None)  # the layer's name is the model's
+        return cfg
+
+    def output_shape(self, shape):
+        if tuple(shape) != tuple(self.model.input_shape):
+            raise self._error(f"takes input {tuple(self.model.input_shape)}; received "
+                              f"{tuple(shape)}")
+        return tuple(self.model.output_shape)
+
+    def params(self, shape):
+        rows = self.model.layer_infos()
+        return sum(r.trainable for r in rows), sum(r.non_trainable for r in rows)
+
+    def macs(self, shape, out):
+        return sum(r.macs for r in self.model.layer_infos())
+
+    def explain(self, shape, out):
+        return [f"the model {self.model.name!r}: {len(self.model.layers)} layers, "
+                f"{sum(self.params(shape)):,} parameters"]
+
+    def build(self, shape, init):
+        from torch import nn
+
+        inner = self.model.net
+
+        class Whole(nn.Module):  # the inner network with its split-off activation put back
+            def __init__(self):
+                super().__init__()
+                self.net = inner
+
+            def forward(self, x):
+                return self.net.outputs(self.net(x))
+
+        return Whole()
+
+
+def nested(model, inputs):
+    """`model(inputs)` on symbolic tensors: the model as one layer of a new graph."""
+    return Nested(model)(inputs)
+
+
+# a description names a nested model by its class: {"Sequential": {...}}, {"Functional": {...}}
+LAYER_TYPES.update(Sequential=Nested, Functional=Nested)

@@ -69,8 +69,14 @@ class Sequential:
         if isinstance(layer, Input):
             if self.layers:
                 raise CnnkitError("Input must come first in a Sequential model")
-            self.input_shape = layer.shape
+            self.input_shape = layer.layer.shape
             return
+        if isinstance(layer, Sequential):  # a model as a layer (cnnkit.model.graph.Nested)
+            from cnnkit.model.graph import Nested
+
+            layer = Nested(layer)
+            if not self.layers and self.input_shape is None:
+                self.input_shape = tuple(layer.model.input_shape)
         if not isinstance(layer, Layer):
             raise CnnkitError(f"not a cnnkit layer: {layer!r}")
         self.layers.append(layer)
@@ -275,6 +281,12 @@ class Sequential:
         """Run the whole model (last activation included) on NHWC input; returns NHWC/vectors.
 
         For the worked examples and parity checks: arrays in, arrays out, no preprocessing."""
+        from cnnkit.layers.symbolic import Tensor
+
+        if isinstance(x, Tensor):  # the functional API: this model as one layer of a graph
+            from cnnkit.model.graph import nested
+
+            return nested(self, x)
         import numpy as np
         import torch
 
