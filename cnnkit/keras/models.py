@@ -285,6 +285,8 @@ class Sequential(KerasModel, _CoreSequential):
 
     def set_input_shape(self, shape) -> None:
         shape = tuple(shape)
+        if len(shape) == 2:  # (28, 28): grayscale images without their channel axis, as
+            shape = shape + (1,)  # keras.datasets.mnist gives them; arrays get it added
         if len(shape) == 3:
             from cnnkit.layers import check_input_shape
 
@@ -293,7 +295,8 @@ class Sequential(KerasModel, _CoreSequential):
             self.input_shape = shape  # vectors (Dense(input_dim=...)): in memory only
         else:
             raise CnnkitError(f"input shape {clipped(shape)} is not understood; valid: "
-                              "(height, width, channels), or (features,) for Dense models")
+                              "(height, width, channels), (height, width) for grayscale, or "
+                              "(features,) for Dense models")
         self._net = None
 
     def pop(self):
