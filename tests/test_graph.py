@@ -202,3 +202,31 @@ def test_a_model_nested_in_a_model_shares_its_weights():
 def test_a_functional_model_cannot_grow_by_add():
     with pytest.raises(CnnkitError, match=r"graph model's layers come from its inputs"):
         residual().add(L.Dense(2))
+
+
+def test_batch_norm_then_relu_in_a_graph_runs_as_one_kernel_step_with_the_same_values():
+    from cnnkit.kernels.fuse import BNReLU, layers_on_kernels
+
+    torch.manual_seed(0)
+    inputs = L.Input((8, 8, 3))
+    x = L.Activation("relu")(L.BatchNormalization()(L.Conv2D(4, 3, padding="same")(inputs)))
+    y = L.BatchNormalization()(L.Conv2D(4, 3, padding="same")(x))  # read by two layers: kept
+    z = Plus()([L.Activation("relu")(y), y])
+    model = Functional(inputs, L.Dense(2)(L.Flatten()(z)))
+    net = model.net
+    assert [type(step[1]).__name__ for step in net.planned].count("BNReLU") == 1
+    assert layers_on_kernels(net) == {"bn_relu": ["batch_normalization + activation"]}
+    assert isinstance(next(s[1] for s in net.planned if s[0] == 3), BNReLU)
+    t = torch.rand(2, 3, 8, 8).contiguous(memory_format=torch.channels_last)
+    net.eval()  # in eval mode both paths are torch's own ops: equal to the last bit
+    with torch.no_grad():
+        np.testing.assert_array_equal(net(t).numpy(), net.trace((t,), set())[1].numpy())
+    net.train()  # training: the kernel where it is built, the same values and gradients
+    grads = []
+    for run in (lambda: net(t), lambda: net.trace((t,), set())[1]):
+        net.zero_grad()
+        out = run()
+        out.square().sum().backward()
+        grads.append([out.detach()] + [p.grad.clone() for p in net.parameters()])
+    for a, b in zip(*grads):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5)
