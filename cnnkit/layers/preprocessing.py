@@ -19,7 +19,7 @@ UNSUPPORTED_RESIZE = ("area", "lanczos3", "lanczos5")  # Keras's others
 
 def _choice(layer: Layer, key: str, value, valid, unsupported=()) -> str:
     if value not in valid:
-        cannot = f" ({', '.join(unsupported)}: not supported)" if unsupported else ""
+        cannot = f" (not supported: {', '.join(map(repr, unsupported))})" if unsupported else ""
         raise layer._error(f"{key}={clipped(value)} is not supported; valid: "
                            f"{', '.join(repr(v) for v in valid)}{cannot}")
     return value
