@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from cnnkit.layers.base import Layer, _bool, _positive_int, _real, _spatial, clipped
 from cnnkit.layers.core import _NoWeights, register_layer
-from cnnkit.layers.warp import FILL_MODES, INTERPOLATIONS
 
+FILL_MODES = ("reflect", "wrap", "constant", "nearest")  # warp.resample's, as Keras's layers list them
+INTERPOLATIONS = ("bilinear", "nearest")  # the random layers': grid_sample's modes
 RESIZE_INTERPOLATIONS = ("bilinear", "nearest", "bicubic")  # those F.interpolate computes as Keras
 UNSUPPORTED_RESIZE = ("area", "lanczos3", "lanczos5")  # Keras's others
 
@@ -347,7 +348,7 @@ class RandomContrast(_Random):
         return pnn.RandomContrast(*self.range, self.value_range)
 
 
-PREPROCESSING_LAYERS = (Rescaling, Normalization, Resizing, RandomFlip, RandomRotation,
-                        RandomZoom, RandomTranslation, RandomContrast)
+AUGMENTATION_LAYERS = (RandomFlip, RandomRotation, RandomZoom, RandomTranslation, RandomContrast)
+PREPROCESSING_LAYERS = (Rescaling, Normalization, Resizing, *AUGMENTATION_LAYERS)
 for _cls in PREPROCESSING_LAYERS:
     register_layer(_cls)

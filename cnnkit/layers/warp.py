@@ -18,10 +18,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-FILL_MODES = ("reflect", "wrap", "constant", "nearest")
-INTERPOLATIONS = ("bilinear", "nearest")
-
-
 def sampling_grid(theta: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """`F.affine_grid(theta, ..., align_corners=False)` by broadcasting: (B, H, W, 2) as (x, y).
 

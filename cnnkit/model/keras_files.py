@@ -16,6 +16,7 @@ from pathlib import Path
 
 from cnnkit.errors import CnnkitError
 from cnnkit.layers import ACTIVATIONS, LAYER_TYPES
+from cnnkit.layers.preprocessing import AUGMENTATION_LAYERS, Rescaling
 from cnnkit.errors import clipped
 
 KERAS_VERSION = "3.15.1"  # the Keras these files are tested against (tests/keras)
@@ -74,7 +75,7 @@ def load_keras_file(path, cls, scale=None):
     A Keras file records no preprocessing: the model takes whatever its Keras user fed it.
     cnnkit's tools feed 8-bit pixels, multiplied by `scale` first; without `scale`, by what
     the file's cnnkit.json records (a file cnnkit wrote), else by 1 when the model's first
-    layer is Rescaling (it scales raw pixels itself, as Keras's tutorials write it), else by
+    layer past its augmentation layers is Rescaling (it scales raw pixels itself), else by
     1/255, as most Keras code (seeds 001, 002, 004) scales its images.
     `model.input_scale_recorded` says whether the scale was given or recorded."""
     path = Path(path)
@@ -119,13 +120,20 @@ def load_keras_file(path, cls, scale=None):
 
         model.preprocessing = check_preprocessing(extras["preprocessing"], model.input_shape[-1],
                                                   str(path))
-    elif model.layers and model.layers[0].type == "Rescaling":
+    elif _rescales_itself(model.layers):
         model.preprocessing = input_scale(1)  # the model scales its own input: raw 0-255 pixels
     else:
         model.preprocessing = {"normalize": "unit"}  # assumed: x / 255
     model.dataset = extras.get("dataset")
     model.net.eval()
     return model
+
+
+def _rescales_itself(layers) -> bool:
+    """A Rescaling layer first, or right after the augmentation layers (which keep the
+    scale): the model takes raw 0-255 pixels, as Keras's tutorials write it."""
+    first = next((layer for layer in layers if not isinstance(layer, AUGMENTATION_LAYERS)), None)
+    return isinstance(first, Rescaling)
 
 
 def _json(data, where):

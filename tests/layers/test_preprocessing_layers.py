@@ -265,3 +265,16 @@ def test_config_rebuilds_the_layer_and_model_files_name_it(layer):
     assert set(L.LAYER_TYPES) >= {"Rescaling", "Normalization", "Resizing", "RandomFlip",
                                   "RandomRotation", "RandomZoom", "RandomTranslation",
                                   "RandomContrast"}
+
+
+def test_summary_of_preprocessing_layers_needs_no_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom cnnkit import layers as L\nfrom cnnkit.model.sequential import Sequential\n"
+            "m = Sequential([L.Input((8, 8, 3)), L.RandomFlip(), L.RandomRotation(0.1), L.RandomZoom(0.1),"
+            " L.RandomTranslation(0.1, 0.1), L.RandomContrast(0.2), L.Resizing(4, 4), L.Rescaling(1 / 255),"
+            " L.Normalization(), L.Flatten()])\n"
+            "m.summary(explain=True, print_fn=lambda *a: None)\n"
+            "assert m.count_params() == 7, m.count_params()\nassert 'torch' not in sys.modules\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
