@@ -278,3 +278,47 @@ def test_summary_of_preprocessing_layers_needs_no_torch():
             "m.summary(explain=True, print_fn=lambda *a: None)\n"
             "assert m.count_params() == 7, m.count_params()\nassert 'torch' not in sys.modules\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("suffix, text", [
+    (".yaml", """input_shape: [9, 11, 3]
+layers:
+  - RandomFlip: {mode: horizontal}
+  - RandomRotation: {factor: [-0.1, 0.2], fill_mode: constant, fill_value: 0.5}
+  - Resizing: {height: 8, width: 8}
+  - Rescaling: {scale: 0.5, offset: -1}
+  - Normalization: {mean: [0.1, 0.2, 0.3], variance: [1, 2, 3]}
+  - Flatten: {}
+  - Dense: {units: 2, activation: softmax}
+"""),
+    (".toml", """input_shape = [9, 11, 3]
+[[layers]]
+RandomFlip = {mode = "horizontal"}
+[[layers]]
+RandomRotation = {factor = [-0.1, 0.2], fill_mode = "constant", fill_value = 0.5}
+[[layers]]
+Resizing = {height = 8, width = 8}
+[[layers]]
+Rescaling = {scale = 0.5, offset = -1}
+[[layers]]
+Normalization = {mean = [0.1, 0.2, 0.3], variance = [1, 2, 3]}
+[[layers]]
+Flatten = {}
+[[layers]]
+Dense = {units = 2, activation = "softmax"}
+"""),
+])
+def test_model_files_name_the_layers_and_saved_models_reload_them(tmp_path, suffix, text):
+    import cnnkit
+    from cnnkit.model.files import load_model_file
+
+    path = tmp_path / f"model{suffix}"
+    path.write_text(text)
+    model = load_model_file(path)
+    assert [layer.type for layer in model.layers][:5] == [
+        "RandomFlip", "RandomRotation", "Resizing", "Rescaling", "Normalization"]
+    assert model.layers[1].range == (-0.1, 0.2) and model.count_params() == 8 * 8 * 3 * 2 + 2
+    model.save(tmp_path / "saved")
+    again = cnnkit.load(tmp_path / "saved")
+    assert again.get_config()["layers"] == model.get_config()["layers"]
+    np.testing.assert_allclose(again(IMAGES), model(IMAGES), atol=1e-6)
