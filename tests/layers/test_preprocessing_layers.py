@@ -69,6 +69,16 @@ def test_normalization_adapt_matches_keras(keras, axis):
     assert info.params == kmodel.count_params() == (7 if axis == -1 else 3)
 
 
+def test_normalization_adapt_after_the_model_is_built_sets_its_weights(keras):
+    norm = L.Normalization()
+    net, model = _net(norm)
+    _run(net, IMAGES)  # built and run with the start statistics (0, 1)
+    norm.adapt(IMAGES)
+    theirs = keras.layers.Normalization()
+    theirs.adapt(IMAGES)
+    np.testing.assert_allclose(_run(model.net, IMAGES), _keras_out(theirs, IMAGES), atol=1e-5)
+
+
 def test_normalization_adapt_over_batches_equals_whole(keras):
     whole, batched = L.Normalization(), L.Normalization()
     whole.adapt(IMAGES)
@@ -322,3 +332,14 @@ def test_model_files_name_the_layers_and_saved_models_reload_them(tmp_path, suff
     again = cnnkit.load(tmp_path / "saved")
     assert again.get_config()["layers"] == model.get_config()["layers"]
     np.testing.assert_allclose(again(IMAGES), model(IMAGES), atol=1e-6)
+
+
+def test_onnx_export_of_a_model_with_every_layer_matches_pytorch(tmp_path):
+    """At inference the random layers are the identity, so the exported graph is the model's."""
+    from cnnkit.serve.onnx import export_onnx
+
+    model = Sequential([L.Input((16, 16, 3)), *AUGMENTERS, L.Resizing(8, 8), L.Rescaling(1 / 255),
+                        L.Normalization(mean=[0.5] * 3, variance=[0.1] * 3), L.Conv2D(4, 3),
+                        L.Flatten(), L.Dense(3, activation="softmax")])
+    report = export_onnx(model, tmp_path / "model.onnx")
+    assert report.checked > 1000 and report.max_abs_diff < report.tolerance
