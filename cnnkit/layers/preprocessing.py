@@ -152,11 +152,13 @@ class Normalization(Layer):
                               f"of one shape; received {clipped([a.shape for a in arrays])}")
         flat = np.concatenate([a.reshape(-1, a.shape[-1] if self.axis == -1 else 1)
                                for a in arrays])
+        built = [m for m in (ref() for ref in self._built) if m is not None]
+        if any(m.mean.numel() != flat.shape[1] for m in built):  # checked before anything changes
+            raise self._error(f"adapt: data with {flat.shape[1]} channels do not fit the model "
+                              f"this layer is in ({built[0].mean.numel()} channels)")
         self.adapted = (flat.mean(axis=0).tolist(), flat.var(axis=0).tolist())
-        for ref in self._built:
-            module = ref()
-            if module is not None:
-                module.set_statistics(*self.adapted)
+        for module in built:
+            module.set_statistics(*self.adapted)
 
     def build(self, shape, init):
         from cnnkit.layers import preprocessing_nn as pnn

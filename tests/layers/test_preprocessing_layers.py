@@ -79,6 +79,15 @@ def test_normalization_adapt_after_the_model_is_built_sets_its_weights(keras):
     np.testing.assert_allclose(_run(model.net, IMAGES), _keras_out(theirs, IMAGES), atol=1e-5)
 
 
+def test_normalization_adapt_on_data_that_does_not_fit_the_built_model_is_one_line():
+    norm = L.Normalization()
+    net, model = _net(norm)
+    with pytest.raises(CnnkitError, match=r"data with 4 channels do not fit the model this "
+                                          r"layer is in \(3 channels\)"):
+        norm.adapt(np.zeros((2, 5, 5, 4)))
+    assert norm.adapted is None and net is not None  # the model, still alive, is unchanged
+
+
 def test_normalization_adapt_over_batches_equals_whole(keras):
     whole, batched = L.Normalization(), L.Normalization()
     whole.adapt(IMAGES)
