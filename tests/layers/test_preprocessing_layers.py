@@ -352,3 +352,11 @@ def test_onnx_export_of_a_model_with_every_layer_matches_pytorch(tmp_path):
                         L.Flatten(), L.Dense(3, activation="softmax")])
     report = export_onnx(model, tmp_path / "model.onnx")
     assert report.checked > 1000 and report.max_abs_diff < report.tolerance
+
+
+def test_affine_layers_keep_the_trainers_channels_last_layout():
+    net, _ = _net(L.RandomRotation(0.1, fill_mode="constant"))
+    x = torch.as_tensor(IMAGES).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
+    net.train()
+    y = net(x)
+    assert y.is_contiguous(memory_format=torch.channels_last) and y.shape == x.shape
