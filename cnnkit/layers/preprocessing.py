@@ -14,7 +14,7 @@ import weakref
 from cnnkit.layers.base import Layer, _bool, _positive_int, _real, _spatial, clipped
 from cnnkit.layers.core import _NoWeights, register_layer
 
-FILL_MODES = ("reflect", "wrap", "constant", "nearest")  # warp.resample's, as Keras's layers list them
+FILL_MODES = ("reflect", "wrap", "constant", "nearest")  # warp.resample's, in Keras's order
 INTERPOLATIONS = ("bilinear", "nearest")  # the random layers': grid_sample's modes
 RESIZE_INTERPOLATIONS = ("bilinear", "nearest", "bicubic")  # those F.interpolate computes as Keras
 UNSUPPORTED_RESIZE = ("area", "lanczos3", "lanczos5")  # Keras's others

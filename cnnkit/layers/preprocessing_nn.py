@@ -60,7 +60,8 @@ class Normalize(nn.Module):
 class Resize(nn.Module):
     def __init__(self, height: int, width: int, interpolation: str, crop_to_aspect_ratio: bool):
         super().__init__()
-        self.size, self.interpolation, self.crop = (height, width), interpolation, crop_to_aspect_ratio
+        self.size, self.interpolation = (height, width), interpolation
+        self.crop = crop_to_aspect_ratio
 
     def forward(self, x):
         if self.crop:  # Keras's centre crop to the target's aspect ratio, in its integer steps

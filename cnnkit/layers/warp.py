@@ -77,4 +77,5 @@ def _sample(x, grid, fill_mode, fill_value, interpolation):
     py = torch.remainder((grid[..., 1] + 1) * (h / 2), h) + 0.5
     grid = torch.stack((2 * (px + 0.5) / (w + 2) - 1, 2 * (py + 0.5) / (h + 2) - 1), dim=-1)
     padded = F.pad(x, (1, 1, 1, 1), mode="circular")
-    return F.grid_sample(padded, grid, mode=interpolation, padding_mode="border", align_corners=False)
+    return F.grid_sample(padded, grid, mode=interpolation, padding_mode="border",
+                         align_corners=False)
