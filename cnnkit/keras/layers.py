@@ -14,7 +14,7 @@ from __future__ import annotations
 import inspect
 
 from cnnkit.errors import CnnkitError
-from cnnkit.layers import core
+from cnnkit.layers import Layer, core, preprocessing
 from cnnkit.errors import clipped
 from cnnkit.model.keras_files import DEFAULTS, FIXED, RENAMED, keras_arguments
 
@@ -35,7 +35,8 @@ class KerasLayer:
     def _keras_init(self, args, kwargs):
         """Check `kwargs` against cnnkit's arguments and Keras's common ones, then build the
         cnnkit layer. Returns nothing; raises one line naming an unknown argument."""
-        base = next(c for c in type(self).__mro__ if c.__module__ == core.__name__)
+        base = next(c for c in type(self).__mro__  # the cnnkit layer it adds Keras's names to
+                    if c.__module__.startswith("cnnkit.layers.") and issubclass(c, Layer))
         params = [p for p in inspect.signature(base.__init__).parameters if p != "self"]
         kind = next(c for c in type(self).__mro__ if c.__module__ == __name__).__name__
         kwargs = keras_arguments(kind, kwargs, type(self).__name__)
@@ -207,7 +208,44 @@ def Input(shape=None, batch_size=None, name=None, dtype=None, batch_shape=None):
 
 InputLayer = Input
 
+
+# -- preprocessing and augmentation layers (issue 27) --
+class Rescaling(KerasLayer, preprocessing.Rescaling):
+    pass
+
+
+class Normalization(KerasLayer, preprocessing.Normalization):
+    pass
+
+
+class Resizing(KerasLayer, preprocessing.Resizing):
+    pass
+
+
+class RandomFlip(KerasLayer, preprocessing.RandomFlip):
+    pass
+
+
+class RandomRotation(KerasLayer, preprocessing.RandomRotation):
+    pass
+
+
+class RandomZoom(KerasLayer, preprocessing.RandomZoom):
+    pass
+
+
+class RandomTranslation(KerasLayer, preprocessing.RandomTranslation):
+    pass
+
+
+class RandomContrast(KerasLayer, preprocessing.RandomContrast):
+    pass
+
+
+_PREPROCESSING = ["Rescaling", "Normalization", "Resizing", "RandomFlip", "RandomRotation",
+                         "RandomZoom", "RandomTranslation", "RandomContrast"]
+
 __all__ = ["Input", "InputLayer", "Conv2D", "Dense", "MaxPooling2D", "AveragePooling2D",
            "ZeroPadding2D", "Flatten", "GlobalAveragePooling2D", "Dropout", "BatchNormalization",
-           "Activation", "LeakyReLU", "ReLU", "Softmax"]
+           "Activation", "LeakyReLU", "ReLU", "Softmax", *_PREPROCESSING]
 MaxPool2D, AvgPool2D, Convolution2D = MaxPooling2D, AveragePooling2D, Conv2D
