@@ -193,7 +193,7 @@ def h5_bytes(model) -> bytes:
         f.attrs["keras_version"] = KERAS_VERSION
         f.attrs["model_config"] = json.dumps(legacy)
         compiled = compile_config(model)
-        if compiled is not None:  # legacy Keras's training_config: the optimizer as optimizer_config
+        if compiled is not None:  # legacy Keras's training_config: optimizer_config
             compiled["optimizer_config"] = compiled.pop("optimizer")
             f.attrs["training_config"] = json.dumps(compiled)
         group = f.create_group("model_weights")
