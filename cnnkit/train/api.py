@@ -84,6 +84,9 @@ def own_objects(options: dict) -> dict:
                 raise CnnkitError(f"{key}={options[key]!r} is a setting of an optimizer by "
                                   f"name; the {type(optimizer).__name__} object given holds "
                                   "its own: set it there")
+    if own.get("scheduler") is None and "scheduler_step" in own:
+        raise CnnkitError("scheduler_step= says when to step a scheduler object of yours: "
+                          "give it, fit(..., optimizer=opt, scheduler=sched, scheduler_step=...)")
     if own.get("scheduler") is not None:
         if "optimizer" not in own:
             raise CnnkitError("scheduler= steps an optimizer object of yours: give that "

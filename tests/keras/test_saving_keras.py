@@ -26,7 +26,8 @@ def _keras_model(keras, activation="softmax"):
                              keras.layers.Flatten(), keras.layers.Dense(3, activation=activation)])
 
 
-def test_a_file_real_keras_compiled_loads_compiled(tmp_path):
+@pytest.mark.parametrize("name", ["m.keras", "m.h5"])  # .h5: legacy Keras's training_config
+def test_a_file_real_keras_compiled_loads_compiled(tmp_path, name):
     import keras
 
     from cnnkit.keras import optimizers, saving
@@ -36,10 +37,10 @@ def test_a_file_real_keras_compiled_loads_compiled(tmp_path):
     ref.compile(optimizer=keras.optimizers.SGD(learning_rate=0.05, momentum=0.9, nesterov=True),
                 loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     ref.fit(x, y, epochs=2, batch_size=20, verbose=0)  # weights Keras trained
-    ref.save(tmp_path / "m.keras")
+    ref.save(tmp_path / name)
     want = ref.evaluate(x, y, verbose=0)
 
-    model = saving.load_model(tmp_path / "m.keras")
+    model = saving.load_model(tmp_path / name)
     got = model.evaluate(x, y, verbose=0)  # no compile() call
     np.testing.assert_allclose(got, want, atol=1e-4)
     assert isinstance(model.optimizer, optimizers.SGD)

@@ -104,9 +104,15 @@ def test_conflicting_settings_are_one_clear_error(kwargs, message):
 def test_a_scheduler_without_its_optimizer_is_refused():
     x, y = _data()
     net = Net()
-    sched = torch.optim.lr_scheduler.StepLR(torch.optim.SGD(net.parameters(), lr=0.1), 1)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.StepLR(opt, 1)
     with pytest.raises(CnnkitError, match=r"give that optimizer too"):
         cnnkit.fit(net, x, y, epochs=1, verbose=0, scheduler=sched)
+    with pytest.raises(CnnkitError, match=r"scheduler_step= says when to step a scheduler"):
+        cnnkit.fit(net, x, y, epochs=1, verbose=0, optimizer=opt, scheduler_step="batch")
+    other = torch.optim.lr_scheduler.StepLR(torch.optim.SGD(net.parameters(), lr=0.1), 1)
+    with pytest.raises(CnnkitError, match=r"the scheduler StepLR steps another optimizer"):
+        cnnkit.fit(net, x, y, epochs=1, verbose=0, optimizer=opt, scheduler=other)
 
 
 def test_a_run_directory_needs_an_optimizer_by_name(tmp_path):
