@@ -30,8 +30,8 @@ def own_optimizer(optimizer, params: list, model):
         raise CnnkitError(f"the optimizer {type(optimizer).__name__} holds {foreign} of "
                           f"{len(theirs)} parameters that are not this model's: build it over "
                           "the module you train (optimizer(module.parameters()))")
-    untrained = sum(id(p) not in {id(q) for q in theirs} for p in params)
-    if untrained == len(params):
+    held = {id(p) for p in theirs}
+    if not any(id(p) in held for p in params):  # a subset (fine-tuning the head) is fine
         raise CnnkitError(f"the optimizer {type(optimizer).__name__} holds none of the model's "
                           "trainable parameters")
     return optimizer

@@ -84,6 +84,15 @@ def test_an_optimizer_over_other_parameters_is_one_clear_error():
         cnnkit.fit(Net(), x, y, epochs=1, verbose=0, optimizer=torch.optim.Adam(other.parameters()))
 
 
+def test_an_optimizer_over_frozen_parameters_only_is_refused():
+    x, y = _data()
+    net = Net()
+    net.conv.requires_grad_(False)
+    with pytest.raises(CnnkitError, match=r"holds none of the model's trainable parameters"):
+        cnnkit.fit(net, x, y, epochs=1, verbose=0,
+                   optimizer=torch.optim.SGD(net.conv.parameters(), lr=0.1))
+
+
 @pytest.mark.parametrize("kwargs, message", [
     (dict(lr=0.1), r"lr=0.1 is a setting of an optimizer by name; the SGD object given holds "
                    r"its own"),
