@@ -29,10 +29,13 @@ def load_model(filepath, compile=True, custom_objects=None, safe_mode=True):
     """A `.keras` file (Keras 3), an `.h5` file (legacy Keras) or a cnnkit model directory, as
     a cnnkit.keras Sequential; compiled as it was saved unless `compile=False` (a file saved
     before compile() comes back uncompiled, as in Keras). A compile setting cnnkit cannot
-    take is a warning, as in Keras, and the model comes back uncompiled."""
+    take is a warning, as in Keras, and the model comes back uncompiled. `custom_objects`:
+    {name: layer class of your own}, registered as `register_keras_serializable` does."""
     from cnnkit.keras.models import Sequential
     from cnnkit.model.saving import load
 
+    for obj in (custom_objects or {}).values():  # Keras resolves the file's names through them
+        register_keras_serializable()(obj)
     model = load(filepath, cls=Sequential)
     config = getattr(model, "saved_compile_config", None)
     if compile and config:

@@ -155,3 +155,8 @@ def test_keras_saving_names():
     assert saving.get_custom_objects()["Doubling"] is Doubling
     with pytest.raises(CnnkitError, match="register_keras_serializable: .* is not a layer class"):
         saving.register_keras_serializable()(dict)
+    with pytest.raises(CnnkitError, match="register_keras_serializable: .*my_loss.* is not a "
+                                          "layer class"):
+        def my_loss(y_true, y_pred):
+            return y_pred
+        saving.load_model("any.keras", custom_objects={"my_loss": my_loss})
