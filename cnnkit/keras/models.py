@@ -378,10 +378,11 @@ def _as_keras(layer):
 
 
 def load_model(filepath, compile=True, custom_objects=None, safe_mode=True):
-    """A `.keras` file (Keras 3), an `.h5` file (legacy Keras) or a cnnkit model directory."""
-    from cnnkit.model.saving import load
+    """A `.keras` file (Keras 3), an `.h5` file (legacy Keras) or a cnnkit model directory,
+    compiled as saved: cnnkit.keras.saving.load_model."""
+    from cnnkit.keras import saving
 
-    return load(filepath, cls=Sequential)
+    return saving.load_model(filepath, compile, custom_objects, safe_mode)
 
 
 def clone_model(model):
