@@ -16,7 +16,7 @@ from pathlib import Path
 
 from cnnkit.errors import CnnkitError
 from cnnkit.layers import ACTIVATIONS, LAYER_TYPES
-from cnnkit.layers.preprocessing import AUGMENTATION_LAYERS, Rescaling
+from cnnkit.model.inputs import scales_own_pixels
 from cnnkit.errors import clipped
 
 KERAS_VERSION = "3.15.1"  # the Keras these files are tested against (tests/keras)
@@ -123,20 +123,13 @@ def load_keras_file(path, cls, scale=None):
 
         model.preprocessing = check_preprocessing(extras["preprocessing"], model.input_shape[-1],
                                                   str(path))
-    elif _rescales_itself(model.layers):
+    elif scales_own_pixels(model):
         model.preprocessing = input_scale(1)  # the model scales its own input: raw 0-255 pixels
     else:
         model.preprocessing = {"normalize": "unit"}  # assumed: x / 255
     model.dataset = extras.get("dataset")
     model.net.eval()
     return model
-
-
-def _rescales_itself(layers) -> bool:
-    """A Rescaling layer first, or right after the augmentation layers (which keep the
-    scale): the model takes raw 0-255 pixels, as Keras's tutorials write it."""
-    first = next((layer for layer in layers if not isinstance(layer, AUGMENTATION_LAYERS)), None)
-    return isinstance(first, Rescaling)
 
 
 def _training_config(raw, path):

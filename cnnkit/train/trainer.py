@@ -30,6 +30,7 @@ import torch
 from cnnkit.train.averaging import WeightAverage
 from cnnkit.data.batches import channel_stats, epoch_generator
 from cnnkit.errors import CnnkitError
+from cnnkit.model.inputs import scales_own_pixels
 from cnnkit.train.callbacks import BackupAndRestore, Callback, History, overrides
 from cnnkit.train.config import TrainConfig
 from cnnkit.train.losses import correct_count, make_loss
@@ -125,6 +126,9 @@ class Trainer:
         self.loss_fn = objective.loss if objective else None  # else built by fit from the data
         self.metrics = objective.metrics if objective else {"accuracy": correct_count}
         self.preprocessing = {"normalize": cfg.normalize, "mean": None, "std": None}
+        if cfg.normalize == "unit" and scales_own_pixels(model):  # Rescaling(1/255) first:
+            one = torch.ones(1, device=self.device)  # raw pixels, (x / 255 - 0) / (1 / 255)
+            self.preprocessing.update(normalize="standardize", mean=0 * one, std=one / 255)
         saved = getattr(model, "preprocessing", None) or {}
         if cfg.normalize == "standardize" and saved.get("normalize") == "standardize" \
                 and saved.get("mean") is not None:  # a trained model's own statistics
