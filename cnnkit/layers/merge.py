@@ -34,7 +34,8 @@ class _Merge(Layer):
         for shape in shapes[1:]:
             if len(shape) != len(out) or any(a != b and 1 not in (a, b) for a, b in zip(out, shape)):
                 raise self._error(f"inputs of shapes {', '.join(_fmt(s) for s in shapes)} do not "
-                                  "match; valid: equal shapes, or size 1 on the axes that differ")
+                                  "match; valid: shapes of one rank, equal on each axis or 1 "
+                                  "on one side")
             out = tuple(max(a, b) for a, b in zip(out, shape))
         return out
 
