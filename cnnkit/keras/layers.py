@@ -14,7 +14,7 @@ from __future__ import annotations
 import inspect
 
 from cnnkit.errors import CnnkitError
-from cnnkit.layers import core
+from cnnkit.layers import Layer, core, preprocessing
 from cnnkit.layers import conv, elementwise, merge, shape  # modern CNN layers (issue 27)
 from cnnkit.errors import clipped
 from cnnkit.model.keras_files import DEFAULTS, FIXED, RENAMED, keras_arguments
@@ -37,7 +37,8 @@ class KerasLayer:
         """Check `kwargs` against cnnkit's arguments and Keras's common ones, then build the
         cnnkit layer. Returns nothing; raises one line naming an unknown argument."""
         # cnnkit's layer: the first class of the mro defined in cnnkit.layers (core, conv, ...)
-        base = next(c for c in type(self).__mro__ if c.__module__.startswith("cnnkit.layers."))
+        base = next(c for c in type(self).__mro__
+                    if c.__module__.startswith("cnnkit.layers.") and issubclass(c, Layer))
         params = [p for p in inspect.signature(base.__init__).parameters if p != "self"]
         kind = next(c for c in type(self).__mro__ if c.__module__ == __name__).__name__
         kwargs = keras_arguments(kind, kwargs, type(self).__name__)
@@ -262,7 +263,49 @@ def Input(shape=None, batch_size=None, name=None, dtype=None, batch_shape=None):
 
 InputLayer = Input
 
+
+# -- preprocessing and augmentation layers (issue 27) --
+class Rescaling(KerasLayer, preprocessing.Rescaling):
+    pass
+
+
+class Normalization(KerasLayer, preprocessing.Normalization):
+    def adapt(self, data):
+        """Keras's adapt: also sets the weights of a model this layer is already in."""
+        super().adapt(data)
+        if self._model is not None and self.mean is None:
+            name = self._model.layer_names()[self._model.layers.index(self)]
+            self._model.set_layer_weights(name, [*self.adapted, 0.0])
+
+
+class Resizing(KerasLayer, preprocessing.Resizing):
+    pass
+
+
+class RandomFlip(KerasLayer, preprocessing.RandomFlip):
+    pass
+
+
+class RandomRotation(KerasLayer, preprocessing.RandomRotation):
+    pass
+
+
+class RandomZoom(KerasLayer, preprocessing.RandomZoom):
+    pass
+
+
+class RandomTranslation(KerasLayer, preprocessing.RandomTranslation):
+    pass
+
+
+class RandomContrast(KerasLayer, preprocessing.RandomContrast):
+    pass
+
+
+_PREPROCESSING = ["Rescaling", "Normalization", "Resizing", "RandomFlip", "RandomRotation",
+                         "RandomZoom", "RandomTranslation", "RandomContrast"]
+
 __all__ = ["Input", "InputLayer", "Conv2D", "Dense", "MaxPooling2D", "AveragePooling2D",
            "ZeroPadding2D", "Flatten", "GlobalAveragePooling2D", "Dropout", "BatchNormalization",
-           "Activation", "LeakyReLU", "ReLU", "Softmax"] + MODERN
+           "Activation", "LeakyReLU", "ReLU", "Softmax", *_PREPROCESSING] + MODERN
 MaxPool2D, AvgPool2D, Convolution2D = MaxPooling2D, AveragePooling2D, Conv2D

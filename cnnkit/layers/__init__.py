@@ -13,6 +13,8 @@
     outputs.py       the output contract: logits -> class probabilities, the predicted class
     initializers.py  Keras's and PyTorch's weight initializations
     symbolic.py      the functional API's Input and symbolic tensors (graphs are traced from them)
+    preprocessing.py Rescaling, Normalization, Resizing and the random augmentation layers;
+                     their modules in preprocessing_nn.py, resampling in warp.py
 """
 from cnnkit.layers.base import (  # noqa: F401
     ACTIVATIONS, INITIALIZERS, Layer, Shape, check_input_shape, resolve_padding, same_padding)
@@ -36,3 +38,11 @@ __all__ = ["Input", "InputLayer", "Tensor", "Layer", "Conv2D", "MaxPooling2D", "
 __all__ += ["DepthwiseConv2D", "SeparableConv2D", "ReLU", "SpatialDropout2D", "Add", "Subtract",
             "Multiply", "Average", "Maximum", "Minimum", "Concatenate", "Reshape",
             "GlobalMaxPooling2D"]
+
+# -- preprocessing and augmentation layers (issue 27) --
+from cnnkit.layers.preprocessing import (  # noqa: E402,F401
+    Normalization, RandomContrast, RandomFlip, RandomRotation, RandomTranslation, RandomZoom,
+    Rescaling, Resizing)
+
+__all__ += ["Rescaling", "Normalization", "Resizing", "RandomFlip", "RandomRotation",
+            "RandomZoom", "RandomTranslation", "RandomContrast"]

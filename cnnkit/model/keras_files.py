@@ -16,6 +16,7 @@ from pathlib import Path
 
 from cnnkit.errors import CnnkitError
 from cnnkit.layers import ACTIVATIONS, LAYER_TYPES
+from cnnkit.layers.preprocessing import AUGMENTATION_LAYERS, Rescaling
 from cnnkit.errors import clipped
 
 KERAS_VERSION = "3.15.1"  # the Keras these files are tested against (tests/keras)
@@ -48,6 +49,17 @@ FIXED.update({
     "GlobalMaxPooling2D": {"data_format": _IMAGE["data_format"]},
     "SpatialDropout2D": {"data_format": _IMAGE["data_format"]},
 })
+# -- preprocessing and augmentation layers (issue 27) --
+SUPPORTED += ("Rescaling", "Normalization", "Resizing", "RandomFlip", "RandomRotation",
+              "RandomZoom", "RandomTranslation", "RandomContrast")
+FIXED.update({
+    **dict.fromkeys(("RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation",
+                     "RandomContrast"), {"data_format": _IMAGE["data_format"]}),
+    # Resizing's padding options: cnnkit resizes (or crops) only
+    "Resizing": {"data_format": _IMAGE["data_format"], "pad_to_aspect_ratio": (False,),
+                 "antialias": (False,), "fill_mode": ("constant",)},
+})
+
 RENAMED = {"LeakyReLU": {"alpha": "negative_slope"}}  # Keras 2's names
 DEFAULTS = {"LeakyReLU": {"negative_slope": 0.3}}  # Keras's defaults where cnnkit's differ
 EXTRAS = "cnnkit.json"
@@ -76,8 +88,10 @@ def load_keras_file(path, cls, scale=None):
 
     A Keras file records no preprocessing: the model takes whatever its Keras user fed it.
     cnnkit's tools feed 8-bit pixels, multiplied by `scale` first; without `scale`, by what
-    the file's cnnkit.json records (a file cnnkit wrote), else by 1/255, as most Keras code
-    (seeds 001, 002, 004) scales its images. `model.input_scale_recorded` says which."""
+    the file's cnnkit.json records (a file cnnkit wrote), else by 1 when the model's first
+    layer past its augmentation layers is Rescaling (it scales raw pixels itself), else by
+    1/255, as most Keras code (seeds 001, 002, 004) scales its images.
+    `model.input_scale_recorded` says whether the scale was given or recorded."""
     path = Path(path)
     if not path.is_file():
         raise CnnkitError(f"{path}: no such file")
@@ -120,11 +134,20 @@ def load_keras_file(path, cls, scale=None):
 
         model.preprocessing = check_preprocessing(extras["preprocessing"], model.input_shape[-1],
                                                   str(path))
+    elif _rescales_itself(model.layers):
+        model.preprocessing = input_scale(1)  # the model scales its own input: raw 0-255 pixels
     else:
         model.preprocessing = {"normalize": "unit"}  # assumed: x / 255
     model.dataset = extras.get("dataset")
     model.net.eval()
     return model
+
+
+def _rescales_itself(layers) -> bool:
+    """A Rescaling layer first, or right after the augmentation layers (which keep the
+    scale): the model takes raw 0-255 pixels, as Keras's tutorials write it."""
+    first = next((layer for layer in layers if not isinstance(layer, AUGMENTATION_LAYERS)), None)
+    return isinstance(first, Rescaling)
 
 
 def _json(data, where):

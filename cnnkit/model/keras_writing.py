@@ -14,6 +14,7 @@ from cnnkit.errors import CnnkitError
 from cnnkit.model.keras_files import (EXTRAS, KERAS_VERSION, MODERN, _h5, _h5py,
                                       _legacy_vars, _set_weights, _unique, _vars)
 from cnnkit.layers import core
+from cnnkit.layers.preprocessing import PREPROCESSING_LAYERS, Normalization, Rescaling
 
 
 # -- writing ------------------------------------------------------------------------------------
@@ -101,6 +102,10 @@ def _keras_layer(layer, name, shape):
         if layer.activation == "leaky_relu":
             return "LeakyReLU", {**base, "negative_slope": 0.01}
         return "Activation", {**base, "activation": layer.activation}
+    # -- preprocessing and augmentation layers (issue 27): cnnkit's config is Keras's --
+    if isinstance(layer, PREPROCESSING_LAYERS):
+        image = {} if isinstance(layer, (Rescaling, Normalization)) else fmt
+        return layer.type, {**base, **layer.get_config(), **image}
     if layer.type in MODERN or layer.type == "ReLU":
         return _modern(layer, name, base)
     raise CnnkitError(f"layer {name!r} ({layer.type}) has no Keras equivalent; save this model "
