@@ -12,13 +12,15 @@ predict; see cnnkit.keras.models. Real Keras files load with `models.load_model`
 
     layers, models, datasets, utils, callbacks, optimizers, regularizers, losses, metrics,
     preprocessing.image, mixed_precision    the Keras modules the seeds use
+    applications    VGG16, ResNet50, MobileNetV2, EfficientNetB0 (weights=None)
 """
 from __future__ import annotations
 
 import importlib
 
 SUBMODULES = ("layers", "models", "datasets", "utils", "callbacks", "optimizers",
-              "regularizers", "losses", "metrics", "preprocessing", "mixed_precision", "training")
+              "regularizers", "losses", "metrics", "preprocessing", "mixed_precision", "training",
+              "applications")
 NAMES = {"Sequential": "models", "Model": "models", "Input": "layers"}
 
 
