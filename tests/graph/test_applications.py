@@ -4,6 +4,7 @@ parameter count and Connected-to list, the totals Keras's summary prints, and th
 of the same weights, copied in Keras's order (so Keras's weight files will map one to one)."""
 from __future__ import annotations
 
+import json
 import os
 import re
 
@@ -13,6 +14,7 @@ import keras  # noqa: E402  (real Keras 3: a test dependency)
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+import cnnkit  # noqa: E402
 import cnnkit.keras.applications as kapps  # noqa: E402
 import cnnkit.model.applications as apps  # noqa: E402
 from cnnkit.errors import CnnkitError  # noqa: E402
@@ -155,3 +157,23 @@ def test_include_top_false_and_max_pooling_ends_where_keras_does():
         model = apps.ResNet50(include_top=False, pooling=pooling, input_shape=(64, 64, 3))
         assert model.output_shape == shape
         assert model.layers[-1].name == ("max_pool" if pooling else "conv5_block3_out")
+
+
+def test_presets_on_the_command_line(tmp_path, capsys):
+    from cnnkit.cli import main
+
+    assert main(["summary", "resnet50"]) == 0
+    out = capsys.readouterr().out
+    assert "Total params: 25,636,712 " in out and "conv5_block3_add[0][0]" in out
+    rng = np.random.default_rng(0)  # a CIFAR-sized set: MobileNetV2's smallest input, 32×32
+    data = tmp_path / "tiny.npz"
+    np.savez(data, x_train=rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8),
+             y_train=np.arange(16) % 3, x_test=rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8),
+             y_test=np.arange(6) % 3)
+    run = tmp_path / "run"
+    assert main(["train", "--model", "mobilenetv2", "--dataset", f"npz:{data}", "--epochs", "1",
+                 "--batch-size", "8", "--quiet", "--out", str(run)]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert 0 <= metrics["test_accuracy"] <= 1
+    summary = cnnkit.load(run / "best").summary_dict()
+    assert summary["input_shape"] == [32, 32, 3] and summary["layers"][-1]["output_shape"] == [3]
