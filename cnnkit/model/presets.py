@@ -179,10 +179,10 @@ def _application(builder):
 
 
 for _name, _builder, _what in (
-        ("vgg16", applications.VGG16, "VGG16: 13 3×3 convs in 5 blocks, two 4096-unit layers (138M parameters)"),
-        ("resnet50", applications.ResNet50, "ResNet50: 16 bottleneck residual blocks with batch norm (25.6M)"),
-        ("mobilenetv2", applications.MobileNetV2, "MobileNetV2: 17 inverted residual blocks, depthwise convs, ReLU6 (3.5M)"),
-        ("efficientnetb0", applications.EfficientNetB0, "EfficientNetB0: 16 MBConv blocks with squeeze-and-excite, swish; "
-         "scales its own 0-255 input (5.3M)")):
+        ("vgg16", applications.VGG16, "VGG16: 13 3×3 convs in 5 blocks, two 4096-unit layers"),
+        ("resnet50", applications.ResNet50, "ResNet50: 16 bottleneck residual blocks with batch norm"),
+        ("mobilenetv2", applications.MobileNetV2, "MobileNetV2: 17 inverted residual blocks, depthwise convs, ReLU6"),
+        ("efficientnetb0", applications.EfficientNetB0, "EfficientNetB0: 16 MBConv blocks with squeeze-and-excite, swish, "
+         "its input scaling (Rescaling, Normalization) inside")):
     register_preset(_name, f"keras.applications' {_what}", input_shape=(224, 224, 3),
                     num_classes=1000)(_application(_builder))
