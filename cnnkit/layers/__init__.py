@@ -5,6 +5,7 @@
     registry.py      the registry model files name layers by; `@register_layer` adds a Layer
                      subclass of your own (see Layer's docstring)
     conv.py          DepthwiseConv2D, SeparableConv2D (Conv2D's groups and dilation: core.py)
+    dilation.py      a dilated kernel's window, for the convolutions' dilation_rate
     merge.py         Add, Subtract, Multiply, Average, Maximum, Minimum, Concatenate (several
                      inputs: graph models)
     shape.py         Reshape, GlobalMaxPooling2D

@@ -7,7 +7,7 @@ from __future__ import annotations
 from cnnkit.layers.base import (
     Layer, _activation, _bool, _explain_window, _initializer, _pair, _padding, _positive_int,
     _window_output)
-from cnnkit.layers.core import _dilation, dilated
+from cnnkit.layers.dilation import _dilation, dilated, explain_dilation
 from cnnkit.layers.registry import register_layer
 
 
@@ -47,7 +47,8 @@ class _Depthwise(Layer):
     def _explain_window(self, shape, out):
         _, pads = self._window(shape)
         window = dilated(self.kernel_size, self.dilation_rate)
-        return _explain_window(shape, out, window, self.strides, pads, self.padding)
+        return explain_dilation(self.kernel_size, self.dilation_rate) + _explain_window(
+            shape, out, window, self.strides, pads, self.padding)
 
     def _init_depthwise(self, conv, shape, init):
         from cnnkit.layers import initializers
@@ -130,11 +131,12 @@ class SeparableConv2D(_Depthwise):
     def explain(self, shape, out):
         kh, kw = self.kernel_size
         mid = shape[2] * self.depth_multiplier
-        bias = f" + {self.filters}" if self.use_bias else ""
+        bias, plus = (" + filters", f" + {self.filters}") if self.use_bias else ("", "")
         return self._explain_window(shape, out) + [
-            f"params = depthwise in × multiplier × kh × kw + pointwise {mid} × filters{bias} = "
-            f"{shape[2]} × {self.depth_multiplier} × {kh} × {kw} + {mid} × {self.filters}{bias}"
-            f" = {self.params(shape)[0]:,}"]
+            f"params = in_channels × depth_multiplier × (kh × kw + filters){bias} = {shape[2]} × "
+            f"{self.depth_multiplier} × ({kh} × {kw} + {self.filters}){plus} = "
+            f"{self.params(shape)[0]:,}   (depthwise {mid} × {kh} × {kw}, pointwise "
+            f"{mid} × {self.filters})"]
 
     def build(self, shape, init):
         from cnnkit.layers import initializers, nn as knn

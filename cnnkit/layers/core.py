@@ -15,6 +15,7 @@ from cnnkit.layers.symbolic import Input, InputLayer  # noqa: F401
 # the registry lives in registry.py (new layer modules register there without importing this one)
 from cnnkit.layers.registry import (  # noqa: F401  (public here too, as before)
     LAYER_TYPES, layer_from_config, layer_to_config, register_layer)
+from cnnkit.layers.dilation import _dilation, dilated, explain_dilation
 
 
 # -- layers -------------------------------------------------------------------------------------
@@ -83,7 +84,8 @@ class Conv2D(Layer):
         bias = " + 1" if self.use_bias else ""
         per = f"{shape[2]} / {self.groups}" if self.groups > 1 else f"{shape[2]}"
         window = dilated(self.kernel_size, self.dilation_rate)
-        return _explain_window(shape, out, window, self.strides, pads, self.padding) + [
+        return explain_dilation(self.kernel_size, self.dilation_rate) + _explain_window(
+            shape, out, window, self.strides, pads, self.padding) + [
             f"params = filters × (in_channels{' / groups' if self.groups > 1 else ''} × kh × kw"
             f"{bias}) = {self.filters} × ({per} × {kh} × {kw}{bias}) = {self.params(shape)[0]:,}"]
 
@@ -101,20 +103,6 @@ class Conv2D(Layer):
 
     def l2(self):
         return self.kernel_regularizer
-
-
-def _dilation(layer: Layer, value, strides) -> tuple[int, int]:
-    rate = _pair(layer, "dilation_rate", value)
-    if rate != (1, 1) and strides != (1, 1):  # as Keras refuses it
-        raise layer._error(f"strides > 1 cannot be combined with dilation_rate > 1; received "
-                           f"strides={strides} and dilation_rate={rate}")
-    return rate
-
-
-def dilated(kernel, rate) -> tuple[int, int]:
-    """The window a dilated kernel spans, d·(k - 1) + 1: Keras's 'same' padding and the output
-    size are those of an undilated kernel this size."""
-    return tuple(d * (k - 1) + 1 for k, d in zip(kernel, rate))
 
 
 class _Pooling2D(_NoWeights):

@@ -122,6 +122,8 @@ def _modern(layer, name, base):
         cfg["activation"] = _fused(layer, name)
     for key in [k for k in cfg if k.endswith("_initializer")]:
         del cfg[key]  # the weights are in the file; Keras's defaults for its own later builds
+    if layer.type == "SpatialDropout2D":  # Keras's own takes no trainable= (nothing to train)
+        del cfg["trainable"]
     return layer.type, cfg
 
 

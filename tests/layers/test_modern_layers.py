@@ -22,7 +22,10 @@ def keras():
     import keras
 
     assert keras.backend.backend() == "torch"
-    return keras
+    yield keras
+    # Keras numbers automatic layer names process-wide (batch_normalization_1, ...): later
+    # test modules that read names Keras gave get them fresh, as if these never ran
+    keras.backend.clear_session()
 
 
 def _to_torch(x: np.ndarray) -> torch.Tensor:
