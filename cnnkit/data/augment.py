@@ -213,12 +213,9 @@ class Augmenter:
             py = (grid[..., 1] + 1) * (h / 2) - 0.5
             eps = 1e-3
             outside = (px < -eps) | (px > w - 1 + eps) | (py < -eps) | (py > h - 1 + eps)  # (B, H, W)
-            out = torch.where(outside.unsqueeze(1), torch.tensor(self.cval / 255, dtype=x.dtype), out)
-        else:
-            out = resample(x, grid, self.fill_mode)
-        if x.is_contiguous(memory_format=torch.channels_last):
-            out = out.contiguous(memory_format=torch.channels_last)
-        return out
+            # (where() keeps resample's channels_last layout)
+            return torch.where(outside.unsqueeze(1), torch.tensor(self.cval / 255, dtype=x.dtype), out)
+        return resample(x, grid, self.fill_mode)
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """A randomly transformed copy of float (B, C, H, W) `x`; `x` itself when nothing is on."""

@@ -270,12 +270,7 @@ class Rescaling(KerasLayer, preprocessing.Rescaling):
 
 
 class Normalization(KerasLayer, preprocessing.Normalization):
-    def adapt(self, data):
-        """Keras's adapt: also sets the weights of a model this layer is already in."""
-        super().adapt(data)
-        if self._model is not None and self.mean is None:
-            name = self._model.layer_names()[self._model.layers.index(self)]
-            self._model.set_layer_weights(name, [*self.adapted, 0.0])
+    pass
 
 
 class Resizing(KerasLayer, preprocessing.Resizing):

@@ -285,6 +285,8 @@ class Sequential(KerasModel, _CoreSequential):
 
     def set_input_shape(self, shape) -> None:
         shape = tuple(shape)
+        if len(shape) == 2:  # (28, 28): grayscale images without their channel axis, as
+            shape = shape + (1,)  # keras.datasets.mnist gives them; arrays get it added
         if len(shape) == 3:
             from cnnkit.layers import check_input_shape
 
@@ -293,7 +295,8 @@ class Sequential(KerasModel, _CoreSequential):
             self.input_shape = shape  # vectors (Dense(input_dim=...)): in memory only
         else:
             raise CnnkitError(f"input shape {clipped(shape)} is not understood; valid: "
-                              "(height, width, channels), or (features,) for Dense models")
+                              "(height, width, channels), (height, width) for grayscale, or "
+                              "(features,) for Dense models")
         self._net = None
 
     def pop(self):
@@ -378,10 +381,11 @@ def _as_keras(layer):
 
 
 def load_model(filepath, compile=True, custom_objects=None, safe_mode=True):
-    """A `.keras` file (Keras 3), an `.h5` file (legacy Keras) or a cnnkit model directory."""
-    from cnnkit.model.saving import load
+    """A `.keras` file (Keras 3), an `.h5` file (legacy Keras) or a cnnkit model directory,
+    compiled as saved: cnnkit.keras.saving.load_model."""
+    from cnnkit.keras import saving
 
-    return load(filepath, cls=Sequential)
+    return saving.load_model(filepath, compile, custom_objects, safe_mode)
 
 
 def clone_model(model):

@@ -9,10 +9,12 @@ preprocessing_nn.py; the resampling is warp.py's, shared with cnnkit.data.augmen
 """
 from __future__ import annotations
 
+import weakref
+
 from cnnkit.layers.base import Layer, _bool, _positive_int, _real, _spatial, clipped
 from cnnkit.layers.core import _NoWeights, register_layer
 
-FILL_MODES = ("reflect", "wrap", "constant", "nearest")  # warp.resample's, as Keras's layers list them
+FILL_MODES = ("reflect", "wrap", "constant", "nearest")  # warp.resample's, in Keras's order
 INTERPOLATIONS = ("bilinear", "nearest")  # the random layers': grid_sample's modes
 RESIZE_INTERPOLATIONS = ("bilinear", "nearest", "bicubic")  # those F.interpolate computes as Keras
 UNSUPPORTED_RESIZE = ("area", "lanczos3", "lanczos5")  # Keras's others
@@ -103,6 +105,7 @@ class Normalization(Layer):
                               f"{len(self.mean)} and {len(self.variance)}")
         self.invert = _bool(self, "invert", invert)
         self.adapted = None  # (mean, variance) lists from adapt(), the weights' first values
+        self._built = []  # weak references to the modules built, which adapt() updates
 
     def _values(self, key, value, ok):
         items = value if isinstance(value, (list, tuple)) else [value]
@@ -139,8 +142,7 @@ class Normalization(Layer):
     def adapt(self, data) -> None:
         """Set the mean and variance from `data`: an array or tensor of inputs (N, H, W, C)
         or (N, D), or an iterable of such batches; as Keras, over every axis but the kept one.
-        They become the weights when the model builds (cnnkit.keras's twin also sets them in
-        a model that is already built)."""
+        They become the weights of the model it is in, whether built already or later."""
         import numpy as np
 
         batches = [data] if hasattr(data, "shape") else list(data)
@@ -150,7 +152,13 @@ class Normalization(Layer):
                               f"of one shape; received {clipped([a.shape for a in arrays])}")
         flat = np.concatenate([a.reshape(-1, a.shape[-1] if self.axis == -1 else 1)
                                for a in arrays])
+        built = [m for m in (ref() for ref in self._built) if m is not None]
+        if any(m.mean.numel() != flat.shape[1] for m in built):  # checked before anything changes
+            raise self._error(f"adapt: data with {flat.shape[1]} channels do not fit the model "
+                              f"this layer is in ({built[0].mean.numel()} channels)")
         self.adapted = (flat.mean(axis=0).tolist(), flat.var(axis=0).tolist())
+        for module in built:
+            module.set_statistics(*self.adapted)
 
     def build(self, shape, init):
         from cnnkit.layers import preprocessing_nn as pnn
@@ -163,7 +171,10 @@ class Normalization(Layer):
             mean, variance = mean * n, variance * n
         if self.axis is None:
             mean, variance = mean[0], variance[0]
-        return pnn.Normalize(mean, variance, self.invert, persistent=self.mean is None)
+        module = pnn.Normalize(mean, variance, self.invert, persistent=self.mean is None)
+        if self.mean is None:
+            self._built = [r for r in self._built if r() is not None] + [weakref.ref(module)]
+        return module
 
 
 class Resizing(_NoWeights):

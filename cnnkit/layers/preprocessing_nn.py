@@ -45,6 +45,12 @@ class Normalize(nn.Module):
         if persistent:  # Keras's third weight; its adapt() leaves it 0, and so does cnnkit's
             self.register_buffer("count", torch.zeros((), dtype=torch.float32))
 
+    def set_statistics(self, mean: list, variance: list) -> None:
+        """adapt()'s statistics, into the buffers (one number each for axis=None)."""
+        with torch.no_grad():
+            self.mean.copy_(torch.tensor(mean).view_as(self.mean))
+            self.variance.copy_(torch.tensor(variance).view_as(self.variance))
+
     def forward(self, x):
         mean = _channels(self.mean, x)
         std = _channels(self.variance, x).sqrt().clamp_min(EPSILON)
@@ -54,7 +60,8 @@ class Normalize(nn.Module):
 class Resize(nn.Module):
     def __init__(self, height: int, width: int, interpolation: str, crop_to_aspect_ratio: bool):
         super().__init__()
-        self.size, self.interpolation, self.crop = (height, width), interpolation, crop_to_aspect_ratio
+        self.size, self.interpolation = (height, width), interpolation
+        self.crop = crop_to_aspect_ratio
 
     def forward(self, x):
         if self.crop:  # Keras's centre crop to the target's aspect ratio, in its integer steps

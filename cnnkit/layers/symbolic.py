@@ -59,9 +59,12 @@ class InputLayer(Layer):
 
 
 def check_graph_input(shape, layer=None) -> Shape:
-    """An image (H, W, C) or a vector (D,) of positive integers."""
+    """An image (H, W, C) or a vector (D,) of positive integers; (H, W) is a grayscale image
+    without its channel axis (as keras.datasets.mnist gives them): (H, W, 1)."""
     from cnnkit.layers.base import check_input_shape
 
+    if isinstance(shape, (list, tuple)) and len(shape) == 2:
+        shape = tuple(shape) + (1,)
     if isinstance(shape, (list, tuple)) and len(shape) == 1:
         if isinstance(shape[0], bool) or not isinstance(shape[0], int) or shape[0] <= 0:
             raise CnnkitError(f"input shape {clipped(shape)}: valid: (features,) with a "

@@ -53,7 +53,15 @@ def pixel_theta(m: torch.Tensor, height: int, width: int) -> torch.Tensor:
 def resample(x: torch.Tensor, grid: torch.Tensor, fill_mode: str = "reflect",
              fill_value: float = 0.0, interpolation: str = "bilinear") -> torch.Tensor:
     """Float (B, C, H, W) `x` sampled at `grid` ((B, H', W', 2) normalized (x, y)), outside
-    points filled by `fill_mode` (see the module's docstring); the callers check the names."""
+    points filled by `fill_mode` (see the module's docstring); the callers check the names.
+    A channels_last `x` (the trainer's layout) gives a channels_last result."""
+    out = _sample(x, grid, fill_mode, fill_value, interpolation)
+    if x.is_contiguous(memory_format=torch.channels_last):
+        out = out.contiguous(memory_format=torch.channels_last)
+    return out
+
+
+def _sample(x, grid, fill_mode, fill_value, interpolation):
     h, w = x.shape[-2:]
     if fill_mode in ("nearest", "reflect"):
         padding = "border" if fill_mode == "nearest" else "reflection"
@@ -69,4 +77,5 @@ def resample(x: torch.Tensor, grid: torch.Tensor, fill_mode: str = "reflect",
     py = torch.remainder((grid[..., 1] + 1) * (h / 2), h) + 0.5
     grid = torch.stack((2 * (px + 0.5) / (w + 2) - 1, 2 * (py + 0.5) / (h + 2) - 1), dim=-1)
     padded = F.pad(x, (1, 1, 1, 1), mode="circular")
-    return F.grid_sample(padded, grid, mode=interpolation, padding_mode="border", align_corners=False)
+    return F.grid_sample(padded, grid, mode=interpolation, padding_mode="border",
+                         align_corners=False)

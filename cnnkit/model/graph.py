@@ -113,6 +113,16 @@ class Functional(Sequential):
     def output_shape(self):
         return self.layer_infos()[-1].output_shape
 
+    def check_classifier(self) -> None:
+        """A classifier of images: one input (what cnnkit's data, training, evaluation and
+        serving feed), one vector per image out."""
+        if len(self.input_indices) > 1:
+            raise CnnkitError(f"this graph takes {len(self.input_indices)} inputs "
+                              f"{self.input_shapes}; cnnkit trains, evaluates and serves "
+                              "models of one image input: build, summarize and plot it, or "
+                              "give it one Input")
+        super().check_classifier()
+
     @property
     def output_activation(self) -> str | None:
         last = self.layers[-1]

@@ -105,6 +105,7 @@ def load_keras_file(path, cls, scale=None):
                 if needed not in names:
                     raise CnnkitError(f"{path}: not a .keras file (no {needed} inside)")
             config = _json(z.read("config.json"), f"{path}: config.json")
+            compiled = config.get("compile_config") if isinstance(config, dict) else None
             extras = _json(z.read(EXTRAS), f"{path}: {EXTRAS}") if EXTRAS in names else {}
             weights = _h5(io.BytesIO(z.read("model.weights.h5")), path,
                           "model.weights.h5 is unreadable")
@@ -120,10 +121,12 @@ def load_keras_file(path, cls, scale=None):
                 raise CnnkitError(f"{path}: holds weights only (no model_config); build the "
                                   "model in code, then model.load_weights(path)")
             config = _json(raw, f"{path}: model_config")
+            compiled = _training_config(weights.attrs.get("training_config"), path)
             model = _model(config, cls, str(path))
             group = weights["model_weights"] if "model_weights" in weights else weights
             _set_weights(model, lambda name: _legacy_vars(group, name), str(path))
         extras = {}
+    model.saved_compile_config = compiled  # cnnkit.keras.saving.load_model compiles with it
     if extras.get("class_names") is not None:
         model.class_names = list(extras["class_names"])
     model.input_scale_recorded = scale is not None or bool(extras.get("preprocessing"))
@@ -148,6 +151,17 @@ def _rescales_itself(layers) -> bool:
     scale): the model takes raw 0-255 pixels, as Keras's tutorials write it."""
     first = next((layer for layer in layers if not isinstance(layer, AUGMENTATION_LAYERS)), None)
     return isinstance(first, Rescaling)
+
+
+def _training_config(raw, path):
+    """Legacy Keras's `training_config` attribute as Keras 3's compile_config (its optimizer
+    under the key `optimizer`), or None for a model saved before compile()."""
+    if raw is None:
+        return None
+    config = _json(raw, f"{path}: training_config")
+    if isinstance(config, dict) and "optimizer_config" in config:
+        config["optimizer"] = config.pop("optimizer_config")
+    return config
 
 
 def _json(data, where):

@@ -34,6 +34,40 @@ def keras_config(model) -> dict:
             "build_config": {"input_shape": shape}}
 
 
+def compile_config(model) -> dict | None:
+    """Keras 3's `compile_config` for a model cnnkit.keras compiled (its `compiled_state`:
+    optimizer, loss and metrics), else None: saved in the file so that `load_model`, Keras's
+    as cnnkit's (cnnkit.keras.saving), returns the model compiled with the same settings."""
+    state = getattr(model, "compiled_state", None)
+    if state is None:
+        return None
+    optimizer, loss = state.optimizer, state.loss
+    loss_config = {"name": loss.name, "reduction": "sum_over_batch_size",
+                   "from_logits": loss.from_logits}
+    if loss.label_smoothing:  # Keras's sparse loss takes no label_smoothing argument
+        loss_config["label_smoothing"] = loss.label_smoothing
+    return {"optimizer": _object("keras.optimizers", type(optimizer).__name__,
+                                 optimizer.get_config()),
+            "loss": _object("keras.losses", type(loss).__name__, loss_config),
+            "loss_weights": None, "metrics": [_metric(name, kind) for name, kind in state.metrics],
+            "weighted_metrics": None, "run_eagerly": False, "steps_per_execution": 1,
+            "jit_compile": False}
+
+
+def _object(module: str, class_name: str, config: dict) -> dict:
+    return {"module": module, "class_name": class_name, "config": config,
+            "registered_name": None}
+
+
+def _metric(name: str, kind: str):
+    """A metric as Keras serializes it: its name where Keras reads the name alone ('accuracy'
+    follows the loss), else its class with the name it logs under."""
+    if name in ("accuracy", "acc") or name == kind:
+        return name
+    class_name = "".join(part.title() for part in kind.split("_"))
+    return _object("keras.metrics", class_name, {"name": name, "dtype": "float32"})
+
+
 def _padding(layer, name, kernel, strides, allow_same_ints=True):
     pad = layer.padding
     if isinstance(pad, str):
@@ -156,6 +190,9 @@ def keras_bytes(model) -> bytes:
     import datetime
 
     config = keras_config(model)  # what Keras cannot hold fails here, before anything is written
+    compiled = compile_config(model)
+    if compiled is not None:
+        config["compile_config"] = compiled
     weights = io.BytesIO()
     _write_weights_h5(model, weights)
     extras = {"class_names": model.class_names, "preprocessing": model.preprocessing,
@@ -183,6 +220,10 @@ def h5_bytes(model) -> bytes:
         f.attrs["backend"] = "torch"
         f.attrs["keras_version"] = KERAS_VERSION
         f.attrs["model_config"] = json.dumps(legacy)
+        compiled = compile_config(model)
+        if compiled is not None:  # legacy Keras's training_config: optimizer_config
+            compiled["optimizer_config"] = compiled.pop("optimizer")
+            f.attrs["training_config"] = json.dumps(compiled)
         group = f.create_group("model_weights")
         weights = _weights(model)
         group.attrs["layer_names"] = [n.encode() for n in weights]

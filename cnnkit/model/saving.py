@@ -30,10 +30,13 @@ def save_model(model, path, extra: dict | None = None) -> Path:
         from cnnkit.model.keras_writing import save_keras_file
 
         return save_keras_file(model, path)
+    from cnnkit.model.keras_writing import compile_config
+
+    compiled = compile_config(model)  # cnnkit.keras's compile, restored by its load_model
     meta = {"format": FORMAT, "version": VERSION, "config": model.get_config(),
             "input_shape": list(model._require_input()), "class_names": model.class_names,
             "preprocessing": model.preprocessing, "dataset": getattr(model, "dataset", None),
-            **(extra or {})}
+            **({"compile_config": compiled} if compiled else {}), **(extra or {})}
     # contiguous copies: channels_last weights are views safetensors cannot store as-is
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.net.state_dict().items()}
     with atomic_dir(path) as tmp:
@@ -108,6 +111,7 @@ def load_directory(path, cls=None):
     model.preprocessing = check_preprocessing(meta.get("preprocessing") or model.preprocessing,
                                               model.input_shape[2], where)
     model.dataset = meta.get("dataset")
+    model.saved_compile_config = meta.get("compile_config")
     weights_file = path / WEIGHTS_FILE
     if not weights_file.is_file():
         raise CnnkitError(f"{path}: missing {WEIGHTS_FILE}")

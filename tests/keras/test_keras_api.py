@@ -60,13 +60,30 @@ def test_raw_pixels_are_used_as_given():
     np.testing.assert_array_equal(model.predict(x, verbose=0), x)  # no /255, no rounding
 
 
-def test_predict_needs_the_batch_axis_and_the_channel_axis():
+def test_predict_needs_the_batch_axis_not_a_grayscale_channel_axis():
     model = small()
     with pytest.raises(CnnkitError, match=r"one image without its batch axis.*np.expand_dims"):
         model.predict(X[0])
     assert model.predict(np.expand_dims(X[0], 0), verbose=0).shape == (1, 3)
-    with pytest.raises(CnnkitError, match=r"add the channel axis: x.reshape\(-1, 8, 8, 1\)"):
-        model.predict(X[..., 0])
+    # (N, 8, 8) grayscale arrays, as keras.datasets.mnist gives them: the channel axis is added
+    np.testing.assert_array_equal(model.predict(X[..., 0], verbose=0), model.predict(X, verbose=0))
+
+
+def test_an_input_without_channel_axis_as_tensorflows_first_tutorial():
+    """tensorflow.org's beginner quickstart, imports changed: Flatten(input_shape=(28, 28)),
+    (N, 28, 28) arrays, logits, then Sequential([model, Softmax()]) for probabilities."""
+    model = models.Sequential([layers.Flatten(input_shape=(8, 8)), layers.Dense(16, activation="relu"),
+                               layers.Dropout(0.2), layers.Dense(3)])
+    assert model.layer_infos()[0].output_shape == (64,)  # Keras's (None, 64)
+    model.compile(optimizer="adam", loss=losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    model.fit(X[..., 0], Y, epochs=1, verbose=0)
+    logits = model.predict(X[..., 0], verbose=0)
+    probability_model = models.Sequential([model, layers.Softmax()])
+    probs = probability_model.predict(X[..., 0], verbose=0)
+    e = np.exp(logits - logits.max(1, keepdims=True))
+    np.testing.assert_allclose(probs, e / e.sum(1, keepdims=True), atol=1e-6)
+    assert probability_model.count_params() == model.count_params()
 
 
 @pytest.mark.parametrize("call, message", [
@@ -77,7 +94,7 @@ def test_predict_needs_the_batch_axis_and_the_channel_axis():
      r"Conv2D: input_shape=\(6, 6, 8\) is only for the first layer"),
     (lambda: small().compile(optimizer="adam", loss="mse", metric=["accuracy"]),
      r"compile\(\) got an unknown argument metric=\['accuracy'\]; valid: optimizer, loss"),
-    (lambda: small().compile(optimizer="adma", loss="mse"), r"unknown optimizer 'adma'; valid: SGD, Adagrad, RMSprop, Adam, AdamW"),
+    (lambda: small().compile(optimizer="adma", loss="mse"), r"unknown optimizer 'adma'; valid: SGD, Adagrad, RMSprop, Adam, AdamW, Adadelta, Adamax, Nadam, Ftrl, Lion"),
     (lambda: optimizers.SGD(learning_rate=0.1, amsgrad=True), r"amsgrad applies to adam and adamw, not sgd"),
     (lambda: optimizers.Adam(beta_1=1.5), r"beta_1=1.5 is out of range; valid: a number >= 0 and < 1"),
     (lambda: optimizers.Adam(lr=0.01), r"unknown argument lr=0.01; Keras 3 calls it learning_rate="),

@@ -69,6 +69,25 @@ def test_normalization_adapt_matches_keras(keras, axis):
     assert info.params == kmodel.count_params() == (7 if axis == -1 else 3)
 
 
+def test_normalization_adapt_after_the_model_is_built_sets_its_weights(keras):
+    norm = L.Normalization()
+    net, model = _net(norm)
+    _run(net, IMAGES)  # built and run with the start statistics (0, 1)
+    norm.adapt(IMAGES)
+    theirs = keras.layers.Normalization()
+    theirs.adapt(IMAGES)
+    np.testing.assert_allclose(_run(model.net, IMAGES), _keras_out(theirs, IMAGES), atol=1e-5)
+
+
+def test_normalization_adapt_on_data_that_does_not_fit_the_built_model_is_one_line():
+    norm = L.Normalization()
+    net, model = _net(norm)
+    with pytest.raises(CnnkitError, match=r"data with 4 channels do not fit the model this "
+                                          r"layer is in \(3 channels\)"):
+        norm.adapt(np.zeros((2, 5, 5, 4)))
+    assert norm.adapted is None and net is not None  # the model, still alive, is unchanged
+
+
 def test_normalization_adapt_over_batches_equals_whole(keras):
     whole, batched = L.Normalization(), L.Normalization()
     whole.adapt(IMAGES)
@@ -278,3 +297,66 @@ def test_summary_of_preprocessing_layers_needs_no_torch():
             "m.summary(explain=True, print_fn=lambda *a: None)\n"
             "assert m.count_params() == 7, m.count_params()\nassert 'torch' not in sys.modules\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("suffix, text", [
+    (".yaml", """input_shape: [9, 11, 3]
+layers:
+  - RandomFlip: {mode: horizontal}
+  - RandomRotation: {factor: [-0.1, 0.2], fill_mode: constant, fill_value: 0.5}
+  - Resizing: {height: 8, width: 8}
+  - Rescaling: {scale: 0.5, offset: -1}
+  - Normalization: {mean: [0.1, 0.2, 0.3], variance: [1, 2, 3]}
+  - Flatten: {}
+  - Dense: {units: 2, activation: softmax}
+"""),
+    (".toml", """input_shape = [9, 11, 3]
+[[layers]]
+RandomFlip = {mode = "horizontal"}
+[[layers]]
+RandomRotation = {factor = [-0.1, 0.2], fill_mode = "constant", fill_value = 0.5}
+[[layers]]
+Resizing = {height = 8, width = 8}
+[[layers]]
+Rescaling = {scale = 0.5, offset = -1}
+[[layers]]
+Normalization = {mean = [0.1, 0.2, 0.3], variance = [1, 2, 3]}
+[[layers]]
+Flatten = {}
+[[layers]]
+Dense = {units = 2, activation = "softmax"}
+"""),
+])
+def test_model_files_name_the_layers_and_saved_models_reload_them(tmp_path, suffix, text):
+    import cnnkit
+    from cnnkit.model.files import load_model_file
+
+    path = tmp_path / f"model{suffix}"
+    path.write_text(text)
+    model = load_model_file(path)
+    assert [layer.type for layer in model.layers][:5] == [
+        "RandomFlip", "RandomRotation", "Resizing", "Rescaling", "Normalization"]
+    assert model.layers[1].range == (-0.1, 0.2) and model.count_params() == 8 * 8 * 3 * 2 + 2
+    model.save(tmp_path / "saved")
+    again = cnnkit.load(tmp_path / "saved")
+    assert again.get_config()["layers"] == model.get_config()["layers"]
+    np.testing.assert_allclose(again(IMAGES), model(IMAGES), atol=1e-6)
+
+
+def test_onnx_export_of_a_model_with_every_layer_matches_pytorch(tmp_path):
+    """At inference the random layers are the identity, so the exported graph is the model's."""
+    from cnnkit.serve.onnx import export_onnx
+
+    model = Sequential([L.Input((16, 16, 3)), *AUGMENTERS, L.Resizing(8, 8), L.Rescaling(1 / 255),
+                        L.Normalization(mean=[0.5] * 3, variance=[0.1] * 3), L.Conv2D(4, 3),
+                        L.Flatten(), L.Dense(3, activation="softmax")])
+    report = export_onnx(model, tmp_path / "model.onnx")
+    assert report.checked > 1000 and report.max_abs_diff < report.tolerance
+
+
+def test_affine_layers_keep_the_trainers_channels_last_layout():
+    net, _ = _net(L.RandomRotation(0.1, fill_mode="constant"))
+    x = torch.as_tensor(IMAGES).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
+    net.train()
+    y = net(x)
+    assert y.is_contiguous(memory_format=torch.channels_last) and y.shape == x.shape
