@@ -152,6 +152,17 @@ def test_bad_arguments_are_one_line_naming_the_value(call, message):
     assert str(e.value).startswith(message) and "\n" not in str(e.value)
 
 
+def test_an_input_tensor_is_the_network_s_input_as_in_keras():
+    from cnnkit.layers import Input
+
+    ours = apps.ResNet50(input_tensor=Input((64, 64, 3)), include_top=False)
+    assert ours.input_shape == (64, 64, 3) and ours.output_shape == (2, 2, 2048)
+    for size in (64, 96):  # Keras names the model by its default size where the input is odd
+        theirs = keras_app("MobileNetV2", input_tensor=keras.Input((size, size, 3)), classes=4)
+        ours = kapps.MobileNetV2(input_tensor=cnnkit.keras.Input((size, size, 3)), classes=4)
+        assert ours.name == theirs.name and ours.output_shape == (4,)
+
+
 def test_include_top_false_and_max_pooling_ends_where_keras_does():
     for pooling, shape in ((None, (2, 2, 2048)), ("max", (2048,))):
         model = apps.ResNet50(include_top=False, pooling=pooling, input_shape=(64, 64, 3))

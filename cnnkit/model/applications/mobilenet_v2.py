@@ -57,5 +57,13 @@ def MobileNetV2(input_shape=None, alpha=1.0, include_top=True, weights=None, inp
                name="Conv_1")(x)
     x = ReLU(6.0, name="out_relu")(_bn("Conv_1_bn")(x))
     x = top(x, include_top, pooling, classes, classifier_activation)
-    rows = inputs.shape[-3]
-    return Functional(inputs, x, name=name or f"mobilenetv2_{alpha:0.2f}_{rows}")
+    return Functional(inputs, x, name=name or f"mobilenetv2_{alpha:0.2f}_{_rows(inputs, input_shape)}")
+
+
+def _rows(inputs, input_shape) -> int:
+    """The size Keras names the model by: input_shape's height; else the input tensor's where
+    it is square and one of ImageNet weights' sizes; else the default, 224."""
+    if input_shape is not None:
+        return input_shape[0]
+    h, w = inputs.shape[-3], inputs.shape[-2]
+    return h if h == w and h in (96, 128, 160, 192, 224) else 224
