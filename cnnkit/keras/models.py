@@ -313,10 +313,13 @@ class Functional(KerasModel, _CoreFunctional):
         super().__init__(inputs, outputs, name=name or "functional", **kwargs)
         self._own_layers()
 
+    def _setup_from(self, layers, wanted, cfg, where):
+        self._keras_init(True)  # before the core's checks, which count weights as Keras does
+        super()._setup_from(layers, wanted, cfg, where)
+
     @classmethod
     def from_config(cls, cfg, where="model"):
         model = super().from_config(cfg, where)
-        model._keras_init(True)
         model._own_layers()
         return model
 

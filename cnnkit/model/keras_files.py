@@ -27,14 +27,28 @@ KERAS_ACTIVATIONS = {"swish": "silu"}  # Keras's other names for cnnkit's activa
 _IMAGE = {"data_format": ("channels_last", None), "dilation_rate": (1, [1, 1], (1, 1)),
           "groups": (1,)}
 FIXED = {  # Keras's options that cnnkit computes one way only: layer -> {argument: accepted}
-    **dict.fromkeys(("Conv2D", "MaxPooling2D", "AveragePooling2D", "ZeroPadding2D", "Flatten"),
-                    _IMAGE),
-    "GlobalAveragePooling2D": {**_IMAGE, "keepdims": (False,)},
+    **dict.fromkeys(("MaxPooling2D", "AveragePooling2D", "ZeroPadding2D", "Flatten",
+                     "GlobalAveragePooling2D"), _IMAGE),
+    "Conv2D": {"data_format": _IMAGE["data_format"]},
     "BatchNormalization": {"axis": (-1, 3, [-1], [3]), "center": (True,), "scale": (True,)},
-    "ReLU": {"max_value": (None,), "negative_slope": (0, 0.0), "threshold": (0, 0.0)},
     "Softmax": {"axis": (-1, [-1])},
-    "Dropout": {"noise_shape": (None,)},
 }
+# -- modern CNN layers (issue 27) --
+MODERN = ("DepthwiseConv2D", "SeparableConv2D", "GlobalMaxPooling2D", "Reshape",
+          "SpatialDropout2D", "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum",
+          "Concatenate")
+SUPPORTED += MODERN
+KERAS_ACTIVATIONS.update(hard_swish="hard_silu")
+_NONE = (None,)
+FIXED.update({
+    "DepthwiseConv2D": {"data_format": _IMAGE["data_format"], "depthwise_regularizer": _NONE,
+                        "depthwise_constraint": _NONE, "bias_constraint": _NONE},
+    "SeparableConv2D": {"data_format": _IMAGE["data_format"], "depthwise_regularizer": _NONE,
+                        "pointwise_regularizer": _NONE, "depthwise_constraint": _NONE,
+                        "pointwise_constraint": _NONE, "bias_constraint": _NONE},
+    "GlobalMaxPooling2D": {"data_format": _IMAGE["data_format"]},
+    "SpatialDropout2D": {"data_format": _IMAGE["data_format"]},
+})
 # -- preprocessing and augmentation layers (issue 27) --
 SUPPORTED += ("Rescaling", "Normalization", "Resizing", "RandomFlip", "RandomRotation",
               "RandomZoom", "RandomTranslation", "RandomContrast")
@@ -301,6 +315,8 @@ def keras_arguments(kind: str, cfg: dict, where: str) -> dict:
     for old, new in RENAMED.get(kind, {}).items():
         if old in cfg:
             cfg.setdefault(new, cfg.pop(old))
+    if isinstance(cfg.get("activation"), str):  # 'swish': cnnkit's 'silu'
+        cfg["activation"] = KERAS_ACTIVATIONS.get(cfg["activation"], cfg["activation"])
     return cfg
 
 
@@ -310,14 +326,16 @@ def _layer(kind, cfg):
 
     name = cfg.get("name")
     cfg = {**DEFAULTS.get(kind, {}), **keras_arguments(kind, cfg, f"{kind} {name!r}")}
-    if kind in ("ReLU", "Softmax"):
-        kind, cfg["activation"] = "Activation", kind.lower()
+    if kind == "Softmax":
+        kind, cfg["activation"] = "Activation", "softmax"
     if "activation" in cfg:
         cfg["activation"] = _activation(cfg["activation"], name)
     if "kernel_regularizer" in cfg:
         cfg["kernel_regularizer"] = _l2(cfg["kernel_regularizer"])
-    cls = LAYER_TYPES[kind]  # the weights come from the file: no kernel_initializer
-    params = set(inspect.signature(cls.__init__).parameters) - {"self", "kernel_initializer"}
+    cls = LAYER_TYPES[kind]
+    # the weights come from the file: no initializers
+    params = {p for p in inspect.signature(cls.__init__).parameters
+              if p != "self" and not p.endswith("_initializer")}
     return cls(**{k: v for k, v in cfg.items() if k in params})
 
 

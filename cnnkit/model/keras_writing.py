@@ -11,8 +11,8 @@ import zipfile
 from pathlib import Path
 
 from cnnkit.errors import CnnkitError
-from cnnkit.model.keras_files import (EXTRAS, KERAS_VERSION, _h5, _h5py, _legacy_vars,
-                                _set_weights, _unique, _vars)
+from cnnkit.model.keras_files import (EXTRAS, KERAS_VERSION, MODERN, _h5, _h5py,
+                                      _legacy_vars, _set_weights, _unique, _vars)
 from cnnkit.layers import core
 from cnnkit.layers.preprocessing import PREPROCESSING_LAYERS, Normalization, Rescaling
 
@@ -107,7 +107,8 @@ def _keras_layer(layer, name, shape):
         return "Conv2D", {**base, "filters": layer.filters, "kernel_size": list(layer.kernel_size),
                           "strides": list(layer.strides),
                           "padding": _padding(layer, name, layer.kernel_size, layer.strides), **fmt,
-                          "dilation_rate": [1, 1], "groups": 1, "activation": _fused(layer, name),
+                          "dilation_rate": list(layer.dilation_rate), "groups": layer.groups,
+                          "activation": _fused(layer, name),
                           "use_bias": layer.use_bias, "kernel_regularizer": _regularizer(layer)}
     if isinstance(layer, (core.MaxPooling2D, core.AveragePooling2D)):
         kind = "MaxPooling2D" if isinstance(layer, core.MaxPooling2D) else "AveragePooling2D"
@@ -119,12 +120,13 @@ def _keras_layer(layer, name, shape):
     if isinstance(layer, core.Flatten):
         return "Flatten", {**base, **fmt}
     if isinstance(layer, core.GlobalAveragePooling2D):
-        return "GlobalAveragePooling2D", {**base, **fmt, "keepdims": False}
+        return "GlobalAveragePooling2D", {**base, **fmt, "keepdims": layer.keepdims}
     if isinstance(layer, core.Dense):
         return "Dense", {**base, "units": layer.units, "activation": _fused(layer, name),
                          "use_bias": layer.use_bias, "kernel_regularizer": _regularizer(layer)}
     if isinstance(layer, core.Dropout):
-        return "Dropout", {**base, "rate": layer.rate, "seed": None, "noise_shape": None}
+        return "Dropout", {**base, "rate": layer.rate, "seed": None,
+                           "noise_shape": layer.get_config().get("noise_shape")}
     if isinstance(layer, core.BatchNormalization):
         return "BatchNormalization", {**base, "axis": -1, "momentum": layer.momentum,
                                       "epsilon": layer.epsilon, "center": True, "scale": True}
@@ -138,8 +140,29 @@ def _keras_layer(layer, name, shape):
     if isinstance(layer, PREPROCESSING_LAYERS):
         image = {} if isinstance(layer, (Rescaling, Normalization)) else fmt
         return layer.type, {**base, **layer.get_config(), **image}
+    if layer.type in MODERN or layer.type == "ReLU":
+        return _modern(layer, name, base)
     raise CnnkitError(f"layer {name!r} ({layer.type}) has no Keras equivalent; save this model "
                       "to a directory instead of a .keras/.h5 file")
+
+
+# -- modern CNN layers (issue 27) --
+def _modern(layer, name, base):
+    """cnnkit's config is Keras's (same argument names); Keras fills in what is left out."""
+    cfg = {**base, **layer.get_config()}
+    if "padding" in cfg:
+        cfg["padding"] = _padding(layer, name, layer.kernel_size, layer.strides)
+    if "activation" in cfg:
+        cfg["activation"] = _fused(layer, name)
+    for key in [k for k in cfg if k.endswith("_initializer")]:
+        del cfg[key]  # the weights are in the file; Keras's defaults for its own later builds
+    if layer.type == "SpatialDropout2D":  # Keras's own takes no trainable= (nothing to train)
+        del cfg["trainable"]
+    return layer.type, cfg
+
+
+_LABELS = {"DepthwiseConv2D": ["depthwise_kernel", "bias"],
+           "SeparableConv2D": ["depthwise_kernel", "pointwise_kernel", "bias"]}
 
 
 def _weights(model):
@@ -218,6 +241,8 @@ def h5_bytes(model) -> bytes:
 def _weight_labels(layer, count):
     if isinstance(layer, core.BatchNormalization):
         return ["gamma", "beta", "moving_mean", "moving_variance"][:count]
+    if layer.type in _LABELS:
+        return _LABELS[layer.type][:count]
     return (["kernel", "bias"] if count <= 2 else [f"w{i}" for i in range(count)])[:count]
 
 

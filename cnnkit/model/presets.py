@@ -11,6 +11,7 @@ from typing import Callable
 from cnnkit.errors import one_of
 from cnnkit.layers import (Activation, BatchNormalization, Conv2D, Dense, Dropout, Flatten,
                            MaxPooling2D)
+from cnnkit.model import applications
 from cnnkit.model.sequential import Sequential
 
 
@@ -167,3 +168,21 @@ def best_vgg(input_shape, num_classes):
                  "`best` recipe's model")
 def best_cnn(input_shape, num_classes):
     return _stages((24, 48, 96), input_shape, num_classes, dropout=0.25)
+
+
+# -- keras.applications' networks (issue 27), weights=None: Keras's 224×224×3, 1000 classes ---
+# by default, adapted to the data's shape and classes like every preset (32×32 at the least)
+def _application(builder):
+    def build(input_shape, num_classes):
+        return builder(input_shape=tuple(input_shape), classes=num_classes)
+    return build
+
+
+for _name, _builder, _what in (
+        ("vgg16", applications.VGG16, "VGG16: 13 3×3 convs in 5 blocks, two 4096-unit layers"),
+        ("resnet50", applications.ResNet50, "ResNet50: 16 bottleneck residual blocks with batch norm"),
+        ("mobilenetv2", applications.MobileNetV2, "MobileNetV2: 17 inverted residual blocks, depthwise convs, ReLU6"),
+        ("efficientnetb0", applications.EfficientNetB0, "EfficientNetB0: 16 MBConv blocks with squeeze-and-excite, swish, "
+         "its input scaling (Rescaling, Normalization) inside")):
+    register_preset(_name, f"keras.applications' {_what}", input_shape=(224, 224, 3),
+                    num_classes=1000)(_application(_builder))

@@ -334,11 +334,11 @@ def test_an_rgb_model_takes_images_and_refuses_drawings(serve):
 
 
 @pytest.fixture(scope="module")
-def any_model_server(serve):
+def any_model_server(serve, preset_model):
     """One server whose app is swapped per preset (a server per preset would cost a second each)."""
     from cnnkit.model.presets import PRESETS
 
-    apps = {name: create_app(Predictor(name, runtime="torch")) for name in PRESETS}
+    apps = {name: create_app(Predictor(preset_model(name), runtime="torch")) for name in PRESETS}
     current = {"app": apps["seed003-cnn"]}
 
     async def app(scope, receive, send):
