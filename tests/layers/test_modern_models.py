@@ -63,10 +63,11 @@ def test_a_mobilenet_like_sequential_trains_saves_and_loads(keras, images, tmp_p
     np.testing.assert_allclose(cnnkit.load(tmp_path / "model").predict(images), after, atol=1e-6)
     # as a Keras file: Keras itself reads it to the same predictions (on x / 255, the
     # preprocessing cnnkit's model applies), and so does cnnkit
-    model.save(tmp_path / "model.keras")
-    back = keras.models.load_model(tmp_path / "model.keras")
-    np.testing.assert_allclose(back.predict(images / 255, verbose=0), after, atol=1e-5)
-    assert back.count_params() == model.count_params()
+    for name in ("model.keras", "model.h5"):
+        model.save(tmp_path / name)
+        back = keras.models.load_model(tmp_path / name)
+        np.testing.assert_allclose(back.predict(images / 255, verbose=0), after, atol=1e-5)
+        assert back.count_params() == model.count_params()
     np.testing.assert_allclose(cnnkit.load(tmp_path / "model.keras").predict(images), after,
                                atol=1e-6)
 
