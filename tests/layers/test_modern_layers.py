@@ -286,3 +286,12 @@ def test_depthwise_kernels_start_as_keras_draws_them(keras, initializer):
     assert mine[0].shape == expected.shape == (3, 3, 64, 4)
     np.testing.assert_allclose(mine[0].std(), expected.std(), rtol=0.1)
     np.testing.assert_array_equal(mine[1], 0)  # Keras's zero biases
+
+
+def test_a_merge_layer_in_a_sequential_says_where_it_belongs():
+    import cnnkit
+
+    with pytest.raises(CnnkitError, match=r"Add: merges several inputs, so it belongs in a graph "
+                                          r"model, not a Sequential") as e:
+        cnnkit.Sequential([L.Input((8, 8, 3)), L.Conv2D(4, 3), L.Add()]).summary()
+    assert "\n" not in str(e.value)
