@@ -190,3 +190,22 @@ def test_model_files_name_the_new_layers_and_export_to_onnx(keras, images, tmp_p
     # export checks onnxruntime against PyTorch first and writes nothing when they differ
     cnnkit.export_onnx(tmp_path / "mobile.yaml", tmp_path / "mobile.onnx")
     assert (tmp_path / "mobile.onnx").is_file()
+
+
+def test_pytorch_padding_of_a_dilated_conv_saves_as_keras_only_where_it_is_same(keras, images,
+                                                                                 tmp_path):
+    """padding=2 keeps the size of a 3×3 kernel dilated by 2 (it spans 5): Keras's 'same';
+    padding=1 does not, and has no Keras equivalent."""
+    same = cnnkit.Sequential([L.Input((16, 16, 3)), L.Conv2D(4, 3, padding=2, dilation_rate=2),
+                              L.Flatten(), L.Dense(2, activation="softmax")])
+    same.save(tmp_path / "same.keras")
+    back = keras.models.load_model(tmp_path / "same.keras")
+    assert back.layers[0].padding == "same"
+    np.testing.assert_allclose(back.predict(images / 255, verbose=0), same.predict(images),
+                               atol=1e-5)
+    narrow = cnnkit.Sequential([L.Input((16, 16, 3)), L.Conv2D(4, 3, padding=1, dilation_rate=2),
+                                L.Flatten(), L.Dense(2, activation="softmax")])
+    with pytest.raises(cnnkit.CnnkitError, match=r"Conv2D 'conv2d': padding=\(1, 1\) has no "
+                                                 r"Keras equivalent"):
+        narrow.save(tmp_path / "narrow.keras")
+    assert not (tmp_path / "narrow.keras").exists()
