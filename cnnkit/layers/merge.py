@@ -17,14 +17,17 @@ class _Merge(Layer):
 
     def _shapes(self, shapes) -> list[tuple]:
         """The input shapes as tuples, their number checked."""
-        if not isinstance(shapes, (list, tuple)) or not all(isinstance(s, tuple) for s in shapes):
-            raise self._error(f"takes a list of input shapes; received {clipped(shapes)}")
+        if not isinstance(shapes, (list, tuple)) or not all(isinstance(s, (list, tuple))
+                                                             for s in shapes):
+            raise self._error(f"merges several inputs, so it belongs in a graph model, not a "
+                              f"Sequential (which gives each layer one input); received the "
+                              f"input shape {clipped(shapes)}")
         low, high = self.inputs
         if len(shapes) < low or (high is not None and len(shapes) > high):
             count = f"exactly {low}" if low == high else f"at least {low}"
             raise self._error(f"takes {count} inputs; received {len(shapes)}: "
                               f"{', '.join(_fmt(s) for s in shapes)}")
-        return list(shapes)
+        return [tuple(s) for s in shapes]
 
     def output_shape(self, shapes):
         """Keras's element-wise rule: equal shapes, where a size-1 axis takes the other's size

@@ -14,6 +14,7 @@ from cnnkit.errors import CnnkitError
 from cnnkit.model.keras_files import (EXTRAS, KERAS_VERSION, MODERN, _h5, _h5py,
                                       _legacy_vars, _set_weights, _unique, _vars)
 from cnnkit.layers import core
+from cnnkit.layers.dilation import dilated
 from cnnkit.layers.preprocessing import PREPROCESSING_LAYERS, Normalization, Rescaling
 
 
@@ -83,6 +84,11 @@ def _padding(layer, name, kernel, strides, allow_same_ints=True):
                       "directory instead)")
 
 
+def _window(layer):
+    """The pixels a conv's kernel spans: PyTorch's padding (K - 1) / 2 keeps the size only then."""
+    return dilated(layer.kernel_size, layer.dilation_rate)
+
+
 def _regularizer(layer):
     l1, l2 = getattr(layer, "l1_factor", 0.0), layer.l2()
     if not (l1 or l2):
@@ -106,7 +112,7 @@ def _keras_layer(layer, name, shape):
     if isinstance(layer, core.Conv2D):
         return "Conv2D", {**base, "filters": layer.filters, "kernel_size": list(layer.kernel_size),
                           "strides": list(layer.strides),
-                          "padding": _padding(layer, name, layer.kernel_size, layer.strides), **fmt,
+                          "padding": _padding(layer, name, _window(layer), layer.strides), **fmt,
                           "dilation_rate": list(layer.dilation_rate), "groups": layer.groups,
                           "activation": _fused(layer, name),
                           "use_bias": layer.use_bias, "kernel_regularizer": _regularizer(layer)}
@@ -151,7 +157,7 @@ def _modern(layer, name, base):
     """cnnkit's config is Keras's (same argument names); Keras fills in what is left out."""
     cfg = {**base, **layer.get_config()}
     if "padding" in cfg:
-        cfg["padding"] = _padding(layer, name, layer.kernel_size, layer.strides)
+        cfg["padding"] = _padding(layer, name, _window(layer), layer.strides)
     if "activation" in cfg:
         cfg["activation"] = _fused(layer, name)
     for key in [k for k in cfg if k.endswith("_initializer")]:

@@ -271,3 +271,27 @@ def test_configs_rebuild_the_layer_and_model_files_name_it(layer):
     again = L.layer_from_config(entry)
     assert type(again) is type(layer) and again.get_config() == layer.get_config()
     assert again.name == layer.name
+
+
+@pytest.mark.parametrize("initializer", ["glorot_uniform", "he_normal"])
+def test_depthwise_kernels_start_as_keras_draws_them(keras, initializer):
+    """Keras counts a (kh, kw, in, multiplier) kernel's fans as in·kh·kw and multiplier·kh·kw,
+    not as torch's grouped conv (1·kh·kw, in·multiplier·kh·kw): the spread must be Keras's."""
+    theirs = keras.layers.DepthwiseConv2D(3, depth_multiplier=4, depthwise_initializer=initializer)
+    theirs.build((None, 8, 8, 64))
+    ours = L.DepthwiseConv2D(3, depth_multiplier=4, depthwise_initializer=initializer)
+    torch.manual_seed(0)
+    mine = keras_weights(ours.build((8, 8, 64), "keras"))
+    expected = keras.ops.convert_to_numpy(theirs.kernel)
+    assert mine[0].shape == expected.shape == (3, 3, 64, 4)
+    np.testing.assert_allclose(mine[0].std(), expected.std(), rtol=0.1)
+    np.testing.assert_array_equal(mine[1], 0)  # Keras's zero biases
+
+
+def test_a_merge_layer_in_a_sequential_says_where_it_belongs():
+    import cnnkit
+
+    with pytest.raises(CnnkitError, match=r"Add: merges several inputs, so it belongs in a graph "
+                                          r"model, not a Sequential") as e:
+        cnnkit.Sequential([L.Input((8, 8, 3)), L.Conv2D(4, 3), L.Add()]).summary()
+    assert "\n" not in str(e.value)

@@ -63,10 +63,11 @@ def test_a_mobilenet_like_sequential_trains_saves_and_loads(keras, images, tmp_p
     np.testing.assert_allclose(cnnkit.load(tmp_path / "model").predict(images), after, atol=1e-6)
     # as a Keras file: Keras itself reads it to the same predictions (on x / 255, the
     # preprocessing cnnkit's model applies), and so does cnnkit
-    model.save(tmp_path / "model.keras")
-    back = keras.models.load_model(tmp_path / "model.keras")
-    np.testing.assert_allclose(back.predict(images / 255, verbose=0), after, atol=1e-5)
-    assert back.count_params() == model.count_params()
+    for name in ("model.keras", "model.h5"):
+        model.save(tmp_path / name)
+        back = keras.models.load_model(tmp_path / name)
+        np.testing.assert_allclose(back.predict(images / 255, verbose=0), after, atol=1e-5)
+        assert back.count_params() == model.count_params()
     np.testing.assert_allclose(cnnkit.load(tmp_path / "model.keras").predict(images), after,
                                atol=1e-6)
 
@@ -153,3 +154,58 @@ def test_models_saved_with_relu_as_an_activation_still_load(images, tmp_path):
     loaded = cnnkit.load(tmp_path / "old")
     assert loaded.layers[1].type == "Activation"
     np.testing.assert_allclose(loaded.predict(images), old.predict(images), atol=1e-6)
+
+
+MODEL_FILE = """
+input_shape: [16, 16, 3]
+layers:
+  - Conv2D: {filters: 8, kernel_size: 3, strides: 2, padding: same, use_bias: false, groups: 1}
+  - BatchNormalization: {}
+  - ReLU: {max_value: 6}
+  - DepthwiseConv2D: {kernel_size: 3, padding: same, depth_multiplier: 2}
+  - SeparableConv2D: {filters: 16, kernel_size: 3, padding: same, activation: hard_silu}
+  - Conv2D: {filters: 16, kernel_size: 3, padding: same, dilation_rate: 2, groups: 4}
+  - GlobalAveragePooling2D: {keepdims: true}
+  - Reshape: {target_shape: [-1]}
+  - Dropout: {rate: 0.2, noise_shape: [null, 1]}
+  - Dense: {units: 3, activation: softmax}
+"""
+
+
+def test_model_files_name_the_new_layers_and_export_to_onnx(keras, images, tmp_path):
+    from keras import layers
+
+    (tmp_path / "mobile.yaml").write_text(MODEL_FILE)
+    model = cnnkit.load(tmp_path / "mobile.yaml")
+    reference = keras.Sequential([
+        keras.Input((16, 16, 3)), layers.Conv2D(8, 3, strides=2, padding="same", use_bias=False),
+        layers.BatchNormalization(name="bn"), layers.ReLU(6.0),
+        layers.DepthwiseConv2D(3, padding="same", depth_multiplier=2),
+        layers.SeparableConv2D(16, 3, padding="same", activation="hard_silu"),
+        layers.Conv2D(16, 3, padding="same", dilation_rate=2, groups=4),
+        layers.GlobalAveragePooling2D(keepdims=True), layers.Reshape((-1,)),
+        layers.Dropout(0.2, noise_shape=(None, 1)), layers.Dense(3, activation="softmax")])
+    assert model.count_params() == reference.count_params()
+    assert model.output_shape == (3,)
+    # export checks onnxruntime against PyTorch first and writes nothing when they differ
+    cnnkit.export_onnx(tmp_path / "mobile.yaml", tmp_path / "mobile.onnx")
+    assert (tmp_path / "mobile.onnx").is_file()
+
+
+def test_pytorch_padding_of_a_dilated_conv_saves_as_keras_only_where_it_is_same(keras, images,
+                                                                                 tmp_path):
+    """padding=2 keeps the size of a 3×3 kernel dilated by 2 (it spans 5): Keras's 'same';
+    padding=1 does not, and has no Keras equivalent."""
+    same = cnnkit.Sequential([L.Input((16, 16, 3)), L.Conv2D(4, 3, padding=2, dilation_rate=2),
+                              L.Flatten(), L.Dense(2, activation="softmax")])
+    same.save(tmp_path / "same.keras")
+    back = keras.models.load_model(tmp_path / "same.keras")
+    assert back.layers[0].padding == "same"
+    np.testing.assert_allclose(back.predict(images / 255, verbose=0), same.predict(images),
+                               atol=1e-5)
+    narrow = cnnkit.Sequential([L.Input((16, 16, 3)), L.Conv2D(4, 3, padding=1, dilation_rate=2),
+                                L.Flatten(), L.Dense(2, activation="softmax")])
+    with pytest.raises(cnnkit.CnnkitError, match=r"Conv2D 'conv2d': padding=\(1, 1\) has no "
+                                                 r"Keras equivalent"):
+        narrow.save(tmp_path / "narrow.keras")
+    assert not (tmp_path / "narrow.keras").exists()
