@@ -387,6 +387,6 @@ class LeakyReLU(_NoWeights):
 
 
 # -- registered, so model files name them ---------------------------------------------------
-for _cls in (InputLayer, Conv2D, MaxPooling2D, AveragePooling2D, ZeroPadding2D, Flatten, GlobalAveragePooling2D,
-             Dense, Dropout, BatchNormalization, Activation, LeakyReLU):
+for _cls in (Conv2D, MaxPooling2D, AveragePooling2D, ZeroPadding2D, Flatten, GlobalAveragePooling2D,
+             Dense, Dropout, BatchNormalization, Activation, LeakyReLU, InputLayer):
     register_layer(_cls)
