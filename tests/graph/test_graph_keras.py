@@ -57,11 +57,36 @@ def randomized(model):
     return model
 
 
-def test_a_functional_keras_file_loads_into_a_cnnkit_graph_with_keras_predictions(tmp_path):
-    theirs = keras_residual()
-    theirs.save(tmp_path / "resnet.keras")
+def keras2_nodes(path):
+    """Rewrite a legacy .h5 file's inbound nodes as Keras 2 (tf.keras) wrote them:
+    [[[layer name, node index, tensor index, kwargs], ...]]."""
+    import json
 
-    model = cnnkit.load(tmp_path / "resnet.keras")
+    import h5py
+
+    with h5py.File(path, "r+") as f:
+        config = json.loads(f.attrs["model_config"])
+        for layer in config["config"]["layers"]:
+            layer["inbound_nodes"] = [[[t["config"]["keras_history"][0], 0, 0, {}]
+                                       for t in _tensors(node["args"])]
+                                      for node in layer["inbound_nodes"]]
+        f.attrs["model_config"] = json.dumps(config)
+
+
+def _tensors(args):
+    for a in args:
+        yield from (_tensors(a) if isinstance(a, list) else [a])
+
+
+@pytest.mark.parametrize("kind", [".keras", ".h5", "Keras 2's .h5"])
+def test_a_functional_keras_file_loads_into_a_cnnkit_graph_with_keras_predictions(kind, tmp_path):
+    theirs = keras_residual()
+    path = tmp_path / ("resnet.keras" if kind == ".keras" else "resnet.h5")
+    theirs.save(path)
+    if kind == "Keras 2's .h5":
+        keras2_nodes(path)
+
+    model = cnnkit.load(path)
     assert type(model).__name__ == "Functional"
     assert [layer.name for layer in theirs.layers] == model.layer_names()
     adds = [i for i, layer in enumerate(model.layers) if layer.type == "Add"]
