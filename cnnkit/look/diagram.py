@@ -294,7 +294,8 @@ def _save_png(model, path: Path) -> None:
     for y, line in lay.captions:
         text(lay.width / 2, y, line)
     for points in lay.arrows:
-        where = dict(posA=points[0], posB=points[1]) if len(points) == 2 else dict(path=Route(points))
+        straight = len(points) == 2  # drawn as before graphs: the two ends, not a path
+        where = dict(posA=points[0], posB=points[1]) if straight else dict(path=Route(points))
         ax.add_patch(FancyArrowPatch(**where, arrowstyle="-|>", mutation_scale=12, color=ARROW,
                                      linewidth=1.4, shrinkA=0, shrinkB=0))
     for box in lay.boxes:

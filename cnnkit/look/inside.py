@@ -278,7 +278,8 @@ def _feature_layer(model, name: str) -> str:
 
 def _pictured_layers(model) -> list[str]:
     return [info.name for info in model.layer_infos()
-            if is_convolution(info.layer) or isinstance(info.layer, (MaxPooling2D, AveragePooling2D))]
+            if is_convolution(info.layer)
+            or isinstance(info.layer, (MaxPooling2D, AveragePooling2D))]
 
 
 def _file_parts(model) -> dict[str, str]:

@@ -29,7 +29,8 @@ def _boxes(svg: str) -> dict:
     for g in root.iter(f"{SVG}g"):
         if g.get("class") == "box":
             rect = g.find(f"{SVG}rect")
-            found[g.get("data-layer")] = {k: float(rect.get(k)) for k in ("x", "y", "width", "height")}
+            found[g.get("data-layer")] = {k: float(rect.get(k))
+                                          for k in ("x", "y", "width", "height")}
     return found
 
 

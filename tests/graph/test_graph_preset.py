@@ -50,7 +50,8 @@ def test_resnet_mini_adapts_to_the_data_with_keras_parameter_counts(input_shape,
     theirs = keras_resnet_mini(input_shape, classes)
     rows = model.layer_infos()
     assert isinstance(model, Functional) and model.output_shape == (classes,)
-    assert sum(r.trainable for r in rows) == sum(int(w.numpy().size) for w in theirs.trainable_weights)
+    assert sum(r.trainable for r in rows) == sum(
+        int(w.numpy().size) for w in theirs.trainable_weights)
     assert sum(r.non_trainable for r in rows) == sum(
         int(w.numpy().size) for w in theirs.non_trainable_weights)
     assert [r.output_shape for r in rows] == [tuple(t.shape[1:]) for t in (
