@@ -153,3 +153,23 @@ def test_cnnkit_keras_functional_model_with_a_skip_compiles_fits_evaluates_saves
     assert np.allclose(theirs.predict(x[1500:], verbose=0), probs, atol=1e-5)
     again = keras.models.load_model(tmp_path / "m.keras")
     assert np.allclose(again.predict(x[1500:], verbose=0), probs, atol=1e-5)
+
+
+def test_a_functional_file_naming_a_layer_that_does_not_come_first_is_one_line(tmp_path):
+    import json
+    import zipfile
+
+    keras_residual().save(tmp_path / "good.keras")
+    with zipfile.ZipFile(tmp_path / "good.keras") as z:
+        files = {name: z.read(name) for name in z.namelist()}
+    config = json.loads(files["config.json"])
+    add = next(e for e in config["config"]["layers"] if e["class_name"] == "Add")
+    add["inbound_nodes"][0]["args"][0][1]["config"]["keras_history"][0] = "dense"  # a cycle
+    files["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(tmp_path / "bad.keras", "w") as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    with pytest.raises(CnnkitError) as e:
+        cnnkit.load(tmp_path / "bad.keras")
+    assert str(e.value).endswith("layer 'add' is called on 'dense', which no layer listed "
+                                 "before it outputs") and "\n" not in str(e.value)
