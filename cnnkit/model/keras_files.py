@@ -1,6 +1,7 @@
 """Keras's model files, read and written: `.keras` (Keras 3: a zip of `config.json`,
 `metadata.json` and `model.weights.h5`) and legacy `.h5` (HDF5 with `model_config` and
-`model_weights`), for Sequential models made of the layers cnnkit has.
+`model_weights`), for Sequential and functional models made of the layers cnnkit has (a
+functional model that is not one chain becomes a cnnkit graph: cnnkit.model.keras_graph).
 
 Reading maps each Keras layer config to the cnnkit layer computing the same function and
 copies its weights in Keras's layout (conv kernel (kh, kw, in, out), dense kernel (in, out),
@@ -18,6 +19,7 @@ from cnnkit.errors import CnnkitError
 from cnnkit.layers import ACTIVATIONS, LAYER_TYPES
 from cnnkit.model.inputs import scales_own_pixels
 from cnnkit.errors import clipped
+from cnnkit.model.keras_graph import graph_from_config, inbound_names, weight_paths
 
 KERAS_VERSION = "3.15.1"  # the Keras these files are tested against (tests/keras)
 SUPPORTED = ("InputLayer", "Conv2D", "MaxPooling2D", "AveragePooling2D", "ZeroPadding2D",
@@ -110,7 +112,8 @@ def load_keras_file(path, cls, scale=None):
             weights = _h5(io.BytesIO(z.read("model.weights.h5")), path,
                           "model.weights.h5 is unreadable")
         model = _model(config, cls, str(path))
-        paths = dict(zip(model.layer_names(), _saving_names(config)))
+        paths = (weight_paths(_entries(config)) if hasattr(model, "inbound")
+                 else dict(zip(model.layer_names(), _saving_names(config))))
         with weights:
             _set_weights(model, lambda name: _vars(weights, paths[name], name), str(path))
     else:
@@ -205,11 +208,14 @@ def _unique(kinds) -> list[str]:
     return out
 
 
+def _entries(config) -> list:
+    body = config.get("config", {})
+    return body.get("layers", body) if isinstance(body, dict) else body
+
+
 def _saving_names(config) -> list[str]:
     """The weight paths of a config's layers (InputLayer excluded), in order."""
-    body = config.get("config", {})
-    entries = body.get("layers", body) if isinstance(body, dict) else body
-    kinds = [e.get("class_name") for e in entries]
+    kinds = [e.get("class_name") for e in _entries(config)]
     return [p for p, k in zip(_unique(kinds), kinds) if k != "InputLayer"]
 
 
@@ -238,18 +244,23 @@ def _model(config, cls, where):
     kind = config.get("class_name")
     body = config.get("config", {})
     if kind not in ("Sequential", "Functional", "Model"):
-        raise CnnkitError(f"{where}: a {clipped(kind)} model; cnnkit reads Sequential models "
-                          "(and functional ones that are one chain of layers)")
+        raise CnnkitError(f"{where}: a {clipped(kind)} model; cnnkit reads Sequential and "
+                          "functional models")
     entries = body.get("layers", body) if isinstance(body, dict) else body
     if not isinstance(entries, list):
         raise CnnkitError(f"{where}: the model config has no list of layers")
-    if kind != "Sequential":
-        _check_chain(entries, where)
     unsupported = [f"{e.get('class_name')} ({e.get('config', {}).get('name')})"
                    for e in entries if e.get("class_name") not in SUPPORTED]
     if unsupported:
         raise CnnkitError(f"{where}: layers cnnkit does not have: {', '.join(unsupported)}; "
-                          f"supported: {', '.join(SUPPORTED[1:])}")
+                          f"supported: {', '.join(supported[1:])}")
+    if kind != "Sequential" and not _is_chain(entries, where):
+        from cnnkit.model.graph import Functional
+
+        model = graph_from_config(body, entries, getattr(cls, "graph_type", Functional), _layer,
+                                  where)
+        model.layer_infos()
+        return model
     shape = _input_shape(body, entries, where)
     model = cls(name=body.get("name") or "sequential", input_shape=shape)
     for e in entries:
@@ -263,16 +274,14 @@ def _model(config, cls, where):
     return model
 
 
-def _check_chain(entries, where):
+def _is_chain(entries, where) -> bool:
+    """One input, then layers each called on the layer before it only: read as a Sequential."""
     previous = None
     for e in entries:
-        nodes = e.get("inbound_nodes") or []
-        if previous is not None:
-            text = json.dumps(nodes)
-            if len(nodes) != 1 or f'"{previous}"' not in text:
-                raise CnnkitError(f"{where}: layer {e.get('name')!r} is not fed by the layer "
-                                  "before it; cnnkit reads models that are one chain of layers")
+        if previous is not None and inbound_names(e, where) != [previous]:
+            return False
         previous = e.get("name") or e.get("config", {}).get("name")
+    return True
 
 
 def _input_shape(body, entries, where):

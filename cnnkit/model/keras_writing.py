@@ -16,11 +16,15 @@ from cnnkit.model.keras_files import (EXTRAS, KERAS_VERSION, MODERN, _h5, _h5py,
 from cnnkit.layers import core
 from cnnkit.layers.dilation import dilated
 from cnnkit.layers.preprocessing import PREPROCESSING_LAYERS, Normalization, Rescaling
+from cnnkit.model.keras_graph import graph_config, keras_order
 
 
 # -- writing ------------------------------------------------------------------------------------
 def keras_config(model) -> dict:
-    """Keras 3's config.json for `model` (one line naming what Keras cannot express)."""
+    """Keras 3's config.json for `model` (one line naming what Keras cannot express): a
+    Sequential's, or a functional model's for a graph."""
+    if hasattr(model, "inbound"):
+        return graph_config(model, _keras_layer)
     shape = [None, *model._require_input()]
     layers = [{"module": "keras.layers", "class_name": "InputLayer", "registered_name": None,
                "config": {"batch_shape": shape, "dtype": "float32", "sparse": False,
@@ -171,16 +175,28 @@ _LABELS = {"DepthwiseConv2D": ["depthwise_kernel", "bias"],
            "SeparableConv2D": ["depthwise_kernel", "pointwise_kernel", "bias"]}
 
 
+def _rows(model) -> list:
+    """The layers' rows in the order Keras lists them, which numbers their weights' paths."""
+    rows = model.layer_infos()
+    return [rows[i] for i in keras_order(model)] if hasattr(model, "inbound") else rows
+
+
 def _weights(model):
-    """{layer name: [arrays in Keras's layout]} for the layers that hold weights."""
+    """{layer name: [arrays in Keras's layout]}, in Keras's order."""
     from cnnkit.model.saving import keras_weights
 
-    return {name: keras_weights(model.net.layers[name]) for name in model.layer_names()}
+    return {row.name: keras_weights(model.net.layers[row.name]) for row in _rows(model)}
+
+
+def _kinds(model) -> list[str]:
+    """Each layer's Keras class name, in Keras's order (a graph's input layers included)."""
+    return ["InputLayer" if i.layer.type == "InputLayer" else
+            _keras_layer(i.layer, i.name, i.input_shape)[0] for i in _rows(model)]
 
 
 def _write_weights_h5(model, target) -> None:
     h5py = _h5py()
-    kinds = [_keras_layer(i.layer, i.name, i.input_shape)[0] for i in model.layer_infos()]
+    kinds = _kinds(model)
     with h5py.File(target, "w") as f:
         layers = f.create_group("layers")
         for path, (name, arrays) in zip(_unique(kinds), _weights(model).items()):
@@ -217,6 +233,9 @@ def keras_bytes(model) -> bytes:
 def h5_bytes(model) -> bytes:
     """A legacy Keras .h5 file, in memory: `model_config` and `model_weights`, as Keras writes."""
     h5py = _h5py()
+    if hasattr(model, "inbound"):
+        raise CnnkitError(f"model {model.name!r} is a graph: save it to a .keras file (cnnkit "
+                          "writes legacy .h5 files of Sequential models)")
     config = keras_config(model)
     legacy = {"class_name": "Sequential", "config": {
         **config["config"], "layers": [{"class_name": e["class_name"], "config": e["config"]}
@@ -276,8 +295,7 @@ def load_weights(model, filepath) -> None:
     f = _h5(filepath, filepath)
     with f:
         if "layers" in f:
-            kinds = [_keras_layer(i.layer, i.name, i.input_shape)[0] for i in model.layer_infos()]
-            paths = dict(zip(model.layer_names(), _unique(kinds)))
+            paths = dict(zip([row.name for row in _rows(model)], _unique(_kinds(model))))
             _set_weights(model, lambda name: _vars(f, paths[name], name), str(filepath))
         else:
             group = f["model_weights"] if "model_weights" in f else f
