@@ -1,39 +1,9 @@
-"""What the graph tests share: a small residual graph (as a model file and in Python) and
-a merge layer. cnnkit.layers.Add is used when cnnkit has it; until the merge layers land, a
-registered `Add` of the tests' own (Keras's element-wise sum, no weights) stands in for it,
-so model files and presets naming `Add` work in both cases."""
+"""What the graph tests share: a small residual graph, as a model file and in Python."""
 from __future__ import annotations
 
 import cnnkit.layers as L
-from cnnkit.layers import Layer, register_layer
 
-if hasattr(L, "Add"):
-    Add = L.Add
-else:
-    import torch
-    from torch import nn
-
-    class _Sum(nn.Module):
-        def forward(self, *xs):
-            return torch.stack(xs).sum(0)
-
-    @register_layer
-    class Add(Layer):
-        """x + y + ...: inputs of one shape, no parameters."""
-
-        merges = True
-
-        def output_shape(self, shapes):
-            if len({tuple(s) for s in shapes}) != 1:
-                raise self._error(f"inputs of shapes {', '.join(map(str, shapes))} do not match; "
-                                  "valid: equal shapes")
-            return tuple(shapes[0])
-
-        def params(self, shapes):
-            return 0, 0
-
-        def build(self, shapes, init):
-            return _Sum()
+Add = L.Add
 
 
 # digits (8x8x1, 10 classes): stem conv, a residual block whose skip joins at `add`, a head

@@ -1,11 +1,6 @@
 """The resnet-mini preset: a residual graph that adapts to the data like the other presets, with
 Keras's own parameter counts, and that trains.
-
-For the lead, after the merge layers (cnnkit.layers.Add) are merged: resnet-mini is registered
-only where cnnkit.layers has Add (see the end of cnnkit/model/presets.py); make its
-registration unconditional then, and `test_resnet_mini_is_a_preset_exactly_where_add_exists`
-below becomes `assert "resnet-mini" in PRESETS` (the registry-wide preset tests then cover it:
-build, forward, save, diagram, export, serve)."""
+The registry-wide preset tests cover it too: build, forward, save, diagram, export, serve."""
 from __future__ import annotations
 
 import os
@@ -16,7 +11,6 @@ import pytest
 
 import cnnkit
 import cnnkit.layers as L
-from _graph_helpers import Add  # noqa: F401  (the stand-in, registered until Add is merged)
 from cnnkit.model.graph import Functional
 from cnnkit.model.presets import PRESETS, resnet_mini
 
@@ -66,6 +60,5 @@ def test_resnet_mini_trains_on_digits(tmp_path):
     assert result.metrics["test_accuracy"] > 0.8
 
 
-def test_resnet_mini_is_a_preset_exactly_where_add_exists():
-    # the stand-in Add of the tests is not cnnkit.layers.Add: it registers no preset
-    assert ("resnet-mini" in PRESETS) == hasattr(L, "Add")
+def test_resnet_mini_is_a_preset():
+    assert "resnet-mini" in PRESETS
