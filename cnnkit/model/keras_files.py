@@ -253,7 +253,7 @@ def _model(config, cls, where):
                    for e in entries if e.get("class_name") not in SUPPORTED]
     if unsupported:
         raise CnnkitError(f"{where}: layers cnnkit does not have: {', '.join(unsupported)}; "
-                          f"supported: {', '.join(supported[1:])}")
+                          f"supported: {', '.join(SUPPORTED[1:])}")
     if kind != "Sequential" and not _is_chain(entries, where):
         from cnnkit.model.graph import Functional
 

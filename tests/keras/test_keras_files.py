@@ -7,6 +7,8 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "torch")  # before Keras is imported anywhere
 
+import re
+
 import numpy as np
 import pytest
 
@@ -123,7 +125,9 @@ def test_functional_chain_reads_and_unsupported_layers_are_named(keras, images, 
         cnnkit.load(tmp_path / "odd.keras")
     message = str(e.value)
     assert "\n" not in message
-    assert "RandomBrightness (random_brightness)" in message and "LayerNormalization (layer_normalization)" in message
+    # (Keras numbers its automatic names across the process: random_brightness_2 after others)
+    assert re.search(r"RandomBrightness \(random_brightness(_\d+)?\)", message)
+    assert re.search(r"LayerNormalization \(layer_normalization(_\d+)?\)", message)
 
 
 def test_keras_file_through_the_cli(trained, tmp_path, capsys):
@@ -132,7 +136,7 @@ def test_keras_file_through_the_cli(trained, tmp_path, capsys):
     folder, _, _ = trained
     assert main(["summary", str(folder / "model.keras")]) in (0, None)
     out = capsys.readouterr().out
-    assert "hidden (Dense)" in out and "batch_normalization (BatchNormalization)" in out
+    assert "hidden (Dense)" in out and re.search(r"batch_normalization(_\d+)? \(BatchNormalization\)", out)
 
 
 def test_predict_and_evaluate_take_a_keras_file(trained, images, tmp_path, capsys):
