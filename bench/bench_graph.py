@@ -8,8 +8,8 @@ softmax); 64x64x3 input, ~0.70 M parameters. Same data for all: synthetic uint8 
 random labels (keras_baseline.synthetic_images; a throughput bench needs no real pictures),
 batch 64, Adam 1e-3, float32.
 
-- Keras: keras_baseline.py's `resnet-small` (resnet_small there, functional API, model.fit on float arrays in
-  [0, 1]) in bench/.venv-keras, one process per round.
+- Keras: keras_baseline.py's `resnet-small` (its resnet_small, functional API, model.fit on
+  float arrays in [0, 1]) in bench/.venv-keras, one process per round.
 - loop: the same network as an nn.Module written the usual torch way (a BasicBlock class,
   nn.Conv2d(padding=1), nn.BatchNorm2d), default NCHW layout, a DataLoader-free loop over
   float tensor batches made once before timing: the fair, fast plain-PyTorch baseline.

@@ -331,7 +331,8 @@ def parse_args(argv):
         if v is not None and v < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {v}")
     if args.model == "resnet-small" and args.task != "train":
-        p.error(f"--model resnet-small (synthetic images) is for --task train only, got --task {args.task}")
+        p.error(f"--model resnet-small (synthetic images) is for --task train only, "
+                f"got --task {args.task}")
     missing = [f for f in IDX_FILES if not (Path(args.data_dir) / f).is_file()]
     if missing and args.model != "resnet-small":  # checked before TensorFlow's slow import
         p.error(f"--data-dir {args.data_dir} lacks {missing[0]}; it must hold: {', '.join(IDX_FILES)}")
@@ -353,7 +354,7 @@ def main(argv=None):
     load1 = os.getloadavg()[0]
 
     t0 = time.perf_counter()
-    if ARGS.model == "resnet-small":  # random pixels scaled as a Keras user scales them; no test set
+    if ARGS.model == "resnet-small":  # random pixels, scaled as Keras users scale; no test set
         bs = ARGS.batch_size or 100
         x, y = synthetic_images((ARGS.warmup + (ARGS.steps or 10)) * bs, ARGS.seed)
         data = ((x.astype(np.float32) / 255, y), (x[:0].astype(np.float32), y[:0]))

@@ -27,7 +27,8 @@ def test_loop_module_is_the_keras_network():
     net = bench_graph.ResNetSmall()
     # Keras's count (batch-norm statistics included) and every convolution's kernel, in order
     assert model.count_params() == bench_graph.keras_count(net) == 698_858
-    keras_kernels = [tuple(w.shape) for w in model.weights if "conv2d" in w.path and "kernel" in w.path]
+    keras_kernels = [tuple(w.shape) for w in model.weights
+                     if "conv2d" in w.path and "kernel" in w.path]
     torch_kernels = [tuple(m.weight.permute(2, 3, 1, 0).shape) for m in net.modules()
                      if isinstance(m, torch.nn.Conv2d)]
     assert sorted(keras_kernels) == sorted(torch_kernels) and len(torch_kernels) == 15
