@@ -29,7 +29,7 @@ are interleaved (the machine's speed drifts within minutes); each side's figure 
 of the rounds.
 
     .venv/bin/python bench/bench_graph.py [--repeats 3] [--steps 2] [--warmup 1]
-        [--batch-size 64] [--cnnkit core keras] [--skip-cnnkit] [--no-keras]
+        [--batch-size 64] [--cnnkit core keras] [--precision fp32] [--skip-cnnkit] [--no-keras]
 """
 from __future__ import annotations
 
@@ -135,9 +135,10 @@ def batch_timer(warmup: int):
     return BatchTimer()
 
 
-def cnnkit_core_round(x, y, batch: int, warmup: int, steps: int) -> list[float]:
+def cnnkit_core_round(x, y, batch: int, warmup: int, steps: int,
+                      precision: str = "fp32") -> list[float]:
     """The graph from cnnkit.layers, trained by the core Trainer on uint8 images (the engine
-    scales them), fp32."""
+    scales them), at `precision` (fp32 as the others; auto: bf16 where the CPU has bf16 math)."""
     import cnnkit
     from cnnkit import layers
     from cnnkit.train.config import TrainConfig
@@ -148,7 +149,7 @@ def cnnkit_core_round(x, y, batch: int, warmup: int, steps: int) -> list[float]:
     timer = batch_timer(warmup)
     n = (warmup + steps) * batch
     Trainer(model, TrainConfig(epochs=1, batch_size=batch, optimizer="adam", lr=1e-3, seed=SEED,
-                               verbose=0, precision="fp32"), [timer]).fit(
+                               verbose=0, precision=precision), [timer]).fit(
         torch.from_numpy(x[:n]), torch.from_numpy(y[:n]))
     return timer.times
 
@@ -220,6 +221,8 @@ def main():
     ap.add_argument("--cnnkit", nargs="+", choices=("core", "keras", "module"),
                     default=["core", "keras"], help="cnnkit's ways to train: the graph by the core "
                     "Trainer, by cnnkit.keras, the loop's module by cnnkit.fit; default core keras")
+    ap.add_argument("--precision", choices=("fp32", "auto"), default="fp32",
+                    help="the core Trainer's precision; default fp32 (as Keras and the loop)")
     ap.add_argument("--skip-cnnkit", action="store_true", help="Keras and the loop only")
     ap.add_argument("--no-keras", action="store_true", help="without TensorFlow")
     args = ap.parse_args()
@@ -232,9 +235,11 @@ def main():
     b, w, s = args.batch_size, args.warmup, args.steps
     x, y = synthetic_images((w + s) * b, seed=0)  # the images keras_baseline makes for Keras
     rounds = {"loop": lambda: loop_round(x, y, b, w, s)}
-    ways = {"core": cnnkit_core_round, "keras": cnnkit_keras_round, "module": cnnkit_module_round}
+    ways = {"core": lambda: cnnkit_core_round(x, y, b, w, s, args.precision),
+            "keras": lambda: cnnkit_keras_round(x, y, b, w, s),
+            "module": lambda: cnnkit_module_round(x, y, b, w, s)}
     for way in [] if args.skip_cnnkit else args.cnnkit:
-        rounds[way] = lambda fn=ways[way]: fn(x, y, b, w, s)
+        rounds[way] = ways[way]
     runs = {key: [] for key in rounds}
     tf_info = None
     for _ in range(args.repeats):  # interleaved: each round runs every side once
@@ -248,7 +253,8 @@ def main():
             runs[key].append(b * len(times) / sum(times))
     med = {key: median(v) for key, v in runs.items() if v}
 
-    print(f"resnet_small (3 stages x 2 basic blocks, 64x64x3), batch {b}, Adam 1e-3, fp32, "
+    fp32 = "fp32" if args.precision == "fp32" else "fp32 (the core Trainer: precision auto)"
+    print(f"resnet_small (3 stages x 2 basic blocks, 64x64x3), batch {b}, Adam 1e-3, {fp32}, "
           f"synthetic uint8 images; {s} timed steps after {w} warm-up per round, median of "
           f"{args.repeats} interleaved rounds")
     for key, label in SIDES.items():
