@@ -10,6 +10,8 @@ so the figures are what a Keras user gets on this machine, not a tuned TF progra
     bench/.venv-keras/bin/python bench/keras_baseline.py --model seed003-cnn --task train --json
     ... --task train --steps 50          # quick: time 50 batches instead of one epoch
     ... --task predict | latency | recipe002
+    ... --model resnet-small --task train --steps 2 --warmup 1 --batch-size 64
+                                         # bench_graph.py's residual network, synthetic images
 
 TF's intra- and inter-op thread pools are both set to the CPUs this process may use
 (os.sched_getaffinity; 2 on the project machine), --threads overrides.
@@ -30,9 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
-MODELS = ("seed003-cnn", "seed002-fashion", "fast-cnn")
+MODELS = ("seed003-cnn", "seed002-fashion", "fast-cnn", "resnet-small")
 TASKS = ("train", "predict", "latency", "recipe002")
 N_CLASSES = 10
+RESNET_STAGES = ((32, 1), (64, 2), (128, 2))  # resnet-small: (filters, first block's stride)
 IDX_FILES = tuple(f"{s}-{k}-idx{d}-ubyte.gz" for s in ("train", "t10k")
                   for k, d in (("images", 3), ("labels", 1)))
 
@@ -66,6 +69,14 @@ def load_fashion_mnist(data_dir):
     return tuple(out)
 
 
+def synthetic_images(n, seed=0, size=64):
+    """n random uint8 RGB images (n, size, size, 3) and labels 0..9: bench_graph.py's data,
+    made by this one function in both venvs (a throughput bench needs no real pictures)."""
+    rng = np.random.default_rng(seed)
+    return (rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8),
+            rng.integers(0, N_CLASSES, n).astype(np.int64))
+
+
 def stratified_split(y, val_fraction, seed):
     """Indices (train, val): val_fraction of every class goes to val, shuffled with seed."""
     rng = np.random.default_rng(seed)
@@ -80,10 +91,39 @@ def stratified_split(y, val_fraction, seed):
 
 # ---------------------------------------------------------------- models (SEEDS.md)
 
+def resnet_small(layers, model_class):
+    """bench_graph.py's residual network, the one definition for Keras, cnnkit and
+    cnnkit.keras: `layers` is keras.layers, cnnkit.layers or cnnkit.keras.layers (each has
+    Input, Conv2D, BatchNormalization, Activation, Add, GlobalAveragePooling2D, Dense) and
+    `model_class(inputs, outputs, name=...)` makes the functional model. A Conv-BN-ReLU stem of
+    32, three stages (32, 64, 128 filters) of two basic blocks, conv-BN-ReLU-conv-BN + shortcut,
+    ReLU; the first block of stages 2 and 3 strides 2 with a 1x1 projection shortcut."""
+    L = layers
+
+    def conv_bn(x, filters, kernel, strides=1):
+        x = L.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False)(x)
+        return L.BatchNormalization()(x)
+
+    def block(x, cin, filters, strides):
+        y = conv_bn(L.Activation("relu")(conv_bn(x, filters, 3, strides)), filters, 3)
+        shortcut = conv_bn(x, filters, 1, strides) if strides != 1 or cin != filters else x
+        return L.Activation("relu")(L.Add()([shortcut, y]))
+
+    inputs = L.Input((64, 64, 3))
+    x, cin = L.Activation("relu")(conv_bn(inputs, 32, 3)), 32
+    for filters, strides in RESNET_STAGES:
+        x = block(block(x, cin, filters, strides), filters, filters, 1)
+        cin = filters
+    outputs = L.Dense(N_CLASSES, activation="softmax")(L.GlobalAveragePooling2D()(x))
+    return model_class(inputs, outputs, name="resnet_small")
+
+
 def build_model(name):
     """The seed model as Keras layers, compiled as its seed compiles it."""
     L = keras.layers
-    if name == "seed003-cnn":
+    if name == "resnet-small":
+        model, loss = resnet_small(keras.layers, keras.Model), "sparse_categorical_crossentropy"
+    elif name == "seed003-cnn":
         # PyTorch in seed 003; logits + from_logits CE is nn.CrossEntropyLoss's equivalent.
         layers = [L.Conv2D(32, 3, padding="same", activation="relu"), L.MaxPooling2D(2),
                   L.Conv2D(64, 3, padding="same", activation="relu"), L.MaxPooling2D(2),
@@ -103,7 +143,8 @@ def build_model(name):
                   L.Flatten(), L.Dense(100, activation="relu"), L.Dropout(0.4),
                   L.Dense(N_CLASSES, activation="softmax")]
         loss = "sparse_categorical_crossentropy"
-    model = keras.Sequential([keras.Input(shape=(28, 28, 1))] + layers, name=name)
+    if name != "resnet-small":
+        model = keras.Sequential([keras.Input(shape=(28, 28, 1))] + layers, name=name)
     jit = {"auto": "auto", "on": True, "off": False}[ARGS.jit]
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=1e-3), loss=loss,
                   metrics=["accuracy"], jit_compile=jit)
@@ -171,9 +212,10 @@ def task_train(data):
     return {"samples": n, "batch_size": bs, "steps": -(-n // bs), "fit_s": fit_s,
             "samples_per_s": n / fit_s, "warmup_s": warmup_s,
             "samples_per_s_median_batch": bs / statistics.median(timer.times),
+            "batch_s": timer.times,
             "train_loss": float(hist.history["loss"][-1]),
             "train_accuracy": float(hist.history["accuracy"][-1]),
-            "test_accuracy": test_accuracy(model, x_test, y_test),
+            "test_accuracy": test_accuracy(model, x_test, y_test) if len(x_test) else None,
             "params": model.count_params(), "jit_compile": bool(model.jit_compile)}
 
 
@@ -288,8 +330,11 @@ def parse_args(argv):
         v = getattr(args, name)
         if v is not None and v < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {v}")
+    if args.model == "resnet-small" and args.task != "train":
+        p.error(f"--model resnet-small (synthetic images) is for --task train only, "
+                f"got --task {args.task}")
     missing = [f for f in IDX_FILES if not (Path(args.data_dir) / f).is_file()]
-    if missing:  # checked before TensorFlow's slow import
+    if missing and args.model != "resnet-small":  # checked before TensorFlow's slow import
         p.error(f"--data-dir {args.data_dir} lacks {missing[0]}; it must hold: {', '.join(IDX_FILES)}")
     return args
 
@@ -309,7 +354,12 @@ def main(argv=None):
     load1 = os.getloadavg()[0]
 
     t0 = time.perf_counter()
-    data = load_fashion_mnist(ARGS.data_dir)
+    if ARGS.model == "resnet-small":  # random pixels, scaled as Keras users scale; no test set
+        bs = ARGS.batch_size or 100
+        x, y = synthetic_images((ARGS.warmup + (ARGS.steps or 10)) * bs, ARGS.seed)
+        data = ((x.astype(np.float32) / 255, y), (x[:0].astype(np.float32), y[:0]))
+    else:
+        data = load_fashion_mnist(ARGS.data_dir)
     load_s = time.perf_counter() - t0
     result = {"task": ARGS.task, "model": "seed002-fashion" if ARGS.task == "recipe002" else ARGS.model,
               "tf_version": tf.__version__, "keras_version": keras.__version__,
