@@ -140,11 +140,15 @@ def data_section(dataset: dict, evidence: dict) -> str:
 
 def model_section(model, config: dict) -> str:
     d = model.summary_dict()
+    graph = any("connected_to" in l for l in d["layers"])  # a graph: Keras's "Connected to"
     rows = [[f"{l['name']} ({l['type']})", "(None, " + ", ".join(map(str, l["output_shape"])) + ")",
-             f"{l['params']:,}", f"{l['macs']:,}"] for l in d["layers"]]
-    rows.append([Raw("<b>total</b>"), "", f"{d['total_params']:,}", f"{d['total_macs']:,}"])
+             f"{l['params']:,}", f"{l['macs']:,}"] + ([", ".join(l["connected_to"]) or "-"]
+                                                      if graph else []) for l in d["layers"]]
+    rows.append([Raw("<b>total</b>"), "", f"{d['total_params']:,}", f"{d['total_macs']:,}"]
+                + ([""] if graph else []))
     out = ['<div class="row"><div class="side">',
-           table(["layer (type)", "output shape", "params", "MACs"], rows, "num summary"),
+           table(["layer (type)", "output shape", "params", "MACs"]
+                 + (["connected to"] if graph else []), rows, "num summary"),
            note(f"input {tuple(d['input_shape'])}; {d['trainable_params']:,} trainable, "
                 f"{d['non_trainable_params']:,} non-trainable parameters; "
                 f"{d['memory_bytes'] / 1024:.1f} KiB of float32 weights")]

@@ -58,7 +58,10 @@ def test_report_evaluate_predict_on_a_graph_run(graph_run, capsys):
     _, run, image = graph_run
     assert main(["report", str(run)]) == 0
     # the report inlines the model's diagram: an arrow for each of the graph's 8 edges
-    assert (run / "report.html").read_text().count('class="arrow"') == 8
+    page = (run / "report.html").read_text()
+    assert page.count('class="arrow"') == 8
+    # and its layer table says what each layer takes, as the summary's Connected-to column
+    assert "<th>connected to</th>" in page and "<td>stem, conv_b</td>" in page
     capsys.readouterr()
     assert main(["evaluate", str(run), "--json"]) == 0
     evaluated = json.loads(capsys.readouterr().out)
