@@ -8,6 +8,8 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "Sequential": ("cnnkit.model.sequential", "Sequential"),
+    "Model": ("cnnkit.model.graph", "Functional"),  # Model(inputs, outputs): a graph
+    "Functional": ("cnnkit.model.graph", "Functional"),
     "load": ("cnnkit.model.saving", "load"),
     "create_model": ("cnnkit.model.presets", "create_model"),
     "load_model_file": ("cnnkit.model.files", "load_model_file"),

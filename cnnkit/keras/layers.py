@@ -94,24 +94,15 @@ class KerasLayer:
             return None
         return value
 
-    # -- functional API ------------------------------------------------------------------------
-    def __call__(self, tensor):
-        from cnnkit.keras.models import KerasTensor
-
-        if not isinstance(tensor, KerasTensor):
-            raise CnnkitError(f"{type(self).__name__} was called on {type(tensor).__name__}; "
-                              "call layers on keras.Input(...) (the functional API), or use a "
-                              "model's predict() on arrays")
-        return tensor.then(self)
-
+    # -- functional API: calling a layer on a tensor is cnnkit.layers.Layer's __call__ ---------
     @property
     def output(self):
-        from cnnkit.keras.models import KerasTensor
+        from cnnkit.keras.models import LayerOutput
 
         if self._model is None:
             raise CnnkitError(f"layer {self.name!r} is not in a model yet; add it to a "
                               "Sequential first")
-        return KerasTensor(self._model, self)
+        return LayerOutput(self._model, self)
 
     def get_weights(self):
         return self._model_required().net_weights(self)
@@ -205,13 +196,13 @@ class Softmax(KerasLayer, core.Activation):
 
 def Input(shape=None, batch_size=None, name=None, dtype=None, batch_shape=None):
     """A symbolic input, as `keras.Input`: start a Sequential with it, or call layers on it."""
-    from cnnkit.keras.models import KerasTensor
+    from cnnkit.keras.models import KerasInput
 
     if shape is None and batch_shape is not None:
         shape = tuple(batch_shape)[1:]
     if shape is None:
         raise CnnkitError("Input needs shape=(height, width, channels)")
-    return KerasTensor.input(tuple(shape), name)
+    return KerasInput(tuple(shape), name)
 
 
 InputLayer = Input

@@ -10,35 +10,41 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cnnkit.errors import CnnkitError, clipped
+from cnnkit.layers.symbolic import Input, Tensor
+from cnnkit.model.graph import Functional as _CoreFunctional
 from cnnkit.model.sequential import Sequential as _CoreSequential
 
 
-class KerasTensor:
-    """A symbolic tensor: `Input(shape)` and what layers called on it return (the chain of
-    layers so far), or a layer's output inside a model (`layer.output`, `model.input`)."""
-
-    def __init__(self, model=None, layer=None, shape=None, chain=(), name=None):
-        self.model, self.layer, self.chain, self.name = model, layer, tuple(chain), name
-        self._shape = shape
-
-    @classmethod
-    def input(cls, shape, name=None):
-        return cls(shape=shape, name=name)
-
-    def then(self, layer):
-        if self.model is not None:
-            raise CnnkitError("calling a layer on a model's layer output is not supported; build "
-                              "the chain from keras.Input(...)")
-        return KerasTensor(shape=self._shape, chain=self.chain + (layer,), name=self.name)
+class KerasTensor(Tensor):
+    """Keras's symbolic tensor: cnnkit's, with the batch axis in its shape (`(None, 28, 28, 1)`)."""
 
     @property
     def shape(self):
-        if self.model is not None:
-            info = self.model.layer_infos()
-            out = (self.model.input_shape if self.layer is None
-                   else next(i.output_shape for i in info if i.layer is self.layer))
-            return (None,) + tuple(out)
         return (None,) + tuple(self._shape)
+
+
+KerasTensor.result_type = KerasTensor
+
+
+class KerasInput(Input):
+    """`keras.Input(shape)`: what layers called on it return are KerasTensors."""
+
+    result_type = KerasTensor
+    shape = KerasTensor.shape
+
+
+class LayerOutput:
+    """A layer's output inside a built model (`layer.output`, `model.input`): what seed 004's
+    activation model `Model(model.input, [l.output for l in model.layers])` is made of."""
+
+    def __init__(self, model, layer=None):
+        self.model, self.layer = model, layer
+
+    @property
+    def shape(self):
+        out = (self.model.input_shape if self.layer is None
+               else next(i.output_shape for i in self.model.layer_infos() if i.layer is self.layer))
+        return (None,) + tuple(out)
 
     def __repr__(self):
         return f"<KerasTensor shape={self.shape}>"
@@ -80,61 +86,22 @@ class _Training:
         return method if model is None else method.__get__(model, owner)
 
 
-class Sequential(_CoreSequential):
-    def __init__(self, layers=None, name=None, trainable=True, input_shape=None, init="keras",
-                 class_names=None, **kwargs):
-        _unknown("Sequential", kwargs, ("layers", "name", "trainable"))
+class KerasModel:
+    """What Keras's models add to cnnkit's (Sequential and Functional alike): Keras's compile,
+    fit, evaluate and predict (cnnkit.keras.training), its weights lists, `input`/`output`."""
+
+    def _keras_init(self, trainable):
         self.trainable, self.stop_training, self.history = trainable, False, None
         self.compiled_state = None
         self.optimizer = None
-        super().__init__(None, input_shape=input_shape, name=name or "sequential", init=init,
-                         class_names=class_names)
-        for layer in layers or []:
-            self.add(layer)
 
-    @classmethod
-    def from_config(cls, cfg, where="model"):
-        """cnnkit's description (model.json), its layers as cnnkit.keras layers."""
-        core = _CoreSequential.from_config(cfg, where)  # every check, every message
-        model = cls(name=core.name, init=core.init, class_names=core.class_names,
-                    input_shape=core.input_shape)
-        for layer in core.layers:
-            model.add(_as_keras(layer))
-        model.test_time_flip = core.test_time_flip
-        return model
-
-    # -- definition ------------------------------------------------------------------------------
-    def add(self, layer) -> None:
-        if isinstance(layer, KerasTensor):
-            if self.layers or layer.chain:
-                raise CnnkitError("Input must come first in a Sequential model")
-            self.set_input_shape(layer._shape)
-            return
-        layer = _as_keras(layer)
-        shape = getattr(layer, "input_shape_arg", None)
-        if shape is not None:
-            if self.layers:
-                raise CnnkitError(f"{layer.type}: input_shape={shape} is only for the first "
-                                  f"layer of a model; this is layer {len(self.layers)} (remove "
-                                  "it, or start the model with Input(shape))")
-            self.set_input_shape(shape)
-        super().add(layer)
-        if layer.name is None:  # Keras names every layer when it is added
-            layer.name = self.layer_names()[-1]
-        layer._model = self
-
-    def set_input_shape(self, shape) -> None:
-        shape = tuple(shape)
-        if len(shape) == 3:
-            from cnnkit.layers import check_input_shape
-
-            self.input_shape = check_input_shape(shape)
-        elif len(shape) == 1 and isinstance(shape[0], int) and shape[0] > 0:
-            self.input_shape = shape  # vectors (Dense(input_dim=...)): in memory only
-        else:
-            raise CnnkitError(f"input shape {clipped(shape)} is not understood; valid: "
-                              "(height, width, channels), or (features,) for Dense models")
-        self._net = None
+    def _own_layers(self):
+        """Keras's twins of every layer, each knowing its model (for `layer.output`)."""
+        self.layers = [_as_keras(layer) for layer in self.layers]
+        for layer, name in zip(self.layers, self.layer_names()):
+            if layer.name is None:  # Keras names every layer when it is added
+                layer.name = name
+            layer._model = self
 
     def layer_infos(self):
         """cnnkit's rows, with a frozen layer's weights counted as non-trainable, as Keras's
@@ -145,19 +112,14 @@ class Sequential(_CoreSequential):
                 row.non_trainable, row.trainable = row.non_trainable + row.trainable, 0
         return rows
 
-    def pop(self):
-        layer = self.layers.pop()
-        self._net = None
-        return layer
-
     @property
     def input(self):
         self._require_input()
-        return KerasTensor(self, None)
+        return LayerOutput(self)
 
     @property
     def output(self):
-        return self.layers[-1].output
+        return LayerOutput(self, self.layers[-1])
 
     @property
     def inputs(self):
@@ -256,6 +218,11 @@ class Sequential(_CoreSequential):
     def __call__(self, x, training=False):
         import torch
 
+        if isinstance(x, Tensor):  # the functional API: this model as a layer of a graph
+            from cnnkit.model.graph import nested
+
+            return nested(self, x)
+
         from cnnkit.keras.training import images, nchw
 
         self.net.train(bool(training))
@@ -269,7 +236,92 @@ class Sequential(_CoreSequential):
         super().summary(*args, **kwargs)
 
     def __repr__(self):
-        return f"<Sequential name={self.name}, built={self.input_shape is not None}>"
+        return f"<{type(self).__name__} name={self.name}, built={self.input_shape is not None}>"
+
+
+class Sequential(KerasModel, _CoreSequential):
+    def __init__(self, layers=None, name=None, trainable=True, input_shape=None, init="keras",
+                 class_names=None, **kwargs):
+        _unknown("Sequential", kwargs, ("layers", "name", "trainable"))
+        self._keras_init(trainable)
+        super().__init__(None, input_shape=input_shape, name=name or "sequential", init=init,
+                         class_names=class_names)
+        for layer in layers or []:
+            self.add(layer)
+
+    @classmethod
+    def from_config(cls, cfg, where="model"):
+        """cnnkit's description (model.json), its layers as cnnkit.keras layers."""
+        core = _CoreSequential.from_config(cfg, where)  # every check, every message
+        model = cls(name=core.name, init=core.init, class_names=core.class_names,
+                    input_shape=core.input_shape)
+        for layer in core.layers:
+            model.add(_as_keras(layer))
+        model.test_time_flip = core.test_time_flip
+        return model
+
+    # -- definition ------------------------------------------------------------------------------
+    def add(self, layer) -> None:
+        if isinstance(layer, Input):
+            if self.layers:
+                raise CnnkitError("Input must come first in a Sequential model")
+            self.set_input_shape(layer.layer.shape)
+            return
+        if isinstance(layer, _CoreSequential):  # a model as a layer, shape and all
+            super().add(layer)
+            return
+        layer = _as_keras(layer)
+        shape = getattr(layer, "input_shape_arg", None)
+        if shape is not None:
+            if self.layers:
+                raise CnnkitError(f"{layer.type}: input_shape={shape} is only for the first "
+                                  f"layer of a model; this is layer {len(self.layers)} (remove "
+                                  "it, or start the model with Input(shape))")
+            self.set_input_shape(shape)
+        super().add(layer)
+        if layer.name is None:  # Keras names every layer when it is added
+            layer.name = self.layer_names()[-1]
+        layer._model = self
+
+    def set_input_shape(self, shape) -> None:
+        shape = tuple(shape)
+        if len(shape) == 2:  # (28, 28): grayscale images without their channel axis, as
+            shape = shape + (1,)  # keras.datasets.mnist gives them; arrays get it added
+        if len(shape) == 3:
+            from cnnkit.layers import check_input_shape
+
+            self.input_shape = check_input_shape(shape)
+        elif len(shape) == 1 and isinstance(shape[0], int) and shape[0] > 0:
+            self.input_shape = shape  # vectors (Dense(input_dim=...)): in memory only
+        else:
+            raise CnnkitError(f"input shape {clipped(shape)} is not understood; valid: "
+                              "(height, width, channels), (height, width) for grayscale, or "
+                              "(features,) for Dense models")
+        self._net = None
+
+    def pop(self):
+        layer = self.layers.pop()
+        self._net = None
+        return layer
+
+
+class Functional(KerasModel, _CoreFunctional):
+    """`keras.Model(inputs, outputs)`: a graph of Keras layers (cnnkit.model.graph)."""
+
+    def __init__(self, inputs=None, outputs=None, name=None, trainable=True, **kwargs):
+        self._keras_init(trainable)
+        super().__init__(inputs, outputs, name=name or "functional", **kwargs)
+        self._own_layers()
+
+    @classmethod
+    def from_config(cls, cfg, where="model"):
+        model = super().from_config(cfg, where)
+        model._keras_init(True)
+        model._own_layers()
+        return model
+
+
+Sequential.graph_type = Functional
 
 
 class _ActivationModel:
@@ -295,32 +347,22 @@ class _ActivationModel:
 
 
 def Model(inputs=None, outputs=None, name=None, **kwargs):
-    """A chain of layers from `keras.Input` (a Sequential), or several layers' outputs of an
-    existing model (an activation model whose `predict` returns one array per output)."""
+    """`keras.Model(inputs, outputs)`: a graph from `keras.Input` tensors (Functional), or
+    several layers' outputs of an existing model (an activation model whose `predict` returns
+    one array per output, as seed 004 draws its feature maps)."""
     if kwargs:
-        _unknown("Model", kwargs, ("inputs", "outputs", "name"))
+        _unknown("Model", kwargs, ("inputs", "outputs", "name", "trainable"))
     single = not isinstance(outputs, (list, tuple))
     outs = [outputs] if single else list(outputs)
-    if not outs or not all(isinstance(t, KerasTensor) for t in outs):
-        raise CnnkitError("Model(inputs, outputs) takes keras.Input(...) and the tensors layers "
-                          "return, or a model's `input` and its layers' `output`")
-    first = inputs[0] if isinstance(inputs, (list, tuple)) and len(inputs) == 1 else inputs
-    if all(t.model is not None for t in outs):
+    if outs and all(isinstance(t, LayerOutput) for t in outs):
         base = outs[0].model
-        if any(t.model is not base for t in outs) or not isinstance(first, KerasTensor) \
+        first = inputs[0] if isinstance(inputs, (list, tuple)) and len(inputs) == 1 else inputs
+        if any(t.model is not base for t in outs) or not isinstance(first, LayerOutput) \
                 or first.model is not base:
             raise CnnkitError("Model(inputs, outputs): inputs must be model.input and outputs its "
                               "own layers' outputs")
         return _ActivationModel(base, [t.layer for t in outs], single)
-    if not single:
-        raise CnnkitError("Model(inputs, outputs) with several outputs needs them from a built "
-                          "model (layer.output); a new model has one output")
-    out = outs[0]
-    if not isinstance(first, KerasTensor) or first.chain or first._shape != out._shape:
-        raise CnnkitError("Model(inputs, outputs): outputs must be computed from inputs by a "
-                          "chain of layers (branches are not supported: cnnkit models are "
-                          "sequential)")
-    return Sequential([first, *out.chain], name=name)
+    return Functional(inputs, outputs, name=name)
 
 
 def _as_keras(layer):

@@ -37,17 +37,16 @@ def images(model, x, what="x") -> torch.Tensor:
     if model.input_shape is None:  # Keras builds a model without Input on its first data
         model.set_input_shape(tuple(t.shape[1:]))
     shape = tuple(model.input_shape)
+    if t.dim() == len(shape) and shape[-1] == 1 and tuple(t.shape[1:]) == shape[:-1]:
+        t = t.unsqueeze(-1)  # grayscale images without their channel axis: (N, 28, 28)
     if tuple(t.shape) == shape:
         raise CnnkitError(f"{what} has shape {tuple(t.shape)}: one image without its batch "
                           f"axis; the model takes a batch (N, {', '.join(map(str, shape))}): "
                           f"pass np.expand_dims({what}, 0) or {what}[None] (or slice, "
                           f"{what}[0:1], as seed 002 does)")
     if tuple(t.shape[1:]) != shape:
-        fix = ""
-        if t.dim() == len(shape) and shape[-1] == 1 and tuple(t.shape[1:]) == shape[:-1]:
-            fix = f"; add the channel axis: {what}.reshape(-1, {', '.join(map(str, shape))})"
         raise CnnkitError(f"{what} has shape {tuple(t.shape)}; the model expects (N, "
-                          f"{', '.join(map(str, shape))}){fix}")
+                          f"{', '.join(map(str, shape))})")
     return t
 
 

@@ -54,6 +54,7 @@ def layers_on_kernels(net) -> dict[str, list[str]]:
     activation by its layer's name) that `plan` gives cnnkit's kernels: config.json's
     `resolved.kernel_layers`. {} for a network without `steps` (a user's own module)."""
     steps = getattr(net, "steps", None)
+    planned = [step[1] for step in getattr(net, "planned", ())]  # a graph's, already planned
     if not steps:
         return {}
     names = {id(m): n for n, m in getattr(net, "activations", {}).items()}
@@ -63,7 +64,7 @@ def layers_on_kernels(net) -> dict[str, list[str]]:
         return names.get(id(module), type(module).__name__)
 
     out: dict[str, list[str]] = {}
-    for step in plan(steps):
+    for step in planned or plan(steps):
         if isinstance(step, Stem):
             out.setdefault("stem", []).append(" + ".join(map(name, step.steps)))
         elif isinstance(step, BNReLU):  # in training; eval-mode batch norm is torch's

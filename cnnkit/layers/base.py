@@ -50,6 +50,9 @@ class Layer:
 
     base_name: ClassVar[str] = "layer"
     name: str | None = None  # None: the model names it Keras's way, from base_name
+    # True for a layer taking several inputs (Add, Concatenate): its output_shape, params,
+    # macs, explain and build receive a list of shapes, its module's forward one tensor each
+    merges: ClassVar[bool] = False
 
     def __init__(self, name: str | None = None):
         self.name = check_layer_name(name)
@@ -101,6 +104,12 @@ class Layer:
 
     def l2(self) -> float:
         return 0.0
+
+    def __call__(self, inputs):
+        """The functional API: this layer's output on symbolic tensors (cnnkit.layers.symbolic)."""
+        from cnnkit.layers.symbolic import call
+
+        return call(self, inputs)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
@@ -244,16 +253,6 @@ def _explain_window(shape, out, kernel, strides, pads, padding) -> list[str]:
         if padding == "same":
             lines[-1] += f"   ('same' keeps ceil(I / S) = ceil({i} / {s}) = {o})"
     return lines
-
-
-class Input:
-    """Marks the input shape, (height, width, channels), as `keras.Input` does."""
-
-    def __init__(self, shape):
-        self.shape = check_input_shape(shape)
-
-    def __repr__(self):
-        return f"Input({self.shape})"
 
 
 def check_input_shape(shape) -> tuple[int, int, int]:

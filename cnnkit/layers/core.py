@@ -10,9 +10,10 @@ import re
 
 from cnnkit.errors import CnnkitError
 from cnnkit.layers.base import (  # noqa: F401  (Input, Shape and the padding helpers: public here too)
-    ACTIVATIONS, INITIALIZERS, Input, Layer, Shape, _activation, _bool, _explain_window,
+    ACTIVATIONS, INITIALIZERS, Layer, Shape, _activation, _bool, _explain_window,
     _initializer, _l2, _pair, _padding, _positive_int, _real, _spatial, _window_output,
     check_input_shape, clipped, resolve_padding, same_padding)
+from cnnkit.layers.symbolic import Input, InputLayer  # noqa: F401
 
 
 # -- layers -------------------------------------------------------------------------------------
@@ -357,7 +358,7 @@ def register_layer(cls: type[Layer]) -> type[Layer]:
     return cls
 
 
-for _cls in (Conv2D, MaxPooling2D, AveragePooling2D, ZeroPadding2D, Flatten, GlobalAveragePooling2D,
+for _cls in (InputLayer, Conv2D, MaxPooling2D, AveragePooling2D, ZeroPadding2D, Flatten, GlobalAveragePooling2D,
              Dense, Dropout, BatchNormalization, Activation, LeakyReLU):
     register_layer(_cls)
 

@@ -9,7 +9,8 @@ input exactly as `predict` brings it.
 
 A layer's output is Keras's: what seed 004's `Model(inputs, [l.output for l in model.layers])`
 returns, a Conv2D(activation='relu') giving post-ReLU values. It is computed by running the
-built modules in *layer* order rather than by hooking the network's forward pass, because the
+built modules in *layer* order (a graph's: its own order, GraphNet.trace) rather than by
+hooking the network's forward pass, because the
 network runs a max-pooling before the ReLU in front of it (`Net.steps`): a hook on that pooling
 would see pre-ReLU values, and one on an Activation layer in front of a pooling would see the
 pooled map. Layer order is the definition itself, exact (max-pooling commutes with a
@@ -167,15 +168,18 @@ def layer_outputs(model, x, keep: set, grad_at: str | None = None):
     even where the layers before it are frozen, and nothing before it is kept for backward."""
     net = model.net
     names = model.layer_names()
-    outs = {}
-    for name in names:
-        x = net.layers[name](x)
-        if name in net.activations:  # the activation fused into a Conv2D or Dense
-            x = net.activations[name](x)
-        if name == grad_at:
-            x = x.detach().requires_grad_()
-        if name in keep:
-            outs[name] = x
+    if hasattr(net, "trace"):  # a graph walks its own order (cnnkit.layers.nn.GraphNet.trace)
+        outs, x = net.trace((x,), keep, grad_at)
+    else:
+        outs = {}
+        for name in names:
+            x = net.layers[name](x)
+            if name in net.activations:  # the activation fused into a Conv2D or Dense
+                x = net.activations[name](x)
+            if name == grad_at:
+                x = x.detach().requires_grad_()
+            if name in keep:
+                outs[name] = x
     if names and names[-1] in keep:
         outs[names[-1]] = net.outputs(x)  # the softmax/sigmoid the network split off
     return outs, x

@@ -2,6 +2,7 @@
 input and output contract every user of a trained model goes through.
 
     sequential.py  Sequential: layers -> shapes, parameters, the built PyTorch network
+    graph.py       Functional: graph models (Keras's functional API), nested models
     summary.py     Keras's summary table and the arithmetic behind each row
     files.py       the same description as YAML, TOML or JSON; `resolve_model(name or path)`
     presets.py     every seed model (and cnnkit's fast ones) by name

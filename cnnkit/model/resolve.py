@@ -122,9 +122,9 @@ def open_model(ref, module=None, scale=None, cls=None):
     if hasattr(ref, "layer_infos") or getattr(ref, "foreign", False):
         return ref, None
     if isinstance(ref, dict):
-        from cnnkit.model.sequential import Sequential
+        from cnnkit.model.graph import model_from_config
 
-        return (cls or Sequential).from_config(ref, where="model"), None
+        return model_from_config(ref, "model", cls), None
     reference = parse_reference(ref)
     if scale is not None and reference.kind != "keras":
         raise CnnkitError(f"scale={clipped(scale)} is for Keras files (.keras, .h5), which do "
@@ -165,9 +165,9 @@ def load_saved(path, module=None, cls=None, **_):
 
 def load_file(path, cls=None, **_):
     from cnnkit.io.bounded import read_structured
-    from cnnkit.model.sequential import Sequential
+    from cnnkit.model.graph import model_from_config
 
-    return (cls or Sequential).from_config(read_structured(path), where=str(path)), None
+    return model_from_config(read_structured(path), str(path), cls), None
 
 
 def load_keras(path, scale=None, cls=None, **_):

@@ -98,13 +98,12 @@ def load_directory(path, cls=None):
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from cnnkit.model.sequential import Sequential
+    from cnnkit.model.graph import model_from_config
 
-    Sequential = cls or Sequential  # noqa: N806
     path = Path(path)
     meta = read_meta(path)
     where = str(path / CONFIG_FILE)
-    model = Sequential.from_config(meta["config"], where=where)
+    model = model_from_config(meta["config"], where, cls)
     model.class_names = check_class_names(meta.get("class_names"), model, where)
     model.preprocessing = check_preprocessing(meta.get("preprocessing") or model.preprocessing,
                                               model.input_shape[2], where)

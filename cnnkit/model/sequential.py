@@ -11,7 +11,7 @@ and Keras-layout weights find a layer's module by its name (`layer_module(name)`
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cnnkit.errors import CnnkitError, one_of
 from cnnkit.layers import (Activation, Input, Layer, MaxPooling2D, Shape, check_input_shape,
@@ -33,6 +33,7 @@ class LayerInfo:
     trainable: int
     non_trainable: int
     macs: int
+    inbound: list = field(default_factory=list)  # a graph's: the names of the layers it takes
 
     @property
     def params(self) -> int:
@@ -68,8 +69,14 @@ class Sequential:
         if isinstance(layer, Input):
             if self.layers:
                 raise CnnkitError("Input must come first in a Sequential model")
-            self.input_shape = layer.shape
+            self.input_shape = layer.layer.shape
             return
+        if isinstance(layer, Sequential):  # a model as a layer (cnnkit.model.graph.Nested)
+            from cnnkit.model.graph import Nested
+
+            layer = Nested(layer)
+            if not self.layers and self.input_shape is None:
+                self.input_shape = tuple(layer.model.input_shape)
         if not isinstance(layer, Layer):
             raise CnnkitError(f"not a cnnkit layer: {layer!r}")
         self.layers.append(layer)
@@ -274,6 +281,12 @@ class Sequential:
         """Run the whole model (last activation included) on NHWC input; returns NHWC/vectors.
 
         For the worked examples and parity checks: arrays in, arrays out, no preprocessing."""
+        from cnnkit.layers.symbolic import Tensor
+
+        if isinstance(x, Tensor):  # the functional API: this model as one layer of a graph
+            from cnnkit.model.graph import nested
+
+            return nested(self, x)
         import numpy as np
         import torch
 

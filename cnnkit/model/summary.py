@@ -17,18 +17,30 @@ def _bytes(n: int) -> str:
     return f"{size:.2f} GB"
 
 
+def _row(r, graph: bool) -> dict:
+    row = {"name": r.name, "type": r.layer.type, "input_shape": _listed(r.input_shape),
+           "output_shape": list(r.output_shape), "params": r.params,
+           "trainable_params": r.trainable, "macs": r.macs, "config": r.layer.get_config(),
+           "explain": r.layer.explain(r.input_shape, r.output_shape)}
+    if graph:  # Keras's "Connected to": the layers whose outputs it takes
+        row["connected_to"] = list(r.inbound)
+    return row
+
+
+def _listed(shape) -> list:
+    """A shape as a list, or a merge layer's list of shapes as a list of lists."""
+    return [list(s) for s in shape] if shape and isinstance(shape[0], (list, tuple)) else list(shape)
+
+
 def summary_dict(model) -> dict:
     infos = model.layer_infos()
     trainable = sum(r.trainable for r in infos)
     frozen = sum(r.non_trainable for r in infos)
+    graph = hasattr(model, "inbound")
     return {
         "name": model.name,
         "input_shape": list(model._require_input()),
-        "layers": [{"name": r.name, "type": r.layer.type, "input_shape": list(r.input_shape),
-                    "output_shape": list(r.output_shape), "params": r.params,
-                    "trainable_params": r.trainable, "macs": r.macs,
-                    "config": r.layer.get_config(),
-                    "explain": r.layer.explain(r.input_shape, r.output_shape)} for r in infos],
+        "layers": [_row(r, graph) for r in infos],
         "total_params": trainable + frozen,
         "trainable_params": trainable,
         "non_trainable_params": frozen,
@@ -42,8 +54,13 @@ def format_summary(model, explain: bool = False, width: int = 96) -> str:
     d = summary_dict(model)
     names = [f"{layer['name']} ({layer['type']})" for layer in d["layers"]]
     # the first column grows to fit its longest name, so the table's borders stay aligned
+    graph = any("connected_to" in layer for layer in d["layers"])
+    links = [[f"{n}[0][0]" for n in layer.get("connected_to", [])] or ["-"]
+             for layer in d["layers"]]
     cols = [("Layer (type)", max([34] + [len(n) for n in names]), "<"), ("Output Shape", 22, "<"),
             ("Param #", 12, ">"), ("MACs", 14, ">")]
+    if graph:
+        cols.append(("Connected to", max([20] + [len(t) for ts in links for t in ts]), "<"))
 
     def row(values, left="│", sep="│", right="│"):
         cells = [f" {v:{align}{w}} " for v, (_, w, align) in zip(values, cols)]
@@ -56,8 +73,11 @@ def format_summary(model, explain: bool = False, width: int = 96) -> str:
              rule("┏", "┳", "┓", "━"), row([c for c, _, _ in cols], "┃", "┃", "┃"),
              rule("┡", "╇", "┩", "━")]
     for i, (layer, name) in enumerate(zip(d["layers"], names)):
-        lines.append(row([name, shape_text(layer["output_shape"]),
-                          f"{layer['params']:,}", f"{layer['macs']:,}"]))
+        cells = [name, shape_text(layer["output_shape"]), f"{layer['params']:,}",
+                 f"{layer['macs']:,}"]
+        lines.append(row(cells + links[i][:1] if graph else cells))
+        for more in links[i][1:]:  # a merge's other inputs, one per line as Keras prints them
+            lines.append(row(["", "", "", "", more]))
         if explain:
             for text in layer["explain"]:
                 lines.append("│   " + text)

@@ -66,10 +66,10 @@ def save_last_and_best(run_dir: RunDir, model, trainer, no_validation: bool) -> 
     the lowest validation loss (written by ModelCheckpoint), or without validation the last
     model again: a resumed run's best/ from its first leg is then out of date."""
     from cnnkit.model.saving import load_state
-    from cnnkit.model.sequential import Sequential
+    from cnnkit.model.graph import model_from_config
     from cnnkit.train.state import read_state
 
-    last = Sequential.from_config(model.get_config())
+    last = model_from_config(model.get_config())
     last.class_names, last.dataset, last.preprocessing = (model.class_names, model.dataset,
                                                           model.preprocessing)
     weights, _ = read_state(trainer.state_dir)

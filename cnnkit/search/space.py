@@ -151,9 +151,9 @@ class Space:
 
 
 def _edit_layers(desc: dict, changes: dict) -> dict:
-    from cnnkit.model.sequential import Sequential
+    from cnnkit.model.graph import model_from_config
 
-    names = Sequential.from_config(desc).layer_names()
+    names = model_from_config(desc).layer_names()
     for key, value in changes.items():
         layer, _, arg = key.rpartition(".")
         index = _layer_index(layer, names)
@@ -353,14 +353,14 @@ def _check_layer_param(space: Space, p: Param, layer: str, arg: str) -> None:
     import inspect
 
     from cnnkit.layers.core import LAYER_TYPES
-    from cnnkit.model.sequential import Sequential
+    from cnnkit.model.graph import model_from_config
 
     where = space.where
     try:
         desc = space.model_description(space.base_spec())
     except CnnkitError as e:
         raise CnnkitError(f"{where}: {p.name}: {e}") from None
-    names = Sequential.from_config(desc).layer_names()
+    names = model_from_config(desc).layer_names()
     try:
         index = _layer_index(layer, names)
     except CnnkitError as e:
@@ -372,7 +372,7 @@ def _check_layer_param(space: Space, p: Param, layer: str, arg: str) -> None:
         raise CnnkitError(f"{where}: {p.name}: {type_name} layer {names[index]!r} has no "
                           f"argument {shown(arg)}; valid: {', '.join(valid)}")
     for v in p.ends():
-        _try(where, p, v, lambda v=v: Sequential.from_config(
+        _try(where, p, v, lambda v=v: model_from_config(
             _edit_layers(copy.deepcopy(desc), {f"{index}.{arg}": v})))
 
 

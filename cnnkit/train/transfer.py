@@ -9,14 +9,14 @@ from cnnkit.layers import Dense, Flatten, GlobalAveragePooling2D
 def init_from(model, source_dir, num_classes: int, freeze: bool):
     """Copy every weight of `source_dir`'s model whose name (`layers.<layer name>.<key>`) and
     shape fit `model`."""
-    from cnnkit.model.sequential import Sequential
+    from cnnkit.model.graph import model_from_config
     from cnnkit.model.saving import load
 
     source = load(source_dir)
     if tuple(source.input_shape) != tuple(model.input_shape):
         raise CnnkitError(f"--init-from {source_dir}: its input shape {tuple(source.input_shape)} "
                           f"does not fit the data's {tuple(model.input_shape)}")
-    target = Sequential.from_config(source.get_config())
+    target = model_from_config(source.get_config())
     last = target.layers[-1]
     if not isinstance(last, Dense):
         raise CnnkitError(f"--init-from {source_dir}: the model must end in a Dense layer")

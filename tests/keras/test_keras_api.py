@@ -60,13 +60,30 @@ def test_raw_pixels_are_used_as_given():
     np.testing.assert_array_equal(model.predict(x, verbose=0), x)  # no /255, no rounding
 
 
-def test_predict_needs_the_batch_axis_and_the_channel_axis():
+def test_predict_needs_the_batch_axis_not_a_grayscale_channel_axis():
     model = small()
     with pytest.raises(CnnkitError, match=r"one image without its batch axis.*np.expand_dims"):
         model.predict(X[0])
     assert model.predict(np.expand_dims(X[0], 0), verbose=0).shape == (1, 3)
-    with pytest.raises(CnnkitError, match=r"add the channel axis: x.reshape\(-1, 8, 8, 1\)"):
-        model.predict(X[..., 0])
+    # (N, 8, 8) grayscale arrays, as keras.datasets.mnist gives them: the channel axis is added
+    np.testing.assert_array_equal(model.predict(X[..., 0], verbose=0), model.predict(X, verbose=0))
+
+
+def test_an_input_without_channel_axis_as_tensorflows_first_tutorial():
+    """tensorflow.org's beginner quickstart, imports changed: Flatten(input_shape=(28, 28)),
+    (N, 28, 28) arrays, logits, then Sequential([model, Softmax()]) for probabilities."""
+    model = models.Sequential([layers.Flatten(input_shape=(8, 8)), layers.Dense(16, activation="relu"),
+                               layers.Dropout(0.2), layers.Dense(3)])
+    assert model.layer_infos()[0].output_shape == (64,)  # Keras's (None, 64)
+    model.compile(optimizer="adam", loss=losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    model.fit(X[..., 0], Y, epochs=1, verbose=0)
+    logits = model.predict(X[..., 0], verbose=0)
+    probability_model = models.Sequential([model, layers.Softmax()])
+    probs = probability_model.predict(X[..., 0], verbose=0)
+    e = np.exp(logits - logits.max(1, keepdims=True))
+    np.testing.assert_allclose(probs, e / e.sum(1, keepdims=True), atol=1e-6)
+    assert probability_model.count_params() == model.count_params()
 
 
 @pytest.mark.parametrize("call, message", [
@@ -228,13 +245,14 @@ def test_functional_chain_and_a_model_built_by_its_first_data():
     x = layers.Conv2D(4, 3, activation="relu", name="conv")(inputs)
     outputs = layers.Dense(3, activation="softmax")(layers.Flatten()(x))
     model = models.Model(inputs, outputs)
-    assert [layer.name for layer in model.layers] == ["conv", "flatten", "dense"]
+    # Keras lists a functional model's input layer first
+    assert [layer.name for layer in model.layers] == ["input_layer", "conv", "flatten", "dense"]
     assert model.get_layer("conv").output.shape == (None, 6, 6, 4)
     deferred = models.Sequential([layers.Conv2D(4, 3), layers.Flatten(), layers.Dense(3)])
     deferred.compile(optimizer="sgd", loss=losses.SparseCategoricalCrossentropy(from_logits=True))
     deferred.fit(X, Y, epochs=1, verbose=0)  # Keras builds a model without Input on its data
     assert deferred.input_shape == (8, 8, 1) and deferred.count_params() == model.count_params()
-    with pytest.raises(CnnkitError, match="chain of layers"):
+    with pytest.raises(CnnkitError, match="not in inputs"):
         models.Model(inputs, layers.Dense(2)(layers.Input((4, 4, 1))))
 
 
