@@ -19,6 +19,19 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("CNNKIT_DATA", str(tmp_path_factory.mktemp("cnnkit-data")))
 
 
+@pytest.fixture(scope="session")
+def preset_model():
+    """`preset_model(name)`: the preset, keras.applications' networks (224×224×3, 1000 classes
+    by default) at their smallest input, 32×32×3 with 10 classes: the every-preset tests run each
+    network many times, which at 224 would take minutes on a CPU."""
+    from cnnkit.model.presets import PRESETS, create_model
+
+    def make(name):
+        large = PRESETS[name].input_shape[0] >= 224
+        return create_model(name, input_shape=(32, 32, 3), num_classes=10) if large else create_model(name)
+    return make
+
+
 @pytest.fixture
 def keras_reference():
     # A missing folder fails rather than skips: the data ships with the tests, so its absence

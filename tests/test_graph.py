@@ -230,3 +230,24 @@ def test_batch_norm_then_relu_in_a_graph_runs_as_one_kernel_step_with_the_same_v
         grads.append([out.detach()] + [p.grad.clone() for p in net.parameters()])
     for a, b in zip(*grads):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_a_model_that_rescales_its_own_pixels_is_fed_raw_pixels_in_training_and_after():
+    """Keras's tutorials put Rescaling(1./255) first; cnnkit's own runs feed pixels / 255 by
+    default, so such a model would see them divided twice (values near 0) without this."""
+    x, y = digits()
+    torch.manual_seed(0)
+    inputs = L.Input((8, 8, 1))
+    scaled = L.Rescaling(1 / 255)(L.RandomContrast(0.1)(inputs))  # augmentation keeps scale
+    hidden = L.Dense(64, activation="relu")(L.Flatten()(scaled))
+    model = Functional(inputs, L.Dense(10, activation="softmax")(hidden))
+    model.compile(optimizer="adam", lr=0.01)
+    model.fit(x[:1200], y[:1200], epochs=6, batch_size=32, verbose=0)
+    assert model.preprocessing == {"normalize": "standardize", "mean": [0.0],
+                                   "std": [pytest.approx(1 / 255)]}
+    net = model.net.eval()
+    raw = torch.from_numpy(x[1200:1205]).permute(0, 3, 1, 2).float()
+    with torch.no_grad():
+        expected = net.outputs(net(raw)).numpy()
+    np.testing.assert_allclose(model.predict(x[1200:1205]), expected, atol=1e-6)
+    assert model.evaluate(x[1200:], y[1200:])["accuracy"] > 0.8

@@ -43,14 +43,14 @@ def test_seed_summary_matches_seeds_md(name):
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
-def test_preset_forward_backward_and_gradients(name):
+def test_preset_forward_backward_and_gradients(name, preset_model):
     torch.manual_seed(0)
-    model = create_model(name)
+    model = preset_model(name)
     net = model.net.train()
     h, w, c = model.input_shape
     x = torch.rand(4, c, h, w)
     logits = net(x)
-    assert logits.shape == (4, PRESETS[name].num_classes)
+    assert logits.shape == (4, model.output_shape[0])
     loss = torch.nn.functional.cross_entropy(logits, torch.arange(4) % logits.shape[1])
     loss.backward()
     for pname, p in net.named_parameters():
@@ -60,9 +60,9 @@ def test_preset_forward_backward_and_gradients(name):
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
-def test_preset_save_load_round_trip(name, tmp_path):
-    model = create_model(name)
-    model.class_names = [f"c{i}" for i in range(PRESETS[name].num_classes)]
+def test_preset_save_load_round_trip(name, tmp_path, preset_model):
+    model = preset_model(name)
+    model.class_names = [f"c{i}" for i in range(model.output_shape[0])]
     x = np.random.default_rng(0).integers(0, 256, size=(3, *model.input_shape), dtype=np.uint8)
     before = model.predict(x)
     model.save(tmp_path / "m")

@@ -5,6 +5,7 @@ size or in pixels, shear angle in degrees, zoom range, flips, fill_mode, cval in
 units), but instead of one scipy call per image and channel, each image gets one random affine
 matrix and the whole batch is resampled by one sampling grid + `grid_sample` (bilinear, like
 Keras's order-1 spline). Flips are folded into the same matrix, so they cost nothing extra.
+The grid and the resampling are cnnkit.layers.warp's, shared with the augmentation layers.
 shear_range is an angle in degrees, as in Keras 3 (so the seeds' shear_range=0.2 is slight).
 
 Matrices follow Keras's construction: output pixel -> input pixel, about the image centre,
@@ -26,11 +27,11 @@ import math
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 
 from cnnkit.errors import CnnkitError, one_of
+from cnnkit.layers.warp import resample, sampling_grid  # noqa: F401  (sampling_grid: public here too)
 
-FILL_MODES = ("nearest", "constant", "reflect", "wrap")
+FILL_MODES = ("nearest", "constant", "reflect", "wrap")  # ImageDataGenerator's order
 OPTIONS = ("rotation_range", "width_shift_range", "height_shift_range", "shear_range", "zoom_range",
            "horizontal_flip", "vertical_flip", "fill_mode", "cval", "seed")  # Augmenter's arguments
 
@@ -116,21 +117,6 @@ def affine_matrices(params: dict[str, torch.Tensor], height: int, width: int) ->
     # Pixels -> [-1, 1]: x scales by 2/W, y by 2/H.
     rows = (m00, m01 * (height / width), t0 * (2 / width), m10 * (width / height), m11, t1 * (2 / height))
     return torch.stack(rows, dim=-1).to(torch.float32).view(-1, 2, 3)
-
-
-def sampling_grid(theta: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """`F.affine_grid(theta, ..., align_corners=False)` by broadcasting: (B, H, W, 2) as (x, y).
-
-    Same numbers, but faster on CPU for small images than affine_grid's batched matmul with
-    an inner dimension of 3 (bench/README.md).
-    """
-    kw = dict(device=theta.device, dtype=theta.dtype)
-    xs = (torch.arange(width, **kw) * 2 + 1) / width - 1  # (W,) pixel centres in [-1, 1]
-    ys = (torch.arange(height, **kw) * 2 + 1) / height - 1  # (H,)
-    t = theta.unsqueeze(-1)  # (B, 2, 3, 1)
-    gx = t[:, 0, 0, :, None] * xs + (t[:, 0, 1] * ys + t[:, 0, 2]).unsqueeze(-1)  # (B, H, W)
-    gy = t[:, 1, 0, :, None] * xs + (t[:, 1, 1] * ys + t[:, 1, 2]).unsqueeze(-1)
-    return torch.stack((gx, gy), dim=-1)
 
 
 def _flips_only(params: dict[str, torch.Tensor]) -> bool:
@@ -219,27 +205,17 @@ class Augmenter:
         b, c, h, w = x.shape
         theta = affine_matrices(params, h, w).to(device=x.device, dtype=x.dtype)
         grid = sampling_grid(theta, h, w)  # (B, H, W, 2) as (x, y)
-        mode = self.fill_mode
-        if mode in ("nearest", "reflect"):
-            padding = "border" if mode == "nearest" else "reflection"
-            out = F.grid_sample(x, grid, mode="bilinear", padding_mode=padding, align_corners=False)
-        elif mode == "constant":
-            out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-            # ndimage 'constant': cval outside the span of pixel centres, no blending toward it.
+        if self.fill_mode == "constant":
+            out = resample(x, grid, "nearest")
+            # ndimage 'constant' (ImageDataGenerator's, unlike the layers'): cval wherever the
+            # sample point falls outside the span of pixel centres, no blending toward it.
             px = (grid[..., 0] + 1) * (w / 2) - 0.5
             py = (grid[..., 1] + 1) * (h / 2) - 0.5
             eps = 1e-3
             outside = (px < -eps) | (px > w - 1 + eps) | (py < -eps) | (py > h - 1 + eps)  # (B, H, W)
-            out = torch.where(outside.unsqueeze(1), torch.tensor(self.cval / 255, dtype=x.dtype), out)
-        else:  # wrap: periodic coordinates, sampled from a 1-pixel circular pad so seams blend
-            px = torch.remainder((grid[..., 0] + 1) * (w / 2), w) + 0.5  # pixel coord in the padded image
-            py = torch.remainder((grid[..., 1] + 1) * (h / 2), h) + 0.5
-            grid = torch.stack((2 * (px + 0.5) / (w + 2) - 1, 2 * (py + 0.5) / (h + 2) - 1), dim=-1)
-            padded = F.pad(x, (1, 1, 1, 1), mode="circular")
-            out = F.grid_sample(padded, grid, mode="bilinear", padding_mode="border", align_corners=False)
-        if x.is_contiguous(memory_format=torch.channels_last):
-            out = out.contiguous(memory_format=torch.channels_last)
-        return out
+            # (where() keeps resample's channels_last layout)
+            return torch.where(outside.unsqueeze(1), torch.tensor(self.cval / 255, dtype=x.dtype), out)
+        return resample(x, grid, self.fill_mode)
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """A randomly transformed copy of float (B, C, H, W) `x`; `x` itself when nothing is on."""

@@ -12,13 +12,17 @@ predict; see cnnkit.keras.models. Real Keras files load with `models.load_model`
 
     layers, models, datasets, utils, callbacks, optimizers, regularizers, losses, metrics,
     preprocessing.image, mixed_precision    the Keras modules the seeds use
+    saving                                  load_model (compiled as saved), save_model,
+                                            register_keras_serializable, get_custom_objects
+    applications                            VGG16, ResNet50, MobileNetV2, EfficientNetB0 (weights=None)
 """
 from __future__ import annotations
 
 import importlib
 
 SUBMODULES = ("layers", "models", "datasets", "utils", "callbacks", "optimizers",
-              "regularizers", "losses", "metrics", "preprocessing", "mixed_precision", "training")
+              "regularizers", "losses", "metrics", "preprocessing", "mixed_precision", "training",
+              "saving", "applications")
 NAMES = {"Sequential": "models", "Model": "models", "Input": "layers"}
 
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 import inspect
 
 from cnnkit.errors import CnnkitError
-from cnnkit.layers import core
+from cnnkit.layers import Layer, core, preprocessing
+from cnnkit.layers import conv, elementwise, merge, shape  # modern CNN layers (issue 27)
 from cnnkit.errors import clipped
 from cnnkit.model.keras_files import DEFAULTS, FIXED, RENAMED, keras_arguments
 
@@ -35,17 +36,21 @@ class KerasLayer:
     def _keras_init(self, args, kwargs):
         """Check `kwargs` against cnnkit's arguments and Keras's common ones, then build the
         cnnkit layer. Returns nothing; raises one line naming an unknown argument."""
-        base = next(c for c in type(self).__mro__ if c.__module__ == core.__name__)
+        # cnnkit's layer: the first class of the mro defined in cnnkit.layers (core, conv, ...)
+        base = next(c for c in type(self).__mro__
+                    if c.__module__.startswith("cnnkit.layers.") and issubclass(c, Layer))
         params = [p for p in inspect.signature(base.__init__).parameters if p != "self"]
         kind = next(c for c in type(self).__mro__ if c.__module__ == __name__).__name__
         kwargs = keras_arguments(kind, kwargs, type(self).__name__)
-        if "kernel_initializer" in params:  # Conv2D, Dense: Keras's initializers
+        initializers = [p for p in params if p.endswith("_initializer")]
+        if initializers:  # Conv2D, Dense, DepthwiseConv2D, ...: Keras's initializers
             bias = kwargs.pop("bias_initializer", "zeros")
             if bias not in ("zeros", "Zeros"):
                 raise CnnkitError(f"{type(self).__name__}: bias_initializer={clipped(bias)} is "
                                   "not supported; valid: 'zeros'")
-            if "kernel_initializer" in kwargs:
-                kwargs["kernel_initializer"] = _initializer(kwargs["kernel_initializer"])
+            for key in initializers:
+                if key in kwargs:
+                    kwargs[key] = _initializer(kwargs[key])
         for key, value in DEFAULTS.get(kind, {}).items():
             if key not in params[:len(args)]:
                 kwargs.setdefault(key, value)
@@ -178,20 +183,71 @@ class LeakyReLU(KerasLayer, core.LeakyReLU):
     """Keras 3's LeakyReLU: slope 0.3 by default (`alpha=` is Keras 2's name for it)."""
 
 
-class ReLU(KerasLayer, core.Activation):
-    """`layers.ReLU()`: Activation('relu'); saved as such."""
-
-    type = "Activation"  # for cnnkit (saved configs, messages), this is the layer's type
-
-    def __init__(self, **kwargs):
-        self._keras_init(("relu",), kwargs)
-
-
 class Softmax(KerasLayer, core.Activation):
     type = "Activation"
 
     def __init__(self, axis=-1, **kwargs):
         self._keras_init(("softmax",), {"axis": axis, **kwargs})
+
+
+# -- modern CNN layers (issue 27) --
+class ReLU(KerasLayer, elementwise.ReLU):
+    """Keras's ReLU layer (max_value, negative_slope, threshold), a layer type of its own;
+    models saved when it was Activation('relu') load as they were."""
+
+
+class DepthwiseConv2D(KerasLayer, conv.DepthwiseConv2D):
+    pass
+
+
+class SeparableConv2D(KerasLayer, conv.SeparableConv2D):
+    pass
+
+
+class SpatialDropout2D(KerasLayer, elementwise.SpatialDropout2D):
+    def __init__(self, *args, seed=None, **kwargs):  # seed: cnnkit's run seed decides
+        self._keras_init(args, kwargs)
+
+
+class GlobalMaxPooling2D(KerasLayer, shape.GlobalMaxPooling2D):
+    pass
+
+
+class Reshape(KerasLayer, shape.Reshape):
+    pass
+
+
+class Add(KerasLayer, merge.Add):
+    pass
+
+
+class Subtract(KerasLayer, merge.Subtract):
+    pass
+
+
+class Multiply(KerasLayer, merge.Multiply):
+    pass
+
+
+class Average(KerasLayer, merge.Average):
+    pass
+
+
+class Maximum(KerasLayer, merge.Maximum):
+    pass
+
+
+class Minimum(KerasLayer, merge.Minimum):
+    pass
+
+
+class Concatenate(KerasLayer, merge.Concatenate):
+    pass
+
+
+MODERN = ["DepthwiseConv2D", "SeparableConv2D", "SpatialDropout2D", "GlobalMaxPooling2D",
+          "Reshape", "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate"]
+SeparableConvolution2D, GlobalMaxPool2D = SeparableConv2D, GlobalMaxPooling2D
 
 
 def Input(shape=None, batch_size=None, name=None, dtype=None, batch_shape=None):
@@ -207,7 +263,44 @@ def Input(shape=None, batch_size=None, name=None, dtype=None, batch_shape=None):
 
 InputLayer = Input
 
+
+# -- preprocessing and augmentation layers (issue 27) --
+class Rescaling(KerasLayer, preprocessing.Rescaling):
+    pass
+
+
+class Normalization(KerasLayer, preprocessing.Normalization):
+    pass
+
+
+class Resizing(KerasLayer, preprocessing.Resizing):
+    pass
+
+
+class RandomFlip(KerasLayer, preprocessing.RandomFlip):
+    pass
+
+
+class RandomRotation(KerasLayer, preprocessing.RandomRotation):
+    pass
+
+
+class RandomZoom(KerasLayer, preprocessing.RandomZoom):
+    pass
+
+
+class RandomTranslation(KerasLayer, preprocessing.RandomTranslation):
+    pass
+
+
+class RandomContrast(KerasLayer, preprocessing.RandomContrast):
+    pass
+
+
+_PREPROCESSING = ["Rescaling", "Normalization", "Resizing", "RandomFlip", "RandomRotation",
+                         "RandomZoom", "RandomTranslation", "RandomContrast"]
+
 __all__ = ["Input", "InputLayer", "Conv2D", "Dense", "MaxPooling2D", "AveragePooling2D",
            "ZeroPadding2D", "Flatten", "GlobalAveragePooling2D", "Dropout", "BatchNormalization",
-           "Activation", "LeakyReLU", "ReLU", "Softmax"]
+           "Activation", "LeakyReLU", "ReLU", "Softmax", *_PREPROCESSING] + MODERN
 MaxPool2D, AvgPool2D, Convolution2D = MaxPooling2D, AveragePooling2D, Conv2D

@@ -313,10 +313,13 @@ class Functional(KerasModel, _CoreFunctional):
         super().__init__(inputs, outputs, name=name or "functional", **kwargs)
         self._own_layers()
 
+    def _setup_from(self, layers, wanted, cfg, where):
+        self._keras_init(True)  # before the core's checks, which count weights as Keras does
+        super()._setup_from(layers, wanted, cfg, where)
+
     @classmethod
     def from_config(cls, cfg, where="model"):
         model = super().from_config(cfg, where)
-        model._keras_init(True)
         model._own_layers()
         return model
 
@@ -378,10 +381,11 @@ def _as_keras(layer):
 
 
 def load_model(filepath, compile=True, custom_objects=None, safe_mode=True):
-    """A `.keras` file (Keras 3), an `.h5` file (legacy Keras) or a cnnkit model directory."""
-    from cnnkit.model.saving import load
+    """A `.keras` file (Keras 3), an `.h5` file (legacy Keras) or a cnnkit model directory,
+    compiled as saved: cnnkit.keras.saving.load_model."""
+    from cnnkit.keras import saving
 
-    return load(filepath, cls=Sequential)
+    return saving.load_model(filepath, compile, custom_objects, safe_mode)
 
 
 def clone_model(model):

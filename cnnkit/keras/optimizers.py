@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from cnnkit.errors import one_of
 from cnnkit.train.optimizers import (  # noqa: F401  (Keras's names for them)
-    REGISTRY, SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop)
+    REGISTRY, SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, Ftrl, Lion, Nadam, Optimizer,
+    RMSprop)
 
 
 def get(identifier) -> Optimizer:

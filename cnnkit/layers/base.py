@@ -11,7 +11,7 @@ from cnnkit.errors import CnnkitError, clipped
 
 Shape = tuple[int, ...]
 ACTIVATIONS = ("linear", "relu", "leaky_relu", "sigmoid", "tanh", "softmax", "elu", "gelu",
-               "silu", "softplus")
+               "silu", "softplus", "relu6", "hard_sigmoid", "hard_silu")  # the last: issue 27
 INITIALIZERS = ("glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_uniform",
                 "lecun_normal", "xavier_uniform", "xavier_normal", "zeros", "torch")
 
@@ -49,6 +49,7 @@ class Layer:
     """
 
     base_name: ClassVar[str] = "layer"
+    merges: ClassVar[bool] = False  # True: takes a list of inputs (Add, Concatenate; graph models)
     name: str | None = None  # None: the model names it Keras's way, from base_name
     # True for a layer taking several inputs (Add, Concatenate): its output_shape, params,
     # macs, explain and build receive a list of shapes, its module's forward one tensor each

@@ -6,14 +6,16 @@ Shapes here are Keras's, without the batch axis: (H, W, C) for images, (D,) for 
 from __future__ import annotations
 
 import math
-import re
 
-from cnnkit.errors import CnnkitError
 from cnnkit.layers.base import (  # noqa: F401  (Input, Shape and the padding helpers: public here too)
     ACTIVATIONS, INITIALIZERS, Layer, Shape, _activation, _bool, _explain_window,
     _initializer, _l2, _pair, _padding, _positive_int, _real, _spatial, _window_output,
     check_input_shape, clipped, resolve_padding, same_padding)
 from cnnkit.layers.symbolic import Input, InputLayer  # noqa: F401
+# the registry lives in registry.py (new layer modules register there without importing this one)
+from cnnkit.layers.registry import (  # noqa: F401  (public here too, as before)
+    LAYER_TYPES, layer_from_config, layer_to_config, register_layer)
+from cnnkit.layers.dilation import _dilation, dilated, explain_dilation
 
 
 # -- layers -------------------------------------------------------------------------------------
@@ -28,7 +30,8 @@ class Conv2D(Layer):
     base_name = "conv2d"
 
     def __init__(self, filters, kernel_size, strides=1, padding="valid", activation=None,
-                 use_bias=True, kernel_initializer=None, kernel_regularizer=None, name=None):
+                 use_bias=True, kernel_initializer=None, kernel_regularizer=None,
+                 dilation_rate=1, groups=1, name=None):
         super().__init__(name)
         self.filters = _positive_int(self, "filters", filters)
         self.kernel_size = _pair(self, "kernel_size", kernel_size)
@@ -38,6 +41,10 @@ class Conv2D(Layer):
         self.use_bias = _bool(self, "use_bias", use_bias)
         self.kernel_initializer = _initializer(self, kernel_initializer)
         self.kernel_regularizer = _l2(self, kernel_regularizer)
+        self.dilation_rate = _dilation(self, dilation_rate, self.strides)
+        self.groups = _positive_int(self, "groups", groups)
+        if self.filters % self.groups:
+            raise self._error(f"filters={self.filters} must be a multiple of groups={self.groups}")
 
     def get_config(self):
         cfg = {"filters": self.filters, "kernel_size": list(self.kernel_size),
@@ -48,35 +55,46 @@ class Conv2D(Layer):
             cfg["kernel_initializer"] = self.kernel_initializer
         if self.kernel_regularizer:
             cfg["kernel_regularizer"] = {"l2": self.kernel_regularizer}
+        if self.dilation_rate != (1, 1) or self.groups != 1:  # older configs stay as they were
+            cfg.update(dilation_rate=list(self.dilation_rate), groups=self.groups)
         return cfg
 
     def _window(self, shape):
-        return _window_output(self, shape, self.kernel_size, self.strides, self.padding)
+        kernel = dilated(self.kernel_size, self.dilation_rate)
+        return _window_output(self, shape, kernel, self.strides, self.padding)
 
     def output_shape(self, shape):
         (oh, ow), _ = self._window(shape)
+        if shape[2] % self.groups:
+            raise self._error(f"input channels {shape[2]} (input shape {shape}) must be a "
+                              f"multiple of groups={self.groups}")
         return oh, ow, self.filters
 
     def params(self, shape):
         kh, kw = self.kernel_size
-        return self.filters * (shape[2] * kh * kw + int(self.use_bias)), 0
+        return self.filters * (shape[2] // self.groups * kh * kw + int(self.use_bias)), 0
 
     def macs(self, shape, out):
-        return out[0] * out[1] * self.filters * shape[2] * self.kernel_size[0] * self.kernel_size[1]
+        kh, kw = self.kernel_size
+        return out[0] * out[1] * self.filters * shape[2] // self.groups * kh * kw
 
     def explain(self, shape, out):
         (oh, ow), pads = self._window(shape)
         kh, kw = self.kernel_size
         bias = " + 1" if self.use_bias else ""
-        return _explain_window(shape, out, self.kernel_size, self.strides, pads, self.padding) + [
-            f"params = filters × (in_channels × kh × kw{bias}) = {self.filters} × ({shape[2]} × {kh}"
-            f" × {kw}{bias}) = {self.params(shape)[0]:,}"]
+        per = f"{shape[2]} / {self.groups}" if self.groups > 1 else f"{shape[2]}"
+        window = dilated(self.kernel_size, self.dilation_rate)
+        return explain_dilation(self.kernel_size, self.dilation_rate) + _explain_window(
+            shape, out, window, self.strides, pads, self.padding) + [
+            f"params = filters × (in_channels{' / groups' if self.groups > 1 else ''} × kh × kw"
+            f"{bias}) = {self.filters} × ({per} × {kh} × {kw}{bias}) = {self.params(shape)[0]:,}"]
 
     def build(self, shape, init):
         from cnnkit.layers import initializers, nn as knn
 
         _, pads = self._window(shape)
-        conv = knn.Conv2d(shape[2], self.filters, self.kernel_size, self.strides, pads, self.use_bias)
+        conv = knn.Conv2d(shape[2], self.filters, self.kernel_size, self.strides, pads,
+                          self.use_bias, self.dilation_rate, self.groups)
         initializers.initialize(conv.conv, self.kernel_initializer, init)
         return conv
 
@@ -186,17 +204,25 @@ class Flatten(_NoWeights):
 class GlobalAveragePooling2D(_NoWeights):
     base_name = "global_average_pooling2d"
 
+    def __init__(self, keepdims=False, name=None):
+        super().__init__(name)
+        self.keepdims = _bool(self, "keepdims", keepdims)
+
+    def get_config(self):
+        return {"keepdims": True} if self.keepdims else {}  # older configs stay as they were
+
     def output_shape(self, shape):
-        return (_spatial(self, shape)[2],)
+        c = _spatial(self, shape)[2]
+        return (1, 1, c) if self.keepdims else (c,)
 
     def explain(self, shape, out):
-        return [f"mean over {shape[0]} × {shape[1]} positions per channel → {out[0]} values; "
+        return [f"mean over {shape[0]} × {shape[1]} positions per channel → {out[-1]} values; "
                 "no parameters"]
 
     def build(self, shape, init):
         from cnnkit.layers import nn as knn
 
-        return knn.GlobalAvgPool2d()
+        return knn.GlobalAvgPool2d(self.keepdims)
 
 
 class Dense(Layer):
@@ -251,12 +277,25 @@ class Dense(Layer):
 class Dropout(_NoWeights):
     base_name = "dropout"
 
-    def __init__(self, rate, name=None):
+    def __init__(self, rate, noise_shape=None, name=None):
         super().__init__(name)
         self.rate = _real(self, "rate", rate, lambda r: 0 <= r < 1, "a number in [0, 1)")
+        self.noise_shape = None if noise_shape is None else _noise_shape(self, noise_shape)
 
     def get_config(self):
-        return {"rate": self.rate}
+        cfg = {"rate": self.rate}
+        if self.noise_shape is not None:
+            cfg["noise_shape"] = list(self.noise_shape)
+        return cfg
+
+    def output_shape(self, shape):
+        noise = self.noise_shape
+        if noise is not None and (len(noise) != len(shape) + 1 or any(
+                n not in (None, 1, s) for n, s in zip(noise, (None,) + tuple(shape)))):
+            raise self._error(f"noise_shape {noise} does not fit its input (batch, "
+                              f"{', '.join(map(str, shape))}); valid: one entry per axis, batch "
+                              "first, each None, 1 or the axis's size")
+        return shape
 
     def explain(self, shape, out):
         return [f"training: zeroes each value with probability {self.rate} and scales the rest by "
@@ -265,7 +304,20 @@ class Dropout(_NoWeights):
     def build(self, shape, init):
         from torch import nn
 
-        return nn.Dropout(self.rate)
+        from cnnkit.layers import nn as knn
+
+        if self.noise_shape is None:
+            return nn.Dropout(self.rate)
+        return knn.NoiseDropout(self.rate, self.noise_shape)
+
+
+def _noise_shape(layer, value) -> tuple:
+    """Keras's noise_shape, batch axis first: (None, 1, 1, 1) drops whole images."""
+    if not isinstance(value, (list, tuple)) or not value or any(
+            v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1) for v in value):
+        raise layer._error(f"noise_shape must be a list of positive integers or None, batch axis "
+                           f"first, like (None, 1, 1, 1); received noise_shape={clipped(value)}")
+    return tuple(value)
 
 
 class BatchNormalization(Layer):
@@ -334,69 +386,7 @@ class LeakyReLU(_NoWeights):
         return knn.activation_module("leaky_relu", self.negative_slope)
 
 
-# -- the registry model files name layers by ----------------------------------------------------
-LAYER_TYPES: dict[str, type[Layer]] = {}
-
-
-def register_layer(cls: type[Layer]) -> type[Layer]:
-    """Class decorator, as Keras's `register_keras_serializable`: model files (and saved models)
-    can then name the layer by its class name, `{Pointwise: {filters: 8}}`. Its automatic name
-    is its class name in snake_case (`pointwise`, `pointwise_1`) unless it sets `base_name`.
-    A model file naming it loads wherever the class has been defined (imported) first."""
-    if not (isinstance(cls, type) and issubclass(cls, Layer)):
-        raise CnnkitError(f"register_layer: {cls!r} is not a subclass of cnnkit.layers.Layer")
-    name, taken = cls.__name__, LAYER_TYPES.get(cls.__name__)
-    # the same class defined again (a notebook cell run twice, a module reloaded) replaces itself
-    if taken is not None and (taken.__module__, taken.__qualname__) != (cls.__module__, cls.__qualname__):
-        raise CnnkitError(f"register_layer: the layer type {name!r} is already "
-                          f"{taken.__module__}.{taken.__qualname__}; give {cls.__module__}."
-                          f"{cls.__qualname__} another class name")
-    if "base_name" not in vars(cls):
-        cls.base_name = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2",
-                               re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)).lower()
-    LAYER_TYPES[name] = cls
-    return cls
-
-
-for _cls in (InputLayer, Conv2D, MaxPooling2D, AveragePooling2D, ZeroPadding2D, Flatten, GlobalAveragePooling2D,
-             Dense, Dropout, BatchNormalization, Activation, LeakyReLU):
+# -- registered, so model files name them ---------------------------------------------------
+for _cls in (Conv2D, MaxPooling2D, AveragePooling2D, ZeroPadding2D, Flatten, GlobalAveragePooling2D,
+             Dense, Dropout, BatchNormalization, Activation, LeakyReLU, InputLayer):
     register_layer(_cls)
-
-
-def layer_from_config(entry, where: str = "layer") -> Layer:
-    """`{"Conv2D": {"filters": 32, ...}}` → Conv2D(32, ...)."""
-    if not isinstance(entry, dict) or len(entry) != 1:
-        raise CnnkitError(f"{where}: expected one mapping like {{Conv2D: {{filters: 32, kernel_size: 3}}}}; "
-                          f"received {clipped(entry)}")
-    (type_name, args), = entry.items()
-    if not isinstance(type_name, str) or type_name not in LAYER_TYPES:
-        # one_of's words, with the name clipped: a file's key can be megabytes
-        raise CnnkitError(f"{where}: unknown layer type {clipped(type_name)}; valid: "
-                          f"{', '.join(LAYER_TYPES)} (a layer of your own: decorate it with "
-                          "@cnnkit.layers.register_layer and import it first)")
-    args = {} if args is None else args
-    if not isinstance(args, dict):
-        raise CnnkitError(f"{where}: {type_name} arguments must be a mapping; received "
-                          f"{clipped(args)}")
-    cls = LAYER_TYPES[type_name]
-    import inspect
-
-    signature = inspect.signature(cls.__init__).parameters
-    accepted = set(signature) - {"self"}
-    unknown = sorted(set(args) - accepted, key=str)  # a YAML key may be a number
-    if unknown and not any(p.kind is p.VAR_KEYWORD for p in signature.values()):
-        raise CnnkitError(f"{where}: {type_name} has no argument {clipped(unknown[0])}; "
-                          f"valid: {', '.join(sorted(accepted))}")
-    try:
-        return cls(**args)
-    except TypeError as e:  # a required argument is missing
-        raise CnnkitError(f"{where}: {type_name}: {clipped(e, quote=False)}") from None
-    except CnnkitError as e:
-        raise CnnkitError(f"{where}: {e}") from None
-
-
-def layer_to_config(layer: Layer) -> dict:
-    cfg = layer.get_config()
-    if layer.name:
-        cfg["name"] = layer.name
-    return {layer.type: cfg}

@@ -15,8 +15,8 @@ def _fans(weight: torch.Tensor) -> tuple[int, int]:
     return weight.shape[1] * receptive, weight.shape[0] * receptive
 
 
-def _variance_scaling(weight, scale: float, mode: str, distribution: str) -> None:
-    fan_in, fan_out = _fans(weight)
+def _variance_scaling(weight, scale: float, mode: str, distribution: str, fans=None) -> None:
+    fan_in, fan_out = fans or _fans(weight)
     n = {"fan_in": fan_in, "fan_avg": (fan_in + fan_out) / 2}[mode]
     if distribution == "uniform":
         limit = math.sqrt(3.0 * scale / n)
@@ -39,16 +39,18 @@ _KERNEL = {
 
 
 @torch.no_grad()
-def initialize(module: nn.Module, kernel_initializer: str | None, style: str) -> None:
+def initialize(module: nn.Module, kernel_initializer: str | None, style: str,
+               fans: tuple[int, int] | None = None) -> None:
     """Initialize a Conv2d/Linear in place.
 
     style 'keras': kernel Glorot-uniform, bias zeros. style 'torch': PyTorch's defaults, which
     the module already has. An explicit `kernel_initializer` overrides the kernel only; a
-    Keras-style model still gets zero biases."""
+    Keras-style model still gets zero biases. `fans`: (fan_in, fan_out) as Keras counts them
+    where its kernel layout differs from torch's (a depthwise kernel (kh, kw, in, multiplier))."""
     name = kernel_initializer or ("glorot_uniform" if style == "keras" else "torch")
     if name == "zeros":
         nn.init.zeros_(module.weight)
     elif name != "torch":
-        _variance_scaling(module.weight, *_KERNEL[name])
+        _variance_scaling(module.weight, *_KERNEL[name], fans=fans)
     if style == "keras" and module.bias is not None:
         nn.init.zeros_(module.bias)

@@ -28,22 +28,21 @@ def activation_module(name: str, negative_slope: float | None = None) -> nn.Modu
     return {
         "relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "softmax": Softmax,
         "elu": nn.ELU, "gelu": nn.GELU, "silu": nn.SiLU, "softplus": nn.Softplus,
+        # Keras 3's relu6, hard_sigmoid (relu6(x + 3) / 6) and hard_silu are torch's own
+        "relu6": nn.ReLU6, "hard_sigmoid": nn.Hardsigmoid, "hard_silu": nn.Hardswish,
     }[name]()
-
-
-ACTIVATIONS = ("linear", "relu", "leaky_relu", "sigmoid", "tanh", "softmax", "elu", "gelu",
-               "silu", "softplus")
 
 
 # --- layers ------------------------------------------------------------------------------------
 class Conv2d(nn.Module):
-    def __init__(self, in_ch, out_ch, kernel, stride, pads, bias):
+    def __init__(self, in_ch, out_ch, kernel, stride, pads, bias, dilation=1, groups=1):
         super().__init__()
         t, b, left, r = pads
         self.symmetric = t == b and left == r
         self.pads = (left, r, t, b)  # F.pad order: last dim first
         self.conv = nn.Conv2d(in_ch, out_ch, kernel, stride,
-                              padding=(t, left) if self.symmetric else 0, bias=bias)
+                              padding=(t, left) if self.symmetric else 0, bias=bias,
+                              dilation=dilation, groups=groups)
 
     def forward(self, x):  # (B, C, H, W)
         if not self.symmetric:
@@ -121,8 +120,12 @@ class Flatten(nn.Module):
 
 
 class GlobalAvgPool2d(nn.Module):
-    def forward(self, x):  # (B, C, H, W) -> (B, C)
-        return x.mean(dim=(2, 3))
+    def __init__(self, keepdims: bool = False):
+        super().__init__()
+        self.keepdims = keepdims
+
+    def forward(self, x):  # (B, C, H, W) -> (B, C), or (B, C, 1, 1) with keepdims
+        return x.mean(dim=(2, 3), keepdim=self.keepdims)
 
 
 class Dense(nn.Module):
@@ -248,6 +251,148 @@ class GraphNet(Net):
             if names[slot] in keep:
                 outs[names[slot]] = y
         return outs, values[self.output]
+
+
+# -- modern CNN layers (issue 27) ---------------------------------------------------------------
+# A module whose weights Keras lays out otherwise than torch defines `keras_layout()`: per weight,
+# in Keras's order, (tensor, shape, order) such that Keras's array is
+# tensor.reshape(shape).permute(order) (cnnkit.model.saving reads and writes it both ways).
+def _conv_layout(conv: nn.Conv2d) -> list:
+    w = conv.weight  # (out, in, kh, kw) -> Keras (kh, kw, in, out)
+    return [(w, tuple(w.shape), (2, 3, 1, 0))] + (
+        [(conv.bias, tuple(conv.bias.shape), (0,))] if conv.bias is not None else [])
+
+
+def _depthwise_layout(conv: nn.Conv2d, multiplier: int) -> list:
+    w = conv.weight  # (in · m, 1, kh, kw), output channel i·m + j -> Keras (kh, kw, in, m)
+    shape = (w.shape[0] // multiplier, multiplier, w.shape[2], w.shape[3])
+    return [(w, shape, (2, 3, 0, 1))]
+
+
+class DepthwiseConv2d(nn.Module):
+    """One kh × kw filter (`multiplier` of them) per input channel: a grouped conv, groups=in."""
+
+    def __init__(self, in_ch, multiplier, kernel, stride, pads, bias, dilation):
+        super().__init__()
+        self.multiplier = multiplier
+        self.depthwise = Conv2d(in_ch, in_ch * multiplier, kernel, stride, pads, bias, dilation,
+                                groups=in_ch)
+
+    def forward(self, x):  # (B, C, H, W) -> (B, C · m, H', W')
+        return self.depthwise(x)
+
+    def keras_layout(self):
+        conv = self.depthwise.conv
+        return _depthwise_layout(conv, self.multiplier) + _conv_layout(conv)[1:]
+
+
+class SeparableConv2d(nn.Module):
+    """Depthwise then a 1×1 pointwise conv; Keras's one bias belongs to the pointwise one."""
+
+    def __init__(self, in_ch, multiplier, filters, kernel, stride, pads, bias, dilation):
+        super().__init__()
+        self.multiplier = multiplier
+        self.depthwise = Conv2d(in_ch, in_ch * multiplier, kernel, stride, pads, False, dilation,
+                                groups=in_ch)
+        self.pointwise = nn.Conv2d(in_ch * multiplier, filters, 1, bias=bias)
+
+    def forward(self, x):
+        return self.pointwise(self.depthwise(x))
+
+    def keras_layout(self):  # [depthwise_kernel, pointwise_kernel, bias]
+        return _depthwise_layout(self.depthwise.conv, self.multiplier) + _conv_layout(self.pointwise)
+
+
+class ReLU(nn.Module):
+    """Keras's ReLU(max_value, negative_slope, threshold): x above the threshold (capped at
+    max_value), negative_slope · (x - threshold) below it."""
+
+    def __init__(self, max_value, negative_slope, threshold):
+        super().__init__()
+        self.max_value, self.negative_slope, self.threshold = max_value, negative_slope, threshold
+
+    def forward(self, x):
+        y = x * (x > self.threshold) if self.threshold else F.relu(x)
+        if self.max_value is not None:
+            y = y.clamp(max=self.max_value)
+        if self.negative_slope:
+            y = y - self.negative_slope * F.relu(self.threshold - x)
+        return y
+
+
+class GlobalMaxPool2d(nn.Module):
+    def __init__(self, keepdims: bool = False):
+        super().__init__()
+        self.keepdims = keepdims
+
+    def forward(self, x):  # (B, C, H, W) -> (B, C), or (B, C, 1, 1) with keepdims
+        return x.amax(dim=(2, 3), keepdim=self.keepdims)
+
+
+def to_keras_layout(x):
+    """Images NCHW -> Keras's NHWC; other tensors are already in Keras's layout."""
+    return x.permute(0, 2, 3, 1) if x.dim() == 4 else x
+
+
+def from_keras_layout(x):
+    return x.permute(0, 3, 1, 2) if x.dim() == 4 else x
+
+
+class Reshape(nn.Module):
+    """Keras's reshape reads values in (H, W, C) order, so images go channels-last first."""
+
+    def __init__(self, target):
+        super().__init__()
+        self.target = tuple(target)
+
+    def forward(self, x):
+        y = to_keras_layout(x).reshape((x.shape[0],) + self.target)
+        return from_keras_layout(y)
+
+
+class NoiseDropout(nn.Module):
+    """Dropout with one draw per Keras `noise_shape` cell ((None, 1, 1, 1): per image, as
+    EfficientNet's drop-connect): None takes the input's size, 1 shares the draw along an axis."""
+
+    def __init__(self, rate, noise_shape):
+        super().__init__()
+        self.rate, self.noise_shape = rate, tuple(noise_shape)
+
+    def forward(self, x):
+        if not self.training or self.rate == 0:
+            return x
+        size = to_keras_layout(x).shape
+        shape = [n if s is None else s for n, s in zip(size, self.noise_shape)]
+        keep = torch.rand(shape, dtype=x.dtype, device=x.device) >= self.rate
+        mask = from_keras_layout(keep.to(x.dtype)) / (1 - self.rate)
+        return x * mask
+
+
+class Merge(nn.Module):
+    """Several inputs, one output, element by element (size-1 axes broadcast, as in Keras)."""
+
+    def __init__(self, op: str):
+        super().__init__()
+        self.op = op
+
+    def forward(self, *xs):
+        y = xs[0]
+        for x in xs[1:]:
+            y = _MERGE_OPS[self.op](y, x)
+        return y / len(xs) if self.op == "average" else y
+
+
+_MERGE_OPS = {"add": torch.add, "subtract": torch.sub, "multiply": torch.mul,
+              "average": torch.add, "maximum": torch.maximum, "minimum": torch.minimum}
+
+
+class Concatenate(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, *xs):
+        return torch.cat(xs, dim=self.dim)
 
 
 def _schedule(entries, output) -> list:

@@ -2,6 +2,10 @@
 
 An input box, then one box per layer, top to bottom and joined by arrows: its name and type,
 its main arguments, the shapes in and out and its parameter count; a footer with the totals.
+A graph model's boxes are its layers, input layers included, in the same column: an edge from
+one layer to the next is the straight arrow between them, and every other edge (a skip
+connection, a merge's second input) a connector routed beside the boxes, in a lane of its own
+so that no two overlap.
 Every number comes from `summary_dict`, the same one `cnnkit summary --json` prints, so the
 picture and the table can never disagree.
 
@@ -29,6 +33,7 @@ FONT_STACK = f"'{FONT}', Menlo, Consolas, monospace"
 ADVANCE = 0.61  # a monospace character's width per pixel of font size (DejaVu: 0.602)
 TITLE_SIZE, TEXT_SIZE = 13, 12
 PAD_X, PAD_Y, GAP, MARGIN = 14, 9, 30, 20
+LANE = 16  # pixels between the lanes of a graph's routed connectors, right of the boxes
 ARGS_WIDTH = 88  # characters; longer argument lists (custom layers) wrap
 INK, MUTED, EDGE, ARROW = "#202124", "#5f6368", "#80868b", "#5f6368"
 FILLS = {"Input": "#ffffff", "Conv2D": "#e8f0fe", "MaxPooling2D": "#e6f4ea",
@@ -85,7 +90,7 @@ class Layout:
     width: float
     height: float
     boxes: list[Box]
-    arrows: list[tuple[float, float, float]]  # (x, from y, to y)
+    arrows: list[list[tuple[float, float]]]  # each arrow's points: 2 straight, 4 routed
     captions: list[tuple[float, Line]]  # (baseline y, line): the title and the footer
 
 
@@ -106,18 +111,84 @@ def layer_arguments(layer_type: str, config: dict) -> list[str]:
     return textwrap.wrap(", ".join(items), ARGS_WIDTH, break_on_hyphens=False)
 
 
+def _shapes_text(shape) -> str:
+    """One shape, or a merge layer's list of them."""
+    if shape and isinstance(shape[0], (list, tuple)):
+        return ", ".join(shape_text(s) for s in shape)
+    return shape_text(shape)
+
+
+def _is_graph(summary: dict) -> bool:
+    return any("connected_to" in layer for layer in summary["layers"])
+
+
 def _boxes(summary: dict) -> list[Box]:
-    shape = shape_text(summary["input_shape"])
-    boxes = [Box("input_layer", [Line("input_layer (InputLayer)", TITLE_SIZE, bold=True),
-                                 Line(shape)], FILLS["Input"])]
+    boxes = []
+    if not _is_graph(summary):  # a Sequential's input is drawn as Keras draws it: a box first
+        boxes.append(Box("input_layer", [Line("input_layer (InputLayer)", TITLE_SIZE, bold=True),
+                                         Line(shape_text(summary["input_shape"]))], FILLS["Input"]))
     for layer in summary["layers"]:
         lines = [Line(f"{layer['name']} ({layer['type']})", TITLE_SIZE, bold=True)]
+        if layer["type"] == "InputLayer":
+            boxes.append(Box(layer["name"], lines + [Line(shape_text(layer["output_shape"]))],
+                             FILLS["Input"]))
+            continue
         args = layer_arguments(layer["type"], layer["config"])
         lines += [Line(text, color=MUTED) for text in args]
-        lines += [Line(f"{shape_text(layer['input_shape'])} → {shape_text(layer['output_shape'])}"),
+        lines += [Line(f"{_shapes_text(layer['input_shape'])} → "
+                       f"{shape_text(layer['output_shape'])}"),
                   Line(f"params: {layer['params']:,}")]
         boxes.append(Box(layer["name"], lines, FILLS.get(layer["type"], OTHER_FILL)))
     return boxes
+
+
+def edges(summary: dict) -> list[tuple[int, int]]:
+    """(from box, to box) for every arrow: a chain for a Sequential, each layer's inputs for a
+    graph (its boxes are its layers)."""
+    if not _is_graph(summary):
+        return [(i - 1, i) for i in range(1, len(summary["layers"]) + 1)]
+    index = {layer["name"]: i for i, layer in enumerate(summary["layers"])}
+    return [(index[src], i) for i, layer in enumerate(summary["layers"])
+            for src in layer["connected_to"]]
+
+
+def _lanes(routed: list[tuple[int, int]]) -> list[int]:
+    """A lane per routed edge, the first one free over its whole span of boxes (interval
+    colouring: edges that overlap vertically never share a lane)."""
+    ends, lanes = [], []  # ends[k]: the last box lane k reaches so far
+    for a, b in routed:
+        k = next((k for k, end in enumerate(ends) if end < a), len(ends))
+        ends[k:k + 1] = [b]
+        lanes.append(k)
+    return lanes
+
+
+def _ports(box: Box, count: int, lower: bool) -> list[float]:
+    """`count` distinct heights on a box's right side: edges leave from its lower half and
+    arrive in its upper half, so an edge out never meets one in."""
+    half = box.h / 2
+    return [box.y + (half if lower else 0) + half * (m + 1) / (count + 1) for m in range(count)]
+
+
+def _arrows(boxes: list[Box], pairs: list[tuple[int, int]]) -> tuple[list, int]:
+    """Every edge's points, and how many lanes the routed ones take."""
+    arrows = [[(b.x + b.w / 2, boxes[i].y + boxes[i].h), (b.x + b.w / 2, b.y)]
+              for i, j in pairs if j == i + 1 for b in [boxes[j]]]
+    routed = sorted((i, j) for i, j in pairs if j != i + 1)
+    lanes = _lanes(routed)
+    # ports follow lane order so that connectors nest instead of crossing at a box: the
+    # farther a lane, the higher an edge leaves and the lower it arrives
+    outs = {i: sorted((lane, j) for (a, j), lane in zip(routed, lanes) if a == i)
+            for i, _ in routed}
+    ins = {j: sorted((lane, i) for (i, b), lane in zip(routed, lanes) if b == j)
+           for _, j in routed}
+    for (i, j), lane in zip(routed, lanes):
+        src, dst = boxes[i], boxes[j]
+        y0 = _ports(src, len(outs[i]), True)[::-1][outs[i].index((lane, j))]
+        y1 = _ports(dst, len(ins[j]), False)[ins[j].index((lane, i))]
+        x = src.x + src.w + LANE * (lane + 1)
+        arrows.append([(src.x + src.w, y0), (x, y0), (x, y1), (dst.x + dst.w, y1)])
+    return arrows, max(lanes, default=-1) + 1
 
 
 def _baseline(top: float, line: Line) -> float:
@@ -135,12 +206,10 @@ def layout(model) -> Layout:
     boxes = _boxes(d)
     box_w = math.ceil(max(line.width for b in boxes for line in b.lines)) + 2 * PAD_X
     width = max(box_w, math.ceil(max(line.width for line in [title, *footer]))) + 2 * MARGIN
-    captions, arrows = [(_baseline(MARGIN, title), title)], []
+    captions = [(_baseline(MARGIN, title), title)]
     y = MARGIN + title.height + GAP / 2
     for i, box in enumerate(boxes):
-        if i:
-            arrows.append((width / 2, y, y + GAP))
-            y += GAP
+        y += GAP if i else 0
         box.x, box.y, box.w = (width - box_w) / 2, y, box_w
         box.h = sum(line.height for line in box.lines) + 2 * PAD_Y
         y += box.h
@@ -148,6 +217,9 @@ def layout(model) -> Layout:
     for line in footer:
         captions.append((_baseline(y, line), line))
         y += line.height
+    arrows, lanes = _arrows(boxes, edges(d))
+    # the lanes need room right of the boxes; a chain (no lanes) keeps its width
+    width = max(width, boxes[0].x + box_w + LANE * (lanes + 1) + MARGIN) if lanes else width
     return Layout(width, math.ceil(y + MARGIN), boxes, arrows, captions)
 
 
@@ -179,9 +251,15 @@ def model_svg(model) -> str:
            f'<rect class="background" width="{w:g}" height="{h:g}" fill="#ffffff"/>']
     for y, line in lay.captions:
         out.append(_svg_text(w / 2, y, line))
-    for x, y0, y1 in lay.arrows:
-        out.append(f'<line class="arrow" x1="{x:g}" y1="{y0:g}" x2="{x:g}" y2="{y1:g}" '
-                   f'stroke="{ARROW}" stroke-width="1.4" marker-end="url(#arrowhead)"/>')
+    for points in lay.arrows:
+        if len(points) == 2:
+            (x, y0), (_, y1) = points
+            out.append(f'<line class="arrow" x1="{x:g}" y1="{y0:g}" x2="{x:g}" y2="{y1:g}" '
+                       f'stroke="{ARROW}" stroke-width="1.4" marker-end="url(#arrowhead)"/>')
+        else:
+            pts = " ".join(f"{x:g},{y:g}" for x, y in points)
+            out.append(f'<polyline class="arrow" points="{pts}" fill="none" stroke="{ARROW}" '
+                       'stroke-width="1.4" marker-end="url(#arrowhead)"/>')
     for box in lay.boxes:
         out.append(f'<g class="box" data-layer={quoteattr(box.name)}>')
         out.append(f'<rect x="{box.x:g}" y="{box.y:g}" width="{box.w:g}" height="{box.h:g}" '
@@ -199,6 +277,7 @@ PNG_SCALE = 2  # pixels per layout pixel: sharp on high-density screens and in s
 def _save_png(model, path: Path) -> None:
     from matplotlib.figure import Figure
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+    from matplotlib.path import Path as Route
 
     lay = layout(model)
     # one layout pixel = one point, so font sizes carry over from the SVG unchanged
@@ -214,9 +293,11 @@ def _save_png(model, path: Path) -> None:
 
     for y, line in lay.captions:
         text(lay.width / 2, y, line)
-    for x, y0, y1 in lay.arrows:
-        ax.add_patch(FancyArrowPatch((x, y0), (x, y1), arrowstyle="-|>", mutation_scale=12,
-                                     color=ARROW, linewidth=1.4, shrinkA=0, shrinkB=0))
+    for points in lay.arrows:
+        straight = len(points) == 2  # drawn as before graphs: the two ends, not a path
+        where = dict(posA=points[0], posB=points[1]) if straight else dict(path=Route(points))
+        ax.add_patch(FancyArrowPatch(**where, arrowstyle="-|>", mutation_scale=12, color=ARROW,
+                                     linewidth=1.4, shrinkA=0, shrinkB=0))
     for box in lay.boxes:
         ax.add_patch(FancyBboxPatch((box.x, box.y), box.w, box.h, "round,pad=0,rounding_size=6",
                                     facecolor=box.fill, edgecolor=EDGE, linewidth=1))

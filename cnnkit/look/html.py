@@ -314,8 +314,11 @@ def inside_section(model, x, y, names: list[str], picks: list[int]) -> str:
 def mapped_layers(model) -> list[str]:
     """The first convolutions and poolings: their outputs are the maps worth a look (a
     Dropout or BatchNormalization output is much the same picture again)."""
-    kinds = ("Conv2D", "MaxPooling2D", "AveragePooling2D")
-    return [i.name for i in model.layer_infos() if i.layer.type in kinds][:MAP_LAYERS]
+    from cnnkit.look.inside import is_convolution
+
+    pools = ("MaxPooling2D", "AveragePooling2D")
+    return [i.name for i in model.layer_infos()
+            if is_convolution(i.layer) or i.layer.type in pools][:MAP_LAYERS]
 
 
 def filters_img(w: np.ndarray) -> str:

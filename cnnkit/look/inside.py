@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from cnnkit.errors import CnnkitError, one_of, out_of_range
-from cnnkit.layers import AveragePooling2D, Conv2D, MaxPooling2D
+from cnnkit.layers import AveragePooling2D, MaxPooling2D
 from cnnkit.model.inputs import network_input, to_pixels
 from cnnkit.model.outputs import class_count, predicted_class
 from cnnkit.model.predict import evaluating
@@ -243,8 +243,20 @@ def _layer_names(model, layers) -> list[str]:
     return list(dict.fromkeys(wanted))  # a name asked twice is drawn once
 
 
+def is_convolution(layer) -> bool:
+    """Conv2D and its kin (DepthwiseConv2D, SeparableConv2D, a user's own ...Conv2D): the
+    layers whose outputs Grad-CAM weighs and whose feature maps are pictured."""
+    return layer.type.endswith("Conv2D")
+
+
+def conv_layer_names(model) -> list[str]:
+    """The convolutions' names in the model's order (a graph's: a topological one), so the
+    last is the one nearest the output: Grad-CAM's default layer, here and in the server."""
+    return [info.name for info in model.layer_infos() if is_convolution(info.layer)]
+
+
 def _conv_names(model, what: str) -> list[str]:
-    names = [info.name for info in model.layer_infos() if isinstance(info.layer, Conv2D)]
+    names = conv_layer_names(model)
     if not names:
         types = ", ".join(layer.type for layer in model.layers)
         raise CnnkitError(f"{what} needs a convolutional model, and this one has no Conv2D "
@@ -266,7 +278,8 @@ def _feature_layer(model, name: str) -> str:
 
 def _pictured_layers(model) -> list[str]:
     return [info.name for info in model.layer_infos()
-            if isinstance(info.layer, (Conv2D, MaxPooling2D, AveragePooling2D))]
+            if is_convolution(info.layer)
+            or isinstance(info.layer, (MaxPooling2D, AveragePooling2D))]
 
 
 def _file_parts(model) -> dict[str, str]:

@@ -200,3 +200,15 @@ def _fit(t: torch.Tensor, input_shape) -> torch.Tensor:
     from cnnkit.data import convert_images
 
     return convert_images(t, channels=c, size=(h, w))
+
+
+def scales_own_pixels(model) -> bool:
+    """Does the model take raw 0-255 pixels? Yes when its first layer past the input and the
+    augmentation layers (which keep the scale) is Rescaling, as Keras's tutorials write
+    `Rescaling(1./255)`: then pixels reach it unscaled, or they would be divided twice."""
+    from cnnkit.layers import InputLayer
+    from cnnkit.layers.preprocessing import AUGMENTATION_LAYERS, Rescaling
+
+    first = next((layer for layer in getattr(model, "layers", ())
+                  if not isinstance(layer, (InputLayer, *AUGMENTATION_LAYERS))), None)
+    return isinstance(first, Rescaling)

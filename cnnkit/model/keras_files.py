@@ -1,6 +1,7 @@
 """Keras's model files, read and written: `.keras` (Keras 3: a zip of `config.json`,
 `metadata.json` and `model.weights.h5`) and legacy `.h5` (HDF5 with `model_config` and
-`model_weights`), for Sequential models made of the layers cnnkit has.
+`model_weights`), for Sequential and functional models made of the layers cnnkit has (a
+functional model that is not one chain becomes a cnnkit graph: cnnkit.model.keras_graph).
 
 Reading maps each Keras layer config to the cnnkit layer computing the same function and
 copies its weights in Keras's layout (conv kernel (kh, kw, in, out), dense kernel (in, out),
@@ -15,8 +16,10 @@ import zipfile
 from pathlib import Path
 
 from cnnkit.errors import CnnkitError
-from cnnkit.layers import ACTIVATIONS, core
+from cnnkit.layers import ACTIVATIONS, LAYER_TYPES
+from cnnkit.model.inputs import scales_own_pixels
 from cnnkit.errors import clipped
+from cnnkit.model.keras_graph import graph_from_config, inbound_names, weight_paths
 
 KERAS_VERSION = "3.15.1"  # the Keras these files are tested against (tests/keras)
 SUPPORTED = ("InputLayer", "Conv2D", "MaxPooling2D", "AveragePooling2D", "ZeroPadding2D",
@@ -26,14 +29,39 @@ KERAS_ACTIVATIONS = {"swish": "silu"}  # Keras's other names for cnnkit's activa
 _IMAGE = {"data_format": ("channels_last", None), "dilation_rate": (1, [1, 1], (1, 1)),
           "groups": (1,)}
 FIXED = {  # Keras's options that cnnkit computes one way only: layer -> {argument: accepted}
-    **dict.fromkeys(("Conv2D", "MaxPooling2D", "AveragePooling2D", "ZeroPadding2D", "Flatten"),
-                    _IMAGE),
-    "GlobalAveragePooling2D": {**_IMAGE, "keepdims": (False,)},
+    **dict.fromkeys(("MaxPooling2D", "AveragePooling2D", "ZeroPadding2D", "Flatten",
+                     "GlobalAveragePooling2D"), _IMAGE),
+    "Conv2D": {"data_format": _IMAGE["data_format"]},
     "BatchNormalization": {"axis": (-1, 3, [-1], [3]), "center": (True,), "scale": (True,)},
-    "ReLU": {"max_value": (None,), "negative_slope": (0, 0.0), "threshold": (0, 0.0)},
     "Softmax": {"axis": (-1, [-1])},
-    "Dropout": {"noise_shape": (None,)},
 }
+# -- modern CNN layers (issue 27) --
+MODERN = ("DepthwiseConv2D", "SeparableConv2D", "GlobalMaxPooling2D", "Reshape",
+          "SpatialDropout2D", "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum",
+          "Concatenate")
+SUPPORTED += MODERN
+KERAS_ACTIVATIONS.update(hard_swish="hard_silu")
+_NONE = (None,)
+FIXED.update({
+    "DepthwiseConv2D": {"data_format": _IMAGE["data_format"], "depthwise_regularizer": _NONE,
+                        "depthwise_constraint": _NONE, "bias_constraint": _NONE},
+    "SeparableConv2D": {"data_format": _IMAGE["data_format"], "depthwise_regularizer": _NONE,
+                        "pointwise_regularizer": _NONE, "depthwise_constraint": _NONE,
+                        "pointwise_constraint": _NONE, "bias_constraint": _NONE},
+    "GlobalMaxPooling2D": {"data_format": _IMAGE["data_format"]},
+    "SpatialDropout2D": {"data_format": _IMAGE["data_format"]},
+})
+# -- preprocessing and augmentation layers (issue 27) --
+SUPPORTED += ("Rescaling", "Normalization", "Resizing", "RandomFlip", "RandomRotation",
+              "RandomZoom", "RandomTranslation", "RandomContrast")
+FIXED.update({
+    **dict.fromkeys(("RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation",
+                     "RandomContrast"), {"data_format": _IMAGE["data_format"]}),
+    # Resizing's padding options: cnnkit resizes (or crops) only
+    "Resizing": {"data_format": _IMAGE["data_format"], "pad_to_aspect_ratio": (False,),
+                 "antialias": (False,), "fill_mode": ("constant",)},
+})
+
 RENAMED = {"LeakyReLU": {"alpha": "negative_slope"}}  # Keras 2's names
 DEFAULTS = {"LeakyReLU": {"negative_slope": 0.3}}  # Keras's defaults where cnnkit's differ
 EXTRAS = "cnnkit.json"
@@ -62,8 +90,10 @@ def load_keras_file(path, cls, scale=None):
 
     A Keras file records no preprocessing: the model takes whatever its Keras user fed it.
     cnnkit's tools feed 8-bit pixels, multiplied by `scale` first; without `scale`, by what
-    the file's cnnkit.json records (a file cnnkit wrote), else by 1/255, as most Keras code
-    (seeds 001, 002, 004) scales its images. `model.input_scale_recorded` says which."""
+    the file's cnnkit.json records (a file cnnkit wrote), else by 1 when the model's first
+    layer past its augmentation layers is Rescaling (it scales raw pixels itself), else by
+    1/255, as most Keras code (seeds 001, 002, 004) scales its images.
+    `model.input_scale_recorded` says whether the scale was given or recorded."""
     path = Path(path)
     if not path.is_file():
         raise CnnkitError(f"{path}: no such file")
@@ -77,11 +107,13 @@ def load_keras_file(path, cls, scale=None):
                 if needed not in names:
                     raise CnnkitError(f"{path}: not a .keras file (no {needed} inside)")
             config = _json(z.read("config.json"), f"{path}: config.json")
+            compiled = config.get("compile_config") if isinstance(config, dict) else None
             extras = _json(z.read(EXTRAS), f"{path}: {EXTRAS}") if EXTRAS in names else {}
             weights = _h5(io.BytesIO(z.read("model.weights.h5")), path,
                           "model.weights.h5 is unreadable")
         model = _model(config, cls, str(path))
-        paths = dict(zip(model.layer_names(), _saving_names(config)))
+        paths = (weight_paths(_entries(config)) if hasattr(model, "inbound")
+                 else dict(zip(model.layer_names(), _saving_names(config))))
         with weights:
             _set_weights(model, lambda name: _vars(weights, paths[name], name), str(path))
     else:
@@ -92,10 +124,12 @@ def load_keras_file(path, cls, scale=None):
                 raise CnnkitError(f"{path}: holds weights only (no model_config); build the "
                                   "model in code, then model.load_weights(path)")
             config = _json(raw, f"{path}: model_config")
+            compiled = _training_config(weights.attrs.get("training_config"), path)
             model = _model(config, cls, str(path))
             group = weights["model_weights"] if "model_weights" in weights else weights
             _set_weights(model, lambda name: _legacy_vars(group, name), str(path))
         extras = {}
+    model.saved_compile_config = compiled  # cnnkit.keras.saving.load_model compiles with it
     if extras.get("class_names") is not None:
         model.class_names = list(extras["class_names"])
     model.input_scale_recorded = scale is not None or bool(extras.get("preprocessing"))
@@ -106,11 +140,24 @@ def load_keras_file(path, cls, scale=None):
 
         model.preprocessing = check_preprocessing(extras["preprocessing"], model.input_shape[-1],
                                                   str(path))
+    elif scales_own_pixels(model):
+        model.preprocessing = input_scale(1)  # the model scales its own input: raw 0-255 pixels
     else:
         model.preprocessing = {"normalize": "unit"}  # assumed: x / 255
     model.dataset = extras.get("dataset")
     model.net.eval()
     return model
+
+
+def _training_config(raw, path):
+    """Legacy Keras's `training_config` attribute as Keras 3's compile_config (its optimizer
+    under the key `optimizer`), or None for a model saved before compile()."""
+    if raw is None:
+        return None
+    config = _json(raw, f"{path}: training_config")
+    if isinstance(config, dict) and "optimizer_config" in config:
+        config["optimizer"] = config.pop("optimizer_config")
+    return config
 
 
 def _json(data, where):
@@ -161,11 +208,14 @@ def _unique(kinds) -> list[str]:
     return out
 
 
+def _entries(config) -> list:
+    body = config.get("config", {})
+    return body.get("layers", body) if isinstance(body, dict) else body
+
+
 def _saving_names(config) -> list[str]:
     """The weight paths of a config's layers (InputLayer excluded), in order."""
-    body = config.get("config", {})
-    entries = body.get("layers", body) if isinstance(body, dict) else body
-    kinds = [e.get("class_name") for e in entries]
+    kinds = [e.get("class_name") for e in _entries(config)]
     return [p for p, k in zip(_unique(kinds), kinds) if k != "InputLayer"]
 
 
@@ -194,18 +244,23 @@ def _model(config, cls, where):
     kind = config.get("class_name")
     body = config.get("config", {})
     if kind not in ("Sequential", "Functional", "Model"):
-        raise CnnkitError(f"{where}: a {clipped(kind)} model; cnnkit reads Sequential models "
-                          "(and functional ones that are one chain of layers)")
+        raise CnnkitError(f"{where}: a {clipped(kind)} model; cnnkit reads Sequential and "
+                          "functional models")
     entries = body.get("layers", body) if isinstance(body, dict) else body
     if not isinstance(entries, list):
         raise CnnkitError(f"{where}: the model config has no list of layers")
-    if kind != "Sequential":
-        _check_chain(entries, where)
     unsupported = [f"{e.get('class_name')} ({e.get('config', {}).get('name')})"
                    for e in entries if e.get("class_name") not in SUPPORTED]
     if unsupported:
         raise CnnkitError(f"{where}: layers cnnkit does not have: {', '.join(unsupported)}; "
                           f"supported: {', '.join(SUPPORTED[1:])}")
+    if kind != "Sequential" and not _is_chain(entries, where):
+        from cnnkit.model.graph import Functional
+
+        model = graph_from_config(body, entries, getattr(cls, "graph_type", Functional), _layer,
+                                  where)
+        model.layer_infos()
+        return model
     shape = _input_shape(body, entries, where)
     model = cls(name=body.get("name") or "sequential", input_shape=shape)
     for e in entries:
@@ -219,16 +274,14 @@ def _model(config, cls, where):
     return model
 
 
-def _check_chain(entries, where):
+def _is_chain(entries, where) -> bool:
+    """One input, then layers each called on the layer before it only: read as a Sequential."""
     previous = None
     for e in entries:
-        nodes = e.get("inbound_nodes") or []
-        if previous is not None:
-            text = json.dumps(nodes)
-            if len(nodes) != 1 or f'"{previous}"' not in text:
-                raise CnnkitError(f"{where}: layer {e.get('name')!r} is not fed by the layer "
-                                  "before it; cnnkit reads models that are one chain of layers")
+        if previous is not None and inbound_names(e, where) != [previous]:
+            return False
         previous = e.get("name") or e.get("config", {}).get("name")
+    return True
 
 
 def _input_shape(body, entries, where):
@@ -271,6 +324,8 @@ def keras_arguments(kind: str, cfg: dict, where: str) -> dict:
     for old, new in RENAMED.get(kind, {}).items():
         if old in cfg:
             cfg.setdefault(new, cfg.pop(old))
+    if isinstance(cfg.get("activation"), str):  # 'swish': cnnkit's 'silu'
+        cfg["activation"] = KERAS_ACTIVATIONS.get(cfg["activation"], cfg["activation"])
     return cfg
 
 
@@ -280,14 +335,16 @@ def _layer(kind, cfg):
 
     name = cfg.get("name")
     cfg = {**DEFAULTS.get(kind, {}), **keras_arguments(kind, cfg, f"{kind} {name!r}")}
-    if kind in ("ReLU", "Softmax"):
-        kind, cfg["activation"] = "Activation", kind.lower()
+    if kind == "Softmax":
+        kind, cfg["activation"] = "Activation", "softmax"
     if "activation" in cfg:
         cfg["activation"] = _activation(cfg["activation"], name)
     if "kernel_regularizer" in cfg:
         cfg["kernel_regularizer"] = _l2(cfg["kernel_regularizer"])
-    cls = getattr(core, kind)  # the weights come from the file: no kernel_initializer
-    params = set(inspect.signature(cls.__init__).parameters) - {"self", "kernel_initializer"}
+    cls = LAYER_TYPES[kind]
+    # the weights come from the file: no initializers
+    params = {p for p in inspect.signature(cls.__init__).parameters
+              if p != "self" and not p.endswith("_initializer")}
     return cls(**{k: v for k, v in cfg.items() if k in params})
 
 

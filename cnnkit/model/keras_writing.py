@@ -11,14 +11,20 @@ import zipfile
 from pathlib import Path
 
 from cnnkit.errors import CnnkitError
-from cnnkit.model.keras_files import (EXTRAS, KERAS_VERSION, _h5, _h5py, _legacy_vars,
-                                _set_weights, _unique, _vars)
+from cnnkit.model.keras_files import (EXTRAS, KERAS_VERSION, MODERN, _h5, _h5py,
+                                      _legacy_vars, _set_weights, _unique, _vars)
 from cnnkit.layers import core
+from cnnkit.layers.dilation import dilated
+from cnnkit.layers.preprocessing import PREPROCESSING_LAYERS, Normalization, Rescaling
+from cnnkit.model.keras_graph import graph_config, keras_order
 
 
 # -- writing ------------------------------------------------------------------------------------
 def keras_config(model) -> dict:
-    """Keras 3's config.json for `model` (one line naming what Keras cannot express)."""
+    """Keras 3's config.json for `model` (one line naming what Keras cannot express): a
+    Sequential's, or a functional model's for a graph."""
+    if hasattr(model, "inbound"):
+        return graph_config(model, _keras_layer)
     shape = [None, *model._require_input()]
     layers = [{"module": "keras.layers", "class_name": "InputLayer", "registered_name": None,
                "config": {"batch_shape": shape, "dtype": "float32", "sparse": False,
@@ -31,6 +37,40 @@ def keras_config(model) -> dict:
             "config": {"name": model.name, "trainable": True, "dtype": "float32",
                        "layers": layers, "build_input_shape": shape},
             "build_config": {"input_shape": shape}}
+
+
+def compile_config(model) -> dict | None:
+    """Keras 3's `compile_config` for a model cnnkit.keras compiled (its `compiled_state`:
+    optimizer, loss and metrics), else None: saved in the file so that `load_model`, Keras's
+    as cnnkit's (cnnkit.keras.saving), returns the model compiled with the same settings."""
+    state = getattr(model, "compiled_state", None)
+    if state is None:
+        return None
+    optimizer, loss = state.optimizer, state.loss
+    loss_config = {"name": loss.name, "reduction": "sum_over_batch_size",
+                   "from_logits": loss.from_logits}
+    if loss.label_smoothing:  # Keras's sparse loss takes no label_smoothing argument
+        loss_config["label_smoothing"] = loss.label_smoothing
+    return {"optimizer": _object("keras.optimizers", type(optimizer).__name__,
+                                 optimizer.get_config()),
+            "loss": _object("keras.losses", type(loss).__name__, loss_config),
+            "loss_weights": None, "metrics": [_metric(name, kind) for name, kind in state.metrics],
+            "weighted_metrics": None, "run_eagerly": False, "steps_per_execution": 1,
+            "jit_compile": False}
+
+
+def _object(module: str, class_name: str, config: dict) -> dict:
+    return {"module": module, "class_name": class_name, "config": config,
+            "registered_name": None}
+
+
+def _metric(name: str, kind: str):
+    """A metric as Keras serializes it: its name where Keras reads the name alone ('accuracy'
+    follows the loss), else its class with the name it logs under."""
+    if name in ("accuracy", "acc") or name == kind:
+        return name
+    class_name = "".join(part.title() for part in kind.split("_"))
+    return _object("keras.metrics", class_name, {"name": name, "dtype": "float32"})
 
 
 def _padding(layer, name, kernel, strides, allow_same_ints=True):
@@ -46,6 +86,11 @@ def _padding(layer, name, kernel, strides, allow_same_ints=True):
     raise CnnkitError(f"{layer.type} {name!r}: padding={tuple(pad)} has no Keras "
                       "equivalent; a .keras file can hold 'valid' or 'same' only (save to a "
                       "directory instead)")
+
+
+def _window(layer):
+    """The pixels a conv's kernel spans: PyTorch's padding (K - 1) / 2 keeps the size only then."""
+    return dilated(layer.kernel_size, layer.dilation_rate)
 
 
 def _regularizer(layer):
@@ -71,8 +116,9 @@ def _keras_layer(layer, name, shape):
     if isinstance(layer, core.Conv2D):
         return "Conv2D", {**base, "filters": layer.filters, "kernel_size": list(layer.kernel_size),
                           "strides": list(layer.strides),
-                          "padding": _padding(layer, name, layer.kernel_size, layer.strides), **fmt,
-                          "dilation_rate": [1, 1], "groups": 1, "activation": _fused(layer, name),
+                          "padding": _padding(layer, name, _window(layer), layer.strides), **fmt,
+                          "dilation_rate": list(layer.dilation_rate), "groups": layer.groups,
+                          "activation": _fused(layer, name),
                           "use_bias": layer.use_bias, "kernel_regularizer": _regularizer(layer)}
     if isinstance(layer, (core.MaxPooling2D, core.AveragePooling2D)):
         kind = "MaxPooling2D" if isinstance(layer, core.MaxPooling2D) else "AveragePooling2D"
@@ -84,12 +130,13 @@ def _keras_layer(layer, name, shape):
     if isinstance(layer, core.Flatten):
         return "Flatten", {**base, **fmt}
     if isinstance(layer, core.GlobalAveragePooling2D):
-        return "GlobalAveragePooling2D", {**base, **fmt, "keepdims": False}
+        return "GlobalAveragePooling2D", {**base, **fmt, "keepdims": layer.keepdims}
     if isinstance(layer, core.Dense):
         return "Dense", {**base, "units": layer.units, "activation": _fused(layer, name),
                          "use_bias": layer.use_bias, "kernel_regularizer": _regularizer(layer)}
     if isinstance(layer, core.Dropout):
-        return "Dropout", {**base, "rate": layer.rate, "seed": None, "noise_shape": None}
+        return "Dropout", {**base, "rate": layer.rate, "seed": None,
+                           "noise_shape": layer.get_config().get("noise_shape")}
     if isinstance(layer, core.BatchNormalization):
         return "BatchNormalization", {**base, "axis": -1, "momentum": layer.momentum,
                                       "epsilon": layer.epsilon, "center": True, "scale": True}
@@ -99,20 +146,57 @@ def _keras_layer(layer, name, shape):
         if layer.activation == "leaky_relu":
             return "LeakyReLU", {**base, "negative_slope": 0.01}
         return "Activation", {**base, "activation": layer.activation}
+    # -- preprocessing and augmentation layers (issue 27): cnnkit's config is Keras's --
+    if isinstance(layer, PREPROCESSING_LAYERS):
+        image = {} if isinstance(layer, (Rescaling, Normalization)) else fmt
+        return layer.type, {**base, **layer.get_config(), **image}
+    if layer.type in MODERN or layer.type == "ReLU":
+        return _modern(layer, name, base)
     raise CnnkitError(f"layer {name!r} ({layer.type}) has no Keras equivalent; save this model "
                       "to a directory instead of a .keras/.h5 file")
 
 
+# -- modern CNN layers (issue 27) --
+def _modern(layer, name, base):
+    """cnnkit's config is Keras's (same argument names); Keras fills in what is left out."""
+    cfg = {**base, **layer.get_config()}
+    if "padding" in cfg:
+        cfg["padding"] = _padding(layer, name, _window(layer), layer.strides)
+    if "activation" in cfg:
+        cfg["activation"] = _fused(layer, name)
+    for key in [k for k in cfg if k.endswith("_initializer")]:
+        del cfg[key]  # the weights are in the file; Keras's defaults for its own later builds
+    if layer.type == "SpatialDropout2D":  # Keras's own takes no trainable= (nothing to train)
+        del cfg["trainable"]
+    return layer.type, cfg
+
+
+_LABELS = {"DepthwiseConv2D": ["depthwise_kernel", "bias"],
+           "SeparableConv2D": ["depthwise_kernel", "pointwise_kernel", "bias"]}
+
+
+def _rows(model) -> list:
+    """The layers' rows in the order Keras lists them, which numbers their weights' paths."""
+    rows = model.layer_infos()
+    return [rows[i] for i in keras_order(model)] if hasattr(model, "inbound") else rows
+
+
 def _weights(model):
-    """{layer name: [arrays in Keras's layout]} for the layers that hold weights."""
+    """{layer name: [arrays in Keras's layout]}, in Keras's order."""
     from cnnkit.model.saving import keras_weights
 
-    return {name: keras_weights(model.net.layers[name]) for name in model.layer_names()}
+    return {row.name: keras_weights(model.net.layers[row.name]) for row in _rows(model)}
+
+
+def _kinds(model) -> list[str]:
+    """Each layer's Keras class name, in Keras's order (a graph's input layers included)."""
+    return ["InputLayer" if i.layer.type == "InputLayer" else
+            _keras_layer(i.layer, i.name, i.input_shape)[0] for i in _rows(model)]
 
 
 def _write_weights_h5(model, target) -> None:
     h5py = _h5py()
-    kinds = [_keras_layer(i.layer, i.name, i.input_shape)[0] for i in model.layer_infos()]
+    kinds = _kinds(model)
     with h5py.File(target, "w") as f:
         layers = f.create_group("layers")
         for path, (name, arrays) in zip(_unique(kinds), _weights(model).items()):
@@ -128,6 +212,9 @@ def keras_bytes(model) -> bytes:
     import datetime
 
     config = keras_config(model)  # what Keras cannot hold fails here, before anything is written
+    compiled = compile_config(model)
+    if compiled is not None:
+        config["compile_config"] = compiled
     weights = io.BytesIO()
     _write_weights_h5(model, weights)
     extras = {"class_names": model.class_names, "preprocessing": model.preprocessing,
@@ -146,6 +233,9 @@ def keras_bytes(model) -> bytes:
 def h5_bytes(model) -> bytes:
     """A legacy Keras .h5 file, in memory: `model_config` and `model_weights`, as Keras writes."""
     h5py = _h5py()
+    if hasattr(model, "inbound"):
+        raise CnnkitError(f"model {model.name!r} is a graph: save it to a .keras file (cnnkit "
+                          "writes legacy .h5 files of Sequential models)")
     config = keras_config(model)
     legacy = {"class_name": "Sequential", "config": {
         **config["config"], "layers": [{"class_name": e["class_name"], "config": e["config"]}
@@ -155,6 +245,10 @@ def h5_bytes(model) -> bytes:
         f.attrs["backend"] = "torch"
         f.attrs["keras_version"] = KERAS_VERSION
         f.attrs["model_config"] = json.dumps(legacy)
+        compiled = compile_config(model)
+        if compiled is not None:  # legacy Keras's training_config: optimizer_config
+            compiled["optimizer_config"] = compiled.pop("optimizer")
+            f.attrs["training_config"] = json.dumps(compiled)
         group = f.create_group("model_weights")
         weights = _weights(model)
         group.attrs["layer_names"] = [n.encode() for n in weights]
@@ -172,6 +266,8 @@ def h5_bytes(model) -> bytes:
 def _weight_labels(layer, count):
     if isinstance(layer, core.BatchNormalization):
         return ["gamma", "beta", "moving_mean", "moving_variance"][:count]
+    if layer.type in _LABELS:
+        return _LABELS[layer.type][:count]
     return (["kernel", "bias"] if count <= 2 else [f"w{i}" for i in range(count)])[:count]
 
 
@@ -199,8 +295,7 @@ def load_weights(model, filepath) -> None:
     f = _h5(filepath, filepath)
     with f:
         if "layers" in f:
-            kinds = [_keras_layer(i.layer, i.name, i.input_shape)[0] for i in model.layer_infos()]
-            paths = dict(zip(model.layer_names(), _unique(kinds)))
+            paths = dict(zip([row.name for row in _rows(model)], _unique(_kinds(model))))
             _set_weights(model, lambda name: _vars(f, paths[name], name), str(filepath))
         else:
             group = f["model_weights"] if "model_weights" in f else f

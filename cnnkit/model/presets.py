@@ -9,8 +9,10 @@ from dataclasses import dataclass
 from typing import Callable
 
 from cnnkit.errors import one_of
-from cnnkit.layers import (Activation, BatchNormalization, Conv2D, Dense, Dropout, Flatten,
-                           MaxPooling2D)
+from cnnkit.layers import (Activation, Add, BatchNormalization, Conv2D, Dense, Dropout, Flatten,
+                           GlobalAveragePooling2D, Input, MaxPooling2D)
+from cnnkit.model import applications
+from cnnkit.model.graph import Functional
 from cnnkit.model.sequential import Sequential
 
 
@@ -167,3 +169,49 @@ def best_vgg(input_shape, num_classes):
                  "`best` recipe's model")
 def best_cnn(input_shape, num_classes):
     return _stages((24, 48, 96), input_shape, num_classes, dropout=0.25)
+
+
+# -- keras.applications' networks (issue 27), weights=None: Keras's 224×224×3, 1000 classes ---
+# by default, adapted to the data's shape and classes like every preset (32×32 at the least)
+def _application(builder):
+    def build(input_shape, num_classes):
+        return builder(input_shape=tuple(input_shape), classes=num_classes)
+    return build
+
+
+for _name, _builder, _what in (
+        ("vgg16", applications.VGG16, "VGG16: 13 3×3 convs in 5 blocks, two 4096-unit layers"),
+        ("resnet50", applications.ResNet50, "ResNet50: 16 bottleneck residual blocks with batch norm"),
+        ("mobilenetv2", applications.MobileNetV2, "MobileNetV2: 17 inverted residual blocks, depthwise convs, ReLU6"),
+        ("efficientnetb0", applications.EfficientNetB0, "EfficientNetB0: 16 MBConv blocks with squeeze-and-excite, swish, "
+         "its input scaling (Rescaling, Normalization) inside")):
+    register_preset(_name, f"keras.applications' {_what}", input_shape=(224, 224, 3),
+                    num_classes=1000)(_application(_builder))
+
+
+# -- graph models (the functional API) ------------------------------------------------------------
+def _residual_block(x, filters: int, strides: int = 1):
+    """ResNet's basic block (He et al. 2016): two 3x3 conv → BN, the input added back, ReLU.
+    Where the block changes the width or the size, a 1x1 conv → BN projects the input."""
+    y = Activation("relu")(BatchNormalization(momentum=0.9)(
+        Conv2D(filters, 3, strides, padding="same", use_bias=False)(x)))
+    y = BatchNormalization(momentum=0.9)(Conv2D(filters, 3, padding="same", use_bias=False)(y))
+    if strides != 1 or x.shape[-1] != filters:
+        x = BatchNormalization(momentum=0.9)(Conv2D(filters, 1, strides, use_bias=False)(x))
+    return Activation("relu")(Add()([x, y]))
+
+
+def resnet_mini(input_shape, num_classes) -> Functional:
+    """A stem conv, a 16-filter residual block, a 32-filter one at half the size, global
+    average pooling and the classifier: the smallest network with ResNet's skip connections
+    (about 20k weights), a graph rather than a chain."""
+    inputs = Input(input_shape)
+    x = Activation("relu")(BatchNormalization(momentum=0.9)(
+        Conv2D(16, 3, padding="same", use_bias=False)(inputs)))
+    x = _residual_block(_residual_block(x, 16), 32, strides=2)
+    outputs = Dense(num_classes, activation="softmax")(GlobalAveragePooling2D()(x))
+    return Functional(inputs, outputs)
+
+
+register_preset("resnet-mini", "a small residual network (graph): stem conv, two basic blocks "
+                "(16, 32 filters, the second at half size), global average pooling")(resnet_mini)

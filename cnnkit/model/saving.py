@@ -30,10 +30,13 @@ def save_model(model, path, extra: dict | None = None) -> Path:
         from cnnkit.model.keras_writing import save_keras_file
 
         return save_keras_file(model, path)
+    from cnnkit.model.keras_writing import compile_config
+
+    compiled = compile_config(model)  # cnnkit.keras's compile, restored by its load_model
     meta = {"format": FORMAT, "version": VERSION, "config": model.get_config(),
             "input_shape": list(model._require_input()), "class_names": model.class_names,
             "preprocessing": model.preprocessing, "dataset": getattr(model, "dataset", None),
-            **(extra or {})}
+            **({"compile_config": compiled} if compiled else {}), **(extra or {})}
     # contiguous copies: channels_last weights are views safetensors cannot store as-is
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.net.state_dict().items()}
     with atomic_dir(path) as tmp:
@@ -108,6 +111,7 @@ def load_directory(path, cls=None):
     model.preprocessing = check_preprocessing(meta.get("preprocessing") or model.preprocessing,
                                               model.input_shape[2], where)
     model.dataset = meta.get("dataset")
+    model.saved_compile_config = meta.get("compile_config")
     weights_file = path / WEIGHTS_FILE
     if not weights_file.is_file():
         raise CnnkitError(f"{path}: missing {WEIGHTS_FILE}")
@@ -230,53 +234,52 @@ def _core(module):
     return None
 
 
-def keras_weights(module) -> list:
-    """A layer's weights as Keras stores them: conv kernel (kh, kw, in, out), dense kernel
-    (in, out); a layer of another kind: its floating-point tensors in state-dict order.
-    Copies, as Keras's `get_weights` gives: later training does not change them."""
-    import numpy as np
+def _keras_layout(module) -> list:
+    """Per weight, in Keras's order, (tensor, shape, order): Keras's array is
+    tensor.reshape(shape).permute(order). A module with a layout of its own (a depthwise
+    kernel (kh, kw, in, multiplier)) says so by a `keras_layout()` method (cnnkit.layers.nn);
+    otherwise conv kernel (kh, kw, in, out), dense kernel (in, out), batch norm gamma, beta,
+    moving mean and variance, or any other layer's floating-point tensors as they are."""
     from torch import nn
 
+    if hasattr(module, "keras_layout"):
+        return module.keras_layout()
     core = _core(module)
     if core is None:
-        return [t.detach().cpu().numpy().copy() for t in module.state_dict().values()
-                if t.is_floating_point()]
-    w = core.weight.detach().cpu()
-    if isinstance(core, nn.Conv2d):
-        out = [w.permute(2, 3, 1, 0).numpy().copy()]
-    elif isinstance(core, nn.Linear):
-        out = [w.t().numpy().copy()]
-    else:  # batch norm: gamma, beta, moving mean, moving variance
-        return [t.detach().cpu().numpy().copy() for t in
-                (core.weight, core.bias, core.running_mean, core.running_var)]
-    if core.bias is not None:
-        out.append(core.bias.detach().cpu().numpy().copy())
-    return out
+        tensors = [t for t in module.state_dict().values() if t.is_floating_point()]
+    elif isinstance(core, (nn.Conv2d, nn.Linear)):
+        w = core.weight
+        order = (2, 3, 1, 0) if isinstance(core, nn.Conv2d) else (1, 0)
+        bias = [core.bias] if core.bias is not None else []
+        return [(w, tuple(w.shape), order)] + _keras_layout_of(bias)
+    else:
+        tensors = [core.weight, core.bias, core.running_mean, core.running_var]
+    return _keras_layout_of(tensors)
+
+
+def _keras_layout_of(tensors) -> list:
+    return [(t, tuple(t.shape), tuple(range(t.dim()))) for t in tensors]
+
+
+def keras_weights(module) -> list:
+    """A layer's weights as Keras stores them (see _keras_layout). Copies, as Keras's
+    `get_weights` gives: later training does not change them."""
+    return [t.detach().cpu().reshape(shape).permute(order).numpy().copy()
+            for t, shape, order in _keras_layout(module)]
 
 
 def set_keras_weights(module, weights: list, layer) -> None:
     import torch
-    from torch import nn
 
-    weights = [torch.as_tensor(w, dtype=torch.float32) for w in weights]
-    core = _core(module)
-    if core is None:
-        tensors = weights
-        targets = [t for t in module.state_dict().values() if t.is_floating_point()]
-    elif isinstance(core, nn.Conv2d):
-        tensors = [weights[0].permute(3, 2, 0, 1)] + weights[1:]
-        targets = [core.weight] + ([core.bias] if core.bias is not None else [])
-    elif isinstance(core, nn.Linear):
-        tensors = [weights[0].t()] + weights[1:]
-        targets = [core.weight] + ([core.bias] if core.bias is not None else [])
-    else:
-        tensors = weights
-        targets = [core.weight, core.bias, core.running_mean, core.running_var]
-    if len(tensors) != len(targets):
-        raise CnnkitError(f"{layer.type}: expected {len(targets)} weight arrays; received {len(tensors)}")
+    layout = _keras_layout(module)
+    if len(weights) != len(layout):
+        raise CnnkitError(f"{layer.type}: expected {len(layout)} weight arrays; received {len(weights)}")
     with torch.no_grad():
-        for target, value in zip(targets, tensors):
-            if tuple(target.shape) != tuple(value.shape):
+        for (target, shape, order), w in zip(layout, weights):
+            value = torch.as_tensor(w, dtype=torch.float32)
+            keras_shape = tuple(shape[i] for i in order)
+            if tuple(value.shape) != keras_shape:
                 raise CnnkitError(f"{layer.type}: weight of shape {tuple(value.shape)} does not fit "
-                                  f"{tuple(target.shape)}")
-            target.copy_(value)
+                                  f"{keras_shape}")
+            back = sorted(range(len(order)), key=order.__getitem__)  # the inverse permutation
+            target.copy_(value.permute(back).reshape(target.shape))

@@ -43,6 +43,11 @@ def fit_run(module: nn.Module, data, out, resume: bool = False, callbacks=None, 
         raise CnnkitError(f"fit(..., out={str(out)!r}) trains on a dataset by name (a run "
                           f"directory records it); received {type(data).__name__}; valid: "
                           "'digits', 'fashion-mnist', 'npz:PATH', ...")
+    named = options.get("optimizer") is None or isinstance(options["optimizer"], str)
+    if options.get("scheduler") is not None or not named:
+        raise CnnkitError("fit(..., out=...) records its optimizer by name, so that resume=True "
+                          "can rebuild it; torch.optim optimizer and scheduler objects train in "
+                          "memory (leave out out=), or give optimizer='adam' and schedule=...")
     fields = set(RunSpec.fields())
     spec_options = {}
     for key, value in options.items():

@@ -150,10 +150,17 @@ class Space:
         return model.get_config()
 
 
-def _edit_layers(desc: dict, changes: dict) -> dict:
+def _entry_names(desc: dict) -> list[str]:
+    """The name of each entry of desc["layers"], in order: a layer's index is its entry's
+    position (a graph file's `input_shape` key adds an input layer that has no entry)."""
     from cnnkit.model.graph import model_from_config
 
     names = model_from_config(desc).layer_names()
+    return names[len(names) - len(desc["layers"]):]
+
+
+def _edit_layers(desc: dict, changes: dict) -> dict:
+    names = _entry_names(desc)
     for key, value in changes.items():
         layer, _, arg = key.rpartition(".")
         index = _layer_index(layer, names)
@@ -360,7 +367,7 @@ def _check_layer_param(space: Space, p: Param, layer: str, arg: str) -> None:
         desc = space.model_description(space.base_spec())
     except CnnkitError as e:
         raise CnnkitError(f"{where}: {p.name}: {e}") from None
-    names = model_from_config(desc).layer_names()
+    names = _entry_names(desc)
     try:
         index = _layer_index(layer, names)
     except CnnkitError as e:

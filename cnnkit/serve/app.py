@@ -254,11 +254,10 @@ def _top(probs, class_names: list[str], k: int) -> list[dict]:
 
 def _inspect(model, pixels) -> dict:
     """What `/api/inspect` answers for uint8 pixels (H, W, C) at the model's input."""
-    from cnnkit.layers import Conv2D
-    from cnnkit.look.inside import feature_maps, grad_cam
+    from cnnkit.look.inside import conv_layer_names, feature_maps, grad_cam
     from cnnkit.serve.views import cam_picture, data_url, feature_map_picture
 
-    convs = [info.name for info in model.layer_infos() if isinstance(info.layer, Conv2D)]
+    convs = conv_layer_names(model)
     maps = feature_maps(model, pixels, convs) if convs else {}
     pictures = []
     for name, fmap in maps.items():

@@ -50,6 +50,7 @@ def fit(model, x=None, y=None, *, epochs: int = 1, batch_size: int = 32,
     if x is None or y is None:
         raise CnnkitError("fit needs images and labels: fit(x, y, ...) or fit(dataset, ...)")
     model.check_classifier()
+    own = own_objects(options)
     x, y = _pixels(model, x, "x"), as_labels(y)
     settings = {**(model.compiled or {}), **options, "epochs": epochs, "batch_size": batch_size,
                 "verbose": verbose, "seed": seed}
@@ -61,9 +62,39 @@ def fit(model, x=None, y=None, *, epochs: int = 1, batch_size: int = 32,
 
         tr, va = train_val_split(y, validation_split, seed=seed or 0)
         x, y, xv, yv = x[tr], y[tr], x[va], y[va]
-    trainer = Trainer(model, TrainConfig.from_dict(settings), list(callbacks))
+    trainer = Trainer(model, TrainConfig.from_dict(settings), list(callbacks), **own)
     model.trainer = trainer
     return trainer.fit(x, y, xv, yv)
+
+
+# TrainConfig's settings of an optimizer by name: an optimizer object holds its own
+NAMED_OPTIMIZER_SETTINGS = ("lr", "momentum", "nesterov", "weight_decay", "optimizer_options")
+
+
+def own_objects(options: dict) -> dict:
+    """Take a PyTorch user's own optimizer and scheduler objects out of fit's `options`, as the
+    Trainer's keywords (cnnkit.train.own); an optimizer by name stays a TrainConfig option."""
+    own = {key: options.pop(key) for key in ("scheduler", "scheduler_step") if key in options}
+    optimizer = options.get("optimizer")
+    if optimizer is not None and not isinstance(optimizer, str) \
+            and not hasattr(optimizer, "train_options"):  # not one of cnnkit's registry
+        own["optimizer"] = options.pop("optimizer")
+        for key in NAMED_OPTIMIZER_SETTINGS:
+            if options.get(key) is not None:
+                raise CnnkitError(f"{key}={options[key]!r} is a setting of an optimizer by "
+                                  f"name; the {type(optimizer).__name__} object given holds "
+                                  "its own: set it there")
+    if own.get("scheduler") is None and "scheduler_step" in own:
+        raise CnnkitError("scheduler_step= says when to step a scheduler object of yours: "
+                          "give it, fit(..., optimizer=opt, scheduler=sched, scheduler_step=...)")
+    if own.get("scheduler") is not None:
+        if "optimizer" not in own:
+            raise CnnkitError("scheduler= steps an optimizer object of yours: give that "
+                              "optimizer too, fit(..., optimizer=opt, scheduler=sched)")
+        if options.get("schedule", "constant") != "constant":
+            raise CnnkitError(f"schedule={options['schedule']!r} and scheduler= both set the "
+                              "learning rate; give one")
+    return own
 
 
 def evaluate(model, x, y, batch_size: int = 1000) -> dict:

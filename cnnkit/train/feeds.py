@@ -80,7 +80,7 @@ def make_loader(trainer, x, y):
     return BatchLoader(x.to(trainer.device), y.to(trainer.device), cfg.batch_size,
                        shuffle=trainer.shuffle, seed=trainer.seed,
                        augment=Augmenter(**cfg.augment) if cfg.augment else None,
-                       normalize=cfg.normalize, mean=p["mean"], std=p["std"],
+                       normalize=p["normalize"], mean=p["mean"], std=p["std"],
                        device=trainer.device)
 
 

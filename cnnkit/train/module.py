@@ -37,6 +37,12 @@ def fit(model, data=None, y=None, **kwargs):
     labels `y`. Keywords: fit's (epochs, batch_size, validation_split, validation_data,
     callbacks, seed, verbose) and any TrainConfig option (optimizer, lr, loss, ...).
 
+    `optimizer` may also be your own torch.optim object over the module's parameters, and
+    `scheduler` your torch.optim.lr_scheduler object over it: cnnkit steps them as a plain
+    PyTorch loop does (zero_grad, backward, `optimizer.step()` per batch; `scheduler.step()`
+    once per epoch, after its last batch, as torch's tutorials do; `scheduler_step="batch"`
+    steps it after every batch instead, for OneCycleLR and the like). See cnnkit.train.own.
+
     In memory; `cnnkit.fit` (cnnkit.runs.fit) is this with `out=`, a run writing its
     directory, on top."""
     from cnnkit.data.base import Dataset

@@ -30,12 +30,14 @@ import torch
 from cnnkit.train.averaging import WeightAverage
 from cnnkit.data.batches import channel_stats, epoch_generator
 from cnnkit.errors import CnnkitError
+from cnnkit.model.inputs import scales_own_pixels
 from cnnkit.train.callbacks import BackupAndRestore, Callback, History, overrides
 from cnnkit.train.config import TrainConfig
 from cnnkit.train.losses import correct_count, make_loss
 from cnnkit.train.memory import keep_freed_memory
 from cnnkit.train.optim import make_optimizer, make_schedule
 from cnnkit.train.optimizers import frozen_norms, trained_parameters  # layers' `trainable` flags
+from cnnkit.train.own import OwnSchedule, own_optimizer
 from cnnkit.train.precise_bn import recomputed_note, settle_norms
 from cnnkit.train.progress import Progress
 from cnnkit.train.evaluation import batched_logits, evaluate_batches
@@ -71,11 +73,14 @@ class Trainer:
     governor's count (`threads` auto) and glibc's malloc thresholds (cnnkit.train.memory);
     otherwise (a notebook's fit) they stay the caller's, unless `config.threads` asks.
     `objective`: a caller's optimizer, loss and metrics (cnnkit.keras's compile).
+    `optimizer`, `scheduler`, `scheduler_step`: a PyTorch user's own torch.optim objects, in
+    place of the config's optimizer and schedule (cnnkit.train.own).
     """
 
     def __init__(self, model, config: TrainConfig | None = None,
                  callbacks: list[Callback] = (), state_dir=None, stream=None, parallel=None,
-                 governed: bool = False, objective: Objective | None = None):
+                 governed: bool = False, objective: Objective | None = None,
+                 optimizer=None, scheduler=None, scheduler_step: str = "epoch"):
         self.model, self.config, self.objective = model, config or TrainConfig(), objective
         cfg = self.config
         if governed:  # a run cnnkit started (cnnkit.run): process-wide settings are its own
@@ -100,11 +105,15 @@ class Trainer:
         self.average = WeightAverage(model.net, cfg.ema) if cfg.ema else None
         if objective is not None:
             self.optimizer = objective.optimizer(trained_parameters(model))
+        elif optimizer is not None:
+            self.optimizer = own_optimizer(optimizer, trained_parameters(model), model)
         else:
             self.optimizer = make_optimizer(cfg.optimizer, trained_parameters(model), cfg.lr,
                                             cfg.momentum, cfg.nesterov, cfg.weight_decay,
                                             cfg.optimizer_options)
         self.schedule = None  # built by fit, once the number of batches is known
+        self.own_scheduler = None if scheduler is None else (scheduler, self.optimizer,
+                                                              scheduler_step)
         self._schedule_state = None  # loaded before the schedule exists
         self.history = History()
         self.history.set_model(model)
@@ -117,6 +126,9 @@ class Trainer:
         self.loss_fn = objective.loss if objective else None  # else built by fit from the data
         self.metrics = objective.metrics if objective else {"accuracy": correct_count}
         self.preprocessing = {"normalize": cfg.normalize, "mean": None, "std": None}
+        if cfg.normalize == "unit" and scales_own_pixels(model):  # Rescaling(1/255) first:
+            one = torch.ones(1, device=self.device)  # raw pixels, (x / 255 - 0) / (1 / 255)
+            self.preprocessing.update(normalize="standardize", mean=0 * one, std=one / 255)
         saved = getattr(model, "preprocessing", None) or {}
         if cfg.normalize == "standardize" and saved.get("normalize") == "standardize" \
                 and saved.get("mean") is not None:  # a trained model's own statistics
@@ -244,7 +256,8 @@ class Trainer:
         steps = 1 if cfg.dry_run else min(len(loader), steps_per_epoch or len(loader))
         if self.schedule is None:
             self.schedule = make_schedule(cfg.schedule, self.optimizer, cfg.epochs, steps,
-                                          step_size=cfg.step_size, gamma=cfg.gamma)
+                                          step_size=cfg.step_size, gamma=cfg.gamma) \
+                if self.own_scheduler is None else OwnSchedule(*self.own_scheduler, steps)
             if par is not None:
                 par.scale_schedule(self.schedule, steps)  # scale_lr="linear", with warm-up
             if self._schedule_state is not None:

@@ -94,7 +94,7 @@ def test_an_input_without_channel_axis_as_tensorflows_first_tutorial():
      r"Conv2D: input_shape=\(6, 6, 8\) is only for the first layer"),
     (lambda: small().compile(optimizer="adam", loss="mse", metric=["accuracy"]),
      r"compile\(\) got an unknown argument metric=\['accuracy'\]; valid: optimizer, loss"),
-    (lambda: small().compile(optimizer="adma", loss="mse"), r"unknown optimizer 'adma'; valid: SGD, Adagrad, RMSprop, Adam, AdamW"),
+    (lambda: small().compile(optimizer="adma", loss="mse"), r"unknown optimizer 'adma'; valid: SGD, Adagrad, RMSprop, Adam, AdamW, Adadelta, Adamax, Nadam, Ftrl, Lion"),
     (lambda: optimizers.SGD(learning_rate=0.1, amsgrad=True), r"amsgrad applies to adam and adamw, not sgd"),
     (lambda: optimizers.Adam(beta_1=1.5), r"beta_1=1.5 is out of range; valid: a number >= 0 and < 1"),
     (lambda: optimizers.Adam(lr=0.01), r"unknown argument lr=0.01; Keras 3 calls it learning_rate="),

@@ -31,6 +31,19 @@ CASES = [  # (class name, settings): Keras's defaults, then every argument each 
     ("RMSprop", {}),
     ("RMSprop", dict(learning_rate=0.01, rho=0.8, momentum=0.5, epsilon=1e-6, centered=True,
                      weight_decay=0.05)),
+    ("Adadelta", {}),
+    ("Adadelta", dict(learning_rate=1.0, rho=0.9, epsilon=1e-6, weight_decay=0.05)),
+    ("Adamax", {}),
+    ("Adamax", dict(learning_rate=0.01, beta_1=0.8, beta_2=0.99, epsilon=1e-5, clipnorm=0.5)),
+    ("Nadam", {}),
+    ("Nadam", dict(learning_rate=0.01, beta_1=0.8, beta_2=0.99, epsilon=1e-5,
+                   weight_decay=0.05)),
+    ("Ftrl", dict(learning_rate=0.05)),
+    ("Ftrl", dict(learning_rate=0.05, learning_rate_power=-0.7, initial_accumulator_value=0.3,
+                  l1_regularization_strength=0.01, l2_regularization_strength=0.02,
+                  l2_shrinkage_regularization_strength=0.03, beta=0.1)),
+    ("Lion", {}),
+    ("Lion", dict(learning_rate=0.01, beta_1=0.8, beta_2=0.9, global_clipnorm=1.0)),
 ]
 IDS = [f"{name}-{'-'.join(args) or 'defaults'}" for name, args in CASES]
 from _optimizer_steps import start_and_grads as _start_and_grads  # tests/keras, beside this file

@@ -101,6 +101,8 @@ def test_seed000_train_mnist_model_saves_a_model_that_loads():
     assert model.count_params() == 44602
     again = load_model('mnist_model')  # a cnnkit model directory
     np.testing.assert_array_equal(again.predict(X_test), model.predict(X_test))
+    # reloaded, it evaluates as saved: compiled with the seed's optimizer, loss and metrics
+    assert again.evaluate(X_test, y_test) == model.evaluate(X_test, y_test)
     assert cnnkit.load('mnist_model').get_layer("FC_layer_6").units == 16
 
 
@@ -240,8 +242,8 @@ def test_seed002_fashion_checkpoint_early_stopping_and_prediction_bars():
     best = min(history.history["val_loss"])
     loss, acc = model.evaluate(val_scaled, val_target)
     assert abs(loss - best) < 1e-5
+    # the tutorials' next step: reload the checkpoint and evaluate it (it comes back compiled)
     saved = keras.models.load_model('best-cnn-model.h5')
-    saved.compile(optimizer='adam', loss='sparse_categorical_crossentropy', metrics=['accuracy'])
     assert abs(saved.evaluate(val_scaled, val_target)[0] - best) < 1e-5
     # a single sample is passed by slicing, as the seed explains
     assert model.predict(test_scaled[0:1]).shape == (1, 10)

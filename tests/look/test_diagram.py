@@ -43,12 +43,17 @@ def test_every_preset_draws_each_layer_with_the_summary_numbers(preset, capsys):
     summary = summary_json(preset, capsys)
     root, drawn = boxes(model_svg(create_model(preset)))
 
-    assert len(drawn) == len(summary["layers"]) + 1  # the input, then one box per layer
-    assert drawn[0][1] == ["input_layer (InputLayer)", keras_shape(summary["input_shape"])]
-    for layer, (_, lines) in zip(summary["layers"], drawn[1:]):
+    graph = "connected_to" in summary["layers"][0]  # a graph's boxes are its layers
+    layers = summary["layers"][1:] if graph else summary["layers"]
+    assert len(drawn) == len(layers) + 1  # the input, then one box per layer
+    assert drawn[0][1][1] == keras_shape(summary["input_shape"])
+    assert drawn[0][1][0] == (f"{summary['layers'][0]['name']} (InputLayer)" if graph
+                              else "input_layer (InputLayer)")
+    for layer, (_, lines) in zip(layers, drawn[1:]):
         assert lines[0] == f"{layer['name']} ({layer['type']})"
-        shapes = f"{keras_shape(layer['input_shape'])} → {keras_shape(layer['output_shape'])}"
-        assert shapes in lines
+        ins = layer["input_shape"]  # a merge layer's: a list of shapes
+        ins = ", ".join(map(keras_shape, ins)) if isinstance(ins[0], list) else keras_shape(ins)
+        assert f"{ins} → {keras_shape(layer['output_shape'])}" in lines
         assert lines[-1] == f"params: {layer['params']:,}"
     everything = " ".join(t.text for t in root.iter(f"{SVG}text"))
     assert f"Total params: {summary['total_params']:,}" in everything
@@ -61,8 +66,8 @@ def test_every_preset_draws_each_layer_with_the_summary_numbers(preset, capsys):
     assert (float(root.get("width")), float(root.get("height"))) == (width, height)
     assert all(0 < r["x"] and r["x"] + r["width"] < width and r["y"] + r["height"] < height
                for r in rects)
-    assert len([line for line in root.iter(f"{SVG}line") if line.get("class") == "arrow"]) \
-        == len(summary["layers"])
+    edges = sum(len(layer["connected_to"]) for layer in layers) if graph else len(layers)
+    assert len([a for a in root.iter() if a.get("class") == "arrow"]) == edges
 
 
 def test_main_arguments_are_shown():

@@ -65,9 +65,9 @@ def files_in(folder):
 
 # -- every preset ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", sorted(PRESETS))
-def test_every_preset_exports_with_parity(name, tmp_path):
+def test_every_preset_exports_with_parity(name, tmp_path, preset_model):
     torch.manual_seed(0)
-    model = with_batch_norm_statistics(create_model(name))
+    model = with_batch_norm_statistics(preset_model(name))
     model.test_time_flip = True
     report = export_onnx(model, tmp_path / f"{name}.onnx")
     assert report.max_abs_diff <= 1e-5, report.text()

@@ -55,7 +55,7 @@ def test_a_registered_optimizer_is_taken_everywhere(signsgd, capsys):
 
 def test_unknown_names_list_the_registry(signsgd):
     with pytest.raises(CnnkitError, match="unknown optimizer 'adma'; valid: sgd, adagrad, "
-                                          "rmsprop, adam, adamw, signsgd"):
+                                          "rmsprop, adam, adamw, adadelta, adamax, nadam, ftrl, lion, signsgd"):
         TrainConfig(optimizer="adma")
 
 

@@ -22,6 +22,11 @@ CASES = {  # name: (registry name, settings by Keras's names)
                                  weight_decay=1e-3)),
     "rmsprop": ("rmsprop", dict(learning_rate=0.01)),
     "rmsprop-centered": ("rmsprop", dict(learning_rate=0.01, momentum=0.5, centered=True)),
+    "adadelta": ("adadelta", dict(learning_rate=1.0)),
+    "adamax": ("adamax", dict(learning_rate=0.01)),
+    "nadam": ("nadam", dict(learning_rate=0.01)),  # its momentum schedule follows the step count
+    "ftrl": ("ftrl", dict(learning_rate=0.1, l1_regularization_strength=0.01)),
+    "lion": ("lion", dict(learning_rate=0.01)),
 }
 
 
@@ -99,7 +104,8 @@ def test_make_optimizer_does_not_import_dynamo():
     code = ("import sys, torch\n"
             "from cnnkit.train.optim import make_optimizer\n"
             "p = [torch.nn.Parameter(torch.zeros(3))]\n"
-            "for name in ('sgd', 'adagrad', 'rmsprop', 'adam', 'adamw'):\n"
+            "from cnnkit.train.optimizers import names\n"
+            "for name in names():\n"
             "    o = make_optimizer(name, p, momentum=0.9 if name == 'sgd' else 0.0)\n"
             "    p[0].grad = torch.ones(3); o.step(); o.zero_grad(); o.load_state_dict(o.state_dict())\n"
             "print('torch._dynamo' in sys.modules)\n")

@@ -1,0 +1,39 @@
+"""keras.applications.imagenet_utils.preprocess_input: pixels (0-255, RGB) as each family's
+ImageNet training saw them. Pure numpy; returns a new float array (Keras's own also changes a
+float input in place)."""
+from __future__ import annotations
+
+import numpy as np
+
+from cnnkit.errors import CnnkitError, clipped
+
+MODES = ("caffe", "tf", "torch")
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+TORCH_MEAN, TORCH_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+FORMATS = (None, "channels_last", "channels_first")
+
+
+def preprocess_input(x, data_format=None, mode="caffe"):
+    """'caffe': RGB → BGR, minus the ImageNet mean per channel, no scaling (VGG16, ResNet50);
+    'tf': scaled to [-1, 1] (MobileNetV2); 'torch': scaled to [0, 1], then standardized with
+    the ImageNet mean and std per channel."""
+    if mode not in MODES:
+        raise CnnkitError(f"preprocess_input: mode={clipped(mode)}; valid: {', '.join(MODES)}")
+    if data_format not in FORMATS:
+        raise CnnkitError(f"preprocess_input: data_format={clipped(data_format)}; valid: None, "
+                          "'channels_last', 'channels_first'")
+    x = np.asarray(x)
+    x = x.astype(x.dtype if np.issubdtype(x.dtype, np.floating) else np.float32)  # a copy
+    if mode == "tf":
+        return x / 127.5 - 1.0
+    axis = 1 if data_format == "channels_first" and x.ndim == 4 else (
+        0 if data_format == "channels_first" else -1)
+    if x.ndim == 0 or x.shape[axis] != 3:
+        raise CnnkitError(f"preprocess_input: an array of shape {x.shape} has no 3-channel "
+                          f"axis ({data_format or 'channels_last'}); valid: RGB images")
+    shape = [1] * x.ndim
+    shape[axis] = 3
+    if mode == "torch":
+        mean, std = np.reshape(TORCH_MEAN, shape), np.reshape(TORCH_STD, shape)
+        return ((x / 255.0 - mean) / std).astype(x.dtype)
+    return (np.flip(x, axis) - np.reshape(CAFFE_MEAN_BGR, shape)).astype(x.dtype)

@@ -1,0 +1,11 @@
+"""keras.applications.vgg16."""
+from cnnkit.keras.applications.imagenet_utils import preprocess_input as _preprocess
+from cnnkit.keras.applications.keras_model import as_keras
+from cnnkit.model import applications
+
+VGG16 = as_keras(applications.VGG16)
+
+
+def preprocess_input(x, data_format=None):
+    """'caffe' mode: RGB → BGR, minus the ImageNet mean per channel."""
+    return _preprocess(x, data_format, mode="caffe")

@@ -1,0 +1,15 @@
+"""keras.applications' networks built from cnnkit's layers: graph models whose layer names,
+order, shapes and parameter counts are Keras's own (so Keras's weight files map one to one).
+
+    vgg.py           VGG16
+    resnet.py        ResNet50
+    mobilenet_v2.py  MobileNetV2
+    efficientnet.py  EfficientNetB0
+    common.py        the input, the classifier top or pooling, the checks they share
+"""
+from cnnkit.model.applications.efficientnet import EfficientNetB0
+from cnnkit.model.applications.mobilenet_v2 import MobileNetV2
+from cnnkit.model.applications.resnet import ResNet50
+from cnnkit.model.applications.vgg import VGG16
+
+__all__ = ["VGG16", "ResNet50", "MobileNetV2", "EfficientNetB0"]
