@@ -11,6 +11,7 @@
     shape.py         Reshape, GlobalMaxPooling2D
     elementwise.py   ReLU, SpatialDropout2D
     nn.py            the PyTorch modules they build into (imported only when a model is built)
+    graphnet.py      a graph model's network: its layers run in dependency order
     outputs.py       the output contract: logits -> class probabilities, the predicted class
     initializers.py  Keras's and PyTorch's weight initializations
     symbolic.py      the functional API's Input and symbolic tensors (graphs are traced from them)

@@ -168,7 +168,7 @@ def layer_outputs(model, x, keep: set, grad_at: str | None = None):
     even where the layers before it are frozen, and nothing before it is kept for backward."""
     net = model.net
     names = model.layer_names()
-    if hasattr(net, "trace"):  # a graph walks its own order (cnnkit.layers.nn.GraphNet.trace)
+    if hasattr(net, "trace"):  # a graph walks its own order (cnnkit.layers.graphnet.GraphNet.trace)
         outs, x = net.trace((x,), keep, grad_at)
     else:
         outs = {}

@@ -10,7 +10,7 @@ A Functional is a Sequential whose layers (input layers included, as Keras lists
 name the layers they take: `inbound[i]` holds the indices of layer i's inputs, earlier in
 the list. Everything that reads a Sequential through the model contract (summary, training,
 saving, export) reads a Functional the same way; what differs is here: tracing the graph, its
-shape inference, the built network (cnnkit.layers.nn.GraphNet) and its description, where each
+shape inference, the built network (cnnkit.layers.graphnet.GraphNet) and its description, where each
 layer entry may name its `inputs` (the previous layer when it does not):
 
     {"name": "tiny", "outputs": ["dense"], "layers": [
@@ -133,7 +133,8 @@ class Functional(Sequential):
         import torch
         from torch import nn
 
-        from cnnkit.layers.nn import GraphNet, activation_module
+        from cnnkit.layers.graphnet import GraphNet
+        from cnnkit.layers.nn import activation_module
 
         infos, out_act = self.layer_infos(), self.output_activation
         reserved = nn.ModuleDict()
