@@ -41,3 +41,18 @@ def test_synthetic_images_are_the_same_in_both_processes():
     (x1, y1), (x2, y2) = synthetic_images(3, seed=0), synthetic_images(3, seed=0)
     assert x1.shape == (3, 64, 64, 3) and x1.dtype.name == "uint8"
     assert (x1 == x2).all() and (y1 == y2).all() and 0 <= y1.min() and y1.max() < 10
+
+
+def test_cnnkit_graphs_are_the_keras_network():
+    import cnnkit
+    from cnnkit import keras as ck
+    from cnnkit import layers
+
+    model = _keras_model()
+    x, _ = synthetic_images(2, seed=0)
+    for graph in (resnet_small(layers, cnnkit.Model), resnet_small(ck.layers, ck.Model)):
+        assert bench_graph.keras_count(graph.net) == model.count_params() == 698_858
+        # Keras's summary shapes, layer by layer (the Add, the shortcuts, the strides)
+        assert [tuple(i.output_shape) for i in graph.layer_infos()] == \
+            [tuple(layer.output.shape[1:]) for layer in model.layers]
+        assert graph.predict(x).shape == (2, 10)
