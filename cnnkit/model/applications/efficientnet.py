@@ -13,6 +13,7 @@ from cnnkit.layers import (Activation, Add, BatchNormalization, Conv2D, Dense, D
                            Reshape, ZeroPadding2D)
 from cnnkit.model.applications.common import (check_arguments, correct_pad, image_input,
                                               make_divisible, top)
+from cnnkit.model.applications.pretrained import with_weights
 from cnnkit.model.graph import Functional
 
 # (kernel, repeats, filters in, filters out, expansion, stride) per stage; every block has a
@@ -55,7 +56,8 @@ def _block(x, kernel, filters_in, filters_out, expansion, stride, drop_rate, nam
 def _efficientnet(builder, width, depth, dropout_rate, include_top, weights, input_tensor,
                   input_shape, pooling, classes, classifier_activation, name, default_size,
                   drop_connect_rate=0.2):
-    check_arguments(builder, weights, pooling, classes)
+    check_arguments(builder, weights, pooling, classes, include_top, classifier_activation,
+                    input_shape, default_size)
     inputs = image_input(builder, input_tensor, input_shape, default_size)
 
     def filters(n):
@@ -86,7 +88,7 @@ def _efficientnet(builder, width, depth, dropout_rate, include_top, weights, inp
         x = Dense(classes, activation=classifier_activation, name="predictions")(x)
     else:
         x = top(x, False, pooling, classes, classifier_activation, ("avg_pool", "max_pool"))
-    return Functional(inputs, x, name=name)
+    return with_weights(Functional(inputs, x, name=name), builder, weights, include_top)
 
 
 def EfficientNetB0(include_top=True, weights=None, input_tensor=None, input_shape=None,
