@@ -6,6 +6,7 @@ checksum refused, a dropped transfer resumed, a cached file reused); decode_pred
 Keras's. No internet: this machine cannot reach Keras's storage."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -30,6 +31,15 @@ from _http_server import FileServer, dead_url  # noqa: E402
 from test_applications import keras_app, with_batch_norm_statistics  # noqa: E402
 
 SIZES = {"VGG16": 64, "ResNet50": 64, "MobileNetV2": 96, "EfficientNetB0": 64}
+
+
+@functools.lru_cache(maxsize=None)
+def keras_net(name, include_top=True):
+    """Keras's network at a small size with its batch-norm statistics drawn (built once per
+    module: the tests only read it)."""
+    size = SIZES[name]
+    return with_batch_norm_statistics(keras_app(name, input_shape=(size, size, 3),
+                                                include_top=include_top))
 
 
 def legacy_h5(model, path, tf_names=False):
@@ -69,7 +79,7 @@ def assert_same(got, want):
 @pytest.mark.parametrize("kind", ["weights.h5", "published-h5"])
 def test_a_keras_weights_file_predicts_as_keras_with_and_without_top(name, kind, tmp_path):
     size = SIZES[name]
-    theirs = with_batch_norm_statistics(keras_app(name, input_shape=(size, size, 3)))
+    theirs = keras_net(name)
     path = save(theirs, tmp_path, kind)
     x = pixels(size)
     ours = getattr(kapps, name)(weights=str(path), input_shape=(size, size, 3))
@@ -128,8 +138,7 @@ NOTOP = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
 def mirror(tmp_path, monkeypatch):
     """Keras's notop ResNet50 file (random weights, Keras's layout) served under its Keras
     name on 127.0.0.1, cnnkit's cache in tmp_path."""
-    theirs = with_batch_norm_statistics(keras_app("ResNet50", input_shape=(64, 64, 3),
-                                                  include_top=False))
+    theirs = keras_net("ResNet50", include_top=False)
     data = save(theirs, tmp_path, "published-h5").read_bytes()
     monkeypatch.setenv("CNNKIT_DATA", str(tmp_path / "cache"))
     with FileServer({NOTOP: data}) as srv:
