@@ -195,3 +195,24 @@ def test_decode_predictions_equals_keras(tmp_path, monkeypatch):
     assert got[0][0][1] == f"class_{preds[0].argmax()}"
     with pytest.raises(CnnkitError, match=r"of shape \(3, 10\); valid: \(samples, 1000\)"):
         kapps.resnet50.decode_predictions(preds[:, :10])
+
+
+def test_mobilenet_s_files_keras_publishes_without_checksum_load_whole_only(tmp_path, monkeypatch):
+    """Keras gives no checksum for MobileNetV2's files and takes them as they come; cnnkit too,
+    but a transfer cut short (the server promising more than it sends) is never published."""
+    name = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_96_no_top.h5"
+    assert pretrained.CHECKSUMS[name] is None
+    theirs = keras_net("MobileNetV2", include_top=False)
+    data = save(theirs, tmp_path, "published-h5").read_bytes()
+    monkeypatch.setenv("CNNKIT_DATA", str(tmp_path / "cache"))
+    build = lambda: kapps.MobileNetV2(weights="imagenet", include_top=False,  # noqa: E731
+                                      input_shape=(96, 96, 3))
+    with FileServer({name: data}) as srv:
+        monkeypatch.setenv(pretrained.MIRROR_ENV, srv.base)
+        srv.mode[name] = "truncate"
+        with pytest.raises(CnnkitError, match=f"could not download {name}: "):
+            build()
+        assert not (tmp_path / "cache" / "models" / name).exists()
+        srv.mode[name] = "ok"
+        ours = build()
+    assert_same(ours.predict(pixels(96), verbose=0), theirs.predict(pixels(96), verbose=0))
