@@ -216,3 +216,27 @@ def test_mobilenet_s_files_keras_publishes_without_checksum_load_whole_only(tmp_
         srv.mode[name] = "ok"
         ours = build()
     assert_same(ours.predict(pixels(96), verbose=0), theirs.predict(pixels(96), verbose=0))
+
+
+def test_efficientnet_s_imagenet_input_scaling_is_keras_s(tmp_path, monkeypatch):
+    """Keras's published EfficientNet files hold ImageNet's std as Normalization's variance;
+    with weights='imagenet' Keras divides by sqrt(std) once more (a Rescaling after the
+    Normalization). Reference: Keras's network from the same file with that variance times the
+    std, the same function, computed by Keras."""
+    name, std = "efficientnetb0_notop.h5", np.array([0.229, 0.224, 0.225], np.float32)
+    theirs = with_batch_norm_statistics(keras_app("EfficientNetB0", include_top=False,
+                                                  input_shape=(64, 64, 3)))
+    norm = next(l for l in theirs.layers if isinstance(l, keras.layers.Normalization))
+    mean, variance = np.array([0.485, 0.456, 0.406], np.float32), std.copy()
+    norm.set_weights([mean, variance, np.array(0)])  # what the published file holds
+    data = save(theirs, tmp_path, "published-h5").read_bytes()
+    monkeypatch.setenv("CNNKIT_DATA", str(tmp_path / "cache"))
+    monkeypatch.setitem(pretrained.CHECKSUMS, name, hashlib.md5(data).hexdigest())
+    with FileServer({name: data}) as srv:
+        monkeypatch.setenv(pretrained.MIRROR_ENV, srv.base)
+        ours = kapps.EfficientNetB0(weights="imagenet", include_top=False, input_shape=(64, 64, 3))
+    norm.set_weights([mean, variance * std, np.array(0)])
+    x = np.random.default_rng(1).uniform(0, 255, (2, 64, 64, 3)).astype(np.float32)
+    assert_same(ours.predict(x, verbose=0), theirs.predict(x, verbose=0))
+    assert ours.layer_names()[:4] == ["input_layer", "rescaling", "normalization",
+                                                   "rescaling_1"]
