@@ -99,6 +99,13 @@ def test_keras_legacy_writer_s_own_names_load_too(tmp_path):
     assert_same(ours.predict(pixels(64), verbose=0), theirs.predict(pixels(64), verbose=0))
 
 
+def test_a_keras_file_s_weights_load_as_keras_s_load_weights_takes_them(tmp_path):
+    theirs = keras_net("MobileNetV2")
+    theirs.save(tmp_path / "net.keras")
+    ours = kapps.MobileNetV2(weights=tmp_path / "net.keras", input_shape=(96, 96, 3))
+    assert_same(ours.predict(pixels(96), verbose=0), theirs.predict(pixels(96), verbose=0))
+
+
 def test_a_file_that_does_not_fit_is_one_line_naming_the_layer(tmp_path):
     resnet = save(keras_app("ResNet50", input_shape=(64, 64, 3)), tmp_path, "published-h5")
     cases = [(lambda: apps.ResNet50(weights=resnet, input_shape=(64, 64, 3), classes=5),
