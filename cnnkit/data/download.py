@@ -144,12 +144,26 @@ def _mb(n: int | None) -> str:
     return f"{(n or 0) / 1e6:.1f} MB"
 
 
-def sha256_of(path: str | Path) -> str:
-    h = hashlib.sha256()
+def sha256_of(path: str | Path, algorithm: str = "sha256") -> str:
+    h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         while block := f.read(CHUNK):
             h.update(block)
     return h.hexdigest()
+
+
+def _algorithm(checksum: str) -> str:
+    """An MD5 (32 hex digits: what Keras publishes for its weight files) or a SHA-256, told
+    apart by length as Keras's get_file does."""
+    return "md5" if len(checksum) == 32 else "sha256"
+
+
+def _verified(path: Path, checksum: str | None) -> bool:
+    """Whether `path` holds the bytes `checksum` names; with no checksum (a file published
+    without one), whether it exists: its length was already checked while it arrived."""
+    if checksum is None:
+        return path.is_file()
+    return path.is_file() and sha256_of(path, _algorithm(checksum)) == checksum
 
 
 def _fetch_once(url: str, part: Path, timeout: float, progress: bool, size: int | None) -> None:
@@ -231,9 +245,10 @@ def _describe(e: BaseException) -> str:
     return str(e) or type(e).__name__
 
 
-def download(urls: list[str], dest: str | Path, sha256: str, progress: bool = True, *,
+def download(urls: list[str], dest: str | Path, sha256: str | None, progress: bool = True, *,
              timeout: float = 30.0, attempts: int = 3, size: int | None = None) -> Path:
-    """Fetch `dest` from the first of `urls` that delivers bytes with this SHA-256.
+    """Fetch `dest` from the first of `urls` that delivers bytes with this SHA-256 (or MD5,
+    see `_verified`; None for a file published without a checksum: complete by its length).
 
     Each mirror is tried up to `attempts` times while it keeps making progress (a dropped
     connection resumes with a Range request). `timeout` is the socket timeout in seconds.
@@ -243,11 +258,11 @@ def download(urls: list[str], dest: str | Path, sha256: str, progress: bool = Tr
     the `.part` file when writing it fails (it is kept, to resume).
     """
     dest = Path(dest)
-    sha256 = sha256.lower()
+    sha256 = sha256.lower() if sha256 is not None else None
     if os.path.lexists(dest) and not dest.is_file():
         raise CnnkitError(f"'{dest}' is a {kind_of(os.lstat(dest).st_mode)}, not a file; "
                           f"move it away to download {dest.name} there")
-    if dest.is_file() and sha256_of(dest) == sha256:
+    if dest.is_file() and _verified(dest, sha256):
         return dest
     part = dest.with_name(dest.name + ".part")
     try:
@@ -290,8 +305,8 @@ def download(urls: list[str], dest: str | Path, sha256: str, progress: bool = Tr
                 failures.append(f"{host}: {_describe(e)}")
                 break
             answered = True
-            actual = sha256_of(part) if part.exists() else ""
-            if actual == sha256:
+            actual = sha256_of(part, _algorithm(sha256)) if sha256 and part.exists() else ""
+            if part.exists() and (sha256 is None or actual == sha256):
                 os.replace(part, dest)  # publish: dest is complete and verified, or absent
                 fsync_dir(dest.parent)
                 return dest
@@ -301,8 +316,8 @@ def download(urls: list[str], dest: str | Path, sha256: str, progress: bool = Tr
                 fresh_retry = False
                 tries = 0
                 continue
-            failures.append(f"{host}: SHA-256 mismatch (got {actual[:12]}..., "
-                            f"expected {sha256[:12]}...)")
+            failures.append(f"{host}: {'MD5' if _algorithm(sha256) == 'md5' else 'SHA-256'} "
+                            f"mismatch (got {actual[:12]}..., expected {sha256[:12]}...)")
             break
         else:
             failures.append(f"{host}: connection kept dropping ({attempts} attempts)")

@@ -14,7 +14,8 @@ predict; see cnnkit.keras.models. Real Keras files load with `models.load_model`
     preprocessing.image, mixed_precision    the Keras modules the seeds use
     saving                                  load_model (compiled as saved), save_model,
                                             register_keras_serializable, get_custom_objects
-    applications                            VGG16, ResNet50, MobileNetV2, EfficientNetB0 (weights=None)
+    applications                            VGG16, ResNet50, MobileNetV2, EfficientNetB0 (weights=
+                                            None|'imagenet'|PATH), decode_predictions
 """
 from __future__ import annotations
 

@@ -62,14 +62,28 @@ class Rescaling(_NoWeights):
 
     def __init__(self, scale, offset=0.0, name=None):
         super().__init__(name)
-        self.scale = _real(self, "scale", scale, lambda v: True, "a finite number")
+        valid = "a finite number or a list of them (one per channel)"
+        if isinstance(scale, (list, tuple)):  # per channel, as Keras's EfficientNet uses it
+            if not scale:
+                raise self._error(f"scale must be {valid}; received scale={clipped(scale)}")
+            self.scale = [_real(self, "scale", v, lambda v: True, valid) for v in scale]
+        else:
+            self.scale = _real(self, "scale", scale, lambda v: True, valid)
         self.offset = _real(self, "offset", offset, lambda v: True, "a finite number")
 
     def get_config(self):
         return {"scale": self.scale, "offset": self.offset}
 
+    def output_shape(self, shape):
+        if isinstance(self.scale, list) and len(self.scale) not in (1, shape[-1]):
+            raise self._error(f"{len(self.scale)} scale factors for {shape[-1]} channels; "
+                              "valid: one, or one per channel")
+        return shape
+
     def explain(self, shape, out):
-        return [f"x · {self.scale:g} + {self.offset:g} for each value; no parameters"]
+        scale = (f"{self.scale:g}" if not isinstance(self.scale, list)
+                 else "(" + ", ".join(f"{v:g}" for v in self.scale) + ") per channel")
+        return [f"x · {scale} + {self.offset:g} for each value; no parameters"]
 
     def build(self, shape, init):
         from cnnkit.layers import preprocessing_nn as pnn

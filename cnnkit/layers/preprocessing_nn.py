@@ -24,12 +24,18 @@ def _channels(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 class Rescale(nn.Module):
-    def __init__(self, scale: float, offset: float):
+    def __init__(self, scale, offset: float):
         super().__init__()
-        self.scale, self.offset = scale, offset
+        self.offset = offset
+        if isinstance(scale, list):  # one factor per channel: config, not a weight
+            self.register_buffer("factors", torch.tensor(scale, dtype=torch.float32), False)
+            self.scale = None
+        else:
+            self.scale = scale
 
     def forward(self, x):
-        return x * self.scale + self.offset
+        scale = self.scale if self.scale is not None else _channels(self.factors, x)
+        return x * scale + self.offset
 
 
 class Normalize(nn.Module):

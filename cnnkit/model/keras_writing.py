@@ -292,7 +292,16 @@ def save_weights(model, filepath) -> None:
 
 
 def load_weights(model, filepath) -> None:
-    f = _h5(filepath, filepath)
+    """Keras's weights into `model`: a `.weights.h5` (by Keras's storage paths), a legacy HDF5
+    file (by layer name; layers the model lacks, such as a top it was built without, are
+    skipped), or a `.keras` file's weights, as Keras's own load_weights takes all three."""
+    source = filepath
+    if zipfile.is_zipfile(filepath):
+        with zipfile.ZipFile(filepath) as z:
+            if "model.weights.h5" not in z.namelist():
+                raise CnnkitError(f"{filepath}: not a .keras file (no model.weights.h5 inside)")
+            source = io.BytesIO(z.read("model.weights.h5"))
+    f = _h5(source, filepath)
     with f:
         if "layers" in f:
             paths = dict(zip([row.name for row in _rows(model)], _unique(_kinds(model))))

@@ -137,8 +137,9 @@ def test_keras_namespace_models_are_cnnkit_keras_models():
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda: apps.ResNet50(weights="imagenet"),
-     "ResNet50: weights='imagenet': pretrained ImageNet weights are not available yet; valid: None"),
+    (lambda: apps.ResNet50(weights="resnet50.h5"),
+     "ResNet50: weights='resnet50.h5'; valid: None (random initialization), 'imagenet', or the "
+     "path of a Keras weights file"),
     (lambda: apps.VGG16(input_shape=(31, 64, 3)),
      "VGG16: input_shape=(31, 64, 3); valid: (height, width, channels) with height and width at least 32"),
     (lambda: apps.MobileNetV2(pooling="mean", include_top=False),

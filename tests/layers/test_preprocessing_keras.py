@@ -133,3 +133,22 @@ def test_cnnkit_keras_normalization_adapt_sets_a_built_models_weights(keras):
     mean, variance, count = norm.get_weights()
     np.testing.assert_allclose(mean, np.asarray(theirs.adapt_mean), rtol=1e-5)
     assert count == 0  # Keras 3's adapt leaves its count weight 0
+
+
+def test_per_channel_rescaling_equals_keras_and_a_wrong_count_is_one_line(keras, tmp_path):
+    """Rescaling with one factor per channel (Keras's EfficientNet with ImageNet weights):
+    the same output as Keras's, through a .keras file both ways."""
+    from cnnkit.errors import CnnkitError
+    from cnnkit.keras import layers, models
+    from cnnkit.keras.models import load_model
+
+    factors = [0.5, 2.0, -3.0]
+    theirs = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Rescaling(factors, 1.0)])
+    ours = models.Sequential([layers.Input((16, 16, 3)), layers.Rescaling(factors, 1.0)])
+    np.testing.assert_allclose(ours.predict(X, verbose=0), theirs.predict(X, verbose=0), rtol=1e-6)
+    theirs.save(tmp_path / "k.keras")
+    np.testing.assert_allclose(load_model(tmp_path / "k.keras").predict(X, verbose=0),
+                               theirs.predict(X, verbose=0), rtol=1e-6)
+    with pytest.raises(CnnkitError, match=r"^layers\[0\] Rescaling 'rescaling': 2 scale "
+                                          r"factors for 3 channels; valid: one, or one per channel$"):
+        models.Sequential([layers.Input((16, 16, 3)), layers.Rescaling([1.0, 2.0])]).summary()

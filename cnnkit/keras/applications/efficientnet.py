@@ -1,4 +1,5 @@
 """keras.applications.efficientnet."""
+from cnnkit.keras.applications.imagenet_utils import decode_predictions  # noqa: F401
 from cnnkit.keras.applications.keras_model import as_keras
 from cnnkit.model import applications
 

@@ -37,3 +37,26 @@ def preprocess_input(x, data_format=None, mode="caffe"):
         mean, std = np.reshape(TORCH_MEAN, shape), np.reshape(TORCH_STD, shape)
         return ((x / 255.0 - mean) / std).astype(x.dtype)
     return (np.flip(x, axis) - np.reshape(CAFFE_MEAN_BGR, shape)).astype(x.dtype)
+
+
+def decode_predictions(preds, top=5):
+    """The `top` ImageNet classes of each row of `preds` (N, 1000), best first, as Keras gives
+    them: [(wordnet id, class name, score), ...] per image. The class index is the JSON file
+    Keras publishes, downloaded once into cnnkit's cache (cnnkit.model.applications.pretrained)."""
+    import json
+
+    from cnnkit.model.applications.pretrained import keras_file
+
+    preds = np.asarray(preds)
+    if preds.ndim != 2 or preds.shape[1] != 1000:
+        raise CnnkitError(f"decode_predictions: predictions of shape {preds.shape}; valid: "
+                          "(samples, 1000), an ImageNet top's output")
+    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+        raise CnnkitError(f"decode_predictions: top={clipped(top)}; valid: a positive integer")
+    index = json.loads(keras_file("imagenet_class_index.json").read_text())
+    results = []
+    for row in preds:
+        best = row.argsort()[-top:][::-1]
+        results.append(sorted((tuple(index[str(i)]) + (row[i],) for i in best),
+                              key=lambda r: r[2], reverse=True))
+    return results

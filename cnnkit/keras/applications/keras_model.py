@@ -2,15 +2,21 @@
 from __future__ import annotations
 
 import functools
+import inspect
 
 
 def as_keras(builder):
-    """`builder` (cnnkit.model.applications) returning a cnnkit.keras Functional instead."""
+    """`builder` (cnnkit.model.applications) returning a cnnkit.keras Functional instead, with
+    the weights the builder loaded (`weights=`; the config carries none)."""
 
     @functools.wraps(builder)
     def build(*args, **kwargs):
         from cnnkit.keras.models import Functional
 
-        return Functional.from_config(builder(*args, **kwargs).get_config())
+        core = builder(*args, **kwargs)
+        model = Functional.from_config(core.get_config())
+        if inspect.signature(builder).bind(*args, **kwargs).arguments.get("weights") is not None:
+            model.net.load_state_dict(core.net.state_dict())
+        return model
 
     return build

@@ -1,2 +1,3 @@
 """keras.applications.resnet50."""
-from cnnkit.keras.applications.resnet import ResNet50, preprocess_input  # noqa: F401
+from cnnkit.keras.applications.resnet import (ResNet50, decode_predictions,  # noqa: F401
+                                              preprocess_input)

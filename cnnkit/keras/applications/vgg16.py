@@ -1,5 +1,6 @@
 """keras.applications.vgg16."""
 from cnnkit.keras.applications.imagenet_utils import preprocess_input as _preprocess
+from cnnkit.keras.applications.imagenet_utils import decode_predictions  # noqa: F401
 from cnnkit.keras.applications.keras_model import as_keras
 from cnnkit.model import applications
 

@@ -6,6 +6,7 @@ order, shapes and parameter counts are Keras's own (so Keras's weight files map 
     mobilenet_v2.py  MobileNetV2
     efficientnet.py  EfficientNetB0
     common.py        the input, the classifier top or pooling, the checks they share
+    pretrained.py    weights=None | PATH | 'imagenet' (Keras's published files, downloaded)
 """
 from cnnkit.model.applications.efficientnet import EfficientNetB0
 from cnnkit.model.applications.mobilenet_v2 import MobileNetV2

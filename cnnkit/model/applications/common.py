@@ -6,20 +6,20 @@ from __future__ import annotations
 from cnnkit.errors import CnnkitError, clipped
 from cnnkit.layers import Dense, GlobalAveragePooling2D, GlobalMaxPooling2D, Input
 from cnnkit.layers.symbolic import InputLayer, Tensor
+from cnnkit.model.applications.pretrained import check_weights
 
 POOLINGS = (None, "avg", "max")
 
 
-def check_arguments(builder: str, weights, pooling, classes) -> None:
+def check_arguments(builder: str, weights, pooling, classes, include_top=True,
+                    classifier_activation="softmax", input_shape=None, default_size=224) -> None:
     """One line for each argument Keras's builders refuse (or that cnnkit cannot honour)."""
-    if weights is not None:
-        # issue 28 loads Keras's ImageNet files into these same layer names
-        raise CnnkitError(f"{builder}: weights={clipped(weights)}: pretrained ImageNet weights "
-                          "are not available yet; valid: None (random initialization)")
     if pooling not in POOLINGS:
         raise CnnkitError(f"{builder}: pooling={clipped(pooling)}; valid: None, 'avg', 'max'")
     if isinstance(classes, bool) or not isinstance(classes, int) or classes < 1:
         raise CnnkitError(f"{builder}: classes={clipped(classes)}; valid: a positive integer")
+    check_weights(builder, weights, include_top, classes, classifier_activation, input_shape,
+                  default_size)
 
 
 def image_input(builder: str, input_tensor, input_shape, default_size=224,

@@ -13,6 +13,7 @@ from cnnkit.layers import (Activation, Add, BatchNormalization, Conv2D, Dense, D
                            Reshape, ZeroPadding2D)
 from cnnkit.model.applications.common import (check_arguments, correct_pad, image_input,
                                               make_divisible, top)
+from cnnkit.model.applications.pretrained import with_weights
 from cnnkit.model.graph import Functional
 
 # (kernel, repeats, filters in, filters out, expansion, stride) per stage; every block has a
@@ -52,10 +53,14 @@ def _block(x, kernel, filters_in, filters_out, expansion, stride, drop_rate, nam
     return x
 
 
+IMAGENET_STD = (0.229, 0.224, 0.225)  # Keras's IMAGENET_STDDEV_RGB
+
+
 def _efficientnet(builder, width, depth, dropout_rate, include_top, weights, input_tensor,
                   input_shape, pooling, classes, classifier_activation, name, default_size,
                   drop_connect_rate=0.2):
-    check_arguments(builder, weights, pooling, classes)
+    check_arguments(builder, weights, pooling, classes, include_top, classifier_activation,
+                    input_shape, default_size)
     inputs = image_input(builder, input_tensor, input_shape, default_size)
 
     def filters(n):
@@ -65,6 +70,10 @@ def _efficientnet(builder, width, depth, dropout_rate, include_top, weights, inp
         return int(math.ceil(depth * n))
 
     x = Normalization(axis=-1)(Rescaling(1.0 / 255.0)(inputs))
+    if weights == "imagenet":
+        # Keras's published files hold the ImageNet std as Normalization's *variance* (the
+        # original divides by the variance): Keras divides by sqrt(std) once more, and so must we
+        x = Rescaling([1.0 / math.sqrt(s) for s in IMAGENET_STD])(x)
     x = ZeroPadding2D(correct_pad(x.shape[-3:], 3), name="stem_conv_pad")(x)
     x = Conv2D(filters(32), 3, strides=2, use_bias=False, name="stem_conv")(x)
     x = Activation(SWISH, name="stem_activation")(BatchNormalization(name="stem_bn")(x))
@@ -86,7 +95,7 @@ def _efficientnet(builder, width, depth, dropout_rate, include_top, weights, inp
         x = Dense(classes, activation=classifier_activation, name="predictions")(x)
     else:
         x = top(x, False, pooling, classes, classifier_activation, ("avg_pool", "max_pool"))
-    return Functional(inputs, x, name=name)
+    return with_weights(Functional(inputs, x, name=name), builder, weights, include_top)
 
 
 def EfficientNetB0(include_top=True, weights=None, input_tensor=None, input_shape=None,

@@ -6,6 +6,8 @@ from cnnkit.errors import CnnkitError, clipped
 from cnnkit.layers import Add, BatchNormalization, Conv2D, DepthwiseConv2D, ReLU, ZeroPadding2D
 from cnnkit.model.applications.common import (check_arguments, correct_pad, image_input,
                                               make_divisible, top)
+from cnnkit.model.applications.pretrained import (MOBILENET_ALPHAS, MOBILENET_SIZES,
+                                                  with_weights)
 from cnnkit.model.graph import Functional
 
 # (output filters before alpha, stride, expansion) of blocks 0..16
@@ -42,11 +44,16 @@ def _inverted_res_block(x, filters, stride, expansion, alpha, block_id):
 def MobileNetV2(input_shape=None, alpha=1.0, include_top=True, weights=None, input_tensor=None,
                 pooling=None, classes=1000, classifier_activation="softmax",
                 name=None) -> Functional:
-    check_arguments("MobileNetV2", weights, pooling, classes)
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha > 0:
         raise CnnkitError(f"MobileNetV2: alpha={clipped(alpha)}; valid: a number > 0 (the "
                           "width multiplier, 1.0 for the standard network)")
+    if weights == "imagenet" and alpha not in MOBILENET_ALPHAS:
+        raise CnnkitError(f"MobileNetV2: alpha={clipped(alpha)} with weights='imagenet'; valid: "
+                          f"{', '.join(map(str, MOBILENET_ALPHAS))} (the widths Keras publishes)")
     inputs = image_input("MobileNetV2", input_tensor, input_shape)
+    rows = _weights_rows(inputs)
+    check_arguments("MobileNetV2", weights, pooling, classes, include_top, classifier_activation,
+                    input_shape, rows)
     x = Conv2D(make_divisible(32 * alpha), 3, strides=2, padding="same", use_bias=False,
                name="Conv1")(inputs)
     x = ReLU(6.0, name="Conv1_relu")(_bn("bn_Conv1")(x))
@@ -57,7 +64,16 @@ def MobileNetV2(input_shape=None, alpha=1.0, include_top=True, weights=None, inp
                name="Conv_1")(x)
     x = ReLU(6.0, name="out_relu")(_bn("Conv_1_bn")(x))
     x = top(x, include_top, pooling, classes, classifier_activation)
-    return Functional(inputs, x, name=name or f"mobilenetv2_{alpha:0.2f}_{_rows(inputs, input_shape)}")
+    model = Functional(inputs, x,
+                       name=name or f"mobilenetv2_{alpha:0.2f}_{_rows(inputs, input_shape)}")
+    return with_weights(model, "MobileNetV2", weights, include_top, alpha=alpha, rows=rows)
+
+
+def _weights_rows(inputs) -> int:
+    """The size of the ImageNet weights Keras loads: the input's where it is square and one of
+    the sizes Keras trained at, else 224's (any size shares the same convolution weights)."""
+    h, w = inputs.shape[-3], inputs.shape[-2]
+    return h if h == w and h in MOBILENET_SIZES else 224
 
 
 def _rows(inputs, input_shape) -> int:

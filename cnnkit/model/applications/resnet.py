@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from cnnkit.layers import Activation, Add, BatchNormalization, Conv2D, MaxPooling2D, ZeroPadding2D
 from cnnkit.model.applications.common import check_arguments, image_input, top
+from cnnkit.model.applications.pretrained import with_weights
 from cnnkit.model.graph import Functional
 
 STAGES = ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2))  # (filters, blocks, first stride)
@@ -33,7 +34,8 @@ def _block(x, filters, stride, shortcut_conv, name):
 
 def ResNet50(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
              classes=1000, classifier_activation="softmax", name="resnet50") -> Functional:
-    check_arguments("ResNet50", weights, pooling, classes)
+    check_arguments("ResNet50", weights, pooling, classes, include_top, classifier_activation,
+                    input_shape)
     inputs = image_input("ResNet50", input_tensor, input_shape)
     x = ZeroPadding2D(((3, 3), (3, 3)), name="conv1_pad")(inputs)
     x = Conv2D(64, 7, strides=2, name="conv1_conv")(x)
@@ -44,4 +46,4 @@ def ResNet50(include_top=True, weights=None, input_tensor=None, input_shape=None
         for b in range(1, blocks + 1):
             x = _block(x, filters, stride if b == 1 else 1, b == 1, f"conv{stage}_block{b}")
     x = top(x, include_top, pooling, classes, classifier_activation, ("avg_pool", "max_pool"))
-    return Functional(inputs, x, name=name)
+    return with_weights(Functional(inputs, x, name=name), "ResNet50", weights, include_top)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from cnnkit.layers import Conv2D, Dense, Flatten, MaxPooling2D
 from cnnkit.model.applications.common import check_arguments, image_input, top
+from cnnkit.model.applications.pretrained import with_weights
 from cnnkit.model.graph import Functional
 
 BLOCKS = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))  # VGG16: (filters, convs) per block
@@ -11,7 +12,8 @@ BLOCKS = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))  # VGG16: (filters, c
 
 def VGG16(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
           classes=1000, classifier_activation="softmax", name="vgg16") -> Functional:
-    check_arguments("VGG16", weights, pooling, classes)
+    check_arguments("VGG16", weights, pooling, classes, include_top, classifier_activation,
+                    input_shape)
     inputs = x = image_input("VGG16", input_tensor, input_shape)
     for b, (filters, convs) in enumerate(BLOCKS, 1):
         for c in range(1, convs + 1):
@@ -24,4 +26,4 @@ def VGG16(include_top=True, weights=None, input_tensor=None, input_shape=None, p
         x = Dense(classes, activation=classifier_activation, name="predictions")(x)
     else:
         x = top(x, False, pooling, classes, classifier_activation)
-    return Functional(inputs, x, name=name)
+    return with_weights(Functional(inputs, x, name=name), "VGG16", weights, include_top)
