@@ -245,6 +245,37 @@ class Concatenate(KerasLayer, merge.Concatenate):
     pass
 
 
+# Keras's functional forms of the merge layers: `layers.add([x, residual])` is
+# `layers.Add()([x, residual])`, as keras.io's and Deep Learning with Python's residual blocks
+# write it (on the tensors of the functional API)
+def add(inputs, **kwargs):
+    return Add(**kwargs)(inputs)
+
+
+def subtract(inputs, **kwargs):
+    return Subtract(**kwargs)(inputs)
+
+
+def multiply(inputs, **kwargs):
+    return Multiply(**kwargs)(inputs)
+
+
+def average(inputs, **kwargs):
+    return Average(**kwargs)(inputs)
+
+
+def maximum(inputs, **kwargs):
+    return Maximum(**kwargs)(inputs)
+
+
+def minimum(inputs, **kwargs):
+    return Minimum(**kwargs)(inputs)
+
+
+def concatenate(inputs, axis=-1, **kwargs):
+    return Concatenate(axis=axis, **kwargs)(inputs)
+
+
 MODERN = ["DepthwiseConv2D", "SeparableConv2D", "SpatialDropout2D", "GlobalMaxPooling2D",
           "Reshape", "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate"]
 SeparableConvolution2D, GlobalMaxPool2D = SeparableConv2D, GlobalMaxPooling2D
@@ -302,5 +333,6 @@ _PREPROCESSING = ["Rescaling", "Normalization", "Resizing", "RandomFlip", "Rando
 
 __all__ = ["Input", "InputLayer", "Conv2D", "Dense", "MaxPooling2D", "AveragePooling2D",
            "ZeroPadding2D", "Flatten", "GlobalAveragePooling2D", "Dropout", "BatchNormalization",
-           "Activation", "LeakyReLU", "ReLU", "Softmax", *_PREPROCESSING] + MODERN
+           "Activation", "LeakyReLU", "ReLU", "Softmax", *_PREPROCESSING] + MODERN + [
+           "add", "subtract", "multiply", "average", "maximum", "minimum", "concatenate"]
 MaxPool2D, AvgPool2D, Convolution2D = MaxPooling2D, AveragePooling2D, Conv2D

@@ -215,13 +215,13 @@ class KerasModel:
     def predict_generator(self, generator, *args, **kwargs):
         return self.predict(generator, *args, **kwargs)
 
-    def __call__(self, x, training=False):
+    def __call__(self, x, training=None):
         import torch
 
         if isinstance(x, Tensor):  # the functional API: this model as a layer of a graph
             from cnnkit.model.graph import nested
 
-            return nested(self, x)
+            return nested(self, x, training=training)
 
         from cnnkit.keras.training import images, nchw
 
