@@ -222,3 +222,97 @@ def test_a_nested_model_is_not_written_as_a_keras_file():
     assert not os.path.exists("save_at_1.keras")  # nothing half-written
     model.fit(x, y, epochs=1, callbacks=[keras.callbacks.ModelCheckpoint("save_at_{epoch}")])
     assert os.path.isdir("save_at_1")
+
+
+# -- d. keras.io/guides/transfer_learning: the end-to-end example --------------------------------
+def test_transfer_learning_and_fine_tuning(real):
+    data_augmentation = keras.Sequential(
+        [layers.RandomFlip("horizontal"), layers.RandomRotation(0.1)]
+    )
+    base_model = keras.applications.MobileNetV2(  # Xception there, which cnnkit has not
+        weights=None,  # "imagenet" there: weights are another piece of work
+        input_shape=(32, 32, 3),  # 150 x 150 there
+        include_top=False,
+    )
+    reference = real.applications.MobileNetV2(weights=None, input_shape=(32, 32, 3),
+                                              include_top=False)
+    assert base_model.count_params() == reference.count_params()
+
+    # Freeze the base_model
+    base_model.trainable = False
+
+    # Create new model on top
+    inputs = keras.Input(shape=(32, 32, 3))
+    x = data_augmentation(inputs)  # Apply random data augmentation
+
+    # Pre-trained Xception weights requires that input be scaled
+    # from (0, 255) to a range of (-1., +1.), the rescaling layer
+    # outputs: `(inputs * scale) + offset`
+    scale_layer = keras.layers.Rescaling(scale=1 / 127.5, offset=-1)
+    x = scale_layer(x)
+
+    # The base model contains batchnorm layers. We want to keep them in inference mode
+    # when we unfreeze the base model for fine-tuning, so we make sure that the
+    # base_model is running in inference mode here.
+    x = base_model(x, training=False)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Dropout(0.2)(x)  # Regularize with dropout
+    outputs = keras.layers.Dense(1)(x)
+    model = keras.Model(inputs, outputs)
+
+    lines = []
+    model.summary(show_trainable=True, print_fn=lines.append)
+    assert " Trainable params: 1,281 (5.00 KB)" in lines  # the Dense head only
+    assert any("(Functional)" in line and line.rstrip("│ ").endswith("N") for line in lines)
+
+    def base_state():
+        return {k: v.detach().clone() for k, v in base_model.net.state_dict().items()}
+
+    start = base_state()
+    model.compile(
+        optimizer=keras.optimizers.Adam(),
+        loss=keras.losses.BinaryCrossentropy(from_logits=True),
+        metrics=[keras.metrics.BinaryAccuracy()],
+    )
+    x, y = pets(16, 32)  # the cats-vs-dogs datasets there
+    epochs = 1  # 2 there
+    model.fit(x, y, epochs=epochs, validation_data=(x[:4], y[:4]))
+    frozen = base_state()
+    assert all(torch.equal(start[k], frozen[k]) for k in start)  # weights and statistics
+
+    # Unfreeze the base_model. Note that it keeps running in inference mode
+    # since we passed `training=False` when calling it.
+    base_model.trainable = True
+    lines.clear()
+    model.summary(show_trainable=True, print_fn=lines.append)
+    assert f" Trainable params: {1281 + sum(int(np.prod(w.shape)) for w in reference.trainable_weights):,}" \
+        in " ".join(lines)
+
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-5),  # Low learning rate
+        loss=keras.losses.BinaryCrossentropy(from_logits=True),
+        metrics=[keras.metrics.BinaryAccuracy()],
+    )
+    epochs = 1  # 10 there
+    model.fit(x, y, epochs=epochs, validation_data=(x[:4], y[:4]))
+    tuned = base_state()
+    stats = [k for k in start if "running_" in k]
+    changed = [k for k in start if not torch.equal(frozen[k], tuned[k])]
+    assert stats and changed  # its weights moved (those whose gradient is not ~0)...
+    assert not set(stats) & set(changed)  # ...its batch norm stayed in inference mode
+    assert "layers.Conv_1.conv.weight" in changed  # the last convolution's
+
+
+def test_a_model_called_in_training_mode_updates_its_batch_norm():
+    """Without `training=False`, fine-tuning a nested model trains its batch norm as Keras
+    does: the moving statistics move (the contrast to the guide's advice above)."""
+    base = keras.Sequential([keras.Input((8, 8, 3)), layers.Conv2D(4, 3), layers.BatchNormalization()])
+    inputs = keras.Input((8, 8, 3))
+    outputs = layers.Dense(1)(layers.GlobalAveragePooling2D()(base(inputs)))
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer="adam", loss=keras.losses.BinaryCrossentropy(from_logits=True))
+    before = base.get_weights()
+    x, y = pets(8, 8)
+    model.fit(x, y, epochs=1, verbose=0)
+    moved = [not np.array_equal(a, b) for a, b in zip(before, base.get_weights())]
+    assert all(moved)  # kernel, bias, gamma, beta and both moving statistics
