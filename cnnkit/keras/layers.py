@@ -15,6 +15,7 @@ import inspect
 
 from cnnkit.errors import CnnkitError
 from cnnkit.layers import Layer, core, preprocessing
+from cnnkit.layers import symbolic
 from cnnkit.layers import conv, elementwise, merge, shape  # modern CNN layers (issue 27)
 from cnnkit.errors import clipped
 from cnnkit.model.keras_files import DEFAULTS, FIXED, RENAMED, keras_arguments
@@ -293,6 +294,13 @@ def Input(shape=None, batch_size=None, name=None, dtype=None, batch_shape=None):
 
 
 InputLayer = Input
+
+
+class GraphInput(KerasLayer, symbolic.InputLayer):
+    """A graph model's input layer as `model.layers[0]` shows it: with Keras's `output`
+    (`[layer.output.shape for layer in model.layers]`, DLwP's way to read a graph)."""
+
+    type = "InputLayer"
 
 
 # -- preprocessing and augmentation layers (issue 27) --

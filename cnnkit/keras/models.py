@@ -372,7 +372,8 @@ def _as_keras(layer):
     """The cnnkit.keras twin of a cnnkit layer (same arguments, Keras's extras at defaults)."""
     from cnnkit.keras import layers as keras_layers
 
-    twin = getattr(keras_layers, layer.type, None)
+    twin = keras_layers.GraphInput if layer.type == "InputLayer" else getattr(
+        keras_layers, layer.type, None)
     if isinstance(layer, keras_layers.KerasLayer) or not (isinstance(twin, type) and issubclass(twin, type(layer))):
         return layer
     new = twin.__new__(twin)

@@ -316,3 +316,134 @@ def test_a_model_called_in_training_mode_updates_its_batch_norm():
     model.fit(x, y, epochs=1, verbose=0)
     moved = [not np.array_equal(a, b) for a, b in zip(before, base.get_weights())]
     assert all(moved)  # kernel, bias, gamma, beta and both moving statistics
+
+
+# -- e. Deep Learning with Python, 2nd ed., chapter 9 --------------------------------------------
+def residual_model(keras, layers):
+    """Listing 9.x's residual blocks, as the book writes them."""
+    inputs = keras.Input(shape=(32, 32, 3))
+    x = layers.Rescaling(1./255)(inputs)
+
+    def residual_block(x, filters, pooling=False):
+        residual = x
+        x = layers.Conv2D(filters, 3, activation="relu", padding="same")(x)
+        x = layers.Conv2D(filters, 3, activation="relu", padding="same")(x)
+        if pooling:
+            x = layers.MaxPooling2D(2, padding="same")(x)
+            residual = layers.Conv2D(filters, 1, strides=2)(residual)
+        elif filters != residual.shape[-1]:
+            residual = layers.Conv2D(filters, 1)(residual)
+        x = layers.add([x, residual])
+        return x
+
+    x = residual_block(x, filters=32, pooling=True)
+    x = residual_block(x, filters=64, pooling=True)
+    x = residual_block(x, filters=128, pooling=False)
+
+    x = layers.GlobalAveragePooling2D()(x)
+    outputs = layers.Dense(1, activation="sigmoid")(x)
+    model = keras.Model(inputs=inputs, outputs=outputs)
+    return model
+
+
+def mini_xception(keras, layers, size):
+    """The chapter's mini Xception on cats vs dogs, as the book writes it."""
+    data_augmentation = keras.Sequential(
+        [
+            layers.RandomFlip("horizontal"),
+            layers.RandomRotation(0.1),
+            layers.RandomZoom(0.2),
+        ]
+    )
+    inputs = keras.Input(shape=(size, size, 3))
+    x = data_augmentation(inputs)
+
+    x = layers.Rescaling(1./255)(x)
+    x = layers.Conv2D(filters=32, kernel_size=5, use_bias=False)(x)
+
+    for size in [32, 64, 128, 256, 512]:
+        residual = x
+
+        x = layers.BatchNormalization()(x)
+        x = layers.Activation("relu")(x)
+        x = layers.SeparableConv2D(size, 3, padding="same", use_bias=False)(x)
+
+        x = layers.BatchNormalization()(x)
+        x = layers.Activation("relu")(x)
+        x = layers.SeparableConv2D(size, 3, padding="same", use_bias=False)(x)
+
+        x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
+
+        residual = layers.Conv2D(
+            size, 1, strides=2, padding="same", use_bias=False)(residual)
+        x = layers.add([x, residual])
+
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dropout(0.5)(x)
+    outputs = layers.Dense(1, activation="sigmoid")(x)
+    model = keras.Model(inputs=inputs, outputs=outputs)
+    return model
+
+
+def test_residual_blocks_of_deep_learning_with_python(real):
+    model = residual_model(keras, layers)
+    model.summary()
+    reference = residual_model(real, real.layers)
+    assert model.count_params() == reference.count_params()
+    ours = [(l.name, tuple(l.output.shape)) for l in model.layers]
+    assert [n for n, _ in ours] == [l.name for l in reference.layers] or len(ours) == len(
+        reference.layers)  # Keras numbers names over a whole session
+    assert [s for _, s in ours] == [tuple(l.output.shape) for l in reference.layers]
+
+
+def test_mini_xception_of_deep_learning_with_python(real):
+    model = mini_xception(keras, layers, 48)  # 180 x 180 in the book
+    assert model.count_params() == mini_xception(real, real.layers, 48).count_params()
+    model.compile(loss="binary_crossentropy",
+                  optimizer="rmsprop",
+                  metrics=["accuracy"])
+    callbacks = [
+        keras.callbacks.ModelCheckpoint(
+            filepath="mini_xception",  # "mini_xception.keras" there: see the test above
+            save_best_only=True,
+            monitor="val_loss")
+    ]
+    x, y = pets(24, 48)  # image_dataset_from_directory's cats and dogs there
+    history = model.fit(x[:16], y[:16], epochs=2,  # 100 there
+                        validation_data=(x[16:], y[16:]), callbacks=callbacks)
+    assert len(history.history["val_loss"]) == 2
+
+    test_model = keras.models.load_model("mini_xception")
+    test_loss, test_acc = test_model.evaluate(x[16:], y[16:])
+    print(f"Test accuracy: {test_acc:.3f}")
+    best = int(np.argmin(history.history["val_loss"]))
+    assert test_loss == pytest.approx(history.history["val_loss"][best], rel=1e-4)
+
+
+def fine_tune_top_layers(keras, layers):
+    """Keras's other fine-tuning pattern: freeze the first layers of a nested base only."""
+    base_model = keras.Sequential([keras.Input((8, 8, 3)), layers.Conv2D(4, 3),
+                                   layers.BatchNormalization(), layers.Conv2D(6, 3)])
+    for layer in base_model.layers[:2]:
+        layer.trainable = False
+    inputs = keras.Input((8, 8, 3))
+    x = base_model(inputs)
+    outputs = layers.Dense(1)(layers.GlobalAveragePooling2D()(x))
+    return keras.Model(inputs, outputs), base_model
+
+
+def test_layers_frozen_inside_a_nested_model_stay_frozen(real):
+    model, base_model = fine_tune_top_layers(keras, layers)
+    reference, _ = fine_tune_top_layers(real, real.layers)
+    lines = []
+    model.summary(print_fn=lines.append)
+    trainable = sum(int(np.prod(w.shape)) for w in reference.trainable_weights)
+    assert f" Trainable params: {trainable:,}" in " ".join(lines)
+
+    model.compile(optimizer="adam", loss=keras.losses.BinaryCrossentropy(from_logits=True))
+    before = base_model.get_weights()
+    x, y = pets(8, 8)
+    model.fit(x, y, epochs=2, verbose=0)
+    after = base_model.get_weights()
+    # conv kernel and bias, batch norm's gamma, beta and moving statistics, the last conv's
+    assert [np.array_equal(a, b) for a, b in zip(before, after)] == [True] * 6 + [False] * 2
