@@ -447,3 +447,28 @@ def test_layers_frozen_inside_a_nested_model_stay_frozen(real):
     after = base_model.get_weights()
     # conv kernel and bias, batch norm's gamma, beta and moving statistics, the last conv's
     assert [np.array_equal(a, b) for a, b in zip(before, after)] == [True] * 6 + [False] * 2
+
+
+def test_training_false_is_saved_with_the_model():
+    """A saved model reloads with its nested base still in inference mode: fine-tuning the
+    reloaded model leaves the base's batch-norm statistics as they were."""
+    base = keras.Sequential([keras.Input((8, 8, 3)), layers.Conv2D(4, 3),
+                             layers.BatchNormalization()])
+    inputs = keras.Input((8, 8, 3))
+    outputs = layers.Dense(1)(layers.GlobalAveragePooling2D()(base(inputs, training=False)))
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer="adam", loss=keras.losses.BinaryCrossentropy(from_logits=True))
+    x, y = pets(8, 8)
+    model.fit(x, y, epochs=1, verbose=0)
+    model.save("tuned")
+    back = keras.models.load_model("tuned")
+    np.testing.assert_allclose(back.predict(x), model.predict(x), rtol=1e-5, atol=1e-6)
+
+    def state():
+        return {k: v.clone() for k, v in back.layers[1].model.net.state_dict().items()}
+
+    before = state()
+    back.fit(x, y, epochs=1, verbose=0)
+    after = state()
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    assert moved and not any("running_" in k for k in moved)
