@@ -101,6 +101,11 @@ class KerasLayer:
         return value
 
     # -- functional API: calling a layer on a tensor is cnnkit.layers.Layer's __call__ ---------
+    def __call__(self, inputs):
+        from cnnkit.keras.models import symbolic
+
+        return super().__call__(symbolic(inputs))  # `base.output` is a tensor too
+
     @property
     def output(self):
         from cnnkit.keras.models import LayerOutput

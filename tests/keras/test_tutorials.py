@@ -472,3 +472,61 @@ def test_training_false_is_saved_with_the_model():
     after = state()
     moved = {k for k in before if not torch.equal(before[k], after[k])}
     assert moved and not any("running_" in k for k in moved)
+
+
+# -- keras.io/api/applications: "Fine-tune InceptionV3 on a new set of classes" ------------------
+def extend_base_output(keras, layers):
+    """The example's pattern, word for word, on a base cnnkit has (InceptionV3 there)."""
+    base_model = keras.applications.MobileNetV2(weights=None, include_top=False,
+                                                input_shape=(32, 32, 3))
+    x = base_model.output
+    x = layers.GlobalAveragePooling2D()(x)
+    # let's add a fully-connected layer
+    x = layers.Dense(1024, activation='relu')(x)
+    # and a logistic layer -- let's say we have 200 classes
+    predictions = layers.Dense(200, activation='softmax')(x)
+    # this is the model we will train
+    model = keras.Model(inputs=base_model.input, outputs=predictions)
+    # first: train only the top layers (which were randomly initialized)
+    # i.e. freeze all convolutional InceptionV3 layers
+    for layer in base_model.layers:
+        layer.trainable = False
+    return model, base_model
+
+
+def test_a_model_built_on_a_base_models_output(real):
+    model, base_model = extend_base_output(keras, layers)
+    reference, _ = extend_base_output(real, real.layers)
+    assert model.count_params() == reference.count_params()
+    lines = []
+    model.summary(print_fn=lines.append)
+    trainable = sum(int(np.prod(w.shape)) for w in reference.trainable_weights)
+    assert f" Trainable params: {trainable:,}" in " ".join(lines)
+
+    # compile the model (should be done *after* setting layers to non-trainable)
+    model.compile(optimizer='rmsprop', loss='categorical_crossentropy')
+    x, y = pets(8, 32)
+    y = keras.utils.to_categorical(y, 200)
+    before = base_model.get_weights()
+    model.fit(x, y, epochs=1, verbose=0)  # "train the model on the new data for a few epochs"
+    assert all(np.array_equal(a, b) for a, b in zip(before, base_model.get_weights()))
+
+    base_model.trainable = True  # the new model holds the base's own weights (Keras shares them)
+    for layer in base_model.layers:
+        layer.trainable = True
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.01, momentum=0.9),
+                  loss='categorical_crossentropy')
+    model.fit(x, y, epochs=1, verbose=0)
+    assert not all(np.array_equal(a, b) for a, b in zip(before, base_model.get_weights()))
+
+
+def test_an_inner_layers_output_cannot_start_a_model():
+    base_model = keras.Sequential([keras.Input((8, 8, 3)), layers.Conv2D(4, 3, name="c1"),
+                                   layers.Conv2D(4, 3)])
+    with pytest.raises(CnnkitError, match="the output of layer 'c1' inside the model "
+                                          "'sequential' cannot start a new model here"):
+        layers.Flatten()(base_model.get_layer("c1").output)
+    # reading inner outputs is what such a model is for (seed 004's feature maps)
+    maps = keras.Model(base_model.input, base_model.get_layer("c1").output).predict(
+        np.zeros((1, 8, 8, 3), "float32"))
+    assert maps.shape == (1, 6, 6, 4)
