@@ -15,6 +15,7 @@ predict; see cnnkit.keras.models. Real Keras files load with `models.load_model`
     saving                                  load_model (compiled as saved), save_model,
                                             register_keras_serializable, get_custom_objects
     applications                            VGG16, ResNet50, MobileNetV2, EfficientNetB0 (weights=None)
+    ops                                     expand_dims, sigmoid, softmax, argmax, convert_to_numpy
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import importlib
 
 SUBMODULES = ("layers", "models", "datasets", "utils", "callbacks", "optimizers",
               "regularizers", "losses", "metrics", "preprocessing", "mixed_precision", "training",
-              "saving", "applications")
+              "saving", "applications", "ops")
 NAMES = {"Sequential": "models", "Model": "models", "Input": "layers"}
 
 

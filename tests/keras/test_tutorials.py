@@ -14,6 +14,7 @@ os.environ.setdefault("KERAS_BACKEND", "torch")  # before Keras is imported anyw
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from cnnkit import keras
 from cnnkit.errors import CnnkitError
@@ -202,11 +203,38 @@ def test_image_classification_from_scratch(real):
     history = model.fit(x, y, epochs=epochs, validation_data=(x[:8], y[:8]))
     assert set(history.history) == {"acc", "loss", "val_acc", "val_loss"}
 
-    img_array = np.expand_dims(x[0].astype("float32"), 0)  # keras.ops.expand_dims there
+    Image.fromarray(x[0]).save("6779.jpg")  # "PetImages/Cat/6779.jpg" there
+    img = keras.utils.load_img("6779.jpg", target_size=image_size)
+    img_array = keras.utils.img_to_array(img)
+    img_array = keras.ops.expand_dims(img_array, 0)  # Create batch axis
     predictions = model(img_array)
-    score = float(torch.sigmoid(predictions[0][0]))  # keras.ops.sigmoid there
-    assert 0 < score < 1
-    assert predictions.shape == (1, 1)
+    score = float(keras.ops.sigmoid(predictions[0][0]))
+    print(f"This image is {100 * (1 - score):.2f}% cat and {100 * score:.2f}% dog.")
+    assert predictions.shape == (1, 1) and 0 < score < 1
+    assert score == pytest.approx(float(torch.sigmoid(torch.tensor(model.predict(
+        np.asarray(img)[None])[0, 0]))), abs=1e-6)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {}, {"target_size": (20, 30)}, {"color_mode": "grayscale", "target_size": (16, 16),
+                                    "interpolation": "bilinear"},
+    {"color_mode": "rgba", "target_size": (10, 20), "keep_aspect_ratio": True}])
+def test_load_img_and_img_to_array_give_what_keras_gives(real, kwargs):
+    rng = np.random.default_rng(2)
+    Image.fromarray(rng.integers(0, 256, (24, 36, 3), dtype=np.uint8)).save("cat.png")
+    ours = keras.utils.img_to_array(keras.utils.load_img("cat.png", **kwargs))
+    theirs = real.utils.img_to_array(real.utils.load_img("cat.png", **kwargs))
+    assert ours.dtype == theirs.dtype == np.float32
+    np.testing.assert_array_equal(ours, theirs)
+
+
+def test_what_ops_and_load_img_do_not_take_is_one_line():
+    with pytest.raises(AttributeError, match="keras.ops.conv is not in cnnkit.keras.ops; it "
+                                             "has expand_dims, sigmoid"):
+        keras.ops.conv
+    with pytest.raises(CnnkitError, match="unknown load_img color_mode 'cmyk'; valid: rgb, "
+                                          "grayscale, rgba"):
+        keras.utils.load_img("cat.png", color_mode="cmyk")
 
 
 def test_a_nested_model_is_not_written_as_a_keras_file():
