@@ -296,12 +296,14 @@ class Nested(Layer):
 
     `training=False` (Keras's `base_model(x, training=False)`) runs the model in inference mode
     whatever the outer model does: its batch norm uses and keeps its moving statistics, its
-    dropout is off, also once the model is made trainable again for fine-tuning."""
+    dropout is off, also once the model is made trainable again for fine-tuning.
+    `training=True` runs it in training mode always, in predict too (Monte Carlo dropout)."""
 
     def __init__(self, model=None, name=None, training=None, **config):
-        if training not in (None, False):
+        if training not in (None, False, True):
             raise CnnkitError(f"a nested model's training={clipped(training)} is not supported; "
-                              "valid: False (inference mode) or None (the outer model's mode)")
+                              "valid: False (inference mode), True (training mode) or None (the "
+                              "outer model's mode)")
         if model is None:  # from a description: {"Sequential": {...its config...}}
             model = model_from_config(config, "nested model")
         elif config or not isinstance(model, Sequential):
@@ -323,8 +325,8 @@ class Nested(Layer):
     def get_config(self):
         cfg = self.model.get_config()
         cfg.pop("name", None)  # the layer's name is the model's
-        if self.training is False:
-            cfg["training"] = False
+        if self.training is not None:
+            cfg["training"] = self.training
         return cfg
 
     def output_shape(self, shape):
@@ -349,17 +351,17 @@ class Nested(Layer):
     def build(self, shape, init):
         from torch import nn
 
-        inner, inference = self.model.net, self.training is False
+        inner, mode = self.model.net, self.training
 
         class Whole(nn.Module):  # the inner network with its split-off activation put back
             def __init__(self):
                 super().__init__()
                 self.net = inner
 
-            def train(self, mode=True):
-                super().train(mode)
-                if inference:  # training=False: the outer model's train() does not reach it
-                    self.net.eval()
+            def train(self, outer=True):
+                super().train(outer)
+                if mode is not None:  # training=: the outer model's train() does not reach it
+                    self.net.train(mode)
                 return self
 
             def forward(self, x):
@@ -370,7 +372,7 @@ class Nested(Layer):
 
 def nested(model, inputs, training=None):
     """`model(inputs)` on symbolic tensors: the model as one layer of a new graph;
-    `training=False` keeps it in inference mode (see Nested)."""
+    `training=False` / `True` keeps it in inference / training mode (see Nested)."""
     return Nested(model, training=training)(inputs)
 
 

@@ -585,3 +585,16 @@ def test_the_merge_helpers_compute_what_keras_computes(real):
         model.get_layer(name).set_weights(reference.get_layer(name).get_weights())
     x = np.random.default_rng(1).random((4, 12, 12, 3), dtype=np.float32)
     np.testing.assert_allclose(model.predict(x), reference.predict(x, verbose=0), atol=1e-5)
+
+
+@pytest.mark.parametrize("training", [True, None, False])
+def test_a_nested_model_called_with_training_true_keeps_its_dropout_in_predict(training):
+    """Monte Carlo dropout: `block(x, training=True)` drops in predict too, as in Keras."""
+    block = keras.Sequential([keras.Input((8, 8, 3)), layers.Conv2D(4, 3),
+                              layers.Dropout(0.5)])
+    inputs = keras.Input((8, 8, 3))
+    outputs = layers.Dense(2)(layers.Flatten()(block(inputs, training=training)))
+    model = keras.Model(inputs, outputs)
+    x, _ = pets(4, 8)
+    first, second = model.predict(x), model.predict(x)
+    assert np.array_equal(first, second) == (training is not True)
