@@ -255,6 +255,7 @@ def test_a_nested_model_is_not_written_as_a_keras_file():
 
 # -- d. keras.io/guides/transfer_learning: the end-to-end example --------------------------------
 def test_transfer_learning_and_fine_tuning(real):
+    keras.utils.set_random_seed(0)
     data_augmentation = keras.Sequential(
         [layers.RandomFlip("horizontal"), layers.RandomRotation(0.1)]
     )
@@ -325,11 +326,12 @@ def test_transfer_learning_and_fine_tuning(real):
     epochs = 1  # 10 there
     model.fit(x, y, epochs=epochs, validation_data=(x[:4], y[:4]))
     tuned = base_state()
-    stats = [k for k in start if "running_" in k]
+    stats = [k for k in start if "running_" in k or "num_batches" in k]
     changed = [k for k in start if not torch.equal(frozen[k], tuned[k])]
-    assert stats and changed  # its weights moved (those whose gradient is not ~0)...
-    assert not set(stats) & set(changed)  # ...its batch norm stayed in inference mode
-    assert "layers.Conv_1.conv.weight" in changed  # the last convolution's
+    # its weights moved (those whose gradient is not ~0: an untrained MobileNetV2 in inference
+    # mode passes little gradient to its first blocks)...
+    assert len(changed) > 10
+    assert stats and not set(stats) & set(changed)  # ...its batch norm stayed in inference mode
 
 
 def test_a_model_called_in_training_mode_updates_its_batch_norm():
@@ -598,3 +600,12 @@ def test_a_nested_model_called_with_training_true_keeps_its_dropout_in_predict(t
     x, _ = pets(4, 8)
     first, second = model.predict(x), model.predict(x)
     assert np.array_equal(first, second) == (training is not True)
+
+
+def test_training_on_a_layers_call_is_one_line_naming_the_model_form():
+    inputs = keras.Input((8, 8, 3))
+    with pytest.raises(CnnkitError, match=r"Dropout: training=True on a layer's call is not "
+                                          r"supported; valid: a model's call, keras.Sequential"):
+        layers.Dropout(0.5)(inputs, training=True)
+    x = keras.Sequential([layers.Dropout(0.5)])(inputs, training=True)  # the form that runs
+    assert x.shape == (None, 8, 8, 3)
