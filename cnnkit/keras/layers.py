@@ -102,13 +102,13 @@ class KerasLayer:
 
     # -- functional API: calling a layer on a tensor is cnnkit.layers.Layer's __call__ ---------
     def __call__(self, inputs, training=None):
-        from cnnkit.keras.models import symbolic
+        from cnnkit.keras.models import functional_tensors
 
         if training is not None:  # Keras fixes the mode of this one call
             raise CnnkitError(f"{type(self).__name__}: training={clipped(training)} on a layer's "
                               "call is not supported; valid: a model's call, "
                               "keras.Sequential([layer])(x, training=...)")
-        return super().__call__(symbolic(inputs))  # `base.output` is a tensor too
+        return super().__call__(functional_tensors(inputs))  # `base.output` is a tensor too
 
     @property
     def output(self):

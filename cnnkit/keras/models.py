@@ -75,10 +75,10 @@ class LayerOutput:
         return outputs
 
 
-def symbolic(x):
+def functional_tensors(x):
     """`x` with a model's `input`/`output` (LayerOutput) turned into functional-API tensors."""
     if isinstance(x, (list, tuple)):
-        return type(x)(symbolic(t) for t in x)
+        return type(x)(functional_tensors(t) for t in x)
     return x.tensor() if isinstance(x, LayerOutput) else x
 
 
@@ -397,7 +397,7 @@ def Model(inputs=None, outputs=None, name=None, **kwargs):
             raise CnnkitError("Model(inputs, outputs): inputs must be model.input and outputs its "
                               "own layers' outputs")
         return _ActivationModel(base, [t.layer for t in outs], single)
-    return Functional(symbolic(inputs), symbolic(outputs), name=name)
+    return Functional(functional_tensors(inputs), functional_tensors(outputs), name=name)
 
 
 def _as_keras(layer):

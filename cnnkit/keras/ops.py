@@ -1,9 +1,11 @@
 """The few `keras.ops` functions keras.io's examples call on a model's output:
 `keras.ops.expand_dims(img_array, 0)` before `model(img_array)`, `keras.ops.sigmoid(logits)`,
 `softmax`, `argmax`, `convert_to_numpy`. They take arrays or torch tensors and return torch
-tensors, as Keras 3 on its torch backend does. Any other name is an AttributeError saying what is here.
+tensors, as Keras 3 on its torch backend does. Any other name is an AttributeError saying
+what is here.
 """
 from __future__ import annotations
+
 
 def _tensor(x):
     import torch

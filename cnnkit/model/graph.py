@@ -300,7 +300,7 @@ class Nested(Layer):
     `training=True` runs it in training mode always, in predict too (Monte Carlo dropout)."""
 
     def __init__(self, model=None, name=None, training=None, **config):
-        if training not in (None, False, True):
+        if training is not None and not isinstance(training, bool):
             raise CnnkitError(f"a nested model's training={clipped(training)} is not supported; "
                               "valid: False (inference mode), True (training mode) or None (the "
                               "outer model's mode)")
