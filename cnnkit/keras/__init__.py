@@ -16,6 +16,7 @@ predict; see cnnkit.keras.models. Real Keras files load with `models.load_model`
                                             register_keras_serializable, get_custom_objects
     applications                            VGG16, ResNet50, MobileNetV2, EfficientNetB0 (weights=
                                             None|'imagenet'|PATH), decode_predictions
+    ops                                     expand_dims, sigmoid, softmax, argmax, convert_to_numpy
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ import importlib
 
 SUBMODULES = ("layers", "models", "datasets", "utils", "callbacks", "optimizers",
               "regularizers", "losses", "metrics", "preprocessing", "mixed_precision", "training",
-              "saving", "applications")
+              "saving", "applications", "ops")
 NAMES = {"Sequential": "models", "Model": "models", "Input": "layers"}
 
 

@@ -15,6 +15,7 @@ import inspect
 
 from cnnkit.errors import CnnkitError
 from cnnkit.layers import Layer, core, preprocessing
+from cnnkit.layers import symbolic
 from cnnkit.layers import conv, elementwise, merge, shape  # modern CNN layers (issue 27)
 from cnnkit.errors import clipped
 from cnnkit.model.keras_files import DEFAULTS, FIXED, RENAMED, keras_arguments
@@ -100,6 +101,15 @@ class KerasLayer:
         return value
 
     # -- functional API: calling a layer on a tensor is cnnkit.layers.Layer's __call__ ---------
+    def __call__(self, inputs, training=None):
+        from cnnkit.keras.models import functional_tensors
+
+        if training is not None:  # Keras fixes the mode of this one call
+            raise CnnkitError(f"{type(self).__name__}: training={clipped(training)} on a layer's "
+                              "call is not supported; valid: a model's call, "
+                              "keras.Sequential([layer])(x, training=...)")
+        return super().__call__(functional_tensors(inputs))  # `base.output` is a tensor too
+
     @property
     def output(self):
         from cnnkit.keras.models import LayerOutput
@@ -245,6 +255,37 @@ class Concatenate(KerasLayer, merge.Concatenate):
     pass
 
 
+# Keras's functional forms of the merge layers: `layers.add([x, residual])` is
+# `layers.Add()([x, residual])`, as keras.io's and Deep Learning with Python's residual blocks
+# write it (on the tensors of the functional API)
+def add(inputs, **kwargs):
+    return Add(**kwargs)(inputs)
+
+
+def subtract(inputs, **kwargs):
+    return Subtract(**kwargs)(inputs)
+
+
+def multiply(inputs, **kwargs):
+    return Multiply(**kwargs)(inputs)
+
+
+def average(inputs, **kwargs):
+    return Average(**kwargs)(inputs)
+
+
+def maximum(inputs, **kwargs):
+    return Maximum(**kwargs)(inputs)
+
+
+def minimum(inputs, **kwargs):
+    return Minimum(**kwargs)(inputs)
+
+
+def concatenate(inputs, axis=-1, **kwargs):
+    return Concatenate(axis=axis, **kwargs)(inputs)
+
+
 MODERN = ["DepthwiseConv2D", "SeparableConv2D", "SpatialDropout2D", "GlobalMaxPooling2D",
           "Reshape", "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate"]
 SeparableConvolution2D, GlobalMaxPool2D = SeparableConv2D, GlobalMaxPooling2D
@@ -262,6 +303,13 @@ def Input(shape=None, batch_size=None, name=None, dtype=None, batch_shape=None):
 
 
 InputLayer = Input
+
+
+class GraphInput(KerasLayer, symbolic.InputLayer):
+    """A graph model's input layer as `model.layers[0]` shows it: with Keras's `output`
+    (`[layer.output.shape for layer in model.layers]`, DLwP's way to read a graph)."""
+
+    type = "InputLayer"
 
 
 # -- preprocessing and augmentation layers (issue 27) --
@@ -302,5 +350,6 @@ _PREPROCESSING = ["Rescaling", "Normalization", "Resizing", "RandomFlip", "Rando
 
 __all__ = ["Input", "InputLayer", "Conv2D", "Dense", "MaxPooling2D", "AveragePooling2D",
            "ZeroPadding2D", "Flatten", "GlobalAveragePooling2D", "Dropout", "BatchNormalization",
-           "Activation", "LeakyReLU", "ReLU", "Softmax", *_PREPROCESSING] + MODERN
+           "Activation", "LeakyReLU", "ReLU", "Softmax", *_PREPROCESSING] + MODERN + [
+           "add", "subtract", "multiply", "average", "maximum", "minimum", "concatenate"]
 MaxPool2D, AvgPool2D, Convolution2D = MaxPooling2D, AveragePooling2D, Conv2D

@@ -49,6 +49,38 @@ class LayerOutput:
     def __repr__(self):
         return f"<KerasTensor shape={self.shape}>"
 
+    def tensor(self):
+        """This output as a tensor of the functional API, to build a new model on
+        (`x = base.output; ...; Model(base.input, x)`, as keras.io's fine-tuning examples do):
+        `model.input` is one Input per model, `model.output` the whole model called on it, so
+        the new model holds the base as one nested layer and shares its weights."""
+        model = self.model
+        if getattr(model, "_extension", None) is None:
+            inputs = KerasInput(model._require_input())
+            model._extension = (inputs, None)
+        inputs, outputs = model._extension
+        if self.layer is None:
+            return inputs
+        if self.layer is not model.layers[-1]:
+            raise CnnkitError(f"the output of layer {self.layer.name!r} inside the model "
+                              f"{model.name!r} cannot start a new model here; build on the "
+                              "model's own output (x = base.output, or x = base(inputs)), or "
+                              "read inner layers with Model(base.input, [layer.output, ...])"
+                              ".predict(x)")
+        if outputs is None:
+            from cnnkit.model.graph import nested
+
+            outputs = nested(model, inputs)
+            model._extension = (inputs, outputs)
+        return outputs
+
+
+def functional_tensors(x):
+    """`x` with a model's `input`/`output` (LayerOutput) turned into functional-API tensors."""
+    if isinstance(x, (list, tuple)):
+        return type(x)(functional_tensors(t) for t in x)
+    return x.tensor() if isinstance(x, LayerOutput) else x
+
 
 @dataclass
 class Compiled:
@@ -215,13 +247,13 @@ class KerasModel:
     def predict_generator(self, generator, *args, **kwargs):
         return self.predict(generator, *args, **kwargs)
 
-    def __call__(self, x, training=False):
+    def __call__(self, x, training=None):
         import torch
 
         if isinstance(x, Tensor):  # the functional API: this model as a layer of a graph
             from cnnkit.model.graph import nested
 
-            return nested(self, x)
+            return nested(self, x, training=training)
 
         from cnnkit.keras.training import images, nchw
 
@@ -365,14 +397,15 @@ def Model(inputs=None, outputs=None, name=None, **kwargs):
             raise CnnkitError("Model(inputs, outputs): inputs must be model.input and outputs its "
                               "own layers' outputs")
         return _ActivationModel(base, [t.layer for t in outs], single)
-    return Functional(inputs, outputs, name=name)
+    return Functional(functional_tensors(inputs), functional_tensors(outputs), name=name)
 
 
 def _as_keras(layer):
     """The cnnkit.keras twin of a cnnkit layer (same arguments, Keras's extras at defaults)."""
     from cnnkit.keras import layers as keras_layers
 
-    twin = getattr(keras_layers, layer.type, None)
+    twin = keras_layers.GraphInput if layer.type == "InputLayer" else getattr(
+        keras_layers, layer.type, None)
     if isinstance(layer, keras_layers.KerasLayer) or not (isinstance(twin, type) and issubclass(twin, type(layer))):
         return layer
     new = twin.__new__(twin)

@@ -1,9 +1,10 @@
-"""Keras's utilities the seeds use: `to_categorical`, `plot_model`, `set_random_seed`."""
+"""Keras's utilities the seeds and keras.io's examples use: `to_categorical`, `plot_model`,
+`set_random_seed`, `load_img`, `img_to_array`."""
 from __future__ import annotations
 
 import numpy as np
 
-from cnnkit.errors import CnnkitError
+from cnnkit.errors import CnnkitError, one_of
 
 
 def to_categorical(x, num_classes=None):
@@ -52,3 +53,49 @@ def set_random_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+# Pillow's filters by Keras's names for them (keras.utils.load_img's `interpolation`)
+INTERPOLATIONS = {"nearest": 0, "bilinear": 2, "bicubic": 3, "hamming": 5, "box": 4,
+                  "lanczos": 1}
+COLOR_MODES = {"rgb": "RGB", "grayscale": "L", "rgba": "RGBA"}
+
+
+def load_img(path, color_mode="rgb", target_size=None, interpolation="nearest",
+             keep_aspect_ratio=False):
+    """A Pillow image, as keras.utils.load_img gives it: `color_mode` 'rgb', 'grayscale' or
+    'rgba', resized to `target_size` (height, width) with Keras's `interpolation` (and its
+    centre crop with `keep_aspect_ratio`). Read by cnnkit (cnnkit.data.images), which turns a
+    photo upright as its EXIF orientation says, where Keras does not."""
+    from cnnkit.data.images import open_image
+
+    if color_mode not in COLOR_MODES:
+        raise one_of("load_img color_mode", color_mode, list(COLOR_MODES))
+    if interpolation not in INTERPOLATIONS:
+        raise one_of("load_img interpolation", interpolation, list(INTERPOLATIONS))
+    img = open_image(path).convert(COLOR_MODES[color_mode])
+    if target_size is None or img.size == (target_size[1], target_size[0]):
+        return img
+    width, height = img.size
+    target_h, target_w = target_size
+    box = None
+    if keep_aspect_ratio:  # the largest centred box of the target's aspect ratio
+        crop_h = min(height, width * target_h // target_w)
+        crop_w = min(width, height * target_w // target_h)
+        left, top = (width - crop_w) // 2, (height - crop_h) // 2
+        box = (left, top, left + crop_w, top + crop_h)
+    return img.resize((target_w, target_h), INTERPOLATIONS[interpolation], box=box)
+
+
+def img_to_array(img, data_format=None, dtype=None):
+    """(H, W, C) float32 pixels 0-255 of a Pillow image (or an array), as Keras gives them."""
+    if data_format not in (None, "channels_last"):
+        raise CnnkitError(f"img_to_array: data_format={data_format!r} is not supported; valid: "
+                          "'channels_last'")
+    x = np.asarray(img, dtype=dtype or "float32")
+    if x.ndim == 2:
+        x = x[:, :, None]
+    if x.ndim != 3:
+        raise CnnkitError(f"img_to_array takes an image of shape (H, W) or (H, W, C); received "
+                          f"shape {x.shape}")
+    return x

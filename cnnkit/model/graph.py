@@ -293,16 +293,27 @@ class Nested(Layer):
     """A model used as a layer, as Keras allows: `Sequential([model, Softmax()])`, or
     `model(inputs)` in a graph. It computes the whole model, its last activation included, with
     the model's own weights (training the outer model trains them); its row in a summary is the
-    model's, and its description is the model's own, under the model's class name."""
+    model's, and its description is the model's own, under the model's class name.
 
-    def __init__(self, model=None, name=None, **config):
+    `training=False` (Keras's `base_model(x, training=False)`) runs the model in inference mode
+    whatever the outer model does: its batch norm uses and keeps its moving statistics, its
+    dropout is off, also once the model is made trainable again for fine-tuning.
+    `training=True` runs it in training mode always, in predict too (Monte Carlo dropout)."""
+
+    def __init__(self, model=None, name=None, training=None, **config):
+        if training is not None and not isinstance(training, bool):
+            raise CnnkitError(f"a nested model's training={clipped(training)} is not supported; "
+                              "valid: False (inference mode), True (training mode) or None (the "
+                              "outer model's mode)")
         if model is None:  # from a description: {"Sequential": {...its config...}}
             model = model_from_config(config, "nested model")
         elif config or not isinstance(model, Sequential):
             raise CnnkitError(f"a nested model must be a cnnkit model; received "
                               f"{type(model).__name__}")
-        super().__init__(name or model.name)
-        self.model = model
+        # the layer's name keys its weights, where '.' cannot be: Keras names MobileNetV2
+        # 'mobilenetv2_1.00_224', its layer here is 'mobilenetv2_1_00_224'
+        super().__init__(name or model.name.replace(".", "_"))
+        self.model, self.training = model, training
 
     @property
     def type(self) -> str:
@@ -315,9 +326,13 @@ class Nested(Layer):
     def get_config(self):
         cfg = self.model.get_config()
         cfg.pop("name", None)  # the layer's name is the model's
+        if self.training is not None:
+            cfg["training"] = self.training
         return cfg
 
     def output_shape(self, shape):
+        if self.model.input_shape is None:  # Keras builds a model without Input where called
+            self.model.set_input_shape(shape)
         if tuple(shape) != tuple(self.model.input_shape):
             raise self._error(f"takes input {tuple(self.model.input_shape)}; received "
                               f"{tuple(shape)}")
@@ -337,12 +352,18 @@ class Nested(Layer):
     def build(self, shape, init):
         from torch import nn
 
-        inner = self.model.net
+        inner, mode = self.model.net, self.training
 
         class Whole(nn.Module):  # the inner network with its split-off activation put back
             def __init__(self):
                 super().__init__()
                 self.net = inner
+
+            def train(self, outer=True):
+                super().train(outer)
+                if mode is not None:  # training=: the outer model's train() does not reach it
+                    self.net.train(mode)
+                return self
 
             def forward(self, x):
                 return self.net.outputs(self.net(x))
@@ -350,9 +371,10 @@ class Nested(Layer):
         return Whole()
 
 
-def nested(model, inputs):
-    """`model(inputs)` on symbolic tensors: the model as one layer of a new graph."""
-    return Nested(model)(inputs)
+def nested(model, inputs, training=None):
+    """`model(inputs)` on symbolic tensors: the model as one layer of a new graph;
+    `training=False` / `True` keeps it in inference / training mode (see Nested)."""
+    return Nested(model, training=training)(inputs)
 
 
 # a description names a nested model by its class: {"Sequential": {...}}, {"Functional": {...}}

@@ -87,6 +87,12 @@ class Sequential:
             raise
         self._net = None
 
+    def set_input_shape(self, shape) -> None:
+        """Give a model built without an input shape its input (H, W, C), as Keras builds a
+        model on the first tensor it is called on."""
+        self.input_shape = check_input_shape(shape)
+        self._net = None
+
     def _require_input(self) -> tuple[int, int, int]:
         if self.input_shape is None:
             raise CnnkitError("the model has no input shape: start with Input((H, W, C)) or pass "
@@ -340,10 +346,10 @@ class Sequential:
         return model
 
     # -- reports -----------------------------------------------------------------------------
-    def summary(self, explain: bool = False, print_fn=None) -> None:
+    def summary(self, explain: bool = False, print_fn=None, show_trainable: bool = False) -> None:
         from cnnkit.model.summary import print_summary
 
-        print_summary(self, explain=explain, print_fn=print_fn)
+        print_summary(self, explain=explain, print_fn=print_fn, show_trainable=show_trainable)
 
     def summary_dict(self) -> dict:
         from cnnkit.model.summary import summary_dict

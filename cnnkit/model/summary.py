@@ -49,8 +49,10 @@ def summary_dict(model) -> dict:
     }
 
 
-def format_summary(model, explain: bool = False, width: int = 96) -> str:
-    """The Keras table as plain text (box-drawing like Keras 3), with MACs beside params."""
+def format_summary(model, explain: bool = False, width: int = 96,
+                   show_trainable: bool = False) -> str:
+    """The Keras table as plain text (box-drawing like Keras 3), with MACs beside params;
+    `show_trainable` adds Keras's "Trainable" column (Y, N for frozen weights, - for none)."""
     d = summary_dict(model)
     names = [f"{layer['name']} ({layer['type']})" for layer in d["layers"]]
     # the first column grows to fit its longest name, so the table's borders stay aligned
@@ -61,6 +63,8 @@ def format_summary(model, explain: bool = False, width: int = 96) -> str:
             ("Param #", 12, ">"), ("MACs", 14, ">")]
     if graph:
         cols.append(("Connected to", max([20] + [len(t) for ts in links for t in ts]), "<"))
+    if show_trainable:
+        cols.append(("Trainable", 9, "<"))
 
     def row(values, left="│", sep="│", right="│"):
         cells = [f" {v:{align}{w}} " for v, (_, w, align) in zip(values, cols)]
@@ -75,9 +79,10 @@ def format_summary(model, explain: bool = False, width: int = 96) -> str:
     for i, (layer, name) in enumerate(zip(d["layers"], names)):
         cells = [name, shape_text(layer["output_shape"]), f"{layer['params']:,}",
                  f"{layer['macs']:,}"]
-        lines.append(row(cells + links[i][:1] if graph else cells))
+        flag = "-" if not layer["params"] else "Y" if layer["trainable_params"] else "N"
+        lines.append(row(cells + links[i][:1] * graph + [flag] * show_trainable))
         for more in links[i][1:]:  # a merge's other inputs, one per line as Keras prints them
-            lines.append(row(["", "", "", "", more]))
+            lines.append(row(["", "", "", "", more, ""]))
         if explain:
             for text in layer["explain"]:
                 lines.append("│   " + text)
@@ -95,8 +100,8 @@ def format_summary(model, explain: bool = False, width: int = 96) -> str:
     return "\n".join(lines)
 
 
-def print_summary(model, explain: bool = False, print_fn=None) -> None:
-    text = format_summary(model, explain=explain)
+def print_summary(model, explain: bool = False, print_fn=None, show_trainable=False) -> None:
+    text = format_summary(model, explain=explain, show_trainable=show_trainable)
     if print_fn is None:
         sys.stdout.write(text + "\n")
     else:

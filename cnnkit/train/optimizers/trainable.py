@@ -21,10 +21,8 @@ def trained_parameters(model) -> list:
     if not (hasattr(model, "layers") and hasattr(model, "layer_names")):
         return [p for p in params if p.requires_grad]
     frozen = net.__dict__.setdefault(FROZEN_BY_FLAG, set())
-    whole = getattr(model, "trainable", True) is not False
-    for layer, name in zip(model.layers, model.layer_names()):
-        trainable = whole and getattr(layer, "trainable", True) is not False
-        for p in net.layers[name].parameters():
+    for module, trainable in _layer_modules(model):
+        for p in module.parameters():
             if not trainable and p.requires_grad:
                 p.requires_grad_(False)
                 frozen.add(id(p))
@@ -42,12 +40,10 @@ def frozen_norms(model) -> list:
     statistics whatever `requires_grad` says)."""
     from torch import nn
 
-    net = model.net
     if not (hasattr(model, "layers") and hasattr(model, "layer_names")):
         return []
     norms = []
-    for name in model.layer_names():
-        module = net.layers[name]
+    for module, _ in _layer_modules(model):
         params = list(module.parameters())
         for m in module.modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm) and params \
@@ -55,3 +51,17 @@ def frozen_norms(model) -> list:
                 norms.append(m)
     return norms
 
+
+def _layer_modules(model, whole: bool = True):
+    """(torch module, trainable) for each layer of `model`; a model nested in it (Keras's
+    `base_model(x)` in a graph, or in a Sequential) gives its own layers, so that a flag set on
+    one of them (`for layer in base_model.layers[:100]: layer.trainable = False`) counts too."""
+    from cnnkit.model.graph import Nested
+
+    whole = whole and getattr(model, "trainable", True) is not False
+    for layer, name in zip(model.layers, model.layer_names()):
+        trainable = whole and getattr(layer, "trainable", True) is not False
+        if isinstance(layer, Nested):
+            yield from _layer_modules(layer.model, trainable)
+        else:
+            yield model.net.layers[name], trainable
