@@ -6,9 +6,11 @@ How each fenced block is treated (the test id is the line of its opening fence):
   PYTHONPATH at this checkout, MPLBACKEND=Agg and KERAS_BACKEND unset (the blocks use cnnkit's
   own `cnnkit.keras`, never Keras itself); it must exit 0. A block whose first line is
   `# continues the block above` goes on from the Python block before it (which may itself
-  continue one): the chain's code runs as one program, so a reader who runs the blocks in
-  order gets what the test gets. Every other block stands alone: whatever it needs (an image, a
-  saved model, a run directory) it makes itself.
+  continue one): the chain's code runs as one program (one test, `line392+line413`), as a
+  reader who runs the blocks in order in one session runs it. Every other block stands alone:
+  whatever it needs (an image, a saved model, a run directory) it makes itself. The blocks
+  share one CNNKIT_DATA (a dataset is decoded once, as on a reader's machine), never the
+  user's own cache.
 - A block that ends in `uvicorn.run(...)` serves until stopped: it passes once its server
   answers `/healthz` on the block's address, and is then stopped.
 - Stated outputs: a line `print(...)  # VALUE` whose comment begins with a literal value is
@@ -75,15 +77,23 @@ def block_id(value) -> str:
     return f"line{value}" if isinstance(value, int) else ""
 
 
-def python_programs() -> list[tuple[int, str]]:
-    """Each Python block with the blocks it continues prepended."""
-    programs: list[tuple[int, str]] = []
+def python_programs() -> list:
+    """One program per chain: a block with the blocks that continue it appended, so a chain
+    runs once, as a reader runs it in order (its id names each of its blocks' lines)."""
+    chains: list[tuple[list[int], str]] = []
     for start, code in of("python"):
         if code.startswith(CONTINUES):
-            assert programs, f"README.md:{start} continues a block, but no Python block precedes it"
-            code = programs[-1][1] + code
-        programs.append((start, code))
-    return programs
+            assert chains, f"README.md:{start} continues a block, but no Python block precedes it"
+            chains[-1][0].append(start)
+            chains[-1] = (chains[-1][0], chains[-1][1] + code)
+        else:
+            chains.append(([start], code))
+    return [pytest.param(where(starts), code, id="+".join(f"line{s}" for s in starts))
+            for starts, code in chains]
+
+
+def where(starts: list[int]) -> str:
+    return "README.md:" + ", continued at ".join(map(str, starts))
 
 
 # --- stated outputs ---------------------------------------------------------------------------
@@ -153,13 +163,13 @@ def block_env(data_cache: Path) -> dict[str, str]:
     return env
 
 
-def serves(start: int, code: str, cwd: Path, env: dict[str, str]) -> None:
+def serves(blocks: str, code: str, cwd: Path, env: dict[str, str]) -> None:
     """A block that ends in `uvicorn.run(...)` serves until stopped: it passes once its server
     answers on the address the block names, and is then stopped."""
     host, port = re.search(r'uvicorn\.run\(.*host="([^"]+)", port=(\d+)', code).groups()
     with socket.socket() as probe:  # another server there would answer in its place
         taken = probe.connect_ex((host, int(port))) == 0
-    assert not taken, f"{host}:{port} is taken; README.md:{start} serves there"
+    assert not taken, f"{host}:{port} is taken; {blocks} serves there"
     server = subprocess.Popen([sys.executable, "-c", code], cwd=cwd, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -174,19 +184,19 @@ def serves(start: int, code: str, cwd: Path, env: dict[str, str]) -> None:
     finally:
         server.terminate()
         output = server.communicate(timeout=30)[0]
-    pytest.fail(f"README.md:{start} never served on {host}:{port}:\n{output[-3000:]}")
+    pytest.fail(f"{blocks} never served on {host}:{port}:\n{output[-3000:]}")
 
 
-@pytest.mark.parametrize("start,code", python_programs(), ids=block_id)
-def test_python_block_runs(start, code, tmp_path, data_cache):
+@pytest.mark.parametrize("blocks,code", python_programs())
+def test_python_block_runs(blocks, code, tmp_path, data_cache):
     if "uvicorn.run(" in code:
-        return serves(start, code, tmp_path, block_env(data_cache))
+        return serves(blocks, code, tmp_path, block_env(data_cache))
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=block_env(data_cache),
                           capture_output=True, text=True, timeout=TIMEOUT_S)
     output = done.stdout + done.stderr
-    assert done.returncode == 0, f"README.md:{start} failed:\n{output[-3000:]}"
+    assert done.returncode == 0, f"{blocks} failed:\n{output[-3000:]}"
     for value in expected_outputs(code):
-        assert shows(done.stdout, value), (f"README.md:{start} should print {value}; it "
+        assert shows(done.stdout, value), (f"{blocks} should print {value}; it "
                                            f"printed:\n{done.stdout[-2000:]}")
 
 
@@ -233,6 +243,13 @@ def test_shell_block_commands_parse(start, code, capsys):
             err = capsys.readouterr().err.strip().splitlines()
             pytest.fail(f"README.md:{start}: `cnnkit {shlex.join(argv)}` does not parse (exit "
                         f"{e.code}): {err[-1] if err else ''}")
+
+
+def test_command_line_rule():
+    code = ("cnnkit train --model x \\\n    --epochs 1   # a comment\n"
+            "torchrun --nproc-per-node 4 -m cnnkit train --recipe fast\nmake demo\n")
+    assert cnnkit_commands(code) == [["train", "--model", "x", "--epochs", "1"],
+                                     ["train", "--recipe", "fast"]]
 
 
 def test_every_block_is_covered():
