@@ -26,7 +26,8 @@ How each fenced block is treated (the test id is the line of its opening fence):
 - ```bash / ```sh: not run (they train for minutes and start servers); each `cnnkit ...` line
   (also after `torchrun ... -m cnnkit`) is parsed by the cnnkit command's own argparse parser,
   as the command would parse it, without running it: the subcommand, its flags and their values
-  must be ones it accepts.
+  must be ones it accepts. A `python -c "..."` line in them runs, in a fresh folder (it makes
+  a file the commands read, such as a test image).
 """
 from __future__ import annotations
 
@@ -245,6 +246,28 @@ def test_shell_block_commands_parse(start, code, capsys):
                         f"{e.code}): {err[-1] if err else ''}")
 
 
+def python_lines(code: str) -> list[str]:
+    """The programs of a shell block's `python -c "..."` lines (they make the files its
+    commands read, such as a test image)."""
+    programs = []
+    for line in code.replace("\\\n", " ").splitlines():
+        words = shlex.split(line, comments=True)
+        if words[:2] == ["python", "-c"]:
+            programs.append(words[2])
+    return programs
+
+
+PYTHON_LINES = [(start, program) for start, code in of("bash", "sh")
+                for program in python_lines(code)]
+
+
+@pytest.mark.parametrize("start,program", PYTHON_LINES, ids=block_id)
+def test_shell_block_python_line_runs(start, program, tmp_path, data_cache):
+    done = subprocess.run([sys.executable, "-c", program], cwd=tmp_path, env=block_env(data_cache),
+                          capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert done.returncode == 0, f"README.md:{start}: `python -c` failed:\n{done.stderr[-3000:]}"
+
+
 def test_command_line_rule():
     code = ("cnnkit train --model x \\\n    --epochs 1   # a comment\n"
             "torchrun --nproc-per-node 4 -m cnnkit train --recipe fast\nmake demo\n")
@@ -256,4 +279,4 @@ def test_every_block_is_covered():
     # A block in a language this file does not know would silently go untested.
     known = {"python", "yaml", "toml", "bash", "sh", ""}
     assert {lang for lang, _, _ in BLOCKS} <= known
-    assert SHELL and of("python") and of("yaml")
+    assert SHELL and PYTHON_LINES and of("python") and of("yaml")
