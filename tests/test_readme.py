@@ -188,6 +188,7 @@ def serves(blocks: str, code: str, cwd: Path, env: dict[str, str]) -> None:
     pytest.fail(f"{blocks} never served on {host}:{port}:\n{output[-3000:]}")
 
 
+@pytest.mark.slow  # end to end on real data: the blocks train on Fashion-MNIST and digits
 @pytest.mark.parametrize("blocks,code", python_programs())
 def test_python_block_runs(blocks, code, tmp_path, data_cache):
     if "uvicorn.run(" in code:
