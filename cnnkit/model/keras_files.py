@@ -19,7 +19,8 @@ from cnnkit.errors import CnnkitError
 from cnnkit.layers import ACTIVATIONS, LAYER_TYPES
 from cnnkit.model.inputs import scales_own_pixels
 from cnnkit.errors import clipped
-from cnnkit.model.keras_graph import graph_from_config, inbound_names, weight_paths
+from cnnkit.model.keras_graph import (NESTED, call_options, graph_from_config, inbound_names,
+                                     storage_paths)
 
 KERAS_VERSION = "3.15.1"  # the Keras these files are tested against (tests/keras)
 SUPPORTED = ("InputLayer", "Conv2D", "MaxPooling2D", "AveragePooling2D", "ZeroPadding2D",
@@ -112,10 +113,9 @@ def load_keras_file(path, cls, scale=None):
             weights = _h5(io.BytesIO(z.read("model.weights.h5")), path,
                           "model.weights.h5 is unreadable")
         model = _model(config, cls, str(path))
-        paths = (weight_paths(_entries(config)) if hasattr(model, "inbound")
-                 else dict(zip(model.layer_names(), _saving_names(config))))
+        paths = storage_paths(model, config)
         with weights:
-            _set_weights(model, lambda name: _vars(weights, paths[name], name), str(path))
+            _set_weights(model, lambda key: _vars(weights, paths[key], key[-1]), str(path))
     else:
         weights = _h5(path, path)
         with weights:
@@ -127,7 +127,7 @@ def load_keras_file(path, cls, scale=None):
             compiled = _training_config(weights.attrs.get("training_config"), path)
             model = _model(config, cls, str(path))
             group = weights["model_weights"] if "model_weights" in weights else weights
-            _set_weights(model, lambda name: _legacy_vars(group, name), str(path))
+            _set_weights(model, lambda key: _legacy_vars(group, key[-1]), str(path))
         extras = {}
     model.saved_compile_config = compiled  # cnnkit.keras.saving.load_model compiles with it
     if extras.get("class_names") is not None:
@@ -250,14 +250,15 @@ def _model(config, cls, where):
     if not isinstance(entries, list):
         raise CnnkitError(f"{where}: the model config has no list of layers")
     unsupported = [f"{e.get('class_name')} ({e.get('config', {}).get('name')})"
-                   for e in entries if e.get("class_name") not in SUPPORTED]
+                   for e in entries if e.get("class_name") not in (*SUPPORTED, *NESTED)]
     if unsupported:
         raise CnnkitError(f"{where}: layers cnnkit does not have: {', '.join(unsupported)}; "
                           f"supported: {', '.join(SUPPORTED[1:])}")
     if kind != "Sequential" and not _is_chain(entries, where):
         from cnnkit.model.graph import Functional
 
-        model = graph_from_config(body, entries, getattr(cls, "graph_type", Functional), _layer,
+        model = graph_from_config(body, entries, getattr(cls, "graph_type", Functional),
+                                  lambda kind, cfg, **call: _layer(kind, cfg, cls, where, **call),
                                   where)
         model.layer_infos()
         return model
@@ -267,7 +268,7 @@ def _model(config, cls, where):
         if e["class_name"] == "InputLayer":
             continue
         try:
-            model.add(_layer(e["class_name"], dict(e.get("config", {}))))
+            model.add(_layer(e["class_name"], dict(e.get("config", {})), cls, where))
         except (CnnkitError, TypeError) as err:  # TypeError: a required argument missing
             raise CnnkitError(f"{where}: {err}") from None
     model.layer_infos()  # shapes checked now, naming the layer that does not fit
@@ -278,6 +279,8 @@ def _is_chain(entries, where) -> bool:
     """One input, then layers each called on the layer before it only: read as a Sequential."""
     previous = None
     for e in entries:
+        if call_options(e):  # training= on a call: only a functional model records it
+            return False
         if previous is not None and inbound_names(e, where) != [previous]:
             return False
         previous = e.get("name") or e.get("config", {}).get("name")
@@ -329,11 +332,22 @@ def keras_arguments(kind: str, cfg: dict, where: str) -> dict:
     return cfg
 
 
-def _layer(kind, cfg):
-    """The cnnkit layer for a Keras layer config: its keys are cnnkit's argument names."""
+def _layer(kind, cfg, cls, where, training=None):
+    """The cnnkit layer for a Keras layer config: its keys are cnnkit's argument names; a model
+    used as a layer is read as a model of class `cls` (as the whole file's) and nested."""
     import inspect
 
     name = cfg.get("name")
+    if kind in NESTED:
+        from cnnkit.model.graph import Nested
+
+        inner = _model({"class_name": kind, "config": cfg}, cls, f"{where}: {kind} {name!r}")
+        if cfg.get("trainable") is False:  # base_model.trainable = False, as Keras records it
+            inner.trainable = False
+        return Nested(inner, training=training)
+    if training is not None:
+        raise CnnkitError(f"{kind} {name!r}: called with training={clipped(training)}; cnnkit "
+                          "takes training= on a nested model's call only")
     cfg = {**DEFAULTS.get(kind, {}), **keras_arguments(kind, cfg, f"{kind} {name!r}")}
     if kind == "Softmax":
         kind, cfg["activation"] = "Activation", "softmax"
@@ -348,9 +362,17 @@ def _layer(kind, cfg):
     return cls(**{k: v for k, v in cfg.items() if k in params})
 
 
-def _set_weights(model, arrays_of, where):
+def _set_weights(model, arrays_of, where, scope=()):
+    """Each layer's weights from `arrays_of(key)`, key: the layer names from the outermost model
+    down to the layer (a nested model's layers are set in the model itself, which the outer
+    model's network runs)."""
+    from cnnkit.model.graph import Nested
+
     for layer, name in zip(model.layers, model.layer_names()):
-        arrays = arrays_of(name)
+        if isinstance(layer, Nested):
+            _set_weights(layer.model, arrays_of, where, scope + (name,))
+            continue
+        arrays = arrays_of(scope + (name,))
         expected = len(model.net.layers[name].state_dict())
         if expected == 0 and not arrays:
             continue

@@ -7,12 +7,56 @@ was called on (`inbound_nodes`: `keras_history` names the layer a tensor comes f
 layer's first argument is a list of them; Keras 2 wrote `[[name, node, index, kwargs], ...]`),
 and names the model's `input_layers` and `output_layers`. Its weights file keeps each layer's
 weights under its class name in snake case, numbered in the order of that list.
+
+A model used as a layer (cnnkit.model.graph.Nested) is listed with the model's own class name and
+config, its call's `training=False`/`True` in its node's kwargs; its layers' weights are kept
+under its own path: `layers/functional/layers/conv2d/vars` (keras.src.saving.saving_lib).
 """
 from __future__ import annotations
 
 from cnnkit.errors import CnnkitError, clipped
 
-# Keras's merge layers, by class name; read and written where cnnkit has the layer
+# Keras's models as layers: the module Keras 3 writes for each
+NESTED = {"Sequential": "keras", "Functional": "keras.src.models.functional"}
+
+
+def entry(kind: str, cfg: dict, shape) -> dict:
+    """The part of a layer's entry common to Sequential and functional configs; `shape`: the
+    input shape the layer is built for (a Functional records none: it is built already)."""
+    return {"module": NESTED.get(kind, "keras.layers"), "class_name": kind, "config": cfg,
+            "registered_name": "Functional" if kind == "Functional" else None,
+            "build_config": {"input_shape": None if kind == "Functional" else shape}}
+
+
+def call_options(e: dict) -> dict:
+    """The `training=` a functional config's entry was called with ({} if none)."""
+    nodes = e.get("inbound_nodes") or [{}]
+    kwargs = nodes[0].get("kwargs") if isinstance(nodes[0], dict) else None
+    training = (kwargs or {}).get("training")
+    return {} if training is None else {"training": training}
+
+
+def storage_paths(model, config, scope: tuple = (), at: str = "") -> dict[tuple, str]:
+    """{(nested model's layer name, ..., layer name): where Keras 3 keeps its weights} for the
+    cnnkit `model` that the Keras `config` describes, nested models' layers included."""
+    from cnnkit.model.graph import Nested
+    from cnnkit.model.keras_files import _entries, _saving_names
+
+    entries = _entries(config)
+    if hasattr(model, "inbound"):
+        own = weight_paths(entries)
+        by_name = {e.get("name") or e.get("config", {}).get("name"): e for e in entries}
+    else:  # a Sequential: its layers by position, its input layer not among them
+        own = dict(zip(model.layer_names(), _saving_names(config)))
+        kept = [e for e in entries if e.get("class_name") != "InputLayer"]
+        by_name = dict(zip(model.layer_names(), kept))
+    paths = {}
+    for layer, name in zip(model.layers, model.layer_names()):
+        paths[scope + (name,)] = at + own[name]
+        if isinstance(layer, Nested):
+            paths.update(storage_paths(layer.model, by_name[name], scope + (name,),
+                                       f"{at}{own[name]}/layers/"))
+    return paths
 
 
 # -- reading ------------------------------------------------------------------------------------
@@ -55,7 +99,8 @@ def _layer_refs(value) -> list[str]:
 
 def graph_from_config(body: dict, entries: list, graph_type, make_layer, where: str):
     """A cnnkit graph of class `graph_type` from a functional config's `entries`, each layer
-    built by `make_layer(class_name, config)` and called on the tensors its node names."""
+    built by `make_layer(class_name, config, **call_options)` and called on the tensors its
+    node names."""
     from cnnkit.layers.symbolic import Input
 
     tensors: dict = {}
@@ -75,7 +120,7 @@ def graph_from_config(body: dict, entries: list, graph_type, make_layer, where: 
             raise CnnkitError(f"{where}: layer {name!r} is called on {clipped(missing)}, which "
                               "no layer listed before it outputs")
         try:
-            layer = make_layer(kind, cfg)
+            layer = make_layer(kind, cfg, **call_options(e))
             args = [tensors[w] for w in wanted]
             tensors[name] = layer(args if layer.merges else args[0])
         except (CnnkitError, TypeError) as err:  # TypeError: a required argument missing
@@ -142,10 +187,10 @@ def graph_config(model, keras_layer) -> dict:
         tensors = [_tensor(names[j], infos[j].output_shape) for j in model.inbound[i]]
         merges = info.layer.merges
         shape = [[None, *s] for s in info.input_shape] if merges else [None, *info.input_shape]
-        entries.append({"module": "keras.layers", "class_name": kind, "config": cfg,
-                        "registered_name": None, "build_config": {"input_shape": shape},
-                        "name": name, "inbound_nodes": [
-                            {"args": [tensors] if merges else tensors, "kwargs": {}}]})
+        training = getattr(info.layer, "training", None) if kind in NESTED else None
+        kwargs = {} if training is None else {"training": training}
+        entries.append({**entry(kind, cfg, shape), "name": name, "inbound_nodes": [
+            {"args": [tensors] if merges else tensors, "kwargs": kwargs}]})
     refs = [[names[i], 0, 0] for i in model.input_indices]
     return {"module": "keras.src.models.functional", "class_name": "Functional",
             "registered_name": "Functional",

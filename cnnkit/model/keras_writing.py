@@ -12,11 +12,12 @@ from pathlib import Path
 
 from cnnkit.errors import CnnkitError
 from cnnkit.model.keras_files import (EXTRAS, KERAS_VERSION, MODERN, _h5, _h5py,
-                                      _legacy_vars, _set_weights, _unique, _vars)
+                                      _legacy_vars, _set_weights, _vars)
 from cnnkit.layers import core
 from cnnkit.layers.dilation import dilated
 from cnnkit.layers.preprocessing import PREPROCESSING_LAYERS, Normalization, Rescaling
-from cnnkit.model.keras_graph import graph_config, keras_order
+from cnnkit.model.graph import Nested
+from cnnkit.model.keras_graph import entry, graph_config, storage_paths
 
 
 # -- writing ------------------------------------------------------------------------------------
@@ -30,9 +31,12 @@ def keras_config(model) -> dict:
                "config": {"batch_shape": shape, "dtype": "float32", "sparse": False,
                           "name": "input_layer"}}]
     for info in model.layer_infos():
+        if getattr(info.layer, "training", None) is not None and isinstance(info.layer, Nested):
+            raise CnnkitError(f"layer {info.name!r}: a Keras Sequential cannot record its nested "
+                              f"model's training={info.layer.training}; build the model with "
+                              "the functional API (model(x, training=...)) to save it as .keras")
         kind, cfg = _keras_layer(info.layer, info.name, info.input_shape)
-        layers.append({"module": "keras.layers", "class_name": kind, "registered_name": None,
-                       "config": cfg, "build_config": {"input_shape": [None, *info.input_shape]}})
+        layers.append(entry(kind, cfg, [None, *info.input_shape]))
     return {"module": "keras", "class_name": "Sequential", "registered_name": None,
             "config": {"name": model.name, "trainable": True, "dtype": "float32",
                        "layers": layers, "build_input_shape": shape},
@@ -112,6 +116,9 @@ def _fused(layer, name):
 
 def _keras_layer(layer, name, shape):
     base = {"name": name, "trainable": getattr(layer, "trainable", True), "dtype": "float32"}
+    if isinstance(layer, Nested):  # a model used as a layer: the model's own config
+        cfg = {**keras_config(layer.model)["config"], "name": name}
+        return layer.type, cfg if base["trainable"] else _frozen(cfg)
     fmt = {"data_format": "channels_last"}
     if isinstance(layer, core.Conv2D):
         return "Conv2D", {**base, "filters": layer.filters, "kernel_size": list(layer.kernel_size),
@@ -156,6 +163,17 @@ def _keras_layer(layer, name, shape):
                       "to a directory instead of a .keras/.h5 file")
 
 
+def _frozen(cfg: dict) -> dict:
+    """A frozen model's config as Keras records it: `model.trainable = False` sets every layer's
+    trainable (those of the models inside it too), and Keras reads each layer's own flag."""
+    for e in cfg["layers"]:
+        if "trainable" in e["config"]:
+            e["config"]["trainable"] = False
+        if "layers" in e["config"]:
+            _frozen(e["config"])
+    return {**cfg, "trainable": False}
+
+
 # -- modern CNN layers (issue 27) --
 def _modern(layer, name, base):
     """cnnkit's config is Keras's (same argument names); Keras fills in what is left out."""
@@ -175,36 +193,39 @@ _LABELS = {"DepthwiseConv2D": ["depthwise_kernel", "bias"],
            "SeparableConv2D": ["depthwise_kernel", "pointwise_kernel", "bias"]}
 
 
-def _rows(model) -> list:
-    """The layers' rows in the order Keras lists them, which numbers their weights' paths."""
-    rows = model.layer_infos()
-    return [rows[i] for i in keras_order(model)] if hasattr(model, "inbound") else rows
-
-
 def _weights(model):
-    """{layer name: [arrays in Keras's layout]}, in Keras's order."""
+    """{layer name: [arrays in Keras's layout]}, in order (a Sequential's, for legacy .h5)."""
     from cnnkit.model.saving import keras_weights
 
-    return {row.name: keras_weights(model.net.layers[row.name]) for row in _rows(model)}
-
-
-def _kinds(model) -> list[str]:
-    """Each layer's Keras class name, in Keras's order (a graph's input layers included)."""
-    return ["InputLayer" if i.layer.type == "InputLayer" else
-            _keras_layer(i.layer, i.name, i.input_shape)[0] for i in _rows(model)]
+    return {row.name: keras_weights(model.net.layers[row.name]) for row in model.layer_infos()}
 
 
 def _write_weights_h5(model, target) -> None:
+    """model.weights.h5 as Keras 3 writes it: each layer's arrays under its storage path, a
+    nested model's layers under the model's (its own `vars` empty)."""
+    from cnnkit.model.saving import keras_weights
+
     h5py = _h5py()
-    kinds = _kinds(model)
+    paths = storage_paths(model, keras_config(model))
     with h5py.File(target, "w") as f:
         layers = f.create_group("layers")
-        for path, (name, arrays) in zip(_unique(kinds), _weights(model).items()):
-            group = layers.create_group(path).create_group("vars")
-            group.attrs["name"] = name
+        for key, owner in _owners(model):
+            group = layers.create_group(f"{paths[key]}/vars")
+            group.attrs["name"] = key[-1]
+            module = owner.net.layers[key[-1]]
+            arrays = [] if isinstance(owner.get_layer(key[-1]), Nested) else keras_weights(module)
             for i, a in enumerate(arrays):
                 group.create_dataset(str(i), data=a)
         f.create_group("vars").attrs["name"] = model.name
+
+
+def _owners(model, scope=()):
+    """(key, the model holding the layer) for each layer, key: the layer names from `model`
+    down to the layer; a nested model's layers follow its own entry."""
+    for layer, name in zip(model.layers, model.layer_names()):
+        yield scope + (name,), model
+        if isinstance(layer, Nested):
+            yield from _owners(layer.model, scope + (name,))
 
 
 def keras_bytes(model) -> bytes:
@@ -233,8 +254,10 @@ def keras_bytes(model) -> bytes:
 def h5_bytes(model) -> bytes:
     """A legacy Keras .h5 file, in memory: `model_config` and `model_weights`, as Keras writes."""
     h5py = _h5py()
-    if hasattr(model, "inbound"):
-        raise CnnkitError(f"model {model.name!r} is a graph: save it to a .keras file (cnnkit "
+    kind = "is a graph" if hasattr(model, "inbound") else next(
+        ("holds a nested model" for layer in model.layers if isinstance(layer, Nested)), None)
+    if kind:
+        raise CnnkitError(f"model {model.name!r} {kind}: save it to a .keras file (cnnkit "
                           "writes legacy .h5 files of Sequential models)")
     config = keras_config(model)
     legacy = {"class_name": "Sequential", "config": {
@@ -304,8 +327,8 @@ def load_weights(model, filepath) -> None:
     f = _h5(source, filepath)
     with f:
         if "layers" in f:
-            paths = dict(zip([row.name for row in _rows(model)], _unique(_kinds(model))))
-            _set_weights(model, lambda name: _vars(f, paths[name], name), str(filepath))
+            paths = storage_paths(model, keras_config(model))
+            _set_weights(model, lambda key: _vars(f, paths[key], key[-1]), str(filepath))
         else:
             group = f["model_weights"] if "model_weights" in f else f
-            _set_weights(model, lambda name: _legacy_vars(group, name), str(filepath))
+            _set_weights(model, lambda key: _legacy_vars(group, key[-1]), str(filepath))
