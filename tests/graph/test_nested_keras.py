@@ -164,3 +164,23 @@ def test_what_a_keras_file_cannot_hold_is_one_line(tmp_path):
     with pytest.raises(CnnkitError, match="holds a nested model: save it to a .keras file"):
         keras.Sequential([base_model(keras), keras.layers.Softmax()]).save(tmp_path / "m.h5")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_keras_file_scaling_its_pixels_past_a_nested_augmentation_block(real, tmp_path):
+    """keras.io's "from scratch" model: `data_augmentation` (a Sequential), then
+    `Rescaling(1./255)`; cnnkit's tools feed such a file's model raw 0-255 pixels, as Keras's
+    user does (scaled twice, the predictions would differ)."""
+    import cnnkit
+
+    L = real.layers
+    inputs = real.Input((10, 10, 3))
+    x = real.Sequential([L.RandomFlip("horizontal"), L.RandomRotation(0.1)])(inputs)
+    x = L.Conv2D(4, 3, activation="relu")(L.Rescaling(1.0 / 255)(x))
+    theirs = real.Model(inputs, L.Dense(2)(L.GlobalAveragePooling2D()(x)))
+    randomize(theirs)
+    theirs.save(tmp_path / "from_scratch.keras")
+    pixels = RNG.integers(0, 256, (4, 10, 10, 3), dtype=np.uint8)
+    ours = cnnkit.load(tmp_path / "from_scratch.keras")  # its predict gives probabilities
+    logits = theirs.predict(pixels.astype("float32"), verbose=0)
+    probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(ours.predict(pixels), probabilities, atol=1e-5)
