@@ -237,20 +237,21 @@ def test_what_ops_and_load_img_do_not_take_is_one_line():
         keras.utils.load_img("cat.png", color_mode="cmyk")
 
 
-def test_a_nested_model_is_not_written_as_a_keras_file():
+def test_the_checkpoints_of_a_model_holding_a_nested_model_are_keras_files(real):
     """The example's `ModelCheckpoint("save_at_{epoch}.keras")` on a model holding its
-    augmentation Sequential: Keras's file format for a nested model is not written yet; the
-    checkpoint says so in one line (a cnnkit directory path saves it)."""
+    augmentation Sequential: real Keras loads the checkpoint to the same predictions, and so
+    does cnnkit."""
     model = make_model(keras, layers, input_shape=(16, 16, 3), num_classes=2)
     model.compile(optimizer=keras.optimizers.Adam(3e-4),
                   loss=keras.losses.BinaryCrossentropy(from_logits=True))
     x, y = pets(4, 16)
-    with pytest.raises(CnnkitError, match="has no Keras equivalent; save this model to a dir"):
-        model.fit(x, y, epochs=1,
-                  callbacks=[keras.callbacks.ModelCheckpoint("save_at_{epoch}.keras")])
-    assert not os.path.exists("save_at_1.keras")  # nothing half-written
-    model.fit(x, y, epochs=1, callbacks=[keras.callbacks.ModelCheckpoint("save_at_{epoch}")])
-    assert os.path.isdir("save_at_1")
+    model.fit(x, y, epochs=1,
+              callbacks=[keras.callbacks.ModelCheckpoint("save_at_{epoch}.keras")])
+    theirs = real.models.load_model("save_at_1.keras")
+    pixels = x.astype("float32")
+    np.testing.assert_allclose(theirs.predict(pixels, verbose=0), model.predict(x), atol=1e-5)
+    back = keras.models.load_model("save_at_1.keras")
+    np.testing.assert_allclose(back.predict(x), model.predict(x), atol=1e-5)
 
 
 # -- d. keras.io/guides/transfer_learning: the end-to-end example --------------------------------
@@ -436,7 +437,7 @@ def test_mini_xception_of_deep_learning_with_python(real):
                   metrics=["accuracy"])
     callbacks = [
         keras.callbacks.ModelCheckpoint(
-            filepath="mini_xception",  # "mini_xception.keras" there: see the test above
+            filepath="mini_xception.keras",
             save_best_only=True,
             monitor="val_loss")
     ]
@@ -445,7 +446,7 @@ def test_mini_xception_of_deep_learning_with_python(real):
                         validation_data=(x[16:], y[16:]), callbacks=callbacks)
     assert len(history.history["val_loss"]) == 2
 
-    test_model = keras.models.load_model("mini_xception")
+    test_model = keras.models.load_model("mini_xception.keras")
     test_loss, test_acc = test_model.evaluate(x[16:], y[16:])
     print(f"Test accuracy: {test_acc:.3f}")
     best = int(np.argmin(history.history["val_loss"]))
