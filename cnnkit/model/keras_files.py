@@ -127,7 +127,7 @@ def load_keras_file(path, cls, scale=None):
             compiled = _training_config(weights.attrs.get("training_config"), path)
             model = _model(config, cls, str(path))
             group = weights["model_weights"] if "model_weights" in weights else weights
-            _set_weights(model, lambda key: _legacy_vars(group, key[-1]), str(path))
+            _set_weights(model, lambda key: _legacy_vars(group, key), str(path))
         extras = {}
     model.saved_compile_config = compiled  # cnnkit.keras.saving.load_model compiles with it
     if extras.get("class_names") is not None:
@@ -229,11 +229,16 @@ def _vars(f, path, name=None):
     return [group[k][()] for k in sorted(group, key=int)]
 
 
-def _legacy_vars(group, name):
-    if name not in group:
+def _legacy_vars(group, key):
+    """A layer's arrays in a legacy HDF5 file, `key` as _set_weights gives it: under the layer's
+    name; a nested model's layers under the outermost model's name, as '<layer>/<weight>'."""
+    top = next((n for n in group if n.replace(".", "_") == key[0]), None)  # cnnkit's: no '.'
+    if top is None:
         return []
-    g = group[name]
+    g = group[top]
     names = [n.decode() if isinstance(n, bytes) else str(n) for n in g.attrs.get("weight_names", [])]
+    if len(key) > 1:
+        names = [n for n in names if n.split("/")[-2:-1] == [key[-1]]]
     return [g[n][()] for n in names]
 
 

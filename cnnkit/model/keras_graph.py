@@ -43,9 +43,10 @@ def storage_paths(model, config, scope: tuple = (), at: str = "") -> dict[tuple,
     from cnnkit.model.keras_files import _entries, _saving_names
 
     entries = _entries(config)
-    if hasattr(model, "inbound"):
-        own = weight_paths(entries)
-        by_name = {e.get("name") or e.get("config", {}).get("name"): e for e in entries}
+    if hasattr(model, "inbound"):  # by name, as cnnkit names a nested model's layer: no '.'
+        own = {n.replace(".", "_"): p for n, p in weight_paths(entries).items()}
+        by_name = {(e.get("name") or e.get("config", {}).get("name")).replace(".", "_"): e
+                   for e in entries}
     else:  # a Sequential: its layers by position, its input layer not among them
         own = dict(zip(model.layer_names(), _saving_names(config)))
         kept = [e for e in entries if e.get("class_name") != "InputLayer"]

@@ -331,4 +331,4 @@ def load_weights(model, filepath) -> None:
             _set_weights(model, lambda key: _vars(f, paths[key], key[-1]), str(filepath))
         else:
             group = f["model_weights"] if "model_weights" in f else f
-            _set_weights(model, lambda key: _legacy_vars(group, key[-1]), str(filepath))
+            _set_weights(model, lambda key: _legacy_vars(group, key), str(filepath))

@@ -119,6 +119,20 @@ def test_keras_writes_a_nested_model_cnnkit_loads_it(real, tmp_path):
     assert before and all(np.array_equal(v, after[k]) for k, v in before.items())
 
 
+def test_keras_s_legacy_h5_file_of_a_nested_model_loads(real, tmp_path):
+    """A legacy .h5 file keeps a nested model's weights under the model's name, each named
+    '<layer>/<weight>'; the base's name holds a '.', as MobileNetV2's 'mobilenetv2_1.00_224'."""
+    theirs = transfer_model(real)
+    theirs.get_layer("base").name = "base_1.00_10"
+    randomize(theirs)
+    theirs.save(tmp_path / "theirs.h5")
+    ours = keras.models.load_model(tmp_path / "theirs.h5")
+    np.testing.assert_allclose(ours.predict(X), theirs.predict(X, verbose=0), atol=1e-5)
+    theirs.save(tmp_path / "theirs.keras")
+    again = keras.models.load_model(tmp_path / "theirs.keras")
+    np.testing.assert_allclose(again.predict(X), theirs.predict(X, verbose=0), atol=1e-5)
+
+
 def test_a_model_in_a_sequential_both_ways(real, tmp_path):
     """tensorflow.org's `probability_model = Sequential([model, Softmax()])`."""
     ours = keras.Sequential([base_model(keras, trainable=True), keras.layers.Softmax()])
