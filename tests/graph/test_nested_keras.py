@@ -198,3 +198,15 @@ def test_a_keras_file_scaling_its_pixels_past_a_nested_augmentation_block(real, 
     logits = theirs.predict(pixels.astype("float32"), verbose=0)
     probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
     np.testing.assert_allclose(ours.predict(pixels), probabilities, atol=1e-5)
+
+
+def test_training_on_a_single_layer_s_call_is_refused_in_one_line(real, tmp_path):
+    """`Dropout(0.5)(x, training=True)` (dropout in predict too) is not what cnnkit computes:
+    refused, not read as a plain Dropout."""
+    L = real.layers
+    inputs = real.Input((10, 10, 3))
+    x = L.Dropout(0.5, name="mc_dropout")(L.Flatten()(inputs), training=True)
+    real.Model(inputs, L.Dense(2)(x)).save(tmp_path / "mc.keras")
+    with pytest.raises(CnnkitError, match="Dropout 'mc_dropout': called with training=True; "
+                                          "cnnkit takes training= on a nested model's call only"):
+        keras.models.load_model(tmp_path / "mc.keras")
