@@ -25,7 +25,7 @@ from cnnkit.errors import CnnkitError, clipped
 from cnnkit.layers import LAYER_TYPES, Activation, Layer, layer_from_config, layer_to_config
 from cnnkit.layers.base import check_output_size, check_param_count
 from cnnkit.layers.symbolic import InputLayer, Tensor
-from cnnkit.model.sequential import LayerInfo, Sequential
+from cnnkit.model.sequential import LayerInfo, Sequential, check_description
 
 KEYS = ("name", "init", "layers", "outputs", "class_names", "test_time_flip", "input_shape")
 
@@ -180,16 +180,8 @@ class Functional(Sequential):
 
     @classmethod
     def from_config(cls, cfg: dict, where: str = "model") -> "Functional":
-        if not isinstance(cfg, dict):
-            raise CnnkitError(f"{where}: expected a mapping with layers; received "
-                              f"{type(cfg).__name__}")
-        unknown = sorted(map(str, set(cfg) - set(KEYS)))
-        if unknown:
-            raise CnnkitError(f"{where}: unknown key {clipped(unknown[0])}; valid: "
-                              f"{', '.join(sorted(KEYS))}")
-        entries = cfg.get("layers")
-        if not isinstance(entries, list) or not entries:
-            raise CnnkitError(f"{where}: 'layers' must be a non-empty list")
+        check_description(cfg, where, KEYS, "layers")
+        entries = cfg["layers"]
         layers, wanted = [], []
         if "input_shape" in cfg:  # a chain-like file may give its input as Sequential's do
             layers.append(_input_layer(cfg["input_shape"], where))

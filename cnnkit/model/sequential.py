@@ -20,6 +20,24 @@ from cnnkit.layers.base import check_layer_name, check_output_size, check_param_
 from cnnkit.model.provided import provided
 
 INIT_STYLES = ("keras", "torch")
+KEYS = ("class_names", "init", "input_shape", "layers", "name", "test_time_flip")
+
+
+def check_description(cfg, where: str, keys, what: str) -> None:
+    """A model description is a mapping of known keys with a non-empty list of `layers`."""
+    if not isinstance(cfg, dict):
+        raise CnnkitError(f"{where}: expected a mapping with {what}; received "
+                          f"{type(cfg).__name__}")
+    unknown = sorted(map(str, set(cfg) - set(keys)))
+    if unknown:  # (keys as text: YAML allows numbers and nulls as keys, which do not sort)
+        from cnnkit.errors import shown
+
+        raise CnnkitError(f"{where}: unknown key {shown(unknown[0])}; valid: "
+                          f"{', '.join(sorted(keys))}")
+    if "layers" not in cfg:
+        raise CnnkitError(f"{where}: missing key 'layers'")
+    if not isinstance(cfg["layers"], list) or not cfg["layers"]:
+        raise CnnkitError(f"{where}: 'layers' must be a non-empty list")
 
 
 @dataclass
@@ -315,21 +333,9 @@ class Sequential:
 
     @classmethod
     def from_config(cls, cfg: dict, where: str = "model") -> "Sequential":
-        if not isinstance(cfg, dict):
-            raise CnnkitError(f"{where}: expected a mapping with input_shape and layers; received "
-                              f"{type(cfg).__name__}")
-        unknown = sorted(map(str, set(cfg) - {"name", "input_shape", "init", "layers",
-                                              "class_names", "test_time_flip"}))
-        if unknown:  # (keys as text: YAML allows numbers and nulls as keys, which do not sort)
-            from cnnkit.errors import shown
-
-            raise CnnkitError(f"{where}: unknown key {shown(unknown[0])}; valid: class_names, init, "
-                              "input_shape, layers, name, test_time_flip")
-        for key in ("input_shape", "layers"):
-            if key not in cfg:
-                raise CnnkitError(f"{where}: missing key {key!r}")
-        if not isinstance(cfg["layers"], list) or not cfg["layers"]:
-            raise CnnkitError(f"{where}: 'layers' must be a non-empty list")
+        check_description(cfg, where, KEYS, "input_shape and layers")
+        if "input_shape" not in cfg:
+            raise CnnkitError(f"{where}: missing key 'input_shape'")
         try:
             shape = check_input_shape(cfg["input_shape"])
         except CnnkitError as e:
