@@ -23,9 +23,8 @@ from __future__ import annotations
 
 from cnnkit.errors import CnnkitError, clipped
 from cnnkit.layers import LAYER_TYPES, Activation, Layer, layer_from_config, layer_to_config
-from cnnkit.layers.base import check_output_size, check_param_count
 from cnnkit.layers.symbolic import InputLayer, Tensor
-from cnnkit.model.sequential import LayerInfo, Sequential, check_description
+from cnnkit.model.sequential import LayerInfo, Sequential, check_description, layer_row
 
 KEYS = ("name", "init", "layers", "outputs", "class_names", "test_time_flip", "input_shape")
 
@@ -97,16 +96,12 @@ class Functional(Sequential):
             shape = layer.shape if isinstance(layer, InputLayer) else (
                 shapes if layer.merges else shapes[0])
             try:
-                out = layer.output_shape(shape)
-                check_output_size(layer, out)
-                trainable, frozen = layer.params(shape)
-                total += trainable + frozen
-                check_param_count(layer, trainable + frozen, total)
+                rows.append(layer_row(layer, name, shape, total,
+                                      [names[j] for j in self.inbound[i]]))
             except CnnkitError as e:
                 raise CnnkitError(f"layer {name!r}: {e}") from None
-            rows.append(LayerInfo(name, layer, shape, out, trainable, frozen,
-                                  layer.macs(shape, out), [names[j] for j in self.inbound[i]]))
-            outs.append(out)
+            outs.append(rows[-1].output_shape)
+            total += rows[-1].params
         return rows
 
     @property

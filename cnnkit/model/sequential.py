@@ -58,6 +58,19 @@ class LayerInfo:
         return self.trainable + self.non_trainable
 
 
+def layer_row(layer: Layer, name: str, shape, total: int, inbound=()) -> LayerInfo:
+    """`layer`'s summary row for input `shape` (a list of shapes for a merge layer), its
+    parameters bringing the model's to more than `total`. Sizes that cannot be allocated are
+    refused here, from the arithmetic: before a custom layer's default params() builds its
+    module, and before any build."""
+    out = layer.output_shape(shape)
+    check_output_size(layer, out)
+    trainable, frozen = layer.params(shape)
+    check_param_count(layer, trainable + frozen, total + trainable + frozen)
+    return LayerInfo(name, layer, shape, out, trainable, frozen, layer.macs(shape, out),
+                     list(inbound))
+
+
 def _is_monotonic(module) -> bool:
     """Element-wise and non-decreasing, so it commutes with max-pooling."""
     from torch import nn
@@ -139,17 +152,10 @@ class Sequential:
         rows, total = [], 0
         for i, (layer, name) in enumerate(zip(self.layers, self.layer_names())):
             try:
-                out = layer.output_shape(shape)
-                # sizes that cannot be allocated are refused here, from the arithmetic: before a
-                # custom layer's default params() builds its module, and before any build
-                check_output_size(layer, out)
-                trainable, frozen = layer.params(shape)
-                total += trainable + frozen
-                check_param_count(layer, trainable + frozen, total)
+                rows.append(layer_row(layer, name, shape, total))
             except CnnkitError as e:
                 raise CnnkitError(f"layers[{i}] {e}") from None
-            rows.append(LayerInfo(name, layer, shape, out, trainable, frozen, layer.macs(shape, out)))
-            shape = out
+            shape, total = rows[-1].output_shape, total + rows[-1].params
         return rows
 
     @property
