@@ -19,6 +19,25 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("CNNKIT_DATA", str(tmp_path_factory.mktemp("cnnkit-data")))
 
 
+@pytest.fixture(scope="module")
+def keras():
+    """Real Keras 3 on its torch backend, the reference the Keras tests compare with (each test
+    module sets KERAS_BACKEND=torch before anything imports it)."""
+    import keras
+
+    assert keras.backend.backend() == "torch"
+    yield keras
+    # Keras numbers automatic layer names process-wide (batch_normalization_1, ...): later
+    # test modules that read names Keras gave get them fresh, as if this one never ran
+    keras.backend.clear_session()
+
+
+@pytest.fixture(scope="module")
+def real(keras):
+    """The same real Keras, for test modules whose own `keras` is cnnkit.keras."""
+    return keras
+
+
 @pytest.fixture(scope="session")
 def preset_model():
     """`preset_model(name)`: the preset, keras.applications' networks (224×224×3, 1000 classes

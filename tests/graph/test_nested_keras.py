@@ -20,14 +20,6 @@ RNG = np.random.default_rng(0)
 X = RNG.uniform(0, 1, (5, 10, 10, 3)).astype("float32")
 
 
-@pytest.fixture(scope="module")
-def real():
-    import keras as real_keras
-
-    assert real_keras.backend.backend() == "torch"
-    return real_keras
-
-
 def base_model(k, trainable=False):
     """A small base that is a graph (its skip keeps it one), with batch norm: frozen, as a
     transfer-learning base is."""

@@ -16,13 +16,6 @@ import cnnkit
 from cnnkit.errors import CnnkitError
 
 
-@pytest.fixture(scope="module")
-def keras():
-    import keras
-
-    assert keras.backend.backend() == "torch"
-    return keras
-
 
 @pytest.fixture(scope="module")
 def images():

@@ -17,16 +17,6 @@ from cnnkit.layers.nn import activation_module
 from cnnkit.model.saving import keras_weights, set_keras_weights
 
 
-@pytest.fixture(scope="module")
-def keras():
-    import keras
-
-    assert keras.backend.backend() == "torch"
-    yield keras
-    # Keras numbers automatic layer names process-wide (batch_normalization_1, ...): later
-    # test modules that read names Keras gave get them fresh, as if these never ran
-    keras.backend.clear_session()
-
 
 def _to_torch(x: np.ndarray) -> torch.Tensor:
     t = torch.from_numpy(x)

@@ -14,16 +14,6 @@ import cnnkit
 from cnnkit import layers as L
 
 
-@pytest.fixture(scope="module")
-def keras():
-    import keras
-
-    assert keras.backend.backend() == "torch"
-    yield keras
-    # Keras numbers automatic layer names process-wide (batch_normalization_1, ...): later
-    # test modules that read names Keras gave get them fresh, as if these never ran
-    keras.backend.clear_session()
-
 
 @pytest.fixture(scope="module")
 def images():

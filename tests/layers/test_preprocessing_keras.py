@@ -19,13 +19,6 @@ X = PIXELS.astype("float32")  # 0-255 floats, as Keras tutorials feed a Rescalin
 Y = np.arange(24) % 3
 
 
-@pytest.fixture(scope="module")
-def keras():
-    import keras
-
-    assert keras.backend.backend() == "torch"
-    return keras
-
 
 def _tutorial_model(layers, models):
     return models.Sequential([

@@ -20,13 +20,6 @@ RNG = np.random.default_rng(0)
 IMAGES = (RNG.random((6, 9, 11, 3)) * 255).astype("float32")  # NHWC, 0-255, non-square
 
 
-@pytest.fixture(scope="module")
-def keras():
-    import keras
-
-    assert keras.backend.backend() == "torch"
-    return keras
-
 
 def _net(layer, shape=IMAGES.shape[1:]):
     """A cnnkit model of one layer: (its torch net, the model)."""
