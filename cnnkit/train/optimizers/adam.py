@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from cnnkit.train.optimizers.base import Optimizer, flag, number, register
+from cnnkit.train.optimizers.base import Optimizer, flag, register
 
 
 @register
@@ -22,9 +22,7 @@ class Adam(Optimizer):
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
                  amsgrad=False, **common):
         super().__init__(learning_rate, **common)
-        self.beta_1 = number("beta_1", beta_1, 0.0, 1.0, strict=False)
-        self.beta_2 = number("beta_2", beta_2, 0.0, 1.0, strict=False)
-        self.epsilon = number("epsilon", epsilon)
+        self.moments(beta_1, beta_2, epsilon)
         self.amsgrad = flag("amsgrad", amsgrad)
 
     def slots(self, group):

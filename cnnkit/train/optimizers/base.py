@@ -139,6 +139,13 @@ class Optimizer:
                               f"each model its own optimizer (or a name, '{self.name}')")
         return self.torch
 
+    def moments(self, beta_1, beta_2, epsilon) -> None:
+        """The Adam family's arguments, checked: decay rates beta_1 and beta_2 in [0, 1),
+        epsilon > 0."""
+        self.beta_1 = number("beta_1", beta_1, 0.0, 1.0, strict=False)
+        self.beta_2 = number("beta_2", beta_2, 0.0, 1.0, strict=False)
+        self.epsilon = number("epsilon", epsilon)
+
     def slots(self, group: dict) -> dict:
         """{state name: initial value} of the tensors kept per parameter."""
         return {}
