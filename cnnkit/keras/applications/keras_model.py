@@ -7,7 +7,8 @@ import inspect
 
 def as_keras(builder):
     """`builder` (cnnkit.model.applications) returning a cnnkit.keras Functional instead, with
-    the weights the builder loaded (`weights=`; the config carries none)."""
+    the weights the builder loaded (`weights=`; the config carries none) and the preprocessing
+    they were trained with (a PyTorch file's)."""
 
     @functools.wraps(builder)
     def build(*args, **kwargs):
@@ -17,6 +18,7 @@ def as_keras(builder):
         model = Functional.from_config(core.get_config())
         if inspect.signature(builder).bind(*args, **kwargs).arguments.get("weights") is not None:
             model.net.load_state_dict(core.net.state_dict())
+            model.preprocessing = dict(core.preprocessing)
         return model
 
     return build

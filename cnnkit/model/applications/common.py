@@ -4,9 +4,11 @@ and the asymmetric padding before a stride-2 window."""
 from __future__ import annotations
 
 from cnnkit.errors import CnnkitError, clipped
-from cnnkit.layers import Dense, GlobalAveragePooling2D, GlobalMaxPooling2D, Input
+from cnnkit.layers import (BatchNormalization, Dense, GlobalAveragePooling2D, GlobalMaxPooling2D,
+                           Input, ZeroPadding2D)
 from cnnkit.layers.symbolic import InputLayer, Tensor
 from cnnkit.model.applications.pretrained import check_weights
+from cnnkit.model.applications.torch_files import TORCH_MOMENTUM
 
 POOLINGS = (None, "avg", "max")
 
@@ -62,6 +64,24 @@ def correct_pad(shape, kernel_size: int):
     h, w = shape[0], shape[1]
     k = kernel_size // 2
     return ((k - 1 + h % 2, k), (k - 1 + w % 2, k))
+
+
+def stride2_pad(x, kernel_size: int, source, name: str):
+    """`x` padded for a 'valid' stride-2 window: TensorFlow's 'same' (correct_pad), or, where the
+    weights come from a PyTorch network that pads symmetrically (`source.torch_padding`),
+    kernel_size // 2 on every side."""
+    k = kernel_size // 2
+    pad = ((k, k), (k, k)) if source is not None and source.torch_padding else correct_pad(
+        x.shape[-3:], kernel_size)
+    return ZeroPadding2D(pad, name=name)(x)
+
+
+def batch_norm(name: str, source, **keras_args) -> BatchNormalization:
+    """Keras's BatchNormalization(**keras_args), or, for a PyTorch file's network (`source`),
+    that network's epsilon and PyTorch's momentum."""
+    if source is None:
+        return BatchNormalization(name=name, **keras_args)
+    return BatchNormalization(momentum=TORCH_MOMENTUM, epsilon=source.epsilon or 1e-5, name=name)
 
 
 def make_divisible(value, divisor: int = 8) -> int:

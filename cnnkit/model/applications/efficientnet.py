@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import math
 
-from cnnkit.layers import (Activation, Add, BatchNormalization, Conv2D, Dense, DepthwiseConv2D,
-                           Dropout, GlobalAveragePooling2D, Multiply, Normalization, Rescaling,
-                           Reshape, ZeroPadding2D)
-from cnnkit.model.applications.common import (check_arguments, correct_pad, image_input,
-                                              make_divisible, top)
-from cnnkit.model.applications.pretrained import with_weights
+from cnnkit.layers import (Activation, Add, Conv2D, Dense, DepthwiseConv2D, Dropout,
+                           GlobalAveragePooling2D, Multiply, Normalization, Rescaling, Reshape)
+from cnnkit.model.applications.common import (batch_norm, check_arguments, image_input,
+                                              make_divisible, stride2_pad, top)
+from cnnkit.model.applications.pretrained import weights_source, with_weights
 from cnnkit.model.graph import Functional
 
 # (kernel, repeats, filters in, filters out, expansion, stride) per stage; every block has a
@@ -25,18 +24,18 @@ SE_RATIO = 0.25
 SWISH = "silu"  # Keras's 'swish' under cnnkit's (and PyTorch's) name
 
 
-def _block(x, kernel, filters_in, filters_out, expansion, stride, drop_rate, name):
+def _block(x, kernel, filters_in, filters_out, expansion, stride, drop_rate, name, source):
     inputs = x
     filters = filters_in * expansion
     if expansion != 1:
         x = Conv2D(filters, 1, padding="same", use_bias=False, name=f"{name}expand_conv")(x)
-        x = BatchNormalization(name=f"{name}expand_bn")(x)
+        x = batch_norm(f"{name}expand_bn", source)(x)
         x = Activation(SWISH, name=f"{name}expand_activation")(x)
     if stride == 2:
-        x = ZeroPadding2D(correct_pad(x.shape[-3:], kernel), name=f"{name}dwconv_pad")(x)
+        x = stride2_pad(x, kernel, source, f"{name}dwconv_pad")
     x = DepthwiseConv2D(kernel, strides=stride, padding="same" if stride == 1 else "valid",
                         use_bias=False, name=f"{name}dwconv")(x)
-    x = Activation(SWISH, name=f"{name}activation")(BatchNormalization(name=f"{name}bn")(x))
+    x = Activation(SWISH, name=f"{name}activation")(batch_norm(f"{name}bn", source)(x))
     # squeeze-and-excite: per-channel gates from the globally pooled features
     se = GlobalAveragePooling2D(name=f"{name}se_squeeze")(x)
     se = Reshape((1, 1, filters), name=f"{name}se_reshape")(se)
@@ -45,7 +44,7 @@ def _block(x, kernel, filters_in, filters_out, expansion, stride, drop_rate, nam
     se = Conv2D(filters, 1, padding="same", activation="sigmoid", name=f"{name}se_expand")(se)
     x = Multiply(name=f"{name}se_excite")([x, se])
     x = Conv2D(filters_out, 1, padding="same", use_bias=False, name=f"{name}project_conv")(x)
-    x = BatchNormalization(name=f"{name}project_bn")(x)
+    x = batch_norm(f"{name}project_bn", source)(x)
     if stride == 1 and filters_in == filters_out:
         if drop_rate > 0:  # stochastic depth: the whole residual branch dropped per image
             x = Dropout(drop_rate, noise_shape=(None, 1, 1, 1), name=f"{name}drop")(x)
@@ -69,14 +68,17 @@ def _efficientnet(builder, width, depth, dropout_rate, include_top, weights, inp
     def repeats(n):
         return int(math.ceil(depth * n))
 
-    x = Normalization(axis=-1)(Rescaling(1.0 / 255.0)(inputs))
+    source = weights_source(builder, weights)
+    # a PyTorch file's network takes its input preprocessed (the model's preprocessing does it);
+    # Keras's scales 0-255 pixels itself
+    x = inputs if source is not None else Normalization(axis=-1)(Rescaling(1.0 / 255.0)(inputs))
     if weights == "imagenet":
         # Keras's published files hold the ImageNet std as Normalization's *variance* (the
         # original divides by the variance): Keras divides by sqrt(std) once more, and so must we
         x = Rescaling([1.0 / math.sqrt(s) for s in IMAGENET_STD])(x)
-    x = ZeroPadding2D(correct_pad(x.shape[-3:], 3), name="stem_conv_pad")(x)
+    x = stride2_pad(x, 3, source, "stem_conv_pad")
     x = Conv2D(filters(32), 3, strides=2, use_bias=False, name="stem_conv")(x)
-    x = Activation(SWISH, name="stem_activation")(BatchNormalization(name="stem_bn")(x))
+    x = Activation(SWISH, name="stem_activation")(batch_norm("stem_bn", source)(x))
     total, b = float(sum(repeats(s[1]) for s in STAGES)), 0
     for i, (kernel, count, f_in, f_out, expansion, stride) in enumerate(STAGES):
         f_in, f_out = filters(f_in), filters(f_out)
@@ -84,10 +86,10 @@ def _efficientnet(builder, width, depth, dropout_rate, include_top, weights, inp
             # after the first block of a stage: stride 1, and its input is the stage's width
             x = _block(x, kernel, f_in if j == 0 else f_out, f_out, expansion,
                        stride if j == 0 else 1, drop_connect_rate * b / total,
-                       f"block{i + 1}{chr(j + 97)}_")
+                       f"block{i + 1}{chr(j + 97)}_", source)
             b += 1
     x = Conv2D(filters(1280), 1, padding="same", use_bias=False, name="top_conv")(x)
-    x = Activation(SWISH, name="top_activation")(BatchNormalization(name="top_bn")(x))
+    x = Activation(SWISH, name="top_activation")(batch_norm("top_bn", source)(x))
     if include_top:
         x = GlobalAveragePooling2D(name="avg_pool")(x)
         if dropout_rate > 0:
@@ -95,7 +97,7 @@ def _efficientnet(builder, width, depth, dropout_rate, include_top, weights, inp
         x = Dense(classes, activation=classifier_activation, name="predictions")(x)
     else:
         x = top(x, False, pooling, classes, classifier_activation, ("avg_pool", "max_pool"))
-    return with_weights(Functional(inputs, x, name=name), builder, weights, include_top)
+    return with_weights(Functional(inputs, x, name=name), builder, weights, include_top, source)
 
 
 def EfficientNetB0(include_top=True, weights=None, input_tensor=None, input_shape=None,

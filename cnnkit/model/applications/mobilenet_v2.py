@@ -3,11 +3,11 @@ inverted residual blocks (1×1 expand → 3×3 depthwise → 1×1 linear project
 from __future__ import annotations
 
 from cnnkit.errors import CnnkitError, clipped
-from cnnkit.layers import Add, BatchNormalization, Conv2D, DepthwiseConv2D, ReLU, ZeroPadding2D
-from cnnkit.model.applications.common import (check_arguments, correct_pad, image_input,
-                                              make_divisible, top)
+from cnnkit.layers import Add, Conv2D, DepthwiseConv2D, ReLU
+from cnnkit.model.applications.common import (batch_norm, check_arguments, image_input,
+                                              make_divisible, stride2_pad, top)
 from cnnkit.model.applications.pretrained import (MOBILENET_ALPHAS, MOBILENET_SIZES,
-                                                  with_weights)
+                                                  weights_source, with_weights)
 from cnnkit.model.graph import Functional
 
 # (output filters before alpha, stride, expansion) of blocks 0..16
@@ -16,11 +16,11 @@ BLOCKS = ((16, 1, 1), (24, 2, 6), (24, 1, 6), (32, 2, 6), (32, 1, 6), (32, 1, 6)
           (160, 2, 6), (160, 1, 6), (160, 1, 6), (320, 1, 6))
 
 
-def _bn(name):
-    return BatchNormalization(momentum=0.999, epsilon=1e-3, name=name)
+def _bn(name, source):
+    return batch_norm(name, source, momentum=0.999, epsilon=1e-3)
 
 
-def _inverted_res_block(x, filters, stride, expansion, alpha, block_id):
+def _inverted_res_block(x, filters, stride, expansion, alpha, block_id, source):
     channels = x.shape[-1]
     out = make_divisible(int(filters * alpha))
     inputs = x
@@ -28,14 +28,14 @@ def _inverted_res_block(x, filters, stride, expansion, alpha, block_id):
     if block_id:  # block 0 keeps its 32 channels: nothing to expand
         x = Conv2D(expansion * channels, 1, padding="same", use_bias=False,
                    name=f"{prefix}expand")(x)
-        x = ReLU(6.0, name=f"{prefix}expand_relu")(_bn(f"{prefix}expand_BN")(x))
+        x = ReLU(6.0, name=f"{prefix}expand_relu")(_bn(f"{prefix}expand_BN", source)(x))
     if stride == 2:
-        x = ZeroPadding2D(correct_pad(x.shape[-3:], 3), name=f"{prefix}pad")(x)
+        x = stride2_pad(x, 3, source, f"{prefix}pad")
     x = DepthwiseConv2D(3, strides=stride, use_bias=False, padding="same" if stride == 1 else "valid",
                         name=f"{prefix}depthwise")(x)
-    x = ReLU(6.0, name=f"{prefix}depthwise_relu")(_bn(f"{prefix}depthwise_BN")(x))
+    x = ReLU(6.0, name=f"{prefix}depthwise_relu")(_bn(f"{prefix}depthwise_BN", source)(x))
     x = Conv2D(out, 1, padding="same", use_bias=False, name=f"{prefix}project")(x)
-    x = _bn(f"{prefix}project_BN")(x)  # linear: no activation after the projection
+    x = _bn(f"{prefix}project_BN", source)(x)  # linear: no activation after the projection
     if channels == out and stride == 1:
         return Add(name=f"{prefix}add")([inputs, x])
     return x
@@ -54,19 +54,24 @@ def MobileNetV2(input_shape=None, alpha=1.0, include_top=True, weights=None, inp
     rows = _weights_rows(inputs)
     check_arguments("MobileNetV2", weights, pooling, classes, include_top, classifier_activation,
                     input_shape, rows)
-    x = Conv2D(make_divisible(32 * alpha), 3, strides=2, padding="same", use_bias=False,
-               name="Conv1")(inputs)
-    x = ReLU(6.0, name="Conv1_relu")(_bn("bn_Conv1")(x))
+    source = weights_source("MobileNetV2", weights)
+    x = inputs
+    if source is not None and source.torch_padding:  # Keras pads inside Conv1 ('same')
+        x = stride2_pad(x, 3, source, "Conv1_pad")
+    x = Conv2D(make_divisible(32 * alpha), 3, strides=2, use_bias=False, name="Conv1",
+               padding="valid" if x is not inputs else "same")(x)
+    x = ReLU(6.0, name="Conv1_relu")(_bn("bn_Conv1", source)(x))
     for block_id, (filters, stride, expansion) in enumerate(BLOCKS):
-        x = _inverted_res_block(x, filters, stride, expansion, alpha, block_id)
+        x = _inverted_res_block(x, filters, stride, expansion, alpha, block_id, source)
     # the last 1×1 conv widens with alpha only above 1 (Keras keeps 1280 for thinner nets)
     x = Conv2D(make_divisible(1280 * alpha) if alpha > 1.0 else 1280, 1, use_bias=False,
                name="Conv_1")(x)
-    x = ReLU(6.0, name="out_relu")(_bn("Conv_1_bn")(x))
+    x = ReLU(6.0, name="out_relu")(_bn("Conv_1_bn", source)(x))
     x = top(x, include_top, pooling, classes, classifier_activation)
     model = Functional(inputs, x,
                        name=name or f"mobilenetv2_{alpha:0.2f}_{_rows(inputs, input_shape)}")
-    return with_weights(model, "MobileNetV2", weights, include_top, alpha=alpha, rows=rows)
+    return with_weights(model, "MobileNetV2", weights, include_top, source, alpha=alpha,
+                        rows=rows)
 
 
 def _weights_rows(inputs) -> int:

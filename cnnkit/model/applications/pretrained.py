@@ -1,7 +1,8 @@
-"""The weights of an application: `weights=None` (random), a Keras weights file (`PATH`), or
-`"imagenet"`: the file Keras publishes for that network, downloaded once into cnnkit's cache
-(`$CNNKIT_DATA/models/`, beside the datasets) through cnnkit.data.download, verified against
-the checksum Keras's own source gives, resumed when a transfer drops.
+"""The weights of an application: `weights=None` (random), a weights file (`PATH`: Keras's, or
+PyTorch's from torchvision or timm, see torch_files.py), or `"imagenet"`: the file Keras
+publishes for that network, downloaded once into cnnkit's cache (`$CNNKIT_DATA/models/`,
+beside the datasets) through cnnkit.data.download, verified against the checksum Keras's own
+source gives, resumed when a transfer drops.
 
 KERAS_FILES is Keras's table (keras/src/applications/*.py, Keras 3.15): file name -> (URL,
 checksum). Keras publishes MD5s; for MobileNetV2's files it publishes none, and, as Keras, they
@@ -16,6 +17,7 @@ import os
 from pathlib import Path
 
 from cnnkit.errors import CnnkitError, clipped
+from cnnkit.model.applications.torch_files import Source, is_torch_file, source_of
 
 MIRROR_ENV = "CNNKIT_KERAS_MIRROR"
 _STORAGE = "https://storage.googleapis.com/"
@@ -85,7 +87,8 @@ def check_weights(builder: str, weights, include_top, classes, classifier_activa
     if weights != "imagenet" and not (isinstance(weights, (str, os.PathLike))
                                       and Path(weights).is_file()):
         raise CnnkitError(f"{builder}: weights={clipped(weights)}; valid: None (random "
-                          "initialization), 'imagenet', or the path of a Keras weights file")
+                          "initialization), 'imagenet', or the path of a Keras weights file "
+                          "(.h5, .keras) or a PyTorch one (.safetensors, .pth, .pt, .bin)")
     if include_top and classifier_activation not in (None, "softmax"):
         raise CnnkitError(f"{builder}: classifier_activation={clipped(classifier_activation)} "
                           "with pretrained weights; valid: 'softmax' or None")
@@ -103,13 +106,40 @@ def check_weights(builder: str, weights, include_top, classes, classifier_activa
                           f"'imagenet' and include_top=True; valid: {default}")
 
 
-def with_weights(model, builder: str, weights, include_top: bool, **file_args):
-    """`model` with `weights` loaded by layer name (None: as built)."""
+def weights_source(builder: str, weights) -> Source | None:
+    """The PyTorch file `weights` names, read once (its network's padding, batch norm and
+    preprocessing, which the builder follows); None for Keras's weights or none."""
+    return source_of(builder, weights) if is_torch_file(weights) else None
+
+
+def load_weights(model, path, source: Source | None = None) -> None:
+    """Weights from a file into an application network: the one way in, for the builders'
+    `weights=PATH` and for a backbone's `--weights FILE`. Keras's files (.h5, .weights.h5,
+    .keras) load by Keras's layer names; PyTorch's state dicts (.safetensors, .pth, .pt, .bin)
+    by torchvision's or timm's names, into a network built for that file (the builder with
+    weights=PATH builds it), whose preprocessing becomes the model's. With include_top=False
+    a whole network's file loads with its classifier skipped."""
+    if not is_torch_file(path):
+        from cnnkit.model.keras_writing import load_weights as load_keras_weights
+
+        load_keras_weights(model, path)
+        return
+    from cnnkit.model.applications.torch_names import load_state
+
+    load_state(model, source or source_of(None, path), str(path))
+
+
+def with_weights(model, builder: str, weights, include_top: bool, source: Source | None = None,
+                 **file_args):
+    """`model` with `weights` loaded by layer name (None: as built); `source`: weights_source's
+    answer for a PyTorch file, said in one line."""
     if weights is None:
         return model
-    from cnnkit.model.keras_writing import load_weights
-
     path = weights if weights != "imagenet" else keras_file(
         imagenet_file(builder, include_top, **file_args))
-    load_weights(model, path)
+    load_weights(model, path, source)
+    if source is not None:
+        import sys
+
+        print(f"cnnkit: {source.describe()}", file=sys.stderr)
     return model

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from cnnkit.layers import Activation, Add, BatchNormalization, Conv2D, MaxPooling2D, ZeroPadding2D
 from cnnkit.model.applications.common import check_arguments, image_input, top
-from cnnkit.model.applications.pretrained import with_weights
+from cnnkit.model.applications.pretrained import weights_source, with_weights
 from cnnkit.model.graph import Functional
 
 STAGES = ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2))  # (filters, blocks, first stride)
@@ -36,6 +36,7 @@ def ResNet50(include_top=True, weights=None, input_tensor=None, input_shape=None
              classes=1000, classifier_activation="softmax", name="resnet50") -> Functional:
     check_arguments("ResNet50", weights, pooling, classes, include_top, classifier_activation,
                     input_shape)
+    weights_source("ResNet50", weights)  # PyTorch's ResNet50 files (v1.5) refused here
     inputs = image_input("ResNet50", input_tensor, input_shape)
     x = ZeroPadding2D(((3, 3), (3, 3)), name="conv1_pad")(inputs)
     x = Conv2D(64, 7, strides=2, name="conv1_conv")(x)
