@@ -352,10 +352,12 @@ def test_the_source_is_followed_and_says_so(files, capsys):
     assert "Conv1_pad" not in keras_layers
 
 
-def test_a_saved_model_reloads_and_predicts_the_same(files, tmp_path):
+def test_a_saved_model_reloads_predicts_and_exports_the_same(files, tmp_path):
     """The padding and epsilon are in the layers, the preprocessing in model.json: the saved
-    model reloads from its directory alone, and cnnkit's own predict (uint8 pixels in) applies
-    the file's preprocessing."""
+    model reloads from its directory alone, and cnnkit's own predict (uint8 pixels in) and its
+    ONNX export apply the file's preprocessing."""
+    from cnnkit.serve.onnx import export_onnx
+
     _, ref, path = files["mobilenet_v2"]
     model = apps.MobileNetV2(weights=str(path), input_shape=(SIZE, SIZE, 3), classes=10)
     model.save(tmp_path / "saved")
@@ -369,6 +371,9 @@ def test_a_saved_model_reloads_and_predicts_the_same(files, tmp_path):
         expected = torch.softmax(ref(x.float()), 1).numpy()
     np.testing.assert_allclose(again(nhwc(x.float())), expected, atol=1e-5)
     np.testing.assert_allclose(again.predict(pixels), expected, atol=1e-5)
+    export_onnx(tmp_path / "saved", tmp_path / "m.onnx", check=False)
+    np.testing.assert_allclose(cnnkit.Predictor(tmp_path / "m.onnx").predict(pixels), expected,
+                               atol=1e-5)
 
 
 def test_checkpoints_and_the_keras_namespace(files, tmp_path):
