@@ -47,7 +47,8 @@ class Source:
 
     def describe(self) -> str:
         """One line for the user when the network is built."""
-        pad = ("PyTorch's symmetric padding" if self.torch_padding
+        pad = ("Keras's layers" if self.arch == "vgg16"  # no stride-2 convolution to pad
+               else "PyTorch's symmetric padding" if self.torch_padding
                else "TensorFlow's 'same' padding, as Keras's")
         bn = "" if self.epsilon is None else f", batch norm epsilon {self.epsilon:g}"
         torch_mode = self.mean == IMAGENET_MEAN and self.std == IMAGENET_STD
