@@ -486,15 +486,15 @@ def test_the_wrong_network_or_a_keras_built_one_is_refused(files):
         load_weights(apps.EfficientNetB0(input_shape=(SIZE, SIZE, 3), classes=10), tf_path)
 
 
-def test_vgg_from_a_224_file_into_a_64_pixel_top_is_misshaped(files, tmp_path):
-    """torchvision's fc1 takes 512x7x7 (224-pixel images); a 64-pixel VGG16 with its top has
-    512x2x2: refused, where include_top=False takes the same file."""
-    state = {k: v for k, v in files["vgg16"][1].state_dict().items()}
-    state["classifier.0.weight"] = torch.zeros(4096, 512 * 7 * 7)
-    path = save_state(state, tmp_path / "vgg224.pth")
-    with pytest.raises(CnnkitError, match=r"misshaped classifier.0.weight \(4096, 25088\) for "
-                                          r"layer 'fc1' \(4096, 2048\)"):
-        apps.VGG16(weights=str(path), input_shape=(SIZE, SIZE, 3), classes=10)
+def test_vgg_top_from_another_image_size_is_misshaped(files):
+    """fc1 takes 512 x (size / 32)^2 inputs: torchvision's file, trained on 224-pixel images,
+    has 512x7x7; this test's file 512x2x2 (64 pixels), so a 96-pixel VGG16 with its top (512x3x3)
+    refuses it, where include_top=False takes the same file."""
+    path = str(files["vgg16"][2])
+    with pytest.raises(CnnkitError, match=r"misshaped classifier.0.weight \(4096, 2048\) for "
+                                          r"layer 'fc1' \(4096, 4608\)"):
+        apps.VGG16(weights=path, input_shape=(96, 96, 3), classes=10)
+    apps.VGG16(weights=path, input_shape=(96, 96, 3), include_top=False)
 
 
 def test_files_that_are_not_state_dicts(tmp_path):
