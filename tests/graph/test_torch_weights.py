@@ -377,11 +377,14 @@ def test_a_saved_model_reloads_predicts_and_exports_the_same(files, tmp_path):
 
 
 def test_checkpoints_and_the_keras_namespace(files, tmp_path):
-    """A training checkpoint holding the state dict under "state_dict" or "model" loads; the
-    cnnkit.keras builders keep the file's preprocessing."""
+    """A training checkpoint holding the state dict under "state_dict" or "model" loads, also
+    with DataParallel's "module." names; the cnnkit.keras builders keep the file's
+    preprocessing."""
     _, ref, _ = files["mobilenet_v2"]
-    for key, name in (("state_dict", "ckpt.pt"), ("model", "ckpt.bin")):
-        path = save_state({key: ref.state_dict(), "epoch": 3}, tmp_path / name)
+    parallel = {f"module.{k}": v for k, v in ref.state_dict().items()}
+    for key, name, state in (("state_dict", "ckpt.pt", ref.state_dict()),
+                             ("model", "ckpt.bin", parallel)):
+        path = save_state({key: state, "epoch": 3}, tmp_path / name)
         model = kapps.MobileNetV2(weights=str(path), input_shape=(SIZE, SIZE, 3), classes=10,
                                   classifier_activation=None)
         with torch.no_grad():
@@ -389,6 +392,19 @@ def test_checkpoints_and_the_keras_namespace(files, tmp_path):
         np.testing.assert_allclose(model.predict(nhwc(image_batch()), verbose=0), expected,
                                    atol=1e-4, rtol=1e-4)
         assert model.preprocessing["normalize"] == "standardize"
+
+
+def test_load_weights_into_a_network_built_without_them(files):
+    """VGG16's layers are torchvision's: load_weights (the entry point a backbone's --weights
+    FILE uses) fills a VGG16 built with weights=None and gives it the file's preprocessing."""
+    _, ref, path = files["vgg16"]
+    model = apps.VGG16(input_shape=(SIZE, SIZE, 3), classes=10, classifier_activation=None)
+    assert model.preprocessing == {"normalize": "unit"}
+    load_weights(model, path)
+    with torch.no_grad():
+        expected = ref(image_batch()).numpy()
+    np.testing.assert_allclose(model(nhwc(image_batch())), expected, atol=1e-4, rtol=1e-4)
+    assert model.preprocessing["mean"] == [0.485, 0.456, 0.406]
 
 
 def test_timm_config_json_names_the_model(files, tmp_path):
