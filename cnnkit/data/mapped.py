@@ -352,12 +352,13 @@ def map_converted(ds, channels: int | None, size):
     and `size`, written once into a cache file per (images, channels, size) and mapped.
 
     Why once and mapped, not per batch: 70,000 Fashion-MNIST images at 160x160x3 are 5 GiB,
-    too much to hold, and a short training at that size runs as fast from resized images as
-    with each batch resized on the fly (450 against 469 images/s on 2 cores, within noise:
-    bench/README.md), while every other reader of the images (evaluation, reports, folds,
-    trials, the next run) gets them converted for nothing. Mapped, they cost page cache, not
-    the process's memory, as a folder's do. Keyed by a CRC-32 of the images and labels, so
-    the same pixels from anywhere find the same cache."""
+    too much to hold in memory, and a short training at that size runs as fast from images
+    resized once as with each batch resized on the fly (450 against 469 images/s on 2 cores,
+    within the noise of the rounds: bench/README.md), while every other reader of the images
+    (evaluation, reports, folds, trials, the next run) gets them converted for nothing and the
+    conversion is not repeated every epoch. Mapped, they cost page cache and disk, not the
+    process's memory, as a folder's do. Keyed by a CRC-32 of the images and labels, so the
+    same pixels find the same cache."""
     from cnnkit.data import convert_images
     from cnnkit.data.base import Dataset
     from cnnkit.data.mnist import cache_dir

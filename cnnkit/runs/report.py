@@ -15,10 +15,11 @@ def data_line(ds, splits, spec, own_val: bool) -> str:
     """'1,437 train / 0 validation / 360 test images at 64×64×3': every split the run uses,
     and the images' shape where the run was asked to convert them."""
     n = {k: len(v[0]) if v else 0 for k, v in splits.items()}
-    line = f"{n['train']:,} train / {n['val']:,} validation / {n['test']:,} test images"
+    val = f"{n['val']:,} validation"
     if own_val:
-        line += " (its validation/ folder" + (f"; val_split={spec.val_split} not used)"
-                                             if spec.val_split else ")")
+        val += " (its validation/ folder" + (f"; val_split={spec.val_split} not used)"
+                                            if spec.val_split else ")")
+    line = f"{n['train']:,} train / {val} / {n['test']:,} test images"
     if spec.image_size or spec.channels:
         line += f" at {'×'.join(map(str, ds.image_shape))}"
     return line

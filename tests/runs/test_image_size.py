@@ -86,6 +86,20 @@ def test_train_at_a_chosen_size_records_it_and_predict_converts_the_same_way(tmp
     assert top["index"] == int(probs.argmax())
     assert top["probability"] == pytest.approx(float(probs.max()), abs=1e-6)
 
+    # evaluate scores the run's own 12x10x3 test split; the ONNX export (its parity checked on
+    # that split) converts the PNG the same way
+    assert main(["evaluate", str(run), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert report["accuracy"] == pytest.approx(metrics["test_accuracy"], abs=1e-9)
+    assert main(["export", str(run), "--out", str(tmp_path / "m.onnx")]) == 0
+    capsys.readouterr()
+    assert main(["predict", str(tmp_path / "m.onnx"), str(tmp_path / "seven.png"), "--json",
+                 "--top-k", "1"]) == 0
+    top = json.loads(capsys.readouterr().out)[0]["top"][0]
+    assert top["index"] == int(probs.argmax())
+    assert top["probability"] == pytest.approx(float(probs.max()), abs=1e-4)
+
 
 def test_npz_and_folder_sources_take_the_size_too(tmp_path, capsys):
     digits = load_dataset("digits")
@@ -165,12 +179,13 @@ def test_cv_and_tune_take_the_flags(tmp_path, capsys):
     space = tmp_path / "space.yaml"
     space.write_text(yaml.safe_dump({
         "base": {"model": "fast-cnn-dense", "dataset": "digits", "epochs": 1, "val_split": 0.2},
-        "space": {"lr": {"choice": [0.001]}}}))
+        "space": {"layers.0.filters": {"choice": [8]}}}))  # the preset, described at 9x11x1
     study = tmp_path / "study"
     assert main(["tune", str(space), "--sampler", "grid", "--image-size", "9x11", "--channels", "1",
                  "--out", str(study), "--quiet"]) == 0
     [trial] = sorted((study / "trials").iterdir())
     options = json.loads((trial / "config.json").read_text())["options"]
     assert options["image_size"] == [9, 11] and options["channels"] == 1
+    assert options["model"]["input_shape"] == [9, 11, 1]
     assert main(["tune", "--resume", str(study), "--image-size", "8"]) == 2
     assert "--image-size cannot be given with --resume" in capsys.readouterr().err
