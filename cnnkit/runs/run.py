@@ -122,7 +122,12 @@ def prepare_data(spec, model_shape=None):
     # the run's own image_size/channels first, else a given model's (a folder has no size)
     channels = spec.channels or (model_shape[2] if model_shape else None)
     size = spec.image_size or (tuple(model_shape[:2]) if model_shape else None)
-    ds = load_dataset(spec.dataset, data_dir=spec.data_dir, channels=channels, size=size)
+    # a named set held in memory is converted once --limit has picked: a quick trial at
+    # 160x160 converts (and caches) its own images, not all 70,000 (folders decode at the size)
+    later = bool(spec.limit and (channels or size)) and not spec.dataset.startswith(
+        ("folder:", "npz:"))
+    ds = load_dataset(spec.dataset, data_dir=spec.data_dir, channels=None if later else channels,
+                      size=None if later else size)
     x, y = ds.x_train, ds.y_train
     if ds.has_test:
         test = (ds.x_test, ds.y_test)
@@ -134,6 +139,12 @@ def prepare_data(spec, model_shape=None):
         pick = torch.randperm(len(x), generator=torch.Generator().manual_seed(spec.seed))
         pick = pick[:spec.limit].sort().values
         x, y = take(x, pick), y[pick]
+    if later:
+        from cnnkit.data import Dataset, convert
+
+        ds = convert(Dataset(ds.name, ds.class_names, x, y, *test, source=ds.source,
+                             info=ds.info), channels, size)
+        x, y, test = ds.x_train, ds.y_train, (ds.x_test, ds.y_test)
     val = None
     if spec.fold:  # one fold of a stratified k-fold of the training data is the validation
         from cnnkit.data.split import kfold_indices

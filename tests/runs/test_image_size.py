@@ -189,3 +189,22 @@ def test_cv_and_tune_take_the_flags(tmp_path, capsys):
     assert options["model"]["input_shape"] == [9, 11, 1]
     assert main(["tune", "--resume", str(study), "--image-size", "8"]) == 2
     assert "--image-size cannot be given with --resume" in capsys.readouterr().err
+
+
+def test_limit_converts_only_the_images_the_run_uses(tmp_path, monkeypatch):
+    from cnnkit.data.mapped import read_cache
+
+    monkeypatch.setenv("CNNKIT_DATA", str(tmp_path / "cache"))
+    spec = RunSpec(model="fast-cnn-dense", dataset="digits", limit=100, image_size=20, channels=3,
+                   epochs=1, seed=0, out=str(tmp_path / "run"))
+    result = cnnkit.run(spec)
+    [cache] = (tmp_path / "cache" / "converted").iterdir()
+    tensors, _ = read_cache(cache)
+    # the 100 picked training images and the 360 held out for testing, not all 1,797
+    assert tensors["x_train"].shape == (100, 20, 20, 3) and tensors["x_test"].shape == (360, 20, 20, 3)
+    assert result.metrics["train_images"] == 100 and result.metrics["test_images"] == 360
+    # evaluate reads the run's data the same way: the same test split, the same score
+    from cnnkit.runs.evaluate import evaluate
+
+    assert evaluate(tmp_path / "run").report["accuracy"] == pytest.approx(
+        result.metrics["test_accuracy"], abs=1e-9)
