@@ -136,6 +136,8 @@ def test_a_run_names_unreadable_files_and_lists_them_all(tmp_path, capsys):
     assert "skipped 8 unreadable files: c0/broken0.png, c0/broken1.png" in captured.err
     assert "(3 more)" in captured.err
     assert (run / "skipped.txt").read_text().split() == sorted(bad)
+    assert main(["data", "show", f"folder:{tmp_path / 'f'}"]) == 0  # names them too
+    assert "skipped 8 unreadable files: c0/broken0.png" in capsys.readouterr().out
 
     # predict skips the same files, says so, and answers for the rest
     assert main(["predict", str(run), str(tmp_path / "f"), "--json", "--top-k", "1"]) == 0
