@@ -10,17 +10,14 @@ import sys
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """'28x28', '32,32' or '28' → (H, W) for --size."""
-    parts = text.lower().replace(",", "x").split("x")
+    """'28x28', '32,32' or '28' → (H, W) for --size (cnnkit.data.check_size's rules)."""
+    from cnnkit.data import check_size
+    from cnnkit.errors import CnnkitError
+
     try:
-        dims = [int(p) for p in parts]
-    except ValueError:
-        dims = []
-    if len(dims) == 1:
-        dims *= 2
-    if len(dims) != 2 or min(dims) < 1:
-        raise argparse.ArgumentTypeError(f"invalid size {text!r}; write HxW, e.g. 28x28")
-    return dims[0], dims[1]
+        return check_size(text, option="size")
+    except CnnkitError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _add_dataset_args(p: argparse.ArgumentParser) -> None:
@@ -136,7 +133,11 @@ def _print_description(info: dict) -> None:
         line += f"; per channel mean {px['channel_mean']}, std {px['channel_std']}"
     console.print(line)
     if info.get("skipped"):
-        console.print(f"[yellow]skipped {len(info['skipped'])} unreadable file(s)[/]")
+        from rich.markup import escape
+
+        from cnnkit.data.folder import skipped_text
+
+        console.print(f"[yellow]skipped {escape(skipped_text(info['skipped']))}[/]")
 
 
 def cmd_show(args) -> int:

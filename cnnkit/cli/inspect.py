@@ -95,10 +95,36 @@ def image_paths(items: list[str]) -> list[Path]:
     return paths
 
 
+def readable_images(paths: list[Path], input_shape):
+    """(uint8 (N, H, W, C) at `input_shape`, the paths read): each file through the input
+    contract; unreadable ones are skipped and named on stderr, as a folder dataset skips them.
+    None readable is an error naming the first."""
+    import sys
+
+    import torch
+
+    from cnnkit.data.folder import skipped_text
+    from cnnkit.model.inputs import to_pixels
+
+    read, good, bad = [], [], {}
+    for path in paths:
+        try:
+            read.append(to_pixels(path, input_shape)[0])
+            good.append(path)
+        except CnnkitError as e:
+            bad[str(path)] = str(e)
+    if not good:
+        raise CnnkitError(next(iter(bad.values())) if len(bad) == 1 else
+                          f"none of the {len(bad):,} images could be read; the first: "
+                          f"{next(iter(bad.values()))}")
+    if bad:
+        print(f"cnnkit: warning: skipped {skipped_text(list(bad))}", file=sys.stderr)
+    return torch.cat(read), good
+
+
 def predict_command(args) -> int:
     import numpy as np
 
-    from cnnkit.model.inputs import to_pixels
     from cnnkit.model.resolve import is_onnx_file, open_model
     from cnnkit.serve.predictor import Predictor, auto_runtime
 
@@ -114,7 +140,7 @@ def predict_command(args) -> int:
         model, _ = open_model(args.model)
         predictor = Predictor(model, runtime=auto_runtime(args.runtime, len(paths)),
                               threads=args.threads)
-    pixels, _ = to_pixels(paths, predictor.input_shape)  # (N, H, W, C): the input contract
+    pixels, paths = readable_images(paths, predictor.input_shape)  # (N, H, W, C)
     probs = predictor.predict(pixels)  # (N, K): two columns for a 1-unit sigmoid model
     images = pixels.numpy()
     names = predictor.class_names

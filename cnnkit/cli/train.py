@@ -76,6 +76,7 @@ def register(sub) -> None:
                    help="use only N training images (quick trials; default: all)")
     g.add_argument("--val-split", type=float, metavar="F", help="fraction of the training data "
                    "held out for validation, stratified; 0: none (default: 0)")
+    add_image_flags(g)
     g.add_argument("--init-from", metavar="MODEL_DIR", help="start from trained weights (transfer)")
     g.add_argument("--freeze", action="store_true", default=None, help="with --init-from: keep "
                    "the convolutional part fixed, train the head")
@@ -176,6 +177,32 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_predict)
 
 
+def add_image_flags(g) -> None:
+    """--image-size and --channels (RunSpec's image_size and channels), for train, cv and tune."""
+    g.add_argument("--image-size", metavar="HxW", help="resize every image to HxW, or NxN for "
+                   "one number N (e.g. 160 for a pretrained backbone); the model is built for "
+                   "it and predict, serve and export resize the same way (default: the data's "
+                   "own size; a folder's most common one)")
+    g.add_argument("--channels", type=int, metavar="1|3", help="convert every image to 1 "
+                   "(grayscale) or 3 (RGB) channels (default: the data's own; a folder is gray "
+                   "only if every image is)")
+
+
+def with_default_recipe(spec, quiet: bool):
+    """`cnnkit train --dataset X` alone trains the fast recipe's model on X, and says so
+    first: one word to start, every option still overriding the recipe's."""
+    if spec.model is not None or spec.recipe is not None or not spec.dataset:
+        return spec
+    from cnnkit.runs.recipes import get_recipe
+
+    spec = spec.replace(recipe="fast")
+    spec.resolved()  # a bad option is the only line, before this one
+    if not quiet:
+        print(f"No --model or --recipe given: training the fast recipe (its model "
+              f"{get_recipe('fast').model}, as --recipe fast) on {spec.dataset}")
+    return spec
+
+
 def add_runtime_flags(p, auto: str) -> None:
     """--runtime and --threads: MODEL_OR_RUN may then be an .onnx file too."""
     p.add_argument("--runtime", default="auto", metavar="torch|onnx|auto",
@@ -233,7 +260,7 @@ def cmd_train(args) -> int:
             spec = spec_from_args(args).replace(out=args.resume)
             run(spec, resume=True, command=command, nproc=args.nproc)
             return 0
-        spec = spec_from_args(args)
+        spec = with_default_recipe(spec_from_args(args), args.quiet)
         if spec.out is None:
             spec = spec.replace(out=spec.resolved().default_out())
         run(spec, command=command, nproc=args.nproc)

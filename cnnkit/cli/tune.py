@@ -59,6 +59,9 @@ def register(sub) -> None:
     p.add_argument("--heartbeat", type=float, metavar="S", help="seconds between a running "
                    "trial's heartbeats; a trial silent for 3 of them is re-queued (default: 10)")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    from cnnkit.cli.train import add_image_flags
+
+    add_image_flags(p.add_argument_group("images (set on the base run of every trial)"))
     p.set_defaults(func=cmd_tune)
 
     # a copy: "resolve" takes the overridden option strings (--out, --artifacts, --folds) off
@@ -100,7 +103,9 @@ def cmd_tune(args) -> int:
         if args.resume:
             given = [f for f, v in (("SPACE", args.space), ("--storage", args.storage),
                                     ("--study", args.study), ("--folds", args.folds),
-                                    ("--seed", args.seed), ("--out", args.out)) if v is not None]
+                                    ("--seed", args.seed), ("--out", args.out),
+                                    ("--image-size", args.image_size),
+                                    ("--channels", args.channels)) if v is not None]
             if given:
                 raise CnnkitError(f"{given[0]} cannot be given with --resume: the study "
                                   "continues with its own settings (with --resume: --trials, "
@@ -116,7 +121,7 @@ def cmd_tune(args) -> int:
             from cnnkit.search.study import tune
 
             out = args.out or _default_out(args.space)
-            summary = tune(args.space, n_trials=args.trials, folds=args.folds,
+            summary = tune(_with_images(args), n_trials=args.trials, folds=args.folds,
                            sampler=args.sampler, pruner=args.pruner, seed=args.seed,
                            timeout=args.timeout, jobs=args.jobs, storage=args.storage,
                            study=args.study, out=out, artifacts=args.artifacts,
@@ -128,6 +133,20 @@ def cmd_tune(args) -> int:
     return 0
 
 
+def _with_images(args):
+    """The space file, or its Space with --image-size/--channels set on the base run."""
+    images = {k: v for k, v in (("image_size", args.image_size), ("channels", args.channels))
+              if v is not None}
+    if not images:
+        return args.space
+    import dataclasses
+
+    from cnnkit.search.space import check_space, load_space
+
+    space = load_space(args.space)
+    return check_space(dataclasses.replace(space, base={**space.base, **images}))
+
+
 def _default_out(space: str) -> str:
     import time
     from pathlib import Path
@@ -136,7 +155,7 @@ def _default_out(space: str) -> str:
 
 
 def cmd_cv(args) -> int:
-    from cnnkit.cli.train import spec_from_args
+    from cnnkit.cli.train import spec_from_args, with_default_recipe
     from cnnkit.errors import CnnkitError
 
     try:
@@ -146,7 +165,7 @@ def cmd_cv(args) -> int:
         from cnnkit.search.cv import check_folds, cross_validate
 
         check_folds(args.folds)
-        spec = spec_from_args(args)
+        spec = with_default_recipe(spec_from_args(args), args.quiet)
         out = args.out or spec.resolved().default_out().replace("runs/", "runs/cv-", 1)
         result = cross_validate(spec.replace(out=None), folds=args.folds, out=out,
                                 artifacts=args.artifacts or "metrics",

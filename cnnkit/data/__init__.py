@@ -27,6 +27,42 @@ _LUMA = (19595, 38470, 7471)
 _CHUNK = 4096  # images per conversion step: bounds the float copy's memory
 
 
+SIZES = "HxW such as 160x160 or 28x32, or one number N for NxN"
+
+
+def check_channels(channels, option: str = "channels") -> int | None:
+    """1 or 3 (None: the data's own); the error names `option` (a RunSpec field, say)."""
+    if channels is not None and (isinstance(channels, bool) or channels not in (1, 3)):
+        raise CnnkitError(f"unknown {option} {channels!r}; valid: 1 (grayscale), 3 (RGB)",
+                          option=option, value=channels)
+    return None if channels is None else int(channels)
+
+
+def check_size(size, option: str = "image size") -> tuple[int, int] | None:
+    """(H, W) from an int N (N x N), a pair of ints, or text "HxW" / "N" as typed on a command
+    line; None keeps the images' own size. Stdlib only: a RunSpec is checked before torch."""
+    import numbers
+
+    if size is None:
+        return None
+    if isinstance(size, str):
+        parts = size.strip().lower().replace(",", "x").split("x")
+        dims = [int(p) for p in parts] if all(p.strip().isdecimal() for p in parts) else []
+    elif isinstance(size, (list, tuple)):
+        dims = list(size)
+    else:
+        dims = [size]
+    if len(dims) == 1:
+        dims *= 2  # N is N x N
+    if len(dims) != 2 or not all(isinstance(d, numbers.Integral) and not isinstance(d, bool)
+                                 for d in dims):
+        raise CnnkitError(f"invalid {option} {size!r}; valid: {SIZES}", option=option, value=size)
+    if min(dims) < 1:
+        raise CnnkitError(f"invalid {option} {size!r}; height and width must be at least 1 "
+                          f"(valid: {SIZES})", option=option, value=size)
+    return int(dims[0]), int(dims[1])
+
+
 def _canonical(name: str) -> str:
     """'Fashion_MNIST' → 'fashion-mnist'; paths after 'folder:'/'npz:' are kept as given."""
     prefix, sep, rest = name.partition(":")
@@ -90,8 +126,6 @@ def convert_images(x, channels: int | None = None, size=None):
     bilinear, antialiased when shrinking (as Pillow's resize is), rounded back to uint8."""
     import torch
 
-    from cnnkit.data.images import check_channels, check_size
-
     channels, size = check_channels(channels), check_size(size)
     n, h, w, c = x.shape
     if c not in (1, 3, 4):
@@ -149,16 +183,16 @@ def _resize(b, out_h: int, out_w: int):
 
 
 def convert(ds: Dataset, channels: int | None = None, size=None) -> Dataset:
-    """The same dataset with its images converted to `channels` and `size`."""
-    from cnnkit.data.base import Dataset
-
-    x_train = convert_images(ds.x_train, channels, size)
-    x_test = convert_images(ds.x_test, channels, size) if ds.x_test is not None else None
-    x_val = convert_images(ds.x_val, channels, size) if ds.x_val is not None else None
-    if x_train is ds.x_train and x_test is ds.x_test and x_val is ds.x_val:
+    """The same dataset with its images converted to `channels` and `size`: once, into a
+    memory-mapped cache file (cnnkit.data.mapped.map_converted), as folders and npz files
+    are decoded at their target size."""
+    channels, size = check_channels(channels), check_size(size)
+    c = ds.image_shape[2]
+    if (channels or (3 if c == 4 else c)) == c and (size or ds.image_shape[:2]) == ds.image_shape[:2]:
         return ds
-    return Dataset(ds.name, ds.class_names, x_train, ds.y_train, x_test, ds.y_test,
-                   x_val=x_val, y_val=ds.y_val, source=ds.source, info=dict(ds.info))
+    from cnnkit.data.mapped import map_converted
+
+    return map_converted(ds, channels, size)
 
 
 def load_dataset(name: str, data_dir=None, channels: int | None = None, size=None,
@@ -167,8 +201,6 @@ def load_dataset(name: str, data_dir=None, channels: int | None = None, size=Non
 
     data_dir is where to look first for the MNIST-family files (and where to download them);
     folder and npz sources take their path from the name itself."""
-    from cnnkit.data.images import check_channels, check_size
-
     if not isinstance(name, str) or not name.strip():
         raise one_of("dataset", name, DATASET_NAMES)
     channels, size = check_channels(channels), check_size(size)

@@ -189,10 +189,15 @@ def _decode_into(buf: np.ndarray, j: int, path: str, channels: int, size) -> str
     return None
 
 
+def skipped_text(skipped: list[str], shown: int = 5) -> str:
+    """'3 unreadable files: a.png, b.jpg, ... (1 more)': a count and the first few names."""
+    names = ", ".join(skipped[:shown]) + (f", ... ({len(skipped) - shown} more)"
+                                          if len(skipped) > shown else "")
+    return f"{len(skipped):,} unreadable file{'s' * (len(skipped) != 1)}: {names}"
+
+
 def _warn_skipped(root: Path, skipped: list[str]) -> None:
-    shown = ", ".join(skipped[:10]) + (f", ... ({len(skipped) - 10} more)" if len(skipped) > 10 else "")
-    print(f"cnnkit: warning: skipped {len(skipped)} unreadable file(s) in '{root}': {shown}",
-          file=sys.stderr)
+    print(f"cnnkit: warning: skipped {skipped_text(skipped)} (in '{root}')", file=sys.stderr)
 
 
 def _build(root: Path, scan: dict, channels, size, sink) -> None:

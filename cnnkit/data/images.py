@@ -13,6 +13,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from cnnkit.data import check_channels, check_size  # noqa: F401  (their home: stdlib only)
 from cnnkit.errors import CnnkitError
 from cnnkit.fsutil import readable_file
 
@@ -27,27 +28,6 @@ EXIF_ORIENTATION = 0x0112
 
 # Decoding errors Pillow raises for files that are not images or are damaged.
 DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
-
-
-def check_channels(channels: int | None) -> int | None:
-    if channels is not None and channels not in (1, 3):
-        raise CnnkitError(f"unknown channels {channels!r}; valid: 1 (grayscale), 3 (RGB)")
-    return channels
-
-
-def check_size(size) -> tuple[int, int] | None:
-    """(H, W) from an int (square) or a pair; None means keep the image's own size."""
-    if size is None:
-        return None
-    if isinstance(size, int):
-        size = (size, size)
-    try:
-        h, w = (int(s) for s in size)
-    except (TypeError, ValueError):
-        raise CnnkitError(f"invalid image size {size!r}; expected (height, width)") from None
-    if h < 1 or w < 1:
-        raise CnnkitError(f"invalid image size {size!r}; height and width must be >= 1")
-    return h, w
 
 
 def is_gray(img: Image.Image) -> bool:

@@ -25,6 +25,7 @@ file maps far more than its own bytes.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import mmap
 import os
@@ -340,3 +341,48 @@ def touched(x: torch.Tensor, nbytes: int) -> None:
             with contextlib.suppress(OSError, ValueError):
                 mm.madvise(mmap.MADV_DONTNEED)
         _since["shared"] = _shared_bytes()
+
+
+CONVERTED_FORMAT = "cnnkit-converted-1"
+_CONVERT_ROWS = 4096  # images converted and written per step
+
+
+def map_converted(ds, channels: int | None, size):
+    """`ds` (held in memory: the MNIST family, digits) with its images converted to `channels`
+    and `size`, written once into a cache file per (images, channels, size) and mapped.
+
+    Why once and mapped, not per batch: 70,000 Fashion-MNIST images at 160x160x3 are 5 GiB,
+    too much to hold in memory, and a short training at that size runs as fast from images
+    resized once as with each batch resized on the fly (450 against 469 images/s on 2 cores,
+    within the noise of the rounds: bench/README.md), while every other reader of the images
+    (evaluation, reports, folds, trials, the next run) gets them converted for nothing and the
+    conversion is not repeated every epoch. Mapped, they cost page cache and disk, not the
+    process's memory, as a folder's do. Keyed by a CRC-32 of the images and labels, so the
+    same pixels find the same cache."""
+    from cnnkit.data import convert_images
+    from cnnkit.data.base import Dataset
+    from cnnkit.data.mnist import cache_dir
+
+    splits = {s: (x, y) for s, x, y in (("train", ds.x_train, ds.y_train),
+                                        ("test", ds.x_test, ds.y_test),
+                                        ("validation", ds.x_val, ds.y_val)) if x is not None}
+    key = hashlib.sha256(f"{CONVERTED_FORMAT}|{channels}|{size}".encode())
+    for s, (x, y) in splits.items():
+        crc = zlib.crc32(np.ascontiguousarray(y.numpy()), zlib.crc32(np.ascontiguousarray(x.numpy())))
+        key.update(f"|{s}|{tuple(x.shape)}|{crc:08x}".encode())
+    path = Path(cache_dir()) / "converted" / f"{key.hexdigest()[:32]}.safetensors"
+
+    def fill(w) -> None:
+        for s, (x, _) in splits.items():
+            for i in range(0, len(x), _CONVERT_ROWS):
+                rows = convert_images(x[i:i + _CONVERT_ROWS], channels, size).numpy()
+                if i == 0:
+                    w.begin(f"x_{s}", "U8", rows.shape[1:])
+                w.write(rows)
+        for s, (_, y) in splits.items():
+            w.add(f"y_{s}", y.numpy())
+
+    tensors, _ = build_or_map(path, {"format": CONVERTED_FORMAT, "source": ds.name}, fill,
+                              lambda t: t if splits_fit(t, splits, ds.num_classes) else None)
+    return Dataset.from_splits(ds.name, ds.class_names, tensors, ds.source,
+                               {**ds.info, "cache": str(path)})

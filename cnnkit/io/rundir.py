@@ -39,7 +39,8 @@ PREDICTIONS = "predictions.npz"  # in best/: what report.html shows of the best 
 # Files a run writes before its first epoch is complete; a directory holding only these (plus
 # cnnkit's temporary files) was never really started and may be started afresh.
 TENSORBOARD = "tensorboard"  # --tensorboard event files
-BEFORE_FIRST_EPOCH = (CONFIG, HISTORY, TENSORBOARD)
+SKIPPED = "skipped.txt"  # the data's unreadable files, one a line (the console names a few)
+BEFORE_FIRST_EPOCH = (CONFIG, HISTORY, TENSORBOARD, SKIPPED)
 
 
 class RunDir:

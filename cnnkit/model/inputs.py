@@ -18,6 +18,9 @@ What `x` may be:
 Every image is then brought to the model's channels and size by `cnnkit.data.convert_images`
 (RGBA over white, Pillow's luma for gray, bilinear resize), the conversion every dataset and
 folder gets: a file predicted is, pixel for pixel, the same image read from a folder or an npz.
+A run with `image_size`/`channels` (`--image-size 160 --channels 3`) builds its model for that
+input shape, so the model records them, and its training images were made by that same
+conversion: an image handed to predict, the server or an ONNX export is converted exactly so.
 
 Floats become round(x * 255). That is exact for the seeds' `x / 255`, so predict(x / 255) ==
 predict(x), and it loses nothing a model could use: models are trained on 8-bit pixels. A float

@@ -7,8 +7,32 @@ import math
 import time
 from pathlib import Path
 
-from cnnkit.io.rundir import CURVES, REPORT_MD, RunDir
+from cnnkit.io.rundir import CURVES, REPORT_MD, SKIPPED, RunDir
 from cnnkit.train.callbacks import Callback
+
+
+def data_line(ds, splits, spec, own_val: bool) -> str:
+    """'1,437 train / 0 validation / 360 test images at 64×64×3': every split the run uses,
+    and the images' shape where the run was asked to convert them."""
+    n = {k: len(v[0]) if v else 0 for k, v in splits.items()}
+    val = f"{n['val']:,} validation"
+    if own_val:
+        val += " (its validation/ folder" + (f"; val_split={spec.val_split} not used)"
+                                            if spec.val_split else ")")
+    line = f"{n['train']:,} train / {val} / {n['test']:,} test images"
+    if spec.image_size or spec.channels:
+        line += f" at {'×'.join(map(str, ds.image_shape))}"
+    return line
+
+
+def skipped_note(ds, run_dir) -> str:
+    """'; 2 unreadable files skipped (all in RUN/skipped.txt)': the loader's warning names
+    the first few on the console."""
+    skipped = ds.info.get("skipped") or []
+    if not skipped:
+        return ""
+    where = f" (all in {run_dir / SKIPPED})" if run_dir is not None else ""
+    return f"; {len(skipped):,} unreadable file{'s' * (len(skipped) != 1)} skipped{where}"
 
 
 def best_epoch(history: dict) -> tuple[int, float | None]:

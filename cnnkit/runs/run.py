@@ -31,7 +31,7 @@ from pathlib import Path
 
 from cnnkit.errors import CnnkitError
 from cnnkit.runs.recipes import get_recipe
-from cnnkit.io.rundir import CONFIG, HISTORY, TENSORBOARD, RunDir
+from cnnkit.io.rundir import CONFIG, HISTORY, SKIPPED, TENSORBOARD, RunDir
 from cnnkit.runs.spec import RESUMABLE, RunResult, RunSpec
 
 TEST_FRACTION = 0.2  # held out as the test split for datasets without an official one
@@ -119,8 +119,15 @@ def prepare_data(spec, model_shape=None):
 
     if isinstance(spec, dict):
         spec = RunSpec.from_dict(spec).resolved()
-    channels, size = (model_shape[2], model_shape[:2]) if model_shape else (None, None)
-    ds = load_dataset(spec.dataset, data_dir=spec.data_dir, channels=channels, size=size)
+    # the run's own image_size/channels first, else a given model's (a folder has no size)
+    channels = spec.channels or (model_shape[2] if model_shape else None)
+    size = spec.image_size or (tuple(model_shape[:2]) if model_shape else None)
+    # a named set held in memory is converted once --limit has picked: a quick trial at
+    # 160x160 converts (and caches) its own images, not all 70,000 (folders decode at the size)
+    later = bool(spec.limit and (channels or size)) and not spec.dataset.startswith(
+        ("folder:", "npz:"))
+    ds = load_dataset(spec.dataset, data_dir=spec.data_dir, channels=None if later else channels,
+                      size=None if later else size)
     x, y = ds.x_train, ds.y_train
     if ds.has_test:
         test = (ds.x_test, ds.y_test)
@@ -132,6 +139,12 @@ def prepare_data(spec, model_shape=None):
         pick = torch.randperm(len(x), generator=torch.Generator().manual_seed(spec.seed))
         pick = pick[:spec.limit].sort().values
         x, y = take(x, pick), y[pick]
+    if later:
+        from cnnkit.data import Dataset, convert
+
+        ds = convert(Dataset(ds.name, ds.class_names, x, y, *test, source=ds.source,
+                             info=ds.info), channels, size)
+        x, y, test = ds.x_train, ds.y_train, (ds.x_test, ds.y_test)
     val = None
     if spec.fold:  # one fold of a stratified k-fold of the training data is the validation
         from cnnkit.data.split import kfold_indices
@@ -277,7 +290,7 @@ def _execute_held(spec: RunSpec, resume: bool, command, held, extra_callbacks,
     only rank 0 writes the run directory and runs the callbacks."""
     import torch
 
-    from cnnkit.runs.report import finish_module_run, finish_run
+    from cnnkit.runs.report import data_line, finish_module_run, finish_run, skipped_note
     from cnnkit.train.losses import make_loss
     from cnnkit.kernels.fuse import prepare as prepare_kernels
     from cnnkit.train.memory import keep_freed_memory
@@ -361,6 +374,8 @@ def _execute_held(spec: RunSpec, resume: bool, command, held, extra_callbacks,
                     "kernel_layers": kernel_layers,  # {kernel: [layer names]}
                     "processes": parallel.world if parallel is not None else 1,
                 }, "command": command, "started": time.time()})
+            if ds.info.get("skipped"):  # the console (the loader's warning) names a few
+                run_dir.write_text(SKIPPED, "".join(f"{f}\n" for f in ds.info["skipped"]))
     if resume:
         trainer.load_state(load_from)
         say(f"Resuming {run_dir} after epoch {trainer.epoch}")
@@ -368,12 +383,9 @@ def _execute_held(spec: RunSpec, resume: bool, command, held, extra_callbacks,
     threads = (f", {trainer.threads.plan.threads} threads ({trainer.threads.plan.reason})"
                if trainer.device.type == "cpu" else "")
     own_val = splits["val"] is not None and splits["val"][0] is getattr(ds, "x_val", None)
-    say(f"Training {spec.model_label} on {ds.name}: {len(splits['train'][0]):,} train / "
-        f"{len(splits['val'][0]) if splits['val'] else 0:,} validation images"
-        + (" (its validation/ folder" + (f"; val_split={spec.val_split} not used)"
-                                         if spec.val_split else ")") if own_val else "")
-        + ", precision "
-        f"{trainer.precision}, device {trainer.device}{threads}, seed {trainer.seed}{where}")
+    say(f"Training {spec.model_label} on {ds.name}: {data_line(ds, splits, spec, own_val)}"
+        f"{skipped_note(ds, run_dir)}, precision {trainer.precision}, device {trainer.device}"
+        f"{threads}, seed {trainer.seed}{where}")
     x, y = splits["train"]
     xv, yv = splits["val"] if splits["val"] else (None, None)
     t_fit = time.perf_counter()

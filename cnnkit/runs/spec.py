@@ -51,6 +51,10 @@ class _WhatToTrain:
     #                           stratified k-fold of the training data, train on the others
     init_from: str | None = None  # start from this saved model's weights (transfer)
     freeze: bool | None = None  # with init_from: keep the convolutional part fixed
+    # -- the images' size and channels: every source converted to them (bilinear resize,
+    # Pillow's luma), the model built for them and recording them as its input shape
+    image_size: tuple[int, int] | None = None  # (H, W); None: the data's own
+    channels: int | None = None  # 1 (grayscale) or 3 (RGB); None: the data's own
 
 
 def _unset(type_name: str) -> str:
@@ -199,6 +203,10 @@ class RunSpec(_Training):
                               ("sync_bn", False), ("scale_lr", "none"), ("warmup_epochs", 0)):
             if d[name] is None:
                 d[name] = default
+        from cnnkit.data import check_channels, check_size  # stdlib only: no torch yet
+
+        d["image_size"] = check_size(d["image_size"], "image_size")  # "160" -> (160, 160)
+        d["channels"] = check_channels(d["channels"], "channels")
         spec = RunSpec(**d)
         spec.check()
         return spec

@@ -140,7 +140,8 @@ class Space:
             from cnnkit.data import load_dataset
             from cnnkit.model.presets import create_model
 
-            ds = load_dataset(resolved.dataset, data_dir=resolved.data_dir)
+            ds = load_dataset(resolved.dataset, data_dir=resolved.data_dir,
+                              channels=resolved.channels, size=resolved.image_size)
             model = create_model(preset_name(resolved.model), input_shape=ds.image_shape,
                                  num_classes=ds.num_classes)
         else:
@@ -328,7 +329,8 @@ def check_space(space: Space) -> Space:
     return space
 
 
-MODEL_FIELDS = ("model", "dataset", "recipe", "data_dir", "init_from", "freeze")
+MODEL_FIELDS = ("model", "dataset", "recipe", "data_dir", "init_from", "freeze", "image_size",
+                "channels")
 
 
 def _check_models(space: Space) -> None:
@@ -340,7 +342,8 @@ def _check_models(space: Space) -> None:
     def check(spec, what: str) -> None:
         try:
             resolved = spec.resolved()
-            key = (resolved.dataset, resolved.data_dir,  # folders take the model's size
+            key = (resolved.dataset, resolved.data_dir, resolved.image_size, resolved.channels,
+                   # folders take the model's size
                    str(resolved.model) if resolved.dataset.startswith("folder:") else None)
             if key not in loaded:
                 loaded[key] = load_splits(resolved)[0]

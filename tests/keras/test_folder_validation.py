@@ -36,7 +36,8 @@ def test_a_run_validates_on_it_and_says_so(folder, tmp_path, capsys):
     result = cnnkit.run(spec)
     log = capsys.readouterr().out
     # no test/: 20% of train is held out as the test split; validation/ is validation whole
-    assert "72 train / 30 validation images (its validation/ folder; val_split=0.2 not used)" in log
+    assert ("72 train / 30 validation (its validation/ folder; val_split=0.2 not used) / 18 test "
+            "images") in log
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["train_images"] == 72 and metrics["val_images"] == 30
     assert metrics["test_images"] == 18 and result.history["val_loss"][0] is not None
