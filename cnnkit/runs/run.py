@@ -108,9 +108,10 @@ def resume(run_dir, **changes) -> RunResult:
 
 
 # -- data and model ---------------------------------------------------------------------------
-def prepare_data(spec, model_shape=None):
+def prepare_data(spec, model_shape=None, channels=None):
     """(dataset, splits) where splits maps train/val/test to (x, y) or None. `spec` is a
-    RunSpec or the options of a config.json."""
+    RunSpec or the options of a config.json; `channels` without `model_shape`: the images'
+    own size, in that many channels."""
     import torch
 
     from cnnkit.data import load_dataset
@@ -119,7 +120,7 @@ def prepare_data(spec, model_shape=None):
 
     if isinstance(spec, dict):
         spec = RunSpec.from_dict(spec).resolved()
-    channels, size = (model_shape[2], model_shape[:2]) if model_shape else (None, None)
+    channels, size = (model_shape[2], model_shape[:2]) if model_shape else (channels, None)
     ds = load_dataset(spec.dataset, data_dir=spec.data_dir, channels=channels, size=size)
     x, y = ds.x_train, ds.y_train
     if ds.has_test:
@@ -157,6 +158,8 @@ def load_splits(spec: RunSpec, module=None):
     from cnnkit.model.files import resolve_model
     from cnnkit.model.resolve import preset_name
 
+    if spec.backbone is not None:  # RGB at the data's own size: the backbone is built for it
+        return prepare_data(spec, channels=3)
     shape = None
     if spec.dataset.startswith("folder:") and preset_name(spec.model) is None and module is None:
         shape = resolve_model(spec.model).input_shape
@@ -187,7 +190,11 @@ def build_model(spec: RunSpec, ds, module=None):
         check_classes(classes, ds.num_classes, spec.dataset)
         model.dataset = spec.dataset
         return model, None
-    if preset_name(spec.model) is not None:
+    if spec.backbone is not None:  # a pretrained network with a new head (runs/backbone.py)
+        from cnnkit.runs.backbone import backbone_model
+
+        model = backbone_model(spec, ds)
+    elif preset_name(spec.model) is not None:
         preset = PRESETS[preset_name(spec.model)]
         model = create_model(preset.name, input_shape=ds.image_shape, num_classes=ds.num_classes)
         if preset.input_shape != ds.image_shape or preset.num_classes != ds.num_classes:
@@ -277,6 +284,7 @@ def _execute_held(spec: RunSpec, resume: bool, command, held, extra_callbacks,
     only rank 0 writes the run directory and runs the callbacks."""
     import torch
 
+    from cnnkit.runs.backbone import freeze_schedule
     from cnnkit.runs.report import finish_module_run, finish_run
     from cnnkit.train.losses import make_loss
     from cnnkit.kernels.fuse import prepare as prepare_kernels
@@ -312,6 +320,8 @@ def _execute_held(spec: RunSpec, resume: bool, command, held, extra_callbacks,
     ds, splits = load_splits(spec, module)
     torch.manual_seed(config.seed)  # the initial weights too come from the run's seed
     model, note = build_model(spec, ds, module)
+    # what trains when (cnnkit.train.phases), set before the optimizer is built
+    phases = freeze_schedule(spec, model, parallel) if spec.backbone else None
     # compiled here if need be, before training (never in a forward pass): cnnkit.kernels
     kernels_used, kernel_layers = prepare_kernels(model.net, config.device, config.precision,
                                                   say)
@@ -331,8 +341,9 @@ def _execute_held(spec: RunSpec, resume: bool, command, held, extra_callbacks,
     if spec.recipe and spec.early_stopping is None and splits["val"] is None \
             and get_recipe(spec.recipe).early_stopping is not None:
         say(f"Note: recipe {spec.recipe}'s early stopping is off: the run has no validation data")
-    callbacks = make_callbacks(spec, run_dir, splits["val"] is not None,
-                               module is not None) + extra_callbacks if writer else []
+    callbacks = [phases] if phases else []  # on every rank: what trains is the same on each
+    callbacks += make_callbacks(spec, run_dir, splits["val"] is not None,
+                                module is not None) + extra_callbacks if writer else []
     # the device, precision and optimizer are checked here too: before the first write
     trainer = Trainer(model, config, callbacks, state_dir=state_dir, parallel=parallel,
                       governed=True)  # threads and malloc: a run cnnkit started
@@ -360,6 +371,7 @@ def _execute_held(spec: RunSpec, resume: bool, command, held, extra_callbacks,
                     "kernels": kernels_used,
                     "kernel_layers": kernel_layers,  # {kernel: [layer names]}
                     "processes": parallel.world if parallel is not None else 1,
+                    "phases": phases.table if phases else None,  # fine-tuning: what trained when
                 }, "command": command, "started": time.time()})
     if resume:
         trainer.load_state(load_from)
