@@ -90,13 +90,16 @@ def backbone_model(spec, ds):
 
 
 def freeze_schedule(spec, model, parallel=None):
-    """The run's FreezeSchedule (its blocks checked), every block that may train made
-    trainable so that the Trainer built next holds their parameters. `parallel`: a rank of a
+    """The run's FreezeSchedule (its blocks checked; None without a backbone), every block that
+    may train made trainable so that the Trainer built next holds their parameters (what trains
+    when: cnnkit.train.phases). `parallel`: a rank of a
     data-parallel run, which trains one set of parameters throughout (DDP's gradient hooks are
     set once)."""
     from cnnkit.model.applications.blocks import pick_blocks
     from cnnkit.train.phases import FreezeSchedule
 
+    if spec.backbone is None:
+        return None
     unfreeze = [] if spec.freeze else pick_blocks(model, spec.unfreeze)
     if parallel is not None and not spec.freeze and spec.head_epochs:
         raise CnnkitError(f"head_epochs={spec.head_epochs} changes what trains mid-run, which "

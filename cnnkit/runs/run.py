@@ -174,6 +174,7 @@ def build_model(spec: RunSpec, ds, module=None):
     from cnnkit.model.outputs import check_classes
     from cnnkit.model.presets import PRESETS, create_model
     from cnnkit.model.resolve import preset_name
+    from cnnkit.runs.backbone import backbone_model
 
     note = None
     if module is not None:
@@ -191,8 +192,6 @@ def build_model(spec: RunSpec, ds, module=None):
         model.dataset = spec.dataset
         return model, None
     if spec.backbone is not None:  # a pretrained network with a new head (runs/backbone.py)
-        from cnnkit.runs.backbone import backbone_model
-
         model = backbone_model(spec, ds)
     elif preset_name(spec.model) is not None:
         preset = PRESETS[preset_name(spec.model)]
@@ -320,8 +319,7 @@ def _execute_held(spec: RunSpec, resume: bool, command, held, extra_callbacks,
     ds, splits = load_splits(spec, module)
     torch.manual_seed(config.seed)  # the initial weights too come from the run's seed
     model, note = build_model(spec, ds, module)
-    # what trains when (cnnkit.train.phases), set before the optimizer is built
-    phases = freeze_schedule(spec, model, parallel) if spec.backbone else None
+    phases = freeze_schedule(spec, model, parallel)  # a backbone's: before the optimizer
     # compiled here if need be, before training (never in a forward pass): cnnkit.kernels
     kernels_used, kernel_layers = prepare_kernels(model.net, config.device, config.precision,
                                                   say)
