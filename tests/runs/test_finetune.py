@@ -2,13 +2,12 @@
 without its top, its preprocessing inside the model and a new head; the head trains with the
 backbone frozen, then the unfrozen blocks too at a lower rate; the backbone's batch norm stays
 in inference mode. The weights stand in for ImageNet's (no internet here): real Keras 3 builds
-MobileNetV2 (alpha 0.35, 32x32), draws its batch-norm statistics away from 0/1, and saves a
+MobileNetV2 (alpha 0.35, 32x32), sets its batch-norm statistics from images, and saves a
 `.weights.h5` that `--weights FILE` loads through the applications' one weights path."""
 from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "torch")  # before Keras is imported anywhere
 
@@ -22,6 +21,7 @@ from cnnkit.cli import main  # noqa: E402
 from cnnkit.errors import CnnkitError  # noqa: E402
 from cnnkit.model.applications.blocks import block_names, blocks  # noqa: E402
 from cnnkit.model.applications.finetune import finetune_model  # noqa: E402
+from cnnkit.model.inputs import scales_own_pixels  # noqa: E402
 from cnnkit.runs.spec import RunSpec  # noqa: E402
 from cnnkit.train.hooks import Callback  # noqa: E402
 
@@ -103,7 +103,7 @@ def test_the_backbone_takes_raw_pixels_and_computes_what_keras_computes(weights)
         got = layers[base](layers["preprocess_input"](x)).numpy()
     assert np.abs(want[0] - want[1]).max() > 0.1  # features that tell images apart
     np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-4)
-    assert cnnkit.model.inputs.scales_own_pixels(model)  # predict/serve/export feed raw pixels
+    assert scales_own_pixels(model)  # predict/serve/export feed raw pixels
 
 
 def test_head_then_unfrozen_blocks_train_and_batch_norm_never_moves(photos, weights):
@@ -226,3 +226,44 @@ def test_a_bad_backbone_weights_or_block_is_one_line_and_exit_2(photos, weights,
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1, err
     assert not (tmp_path / "run").exists()  # nothing half-written
+
+
+@pytest.mark.parametrize("mode, family", [("caffe", "resnet50"), ("caffe", "vgg16"),
+                                          ("tf", "mobilenet_v2"), ("torch", "imagenet_utils")])
+def test_preprocess_input_as_a_layer_is_keras_preprocess_input(keras, mode, family):
+    from cnnkit.layers import PreprocessInput
+
+    pixels = np.random.default_rng(2).uniform(0, 255, (2, 8, 8, 3)).astype(np.float32)
+    fn = getattr(keras.applications, family).preprocess_input
+    want = fn(pixels.copy(), mode=mode) if family == "imagenet_utils" else fn(pixels.copy())
+    module = PreprocessInput(mode).build((8, 8, 3), "keras")
+    got = module(torch.from_numpy(pixels).permute(0, 3, 1, 2)).permute(0, 2, 3, 1).numpy()
+    np.testing.assert_allclose(got, keras.ops.convert_to_numpy(want), atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize("backbone, top, count", [
+    ("mobilenetv2", ["block_16", "Conv_1"], 19), ("resnet50", ["conv5_block2", "conv5_block3"], 17),
+    ("vgg16", ["block4", "block5"], 5), ("efficientnetb0", ["block7a", "top"], 18)])
+def test_every_backbone_builds_a_head_for_the_classes_with_blocks_by_keras_names(
+        backbone, top, count):
+    model = finetune_model(backbone, "none", (32, 32, 3), 4)
+    assert model.output_shape == (4,)
+    names = block_names(model)
+    assert len(names) == count and list(names)[-2:] == top
+    inner = model.get_layer(model.layer_names()[-3]).model
+    assert sum(map(len, names.values())) == len(inner.layers) - 1  # every layer, in one block
+    assert scales_own_pixels(model)
+
+
+def test_the_finetune_recipe_and_the_defaults_without_it():
+    recipe = RunSpec.from_recipe("finetune", dataset="folder:x")
+    assert (recipe.backbone, recipe.weights, recipe.head_epochs, recipe.unfreeze) == (
+        "mobilenetv2", "imagenet", 5, 3)
+    assert (recipe.finetune_lr_factor, recipe.epochs, recipe.val_split) == (0.1, 10, 0.2)
+    plain = RunSpec(backbone="vgg16", dataset="folder:x").resolved()
+    assert (plain.weights, plain.head_epochs, plain.unfreeze, plain.finetune_lr_factor) == (
+        "imagenet", 0, "all", 1.0)  # no head phase: everything trains at the rate given
+    frozen = RunSpec(recipe="finetune", dataset="folder:x", freeze=True).resolved()
+    assert (frozen.head_epochs, frozen.unfreeze) == (None, None)  # the recipe's phases yield
+    with pytest.raises(CnnkitError, match="head_epochs=2 needs backbone"):
+        RunSpec(model="seed003-cnn", dataset="digits", head_epochs=2).resolved()
