@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "torch")  # before Keras is imported anywhere
 
@@ -24,6 +26,9 @@ from cnnkit.model.applications.finetune import finetune_model  # noqa: E402
 from cnnkit.model.inputs import scales_own_pixels  # noqa: E402
 from cnnkit.runs.spec import RunSpec  # noqa: E402
 from cnnkit.train.hooks import Callback  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "data"))  # the download tests' local server
+from _http_server import FileServer  # noqa: E402
 
 SIZE, BACKBONE = 32, "mobilenetv2-0.35"
 COLORS = [(200, 40, 40), (40, 200, 40), (40, 40, 200)]
@@ -60,8 +65,9 @@ def photos(tmp_path_factory):
     return root
 
 
-def spec(photos, weights, **changes) -> RunSpec:
-    options = dict(backbone=BACKBONE, weights=str(weights[1]), dataset=f"folder:{photos}",
+def spec(photos, made, **changes) -> RunSpec:
+    """A short fine-tuning run on `photos` from the weights file `made` (the fixture's)."""
+    options = dict(backbone=BACKBONE, weights=str(made[1]), dataset=f"folder:{photos}",
                    head_epochs=1, unfreeze="block_16,Conv_1", epochs=2, batch_size=8, seed=0,
                    verbose=0, threads=1, precision="fp32")
     return RunSpec(**{**options, **changes})
@@ -267,3 +273,20 @@ def test_the_finetune_recipe_and_the_defaults_without_it():
     assert (frozen.head_epochs, frozen.unfreeze) == (None, None)  # the recipe's phases yield
     with pytest.raises(CnnkitError, match="head_epochs=2 needs backbone"):
         RunSpec(model="seed003-cnn", dataset="digits", head_epochs=2).resolved()
+
+
+def test_weights_imagenet_downloads_keras_s_file_for_the_backbone(photos, weights, monkeypatch):
+    """`--weights imagenet` fetches the file Keras publishes for the backbone (MobileNetV2 0.35
+    without top, 224's for a 32x32 input), here from a local server standing in for Keras's
+    storage, and trains from it."""
+    from cnnkit.model.applications import pretrained
+
+    name = pretrained.imagenet_file("MobileNetV2", False, alpha=0.35, rows=224)
+    with FileServer({name: weights[1].read_bytes()}) as srv:
+        monkeypatch.setenv(pretrained.MIRROR_ENV, srv.base)
+        snaps = Snapshots()
+        cnnkit.run(spec(photos, weights, weights="imagenet", epochs=1), callbacks=[snaps])
+        assert [r[0] for r in srv.requests] == [name]
+    from_file = finetune_model(BACKBONE, str(weights[1]), (SIZE, SIZE, 3), 3).net.state_dict()
+    start = snaps.states[0]
+    assert not changed({k: v for k, v in start.items() if "predictions" not in k}, from_file)
