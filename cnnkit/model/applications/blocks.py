@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from cnnkit.errors import CnnkitError
+from cnnkit.errors import CnnkitError, shown
 
 # family -> (a layer name only that family has, the pattern whose group 1 is the block's name)
 FAMILIES = {
@@ -76,9 +76,11 @@ def blocks(model) -> dict[str, list]:
 
 
 def pick_blocks(model, unfreeze) -> list[str]:
-    """The blocks `unfreeze` names: an integer N (the top N blocks), 'all', or block names (a
-    list, or one string with commas); one line naming a bad one and the valid ones."""
+    """The blocks `unfreeze` names, in the network's order: an integer N (the top N blocks),
+    'all', or block names (a list, or one string with commas); one line naming a bad one and
+    the valid ones."""
     names = list(block_names(model))
+    valid = ("an integer (the top N blocks), 'all', or block names: " + ", ".join(names))
     if isinstance(unfreeze, int) and not isinstance(unfreeze, bool):
         if not 0 <= unfreeze <= len(names):
             raise CnnkitError(f"unfreeze={unfreeze!r}: the backbone has {len(names)} blocks; "
@@ -87,12 +89,12 @@ def pick_blocks(model, unfreeze) -> list[str]:
         return names[len(names) - unfreeze:]
     if unfreeze == "all":
         return names
-    wanted = unfreeze.split(",") if isinstance(unfreeze, str) else unfreeze
-    wanted = [w.strip() for w in wanted] if isinstance(wanted, list) else None
-    bad = next((w for w in wanted or [unfreeze] if not isinstance(w, str) or w not in names),
-               None) if wanted else unfreeze
-    if bad is not None or not wanted:
-        raise CnnkitError(f"unfreeze={bad!r} is not a block of {backbone_of(model)[0].name}; "
-                          f"valid: an integer (the top N blocks), 'all', or block names: "
-                          f"{', '.join(names)}", option="unfreeze", value=bad)
-    return [n for n in names if n in wanted]  # in the network's order
+    wanted = [w.strip() for w in unfreeze.split(",")] if isinstance(unfreeze, str) else unfreeze
+    if not isinstance(wanted, list) or not wanted:
+        raise CnnkitError(f"unfreeze={shown(unfreeze)} is not understood; valid: {valid}",
+                          option="unfreeze", value=unfreeze)
+    bad = next((w for w in wanted if w not in names), None)
+    if bad is not None:
+        raise CnnkitError(f"unfreeze={shown(bad)} is not a block of {backbone_of(model)[0].name}"
+                          f"; valid: {valid}", option="unfreeze", value=bad)
+    return [n for n in names if n in wanted]
