@@ -192,8 +192,9 @@ def training_section(curves: bytes | None, history: dict, options: dict, metrics
         from cnnkit.train.phases import PHASE_COLUMNS, phase_rows
 
         out.append("<h3>Fine-tuning phases</h3>" + table(PHASE_COLUMNS, phase_rows(
-            metrics["phases"])) + note("The backbone's batch norm runs in inference mode "
-                                       "throughout: its moving statistics stay as loaded."))
+            metrics["phases"])) + (note("The pretrained backbone's batch norm runs in inference "
+                                        "mode throughout: its moving statistics stay as loaded.")
+                                   if options.get("weights") != "none" else ""))
     if metrics.get("samples_per_s"):
         out.append(note(f"{metrics['train_time_s']:.1f} s training, "
                         f"{metrics['samples_per_s']:,.0f} samples/s"))

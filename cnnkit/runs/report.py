@@ -242,8 +242,9 @@ def render_report(spec, ds, model, metrics, report_text, note=None) -> str:
         lines += ["", "## Fine-tuning phases", "", "| " + " | ".join(PHASE_COLUMNS) + " |",
                   "|" + "---|" * len(PHASE_COLUMNS)]
         lines += ["| " + " | ".join(row) + " |" for row in phase_rows(metrics["phases"])]
-        lines += ["", "The backbone's batch norm runs in inference mode throughout: its moving "
-                  "statistics stay as loaded."]
+        if spec.weights != "none":
+            lines += ["", "The pretrained backbone's batch norm runs in inference mode "
+                      "throughout: its moving statistics stay as loaded."]
     lines += [
         "", "## Test results", "",
         f"**Test accuracy {metrics['test_accuracy']:.4f}**, test loss {metrics['test_loss']:.4f} "

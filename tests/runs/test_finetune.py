@@ -129,6 +129,17 @@ def test_head_then_unfrozen_blocks_train_and_batch_norm_never_moves(photos, weig
     assert result.history["lr"] == pytest.approx([1e-3, 1e-4])  # the fine-tune phase's lr / 10
 
 
+def test_random_weights_let_the_backbone_s_batch_norm_learn(photos, weights):
+    """`--weights none` has no statistics to keep: an unfrozen block's batch norm learns them
+    (a random network's 0/1 statistics in inference mode give every image the same features)."""
+    snaps = Snapshots()
+    cnnkit.run(spec(photos, weights, weights="none", head_epochs=0, unfreeze="Conv_1", epochs=1),
+               callbacks=[snaps])
+    moved = changed(*snaps.states)
+    assert "layers.mobilenetv2_0_35_32.net.layers.Conv_1_bn.running_mean" in moved
+    assert not any("block_16" in k for k in moved)  # a frozen block's statistics stay
+
+
 def test_the_report_shows_what_was_frozen_when(photos, weights, tmp_path):
     out = tmp_path / "run"
     cnnkit.run(spec(photos, weights, out=str(out)))

@@ -4,9 +4,10 @@
       -> the application (include_top=False, pooling='avg'), called with training=False
       -> Dropout(0.2) -> Dense(classes, softmax) "predictions"
 
-The backbone runs in inference mode always (keras.io's transfer-learning guide: `base_model(x,
-training=False)`): its batch norm keeps its moving statistics, also once its blocks are
-unfrozen for fine-tuning. The family's preprocessing is the model's first layer, so the model
+A pretrained backbone runs in inference mode always (keras.io's transfer-learning guide:
+`base_model(x, training=False)`): its batch norm keeps its moving statistics, also once its
+blocks are unfrozen for fine-tuning. With `weights='none'` there are no statistics to keep: the
+backbone is called as any layer, and its batch norm learns (a frozen block's stays as it is). The family's preprocessing is the model's first layer, so the model
 takes 0-255 pixels like every cnnkit model and predict, serve and export need nothing else.
 """
 from __future__ import annotations
@@ -58,7 +59,9 @@ def finetune_model(backbone: str, weights, input_shape, classes: int):
         pooling="avg", **options)
     inputs = Input(tuple(input_shape))
     x = PreprocessInput(mode)(inputs) if mode else inputs
-    x = nested(base, x, training=False)  # batch norm in inference mode, frozen or not
+    # pretrained: batch norm in inference mode, frozen or not; random weights have no
+    # statistics worth keeping, so there the backbone's batch norm learns them as usual
+    x = nested(base, x, training=False if weights_argument(weights) is not None else None)
     x = Dropout(DROPOUT, name="head_dropout")(x)
     outputs = Dense(classes, activation="softmax", name="predictions")(x)
     return Functional(inputs, outputs, name=f"{fam}_finetune")
