@@ -96,10 +96,14 @@ PHASE_COLUMNS = ["phase", "epochs", "trained blocks", "frozen blocks", "trainabl
 
 def phase_rows(phases: list[dict]) -> list[list[str]]:
     """`describe`'s phases as table rows under PHASE_COLUMNS (report.md and report.html)."""
-    return [[p["phase"], f"{p['epochs'][0]}–{p['epochs'][1]}",
+    return [[p["phase"], _span(*p["epochs"]),
              _blocks_text(p["trained_blocks"], "none (the head only)"),
              _blocks_text(p["frozen_blocks"], "none"), f"{p['trainable_params']:,}",
              f"{p['frozen_params']:,}", f"{p['lr']:.3g}"] for p in phases]
+
+
+def _span(first: int, last: int) -> str:
+    return str(first) if first == last else f"{first}–{last}"
 
 
 def _blocks_text(names: list[str], empty: str) -> str:

@@ -159,7 +159,7 @@ def test_the_report_shows_what_was_frozen_when(photos, weights, tmp_path):
     assert head["trainable_params"] + head["frozen_params"] == total
     assert tune["trainable_params"] + tune["frozen_params"] == total
     md = (out / "report.md").read_text()
-    assert "## Fine-tuning phases" in md and "| fine-tune | 2–2 | block_16, Conv_1 |" in md
+    assert "## Fine-tuning phases" in md and "| fine-tune | 2 | block_16, Conv_1 |" in md
     assert "Fine-tuning phases" in (out / "report.html").read_text()
 
 
