@@ -129,6 +129,16 @@ def test_head_then_unfrozen_blocks_train_and_batch_norm_never_moves(photos, weig
     assert result.history["lr"] == pytest.approx([1e-3, 1e-4])  # the fine-tune phase's lr / 10
 
 
+def test_freeze_keeps_the_whole_backbone_frozen_all_run(photos, weights):
+    snaps = Snapshots()
+    result = cnnkit.run(spec(photos, weights, freeze=True, head_epochs=None, unfreeze=None),
+                        callbacks=[snaps])
+    head_keys = {k for k in snaps.states[0] if k.startswith("layers.predictions.")}
+    assert changed(snaps.states[0], snaps.states[-1]) == head_keys  # a feature extractor
+    (phase,) = result.metrics["phases"]
+    assert (phase["phase"], phase["epochs"], len(phase["frozen_blocks"])) == ("head", [1, 2], 19)
+
+
 def test_random_weights_let_the_backbone_s_batch_norm_learn(photos, weights):
     """`--weights none` has no statistics to keep: an unfrozen block's batch norm learns them
     (a random network's 0/1 statistics in inference mode give every image the same features)."""
