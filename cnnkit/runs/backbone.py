@@ -28,7 +28,7 @@ def resolve_backbone_fields(d: dict) -> None:
     """Fill a backbone run's unset options (a dict of RunSpec's fields) with the defaults."""
     if d["weights"] is None:
         d["weights"] = "imagenet"
-    if isinstance(d["unfreeze"], str) and d["unfreeze"].strip().isdigit():
+    if isinstance(d["unfreeze"], str) and d["unfreeze"].strip().isdecimal():
         d["unfreeze"] = int(d["unfreeze"])  # `--unfreeze 3`: the top 3 blocks
     if d["freeze"]:
         return  # no phases: the backbone stays frozen (check_backbone_fields refuses them)
@@ -59,7 +59,7 @@ def check_backbone_fields(spec) -> None:
                               "comes with a new head of its own)", option=other,
                               value=getattr(spec, other))
     w = spec.weights
-    if w not in WEIGHTS and not (isinstance(w, (str, os.PathLike)) and Path(w).is_file()):
+    if w not in WEIGHTS and not _is_file(w):
         raise CnnkitError(f"weights={shown(w)} is not a file; valid: imagenet (Keras's "
                           "published ImageNet weights), none (random initialization), or the "
                           "path of a weights file", option="weights", value=w)
@@ -80,6 +80,13 @@ def check_backbone_fields(spec) -> None:
     f = spec.finetune_lr_factor
     if isinstance(f, bool) or not isinstance(f, (int, float)) or not math.isfinite(f) or f <= 0:
         raise out_of_range("finetune_lr_factor", f, "a number > 0")
+
+
+def _is_file(path) -> bool:
+    try:
+        return isinstance(path, (str, os.PathLike)) and Path(path).is_file()
+    except (OSError, ValueError):  # a name too long, or with a NUL in it
+        return False
 
 
 def backbone_model(spec, ds):

@@ -14,7 +14,7 @@ inference mode throughout (the model calls it with training=False; cnnkit.model.
 """
 from __future__ import annotations
 
-from cnnkit.model.applications.blocks import backbone_of, blocks
+from cnnkit.model.applications.blocks import blocks
 from cnnkit.train.hooks import Callback
 from cnnkit.train.optimizers import trained_parameters
 
@@ -27,8 +27,7 @@ class FreezeSchedule(Callback):
     def __init__(self, model, head_epochs: int, unfreeze: list[str], lr_factor: float,
                  freeze: bool = False):
         self.net_model = model  # the model trained (set_model gets the same one)
-        self.blocks = blocks(model)  # {block: its layers}, input to output
-        self.backbone = backbone_of(model)[0]
+        self.blocks = blocks(model)  # {block: its layers}, input to output (one line if none)
         self.head_epochs, self.unfreeze, self.lr_factor = head_epochs, list(unfreeze), lr_factor
         self.freeze = freeze
         self.table = None  # describe()'s
@@ -58,6 +57,7 @@ class FreezeSchedule(Callback):
     def on_epoch_begin(self, epoch: int, logs=None) -> None:
         phase = self.phase(epoch)
         self.set_blocks(self.trained_blocks(phase))
+        # the phase's rate factor (a user's own torch scheduler, cnnkit.train.own, has none)
         schedule = self.trainer.schedule if self.trainer is not None else None
         if schedule is not None and hasattr(schedule, "phase"):
             schedule.phase = self.factor(phase)
