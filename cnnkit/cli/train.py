@@ -43,6 +43,7 @@ def _defaults() -> dict:
 
 
 def register(sub) -> None:
+    from cnnkit.model.applications.finetune import backbone_names
     from cnnkit.runs.recipes import RECIPES
     from cnnkit.train.config import LOSSES, OPTIMIZERS, SCHEDULES  # the registries' names
     from cnnkit.train.optimizers import REGISTRY, takes
@@ -59,6 +60,7 @@ def register(sub) -> None:
         "--dataset fashion-mnist --epochs 20 --val-split 0.2 --early-stopping 2\n"
         "  cnnkit train --config runs/a/config.json --seed 2 --out runs/b\n"
         "  cnnkit train --resume runs/a --epochs 20\n"
+        "  cnnkit train --recipe finetune --dataset folder:photos  (pretrained MobileNetV2)\n"
         "  cnnkit train --recipe fast --nproc 2        (2 data-parallel processes here)\n"
         "  torchrun --nnodes 2 --nproc-per-node 4 --rdzv-endpoint HOST:PORT -m cnnkit train "
         "--recipe fast\n                                              (the same, on 2 machines)",
@@ -79,7 +81,23 @@ def register(sub) -> None:
     add_image_flags(g)
     g.add_argument("--init-from", metavar="MODEL_DIR", help="start from trained weights (transfer)")
     g.add_argument("--freeze", action="store_true", default=None, help="with --init-from: keep "
-                   "the convolutional part fixed, train the head")
+                   "the convolutional part fixed, train the head; with --backbone: the whole "
+                   "backbone, all run")
+    g = p.add_argument_group("fine-tune a pretrained network (--recipe finetune: Chollet's "
+                             "two phases)")
+    g.add_argument("--backbone", help=f"{', '.join(backbone_names())}: the network without its "
+                   "top, its preprocessing inside the model, and a new head for the dataset's "
+                   "classes, at the data's image size (use it instead of --model)")
+    g.add_argument("--weights", metavar="imagenet|none|FILE", help="the backbone's weights: "
+                   "Keras's published ImageNet files (downloaded once), none (random), or a "
+                   "weights file (default: imagenet)")
+    g.add_argument("--head-epochs", type=int, metavar="N", help="first N epochs: the head only, "
+                   "the backbone frozen (default: 0)")
+    g.add_argument("--unfreeze", metavar="N|all|BLOCKS", help="after --head-epochs, the backbone "
+                   "blocks that train too: the top N, all, or names by Keras's layers "
+                   "(block_16,block_15; conv5_block3; block5; block7a) (default: all)")
+    g.add_argument("--finetune-lr-factor", type=float, metavar="F", help="the learning rate "
+                   "after --head-epochs, times F (default: 0.1 after a head phase, else 1)")
     g = p.add_argument_group("optimization")
     g.add_argument("--epochs", type=int, help=f"passes over the training data (default: {d['epochs']})")
     g.add_argument("--batch-size", type=int, help=f"images per step (default: {d['batch_size']})")

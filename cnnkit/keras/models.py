@@ -136,12 +136,11 @@ class KerasModel:
             layer._model = self
 
     def layer_infos(self):
-        """cnnkit's rows, with a frozen layer's weights counted as non-trainable, as Keras's
-        summary counts them."""
+        """cnnkit's rows (a frozen layer's weights counted as non-trainable), every row's
+        weights non-trainable in a frozen model, as Keras's summary counts them."""
         rows = super().layer_infos()
-        for row in rows:
-            if not (self.trainable and getattr(row.layer, "trainable", True)):
-                row.non_trainable, row.trainable = row.non_trainable + row.trainable, 0
+        for row in rows if not self.trainable else ():
+            row.non_trainable, row.trainable = row.non_trainable + row.trainable, 0
         return rows
 
     @property

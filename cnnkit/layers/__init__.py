@@ -17,6 +17,7 @@
     symbolic.py      the functional API's Input and symbolic tensors (graphs are traced from them)
     preprocessing.py Rescaling, Normalization, Resizing and the random augmentation layers;
                      their modules in preprocessing_nn.py, resampling in warp.py
+    imagenet.py      PreprocessInput: keras.applications' preprocess_input inside a model
 """
 from cnnkit.layers.base import (  # noqa: F401
     ACTIVATIONS, INITIALIZERS, Layer, Shape, check_input_shape, resolve_padding, same_padding)
@@ -48,3 +49,8 @@ from cnnkit.layers.preprocessing import (  # noqa: E402,F401
 
 __all__ += ["Rescaling", "Normalization", "Resizing", "RandomFlip", "RandomRotation",
             "RandomZoom", "RandomTranslation", "RandomContrast"]
+
+# -- keras.applications' preprocess_input as a layer (issue 28) --
+from cnnkit.layers.imagenet import PreprocessInput  # noqa: E402,F401
+
+__all__ += ["PreprocessInput"]

@@ -175,3 +175,22 @@ class RandomContrast(nn.Module):
 
 __all__ = ["Rescale", "Normalize", "Resize", "RandomFlip", "RandomAffine", "RandomContrast",
            "rotation_matrices", "zoom_matrices", "translation_matrices"]
+
+
+class Standardize(nn.Module):
+    """(x - mean) / std per channel on NCHW images, the channels first reversed with `bgr`
+    (keras.applications' preprocess_input: cnnkit.layers.imagenet). The constants are the
+    layer's config, not weights: they are not saved with the model."""
+
+    def __init__(self, mean, std, bgr: bool = False):
+        super().__init__()
+        self.bgr = bgr
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1),
+                             False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1),
+                             False)
+
+    def forward(self, x):  # (B, 3, H, W), pixels 0..255
+        if self.bgr:
+            x = torch.flip(x, dims=(1,))  # RGB -> BGR: the order Caffe-trained weights expect
+        return (x - self.mean) / self.std

@@ -188,6 +188,13 @@ def training_section(curves: bytes | None, history: dict, options: dict, metrics
                 for i in range(epochs)]
         out.append(f"<details{' open' if epochs <= 20 else ''}><summary>per epoch</summary>"
                    + table(["epoch"] + cols, rows, "num") + "</details>")
+    if metrics.get("phases"):  # a backbone's fine-tuning: what was frozen when
+        from cnnkit.train.phases import PHASE_COLUMNS, phase_rows
+
+        out.append("<h3>Fine-tuning phases</h3>" + table(PHASE_COLUMNS, phase_rows(
+            metrics["phases"])) + (note("The pretrained backbone's batch norm runs in inference "
+                                        "mode throughout: its moving statistics stay as loaded.")
+                                   if options.get("weights") != "none" else ""))
     if metrics.get("samples_per_s"):
         out.append(note(f"{metrics['train_time_s']:.1f} s training, "
                         f"{metrics['samples_per_s']:,.0f} samples/s"))

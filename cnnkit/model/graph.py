@@ -310,6 +310,10 @@ class Nested(Layer):
     def trainable(self):
         return getattr(self.model, "trainable", True)
 
+    @trainable.setter
+    def trainable(self, value):  # Keras's `model.get_layer("mobilenetv2...").trainable = False`
+        self.model.trainable = value
+
     def get_config(self):
         cfg = self.model.get_config()
         cfg.pop("name", None)  # the layer's name is the model's

@@ -208,9 +208,11 @@ def _fit(t: torch.Tensor, input_shape) -> torch.Tensor:
 def scales_own_pixels(model) -> bool:
     """Does the model take raw 0-255 pixels? Yes when its first layer past the input and the
     augmentation layers (which keep the scale) is Rescaling, as Keras's tutorials write
-    `Rescaling(1./255)`: then pixels reach it unscaled, or they would be divided twice. A model
+    `Rescaling(1./255)`, or PreprocessInput (keras.applications' preprocess_input, which takes
+    0-255 pixels): then pixels reach it unscaled, or they would be divided twice. A model
     used as a layer (the tutorials' `data_augmentation` Sequential) is looked into."""
     from cnnkit.layers import InputLayer
+    from cnnkit.layers.imagenet import PreprocessInput
     from cnnkit.layers.preprocessing import AUGMENTATION_LAYERS, Rescaling
     from cnnkit.model.graph import Nested
 
@@ -221,5 +223,5 @@ def scales_own_pixels(model) -> bool:
                 continue  # an augmentation block: past it, as past its layers
             return scales_own_pixels(layer.model)
         if not isinstance(layer, keeps):
-            return isinstance(layer, Rescaling)
+            return isinstance(layer, (Rescaling, PreprocessInput))
     return False

@@ -62,10 +62,13 @@ def layer_row(layer: Layer, name: str, shape, total: int, inbound=()) -> LayerIn
     """`layer`'s summary row for input `shape` (a list of shapes for a merge layer), its
     parameters bringing the model's to more than `total`. Sizes that cannot be allocated are
     refused here, from the arithmetic: before a custom layer's default params() builds its
-    module, and before any build."""
+    module, and before any build. A layer set `trainable = False` counts its weights as
+    non-trainable, as Keras's summary does (and as training treats them)."""
     out = layer.output_shape(shape)
     check_output_size(layer, out)
     trainable, frozen = layer.params(shape)
+    if getattr(layer, "trainable", True) is False:
+        trainable, frozen = 0, frozen + trainable
     check_param_count(layer, trainable + frozen, total + trainable + frozen)
     return LayerInfo(name, layer, shape, out, trainable, frozen, layer.macs(shape, out),
                      list(inbound))

@@ -1,7 +1,7 @@
 """Recipes: a seed tutorial's whole training setup under one name (`--recipe seed002`).
 
-A recipe fills in the model, the dataset, how validation data is made, and the training
-options; anything the user passes on the command line wins over the recipe.
+A recipe fills in the model (or a pretrained backbone and its fine-tuning phases), the
+dataset, how validation data is made, and the training options; anything the user passes on the command line wins over the recipe.
 """
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ from cnnkit.errors import one_of
 class Recipe:
     name: str
     description: str
-    model: str
-    dataset: str
+    model: str | None  # None: the recipe's `run` names a backbone instead
+    dataset: str | None  # None: the user's (`--dataset folder:PATH`)
     train: dict = field(default_factory=dict)  # TrainConfig fields
+    run: dict = field(default_factory=dict)  # other RunSpec fields (a backbone's phases)
     val_split: float | None = None  # fraction of training data held out (stratified)
     val_from_test: bool = False  # validate on the test split, as seed 000 did
     early_stopping: int | None = None  # patience, with restore_best_weights
@@ -56,6 +57,14 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
                   "augment": {"horizontal_flip": True, "width_shift_range": 2,
                               "height_shift_range": 2, "fill_mode": "constant"}},
            reported="goal: >= 94.0% in <= 10 min of wall time"),
+    Recipe("finetune", "Chollet's fine-tuning: pretrained MobileNetV2 (ImageNet) and a new head, "
+           "trained 5 epochs with the backbone frozen, then 5 more with its top 3 blocks at "
+           "lr / 10; Adam, batch 32, 20% validation; your --dataset",
+           model=None, dataset=None, val_split=0.2,
+           train={"optimizer": "adam", "lr": 1e-3, "batch_size": 32, "epochs": 10},
+           run={"backbone": "mobilenetv2", "weights": "imagenet", "head_epochs": 5,
+                "unfreeze": 3, "finetune_lr_factor": 0.1},
+           reported="a learner's first photo folder: pretrained beats random initialization"),
 ]}
 
 

@@ -191,6 +191,10 @@ def finish_run(run_dir: RunDir | None, spec, ds, splits, model, trainer, history
         "train_images": n_train, "val_images": len(splits["val"][0]) if splits["val"] else 0,
         "test_images": len(x_test), "per_class": report["per_class"],
     }
+    from cnnkit.train.phases import phases_of
+
+    if phases_of(trainer):  # a backbone's fine-tuning: what was frozen when
+        metrics["phases"] = phases_of(trainer)
     if run_dir is not None:
         run_dir.write_metrics(metrics)
     if full:
@@ -256,6 +260,15 @@ def render_report(spec, ds, model, metrics, report_text, note=None) -> str:
         lines.append(f"- model: {note}")
     if metrics["stop_reason"]:
         lines.append(f"- stopped: {metrics['stop_reason']}")
+    if metrics.get("phases"):
+        from cnnkit.train.phases import PHASE_COLUMNS, phase_rows
+
+        lines += ["", "## Fine-tuning phases", "", "| " + " | ".join(PHASE_COLUMNS) + " |",
+                  "|" + "---|" * len(PHASE_COLUMNS)]
+        lines += ["| " + " | ".join(row) + " |" for row in phase_rows(metrics["phases"])]
+        if spec.weights != "none":
+            lines += ["", "The pretrained backbone's batch norm runs in inference mode "
+                      "throughout: its moving statistics stay as loaded."]
     lines += [
         "", "## Test results", "",
         f"**Test accuracy {metrics['test_accuracy']:.4f}**, test loss {metrics['test_loss']:.4f} "

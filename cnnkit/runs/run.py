@@ -108,9 +108,10 @@ def resume(run_dir, **changes) -> RunResult:
 
 
 # -- data and model ---------------------------------------------------------------------------
-def prepare_data(spec, model_shape=None):
+def prepare_data(spec, model_shape=None, channels=None):
     """(dataset, splits) where splits maps train/val/test to (x, y) or None. `spec` is a
-    RunSpec or the options of a config.json."""
+    RunSpec or the options of a config.json; `channels` without `model_shape`: the images'
+    own size, in that many channels."""
     import torch
 
     from cnnkit.data import load_dataset
@@ -119,8 +120,9 @@ def prepare_data(spec, model_shape=None):
 
     if isinstance(spec, dict):
         spec = RunSpec.from_dict(spec).resolved()
-    # the run's own image_size/channels first, else a given model's (a folder has no size)
-    channels = spec.channels or (model_shape[2] if model_shape else None)
+    # the run's own image_size/channels first, else a given model's (a folder has no size),
+    # else `channels` (a backbone's RGB)
+    channels = spec.channels or (model_shape[2] if model_shape else channels)
     size = spec.image_size or (tuple(model_shape[:2]) if model_shape else None)
     # a named set held in memory is converted once --limit has picked: a quick trial at
     # 160x160 converts (and caches) its own images, not all 70,000 (folders decode at the size)
@@ -170,6 +172,8 @@ def load_splits(spec: RunSpec, module=None):
     from cnnkit.model.files import resolve_model
     from cnnkit.model.resolve import preset_name
 
+    if spec.backbone is not None:  # RGB, at --image-size or the data's own size
+        return prepare_data(spec, channels=3)
     shape = None
     if spec.dataset.startswith("folder:") and preset_name(spec.model) is None and module is None:
         shape = resolve_model(spec.model).input_shape
@@ -184,6 +188,7 @@ def build_model(spec: RunSpec, ds, module=None):
     from cnnkit.model.outputs import check_classes
     from cnnkit.model.presets import PRESETS, create_model
     from cnnkit.model.resolve import preset_name
+    from cnnkit.runs.backbone import backbone_model
 
     note = None
     if module is not None:
@@ -200,7 +205,9 @@ def build_model(spec: RunSpec, ds, module=None):
         check_classes(classes, ds.num_classes, spec.dataset)
         model.dataset = spec.dataset
         return model, None
-    if preset_name(spec.model) is not None:
+    if spec.backbone is not None:  # a pretrained network with a new head (runs/backbone.py)
+        model = backbone_model(spec, ds)
+    elif preset_name(spec.model) is not None:
         preset = PRESETS[preset_name(spec.model)]
         model = create_model(preset.name, input_shape=ds.image_shape, num_classes=ds.num_classes)
         if preset.input_shape != ds.image_shape or preset.num_classes != ds.num_classes:
@@ -290,6 +297,7 @@ def _execute_held(spec: RunSpec, resume: bool, command, held, extra_callbacks,
     only rank 0 writes the run directory and runs the callbacks."""
     import torch
 
+    from cnnkit.runs.backbone import freeze_schedule
     from cnnkit.runs.report import data_line, finish_module_run, finish_run, skipped_note
     from cnnkit.train.losses import make_loss
     from cnnkit.kernels.fuse import prepare as prepare_kernels
@@ -325,6 +333,7 @@ def _execute_held(spec: RunSpec, resume: bool, command, held, extra_callbacks,
     ds, splits = load_splits(spec, module)
     torch.manual_seed(config.seed)  # the initial weights too come from the run's seed
     model, note = build_model(spec, ds, module)
+    phases = freeze_schedule(spec, model, parallel)  # a backbone's: before the optimizer
     # compiled here if need be, before training (never in a forward pass): cnnkit.kernels
     kernels_used, kernel_layers = prepare_kernels(model.net, config.device, config.precision,
                                                   say)
@@ -344,8 +353,9 @@ def _execute_held(spec: RunSpec, resume: bool, command, held, extra_callbacks,
     if spec.recipe and spec.early_stopping is None and splits["val"] is None \
             and get_recipe(spec.recipe).early_stopping is not None:
         say(f"Note: recipe {spec.recipe}'s early stopping is off: the run has no validation data")
-    callbacks = make_callbacks(spec, run_dir, splits["val"] is not None,
-                               module is not None) + extra_callbacks if writer else []
+    callbacks = [phases] if phases else []  # on every rank: what trains is the same on each
+    callbacks += make_callbacks(spec, run_dir, splits["val"] is not None,
+                                module is not None) + extra_callbacks if writer else []
     # the device, precision and optimizer are checked here too: before the first write
     trainer = Trainer(model, config, callbacks, state_dir=state_dir, parallel=parallel,
                       governed=True)  # threads and malloc: a run cnnkit started
@@ -373,6 +383,7 @@ def _execute_held(spec: RunSpec, resume: bool, command, held, extra_callbacks,
                     "kernels": kernels_used,
                     "kernel_layers": kernel_layers,  # {kernel: [layer names]}
                     "processes": parallel.world if parallel is not None else 1,
+                    "phases": phases.table if phases else None,  # fine-tuning: what trained when
                 }, "command": command, "started": time.time()})
             if ds.info.get("skipped"):  # the console (the loader's warning) names a few
                 run_dir.write_text(SKIPPED, "".join(f"{f}\n" for f in ds.info["skipped"]))

@@ -30,6 +30,7 @@ from cnnkit.errors import CnnkitError, one_of, out_of_range
 from cnnkit.train.config import ENGINE_ONLY, RESUMABLE, TrainConfig
 
 ARTIFACTS = ("full", "metrics", "none")
+PHASE_FIELDS = ("head_epochs", "unfreeze", "finetune_lr_factor")  # what --freeze rules out
 # The training options: TrainConfig's fields (all but its engine-only ones), declared there once.
 TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name not in ENGINE_ONLY)
 
@@ -50,11 +51,20 @@ class _WhatToTrain:
     fold: dict | None = None  # {"k": 5, "index": 0, "seed": 0}: validate on fold `index` of a
     #                           stratified k-fold of the training data, train on the others
     init_from: str | None = None  # start from this saved model's weights (transfer)
-    freeze: bool | None = None  # with init_from: keep the convolutional part fixed
+    freeze: bool | None = None  # with init_from: keep the convolutional part fixed; with
+    #                             backbone: the whole backbone, for the whole run
     # -- the images' size and channels: every source converted to them (bilinear resize,
     # Pillow's luma), the model built for them and recording them as its input shape
     image_size: tuple[int, int] | None = None  # (H, W); None: the data's own
     channels: int | None = None  # 1 (grayscale) or 3 (RGB); None: the data's own
+    # -- a pretrained network with a new head (cnnkit.runs.backbone, cnnkit.train.phases)
+    backbone: str | None = None  # mobilenetv2 (-0.35 ... -1.4), resnet50, vgg16, efficientnetb0
+    weights: str | None = None  # the backbone's: imagenet (default), none, or a weights file
+    head_epochs: int | None = None  # epochs training the head only, the backbone frozen (0)
+    unfreeze: int | str | list | None = None  # what trains after those: the top N blocks,
+    #                                           'all' (default), or block names
+    finetune_lr_factor: float | None = None  # the learning rate after head_epochs, times this
+    #                                          (0.1 after a head phase, else 1)
 
 
 def _unset(type_name: str) -> str:
@@ -170,6 +180,9 @@ class RunSpec(_Training):
                 d[name] = base[name]
         d["augment"] = augment or None
         if recipe:
+            for name, value in recipe.run.items():  # the recipe's other run options
+                if d[name] is None and not (d["freeze"] and name in PHASE_FIELDS):
+                    d[name] = value
             d["model"] = d["model"] if d["model"] is not None else recipe.model
             d["dataset"] = d["dataset"] or recipe.dataset
             if d["val_split"] is None and not d["fold"]:  # a fold is the validation split
@@ -207,16 +220,23 @@ class RunSpec(_Training):
 
         d["image_size"] = check_size(d["image_size"], "image_size")  # "160" -> (160, 160)
         d["channels"] = check_channels(d["channels"], "channels")
+        if d["backbone"] is not None:
+            from cnnkit.runs.backbone import resolve_backbone_fields
+
+            resolve_backbone_fields(d)
         spec = RunSpec(**d)
         spec.check()
         return spec
 
     def check(self) -> None:
         """Validate a resolved spec; raises one CnnkitError naming the first bad value."""
-        if self.model is None or not self.dataset:
-            raise CnnkitError("say what to train: a model and a dataset, or a recipe "
-                              "(seed000, seed002, seed003, seed004, fast, best)")
-        if not isinstance(self.model, (str, dict)):
+        if (self.model is None and self.backbone is None) or not self.dataset:
+            raise CnnkitError("say what to train: a model (or a backbone) and a dataset, or a "
+                              "recipe (seed000, seed002, seed003, seed004, fast, best, finetune)")
+        from cnnkit.runs.backbone import check_backbone_fields
+
+        check_backbone_fields(self)
+        if self.backbone is None and not isinstance(self.model, (str, dict)):
             raise CnnkitError(f"model={self.model!r} is not understood; valid: a preset name, "
                               "a model file, a saved model directory, a Sequential or its "
                               "description (a dict), or your own nn.Module (to cnnkit.run)")
@@ -243,9 +263,9 @@ class RunSpec(_Training):
         for name in ("val_from_test", "freeze", "tensorboard", "sync_bn"):
             if not isinstance(getattr(self, name), bool):
                 raise out_of_range(name, getattr(self, name), "true or false")
-        if self.freeze and not self.init_from:
-            raise CnnkitError("freeze needs init_from (the saved model whose weights to keep)",
-                              option="freeze")
+        if self.freeze and not self.init_from and not self.backbone:
+            raise CnnkitError("freeze needs init_from (the saved model whose weights to keep) "
+                              "or backbone", option="freeze")
         if self.artifacts not in ARTIFACTS:
             raise one_of("artifacts", self.artifacts, ARTIFACTS)
         if self.out is not None and not isinstance(self.out, str):
@@ -263,6 +283,8 @@ class RunSpec(_Training):
     @property
     def model_label(self) -> str:
         """A short name for the model: the preset, the file's stem, or the description's name."""
+        if self.model is None and self.backbone:
+            return str(self.backbone)
         if isinstance(self.model, dict):  # a description, or {"module": "package.file.CNN"}
             return str(self.model.get("name") or self.model.get("module", "model").split(".")[-1])
         return Path(self.model).stem if "/" in self.model else self.model

@@ -5,8 +5,9 @@ same class, with Keras's defaults and Keras's update rule, in `cnnkit train`, Ru
 `Sequential.compile` and `cnnkit.keras`.
 
 Schedules are the registry SCHEDULES below, one small class stepped once per batch: the
-learning rate is `base_lr * multiplier(step) * scale`, where `scale` is what ReduceLROnPlateau
-lowers. Its whole state is two numbers, so resuming a run restores it exactly (no pickled
+learning rate is `base_lr * multiplier(step) * scale * phase`, where `scale` is what
+ReduceLROnPlateau lowers and `phase` a fine-tuning phase's factor (set from the epoch at each
+epoch start: cnnkit.train.phases). Its whole state is two numbers, so resuming a run restores it exactly (no pickled
 closures). Nothing here imports torch: cnnkit.train.config reads the names for the CLI.
 """
 from __future__ import annotations
@@ -32,7 +33,8 @@ def make_optimizer(name: str, params, lr: float | None = None, momentum: float =
 
 
 class Schedule:
-    """Per-batch learning rate: `base_lr * multiplier(step) * scale` for every param group."""
+    """Per-batch learning rate: `base_lr * multiplier(step) * scale * phase` for every param
+    group."""
 
     def __init__(self, name: str, optimizer, multiplier):
         self.name = name
@@ -43,11 +45,14 @@ class Schedule:
             g["initial_lr"] = base
         self.steps = 0  # batches done
         self.scale = 1.0  # lowered by ReduceLROnPlateau
+        # the current fine-tuning phase's factor (cnnkit.train.phases), set at each epoch
+        # start from the epoch alone: not part of the state
+        self.phase = 1.0
         self.apply()
 
     def apply(self) -> None:
-        """Set every group's rate for the current step (after changing `scale`)."""
-        m = self.multiplier(self.steps) * self.scale
+        """Set every group's rate for the current step (after changing `scale` or `phase`)."""
+        m = self.multiplier(self.steps) * self.scale * self.phase
         for g, base in zip(self.optimizer.param_groups, self.base_lrs):
             g["lr"] = base * m
 

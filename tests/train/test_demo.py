@@ -10,14 +10,17 @@ from cnnkit.runs.recipes import RECIPES
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 
-def test_every_recipe_names_a_preset_and_valid_options():
+def test_every_recipe_names_a_preset_or_a_backbone_and_valid_options():
+    from cnnkit.model.applications.finetune import backbone_names
     from cnnkit.model.presets import PRESETS
+    from cnnkit.runs.spec import RunSpec
     from cnnkit.train.config import TrainConfig
 
-    assert {"seed000", "seed002", "seed003", "seed004", "fast", "best"} <= set(RECIPES)
+    assert {"seed000", "seed002", "seed003", "seed004", "fast", "best", "finetune"} <= set(RECIPES)
     for recipe in RECIPES.values():
-        assert recipe.model in PRESETS
+        assert recipe.model in PRESETS or recipe.run["backbone"] in backbone_names()
         TrainConfig.from_dict(recipe.train)  # raises on a bad value
+        RunSpec.from_recipe(recipe.name, dataset=recipe.dataset or "digits")  # every option
 
 
 def test_demo_falls_back_to_digits_when_fashion_mnist_is_unavailable(tmp_path, monkeypatch, capsys):

@@ -6,10 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from cnnkit.errors import CnnkitError, clipped
-
-MODES = ("caffe", "tf", "torch")
-CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
-TORCH_MEAN, TORCH_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+# the same constants as the layer that does this inside a model (PreprocessInput)
+from cnnkit.layers.imagenet import CAFFE_MEAN_BGR, MODES, TORCH_MEAN, TORCH_STD
 FORMATS = (None, "channels_last", "channels_first")
 
 

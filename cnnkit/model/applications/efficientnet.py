@@ -12,6 +12,7 @@ from cnnkit.layers import (Activation, Add, Conv2D, Dense, DepthwiseConv2D, Drop
                            GlobalAveragePooling2D, Multiply, Normalization, Rescaling, Reshape)
 from cnnkit.model.applications.common import (batch_norm, check_arguments, image_input,
                                               make_divisible, stride2_pad, top)
+from cnnkit.layers.imagenet import TORCH_STD as IMAGENET_STD  # Keras's IMAGENET_STDDEV_RGB
 from cnnkit.model.applications.pretrained import weights_source, with_weights
 from cnnkit.model.graph import Functional
 
@@ -50,9 +51,6 @@ def _block(x, kernel, filters_in, filters_out, expansion, stride, drop_rate, nam
             x = Dropout(drop_rate, noise_shape=(None, 1, 1, 1), name=f"{name}drop")(x)
         x = Add(name=f"{name}add")([x, inputs])
     return x
-
-
-IMAGENET_STD = (0.229, 0.224, 0.225)  # Keras's IMAGENET_STDDEV_RGB
 
 
 def _efficientnet(builder, width, depth, dropout_rate, include_top, weights, input_tensor,

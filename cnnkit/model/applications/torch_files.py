@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cnnkit.errors import CnnkitError, clipped
+from cnnkit.layers.imagenet import TORCH_MEAN as IMAGENET_MEAN, TORCH_STD as IMAGENET_STD
 
 TORCH_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 TORCH_MOMENTUM = 0.9  # PyTorch's BatchNorm2d momentum=0.1, in Keras's sense (1 - 0.1)
 SHOWN = 3  # keys named in a message
 

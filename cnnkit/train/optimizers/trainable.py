@@ -34,22 +34,39 @@ def trained_parameters(model) -> list:
 
 def frozen_norms(model) -> list:
     """The batch-norm modules of cnnkit's own layers whose weights are all frozen (the
-    `trainable` flag, or `--freeze`): Keras runs a non-trainable BatchNormalization in inference
-    mode, so its moving statistics stay as trained. The trainer sets them to eval() after each
-    `net.train()`. A user's own nn.Module is left to torch's rules (train mode updates the
+    `trainable` flag, or `--freeze`), and those of a model nested with `training=False`
+    (Keras's `base_model(x, training=False)`, cnnkit's --backbone), trainable or not: Keras
+    runs them in inference mode, so their moving statistics stay as trained. The trainer sets
+    them to eval() after each `net.train()`, and never recomputes their statistics
+    (precise_bn). A user's own nn.Module is left to torch's rules (train mode updates the
     statistics whatever `requires_grad` says)."""
     from torch import nn
 
     if not (hasattr(model, "layers") and hasattr(model, "layer_names")):
         return []
-    norms = []
+    norms = {}
     for module, _ in _layer_modules(model):
         params = list(module.parameters())
         for m in module.modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm) and params \
                     and not any(p.requires_grad for p in params):
-                norms.append(m)
-    return norms
+                norms[id(m)] = m
+    for module in _inference_models(model):
+        norms.update((id(m), m) for m in module.modules()
+                     if isinstance(m, nn.modules.batchnorm._BatchNorm))
+    return list(norms.values())
+
+
+def _inference_models(model):
+    """The networks of the models nested in `model` with training=False."""
+    from cnnkit.model.graph import Nested
+
+    for layer in model.layers:
+        if isinstance(layer, Nested):
+            if layer.training is False:
+                yield layer.model.net
+            else:
+                yield from _inference_models(layer.model)
 
 
 def _layer_modules(model, whole: bool = True):
