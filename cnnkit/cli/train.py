@@ -208,8 +208,10 @@ def add_image_flags(g) -> None:
 
 def with_default_recipe(spec, quiet: bool):
     """`cnnkit train --dataset X` alone trains the fast recipe's model on X, and says so
-    first: one word to start, every option still overriding the recipe's."""
-    if spec.model is not None or spec.recipe is not None or not spec.dataset:
+    first: one word to start, every option still overriding the recipe's. A --backbone is a
+    model of its own."""
+    if spec.model is not None or spec.recipe is not None or spec.backbone is not None \
+            or not spec.dataset:
         return spec
     from cnnkit.runs.recipes import get_recipe
 
