@@ -191,7 +191,8 @@ def _own_folder(folder: Path) -> None:
 def needs_build() -> bool:
     """No library in use that build() could give: none compiled yet, or one that failed
     verification (build() replaces it)."""
-    return loaded() is None and (_why_not == NOT_BUILT or _why_not.startswith(UNVERIFIED))
+    why = why_not() or ""  # None inside disabled(): nothing to build there
+    return loaded() is None and (why == NOT_BUILT or why.startswith(UNVERIFIED))
 
 
 def _openmp_runtimes() -> set[str]:
