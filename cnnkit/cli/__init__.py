@@ -10,6 +10,9 @@ Handlers take the parsed `args` and return an exit code (None means 0).
 Every error a user can cause ends in one line and exit status 2: a CnnkitError, and an OSError
 about one of the user's paths or their disk (`cnnkit: error: runs/a: read-only file system`),
 wherever in a command it was raised. Other OS errors are bugs and keep their traceback.
+
+SIGTERM (`kill`, a job scheduler, `timeout`) ends the commands that train as Ctrl+C does: one
+line (`cnnkit: interrupted`), exit status 130, and a run or study that `--resume` continues.
 """
 from __future__ import annotations
 
@@ -105,6 +108,14 @@ def _fail(message: str) -> int:
     return 2
 
 
+# Commands that train: SIGTERM interrupts them as Ctrl+C does, through the same code path.
+SIGTERM_AS_CTRL_C = ("train", "tune", "cv")
+
+
+def _ctrl_c(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     from cnnkit.errors import CnnkitError
 
@@ -119,6 +130,12 @@ def main(argv: list[str] | None = None) -> int:
     strict = getattr(out, "errors", None) == "strict" and hasattr(out, "reconfigure")
     if strict:  # results name the user's files: print undecodable names as their own bytes
         out.reconfigure(errors="surrogateescape")
+    import signal
+    import threading
+
+    catch_term = (args.command in SIGTERM_AS_CTRL_C
+                  and threading.current_thread() is threading.main_thread())
+    before = signal.signal(signal.SIGTERM, _ctrl_c) if catch_term else None
     try:
         code = args.func(args)
     except CnnkitError as e:
@@ -136,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if strict:
             out.reconfigure(errors="strict")
+        if catch_term:
+            signal.signal(signal.SIGTERM, before)
     return int(code or 0)
 
 

@@ -45,16 +45,17 @@ def register(sub) -> None:
                    "machine (default: 1)")
     p.add_argument("--storage", metavar="URL", help="an Optuna storage: postgresql://... "
                    "(workers on several machines), journal:PATH, sqlite:///PATH (one worker); "
-                   "default: OUT/study.journal")
+                   "default: OUT/study.journal. study.json keeps it without its password: "
+                   "give it again with --resume, or set $CNNKIT_STORAGE")
     p.add_argument("--study", metavar="NAME", help="the study's name in --storage (default: "
                    "OUT's name)")
     p.add_argument("--seed", type=int, help="the same seed gives the same trial parameters in "
                    "the same order (default: random, recorded)")
     p.add_argument("--out", help="the study directory (default: runs/tune-<space>-<time>)")
     p.add_argument("--resume", metavar="STUDY_DIR", help="continue the study in STUDY_DIR "
-                   "with its own settings (--trials, --timeout, --jobs may be given)")
+                   "with its own settings (--trials, --timeout, --jobs, --storage may be given)")
     p.add_argument("--artifacts", default="metrics", help="what each trial's run writes: "
-                   "metrics (config, history, metrics, state: enough to resume), full "
+                   "metrics (config, history, metrics, state, model: enough to resume), full "
                    "(plots and reports too) or none (default: metrics)")
     p.add_argument("--heartbeat", type=float, metavar="S", help="seconds between a running "
                    "trial's heartbeats; a trial silent for 3 of them is re-queued (default: 10)")
@@ -101,19 +102,19 @@ def cmd_tune(args) -> int:
 
     try:
         if args.resume:
-            given = [f for f, v in (("SPACE", args.space), ("--storage", args.storage),
-                                    ("--study", args.study), ("--folds", args.folds),
-                                    ("--seed", args.seed), ("--out", args.out),
-                                    ("--image-size", args.image_size),
+            given = [f for f, v in (("SPACE", args.space), ("--study", args.study),
+                                    ("--folds", args.folds), ("--seed", args.seed),
+                                    ("--out", args.out), ("--image-size", args.image_size),
                                     ("--channels", args.channels)) if v is not None]
             if given:
                 raise CnnkitError(f"{given[0]} cannot be given with --resume: the study "
                                   "continues with its own settings (with --resume: --trials, "
-                                  "--timeout, --jobs, --quiet)")
+                                  "--timeout, --jobs, --quiet, and --storage: its URL again)")
             from cnnkit.search.study import resume_study
 
             summary = resume_study(args.resume, n_trials=args.trials, timeout=args.timeout,
-                                   jobs=args.jobs, verbose=0 if args.quiet else 1)
+                                   jobs=args.jobs, verbose=0 if args.quiet else 1,
+                                   storage=args.storage)
         else:
             if not args.space:
                 raise CnnkitError("say what to search: cnnkit tune SPACE_FILE (or --resume "

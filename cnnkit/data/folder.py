@@ -25,11 +25,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from cnnkit.data.base import Dataset
 from cnnkit.data.images import (DECODE_ERRORS, EXIF_ORIENTATION, check_channels, check_size,
-                                 is_gray, load_image)
+                                 is_gray, load_image, pillow_open)
 from cnnkit.data.mapped import build_or_map, pop_json, splits_fit
 from cnnkit.errors import CnnkitError
 
@@ -154,7 +153,7 @@ def _fs_bytes(text: str) -> bytes:
 def _probe(path: str) -> tuple[tuple[int, int], bool] | str:
     """((H, W), is gray) from the file's header, or the reason it cannot be read."""
     try:
-        with Image.open(path) as img:
+        with pillow_open(path) as img:
             w, h = img.size
             if img.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8):  # shown turned 90°
                 w, h = h, w

@@ -17,8 +17,11 @@ from cnnkit.data import check_channels, check_size  # noqa: F401  (their home: s
 from cnnkit.errors import CnnkitError
 from cnnkit.fsutil import readable_file
 
-# What Pillow reads for us; used in messages and to describe folders.
-IMAGE_FORMATS = "PNG, JPEG, BMP, GIF, TIFF, WebP"
+# The Pillow formats cnnkit reads, and no others: left to guess, Pillow tries every format it
+# knows, EPS among them, whose decoder hands the file to Ghostscript (`gs`), a program that runs
+# PostScript, so a file named photo.png could start it. `pillow_open` is the one way in.
+FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
+IMAGE_FORMATS = "PNG, JPEG, BMP, GIF, TIFF, WebP"  # the same, for messages and folders
 
 # Pillow modes that carry no colour: such images default to one channel.
 GRAY_MODES = {"1", "L", "LA", "La", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"}
@@ -40,6 +43,13 @@ def is_gray(img: Image.Image) -> bool:
     return False
 
 
+def pillow_open(fp) -> Image.Image:
+    """Pillow's Image.open limited to FORMATS (a path or a binary file object): every encoded
+    image cnnkit reads (files, folders, uploads, its own PNGs) is opened here. Another format
+    raises UnidentifiedImageError, before any decoder (or program) sees the bytes."""
+    return Image.open(fp, formats=FORMATS)
+
+
 def open_image(path: str | os.PathLike, max_pixels: int | None = None) -> Image.Image:
     """Open and fully decode `path` (first frame of an animation); CnnkitError if unreadable.
 
@@ -51,7 +61,7 @@ def open_image(path: str | os.PathLike, max_pixels: int | None = None) -> Image.
     try:
         with warnings.catch_warnings():  # Pillow warns of what is refused below
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            opened = Image.open(path)
+            opened = pillow_open(path)
         with opened as img:  # closes the file even for animations (GIF, WebP)
             w, h = img.size
             if limit and w * h > limit:

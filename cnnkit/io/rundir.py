@@ -2,7 +2,7 @@
 
     run = RunDir("runs/a")
     run.options, run.resolved, run.history, run.metrics      # config.json, history.csv, metrics.json
-    run.state_dir, run.best, run.last                        # state/, best/, last/
+    run.state_dir, run.best, run.last, run.model             # state/, best/, last/, model/
     with run.lock(): ...                                     # .lock: one process per directory
 
 The lock is `flock` on DIR/.lock, held by the open file, so the kernel drops it when the
@@ -33,6 +33,7 @@ from cnnkit.fsutil import atomic_write_bytes, atomic_write_json, atomic_write_te
 
 CONFIG, HISTORY, METRICS = "config.json", "history.csv", "metrics.json"
 STATE, BEST, LAST = "state", "best", "last"
+MODEL = "model"  # the model as the run began, which a resume builds (cnnkit.runs.held)
 REPORT_MD, REPORT_HTML, CURVES = "report.md", "report.html", "curves.png"
 LOCK_FILE = ".lock"
 PREDICTIONS = "predictions.npz"  # in best/: what report.html shows of the best model's test run
@@ -40,7 +41,7 @@ PREDICTIONS = "predictions.npz"  # in best/: what report.html shows of the best 
 # cnnkit's temporary files) was never really started and may be started afresh.
 TENSORBOARD = "tensorboard"  # --tensorboard event files
 SKIPPED = "skipped.txt"  # the data's unreadable files, one a line (the console names a few)
-BEFORE_FIRST_EPOCH = (CONFIG, HISTORY, TENSORBOARD, SKIPPED)
+BEFORE_FIRST_EPOCH = (CONFIG, HISTORY, TENSORBOARD, SKIPPED, MODEL)
 
 
 class RunDir:
@@ -48,7 +49,8 @@ class RunDir:
 
     def __init__(self, path):
         self.path = Path(path)
-        self.state_dir, self.best, self.last = (self.path / n for n in (STATE, BEST, LAST))
+        self.state_dir, self.best, self.last, self.model = (
+            self.path / n for n in (STATE, BEST, LAST, MODEL))
 
     def __str__(self) -> str:  # messages name the directory as the user gave it
         return str(self.path)
@@ -75,10 +77,12 @@ class RunDir:
         """The last completed epoch its state holds, None where there is none to read."""
         import json
 
-        try:
-            return int(json.loads((self.state_dir / "state.json").read_text())["epoch"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
+        for folder in (self.state_dir, self.path / ".state.old"):  # .old: cut between renames
+            try:
+                return int(json.loads((folder / "state.json").read_text())["epoch"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+        return None
 
     @cached_property
     def config(self) -> dict:

@@ -15,6 +15,12 @@ compiler, so `loaded()` only loads a library that is already there, and until th
 runs torch's ops. Which kernels a run's layers use is in its config.json (`resolved.kernels`,
 `resolved.kernel_layers`).
 
+A library is loaded only once verified: the kernels folder and the library are the user's own
+and writable by nobody else, and the library's SHA-256 is the one `build()` recorded beside it
+(`<library>.sha256`) when it compiled it. Anything else (a library someone else could have put
+there, or one changed since) is never loaded: until it is rebuilt the network runs torch's ops,
+and `build()` (so `make setup` and the start of a run) rebuilds it, with a line saying so.
+
 The library links libgomp by its soname, which torch's own libgomp already holds in the process,
 so both share one OpenMP thread pool (`loaded()` refuses a library that brought in a second one).
 
@@ -29,7 +35,9 @@ import hashlib
 import os
 import platform
 import shutil
+import stat
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -43,6 +51,7 @@ FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++17")
 COMPILE_TIMEOUT_S = 300
 NOT_BUILT = ("not compiled for this CPU yet: `python -m cnnkit.kernels` or `make setup` "
              "compiles them, and so does the start of a run (cnnkit.run, `cnnkit train`)")
+UNVERIFIED = "the cached kernel library failed verification"
 
 _lib: ctypes.CDLL | None = None
 _why_not: str | None = None  # why the kernels are not in use, once looked at
@@ -90,17 +99,57 @@ def library_path() -> Path:
     return cache_dir() / "kernels" / f"cnnkit-kernels-{key}.so"
 
 
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _owned_by_me_only(path: Path) -> str | None:
+    """Why `path` might hold what someone else put there, or None: not the user's own, or
+    writable by its group or by others."""
+    st = path.lstat()
+    if stat.S_ISLNK(st.st_mode):
+        return f"{path} is a symbolic link"
+    if st.st_uid != os.geteuid():
+        return f"{path} belongs to user id {st.st_uid}, not to you"
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"{path} is writable by others (mode {stat.S_IMODE(st.st_mode):o})"
+    return None
+
+
+def unverified(path: Path) -> str | None:
+    """Why the library at `path` must not be loaded, or None when it is verified: its folder
+    and itself are the user's own and nobody else's to write, and its SHA-256 is the one
+    build() recorded beside it."""
+    try:
+        for p in (path.parent, path):
+            why = _owned_by_me_only(p)
+            if why:
+                return why
+        recorded = Path(f"{path}.sha256").read_text().split()
+        if not recorded or recorded[0] != _sha256(path):
+            return f"{path} is not the library cnnkit compiled (its SHA-256 differs)"
+    except FileNotFoundError:
+        return f"{path} has no recorded SHA-256 ({path.name}.sha256)"
+    except OSError as e:
+        return f"{path}: {e.strerror or e}"
+    return None
+
+
 def build() -> Path:
-    """Compile the kernels for this machine if its cache does not hold them yet; the library's
-    path. Raises CnnkitError (one line) when there is no compiler or the compile fails."""
+    """Compile the kernels for this machine if its cache does not hold them yet (or holds a
+    library that fails verification: rebuilt, saying so on stderr); the library's path.
+    Raises CnnkitError (one line) when there is no compiler or the compile fails."""
     global _why_not
     path = library_path()
-    if path.exists():
-        return path
+    if path.exists() or path.is_symlink():
+        why = unverified(path)
+        if why is None:
+            return path
+        print(f"cnnkit: warning: {UNVERIFIED}: {why}; rebuilding it", file=sys.stderr)
     cxx = compiler()
     if cxx is None:
         raise CnnkitError("no C++ compiler (set CXX, or install g++); cnnkit uses torch's ops")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _own_folder(path.parent)
     # a temporary name in the same folder, then an atomic rename: processes that build at once
     # (tune workers, test runs) never load a half-written library
     fd, tmp = tempfile.mkstemp(prefix=path.stem + ".", suffix=".tmp", dir=path.parent)
@@ -111,6 +160,13 @@ def build() -> Path:
         if done.returncode != 0:
             first = (done.stderr.strip().splitlines() or ["(no output)"])[0]
             raise CnnkitError(f"compiling cnnkit's kernels with {cxx} failed: {first}")
+        os.chmod(tmp, 0o755)  # mkstemp's 0600 would do; a library is read and mapped
+        # the hash first, then the library: a loader never finds a new library unrecorded
+        # (a rename replaces a symbolic link found at either name, never its target)
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False,
+                                         prefix=f".{path.name}.", suffix=".tmp") as f:
+            f.write(f"{_sha256(Path(tmp))}  {path.name}\n")
+        os.replace(f.name, f"{path}.sha256")
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -118,6 +174,25 @@ def build() -> Path:
     if _lib is None:
         _why_not = None  # "not compiled yet" no longer holds: the next loaded() loads it
     return path
+
+
+def _own_folder(folder: Path) -> None:
+    """The kernels folder, made the user's own and writable by nobody else (0700); one that
+    belongs to someone else is refused, in one line."""
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    st = folder.lstat()
+    if stat.S_ISLNK(st.st_mode) or st.st_uid != os.geteuid():
+        raise CnnkitError(f"{folder} is not your own folder: cnnkit keeps its compiled kernels "
+                          "only in one (set CNNKIT_CACHE to another place); torch's ops are used")
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        os.chmod(folder, 0o700)
+
+
+def needs_build() -> bool:
+    """No library in use that build() could give: none compiled yet, or one that failed
+    verification (build() replaces it)."""
+    why = why_not() or ""  # None inside disabled(): nothing to build there
+    return loaded() is None and (why == NOT_BUILT or why.startswith(UNVERIFIED))
 
 
 def _openmp_runtimes() -> set[str]:
@@ -145,6 +220,10 @@ def loaded() -> ctypes.CDLL | None:
     path = library_path()
     if not path.exists():  # compiling is build()'s, never a forward pass's
         _why_not = NOT_BUILT
+        return None
+    why = unverified(path)  # before a byte of it runs: loading runs its initializers
+    if why is not None:
+        _why_not = f"{UNVERIFIED}: {why}; `python -m cnnkit.kernels` rebuilds it"
         return None
     before = _openmp_runtimes()
     try:

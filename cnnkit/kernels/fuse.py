@@ -90,7 +90,7 @@ def prepare(net, device: str, precision: str = "auto",
     if precision == "fp16":  # the kernels compute bf16 and float32 (kernels.bnrelu.DTYPES)
         return "torch (fp16: cnnkit's kernels compute bf16 and float32)", {}
     failed = None
-    if kernels.loaded() is None and kernels.why_not() == kernels.NOT_BUILT:
+    if kernels.needs_build():  # none yet, or one that failed verification: build() says so
         if kernels.compiler() is not None:
             say("Compiling cnnkit's kernels for this CPU (once; `python -m cnnkit.kernels` or "
                 "`make setup` does it ahead)")

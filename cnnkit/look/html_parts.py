@@ -63,9 +63,9 @@ def img(pixels: np.ndarray, alt: str, side: int = 64) -> str:
 def png_tag(data: bytes, alt: str, width: int | None = None, height: int | None = None) -> str:
     """An <img> of PNG bytes, at their own size unless given one."""
     if width is None:
-        from PIL import Image
+        from cnnkit.data.images import pillow_open
 
-        width, height = Image.open(io.BytesIO(data)).size
+        width, height = pillow_open(io.BytesIO(data)).size
     return (f'<img src="data:image/png;base64,{base64.b64encode(data).decode()}" '
             f'alt="{escape(alt)}" width="{width}" height="{height}">')
 

@@ -10,11 +10,12 @@ Run directory (artifacts="full"):
     config.json      the resolved RunSpec under "options" (what recipe and defaults became)
     history.csv      one row per epoch, written as each epoch ends
     state/           the complete training state after the last finished epoch (for resume)
+    model/           the model as the run began: what a resume builds (cnnkit.runs.held)
     best/  last/     saved models (lowest validation loss, or the last without validation;
                      last epoch); best/predictions.npz: what report.html shows of its test run
     metrics.json     final and best figures, wall time, samples/s
     curves.png  confusion_matrix.png  mistakes.png  report.md
-artifacts="metrics" writes config.json, history.csv, state/ and metrics.json only.
+artifacts="metrics" writes config.json, history.csv, state/, model/ and metrics.json only.
 Every file is written atomically, so `kill -9` at any moment leaves a resumable directory.
 The names are known to one type, RunDir (cnnkit/io/rundir.py), which reads and writes them.
 
@@ -32,6 +33,7 @@ from pathlib import Path
 from cnnkit.errors import CnnkitError
 from cnnkit.runs.recipes import get_recipe
 from cnnkit.io.rundir import CONFIG, HISTORY, SKIPPED, TENSORBOARD, RunDir
+from cnnkit.runs.held import check_epochs, keep_model, model_to_build, refreeze
 from cnnkit.runs.spec import RESUMABLE, RunResult, RunSpec
 
 TEST_FRACTION = 0.2  # held out as the test split for datasets without an official one
@@ -78,7 +80,7 @@ def resolve_run(spec: RunSpec, resume: bool) -> RunSpec:
                 f"was configured (on resume only "
                 f"{', '.join(k for k in RESUMABLE if k != 'out')} may change)",
                 option=key, value=getattr(wanted, key))
-        return wanted.replace(out=str(spec.out)).resolved()
+        return check_epochs(wanted.replace(out=str(spec.out)).resolved())
     return spec.resolved()
 
 
@@ -330,9 +332,11 @@ def _execute_held(spec: RunSpec, resume: bool, command, held, extra_callbacks,
     locked = run_dir is not None and resume
     if locked:
         held.enter_context(run_dir.lock())
-    ds, splits = load_splits(spec, module)
+    built = model_to_build(spec, resume)  # on resume: the run's own copy (cnnkit.runs.held)
+    ds, splits = load_splits(built, module)
     torch.manual_seed(config.seed)  # the initial weights too come from the run's seed
-    model, note = build_model(spec, ds, module)
+    model, note = build_model(built, ds, module)
+    refreeze(model, spec, built)
     phases = freeze_schedule(spec, model, parallel)  # a backbone's: before the optimizer
     # compiled here if need be, before training (never in a forward pass): cnnkit.kernels
     kernels_used, kernel_layers = prepare_kernels(model.net, config.device, config.precision,
@@ -359,6 +363,9 @@ def _execute_held(spec: RunSpec, resume: bool, command, held, extra_callbacks,
     # the device, precision and optimizer are checked here too: before the first write
     trainer = Trainer(model, config, callbacks, state_dir=state_dir, parallel=parallel,
                       governed=True)  # threads and malloc: a run cnnkit started
+    if resume:  # a state that does not fit is refused here, before a file is changed
+        trainer.load_state(load_from)
+        say(f"Resuming {run_dir} after epoch {trainer.epoch}")
     if run_dir is not None:
         run_dir.path.mkdir(parents=True, exist_ok=True)  # only now: every input is checked
         if not locked:  # a new run: lock, then look again (another process may have won)
@@ -387,9 +394,7 @@ def _execute_held(spec: RunSpec, resume: bool, command, held, extra_callbacks,
                 }, "command": command, "started": time.time()})
             if ds.info.get("skipped"):  # the console (the loader's warning) names a few
                 run_dir.write_text(SKIPPED, "".join(f"{f}\n" for f in ds.info["skipped"]))
-    if resume:
-        trainer.load_state(load_from)
-        say(f"Resuming {run_dir} after epoch {trainer.epoch}")
+            keep_model(run_dir, model, module)
     where = f" → {run_dir}" if run_dir is not None else " (in memory)"
     threads = (f", {trainer.threads.plan.threads} threads ({trainer.threads.plan.reason})"
                if trainer.device.type == "cpu" else "")

@@ -38,16 +38,17 @@ def check_url(url: str | None, jobs: int) -> None:
         return
     if url.startswith("sqlite:"):
         if jobs > 1:
-            raise CnnkitError(f"--storage {url} cannot be shared by --jobs {jobs} workers: SQLite "
-                              "locks the whole file for every write and Optuna warns against it "
-                              "for parallel workers; valid: leave --storage out (a journal file "
-                              "beside the study, safe for many local workers) or postgresql://...")
+            raise CnnkitError(f"--storage {redacted(url)} cannot be shared by --jobs {jobs} "
+                              "workers: SQLite locks the whole file for every write and "
+                              "Optuna warns against it for parallel workers; valid: leave "
+                              "--storage out (a journal file beside the study, safe for many "
+                              "local workers) or postgresql://...")
         return
     if url.startswith(("postgresql:", "postgresql+psycopg:", "postgres:")):
         return
-    raise CnnkitError(f"unknown --storage {url!r}; valid: journal:PATH, sqlite:///PATH (one "
-                      "worker), postgresql://USER@HOST:PORT/DB, or none (a journal file beside "
-                      "the study)")
+    raise CnnkitError(f"unknown --storage {redacted(url)!r}; valid: journal:PATH, sqlite:///PATH "
+                      "(one worker), postgresql://USER@HOST:PORT/DB, or none (a journal file "
+                      "beside the study)")
 
 
 def open_storage(url: str | None, study_dir: Path, heartbeat: float = HEARTBEAT_S):
@@ -82,14 +83,42 @@ def open_storage(url: str | None, study_dir: Path, heartbeat: float = HEARTBEAT_
             if ("duplicate key" in reason or "already exists" in reason) and attempt < 9:
                 time.sleep(0.2 * (attempt + 1))
                 continue
-            raise CnnkitError(f"cannot reach --storage {_safe(url)}: {reason}") from None
+            raise CnnkitError(f"cannot reach --storage {redacted(url)}: {reason}") from None
 
 
-def _safe(url: str) -> str:
-    """The URL without its password."""
+def redacted(url: str | None) -> str | None:
+    """The URL without its password (`user:***@`, `password=***`): what messages show and
+    every file a study writes holds. The URL itself is given again to resume (find_url)."""
     import re
 
-    return re.sub(r"(//[^:/@]+):[^@]*@", r"\1:***@", url)
+    if url is None:
+        return None
+    url = re.sub(r"(//[^:/@]*):[^@/]*@", r"\1:***@", url)
+    return re.sub(r"([?&]password=)[^&]*", r"\1***", url)
+
+
+STORAGE_ENV = "CNNKIT_STORAGE"  # the storage URL with its password, for a resumed study
+
+
+def find_url(saved: str | None, given: str | None) -> str | None:
+    """The storage URL of a study whose study.json holds `saved` (redacted): `saved` itself
+    where it held no secret, else the URL given again (--storage, or $CNNKIT_STORAGE), which
+    must be the same URL once redacted."""
+    import os
+
+    if saved is None or "***" not in saved:  # nothing was taken out of it
+        if given is not None and given != saved:
+            raise CnnkitError(f"--storage {redacted(given)} is not the study's own storage "
+                              f"({saved or 'its journal file'}); resume it without --storage")
+        return saved
+    for url, where in ((given, "--storage"), (os.environ.get(STORAGE_ENV), f"${STORAGE_ENV}")):
+        if url:
+            if redacted(url) != saved:
+                raise CnnkitError(f"{where} {redacted(url)} is not the study's own storage "
+                                  f"({saved}); valid: that URL with its password")
+            return url
+    raise CnnkitError(f"the study's storage {saved} is kept without its password; give the "
+                      f"whole URL again: --storage URL with --resume, or ${STORAGE_ENV}=URL")
 
 
 def repair_journal(study_dir: Path) -> None:

@@ -5,7 +5,8 @@
     print(summary.table())
 
 The study directory (`out`):
-    study.json       the settings (space, sampler, seed, ...): `--resume` and a re-run read them
+    study.json       the settings (space, sampler, seed, ...): `--resume` and a re-run read them;
+                     a --storage URL without its password (given again to resume: find_url)
     study.journal    Optuna's journal file, the default storage (several local workers share it)
     trials/NNNN/     one run directory per trial (with --folds: fold-1/ ... fold-K/ and folds.png)
     trials.csv  best.yaml  history.png  importance.png  report.html   (report.py)
@@ -111,7 +112,7 @@ def tune(space, n_trials: int | None = None, folds: int | None = None, sampler: 
     directory `out/trials/NNNN` when `out` is given; in memory otherwise). Run the same call
     again on the same `out` and it resumes: finished trials stay, an interrupted one continues
     from its last finished epoch, and the budget (`n_trials`) is counted over the whole study."""
-    from cnnkit.search.storage import HEARTBEAT_S, open_storage, repair_journal
+    from cnnkit.search.storage import HEARTBEAT_S, open_storage, redacted, repair_journal
 
     space = load_space(space)
     n = check_options(space, sampler, n_trials, folds, pruner, jobs, timeout, storage,
@@ -120,7 +121,7 @@ def tune(space, n_trials: int | None = None, folds: int | None = None, sampler: 
     name = study or (out.name if out is not None else "cnnkit")
     settings = {"space": space.to_dict(), "where": space.where, "sampler": sampler,
                 "n_trials": n, "folds": folds, "pruner": pruner, "seed": seed,
-                "storage": storage, "study": name, "artifacts": artifacts,
+                "storage": redacted(storage), "study": name, "artifacts": artifacts,
                 "heartbeat": float(heartbeat or HEARTBEAT_S)}
     if out is not None:
         settings = _agree_with_saved(out, settings, seed_given=seed is not None)
@@ -133,7 +134,7 @@ def tune(space, n_trials: int | None = None, folds: int | None = None, sampler: 
         import optuna
 
         store = optuna.storages.InMemoryStorage()
-        return _run(space, settings, store, None, jobs, timeout, verbose, say)
+        return _run(space, settings, store, None, jobs, timeout, verbose, say, storage)
     if storage is not None:
         store = open_storage(storage, out, settings["heartbeat"])  # unreachable: refused here
     import contextlib
@@ -150,16 +151,20 @@ def tune(space, n_trials: int | None = None, folds: int | None = None, sampler: 
             repair_journal(out)
             store = open_storage(None, out, settings["heartbeat"])
         atomic_write_json(out / SETTINGS, settings)  # the latest budget: --resume runs to it
-        return _run(space, settings, store, out, jobs, timeout, verbose, say)
+        return _run(space, settings, store, out, jobs, timeout, verbose, say, storage)
 
 
 def resume_study(out, n_trials: int | None = None, timeout: float | None = None, jobs: int = 1,
-                 verbose: int = 1) -> StudySummary:
-    """Continue the study in `out` with its own settings (`cnnkit tune --resume DIR`)."""
+                 verbose: int = 1, storage: str | None = None) -> StudySummary:
+    """Continue the study in `out` with its own settings (`cnnkit tune --resume DIR`). Its
+    study.json keeps a --storage URL without the password: `storage` (or $CNNKIT_STORAGE)
+    gives the whole URL again."""
+    from cnnkit.search.storage import find_url
+
     s = read_settings(out)
     return tune(s["space"], n_trials=n_trials or s["n_trials"], folds=s["folds"],
                 sampler=s["sampler"], pruner=s["pruner"], seed=s["seed"], timeout=timeout,
-                jobs=jobs, storage=s["storage"], study=s["study"], out=out,
+                jobs=jobs, storage=find_url(s["storage"], storage), study=s["study"], out=out,
                 artifacts=s["artifacts"], verbose=verbose, heartbeat=s["heartbeat"])
 
 
@@ -236,7 +241,8 @@ def _make_ready(study, settings: dict, space: Space, skip_if_exists: bool = Fals
 
 
 def _run(space: Space, settings: dict, store, out: Path | None, jobs: int, timeout, verbose,
-         say) -> StudySummary:
+         say, url: str | None) -> StudySummary:
+    """`url`: the storage's whole URL (settings hold it redacted), for the workers."""
     from cnnkit.search import report
     from cnnkit.search.live import Live
     from cnnkit.search.storage import fail_orphans
@@ -251,7 +257,7 @@ def _run(space: Space, settings: dict, store, out: Path | None, jobs: int, timeo
             say(f"Re-queued trial{'s' if len(again) > 1 else ''} "
                 f"{', '.join(map(str, again))}, interrupted before: "
                 "each continues from its last finished epoch")
-    ctx = {**settings, "out": None if out is None else str(out),
+    ctx = {**settings, "storage": url, "out": None if out is None else str(out),
            "deadline": None if timeout is None else time.time() + timeout,
            "n_startup": max(2, min(10, settings["n_trials"] // 3)), "parent_pid": os.getpid()}
     live = Live(study, space, enabled=bool(verbose))

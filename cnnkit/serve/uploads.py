@@ -27,8 +27,6 @@ import numpy as np
 from cnnkit.errors import CnnkitError, shown
 
 MODES = ("image", "drawing")
-# Pillow formats an upload may be in (Pillow would also try EPS, PSD, ICNS, ... from a guess).
-FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF")
 IMAGE_TYPES = {"image/png", "image/jpeg", "image/jpg", "image/gif", "image/bmp", "image/webp",
                "image/tiff", "image/x-ms-bmp"}
 BODY_TYPES = "multipart/form-data (field 'file'), application/json ({\"image\": a data URL}) " \
@@ -173,12 +171,13 @@ def decode_image(data: bytes, limits: Limits) -> np.ndarray:
 
     from PIL import Image, UnidentifiedImageError
 
-    from cnnkit.data.images import DECODE_ERRORS, decode, upright
+    # the formats every image cnnkit reads is limited to (cnnkit.data.images.pillow_open)
+    from cnnkit.data.images import DECODE_ERRORS, FORMATS, decode, pillow_open, upright
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data), formats=FORMATS)
+            img = pillow_open(io.BytesIO(data))
             w, h = img.size  # from the header: nothing decoded yet
             if w * h > limits.max_pixels:
                 raise RequestError(413, f"the image is {w:,}×{h:,} = {w * h:,} pixels, over the "

@@ -74,6 +74,20 @@ def restore_backup(trainer, directory) -> bool:
     return True
 
 
+def check_history(state: dict, where: str) -> None:
+    """The epoch a state ends with is the last its history holds, and no metric has more
+    values than it has epochs: a state.json whose epoch or history was edited says so."""
+    epochs, epoch = state["history"].get("epoch"), state["epoch"]
+    values = state["history"].get("history")
+    if not isinstance(epochs, list) or not isinstance(values, dict):
+        return  # not a history at all: restore_state names it
+    if (epochs[-1:] != [epoch - 1] if epochs else epoch != 0) or any(
+            not isinstance(v, list) or len(v) > len(epochs) for v in values.values()):
+        raise CnnkitError(f"{where}: corrupt training state (epoch {epoch} does not match its "
+                          f"history of {len(epochs)} epochs); a run resumes only the state it "
+                          "saved")
+
+
 def restore_state(trainer, directory) -> None:
     """Load `directory`'s state into `trainer` (same architecture, config and callbacks)."""
     weights, state = read_state(directory)
@@ -87,6 +101,7 @@ def restore_state(trainer, directory) -> None:
             raise CnnkitError(f"cannot resume {directory} with a different configuration "
                               f"({'; '.join(diffs)})")
     check_state_keys(state, where, trainer.average is not None)
+    check_history(state, where)
     load_weights(trainer.model.net, weights, str(directory))  # names a mismatched tensor
     part = "optimizer"
     try:  # torch's own loaders raise KeyError/ValueError on a state edited by hand

@@ -5,9 +5,14 @@ moments, RNG states, best weights). `pack` lifts every tensor into a flat name â
 (saved with safetensors) and leaves a JSON-able tree with `{"__tensor__": name}` in its place.
 Dicts with non-string keys (the optimizer's per-parameter state is keyed by int) and tuples
 are tagged so that `unpack` gives back exactly the same structure.
+
+Beside the three files, `SHA256SUMS` (the format `sha256sum -c` reads) holds each file's
+SHA-256 when it was written: a state changed since (a file edited by hand, a damaged disk) is
+refused in one line rather than resumed as if it were the run's own.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -18,6 +23,7 @@ from cnnkit.errors import CnnkitError
 from cnnkit.fsutil import atomic_dir
 
 STATE_JSON, STATE_TENSORS, MODEL_TENSORS = "state.json", "state.safetensors", "model.safetensors"
+CHECKSUMS = "SHA256SUMS"
 
 
 def pack(obj, tensors: dict[str, torch.Tensor], path: str = "s"):
@@ -63,7 +69,35 @@ def write_state(directory, model_state: dict[str, torch.Tensor], state: dict) ->
         save_file(weights, str(tmp / MODEL_TENSORS))
         save_file(tensors, str(tmp / STATE_TENSORS))
         (tmp / STATE_JSON).write_text(json.dumps(tree, indent=1) + "\n")
+        (tmp / CHECKSUMS).write_text("".join(f"{_sha256(tmp / n)}  {n}\n" for n in
+                                             (STATE_JSON, STATE_TENSORS, MODEL_TENSORS)))
     return Path(directory)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def check_checksums(directory: Path) -> None:
+    """Every file SHA256SUMS names has the SHA-256 it was written with. A state from before
+    cnnkit wrote SHA256SUMS has none to check."""
+    path = directory / CHECKSUMS
+    if not path.is_file():
+        return
+    with path.open("rb") as f:
+        text = f.read(4096).decode("utf-8", errors="replace")  # three lines of ~100 bytes
+    for line in text.splitlines():
+        digest, _, name = line.partition("  ")
+        if name not in (STATE_JSON, STATE_TENSORS, MODEL_TENSORS):
+            raise CnnkitError(f"{path}: corrupt training state (a line naming {name!r})")
+        if _sha256(directory / name) != digest:
+            raise CnnkitError(f"{directory / name}: does not match its checksum in {CHECKSUMS} "
+                              "(changed since the run wrote it); a run resumes only the state "
+                              "it saved")
 
 
 class _MissingTensor(Exception):
@@ -84,6 +118,7 @@ def read_state(directory) -> tuple[dict[str, torch.Tensor], dict]:
     from cnnkit.io.bounded import MAX_STATE_BYTES, read_bounded
     from cnnkit.model.saving import check_finite
 
+    check_checksums(directory)
     # inf is a number a state holds by right (EarlyStopping's best before its first epoch)
     tree = read_bounded(files[0], "json", "training state", max_bytes=MAX_STATE_BYTES,
                         nonfinite=True, label="corrupt training state")

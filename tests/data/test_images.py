@@ -129,3 +129,66 @@ def test_an_image_past_pillows_own_limit_is_the_same_line(tmp_path):
     with pytest.raises(CnnkitError, match=r"^image '.*bigger.png' has more than 178,956,970 "
                                           r"pixels; valid: at most 89,478,485 pixels$"):
         load_image(path)
+
+
+# A PostScript file under an image's name: Pillow, left to guess, reads it as EPS and runs
+# Ghostscript on it. A stand-in `gs` on PATH records each time it is started.
+EPS = (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\n"
+       b"newpath 0 0 moveto 8 8 lineto stroke\nshowpage\n")
+NO_GHOSTSCRIPT = """
+import sys
+from cnnkit.cli import main
+from cnnkit.data import load_dataset
+folder, model, photo, out = sys.argv[1:]
+codes = [main(["predict", model, photo]), main(["inspect", model, photo, "--out", out])]
+ds = load_dataset("folder:" + folder)
+print("codes", codes, "skipped", sorted(ds.info["skipped"]), "images", len(ds.x_train))
+assert main(["data", "show", "folder:" + folder, "--out", out + "/grid.png"]) == 0
+"""
+
+
+def test_a_postscript_file_named_like_an_image_never_starts_ghostscript(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    bin_dir, called = tmp_path / "bin", tmp_path / "gs-called"
+    bin_dir.mkdir()
+    (bin_dir / "gs").write_text(f'#!/bin/sh\necho "$@" >> "{called}"\nexit 1\n')
+    (bin_dir / "gs").chmod(0o755)
+    folder = tmp_path / "shapes"
+    for name in ("circle", "square"):
+        (folder / name).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(gradient_rgb(8, 8)).convert("L").save(folder / name / f"{i}.png")
+    (folder / "circle" / "photo.png").write_bytes(EPS)
+    model = tmp_path / "cnn.yaml"
+    model.write_text("input_shape: [8, 8, 1]\nlayers:\n  - Conv2D: {filters: 2, kernel_size: 3}"
+                     "\n  - Flatten: {}\n  - Dense: {units: 2, activation: softmax}\n")
+    photo = folder / "circle" / "photo.png"
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    r = subprocess.run([sys.executable, "-c", NO_GHOSTSCRIPT, str(folder), str(model),
+                        str(photo), str(tmp_path / "out")],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert not called.exists(), called.read_text()  # nothing external was started
+    assert "codes [2, 2] skipped ['circle/photo.png'] images 4" in r.stdout, r.stdout
+    skipped = [line for line in r.stderr.splitlines() if "skipped 1 unreadable" in line]
+    assert len(skipped) == 2 and all(s.endswith(": circle/photo.png") for s in skipped), r.stderr
+    errors = [line for line in r.stderr.splitlines() if line.startswith("cnnkit: error:")]
+    assert len(errors) == 2 and all(f"'{photo}': not an image (PNG, JPEG" in e for e in errors), \
+        r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_pillow_open_takes_only_the_formats_cnnkit_lists(tmp_path):
+    from PIL import UnidentifiedImageError
+
+    from cnnkit.data.images import FORMATS, IMAGE_FORMATS, pillow_open
+
+    assert [f.upper() for f in IMAGE_FORMATS.split(", ")] == list(FORMATS)
+    Image.fromarray(gradient_rgb()).save(tmp_path / "a.ppm")  # a format Pillow reads, not listed
+    with pytest.raises(UnidentifiedImageError):
+        pillow_open(tmp_path / "a.ppm")
+    with pytest.raises(CnnkitError, match="not an image"):
+        load_image(tmp_path / "a.ppm")

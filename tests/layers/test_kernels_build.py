@@ -166,3 +166,45 @@ def test_where_no_kernel_will_run_config_json_says_torch_and_why():
     assert prepare(own, "cpu", "auto", said.append) == (
         "torch (no layers of this model that cnnkit's kernels compute)", {})
     assert said == []  # nothing compiled, nothing to say
+
+
+def test_a_library_that_fails_verification_is_never_loaded_and_is_rebuilt(tmp_path,
+                                                                          counting_compiler):
+    cxx, calls = counting_compiler
+    cache = tmp_path / "cache"
+    assert _python(["-m", "cnnkit.kernels"], cache, cxx).returncode == 0
+    (lib,) = cache.rglob("*.so")
+    assert (lib.parent / f"{lib.name}.sha256").is_file()
+    assert lib.parent.stat().st_mode & 0o077 == 0  # the user's own folder
+
+    # a changed library (here: bytes appended, which still loads) runs nothing of its own
+    lib.write_bytes(lib.read_bytes() + b"\0changed")
+    calls.unlink()
+    r = _python(FORWARDS, cache, cxx)
+    assert r.returncode == 0, r.stderr
+    seen = json.loads(r.stdout.splitlines()[-1])
+    assert seen["description"].startswith("torch (the cached kernel library failed "
+                                          "verification"), seen
+    assert "SHA-256 differs" in seen["description"] and seen["same_as_torch"]
+    assert not calls.exists()  # a forward pass never compiles, even then
+
+    # python -m cnnkit.kernels rebuilds it, saying so in one line
+    r = _python(["-m", "cnnkit.kernels"], cache, cxx)
+    assert r.returncode == 0, r.stderr
+    warned = [line for line in r.stderr.splitlines() if "failed verification" in line]
+    assert len(warned) == 1 and warned[0].endswith("; rebuilding it"), r.stderr
+    assert r.stdout.splitlines()[-1] == "cnnkit kernels: cnnkit" and calls.exists()
+
+    # a folder others may write to: refused, and the start of a run rebuilds in a folder of
+    # the user's own
+    lib.parent.chmod(0o777)
+    r = _python(FORWARDS, cache, cxx)
+    assert "writable by others (mode 777)" in json.loads(r.stdout.splitlines()[-1])[
+        "description"]
+    out = tmp_path / "run"
+    r = _python(["-m", "cnnkit", "train", "--model", "fast-cnn-dense", "--dataset", "digits",
+                 "--epochs", "1", "--limit", "200", "--out", str(out)], cache, cxx)
+    assert r.returncode == 0, r.stderr
+    assert "writable by others (mode 777); rebuilding it" in r.stderr
+    assert lib.parent.stat().st_mode & 0o777 == 0o700
+    assert json.loads((out / "config.json").read_text())["resolved"]["kernels"] == "cnnkit"

@@ -68,7 +68,7 @@ def test_artifacts_metrics_writes_only_the_numbers_and_the_state(run_a, tmp_path
     out = tmp_path / "m"
     r = cnnkit.run(RunSpec(**BASE, epochs=2, val_split=0.2, out=str(out), artifacts="metrics"))
     assert {p.name for p in out.iterdir()} == {"config.json", "history.csv", "metrics.json",
-                                               "state", ".lock"}
+                                               "state", "model", ".lock"}  # model: for resume
     assert r.metrics["test_accuracy"] == run_a.metrics["test_accuracy"]
 
 
@@ -192,7 +192,7 @@ def test_a_loss_that_diverges_in_epoch_1_says_so_and_leaves_no_stuck_directory(t
     err = capsys.readouterr().err
     assert "the loss became nan in epoch 1" in err and "lower the learning rate" in err
     assert err.count("\n") == 1 and "state" not in err.split("starts it afresh")[0]
-    assert sorted(p.name for p in out.iterdir()) == [".lock", "config.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "config.json", "model"]
     # the same --out, with a learning rate that works, starts afresh: nothing to delete by hand
     fixed = [a if a != "1e12" else "0.01" for a in DIVERGES]
     assert main(["train", *fixed, "--out", str(out)]) == 0

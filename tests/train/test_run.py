@@ -2,6 +2,7 @@
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -170,6 +171,13 @@ def test_transfer_learning_new_head_and_freeze(tmp_path):
     assert after.output_shape == (3,)
     conv_before = before.layer_module("conv2d").conv.weight
     assert torch.equal(conv_before, after.layer_module("conv2d").conv.weight)  # frozen: unchanged
+    # the run holds what its resume needs: the source may go, and what --freeze fixed stays so
+    shutil.rmtree(source)
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--quiet"]) == 0
+    resumed = cnnkit.load(run / "last")
+    assert torch.equal(conv_before, resumed.layer_module("conv2d").conv.weight)
+    assert not torch.equal(after.layer_module("dense").linear.weight,
+                           resumed.layer_module("dense").linear.weight)  # the head trained on
 
 
 def test_test_time_flip_is_saved_and_evaluate_reproduces_it(tmp_path, capsys):

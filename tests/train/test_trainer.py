@@ -61,7 +61,7 @@ def test_state_is_json_and_safetensors_only(make_model, digits, tmp_path):
     t.fit(*digits)
     t.save_state(tmp_path / "s")
     assert sorted(p.name for p in (tmp_path / "s").iterdir()) == [
-        "model.safetensors", "state.json", "state.safetensors"]
+        "SHA256SUMS", "model.safetensors", "state.json", "state.safetensors"]
 
 
 def test_resume_with_another_config_is_refused(make_model, digits, tmp_path):
@@ -94,6 +94,10 @@ def test_a_state_file_edited_by_hand_is_one_line_naming_it(make_model, digits, t
     edit(state)
     (tmp_path / "state.json").write_text(json.dumps(state))
     other = Trainer(make_model(), TrainConfig(epochs=2, batch_size=64, verbose=0))
+    with pytest.raises(CnnkitError, match=f"^{tmp_path}/state.json: does not match its "
+                       "checksum in SHA256SUMS"):
+        other.load_state(tmp_path)
+    (tmp_path / "SHA256SUMS").unlink()  # as a state from before checksums: the checks past them
     with pytest.raises(CnnkitError, match=f"^{tmp_path}/state.json: {message}"):
         other.load_state(tmp_path)
 
