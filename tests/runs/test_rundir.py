@@ -11,8 +11,10 @@ from cnnkit.io.rundir import RunDir
 
 PACKAGE = Path(cnnkit.__file__).parent
 RUN_FILES = {"config.json", "history.csv", "metrics.json", "predictions.npz"}
-# Keras's own .keras zip holds a config.json of its own: not a run's
-ELSEWHERE = {"config.json": {"model/keras_files.py", "model/keras_writing.py"}}
+# Keras's own .keras zip holds a config.json of its own, and so does a timm weights file's
+# folder: not a run's
+ELSEWHERE = {"config.json": {"model/keras_files.py", "model/keras_writing.py",
+                             "model/applications/torch_files.py"}}
 
 
 def test_only_rundir_names_the_run_files():
