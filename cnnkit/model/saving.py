@@ -269,6 +269,7 @@ def keras_weights(module) -> list:
 
 
 def set_keras_weights(module, weights: list, layer) -> None:
+    import numpy as np
     import torch
 
     layout = _keras_layout(module)
@@ -276,10 +277,16 @@ def set_keras_weights(module, weights: list, layer) -> None:
         raise CnnkitError(f"{layer.type}: expected {len(layout)} weight arrays; received {len(weights)}")
     with torch.no_grad():
         for (target, shape, order), w in zip(layout, weights):
-            value = torch.as_tensor(w, dtype=torch.float32)
             keras_shape = tuple(shape[i] for i in order)
-            if tuple(value.shape) != keras_shape:
-                raise CnnkitError(f"{layer.type}: weight of shape {tuple(value.shape)} does not fit "
+            # compared before the array is read: an HDF5 dataset may claim terabytes
+            given = tuple(w.shape) if hasattr(w, "shape") else np.shape(w)
+            if given != keras_shape:
+                raise CnnkitError(f"{layer.type}: weight of shape {given} does not fit "
                                   f"{keras_shape}")
+            try:
+                value = torch.as_tensor(np.asarray(w), dtype=torch.float32)
+            except (OSError, TypeError, ValueError) as e:  # a damaged dataset, not numbers
+                raise CnnkitError(f"{layer.type}: unreadable weight ({clipped(e, quote=False)})"
+                                  ) from None
             back = sorted(range(len(order)), key=order.__getitem__)  # the inverse permutation
             target.copy_(value.permute(back).reshape(target.shape))
