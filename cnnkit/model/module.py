@@ -174,7 +174,7 @@ def load_module(path, module: nn.Module | None) -> ModuleModel:
     import json
     from pathlib import Path
 
-    from safetensors.torch import load_file
+    from cnnkit.io.tensors import read_safetensors
 
     path = Path(path)
     if (path / "best" / MODULE_FILE).is_file():  # a run directory: its best model
@@ -193,7 +193,7 @@ def load_module(path, module: nn.Module | None) -> ModuleModel:
         raise module_needed(f"{path} holds the weights of", meta)
     model = ModuleModel(module, input_shape=shape, class_names=names)
     model.dataset = meta.get("dataset")
-    load_weights_into(module, load_file(str(path / "weights.safetensors")), str(path))
+    load_weights_into(module, read_safetensors(path / "weights.safetensors"), str(path))
     module.eval()
     return model
 

@@ -98,9 +98,7 @@ def load(path, cls=None, module=None, scale=None):
 
 def load_directory(path, cls=None):
     """A saved model directory (model.json + weights.safetensors) rebuilt as a `cls`."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
+    from cnnkit.io.tensors import read_safetensors
     from cnnkit.model.graph import model_from_config
 
     path = Path(path)
@@ -115,10 +113,7 @@ def load_directory(path, cls=None):
     weights_file = path / WEIGHTS_FILE
     if not weights_file.is_file():
         raise CnnkitError(f"{path}: missing {WEIGHTS_FILE}")
-    try:
-        state = load_file(str(weights_file))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise CnnkitError(f"{weights_file}: unreadable weights ({clipped(e, quote=False)})") from None
+    state = read_safetensors(weights_file)
     check_finite(state, str(weights_file))
     load_state(model.net, state, str(weights_file))
     model.net.eval()
