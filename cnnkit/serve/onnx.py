@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cnnkit.errors import CnnkitError, one_of, out_of_range
+from cnnkit.errors import CnnkitError, clipped, one_of, out_of_range
 
 if TYPE_CHECKING:
     from cnnkit.serve.parity import ExportReport
@@ -213,8 +213,18 @@ def _session(source, threads, where: str):
         return ort.InferenceSession(source, session_options(threads),
                                     providers=["CPUExecutionProvider"])
     except _load_errors() as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CnnkitError(f"{where}: not a model onnxruntime can load ({first[:300]})") from None
+        raise CnnkitError(f"{where}: not a model onnxruntime can load ({_first_line(e)})"
+                          ) from None
+
+
+def _first_line(e: Exception) -> str:
+    """onnxruntime's message without its C++ source location and signature, which would push
+    what went wrong past the length a message shows."""
+    import re
+
+    text = str(e).strip()
+    text = re.sub(r"\S+\.(?:cc|cpp|h):\d+ [^()]*\([^()]*\)\s*", "", text)
+    return clipped(text.splitlines()[0] if text else type(e).__name__, quote=False)
 
 
 def model_session(model, threads: int | None = None, test_accuracy=None):
@@ -237,8 +247,8 @@ def open_session(path, threads: int | None = None):
 
 
 def read_metadata(props: dict, session, where: str) -> dict:
-    """The metadata as Python values, checked against the graph's own input and output."""
-    from cnnkit.errors import clipped
+    """The metadata as Python values, checked against the graph's own input and output (one
+    uint8 image input, one (N, K) output); every value a file can get wrong is one line."""
     from cnnkit.model.saving import check_preprocessing
 
     if props.get("format") != FORMAT:
@@ -246,36 +256,69 @@ def read_metadata(props: dict, session, where: str) -> dict:
                           f"format {FORMAT!r}); export one with cnnkit export MODEL_OR_RUN")
 
     def value(key):
-        try:
-            return json.loads(props[key])
-        except (KeyError, ValueError):
-            raise CnnkitError(f"{where}: metadata {key}={clipped(props.get(key))} is not "
-                              "understood; re-export the model with cnnkit export") from None
+        return _metadata_value(props, key, where)
 
     shape, names = value("input_shape"), value("class_names")
-    inp, out = session.get_inputs()[0], session.get_outputs()[0]
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if len(inputs) != 1 or len(outputs) < 1:
+        raise CnnkitError(f"{where}: a graph of {len(inputs)} inputs and {len(outputs)} outputs; "
+                          "valid: one image input and a probabilities output")
+    inp, out = inputs[0], outputs[0]
     if (not isinstance(shape, list) or len(shape) != 3 or inp.type != "tensor(uint8)"
             or list(inp.shape[1:]) != shape):
-        raise CnnkitError(f"{where}: the graph's input {inp.name} {inp.type} {inp.shape} does not "
-                          f"match its metadata input_shape={clipped(shape)}")
+        raise CnnkitError(f"{where}: the graph's input {clipped(inp.name)} {inp.type} "
+                          f"{clipped(inp.shape)} does not match its metadata "
+                          f"input_shape={clipped(shape)}")
     if (not isinstance(names, list) or not all(isinstance(n, str) for n in names)
-            or out.shape[-1] != len(names)):
+            or len(out.shape) != 2 or out.shape[-1] != len(names)):
         raise CnnkitError(f"{where}: metadata class_names={clipped(names)} does not match the "
-                          f"graph's output {out.name} {out.shape}")
+                          f"graph's output {clipped(out.name)} {clipped(out.shape)}; valid: "
+                          "probabilities (N, K), one class name for each of the K")
+    accuracy, dataset = value("test_accuracy"), value("dataset")
+    if accuracy is not None and (isinstance(accuracy, bool) or not isinstance(accuracy, (int, float))
+                                 or not 0 <= accuracy <= 1):
+        raise CnnkitError(f"{where}: metadata test_accuracy={clipped(accuracy)}; valid: a "
+                          "number from 0 to 1, or null")
+    if dataset is not None and not isinstance(dataset, str):
+        raise CnnkitError(f"{where}: metadata dataset={clipped(dataset)}; valid: a name, or null")
     return {"name": props.get("name", Path(where).stem), "class_names": names,
             "input_shape": tuple(shape), "summary": props.get("summary"),
             "preprocessing": check_preprocessing(value("preprocessing"), shape[2], where),
-            "dataset": value("dataset"), "test_accuracy": value("test_accuracy"),
+            "dataset": dataset, "test_accuracy": accuracy,
             "fixed_batch": inp.shape[0] == 1, "input_name": inp.name}
 
 
+def _metadata_value(props: dict, key: str, where: str):
+    """One metadata entry, JSON text, parsed within cnnkit.io.bounded's limits."""
+    from cnnkit.io.bounded import MAX_BYTES, parse_bounded
+
+    text = props.get(key)
+    if not isinstance(text, str) or len(text) > MAX_BYTES:
+        raise CnnkitError(f"{where}: metadata {key}={clipped(text)} is not understood; "
+                          "re-export the model with cnnkit export")
+    return parse_bounded(text, "json", where, label=f"metadata {key} is not understood")
+
+
 def run_session(session, pixels: np.ndarray, meta: dict) -> np.ndarray:
-    """Probabilities (N, K) float32 for uint8 pixels (N, H, W, C), NaN refused."""
+    """Probabilities (N, K) float32 for uint8 pixels (N, H, W, C), NaN refused; a graph that
+    onnxruntime cannot run (an allocation it cannot make, a node that fails) is one line."""
+    import onnxruntime as ort
+
     from cnnkit.model.predict import check_finite, in_batches
 
     name = meta["input_name"]
-    return check_finite(in_batches(lambda part: session.run(None, {name: part})[0], pixels,
-                                   1 if meta["fixed_batch"] else ORT_BATCH, np.concatenate))
+    quiet = ort.RunOptions()
+    quiet.log_severity_level = 4  # the error comes back as one line, not a log on stderr
+
+    def run(part):
+        try:
+            return session.run(None, {name: part}, quiet)[0]
+        except _load_errors() as e:
+            raise CnnkitError(f"the ONNX model {clipped(meta.get('name'))} cannot run on this "
+                              f"input ({_first_line(e)})") from None
+
+    return check_finite(in_batches(run, pixels, 1 if meta["fixed_batch"] else ORT_BATCH,
+                                   np.concatenate))
 
 
 # -- export ---------------------------------------------------------------------------------------
