@@ -72,11 +72,13 @@ class RunDir:
 
     def saved_epoch(self) -> int | None:
         """The last completed epoch its state holds, None where there is none to read."""
-        import json
+        from cnnkit.io.bounded import MAX_STATE_BYTES, read_bounded
 
-        try:
-            return int(json.loads((self.state_dir / "state.json").read_text())["epoch"])
-        except (OSError, ValueError, KeyError, TypeError):
+        try:  # bounded: a state.json nested thousands deep is no state, not a RecursionError
+            state = read_bounded(self.state_dir / "state.json", "json", "training state",
+                                 MAX_STATE_BYTES, nonfinite=True)
+            return int(state["epoch"])
+        except (ValueError, KeyError, TypeError):  # CnnkitError is a ValueError
             return None
 
     @cached_property

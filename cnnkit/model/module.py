@@ -171,9 +171,9 @@ def as_model(model):
 
 def load_module(path, module: nn.Module | None) -> ModuleModel:
     """A directory `ModuleModel.save` wrote, into `module` (an instance of its class)."""
-    import json
     from pathlib import Path
 
+    from cnnkit.io.bounded import read_bounded
     from cnnkit.io.tensors import read_safetensors
 
     path = Path(path)
@@ -184,8 +184,8 @@ def load_module(path, module: nn.Module | None) -> ModuleModel:
         raise CnnkitError(f"{path} has no {MODULE_FILE}: not the weights of your own nn.Module; "
                           f"valid with module=: a run of one (RUN or RUN/best) or a folder "
                           f"ModuleModel.save wrote (a cnnkit model loads without module=)")
+    meta = read_bounded(meta_file, "json", "module description", label="corrupt")
     try:
-        meta = json.loads(meta_file.read_text())
         shape, names = tuple(meta["input_shape"]), meta.get("class_names")
     except (ValueError, KeyError, TypeError) as e:
         raise CnnkitError(f"{meta_file}: corrupt ({type(e).__name__}: {e})") from None
