@@ -17,6 +17,7 @@ before anything is allocated or parsed, and everything malformed is one CnnkitEr
 """
 from __future__ import annotations
 
+import contextlib
 import zipfile
 import zlib
 from pathlib import Path
@@ -79,6 +80,18 @@ def open_h5(source, where, problem="not an HDF5 file h5py can read"):
         return h5py.File(source, "r")
     except OSError as e:
         raise CnnkitError(f"{where}: {problem} ({clipped(e, quote=False)})") from None
+
+
+@contextlib.contextmanager
+def damaged_h5(where):
+    """What h5py raises on a damaged file while it is read (a link it cannot iterate, a chunk
+    it cannot decode), as one line."""
+    try:
+        yield
+    except (OSError, RuntimeError, KeyError) as e:
+        if isinstance(e, KeyError) and "Unable to" not in str(e):  # not HDF5's: a bug of ours
+            raise
+        raise CnnkitError(f"{where}: damaged HDF5 weights ({clipped(e, quote=False)})") from None
 
 
 def h5py_module():

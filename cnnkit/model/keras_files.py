@@ -17,8 +17,9 @@ from pathlib import Path
 from cnnkit.errors import CnnkitError
 from cnnkit.io.bounded import MAX_BYTES
 from cnnkit.layers import ACTIVATIONS, LAYER_TYPES
-from cnnkit.model.keras_archive import (WEIGHTS, check_extras, check_weights_fit, datasets,
-                                        numeric, open_h5, open_zip, parse_json, read_member)
+from cnnkit.model.keras_archive import (WEIGHTS, check_extras, check_weights_fit, damaged_h5,
+                                        datasets, numeric, open_h5, open_zip, parse_json,
+                                        read_member)
 from cnnkit.model.inputs import scales_own_pixels
 from cnnkit.errors import clipped
 from cnnkit.model.keras_graph import (NESTED, call_options, graph_from_config, inbound_names,
@@ -120,11 +121,11 @@ def load_keras_file(path, cls, scale=None):
             weights = open_h5(io.BytesIO(read_member(z, WEIGHTS, path)), path,
                           "model.weights.h5 is unreadable")
         paths = storage_paths(model, config)
-        with weights:
+        with weights, damaged_h5(path):
             _set_weights(model, lambda key: _vars(weights, paths[key], key[-1], path), str(path))
     else:
         weights = open_h5(path, path)
-        with weights:
+        with weights, damaged_h5(path):
             raw = weights.attrs.get("model_config")
             if raw is None:
                 raise CnnkitError(f"{path}: holds weights only (no model_config); build the "

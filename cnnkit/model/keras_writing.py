@@ -13,7 +13,8 @@ from pathlib import Path
 from cnnkit.errors import CnnkitError
 from cnnkit.model.keras_files import (EXTRAS, KERAS_VERSION, MODERN, _legacy_vars,
                                       _set_weights, _vars)
-from cnnkit.model.keras_archive import WEIGHTS, h5py_module, open_h5, open_zip, read_member
+from cnnkit.model.keras_archive import (WEIGHTS, damaged_h5, h5py_module, open_h5, open_zip,
+                                        read_member)
 from cnnkit.layers import core
 from cnnkit.layers.dilation import dilated
 from cnnkit.layers.preprocessing import PREPROCESSING_LAYERS, Normalization, Rescaling
@@ -327,7 +328,7 @@ def load_weights(model, filepath) -> None:
                 raise CnnkitError(f"{filepath}: not a .keras file (no {WEIGHTS} inside)")
             source = io.BytesIO(read_member(z, WEIGHTS, filepath))
     f = open_h5(source, filepath)
-    with f:
+    with f, damaged_h5(filepath):
         if "layers" in f:
             paths = storage_paths(model, keras_config(model))
             _set_weights(model, lambda key: _vars(f, paths[key], key[-1], filepath), str(filepath))

@@ -212,7 +212,7 @@ def _session(source, threads, where: str):
     try:
         return ort.InferenceSession(source, session_options(threads),
                                     providers=["CPUExecutionProvider"])
-    except _load_errors() as e:
+    except (*_load_errors(), UnicodeDecodeError) as e:  # names or text that are not UTF-8
         raise CnnkitError(f"{where}: not a model onnxruntime can load ({_first_line(e)})"
                           ) from None
 
@@ -243,7 +243,12 @@ def open_session(path, threads: int | None = None):
 
     path = readable_file(path, "ONNX model file")
     session = _session(str(path), threads, str(path))
-    return session, read_metadata(session.get_modelmeta().custom_metadata_map, session, str(path))
+    try:
+        props = session.get_modelmeta().custom_metadata_map
+    except UnicodeDecodeError as e:
+        raise CnnkitError(f"{path}: metadata that is not UTF-8 text ({e.reason} at byte "
+                          f"{e.start})") from None
+    return session, read_metadata(props, session, str(path))
 
 
 def read_metadata(props: dict, session, where: str) -> dict:

@@ -103,3 +103,12 @@ def test_a_graph_onnxruntime_cannot_allocate_is_a_json_error_not_a_500(tmp_path,
                    headers={"Content-Type": "image/png"})
     assert r.status_code == 200, r.text
     assert np.allclose(r.json()["probabilities"], [0, 16], atol=1e-6)
+
+
+def test_metadata_that_is_not_utf8_is_one_line(tmp_path):
+    """protobuf strings are UTF-8 by contract; a file's bytes need not be (onnxruntime raised
+    UnicodeDecodeError)."""
+    path = onnx_file(tmp_path / "m.onnx", PLAIN, dataset='"digits"')
+    path.write_bytes(path.read_bytes().replace(b'"digits"', b'"\x80igits"'))
+    with pytest.raises(CnnkitError, match="m.onnx: .*not UTF-8"):
+        open_session(path)
