@@ -318,7 +318,7 @@ def run_session(session, pixels: np.ndarray, meta: dict) -> np.ndarray:
     def run(part):
         try:
             return session.run(None, {name: part}, quiet)[0]
-        except _load_errors() as e:
+        except (*_load_errors(), UnicodeDecodeError) as e:
             raise CnnkitError(f"the ONNX model {clipped(meta.get('name'))} cannot run on this "
                               f"input ({_first_line(e)})") from None
 
