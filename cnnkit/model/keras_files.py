@@ -21,7 +21,7 @@ from cnnkit.model.keras_archive import (WEIGHTS, check_extras, check_weights_fit
                                         datasets, numeric, open_h5, open_zip, parse_json,
                                         read_member)
 from cnnkit.model.inputs import scales_own_pixels
-from cnnkit.errors import clipped
+from cnnkit.errors import clipped, printable
 from cnnkit.model.keras_graph import (NESTED, call_options, graph_from_config, inbound_names,
                                      storage_paths)
 
@@ -139,7 +139,7 @@ def load_keras_file(path, cls, scale=None):
         extras = {}
     model.saved_compile_config = compiled  # cnnkit.keras.saving.load_model compiles with it
     if extras.get("class_names") is not None:
-        model.class_names = list(extras["class_names"])
+        model.class_names = [printable(n) for n in extras["class_names"]]
     model.input_scale_recorded = scale is not None or bool(extras.get("preprocessing"))
     if scale is not None:  # the caller's word wins over a record
         model.preprocessing = input_scale(scale)

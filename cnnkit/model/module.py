@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from cnnkit.data.batches import standard_layout
-from cnnkit.errors import CnnkitError
+from cnnkit.errors import CnnkitError, clipped, printable
 
 
 class ForeignNet(nn.Module):
@@ -191,7 +191,11 @@ def load_module(path, module: nn.Module | None) -> ModuleModel:
         raise CnnkitError(f"{meta_file}: corrupt ({type(e).__name__}: {e})") from None
     if module is None:
         raise module_needed(f"{path} holds the weights of", meta)
-    model = ModuleModel(module, input_shape=shape, class_names=names)
+    if names is not None and not (isinstance(names, list)
+                                  and all(isinstance(n, str) for n in names)):
+        raise CnnkitError(f"{meta_file}: class_names={clipped(names)}; valid: a list of names")
+    model = ModuleModel(module, input_shape=shape,
+                        class_names=None if names is None else [printable(n) for n in names])
     model.dataset = meta.get("dataset")
     load_weights_into(module, read_safetensors(path / "weights.safetensors"), str(path))
     module.eval()

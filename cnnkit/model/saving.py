@@ -12,7 +12,7 @@ from pathlib import Path
 
 from cnnkit.errors import CnnkitError
 from cnnkit.fsutil import atomic_dir
-from cnnkit.errors import clipped
+from cnnkit.errors import clipped, printable
 
 FORMAT = "cnnkit.model.sequential"
 VERSION = 1
@@ -121,7 +121,11 @@ def load_directory(path, cls=None):
 
 
 def check_class_names(names, model, where: str):
-    """One name per class the output stands for (two for one sigmoid unit), or none at all."""
+    """One name per class the output stands for (two for one sigmoid unit), or none at all;
+    each made safe to show (errors.printable)."""
+    if names is not None and not (isinstance(names, list)
+                                  and all(isinstance(n, str) for n in names)):
+        raise CnnkitError(f"{where}: class_names={clipped(names)}; valid: a list of names, or null")
     out = model.output_shape
     if names is not None and len(out) == 1:
         from cnnkit.model.outputs import class_count
@@ -130,7 +134,7 @@ def check_class_names(names, model, where: str):
         if len(names) != count:
             raise CnnkitError(f"{where}: class_names has {len(names)} names but the model's "
                               f"output stands for {count} classes; valid: {count} names, or null")
-    return names
+    return None if names is None else [printable(n) for n in names]
 
 
 def check_finite(tensors: dict, where: str) -> None:

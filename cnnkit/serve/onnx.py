@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cnnkit.errors import CnnkitError, clipped, one_of, out_of_range
+from cnnkit.errors import CnnkitError, clipped, one_of, out_of_range, printable
 
 if TYPE_CHECKING:
     from cnnkit.serve.parity import ExportReport
@@ -280,13 +280,14 @@ def read_metadata(props: dict, session, where: str) -> dict:
                           f"graph's output {clipped(out.name)} {clipped(out.shape)}; valid: "
                           "probabilities (N, K), one class name for each of the K")
     accuracy, dataset = value("test_accuracy"), value("dataset")
-    if accuracy is not None and (isinstance(accuracy, bool) or not isinstance(accuracy, (int, float))
-                                 or not 0 <= accuracy <= 1):
+    number = isinstance(accuracy, (int, float)) and not isinstance(accuracy, bool)
+    if accuracy is not None and not (number and 0 <= accuracy <= 1):
         raise CnnkitError(f"{where}: metadata test_accuracy={clipped(accuracy)}; valid: a "
                           "number from 0 to 1, or null")
     if dataset is not None and not isinstance(dataset, str):
         raise CnnkitError(f"{where}: metadata dataset={clipped(dataset)}; valid: a name, or null")
-    return {"name": props.get("name", Path(where).stem), "class_names": names,
+    return {"name": printable(props.get("name", Path(where).stem)),
+            "class_names": [printable(n) for n in names],
             "input_shape": tuple(shape), "summary": props.get("summary"),
             "preprocessing": check_preprocessing(value("preprocessing"), shape[2], where),
             "dataset": dataset, "test_accuracy": accuracy,

@@ -1,0 +1,77 @@
+"""Names from the file system or a file are shown safely everywhere and never stop a run.
+
+Class folders are bytes on Linux: one whose name is not UTF-8 (b'cat\\xff') trained, then the
+confusion matrix raised (matplotlib cannot draw a lone surrogate) and --resume raised again; one
+holding a terminal escape ('dog\\x1b[31mred') was printed raw, recolouring the terminal; class
+folders named '..x' or '...' were dropped without a word. Now every such name is made safe in
+one place (cnnkit.errors.printable) as it is read, and hidden folders are named in a warning."""
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import cnnkit
+from cnnkit.cli import main
+from cnnkit.errors import printable
+from cnnkit.model.sequential import Sequential
+
+MODEL = "input_shape: [8, 8, 1]\nlayers:\n  - Conv2D: {filters: 2, kernel_size: 3}\n" \
+        "  - Flatten: {}\n  - Dense: {units: 2, activation: softmax}\n"
+
+
+@pytest.mark.parametrize("raw,shown", [
+    (os.fsdecode(b"cat\xff"), "cat\\xff"), ("dog\x1b[31mred", "dog\\x1b[31mred"),
+    ("a\nb\tc", "a\\nb\\tc"), ("x\u202ey", "x\\u202ey"), ("\x7f", "\\x7f"),
+    ("chat é 猫 ß", "chat é 猫 ß"), ("...", "..."),
+])
+def test_printable_shows_bytes_and_control_characters_and_keeps_the_rest(raw, shown):
+    assert printable(raw) == shown and printable(shown) == shown
+
+
+@pytest.fixture
+def odd_folder(tmp_path):
+    rng = np.random.default_rng(0)
+    root = tmp_path / "data"
+    for k, name in enumerate([b"cat\xff", b"dog\x1b[31mred", b"..x", b"..."]):
+        folder = os.path.join(os.fsencode(root), name)
+        os.makedirs(folder)
+        for i in range(10):
+            pixels = (rng.random((8, 8)) * 60 + 60 * k).astype(np.uint8)
+            Image.fromarray(pixels).save(os.path.join(folder, b"%d.png" % i))
+    (tmp_path / "m.yaml").write_text(MODEL)
+    return tmp_path
+
+
+def test_a_run_on_class_folders_with_odd_names_finishes_resumes_and_shows_them_safely(
+        odd_folder, capsys, monkeypatch):
+    monkeypatch.chdir(odd_folder)
+    assert main(["train", "--model", "m.yaml", "--dataset", "folder:data", "--epochs", "1",
+                 "--out", "runs/a"]) == 0
+    first = capsys.readouterr()
+    assert main(["train", "--resume", "runs/a", "--epochs", "2"]) == 0
+    again = capsys.readouterr()
+    run = odd_folder / "runs" / "a"
+    assert (run / "confusion_matrix.png").stat().st_size > 1000
+    assert len((run / "history.csv").read_text().splitlines()) == 1 + 2  # resumed to epoch 2
+    report, page = (run / "report.md").read_text(), (run / "report.html").read_text()
+    for text in (report, page, first.out, first.err, again.out, again.err):
+        assert "\x1b" not in text and "\udcff" not in text
+    assert "cat\\xff" in report and "dog\\x1b[31mred" in report and "cat\\xff" in page
+    # hidden folders are not classes, and the load says so
+    assert "hidden folder(s) 'data/...', 'data/..x'" in first.err
+    assert cnnkit.load(run).class_names == ["cat\\xff", "dog\\x1b[31mred"]
+
+
+def test_class_and_model_names_read_from_a_saved_model_are_shown_safely(tmp_path):
+    model = Sequential.from_config({"input_shape": [4, 4, 1], "layers": [
+        {"Flatten": {}}, {"Dense": {"units": 2, "activation": "softmax"}}]})
+    model.save(tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    meta["class_names"] = ["\x1b[2Jwipe", "ok"]
+    meta["config"]["name"] = "net\x1b]0;title\x07"
+    (tmp_path / "m" / "model.json").write_text(json.dumps(meta))
+    loaded = cnnkit.load(tmp_path / "m")
+    assert loaded.class_names == ["\\x1b[2Jwipe", "ok"]
+    assert loaded.name == "net\\x1b]0;title\\x07"
