@@ -94,6 +94,23 @@ def damaged_h5(where):
         raise CnnkitError(f"{where}: damaged HDF5 weights ({clipped(e, quote=False)})") from None
 
 
+@contextlib.contextmanager
+def malformed_config(where):
+    """A config of the right JSON but the wrong shape (a layer's inbound_nodes a number, a
+    keras_history that is not a list, a shape that is text) fails where cnnkit walks it, as a
+    TypeError, KeyError, IndexError or AttributeError: one line naming the file. Checking each
+    field ahead would restate Keras's whole config schema; the walk itself is the check."""
+    try:
+        yield
+    except CnnkitError as e:  # a layer's own check: named after the file as well
+        if str(e).startswith(str(where)):
+            raise
+        raise CnnkitError(f"{where}: {e}") from None
+    except (TypeError, KeyError, IndexError, AttributeError) as e:
+        raise CnnkitError(f"{where}: malformed model config ({type(e).__name__}: "
+                          f"{clipped(e, quote=False)})") from None
+
+
 def h5py_module():
     try:
         import h5py

@@ -18,8 +18,8 @@ from cnnkit.errors import CnnkitError
 from cnnkit.io.bounded import MAX_BYTES
 from cnnkit.layers import ACTIVATIONS, LAYER_TYPES
 from cnnkit.model.keras_archive import (WEIGHTS, check_extras, check_weights_fit, damaged_h5,
-                                        datasets, numeric, open_h5, open_zip, parse_json,
-                                        read_member)
+                                        datasets, malformed_config, numeric, open_h5, open_zip,
+                                        parse_json, read_member)
 from cnnkit.model.inputs import scales_own_pixels
 from cnnkit.errors import clipped, printable
 from cnnkit.model.keras_graph import (NESTED, call_options, graph_from_config, inbound_names,
@@ -116,11 +116,13 @@ def load_keras_file(path, cls, scale=None):
             extras = check_extras(parse_json(read_member(z, EXTRAS, path, MAX_BYTES),
                                         f"{path}: {EXTRAS}"), f"{path}: {EXTRAS}") \
                 if EXTRAS in names else {}
-            model = _model(config, cls, str(path))
+            with malformed_config(path):
+                model = _model(config, cls, str(path))
             check_weights_fit(model, z.getinfo(WEIGHTS).file_size, path)
             weights = open_h5(io.BytesIO(read_member(z, WEIGHTS, path)), path,
                           "model.weights.h5 is unreadable")
-        paths = storage_paths(model, config)
+        with malformed_config(path):
+            paths = storage_paths(model, config)
         with weights, damaged_h5(path):
             _set_weights(model, lambda key: _vars(weights, paths[key], key[-1], path), str(path))
     else:
@@ -132,7 +134,8 @@ def load_keras_file(path, cls, scale=None):
                                   "model in code, then model.load_weights(path)")
             config = parse_json(raw, f"{path}: model_config")
             compiled = _training_config(weights.attrs.get("training_config"), path)
-            model = _model(config, cls, str(path))
+            with malformed_config(path):
+                model = _model(config, cls, str(path))
             check_weights_fit(model, path.stat().st_size, path)
             group = weights["model_weights"] if "model_weights" in weights else weights
             _set_weights(model, lambda key: _legacy_vars(group, key, path), str(path))

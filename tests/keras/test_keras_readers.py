@@ -41,6 +41,9 @@ def saved(keras, tmp_path_factory):
     d = tmp_path_factory.mktemp("keras-readers")
     model.save(d / "m.keras")
     model.save(d / "m.h5")
+    x = keras.Input((8, 8, 1))  # and a functional model that is not a chain
+    added = layers.Add()([layers.Conv2D(2, 3, padding="same")(x), layers.Conv2D(2, 1)(x)])
+    keras.Model(x, layers.Dense(2)(layers.Flatten()(added))).save(d / "f.keras")
     x = np.random.default_rng(0).random((2, 8, 8, 1)).astype("float32")
     return d, x, np.asarray(model.predict(x, verbose=0))
 
@@ -132,6 +135,22 @@ def test_malformed_keras_files_are_one_line_naming_the_file(saved, tmp_path, cas
     assert says in str(e.value)
 
 
+@pytest.mark.parametrize("edit,says", [
+    (lambda layers: layers[2].update(inbound_nodes=5), "malformed model config (TypeError"),
+    (lambda layers: layers[2]["inbound_nodes"][0]["args"][0]["config"].update(keras_history=7),
+     "malformed model config (TypeError"),
+    (lambda layers: layers[0]["config"].update(batch_shape="abc"), "input"),
+])
+def test_a_functional_config_of_the_wrong_shape_is_one_line(saved, tmp_path, edit, says):
+    files = members(saved[0] / "f.keras")
+    config = json.loads(files["config.json"])
+    edit(config["config"]["layers"])
+    path = keras_file(tmp_path / "bad.keras", files | {"config.json": json.dumps(config).encode()})
+    with pytest.raises(CnnkitError) as e:
+        cnnkit.load(path)
+    assert str(e.value).startswith(str(path)) and says in str(e.value), str(e.value)
+
+
 def test_the_valid_files_still_predict_what_keras_predicts(saved):
     d, x, expected = saved
     for name in ("m.keras", "m.h5"):
@@ -211,3 +230,17 @@ def test_small_files_asking_for_gigabytes_are_refused_fast_in_bounded_memory(sav
     assert "declares 1,073,741,824 bytes but stores" in lines[0]
     assert "the model has 1,224,736,796 parameters (4.6 GiB as float32)" in lines[1]
     assert "does not fit (3, 3, 1, 2)" in lines[2]
+
+
+@pytest.mark.parametrize("case", ["a layer that is not an object", "a weight claiming 4 TiB",
+                                  "config.json nested 100,000 deep"])
+def test_cnnkit_serve_and_summary_refuse_a_malformed_keras_file_in_one_line(saved, tmp_path,
+                                                                            capsys, case):
+    from cnnkit.cli import main
+
+    make, says = MALFORMED[case]
+    path = keras_file(tmp_path / "bad.keras", make(saved))
+    for command in (["serve", str(path), "--port", "0"], ["summary", str(path)]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("cnnkit: error: ") and says in err
