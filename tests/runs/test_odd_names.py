@@ -75,3 +75,32 @@ def test_class_and_model_names_read_from_a_saved_model_are_shown_safely(tmp_path
     loaded = cnnkit.load(tmp_path / "m")
     assert loaded.class_names == ["\\x1b[2Jwipe", "ok"]
     assert loaded.name == "net\\x1b]0;title\\x07"
+
+
+def test_a_layer_name_holding_a_terminal_escape_is_refused_in_one_line(tmp_path):
+    """A layer's name keys its weights and is printed by summary and drawn by plot_model: a
+    name with a control character is refused, in Python and in a Keras file alike."""
+    import io
+    import zipfile
+
+    from cnnkit.errors import CnnkitError
+    from cnnkit.layers import Dense
+
+    with pytest.raises(CnnkitError, match=r"layer name 'x\\x1b\[2J' cannot name"):
+        Dense(2, name="x\x1b[2J")
+    model = Sequential.from_config({"input_shape": [4, 4, 1], "layers": [
+        {"Flatten": {}}, {"Dense": {"units": 2, "activation": "softmax"}}]})
+    model.save(tmp_path / "m.keras")
+    with zipfile.ZipFile(tmp_path / "m.keras") as z:
+        files = {n: z.read(n) for n in z.namelist()}
+    config = json.loads(files["config.json"])
+    config["config"]["layers"][-1]["config"]["name"] = "dense\x1b[2J"
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, data in (files | {"config.json": json.dumps(config).encode()}).items():
+            z.writestr(name, data)
+    (tmp_path / "bad.keras").write_bytes(buf.getvalue())
+    with pytest.raises(CnnkitError) as e:
+        cnnkit.load(tmp_path / "bad.keras")
+    assert str(e.value).startswith(str(tmp_path / "bad.keras"))
+    assert "layer name 'dense\\x1b[2J' cannot name" in str(e.value)
