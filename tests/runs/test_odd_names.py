@@ -104,3 +104,21 @@ def test_a_layer_name_holding_a_terminal_escape_is_refused_in_one_line(tmp_path)
         cnnkit.load(tmp_path / "bad.keras")
     assert str(e.value).startswith(str(tmp_path / "bad.keras"))
     assert "layer name 'dense\\x1b[2J' cannot name" in str(e.value)
+
+
+def test_predict_labels_and_prints_images_in_odd_class_folders_safely(odd_folder, capsys,
+                                                                       monkeypatch):
+    """`cnnkit predict` labels an image by its folder's class, as the class is named (cat\\xff),
+    and prints file names safely."""
+    monkeypatch.chdir(odd_folder)
+    assert main(["train", "--model", "m.yaml", "--dataset", "folder:data", "--epochs", "1",
+                 "--out", "runs/a"]) == 0
+    capsys.readouterr()
+    cat = os.path.join(b"data", b"cat\xff", b"0.png")
+    odd_image = os.fsdecode(os.path.join(b"data", b"cat\xff", b"\x1b[2J.png"))
+    os.link(cat, os.fsencode(odd_image))
+    assert main(["predict", "runs/a", os.fsdecode(cat), odd_image]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\udcff" not in out
+    assert "cat\\xff/\\x1b[2J.png:" in out and "(true cat\\xff)" in out
+    assert "Right: " in out and " of 2 labelled images" in out
