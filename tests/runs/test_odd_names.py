@@ -122,3 +122,17 @@ def test_predict_labels_and_prints_images_in_odd_class_folders_safely(odd_folder
     assert "\x1b" not in out and "\udcff" not in out
     assert "cat\\xff/\\x1b[2J.png:" in out and "(true cat\\xff)" in out
     assert "Right: " in out and " of 2 labelled images" in out
+
+
+def test_data_show_prints_class_names_as_text_not_markup(tmp_path, capsys):
+    """`cnnkit data show` draws its table with rich: a class folder named '[red]cat' is shown
+    as those characters, not as a red 'cat'; one holding an escape shows the escape."""
+    rng = np.random.default_rng(0)
+    for name in ("[red]cat", "dog\x1b[2J"):
+        (tmp_path / "d" / name).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 255, (8, 8), np.uint8)).save(
+                tmp_path / "d" / name / f"{i}.png")
+    assert main(["data", "show", f"folder:{tmp_path / 'd'}"]) == 0
+    out = capsys.readouterr().out
+    assert "[red]cat" in out and "dog\\x1b[2J" in out and "\x1b[2J" not in out
