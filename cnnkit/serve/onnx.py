@@ -264,7 +264,7 @@ def read_metadata(props: dict, session, where: str) -> dict:
         return _metadata_value(props, key, where)
 
     shape, names = value("input_shape"), value("class_names")
-    inputs, outputs = session.get_inputs(), session.get_outputs()
+    inputs, outputs = _signature(session.get_inputs, where), _signature(session.get_outputs, where)
     if len(inputs) != 1 or len(outputs) < 1:
         raise CnnkitError(f"{where}: a graph of {len(inputs)} inputs and {len(outputs)} outputs; "
                           "valid: one image input and a probabilities output")
@@ -292,6 +292,22 @@ def read_metadata(props: dict, session, where: str) -> dict:
             "preprocessing": check_preprocessing(value("preprocessing"), shape[2], where),
             "dataset": dataset, "test_accuracy": accuracy,
             "fixed_batch": inp.shape[0] == 1, "input_name": inp.name}
+
+
+class _Arg:
+    """A graph input's or output's name, type and shape, read once (onnxruntime decodes them
+    as UTF-8 on every access, and raises for a name that is not)."""
+
+    def __init__(self, arg):
+        self.name, self.type, self.shape = arg.name, arg.type, list(arg.shape)
+
+
+def _signature(args_of, where: str) -> list[_Arg]:
+    try:
+        return [_Arg(a) for a in args_of()]
+    except UnicodeDecodeError as e:
+        raise CnnkitError(f"{where}: a graph input or output whose name is not UTF-8 text "
+                          f"({e.reason} at byte {e.start})") from None
 
 
 def _metadata_value(props: dict, key: str, where: str):

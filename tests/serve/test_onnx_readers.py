@@ -112,3 +112,13 @@ def test_metadata_that_is_not_utf8_is_one_line(tmp_path):
     path.write_bytes(path.read_bytes().replace(b'"digits"', b'"\x80igits"'))
     with pytest.raises(CnnkitError, match="m.onnx: .*not UTF-8"):
         open_session(path)
+
+
+def test_a_graph_input_named_in_bytes_that_are_not_utf8_is_one_line(tmp_path):
+    """onnxruntime decodes an input's name on each access (UnicodeDecodeError, found by
+    bench/fuzz_readers.py)."""
+    path = onnx_file(tmp_path / "m.onnx", PLAIN)
+    path.write_bytes(path.read_bytes().replace(b"pixels", b"\x94ixels"))
+    with pytest.raises(CnnkitError, match="m.onnx: a graph input or output whose name is not "
+                                          "UTF-8 text"):
+        open_session(path)
