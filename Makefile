@@ -67,7 +67,7 @@ test: setup data browser postgres
 # bench/requirements-fuzz.txt, never a cnnkit dependency), FUZZ_SECONDS each; runs them all,
 # then fails if any found something (its inputs are named in the output).
 FUZZ_SECONDS ?= 30
-FUZZ_TARGETS := idx npz folder model-file saved-model state
+FUZZ_TARGETS := idx npz folder model-file saved-model state keras onnx
 fuzz: setup
 	$(BIN)/python -m pip install -q -r bench/requirements-fuzz.txt
 	@failed=""; for t in $(FUZZ_TARGETS); do \

@@ -32,7 +32,7 @@ import numpy as np
 import torch  # imported before instrumentation: only cnnkit's own code is instrumented
 from PIL import Image
 
-TARGETS = ("idx", "npz", "folder", "model-file", "saved-model", "state")
+TARGETS = ("idx", "npz", "folder", "model-file", "saved-model", "state", "keras", "onnx")
 MODEL = {"input_shape": [4, 4, 1], "layers": [{"Conv2D": {"filters": 2, "kernel_size": 3}},
                                               {"Flatten": {}},
                                               {"Dense": {"units": 2, "activation": "softmax"}}]}
@@ -122,6 +122,15 @@ def seeds(target: str, scratch: Path) -> list[bytes]:
         write_state(scratch / "seed-state", {"w": torch.ones(2, 2)}, state)
         return [_dir_bytes(scratch / "seed-state",
                            ("state.json", "state.safetensors", "model.safetensors"))]
+    if target in ("keras", "onnx"):
+        from cnnkit.model.keras_writing import h5_bytes, keras_bytes
+        from cnnkit.model.sequential import Sequential
+        from cnnkit.serve.onnx import model_bytes, model_metadata
+
+        model = Sequential.from_config(MODEL)
+        if target == "keras":  # the first byte picks the suffix: even .keras, odd .h5
+            return [b"\x00" + keras_bytes(model), b"\x01" + h5_bytes(model)]
+        return [model_bytes(model, metadata=model_metadata(model, "dynamic", ["a", "b"]))]
     raise SystemExit(f"unknown target {target!r}; valid: {', '.join(TARGETS)}")
 
 
@@ -201,6 +210,21 @@ class Reader:
         self._write_dir(here / "s", data, ("state.json", "state.safetensors", "model.safetensors"))
         read_state(here / "s")
 
+    def keras(self, data: bytes, here: Path) -> None:
+        from cnnkit.model.keras_files import load_keras_file
+        from cnnkit.model.sequential import Sequential
+
+        path = here / ("m.h5" if data[:1] and data[0] % 2 else "m.keras")
+        path.write_bytes(data[1:])
+        load_keras_file(path, Sequential)
+
+    def onnx(self, data: bytes, here: Path) -> None:
+        from cnnkit.serve.onnx import open_session, run_session
+
+        (here / "m.onnx").write_bytes(data)
+        session, meta = open_session(here / "m.onnx", threads=1)
+        run_session(session, np.zeros((1, *meta["input_shape"]), np.uint8), meta)
+
     @staticmethod
     def _write_dir(directory: Path, data: bytes, names: tuple[str, ...]) -> None:
         directory.mkdir()
@@ -270,8 +294,11 @@ def fuzz(args, scratch: Path, out: Path) -> None:
         import cnnkit.data.npz  # noqa: F401
         import cnnkit.io.bounded  # noqa: F401
         import cnnkit.model.files  # noqa: F401
+        import cnnkit.model.keras_archive  # noqa: F401
+        import cnnkit.model.keras_files  # noqa: F401
         import cnnkit.model.saving  # noqa: F401
         import cnnkit.model.sequential  # noqa: F401
+        import cnnkit.serve.onnx  # noqa: F401
         import cnnkit.train.state  # noqa: F401
 
     corpus = scratch / "corpus"

@@ -50,6 +50,25 @@ def shown(value) -> str:
     return text if len(text) <= MAX_SHOWN + 40 else text[:MAX_SHOWN] + "…"
 
 
+def printable(text: str) -> str:
+    """A name from the file system or a file, safe to show in a terminal, a picture or a page:
+    a byte that is not UTF-8 (a lone surrogate, PEP 383) as `\\xff`, a control or other
+    invisible character (an ANSI escape, a newline, a right-to-left override) as its escape
+    (`\\x1b`, `\\n`, `\\u202e`); everything printable, accents and CJK included, as it is.
+    The one place names are made safe: class names, model names, file names in messages."""
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        if ch.isprintable():
+            out.append(ch)
+        elif 0xDC80 <= ord(ch) <= 0xDCFF:  # os.fsdecode's stand-in for the byte ord - 0xDC00
+            out.append(f"\\x{ord(ch) - 0xDC00:02x}")
+        else:
+            out.append(ch.encode("unicode_escape").decode("ascii"))
+    return "".join(out)
+
+
 def one_of(what: str, value, valid) -> CnnkitError:
     """`unknown optimizer 'adma'; valid: adam, sgd, ...` in one line."""
     return CnnkitError(f"unknown {what} {shown(value)}; valid: {', '.join(map(str, valid))}")

@@ -346,3 +346,28 @@ def test_a_run_file_with_nan_is_refused_before_training(tmp_path, npz, capsys):
     err = capsys.readouterr().err
     assert "run.yaml: lr is nan; valid: a finite number" in err and err.count("\n") == 1
     assert not out.exists()
+
+
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+def test_a_saved_module_description_nested_deep_is_one_line(tmp_path):
+    """module.json (the description beside your own nn.Module's weights) is read bounded."""
+    from cnnkit.model.module import ModuleModel
+
+    ModuleModel(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 2)),
+                input_shape=(4, 4, 1)).save(tmp_path / "m")
+    (tmp_path / "m" / "module.json").write_text(DEEP)
+    with pytest.raises(CnnkitError, match=r"module.json: corrupt \(lists and mappings nested "
+                                          "too deep; valid: at most 64 levels\\)"):
+        cnnkit.load(tmp_path / "m", module=torch.nn.Sequential())
+
+
+def test_a_run_whose_state_is_nested_deep_has_no_saved_epoch(tmp_path):
+    """The epoch a run's state holds (what --nproc resumes from) is read bounded: a state.json
+    nested 100,000 deep is no state, not a RecursionError."""
+    run = RunDir(tmp_path / "run")
+    write_state(run.state_dir, {"w": torch.ones(2)}, {"epoch": 3})
+    assert run.saved_epoch() == 3
+    (run.state_dir / "state.json").write_text(DEEP)
+    assert run.saved_epoch() is None

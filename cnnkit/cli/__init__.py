@@ -97,14 +97,10 @@ def _ours(path: str) -> bool:
     return any(real == r or real.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
 
 
-def _printable(text: str) -> str:
-    """A file name that is not UTF-8 comes in as lone surrogates (PEP 383): shown as `\\xff`,
-    the bytes it holds, rather than as `\\udcff` or a crash."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
 def _fail(message: str) -> int:
-    print(f"cnnkit: error: {_printable(message)}", file=sys.stderr)
+    from cnnkit.errors import printable
+
+    print(f"cnnkit: error: {printable(message)}", file=sys.stderr)
     return 2
 
 

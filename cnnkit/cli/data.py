@@ -112,11 +112,16 @@ def cmd_list(args) -> int:
 
 def _print_description(info: dict) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
+
+    from cnnkit.errors import printable
 
     console = Console()
     h, w, c = info["image_shape"]
-    console.print(f"[bold]{info['name']}[/]  from {info['source']}")
+    # names and paths are the user's: shown as text, never read as rich markup ('[red]cat')
+    console.print(f"[bold]{escape(printable(info['name']))}[/]  from "
+                  f"{escape(printable(str(info['source'])))}")
     console.print(f"image shape (H, W, C): ({h}, {w}, {c}), {info['num_classes']} classes")
     splits = list(info["splits"])
     table = Table(title="images per class")
@@ -124,7 +129,8 @@ def _print_description(info: dict) -> None:
     for s in splits:
         table.add_column(s, justify="right")
     for name in info["class_names"]:
-        table.add_row(name, *(str(info["splits"][s]["class_counts"][name]) for s in splits))
+        table.add_row(escape(name), *(str(info["splits"][s]["class_counts"][name])
+                                      for s in splits))
     table.add_row("[bold]total[/]", *(f"[bold]{info['splits'][s]['count']}[/]" for s in splits))
     console.print(table)
     px = info["pixels"]

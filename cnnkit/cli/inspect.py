@@ -125,6 +125,7 @@ def readable_images(paths: list[Path], input_shape):
 def predict_command(args) -> int:
     import numpy as np
 
+    from cnnkit.errors import printable
     from cnnkit.model.resolve import is_onnx_file, open_model
     from cnnkit.serve.predictor import Predictor, auto_runtime
 
@@ -148,7 +149,7 @@ def predict_command(args) -> int:
     # folder dataset is laid out) is labelled with that class: the plot shows right and wrong.
     own = predictor.model.class_names if predictor.model is not None else predictor.class_names
     index = {c: i for i, c in enumerate(own or [])}
-    true = [index.get(path.parent.name) for path in paths]
+    true = [index.get(printable(path.parent.name)) for path in paths]  # as folder: names it
     k = min(args.top_k, probs.shape[1])
     results = []
     for path, p, label in zip(paths, probs, true):
@@ -161,13 +162,15 @@ def predict_command(args) -> int:
         from cnnkit.look import plots
 
         plots.plot_probabilities(images, probs, names, args.plot, top_k=None,
-                                 true=true if labelled else None, files=[p.name for p in paths])
+                                 true=true if labelled else None,
+                                 files=[printable(p.name) for p in paths])
     if args.json:
         print(json.dumps(results, indent=2))
     else:
         for r in results:
             tops = ", ".join(f"{t['class']} {t['probability']:.3f}" for t in r["top"])
-            print(f"{r['image']}: {tops}" + (f"  (true {r['true']})" if "true" in r else ""))
+            print(f"{printable(r['image'])}: {tops}"
+                  + (f"  (true {r['true']})" if "true" in r else ""))
         if labelled:
             right = sum(pred == t for pred, t in labelled)
             print(f"Right: {right} of {len(labelled)} labelled images")

@@ -30,7 +30,7 @@ from cnnkit.data.base import Dataset
 from cnnkit.data.images import (DECODE_ERRORS, EXIF_ORIENTATION, check_channels, check_size,
                                  is_gray, load_image, pillow_open)
 from cnnkit.data.mapped import build_or_map, pop_json, splits_fit
-from cnnkit.errors import CnnkitError
+from cnnkit.errors import CnnkitError, printable
 
 # Bump when decoding changes, so old caches are not reused (2: resized by convert_images;
 # 3: streamed and memory-mapped, cnnkit.data.mapped).
@@ -59,9 +59,14 @@ def cache_root() -> Path:
     return Path(cache_dir()) / "folders"
 
 
-def _class_dirs(split_dir: Path) -> list[Path]:
-    """Sorted class subfolders of `split_dir`; an error when there are none."""
-    entries = [Path(e.path) for e in _scandir(str(split_dir)) if not e.name.startswith(".")]
+def _class_dirs(split_dir: Path, hidden: list[str]) -> list[Path]:
+    """Sorted class subfolders of `split_dir`; an error when there are none. Hidden ones (a
+    name starting with '.': .ipynb_checkpoints, .git, but also '..x' or '...') are not classes,
+    and are appended to `hidden` so that the load says so."""
+    listed = _scandir(str(split_dir))
+    hidden += [os.path.join(split_dir.name, e.name) for e in listed
+               if e.name.startswith(".") and e.is_dir()]
+    entries = [Path(e.path) for e in listed if not e.name.startswith(".")]
     classes = sorted((d for d in entries if d.is_dir()), key=lambda d: d.name)
     if not classes:
         loose = [f for f in entries if f.is_file()]
@@ -114,13 +119,18 @@ def _scan(root: Path) -> dict[str, tuple[Path, list[str], list[tuple[str, int, s
             split_dirs["validation"] = root / "validation"
     else:
         split_dirs = {"train": root}
-    out = {}
+    out, hidden = {}, []
     for split, split_dir in split_dirs.items():
-        classes = _class_dirs(split_dir)
+        classes = _class_dirs(split_dir, hidden)
         files: list[tuple[str, int, str]] = []
         for k, d in enumerate(classes):
             _walk(str(d), len(str(root)) + 1, files, k)
-        out[split] = (split_dir, [d.name for d in classes], files)
+        out[split] = (split_dir, _class_names(classes, split_dir), files)
+    if hidden:
+        shown = ", ".join(repr(printable(h)) for h in hidden[:10])
+        print(f"cnnkit: warning: hidden folder(s) {shown} in '{printable(str(root))}' are not "
+              "classes (their names start with '.'); rename them to train on them",
+              file=sys.stderr)
     names = out["train"][1]
     if len(names) < 2:
         raise CnnkitError(
@@ -134,6 +144,19 @@ def _scan(root: Path) -> dict[str, tuple[Path, list[str], list[tuple[str, int, s
                 f"train classes {names}"
             )
     return out
+
+
+def _class_names(classes: list[Path], split_dir: Path) -> list[str]:
+    """Each folder's name as a class name safe to show anywhere (errors.printable: a byte that
+    is not UTF-8 as \\xff, an escape character made visible); two folders whose names show
+    alike are one line, never one class silently."""
+    names = [printable(d.name) for d in classes]
+    if len(set(names)) < len(names):
+        twice = next(n for n in names if names.count(n) > 1)
+        raise CnnkitError(f"folder '{printable(str(split_dir))}' has two class folders shown as "
+                          f"{twice!r} (one of them not UTF-8 or holding control characters); "
+                          "rename one of them")
+    return names
 
 
 def _cache_key(root: Path, scan: dict, channels, size) -> str:
@@ -190,7 +213,7 @@ def _decode_into(buf: np.ndarray, j: int, path: str, channels: int, size) -> str
 
 def skipped_text(skipped: list[str], shown: int = 5) -> str:
     """'3 unreadable files: a.png, b.jpg, ... (1 more)': a count and the first few names."""
-    names = ", ".join(skipped[:shown]) + (f", ... ({len(skipped) - shown} more)"
+    names = ", ".join(map(printable, skipped[:shown])) + (f", ... ({len(skipped) - shown} more)"
                                           if len(skipped) > shown else "")
     return f"{len(skipped):,} unreadable file{'s' * (len(skipped) != 1)}: {names}"
 

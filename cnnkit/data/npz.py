@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from cnnkit.data.base import Dataset
-from cnnkit.errors import CnnkitError
+from cnnkit.errors import CnnkitError, printable
 from cnnkit.fsutil import readable_file
 
 
@@ -92,14 +92,14 @@ def _labels(y: np.ndarray, key: str, where: str, n: int) -> np.ndarray:
 def _class_names(a: np.ndarray, where: str) -> list[str]:
     a = np.ascontiguousarray(a.reshape(-1))
     if a.dtype.kind == "S":
-        return [c.decode("utf-8", "replace") for c in a]
+        return [printable(c.decode("utf-8", "replace")) for c in a]
     if a.dtype.kind == "U":  # raw UCS-4 from the file: numpy turns a bad code point into SystemError
         codes = a.astype(a.dtype.newbyteorder("=")).view(np.uint32)
         bad = codes[(codes > 0x10FFFF) | ((codes >= 0xD800) & (codes <= 0xDFFF))]
         if len(bad):
             raise CnnkitError(f"class_names in {where} holds an invalid character (code point "
                               f"0x{int(bad[0]):X})")
-    return [str(c) for c in a]
+    return [printable(str(c)) for c in a]
 
 
 # -- reading the archive ----------------------------------------------------------------------

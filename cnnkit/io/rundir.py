@@ -75,12 +75,14 @@ class RunDir:
 
     def saved_epoch(self) -> int | None:
         """The last completed epoch its state holds, None where there is none to read."""
-        import json
+        from cnnkit.io.bounded import MAX_STATE_BYTES, read_bounded
 
         for folder in (self.state_dir, self.path / ".state.old"):  # .old: cut between renames
-            try:
-                return int(json.loads((folder / "state.json").read_text())["epoch"])
-            except (OSError, ValueError, KeyError, TypeError):
+            try:  # bounded: a state.json nested thousands deep is no state, not a RecursionError
+                state = read_bounded(folder / "state.json", "json", "training state",
+                                     MAX_STATE_BYTES, nonfinite=True)
+                return int(state["epoch"])
+            except (OSError, ValueError, KeyError, TypeError):  # CnnkitError is a ValueError
                 continue
         return None
 

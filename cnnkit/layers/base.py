@@ -119,10 +119,12 @@ class Layer:
 
 def check_layer_name(name):
     """A layer's name keys its weights (`layers.<name>.conv.weight`), so it must be a torch
-    module name: a non-empty string without '.'."""
-    if name is not None and (not isinstance(name, str) or not name or "." in name):
+    module name: a non-empty string without '.'; and it is shown in summaries, diagrams and
+    pages, so it holds no control character (a terminal escape) nor byte that is not UTF-8."""
+    if name is not None and (not isinstance(name, str) or not name or "." in name
+                             or not name.isprintable()):
         raise CnnkitError(f"layer name {clipped(name)} cannot name a layer's weights; valid: a "
-                          "non-empty string without '.', like 'conv_1'")
+                          "non-empty printable string without '.', like 'conv_1'")
     return name
 
 

@@ -11,14 +11,17 @@ line. Writing is cnnkit.model.keras_writing.
 from __future__ import annotations
 
 import io
-import json
 import zipfile
 from pathlib import Path
 
 from cnnkit.errors import CnnkitError
+from cnnkit.io.bounded import MAX_BYTES
 from cnnkit.layers import ACTIVATIONS, LAYER_TYPES
+from cnnkit.model.keras_archive import (WEIGHTS, check_extras, check_weights_fit, damaged_h5,
+                                        datasets, malformed_config, numeric, open_h5, open_zip,
+                                        parse_json, read_member)
 from cnnkit.model.inputs import scales_own_pixels
-from cnnkit.errors import clipped
+from cnnkit.errors import clipped, printable
 from cnnkit.model.keras_graph import (NESTED, call_options, graph_from_config, inbound_names,
                                      storage_paths)
 
@@ -102,36 +105,44 @@ def load_keras_file(path, cls, scale=None):
         if not zipfile.is_zipfile(path):
             raise CnnkitError(f"{path}: not a .keras file (a zip holding config.json and "
                               "model.weights.h5)")
-        with zipfile.ZipFile(path) as z:
-            names = z.namelist()
-            for needed in ("config.json", "model.weights.h5"):
+        z, names = open_zip(path)
+        with z:
+            for needed in ("config.json", WEIGHTS):
                 if needed not in names:
                     raise CnnkitError(f"{path}: not a .keras file (no {needed} inside)")
-            config = _json(z.read("config.json"), f"{path}: config.json")
+            config = parse_json(read_member(z, "config.json", path, MAX_BYTES),
+                                f"{path}: config.json")
             compiled = config.get("compile_config") if isinstance(config, dict) else None
-            extras = _json(z.read(EXTRAS), f"{path}: {EXTRAS}") if EXTRAS in names else {}
-            weights = _h5(io.BytesIO(z.read("model.weights.h5")), path,
+            extras = check_extras(parse_json(read_member(z, EXTRAS, path, MAX_BYTES),
+                                        f"{path}: {EXTRAS}"), f"{path}: {EXTRAS}") \
+                if EXTRAS in names else {}
+            with malformed_config(path):
+                model = _model(config, cls, str(path))
+            check_weights_fit(model, z.getinfo(WEIGHTS).file_size, path)
+            weights = open_h5(io.BytesIO(read_member(z, WEIGHTS, path)), path,
                           "model.weights.h5 is unreadable")
-        model = _model(config, cls, str(path))
-        paths = storage_paths(model, config)
-        with weights:
-            _set_weights(model, lambda key: _vars(weights, paths[key], key[-1]), str(path))
+        with malformed_config(path):
+            paths = storage_paths(model, config)
+        with weights, damaged_h5(path):
+            _set_weights(model, lambda key: _vars(weights, paths[key], key[-1], path), str(path))
     else:
-        weights = _h5(path, path)
-        with weights:
+        weights = open_h5(path, path)
+        with weights, damaged_h5(path):
             raw = weights.attrs.get("model_config")
             if raw is None:
                 raise CnnkitError(f"{path}: holds weights only (no model_config); build the "
                                   "model in code, then model.load_weights(path)")
-            config = _json(raw, f"{path}: model_config")
+            config = parse_json(raw, f"{path}: model_config")
             compiled = _training_config(weights.attrs.get("training_config"), path)
-            model = _model(config, cls, str(path))
+            with malformed_config(path):
+                model = _model(config, cls, str(path))
+            check_weights_fit(model, path.stat().st_size, path)
             group = weights["model_weights"] if "model_weights" in weights else weights
-            _set_weights(model, lambda key: _legacy_vars(group, key), str(path))
+            _set_weights(model, lambda key: _legacy_vars(group, key, path), str(path))
         extras = {}
     model.saved_compile_config = compiled  # cnnkit.keras.saving.load_model compiles with it
     if extras.get("class_names") is not None:
-        model.class_names = list(extras["class_names"])
+        model.class_names = [printable(n) for n in extras["class_names"]]
     model.input_scale_recorded = scale is not None or bool(extras.get("preprocessing"))
     if scale is not None:  # the caller's word wins over a record
         model.preprocessing = input_scale(scale)
@@ -154,34 +165,10 @@ def _training_config(raw, path):
     under the key `optimizer`), or None for a model saved before compile()."""
     if raw is None:
         return None
-    config = _json(raw, f"{path}: training_config")
+    config = parse_json(raw, f"{path}: training_config")
     if isinstance(config, dict) and "optimizer_config" in config:
         config["optimizer"] = config.pop("optimizer_config")
     return config
-
-
-def _json(data, where):
-    try:
-        return json.loads(data)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise CnnkitError(f"{where}: corrupt JSON ({clipped(e, quote=False)})") from None
-
-
-def _h5(source, where, problem="not an HDF5 file h5py can read"):
-    """h5py.File(source) for reading (a path or a file object); one line if h5py cannot."""
-    h5py = _h5py()
-    try:
-        return h5py.File(source, "r")
-    except OSError as e:
-        raise CnnkitError(f"{where}: {problem} ({e})") from None
-
-
-def _h5py():
-    try:
-        import h5py
-    except ImportError:
-        raise CnnkitError("reading and writing Keras files needs h5py: pip install h5py") from None
-    return h5py
 
 
 def _snake(name: str) -> str:
@@ -219,27 +206,34 @@ def _saving_names(config) -> list[str]:
     return [p for p, k in zip(_unique(kinds), kinds) if k != "InputLayer"]
 
 
-def _vars(f, path, name=None):
+def _vars(f, path, name=None, where=""):
+    """A layer's weight datasets, unread (set_keras_weights reads each after its shape)."""
     key = f"layers/{path}/vars"
     if key not in f and name is not None:
         key = f"layers/{name}/vars"  # files written by name
     if key not in f:
         return []
-    group = f[key]
-    return [group[k][()] for k in sorted(group, key=int)]
+    return datasets(f[key], f"{where}: {key}")
 
 
-def _legacy_vars(group, key):
+def _legacy_vars(group, key, where=""):
     """A layer's arrays in a legacy HDF5 file, `key` as _set_weights gives it: under the layer's
     name; a nested model's layers under the outermost model's name, as '<layer>/<weight>'."""
     top = next((n for n in group if n.replace(".", "_") == key[0]), None)  # cnnkit's: no '.'
     if top is None:
         return []
     g = group[top]
-    names = [n.decode() if isinstance(n, bytes) else str(n) for n in g.attrs.get("weight_names", [])]
+    listed = g.attrs.get("weight_names", [])
+    if not hasattr(g, "keys") or getattr(listed, "ndim", 1) != 1:
+        raise CnnkitError(f"{where}: layer {clipped(top)} is not a group listing its weight_names")
+    names = [n.decode(errors="replace") if isinstance(n, bytes) else str(n) for n in listed]
     if len(key) > 1:
         names = [n for n in names if n.split("/")[-2:-1] == [key[-1]]]
-    return [g[n][()] for n in names]
+    missing = [n for n in names if n not in g]
+    if missing:
+        raise CnnkitError(f"{where}: layer {clipped(top)} names weight {clipped(missing[0])}, "
+                          "which it does not hold")
+    return [numeric(g[n], f"{where}: {top}") for n in names]
 
 
 def _model(config, cls, where):
@@ -254,6 +248,11 @@ def _model(config, cls, where):
     entries = body.get("layers", body) if isinstance(body, dict) else body
     if not isinstance(entries, list):
         raise CnnkitError(f"{where}: the model config has no list of layers")
+    for i, e in enumerate(entries):
+        if not (isinstance(e, dict) and isinstance(e.get("class_name"), str)
+                and isinstance(e.get("config", {}), dict)):
+            raise CnnkitError(f"{where}: layers[{i}] is {clipped(e)}; valid: a mapping with a "
+                              "class_name and a config mapping")
     unsupported = [f"{e.get('class_name')} ({e.get('config', {}).get('name')})"
                    for e in entries if e.get("class_name") not in (*SUPPORTED, *NESTED)]
     if unsupported:
@@ -265,10 +264,11 @@ def _model(config, cls, where):
         model = graph_from_config(body, entries, getattr(cls, "graph_type", Functional),
                                   lambda kind, cfg, **call: _layer(kind, cfg, cls, where, **call),
                                   where)
-        model.layer_infos()
+        _infer_shapes(model, where)
         return model
     shape = _input_shape(body, entries, where)
-    model = cls(name=body.get("name") or "sequential", input_shape=shape)
+    name = body.get("name") if isinstance(body, dict) else None
+    model = cls(name=name if isinstance(name, str) and name else "sequential", input_shape=shape)
     for e in entries:
         if e["class_name"] == "InputLayer":
             continue
@@ -276,8 +276,17 @@ def _model(config, cls, where):
             model.add(_layer(e["class_name"], dict(e.get("config", {})), cls, where))
         except (CnnkitError, TypeError) as err:  # TypeError: a required argument missing
             raise CnnkitError(f"{where}: {err}") from None
-    model.layer_infos()  # shapes checked now, naming the layer that does not fit
+    _infer_shapes(model, where)
     return model
+
+
+def _infer_shapes(model, where) -> None:
+    """Shapes (and sizes) checked now, before any weight is allocated, naming the layer that
+    does not fit."""
+    try:
+        model.layer_infos()
+    except CnnkitError as e:
+        raise CnnkitError(e if str(e).startswith(where) else f"{where}: {e}") from None
 
 
 def _is_chain(entries, where) -> bool:

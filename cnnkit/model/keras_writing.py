@@ -11,8 +11,10 @@ import zipfile
 from pathlib import Path
 
 from cnnkit.errors import CnnkitError
-from cnnkit.model.keras_files import (EXTRAS, KERAS_VERSION, MODERN, _h5, _h5py,
-                                      _legacy_vars, _set_weights, _vars)
+from cnnkit.model.keras_files import (EXTRAS, KERAS_VERSION, MODERN, _legacy_vars,
+                                      _set_weights, _vars)
+from cnnkit.model.keras_archive import (WEIGHTS, damaged_h5, h5py_module, open_h5, open_zip,
+                                        read_member)
 from cnnkit.layers import core
 from cnnkit.layers.dilation import dilated
 from cnnkit.layers.preprocessing import PREPROCESSING_LAYERS, Normalization, Rescaling
@@ -205,7 +207,7 @@ def _write_weights_h5(model, target) -> None:
     nested model's layers under the model's (its own `vars` empty)."""
     from cnnkit.model.saving import keras_weights
 
-    h5py = _h5py()
+    h5py = h5py_module()
     paths = storage_paths(model, keras_config(model))
     with h5py.File(target, "w") as f:
         layers = f.create_group("layers")
@@ -253,7 +255,7 @@ def keras_bytes(model) -> bytes:
 
 def h5_bytes(model) -> bytes:
     """A legacy Keras .h5 file, in memory: `model_config` and `model_weights`, as Keras writes."""
-    h5py = _h5py()
+    h5py = h5py_module()
     kind = "is a graph" if hasattr(model, "inbound") else next(
         ("holds a nested model" for layer in model.layers if isinstance(layer, Nested)), None)
     if kind:
@@ -320,15 +322,16 @@ def load_weights(model, filepath) -> None:
     skipped), or a `.keras` file's weights, as Keras's own load_weights takes all three."""
     source = filepath
     if zipfile.is_zipfile(filepath):
-        with zipfile.ZipFile(filepath) as z:
-            if "model.weights.h5" not in z.namelist():
-                raise CnnkitError(f"{filepath}: not a .keras file (no model.weights.h5 inside)")
-            source = io.BytesIO(z.read("model.weights.h5"))
-    f = _h5(source, filepath)
-    with f:
+        z, names = open_zip(Path(filepath))
+        with z:
+            if WEIGHTS not in names:
+                raise CnnkitError(f"{filepath}: not a .keras file (no {WEIGHTS} inside)")
+            source = io.BytesIO(read_member(z, WEIGHTS, filepath))
+    f = open_h5(source, filepath)
+    with f, damaged_h5(filepath):
         if "layers" in f:
             paths = storage_paths(model, keras_config(model))
-            _set_weights(model, lambda key: _vars(f, paths[key], key[-1]), str(filepath))
+            _set_weights(model, lambda key: _vars(f, paths[key], key[-1], filepath), str(filepath))
         else:
             group = f["model_weights"] if "model_weights" in f else f
-            _set_weights(model, lambda key: _legacy_vars(group, key), str(filepath))
+            _set_weights(model, lambda key: _legacy_vars(group, key, filepath), str(filepath))

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from cnnkit.data.batches import standard_layout
-from cnnkit.errors import CnnkitError
+from cnnkit.errors import CnnkitError, clipped, printable
 
 
 class ForeignNet(nn.Module):
@@ -171,10 +171,10 @@ def as_model(model):
 
 def load_module(path, module: nn.Module | None) -> ModuleModel:
     """A directory `ModuleModel.save` wrote, into `module` (an instance of its class)."""
-    import json
     from pathlib import Path
 
-    from safetensors.torch import load_file
+    from cnnkit.io.bounded import read_bounded
+    from cnnkit.io.tensors import read_safetensors
 
     path = Path(path)
     if (path / "best" / MODULE_FILE).is_file():  # a run directory: its best model
@@ -184,16 +184,20 @@ def load_module(path, module: nn.Module | None) -> ModuleModel:
         raise CnnkitError(f"{path} has no {MODULE_FILE}: not the weights of your own nn.Module; "
                           f"valid with module=: a run of one (RUN or RUN/best) or a folder "
                           f"ModuleModel.save wrote (a cnnkit model loads without module=)")
+    meta = read_bounded(meta_file, "json", "module description", label="corrupt")
     try:
-        meta = json.loads(meta_file.read_text())
         shape, names = tuple(meta["input_shape"]), meta.get("class_names")
     except (ValueError, KeyError, TypeError) as e:
         raise CnnkitError(f"{meta_file}: corrupt ({type(e).__name__}: {e})") from None
     if module is None:
         raise module_needed(f"{path} holds the weights of", meta)
-    model = ModuleModel(module, input_shape=shape, class_names=names)
+    if names is not None and not (isinstance(names, list)
+                                  and all(isinstance(n, str) for n in names)):
+        raise CnnkitError(f"{meta_file}: class_names={clipped(names)}; valid: a list of names")
+    model = ModuleModel(module, input_shape=shape,
+                        class_names=None if names is None else [printable(n) for n in names])
     model.dataset = meta.get("dataset")
-    load_weights_into(module, load_file(str(path / "weights.safetensors")), str(path))
+    load_weights_into(module, read_safetensors(path / "weights.safetensors"), str(path))
     module.eval()
     return model
 

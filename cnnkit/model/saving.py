@@ -12,7 +12,7 @@ from pathlib import Path
 
 from cnnkit.errors import CnnkitError
 from cnnkit.fsutil import atomic_dir
-from cnnkit.errors import clipped
+from cnnkit.errors import clipped, printable
 
 FORMAT = "cnnkit.model.sequential"
 VERSION = 1
@@ -98,9 +98,7 @@ def load(path, cls=None, module=None, scale=None):
 
 def load_directory(path, cls=None):
     """A saved model directory (model.json + weights.safetensors) rebuilt as a `cls`."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
+    from cnnkit.io.tensors import read_safetensors
     from cnnkit.model.graph import model_from_config
 
     path = Path(path)
@@ -115,10 +113,7 @@ def load_directory(path, cls=None):
     weights_file = path / WEIGHTS_FILE
     if not weights_file.is_file():
         raise CnnkitError(f"{path}: missing {WEIGHTS_FILE}")
-    try:
-        state = load_file(str(weights_file))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise CnnkitError(f"{weights_file}: unreadable weights ({clipped(e, quote=False)})") from None
+    state = read_safetensors(weights_file)
     check_finite(state, str(weights_file))
     load_state(model.net, state, str(weights_file))
     model.net.eval()
@@ -126,7 +121,11 @@ def load_directory(path, cls=None):
 
 
 def check_class_names(names, model, where: str):
-    """One name per class the output stands for (two for one sigmoid unit), or none at all."""
+    """One name per class the output stands for (two for one sigmoid unit), or none at all;
+    each made safe to show (errors.printable)."""
+    if names is not None and not (isinstance(names, list)
+                                  and all(isinstance(n, str) for n in names)):
+        raise CnnkitError(f"{where}: class_names={clipped(names)}; valid: a list of names, or null")
     out = model.output_shape
     if names is not None and len(out) == 1:
         from cnnkit.model.outputs import class_count
@@ -135,7 +134,7 @@ def check_class_names(names, model, where: str):
         if len(names) != count:
             raise CnnkitError(f"{where}: class_names has {len(names)} names but the model's "
                               f"output stands for {count} classes; valid: {count} names, or null")
-    return names
+    return None if names is None else [printable(n) for n in names]
 
 
 def check_finite(tensors: dict, where: str) -> None:
@@ -269,6 +268,7 @@ def keras_weights(module) -> list:
 
 
 def set_keras_weights(module, weights: list, layer) -> None:
+    import numpy as np
     import torch
 
     layout = _keras_layout(module)
@@ -276,10 +276,16 @@ def set_keras_weights(module, weights: list, layer) -> None:
         raise CnnkitError(f"{layer.type}: expected {len(layout)} weight arrays; received {len(weights)}")
     with torch.no_grad():
         for (target, shape, order), w in zip(layout, weights):
-            value = torch.as_tensor(w, dtype=torch.float32)
             keras_shape = tuple(shape[i] for i in order)
-            if tuple(value.shape) != keras_shape:
-                raise CnnkitError(f"{layer.type}: weight of shape {tuple(value.shape)} does not fit "
+            # compared before the array is read: an HDF5 dataset may claim terabytes
+            given = tuple(w.shape) if hasattr(w, "shape") else np.shape(w)
+            if given != keras_shape:
+                raise CnnkitError(f"{layer.type}: weight of shape {given} does not fit "
                                   f"{keras_shape}")
+            try:
+                value = torch.as_tensor(np.asarray(w), dtype=torch.float32)
+            except (OSError, TypeError, ValueError) as e:  # a damaged dataset, not numbers
+                raise CnnkitError(f"{layer.type}: unreadable weight ({clipped(e, quote=False)})"
+                                  ) from None
             back = sorted(range(len(order)), key=order.__getitem__)  # the inverse permutation
             target.copy_(value.permute(back).reshape(target.shape))

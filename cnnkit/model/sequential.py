@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from cnnkit.errors import CnnkitError, one_of
+from cnnkit.errors import CnnkitError, one_of, printable
 from cnnkit.layers import (Activation, Input, Layer, MaxPooling2D, Shape, check_input_shape,
                            layer_from_config, layer_to_config)
 from cnnkit.layers.base import check_layer_name, check_output_size, check_param_count
@@ -86,7 +86,8 @@ class Sequential:
                  init: str = "keras", class_names: list[str] | None = None):
         if init not in INIT_STYLES:
             raise CnnkitError(f"unknown init {init!r}; valid: {', '.join(INIT_STYLES)}")
-        self.name, self.init = name, init
+        # a name from a file is shown in summaries, reports and pages: made safe here, once
+        self.name, self.init = printable(name) if isinstance(name, str) else name, init
         self.input_shape = None if input_shape is None else check_input_shape(input_shape)
         self.layers: list[Layer] = []
         self.class_names = list(class_names) if class_names else None

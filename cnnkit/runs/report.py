@@ -107,9 +107,9 @@ def best_weights(run_dir: RunDir | None, trainer) -> dict | None:
     """The best epoch's weights: best/ on disk, else a KeepBest callback's; None means the
     weights the network holds now (no validation: the last epoch is the model)."""
     if run_dir is not None and (run_dir.best / "weights.safetensors").is_file():
-        from safetensors.torch import load_file
+        from cnnkit.io.tensors import read_safetensors
 
-        return load_file(str(run_dir.best / "weights.safetensors"))
+        return read_safetensors(run_dir.best / "weights.safetensors")
     keep = next((cb for cb in trainer.callbacks if isinstance(cb, KeepBest)), None)
     return keep.weights if keep is not None else None
 

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cnnkit.errors import CnnkitError, one_of, out_of_range
+from cnnkit.errors import CnnkitError, clipped, one_of, out_of_range, printable
 
 if TYPE_CHECKING:
     from cnnkit.serve.parity import ExportReport
@@ -212,9 +212,19 @@ def _session(source, threads, where: str):
     try:
         return ort.InferenceSession(source, session_options(threads),
                                     providers=["CPUExecutionProvider"])
-    except _load_errors() as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CnnkitError(f"{where}: not a model onnxruntime can load ({first[:300]})") from None
+    except (*_load_errors(), UnicodeDecodeError) as e:  # names or text that are not UTF-8
+        raise CnnkitError(f"{where}: not a model onnxruntime can load ({_first_line(e)})"
+                          ) from None
+
+
+def _first_line(e: Exception) -> str:
+    """onnxruntime's message without its C++ source location and signature, which would push
+    what went wrong past the length a message shows."""
+    import re
+
+    text = str(e).strip()
+    text = re.sub(r"\S+\.(?:cc|cpp|h):\d+ [^()]*\([^()]*\)\s*", "", text)
+    return clipped(text.splitlines()[0] if text else type(e).__name__, quote=False)
 
 
 def model_session(model, threads: int | None = None, test_accuracy=None):
@@ -233,12 +243,17 @@ def open_session(path, threads: int | None = None):
 
     path = readable_file(path, "ONNX model file")
     session = _session(str(path), threads, str(path))
-    return session, read_metadata(session.get_modelmeta().custom_metadata_map, session, str(path))
+    try:
+        props = session.get_modelmeta().custom_metadata_map
+    except UnicodeDecodeError as e:
+        raise CnnkitError(f"{path}: metadata that is not UTF-8 text ({e.reason} at byte "
+                          f"{e.start})") from None
+    return session, read_metadata(props, session, str(path))
 
 
 def read_metadata(props: dict, session, where: str) -> dict:
-    """The metadata as Python values, checked against the graph's own input and output."""
-    from cnnkit.errors import clipped
+    """The metadata as Python values, checked against the graph's own input and output (one
+    uint8 image input, one (N, K) output); every value a file can get wrong is one line."""
     from cnnkit.model.saving import check_preprocessing
 
     if props.get("format") != FORMAT:
@@ -246,36 +261,86 @@ def read_metadata(props: dict, session, where: str) -> dict:
                           f"format {FORMAT!r}); export one with cnnkit export MODEL_OR_RUN")
 
     def value(key):
-        try:
-            return json.loads(props[key])
-        except (KeyError, ValueError):
-            raise CnnkitError(f"{where}: metadata {key}={clipped(props.get(key))} is not "
-                              "understood; re-export the model with cnnkit export") from None
+        return _metadata_value(props, key, where)
 
     shape, names = value("input_shape"), value("class_names")
-    inp, out = session.get_inputs()[0], session.get_outputs()[0]
+    inputs, outputs = _signature(session.get_inputs, where), _signature(session.get_outputs, where)
+    if len(inputs) != 1 or len(outputs) < 1:
+        raise CnnkitError(f"{where}: a graph of {len(inputs)} inputs and {len(outputs)} outputs; "
+                          "valid: one image input and a probabilities output")
+    inp, out = inputs[0], outputs[0]
     if (not isinstance(shape, list) or len(shape) != 3 or inp.type != "tensor(uint8)"
             or list(inp.shape[1:]) != shape):
-        raise CnnkitError(f"{where}: the graph's input {inp.name} {inp.type} {inp.shape} does not "
-                          f"match its metadata input_shape={clipped(shape)}")
+        raise CnnkitError(f"{where}: the graph's input {clipped(inp.name)} {inp.type} "
+                          f"{clipped(inp.shape)} does not match its metadata "
+                          f"input_shape={clipped(shape)}")
     if (not isinstance(names, list) or not all(isinstance(n, str) for n in names)
-            or out.shape[-1] != len(names)):
+            or len(out.shape) != 2 or out.shape[-1] != len(names)):
         raise CnnkitError(f"{where}: metadata class_names={clipped(names)} does not match the "
-                          f"graph's output {out.name} {out.shape}")
-    return {"name": props.get("name", Path(where).stem), "class_names": names,
+                          f"graph's output {clipped(out.name)} {clipped(out.shape)}; valid: "
+                          "probabilities (N, K), one class name for each of the K")
+    accuracy, dataset = value("test_accuracy"), value("dataset")
+    number = isinstance(accuracy, (int, float)) and not isinstance(accuracy, bool)
+    if accuracy is not None and not (number and 0 <= accuracy <= 1):
+        raise CnnkitError(f"{where}: metadata test_accuracy={clipped(accuracy)}; valid: a "
+                          "number from 0 to 1, or null")
+    if dataset is not None and not isinstance(dataset, str):
+        raise CnnkitError(f"{where}: metadata dataset={clipped(dataset)}; valid: a name, or null")
+    return {"name": printable(props.get("name", Path(where).stem)),
+            "class_names": [printable(n) for n in names],
             "input_shape": tuple(shape), "summary": props.get("summary"),
             "preprocessing": check_preprocessing(value("preprocessing"), shape[2], where),
-            "dataset": value("dataset"), "test_accuracy": value("test_accuracy"),
+            "dataset": dataset, "test_accuracy": accuracy,
             "fixed_batch": inp.shape[0] == 1, "input_name": inp.name}
 
 
+class _Arg:
+    """A graph input's or output's name, type and shape, read once (onnxruntime decodes them
+    as UTF-8 on every access, and raises for a name that is not)."""
+
+    def __init__(self, arg):
+        self.name, self.type, self.shape = arg.name, arg.type, list(arg.shape)
+
+
+def _signature(args_of, where: str) -> list[_Arg]:
+    try:
+        return [_Arg(a) for a in args_of()]
+    except UnicodeDecodeError as e:
+        raise CnnkitError(f"{where}: a graph input or output whose name is not UTF-8 text "
+                          f"({e.reason} at byte {e.start})") from None
+
+
+def _metadata_value(props: dict, key: str, where: str):
+    """One metadata entry, JSON text, parsed within cnnkit.io.bounded's limits."""
+    from cnnkit.io.bounded import MAX_BYTES, parse_bounded
+
+    text = props.get(key)
+    if not isinstance(text, str) or len(text) > MAX_BYTES:
+        raise CnnkitError(f"{where}: metadata {key}={clipped(text)} is not understood; "
+                          "re-export the model with cnnkit export")
+    return parse_bounded(text, "json", where, label=f"metadata {key} is not understood")
+
+
 def run_session(session, pixels: np.ndarray, meta: dict) -> np.ndarray:
-    """Probabilities (N, K) float32 for uint8 pixels (N, H, W, C), NaN refused."""
+    """Probabilities (N, K) float32 for uint8 pixels (N, H, W, C), NaN refused; a graph that
+    onnxruntime cannot run (an allocation it cannot make, a node that fails) is one line."""
+    import onnxruntime as ort
+
     from cnnkit.model.predict import check_finite, in_batches
 
     name = meta["input_name"]
-    return check_finite(in_batches(lambda part: session.run(None, {name: part})[0], pixels,
-                                   1 if meta["fixed_batch"] else ORT_BATCH, np.concatenate))
+    quiet = ort.RunOptions()
+    quiet.log_severity_level = 4  # the error comes back as one line, not a log on stderr
+
+    def run(part):
+        try:
+            return session.run(None, {name: part}, quiet)[0]
+        except (*_load_errors(), UnicodeDecodeError) as e:
+            raise CnnkitError(f"the ONNX model {clipped(meta.get('name'))} cannot run on this "
+                              f"input ({_first_line(e)})") from None
+
+    return check_finite(in_batches(run, pixels, 1 if meta["fixed_batch"] else ORT_BATCH,
+                                   np.concatenate))
 
 
 # -- export ---------------------------------------------------------------------------------------

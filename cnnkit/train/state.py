@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from cnnkit.errors import CnnkitError
 from cnnkit.fsutil import atomic_dir
@@ -116,18 +116,15 @@ def read_state(directory) -> tuple[dict[str, torch.Tensor], dict]:
                           f"(missing {', '.join(missing)})")
     from cnnkit.errors import clipped
     from cnnkit.io.bounded import MAX_STATE_BYTES, read_bounded
+    from cnnkit.io.tensors import read_safetensors
     from cnnkit.model.saving import check_finite
 
     check_checksums(directory)
     # inf is a number a state holds by right (EarlyStopping's best before its first epoch)
     tree = read_bounded(files[0], "json", "training state", max_bytes=MAX_STATE_BYTES,
                         nonfinite=True, label="corrupt training state")
-    try:
-        tensors = load_file(str(files[1]))
-        weights = load_file(str(files[2]))
-    except Exception as e:  # truncated or foreign files
-        raise CnnkitError(f"cannot read training state in {directory}: "
-                          f"{clipped(e, quote=False)}") from None
+    tensors = read_safetensors(files[1], "training state")
+    weights = read_safetensors(files[2], "training state")
     if not isinstance(tree, dict):
         raise CnnkitError(f"{files[0]}: corrupt training state (not a mapping)")
     for key in ("epoch", "seed"):  # what a resumed run counts and draws from

@@ -2,6 +2,7 @@
 that once broke a reader): Hypothesis settings, the one-line check, byte mutations, and the
 small valid files cnnkit itself writes that the fuzzing starts from."""
 import io
+import json
 import tempfile
 import zipfile
 from datetime import timedelta
@@ -132,3 +133,41 @@ def write_dir(directory: Path, files: dict[str, bytes]) -> None:
 
 
 IDX_IMAGES, IDX_LABELS = encode_idx(X), encode_idx(Y)
+
+
+# -- parsed JSON: arbitrary values, and valid trees edited anywhere ---------------------------
+KEYS = st.one_of(st.text(max_size=6), st.sampled_from(
+    ["__tensor__", "__items__", "__tuple__", "format", "config", "layers", "input_shape",
+     "preprocessing", "normalize", "mean", "std", "Dense", "units", "class_names"]))
+JSON = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-2**64, 2**64), st.floats(), st.text(max_size=8)),
+    lambda kids: st.one_of(st.lists(kids, max_size=3), st.dictionaries(KEYS, kids, max_size=3),
+                           # the tags cnnkit.train.state.pack writes, around anything
+                           st.dictionaries(st.sampled_from(["__tensor__", "__items__",
+                                                            "__tuple__"]), kids,
+                                           min_size=1, max_size=1)),
+    max_leaves=8)
+
+
+@st.composite
+def edited(draw, tree, keys=KEYS):
+    """`tree` (parsed JSON) with 1 to 3 nodes replaced, deleted or added, anywhere in it."""
+    tree = json.loads(json.dumps(tree))
+    for _ in range(draw(st.integers(1, 3))):
+        parent, key, node = None, None, tree
+        while isinstance(node, (dict, list)) and node and draw(st.booleans()):
+            parent, key = node, draw(st.sampled_from(sorted(node, key=repr) if isinstance(node, dict)
+                                                     else range(len(node))))
+            node = node[key]
+        op = draw(st.sampled_from(("replace", "delete", "add")))
+        if op == "add" and isinstance(node, dict):
+            node[draw(keys)] = draw(JSON)
+        elif op == "add" and isinstance(node, list):
+            node.insert(draw(st.integers(0, len(node))), draw(JSON))
+        elif op == "delete" and parent is not None:
+            del parent[key]
+        elif parent is None:
+            tree = draw(JSON)
+        else:
+            parent[key] = draw(JSON)
+    return tree

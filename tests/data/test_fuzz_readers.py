@@ -22,8 +22,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _fuzzing import (IDX_IMAGES, IDX_LABELS, MODEL, RNG, SAVED_MODEL, STATE, X, Y, Y_NPY, fuzz,
-                      loads_or_one_line, mutated, npy, npz_bytes, scratch, write_dir, zip_of)
+from _fuzzing import (IDX_IMAGES, IDX_LABELS, KEYS, MODEL, RNG, SAVED_MODEL, STATE, X, Y, Y_NPY,
+                      edited, fuzz, loads_or_one_line, mutated, npy, npz_bytes, scratch,
+                      write_dir, zip_of)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -280,43 +281,6 @@ def test_damaged_training_states_load_or_fail_in_one_line(files):
     with scratch() as d:
         write_dir(Path(d) / "s", files)
         loads_or_one_line(read_state, Path(d) / "s")
-
-
-KEYS = st.one_of(st.text(max_size=6), st.sampled_from(
-    ["__tensor__", "__items__", "__tuple__", "format", "config", "layers", "input_shape",
-     "preprocessing", "normalize", "mean", "std", "Dense", "units", "class_names"]))
-JSON = st.recursive(
-    st.one_of(st.none(), st.booleans(), st.integers(-2**64, 2**64), st.floats(), st.text(max_size=8)),
-    lambda kids: st.one_of(st.lists(kids, max_size=3), st.dictionaries(KEYS, kids, max_size=3),
-                           # the tags cnnkit.train.state.pack writes, around anything
-                           st.dictionaries(st.sampled_from(["__tensor__", "__items__",
-                                                            "__tuple__"]), kids,
-                                           min_size=1, max_size=1)),
-    max_leaves=8)
-
-
-@st.composite
-def edited(draw, tree, keys=KEYS):
-    """`tree` (parsed JSON) with 1 to 3 nodes replaced, deleted or added, anywhere in it."""
-    tree = json.loads(json.dumps(tree))
-    for _ in range(draw(st.integers(1, 3))):
-        parent, key, node = None, None, tree
-        while isinstance(node, (dict, list)) and node and draw(st.booleans()):
-            parent, key = node, draw(st.sampled_from(sorted(node, key=repr) if isinstance(node, dict)
-                                                     else range(len(node))))
-            node = node[key]
-        op = draw(st.sampled_from(("replace", "delete", "add")))
-        if op == "add" and isinstance(node, dict):
-            node[draw(keys)] = draw(JSON)
-        elif op == "add" and isinstance(node, list):
-            node.insert(draw(st.integers(0, len(node))), draw(JSON))
-        elif op == "delete" and parent is not None:
-            del parent[key]
-        elif parent is None:
-            tree = draw(JSON)
-        else:
-            parent[key] = draw(JSON)
-    return tree
 
 
 def dumps(tree, suffix: str) -> bytes:
