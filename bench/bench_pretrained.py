@@ -23,7 +23,8 @@ inference figure is the median of --repeats predict calls on one batch after a w
 Rounds are interleaved (the machine's speed drifts), each figure the median of the rounds.
 The onnxruntime line: `export_onnx` (the graph `cnnkit export` writes; its parity check is
 tests/serve/test_export_applications.py's business, not timed here), then the median ms of
---calls single-image calls through cnnkit.Predictor and through a bare onnxruntime session.
+--calls single-image calls through cnnkit.Predictor and through a bare onnxruntime session,
+alternating (each call after an untimed one).
 
     .venv/bin/python bench/bench_pretrained.py        # quick: --steps 1 --repeats 1 ...
         [--models mobilenetv2 resnet50] [--sizes 160 224] [--batch-size 16] [--steps 2]
@@ -173,9 +174,13 @@ def onnx_latency(calls: int, threads: int) -> dict:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        ms = {"cnnkit.Predictor (onnx)": lambda: predictor.predict(image),
-              "bare onnxruntime session": lambda: session.run(None, {"pixels": image})}
-        return {label: 1000 * median(timed_calls(fn, 5, calls)) for label, fn in ms.items()}
+        fns = {"cnnkit.Predictor (onnx)": lambda: predictor.predict(image),
+               "bare onnxruntime session": lambda: session.run(None, {"pixels": image})}
+        times = {label: [] for label in fns}
+        for _ in range(calls):  # alternating call by call: the machine's drift hits both
+            for label, fn in fns.items():
+                times[label] += timed_calls(fn, 1, 1)
+        return {label: 1000 * median(t) for label, t in times.items()}
 
 
 # ---------------------------------------------------------------- main
