@@ -42,4 +42,5 @@ def test_the_three_networks_are_keras_s(keras, name, params):
     assert convs(loop) == convs(ours.net)  # every convolution's kernel, depthwise ones included
     with torch.no_grad():  # the backbone's output shape: strides and paddings agree
         out = loop.backbone(torch.zeros(1, 3, SIZE, SIZE))
-    assert tuple(out.shape[1:]) == tuple(base.output.shape[1:])[::-1][:1] + tuple(base.output.shape[1:3])
+    h, w, c = base.output.shape[1:]
+    assert tuple(out.shape[1:]) == (c, h, w)
