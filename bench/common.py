@@ -92,13 +92,14 @@ def gemm_ceiling(n: int = 1536, repeats: int = 5) -> float:
     return 2 * n ** 3 / min(times) / 1e9
 
 
-def keras(args: list[str], timeout: float = 1800) -> dict | None:
-    """Run bench/keras_baseline.py in its own venv; None (with a message) where unavailable."""
+def keras(args: list[str], timeout: float = 1800, script: str = "keras_baseline.py") -> dict | None:
+    """Run bench/`script` (keras_baseline.py, keras_applications.py) in its own venv; None
+    (with a message) where unavailable."""
     if not KERAS_PY.exists():
         print("Keras baseline skipped: bench/.venv-keras is missing (run bench/setup_keras.sh)",
               file=sys.stderr)
         return None
-    proc = subprocess.run([str(KERAS_PY), str(BENCH / "keras_baseline.py"), *args, "--json"],
+    proc = subprocess.run([str(KERAS_PY), str(BENCH / script), *args, "--json"],
                           capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         print(f"Keras baseline failed ({proc.returncode}): {proc.stderr.strip()[-500:]}",

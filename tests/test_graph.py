@@ -232,6 +232,45 @@ def test_batch_norm_then_relu_in_a_graph_runs_as_one_kernel_step_with_the_same_v
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5)
 
 
+def test_a_frozen_convolution_runs_with_its_batch_norm_folded_in_and_the_same_values():
+    """A frozen backbone (no parameter requiring grad, batch norms on their moving statistics)
+    skips each batch norm that alone reads a convolution: it is folded into the convolution's
+    weights. Whenever either trains, both run as they are."""
+    torch.manual_seed(0)
+    inputs = L.Input((9, 9, 3))
+    x = L.BatchNormalization()(L.Conv2D(4, 3, strides=2, padding="same")(inputs))  # asymmetric pad
+    x = L.Activation("relu")(L.BatchNormalization()(L.Conv2D(4, 3, padding="same", use_bias=False)(x)))
+    x = L.BatchNormalization()(L.DepthwiseConv2D(3, padding="same", depth_multiplier=2)(x))
+    model = Functional(inputs, L.Dense(2)(L.GlobalAveragePooling2D()(x)))
+    net = model.net
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # statistics and affine weights far from 0 and 1
+        for bn in norms:
+            bn.running_mean.normal_(0, 0.5, generator=g)
+            bn.running_var.uniform_(0.2, 2.0, generator=g)
+            bn.weight.uniform_(0.5, 1.5, generator=g)
+            bn.bias.normal_(0, 0.3, generator=g)
+    calls = []
+    for bn in norms:
+        bn.register_forward_hook(lambda *_: calls.append(1))
+    t = torch.rand(2, 3, 9, 9)
+    net.eval()
+    with torch.no_grad():
+        trained = net(t)  # parameters requiring grad: the batch norms run
+        assert len(calls) == 3
+        want = net.trace((t,), set())[1]  # layer by layer, always unfolded
+        net.requires_grad_(False)
+        calls.clear()
+        folded = net(t)
+    assert calls == []  # folded: not one batch norm ran
+    np.testing.assert_array_equal(trained.numpy(), want.numpy())
+    np.testing.assert_allclose(folded.numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
+    net.train()  # training mode: batch statistics, so the batch norms run again
+    net(t)
+    assert len(calls) == 3
+
+
 def test_a_model_that_rescales_its_own_pixels_is_fed_raw_pixels_in_training_and_after():
     """Keras's tutorials put Rescaling(1./255) first; cnnkit's own runs feed pixels / 255 by
     default, so such a model would see them divided twice (values near 0) without this."""

@@ -2,6 +2,7 @@
 (bf16 only where the hardware does it natively: emulated bf16 is slower than fp32)."""
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import torch
@@ -34,3 +35,14 @@ def resolve_precision(name: str, device: torch.device) -> str:
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
     return "bf16" if cpu_has_bf16() else "fp32"
+
+
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast(device_type: str, precision: str):
+    """The context a forward pass runs in at `precision` (resolved: fp32, bf16 or fp16):
+    torch's autocast for bf16 and fp16, nothing for fp32."""
+    if precision in AUTOCAST_DTYPES:
+        return torch.autocast(device_type, dtype=AUTOCAST_DTYPES[precision])
+    return contextlib.nullcontext()

@@ -17,7 +17,6 @@ optimizer, schedule, history, callbacks) repeats the uninterrupted run to the la
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import time
@@ -41,13 +40,13 @@ from cnnkit.train.own import OwnSchedule, own_optimizer
 from cnnkit.train.precise_bn import recomputed_note, settle_norms
 from cnnkit.train.progress import Progress
 from cnnkit.train.evaluation import batched_logits, evaluate_batches
-from cnnkit.train.device import cpu_has_bf16, resolve_device, resolve_precision  # noqa: F401
+from cnnkit.train.device import (AUTOCAST_DTYPES, autocast, cpu_has_bf16,  # noqa: F401
+                                 resolve_device, resolve_precision)
 from cnnkit.train.feeds import as_inputs, check_data, is_loader, make_loader, model_input
 from cnnkit.train.state import read_state, write_state
 
 __all__ = ["TrainConfig", "Trainer", "History", "resolve_device", "resolve_precision"]
 DROPOUT_STREAM = 2  # epoch_generator streams: 0 shuffle, 1 augmentation (BatchLoader), 2 dropout
-AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass
@@ -154,9 +153,7 @@ class Trainer:
         self.progress.say(message)
 
     def _autocast(self):
-        if self.precision in AUTOCAST_DTYPES:
-            return torch.autocast(self.device.type, dtype=AUTOCAST_DTYPES[self.precision])
-        return contextlib.nullcontext()
+        return autocast(self.device.type, self.precision)
 
     def _penalty(self):  # a Keras model's L1 and L2 terms, a cnnkit Sequential's L2
         fn = getattr(self.model, "penalty", None) or getattr(self.model, "l2_penalty", None)

@@ -116,6 +116,25 @@ def test_mixed_bfloat16_policy_trains_under_bf16_autocast():
         mixed_precision.set_global_policy("bf16")
 
 
+def test_mixed_bfloat16_policy_predicts_in_bf16_too():
+    """As Keras's layers compute in the policy's dtype in predict as in fit; the arrays that
+    come back are float32, within bf16's rounding of float32's."""
+    from cnnkit.keras import mixed_precision
+
+    model = small()
+    model.fit(X, Y, epochs=1, batch_size=16, verbose=0)
+    plain = model.predict(X, verbose=0)
+    mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        mixed = model.predict(X, verbose=0)
+    finally:
+        mixed_precision.set_global_policy("float32")
+    assert mixed.dtype == np.float32 and mixed.shape == plain.shape
+    np.testing.assert_allclose(mixed, plain, atol=2e-2)
+    assert not np.allclose(mixed, plain, atol=1e-6)  # bf16 arithmetic ran
+    np.testing.assert_array_equal(model.predict(X, verbose=0), plain)  # float32 again
+
+
 def test_tensorboard_in_a_keras_fit_names_the_compiled_loss_and_optimizer(tmp_path):
     """cnnkit's TensorBoard (Keras's layout) in a Keras fit: curves, the learning rate, and
     the HPARAMS tab with compile()'s own names (mean_squared_error has no cnnkit config name)."""
