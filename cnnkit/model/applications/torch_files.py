@@ -69,14 +69,9 @@ def read_state_dict(path) -> dict:
 
     path = Path(path)
     if path.suffix.lower() == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
+        from cnnkit.io.tensors import read_safetensors  # the one reader: header checked first
 
-        try:
-            state = load_file(str(path))
-        except (SafetensorError, OSError) as e:
-            raise CnnkitError(f"{path}: not a readable safetensors file "
-                              f"({clipped(e, quote=False)})") from None
+        state = read_safetensors(path, "PyTorch weights")
     else:
         state = _load_pickle(torch, path)
     while isinstance(state, dict) and any(isinstance(state.get(k), dict)
