@@ -72,6 +72,9 @@ def test_a_training_state_with_a_lying_header_is_refused_in_one_line(tmp_path):
     write_state(tmp_path / "s", {"w": torch.ones(2, 2)}, {"epoch": 1, "history": {}})
     header_file(tmp_path / "s" / "model.safetensors",
                 {"w": {"dtype": "F32", "shape": [2**30, 2**30], "data_offsets": [0, 16]}})
+    with pytest.raises(CnnkitError, match="model.safetensors: does not match its checksum"):
+        read_state(tmp_path / "s")
+    (tmp_path / "s" / "SHA256SUMS").unlink()  # an older state, with no checksums to compare
     with pytest.raises(CnnkitError, match="model.safetensors: unreadable training state "
                                          r"\(tensor 'w' of shape .* needs "):
         read_state(tmp_path / "s")

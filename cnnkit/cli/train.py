@@ -87,7 +87,8 @@ def register(sub) -> None:
                              "two phases)")
     g.add_argument("--backbone", help=f"{', '.join(backbone_names())}: the network without its "
                    "top, its preprocessing inside the model, and a new head for the dataset's "
-                   "classes, at the data's image size (use it instead of --model)")
+                   "classes, at --image-size or the data's own size (use it instead of "
+                   "--model)")
     g.add_argument("--weights", metavar="imagenet|none|FILE", help="the backbone's weights: "
                    "Keras's published ImageNet files (downloaded once), none (random), or a "
                    "weights file (default: imagenet)")

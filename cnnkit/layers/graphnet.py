@@ -153,12 +153,14 @@ class ConvBN:
         bn, c = self.bn, self.inner.conv
         if bn.training or any(p.requires_grad for p in self.params):
             return self.after(self.conv(x))
-        scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)  # (C,)
-        bias = bn.bias - bn.running_mean * scale
+        # folded in float64: the folded weights round once, as the two layers' would
+        scale = bn.weight.double() * torch.rsqrt(bn.running_var.double() + bn.eps)  # (C,)
+        bias = bn.bias.double() - bn.running_mean.double() * scale
         if c.bias is not None:
-            bias = bias + c.bias * scale
+            bias = bias + c.bias.double() * scale
         if not self.inner.symmetric:
             x = F.pad(x, self.inner.pads)
-        y = F.conv2d(x, c.weight * scale.reshape(-1, 1, 1, 1), bias, c.stride, c.padding,
-                     c.dilation, c.groups)
+        weight = (c.weight.double() * scale.reshape(-1, 1, 1, 1)).to(c.weight.dtype)
+        y = F.conv2d(x, weight, bias.to(c.weight.dtype), c.stride, c.padding, c.dilation,
+                     c.groups)
         return y if self.relu is None else self.relu(y)
