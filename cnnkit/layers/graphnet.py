@@ -141,6 +141,23 @@ class ConvBN:
         self.inner = getattr(conv, "depthwise", conv)  # the module with .conv, .symmetric, .pads
         self.params = [*self.inner.conv.parameters(), *self.bn.parameters()]
 
+    def folded(self):
+        """(weight, bias) with the batch norm folded in, in float64 so that they round once,
+        as the two layers' would; kept until a tensor they come from changes (torch counts
+        every in-place change in `_version`: a loaded state, an optimizer step)."""
+        bn, c = self.bn, self.inner.conv
+        sources = [t for t in (c.weight, c.bias, bn.weight, bn.bias, bn.running_mean,
+                               bn.running_var) if t is not None]
+        key = tuple((t.data_ptr(), t._version, t.dtype) for t in sources)
+        if getattr(self, "_key", None) != key:
+            scale = bn.weight.double() * torch.rsqrt(bn.running_var.double() + bn.eps)
+            bias = bn.bias.double() - bn.running_mean.double() * scale
+            if c.bias is not None:
+                bias = bias + c.bias.double() * scale
+            weight = c.weight.double() * scale.reshape(-1, 1, 1, 1)
+            self._key, self._folded = key, (weight.to(c.weight.dtype), bias.to(c.weight.dtype))
+        return self._folded
+
     @staticmethod
     def pair(conv, after) -> bool:
         from cnnkit.kernels.fuse import BNReLU
@@ -153,14 +170,8 @@ class ConvBN:
         bn, c = self.bn, self.inner.conv
         if bn.training or any(p.requires_grad for p in self.params):
             return self.after(self.conv(x))
-        # folded in float64: the folded weights round once, as the two layers' would
-        scale = bn.weight.double() * torch.rsqrt(bn.running_var.double() + bn.eps)  # (C,)
-        bias = bn.bias.double() - bn.running_mean.double() * scale
-        if c.bias is not None:
-            bias = bias + c.bias.double() * scale
+        weight, bias = self.folded()
         if not self.inner.symmetric:
             x = F.pad(x, self.inner.pads)
-        weight = (c.weight.double() * scale.reshape(-1, 1, 1, 1)).to(c.weight.dtype)
-        y = F.conv2d(x, weight, bias.to(c.weight.dtype), c.stride, c.padding, c.dilation,
-                     c.groups)
+        y = F.conv2d(x, weight, bias, c.stride, c.padding, c.dilation, c.groups)
         return y if self.relu is None else self.relu(y)
