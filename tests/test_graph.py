@@ -219,8 +219,11 @@ def test_batch_norm_then_relu_in_a_graph_runs_as_one_kernel_step_with_the_same_v
     assert isinstance(next(s[1] for s in net.planned if s[0] == 3), BNReLU)
     t = torch.rand(2, 3, 8, 8).contiguous(memory_format=torch.channels_last)
     net.eval()  # in eval mode both paths are torch's own ops: equal to the last bit
-    with torch.no_grad():
-        np.testing.assert_array_equal(net(t).numpy(), net.trace((t,), set())[1].numpy())
+    np.testing.assert_array_equal(net(t).detach().numpy(),
+                                  net.trace((t,), set())[1].detach().numpy())
+    with torch.no_grad():  # no gradients: the first batch norm folds into its convolution
+        np.testing.assert_allclose(net(t).numpy(), net.trace((t,), set())[1].numpy(),
+                                   rtol=1e-5, atol=1e-6)
     net.train()  # training: the kernel where it is built, the same values and gradients
     grads = []
     for run in (lambda: net(t), lambda: net.trace((t,), set())[1]):
@@ -233,9 +236,10 @@ def test_batch_norm_then_relu_in_a_graph_runs_as_one_kernel_step_with_the_same_v
 
 
 def test_a_frozen_convolution_runs_with_its_batch_norm_folded_in_and_the_same_values():
-    """A frozen backbone (no parameter requiring grad, batch norms on their moving statistics)
-    skips each batch norm that alone reads a convolution: it is folded into the convolution's
-    weights. Whenever either trains, both run as they are."""
+    """A frozen backbone (no parameter requiring grad, batch norms on their moving statistics),
+    or any network in eval mode without gradients (predict, evaluate), skips each batch norm
+    that alone reads a convolution: it is folded into the convolution's weights. Whenever
+    either trains, both run as they are."""
     torch.manual_seed(0)
     inputs = L.Input((9, 9, 3))
     x = L.BatchNormalization()(L.Conv2D(4, 3, strides=2, padding="same")(inputs))  # asymmetric pad
@@ -256,16 +260,19 @@ def test_a_frozen_convolution_runs_with_its_batch_norm_folded_in_and_the_same_va
         bn.register_forward_hook(lambda *_: calls.append(1))
     t = torch.rand(2, 3, 9, 9)
     net.eval()
+    trained = net(t).detach()  # parameters requiring grad, gradients on: the batch norms run
+    assert len(calls) == 3
     with torch.no_grad():
-        trained = net(t)  # parameters requiring grad: the batch norms run
-        assert len(calls) == 3
         want = net.trace((t,), set())[1]  # layer by layer, always unfolded
-        net.requires_grad_(False)
         calls.clear()
-        folded = net(t)
+        inferred = net(t)  # no gradients to compute (predict): folded
+    assert calls == []
+    net.requires_grad_(False)
+    folded = net(t)  # frozen, gradients on (a frozen backbone in training): folded
     assert calls == []  # folded: not one batch norm ran
     np.testing.assert_array_equal(trained.numpy(), want.numpy())
     np.testing.assert_allclose(folded.numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(inferred.numpy(), folded.numpy())
     net.train()  # training mode: batch statistics, so the batch norms run again
     net(t)
     assert len(calls) == 3

@@ -128,7 +128,8 @@ class ConvBN:
     """A convolution (Conv2d or DepthwiseConv2d) and the batch norm that alone reads it
     (or a BNReLU: and its ReLU). While neither trains - a frozen backbone: `trainable = False`
     leaves none of their parameters requiring grad and runs the batch norm on its moving
-    statistics - one convolution with the batch norm folded into its weights and bias, so the
+    statistics; or any model in inference mode without gradients: predict, evaluate, serve -
+    one convolution with the batch norm folded into its weights and bias, so the
     batch norm's pass over the activations is gone (bench/README.md: 20-33% of a frozen
     MobileNetV2 step). Otherwise the two steps as they are. The parameters stay as they are."""
 
@@ -168,7 +169,8 @@ class ConvBN:
 
     def __call__(self, x):
         bn, c = self.bn, self.inner.conv
-        if bn.training or any(p.requires_grad for p in self.params):
+        if bn.training or (torch.is_grad_enabled()
+                           and any(p.requires_grad for p in self.params)):
             return self.after(self.conv(x))
         weight, bias = self.folded()
         if not self.inner.symmetric:
