@@ -168,7 +168,8 @@ def prepare_data(spec, model_shape=None, channels=None):
 
 def load_splits(spec: RunSpec, module=None):
     """The dataset and its splits. Folders have no size of their own: they are brought to a
-    given model's input. Other datasets keep theirs, and a model that does not fit them is an
+    given model's input, as every dataset is to a resumed run's own copy (a backbone's RGB at
+    --image-size, say). Other datasets keep theirs, and a model that does not fit them is an
     error (build_model says so); a preset is rebuilt for the data instead. A user's module
     states no input shape: a folder keeps its own size for it."""
     from cnnkit.model.files import resolve_model
@@ -177,7 +178,9 @@ def load_splits(spec: RunSpec, module=None):
     if spec.backbone is not None:  # RGB, at --image-size or the data's own size
         return prepare_data(spec, channels=3)
     shape = None
-    if spec.dataset.startswith("folder:") and preset_name(spec.model) is None and module is None:
+    held = isinstance(spec.model, str) and spec.model.startswith("saved:")  # a resume's copy
+    if (held or spec.dataset.startswith("folder:")) and preset_name(spec.model) is None \
+            and module is None:  # the data brought to the model's size and channels
         shape = resolve_model(spec.model).input_shape
     return prepare_data(spec, shape)
 

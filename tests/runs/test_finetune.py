@@ -313,3 +313,17 @@ def test_weights_imagenet_downloads_keras_s_file_for_the_backbone(photos, weight
     from_file = finetune_model(BACKBONE, str(weights[1]), (SIZE, SIZE, 3), 3).net.state_dict()
     start = snaps.states[0]
     assert not changed({k: v for k, v in start.items() if "predictions" not in k}, from_file)
+
+
+def test_a_gray_dataset_at_an_image_size_trains_and_resumes_in_rgb(tmp_path, capsys):
+    """digits (8x8 gray) brought to 32x32 RGB for the backbone, and again on resume, where the
+    run builds its own copy of the model (model/)."""
+    out = tmp_path / "run"
+    args = ["train", "--backbone", BACKBONE, "--weights", "none", "--dataset", "digits",
+            "--image-size", "32", "--epochs", "1", "--batch-size", "64", "--seed", "0",
+            "--out", str(out), "--quiet"]
+    assert main(args) == 0
+    assert main(["train", "--resume", str(out), "--epochs", "2", "--quiet"]) == 0, \
+        capsys.readouterr().err
+    assert cnnkit.load(out).input_shape == (32, 32, 3)
+    assert json.loads((out / "metrics.json").read_text())["epochs_run"] == 2
