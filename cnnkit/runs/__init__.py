@@ -3,6 +3,9 @@
     spec.py      RunSpec (every option of a run, one typed description) and RunResult
     recipes.py   a seed tutorial's whole training setup under one name
     run.py       check, load data, build the model, train, evaluate, write the run directory
+    prepare.py   the run's data and splits and its model, fitted to them (before any write)
+    held.py      what a run directory holds of its own for --resume: model/, checked state
+    backbone.py  --backbone: a pretrained network's fine-tuning options and freeze schedule
     report.py    the end of a run: saved models, test evaluation, metrics.json, plots, report.md
     evaluate.py  a trained model (or a run's best) scored on a dataset split
     fit.py       `cnnkit.fit`: in memory, or a run of your own nn.Module with out=

@@ -108,7 +108,7 @@ def split_data(model_or_run, input_shape, recorded: str | None, run_dir, dataset
                           "(dataset=..., --dataset)")
     h, w, c = input_shape
     if run_dir is not None and not dataset and split == "test":
-        from cnnkit.runs.run import prepare_data
+        from cnnkit.runs.prepare import prepare_data
 
         options = RunDir(run_dir).options
         ds, splits = prepare_data(options, tuple(input_shape)

@@ -44,7 +44,7 @@ def _evaluated(run: RunDir, model) -> dict:
     split it (a folder read at the model's size), its best model so far evaluated."""
     from cnnkit.look.html import report_evidence
     from cnnkit.runs.evaluate import evaluate
-    from cnnkit.runs.run import prepare_data
+    from cnnkit.runs.prepare import prepare_data
 
     options = run.options
     ds, splits = prepare_data(options, model.input_shape

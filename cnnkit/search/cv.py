@@ -77,7 +77,7 @@ def fold_indices(spec, k: int, seed: int) -> list[list[int]]:
     """Each fold's validation indices, as the runs will draw them (checks k against the data:
     a class with fewer than k images is one clear line)."""
     from cnnkit.data.split import kfold_indices
-    from cnnkit.runs.run import load_splits
+    from cnnkit.runs.prepare import load_splits
 
     ds, splits = load_splits(spec.replace(val_split=0.0, val_from_test=False, fold=None))
     y = splits["train"][1]

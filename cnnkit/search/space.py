@@ -309,7 +309,7 @@ def check_space(space: Space) -> Space:
     for p in space.params:
         head, _, rest = p.name.partition(".")
         if head == "augment" and rest:
-            from cnnkit.runs.run import check_augment
+            from cnnkit.runs.prepare import check_augment
 
             for v in p.ends():
                 _try(where, p, v, lambda v=v: check_augment({rest: v}))
@@ -337,7 +337,7 @@ def _check_models(space: Space) -> None:
     """The base run's data loads and its model fits it, and so does every model a parameter
     can make: a misspelt preset or a layer too large for the images is refused now, not in
     every trial."""
-    from cnnkit.runs.run import build_model, load_splits
+    from cnnkit.runs.prepare import build_model, load_splits
 
     def check(spec, what: str) -> None:
         try:

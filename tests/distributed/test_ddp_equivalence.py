@@ -9,7 +9,7 @@ import torch
 import cnnkit
 from cnnkit import RunSpec
 from cnnkit.errors import CnnkitError
-from cnnkit.runs.run import prepare_data
+from cnnkit.runs.prepare import prepare_data
 from cnnkit.train.trainer import Trainer
 
 from _ddp_helpers import BASE

@@ -3,7 +3,7 @@ the sums are all-reduced, and every rank ends with the same statistics (so valid
 each rank runs on its part of the images, is the one process's figure on rank 0's weights)."""
 import cnnkit
 from cnnkit import RunSpec
-from cnnkit.runs.run import prepare_data
+from cnnkit.runs.prepare import prepare_data
 from cnnkit.train.trainer import Trainer
 
 from _ddp_helpers import BASE

@@ -38,7 +38,7 @@ def decode(event) -> np.ndarray:
 
 
 def test_a_grid_of_training_images_once(run):
-    from cnnkit.runs.run import prepare_data
+    from cnnkit.runs.prepare import prepare_data
 
     (event,) = accumulator(run.run_dir / "tensorboard" / "train").Images("training_images")
     assert event.step == 0
