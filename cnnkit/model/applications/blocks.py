@@ -36,8 +36,9 @@ def backbone_of(model):
     """(the application inside `model`, or `model` itself, its family); one line if none."""
     from cnnkit.model.graph import Nested
 
-    if family(model) is not None:
-        return model, family(model)
+    own = family(model)
+    if own is not None:
+        return model, own
     for layer in getattr(model, "layers", ()):
         if isinstance(layer, Nested) and family(layer.model) is not None:
             return layer.model, family(layer.model)
