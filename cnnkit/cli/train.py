@@ -129,6 +129,14 @@ def register(sub) -> None:
     for name, text in AUGMENT_SWITCHES:
         g.add_argument("--" + name.replace("_", "-"), action="store_true", default=None, help=text)
     g.add_argument("--fill-mode", help="nearest, constant, reflect, wrap (default: nearest)")
+    g.add_argument("--mixup", type=float, metavar="ALPHA", help="blend each image with "
+                   "another, labels in the same proportion, lam ~ Beta(ALPHA, ALPHA) per batch "
+                   "(e.g. 0.2; default: 0, off)")
+    g.add_argument("--cutmix", type=float, metavar="ALPHA", help="paste a box from another "
+                   "image, labels by its area, lam ~ Beta(ALPHA, ALPHA) (e.g. 1.0; with "
+                   "--mixup: one of the two per batch; default: 0, off)")
+    g.add_argument("--random-erasing", type=float, metavar="P", help="replace a random box of "
+                   "each image by noise with probability P (e.g. 0.25; default: 0, off)")
     g.add_argument("--test-time-flip", action="store_true", default=None,
                    help="evaluate and predict on each image and its mirror image, averaged "
                    "(for classes that mirroring does not change; pair with --horizontal-flip)")

@@ -130,6 +130,9 @@ class BatchLoader:
     the next one (to resume a run, or to replay an epoch exactly). Augmentation (a callable
     `augment(x, generator=...)` such as `Augmenter`) sees batches in [0, 1]; standardization, if
     asked for, comes after it, as Keras applies `rescale` after its random transforms.
+    `mix` (a callable `mix(x, y, generator=...) -> (x, targets)` such as
+    cnnkit.data.mixing.Mixing) runs after the augmentation, on the same stream: with mixup or
+    CutMix the batches' targets are rows of class probabilities (B, K) instead of ids.
     """
 
     def __init__(
@@ -145,6 +148,7 @@ class BatchLoader:
         std: torch.Tensor | None = None,
         drop_last: bool = False,
         device: str | torch.device | None = None,
+        mix: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None,
     ):
         _check_images(x)
         y = torch.as_tensor(y)
@@ -159,7 +163,7 @@ class BatchLoader:
         self.x, self.y = take(x), y  # a mapped set stays on disk, gathered batch by batch
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.seed = int(torch.randint(0, 2**31, ()).item()) if seed is None else int(seed)
-        self.augment, self.normalize = augment, normalize
+        self.augment, self.normalize, self.mix = augment, normalize, mix
         self.device = torch.device(device) if device is not None else x.device
         if normalize == "standardize":
             self.mean = torch.as_tensor(mean, dtype=torch.float32).reshape(1, -1, 1, 1).to(self.device)
@@ -193,12 +197,21 @@ class BatchLoader:
             # the index where each tensor lives: index_select wants both on one device
             xb = self._to_device(self.x.index_select(0, idx.to(self.x.device)))  # uint8: 4x less to move
             yb = self._to_device(self.y.index_select(0, idx.to(self.y.device)))
-            yield self._model_input(xb, augment_rng), yb
+            yield self._batch(xb, yb, augment_rng)
 
     def _model_input(self, xb: torch.Tensor, augment_rng, augment: bool = True) -> torch.Tensor:
-        """A uint8 batch as the network takes it: scaled, augmented (`augment`), then
-        standardized; without augmentation in one fused multiply-add (`standardize`)."""
-        if self.augment is None or not augment:
-            return to_model_input(xb, self.normalize, self.mean, self.std)
-        xf = self.augment(to_model_input(xb, "unit"), generator=augment_rng)
-        return xf.sub_(self.mean).div_(self.std) if self.normalize == "standardize" else xf
+        """A uint8 batch as the network takes it (`_batch`'s images, unmixed)."""
+        return self._batch(xb, None, augment_rng, augment)[0]
+
+    def _batch(self, xb: torch.Tensor, yb, augment_rng, augment: bool = True):
+        """(input, targets): a uint8 batch scaled, augmented and mixed (`augment`), then
+        standardized; without either in one fused multiply-add (`standardize`)."""
+        mix = self.mix if yb is not None else None
+        if (self.augment is None and mix is None) or not augment:
+            return to_model_input(xb, self.normalize, self.mean, self.std), yb
+        xf = to_model_input(xb, "unit")
+        if self.augment is not None:
+            xf = self.augment(xf, generator=augment_rng)
+        if mix is not None:
+            xf, yb = mix(xf, yb, generator=augment_rng)
+        return (xf.sub_(self.mean).div_(self.std) if self.normalize == "standardize" else xf), yb

@@ -44,7 +44,7 @@ class ShardedBatchLoader(BatchLoader):
             part = torch.tensor_split(idx, par.world)[par.rank]  # contiguous, never padded
             self.weight = len(part) * par.world / len(idx)
             xb, yb = self._gather(self.x, part), self._gather(self.y, part)
-            yield self._model_input(xb, augment_rng, augment=len(part) > 0), yb
+            yield self._batch(xb, yb, augment_rng, augment=len(part) > 0)
 
 
 def evaluate_exactly(parallel, trainer, x, y, max_batches=None) -> dict:

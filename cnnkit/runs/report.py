@@ -247,6 +247,8 @@ def render_report(spec, ds, model, metrics, report_text, note=None) -> str:
         f"batch {tc['batch_size']}, {metrics['epochs_run']} of {tc['epochs']} epochs, schedule "
         f"{tc['schedule']}, precision {metrics['precision']}, seed {metrics['seed']}"
         + (f", augmentation {tc['augment']}" if tc.get("augment") else "")
+        + "".join(f", {name} {tc[key]}" for key, name in (("mixup", "mixup"), ("cutmix", "cutmix"),
+                  ("random_erasing", "random erasing")) if tc.get(key))
         + (f", weights averaged (EMA, decay {tc['ema']})" if tc.get("ema") else "")
         + (", test-time flips (each test image averaged with its mirror image)"
            if model.test_time_flip else ""),

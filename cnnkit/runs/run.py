@@ -210,6 +210,10 @@ def _execute_held(spec: RunSpec, resume: bool, command, held, extra_callbacks,
     if spec.recipe and spec.early_stopping is None and splits["val"] is None \
             and get_recipe(spec.recipe).early_stopping is not None:
         say(f"Note: recipe {spec.recipe}'s early stopping is off: the run has no validation data")
+    if config.mixup or config.cutmix:  # a mixed image has two labels: say which one counts
+        say("Note: with mixup/cutmix, train accuracy counts an image right when the model "
+            "predicts its dominant label (the larger share of the mix); validation and test "
+            "images are not mixed")
     callbacks = [phases] if phases else []  # on every rank: what trains is the same on each
     callbacks += make_callbacks(spec, run_dir, splits["val"] is not None,
                                 module is not None) + extra_callbacks if writer else []

@@ -55,6 +55,9 @@ class TrainConfig:
     gamma: float = 0.1  # decay factor, schedule 'step'
     clip_norm: float | None = None  # clip the global gradient norm to this
     augment: dict | None = None  # Keras ImageDataGenerator arguments (cnnkit.data.augment)
+    mixup: float = 0.0  # Beta(alpha, alpha) of mixup's blend, 0: off (cnnkit.data.mixing)
+    cutmix: float = 0.0  # Beta(alpha, alpha) of CutMix's box; with mixup: one per batch
+    random_erasing: float = 0.0  # probability that an image gets a box of noise
     test_time_flip: bool = False  # evaluate and predict on each image and its mirror (averaged)
     ema: float | None = None  # decay of an exponential moving average of the weights (0.999)
     seed: int | None = None  # None: a random seed, chosen and recorded by the trainer
@@ -109,6 +112,11 @@ class TrainConfig:
             raise out_of_range("test_time_flip", self.test_time_flip, "true or false")
         if self.ema is not None and (not _number(self.ema) or not 0 < self.ema < 1):
             raise out_of_range("ema", self.ema, "0 < ema < 1 (the averaging decay, e.g. 0.999)")
+        from cnnkit.data.mixing import check_alpha, check_probability  # no torch
+
+        check_alpha("mixup", self.mixup)
+        check_alpha("cutmix", self.cutmix)
+        check_probability("random_erasing", self.random_erasing)
         if self.augment is not None and not isinstance(self.augment, dict):
             raise CnnkitError(f"augment must be a dict of Keras augmentation arguments; got {self.augment!r}")
         # the optimizer's own checks (the registry's), so compile and the CLI fail as fit would

@@ -11,9 +11,11 @@ import torch
 
 from cnnkit.data.augment import Augmenter
 from cnnkit.data.batches import BatchLoader, batch_indices, epoch_generator
+from cnnkit.data.mixing import Mixing
 from cnnkit.data.rows import is_images, take
 from cnnkit.errors import CnnkitError
 from cnnkit.model.inputs import network_input
+from cnnkit.train.losses import one_hot
 
 
 def is_loader(x) -> bool:
@@ -71,17 +73,31 @@ def make_loader(trainer, x, y):
     cfg = trainer.config
     if is_loader(x):
         return x
+    mixing = cfg.mixup or cfg.cutmix or cfg.random_erasing
     if x.dtype != torch.uint8:
-        if cfg.augment:
-            raise CnnkitError("augment works on uint8 images; float arrays are used as given "
-                              "(augment them in a generator, e.g. ImageDataGenerator)")
+        if cfg.augment or mixing:
+            raise CnnkitError("augment, mixup, cutmix and random_erasing work on uint8 images; "
+                              "float arrays are used as given (augment them in a generator, "
+                              "e.g. ImageDataGenerator)")
         return FloatBatches(x, y, cfg.batch_size, trainer.shuffle, trainer.seed, trainer.device)
     p = trainer.preprocessing
     return BatchLoader(x.to(trainer.device), y.to(trainer.device), cfg.batch_size,
                        shuffle=trainer.shuffle, seed=trainer.seed,
                        augment=Augmenter(**cfg.augment) if cfg.augment else None,
                        normalize=p["normalize"], mean=p["mean"], std=p["std"],
-                       device=trainer.device)
+                       device=trainer.device, mix=label_mixing(trainer) if mixing else None)
+
+
+def label_mixing(trainer) -> Mixing:
+    """The config's mixup, CutMix and random erasing, mixing the loss's own one-hot rows with
+    its label smoothing (timm's order: smooth, then mix)."""
+    cfg = trainer.config
+    if (cfg.mixup or cfg.cutmix) and trainer.objective is not None:
+        raise CnnkitError("mixup and cutmix need cnnkit's own loss; a compiled loss takes the "
+                          "labels as they are")
+    k, ls = getattr(trainer, "num_classes", None), cfg.label_smoothing
+    return Mixing(cfg.mixup, cfg.cutmix, cfg.random_erasing,
+                  targets=lambda ids: one_hot(ids, k, ls))
 
 
 def model_input(xb: torch.Tensor, preprocessing: dict) -> torch.Tensor:

@@ -60,9 +60,12 @@ def smooth(target, smoothing: float, k: int):
 
 
 def sparse_categorical(logits, activation, ids, smoothing: float = 0.0):
-    """Cross-entropy against class ids (B,), labels smoothed as `smooth` does."""
+    """Cross-entropy against class ids (B,), labels smoothed as `smooth` does; against rows
+    of class probabilities (mixup's, CutMix's) as they are."""
     import torch.nn.functional as F
 
+    if ids.is_floating_point():
+        return categorical(logits, activation, ids)
     if activation in ("softmax", None):  # PyTorch's fused kernel, the same math
         return F.cross_entropy(logits, ids, label_smoothing=smoothing)
     return categorical(logits, activation, one_hot(ids, logits.shape[1], smoothing))
@@ -98,8 +101,11 @@ def absolute_error(logits, activation, target):
 
 
 def one_hot(ids, k: int, smoothing: float = 0.0):
+    """Rows (B, K) of class ids, smoothed; float rows (already mixed and smoothed) as they are."""
     import torch.nn.functional as F
 
+    if ids.is_floating_point():
+        return ids
     return smooth(F.one_hot(ids, k).float(), smoothing, k)
 
 
@@ -107,6 +113,8 @@ def one_hot(ids, k: int, smoothing: float = 0.0):
 def _binary(logits, act, y, ls):
     import torch.nn.functional as F
 
+    if y.is_floating_point():  # rows (B, 2) of mixed, smoothed targets; 1 unit: class 1's
+        return binary(logits, act, y[:, 1:] if logits.shape[1] == 1 else y)
     target = y.float().unsqueeze(1) if logits.shape[1] == 1 else F.one_hot(y, 2).float()
     return binary(logits, act, smooth(target, ls, 2))
 
@@ -115,7 +123,7 @@ def _rows(math):
     return lambda logits, act, y, ls: math(logits, act, one_hot(y, logits.shape[1], ls))
 
 
-LOSSES = {  # name -> f(logits, activation, class ids, label smoothing)
+LOSSES = {  # name -> f(logits, activation, class ids or mixed rows (B, K), label smoothing)
     "sparse_categorical_crossentropy": sparse_categorical,
     "categorical_crossentropy": sparse_categorical,  # from class ids: the same as the sparse loss
     "binary_crossentropy": _binary,
@@ -126,7 +134,9 @@ LOSSES = {  # name -> f(logits, activation, class ids, label smoothing)
 
 def make_loss(name: str, num_classes: int, output_activation: str | None = "softmax",
               label_smoothing: float = 0.0):
-    """A callable `(logits (B, K), y int64 (B,)) -> scalar` for the named loss.
+    """A callable `(logits (B, K), y int64 (B,)) -> scalar` for the named loss. `y` may also
+    be float rows (B, K) of class probabilities, mixup's and CutMix's (cnnkit.data.mixing,
+    made by `one_hot` with this smoothing and then mixed), taken as they are.
 
     `binary_crossentropy` needs two classes (a 1-unit sigmoid output, or 2 units)."""
     if name not in LOSSES:
@@ -152,7 +162,11 @@ def make_loss(name: str, num_classes: int, output_activation: str | None = "soft
 
 # -- training accuracy, by the output contract (cnnkit.model.outputs) ------------------------------
 def correct_count(logits, y, output_activation: str | None = None):
-    """Number of right predictions as a tensor (no host sync, so it can be summed per batch)."""
+    """Number of right predictions as a tensor (no host sync, so it can be summed per batch).
+    Against mixed targets (B, K) a prediction is right when it is the dominant label, the class
+    with the larger share of the mixed image (mixup's lam >= 0.5: the image's own)."""
+    if y.is_floating_point() and y.ndim == 2:
+        y = y.argmax(1)
     return (outputs.predicted_class(logits, output_activation) == y).sum()
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 # Hyper-parameters shown in TensorBoard's HPARAMS tab: what shapes the numbers, not where or how
 # verbosely they were computed (device, verbose, eval_batch_size, ...).
 HPARAMS = ("epochs", "batch_size", "optimizer", "momentum", "nesterov", "weight_decay", "loss",
-           "label_smoothing", "schedule", "clip_norm", "augment", "test_time_flip", "ema",
+           "label_smoothing", "schedule", "clip_norm", "augment", "mixup", "cutmix",
+           "random_erasing", "test_time_flip", "ema",
            "normalize")
 
 
