@@ -1,6 +1,6 @@
 """Augmentation throughput: cnnkit's batched Augmenter vs Keras's per-image way, vs a training step.
 
-    .venv/bin/python bench/bench_augment.py [--repeats 7]
+    .venv/bin/python bench/bench_augment.py [--repeats 7] [--only mixing]
 
 Settings are seed 002's ImageDataGenerator: rotation 40, shifts 0.2, shear 0.2, zoom 0.2,
 horizontal flip, fill nearest, on 28x28x1 images. Rows:
@@ -10,7 +10,11 @@ horizontal flip, fill nearest, on 28x28x1 images. Rows:
   - the whole cnnkit batch path (gather from uint8, scale to [0,1], augment) from BatchLoader;
   - one Adam training step of a small CNN (Conv32-pool-Conv64-pool-Dense100-Dense10, batch 100,
     random data, channels_last), to say what augmentation costs relative to a step.
-Each figure is the median of --repeats timed runs after a warm-up. Torch uses its default
+Then label mixing (cnnkit.data.mixing) beside today's affine augmentation, per image, on the same
+float batches of 128 (the fast and best recipes' batch): mixup (alpha 0.2), CutMix (alpha 1.0),
+both (one per batch), random erasing (p 0.25) and the whole trio, each with its ratio to the
+affine Augmenter's time (below 1: faster than today's augmentation). `--only mixing` prints this
+table alone. Each figure is the median of --repeats timed runs after a warm-up. Torch uses its default
 thread count.
 """
 from __future__ import annotations
@@ -32,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from cnnkit.data.augment import Augmenter  # noqa: E402
 from cnnkit.data.batches import BatchLoader  # noqa: E402
+from cnnkit.data.mixing import Mixing  # noqa: E402
 
 OURS, PER_IMAGE = "cnnkit Augmenter (batched)", "per-image scipy (Keras's way)"
 SEED_002 = dict(rotation_range=40, width_shift_range=0.2, height_shift_range=0.2, shear_range=0.2,
@@ -92,6 +97,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per figure (median), default 5")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
+    parser.add_argument("--only", choices=["mixing"], help="mixing: the label-mixing table alone")
     args = parser.parse_args(argv)
     if args.repeats < 5:
         parser.error("--repeats must be at least 5")
@@ -104,6 +110,8 @@ def main(argv=None) -> int:
         print(f"warning: load average {load:.1f} exceeds {os.cpu_count()} cores; torch timings will be "
               f"inflated (try --threads 1, or rerun on an idle machine)")
 
+    if args.only == "mixing":
+        return mixing_table(args.repeats, load)
     aug = Augmenter(**SEED_002, seed=0)
     rows = []  # (name, batch, seconds per batch)
     for batch in (100, 256):
@@ -145,6 +153,55 @@ def main(argv=None) -> int:
         print(f"batch {batch}: batched Augmenter is {speedup:.1f}x the per-image scipy loop")
     print(f"augmenting a batch of 100 costs {by[(OURS, 100)] / step_s:.1%} of one training step "
           f"(the per-image way: {by[(PER_IMAGE, 100)] / step_s:.0%})")
+    print()
+    return mixing_table(args.repeats, load)
+
+
+def mixing_table(repeats: int, load: float, batch: int = 128) -> int:
+    """Label mixing per image beside the affine Augmenter, on the same batches and generator."""
+    import torch.nn.functional as F
+
+    x = torch.rand(batch, 1, 28, 28)
+    y = torch.randint(0, 10, (batch,))
+    rows = lambda ids: F.one_hot(ids, 10).float()  # noqa: E731  (the loss's one-hot rows)
+    contenders = [
+        ("affine Augmenter (seed-002 settings)", Augmenter(**SEED_002)),
+        ("affine Augmenter (best recipe: flip + 2 px)",
+         Augmenter(horizontal_flip=True, width_shift_range=2, height_shift_range=2,
+                   fill_mode="constant")),
+        ("mixup 0.2", Mixing(mixup=0.2, targets=rows)),
+        ("cutmix 1.0", Mixing(cutmix=1.0, targets=rows)),
+        ("mixup 0.2 + cutmix 1.0 (one per batch)", Mixing(mixup=0.2, cutmix=1.0, targets=rows)),
+        ("random erasing 0.25", Mixing(random_erasing=0.25)),
+        ("mixup + cutmix + random erasing", Mixing(0.2, 1.0, 0.25, targets=rows)),
+    ]
+    g = torch.Generator().manual_seed(0)
+    rounds = 20  # batches per timed run
+    calls = {}
+    for name, fn in contenders:
+        if isinstance(fn, Mixing):
+            calls[name] = lambda fn=fn: [fn(x, y, generator=g) for _ in range(rounds)]  # noqa: E731
+        else:
+            calls[name] = lambda fn=fn: [fn(x, generator=g) for _ in range(rounds)]  # noqa: E731
+        calls[name]()  # warm-up
+    samples = {name: [] for name in calls}
+    for _ in range(repeats):  # interleaved: a burst of load from other programs hits every row
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call()
+            samples[name].append(time.perf_counter() - start)
+    times = {name: statistics.median(t) / rounds / batch for name, t in samples.items()}
+    base = times[contenders[0][0]]
+    print(f"label mixing vs affine augmentation: batch {batch}, 28x28x1 float; machine "
+          f"{platform.machine()}, {os.cpu_count()} cores, load {load:.1f} (now "
+          f"{os.getloadavg()[0]:.1f}); torch {torch.__version__}, {torch.get_num_threads()} threads; "
+          f"median of {repeats} interleaved runs of {rounds} batches")
+    print(f"{'what':42} {'us/image':>9} {'images/s':>11} {'vs affine':>10}")
+    for name, seconds in times.items():
+        print(f"{name:42} {seconds * 1e6:>9.2f} {1 / seconds:>11,.0f} {seconds / base:>9.2f}x")
+    slowest = max(v for k, v in times.items() if not k.startswith("affine"))
+    print(f"slowest label mixing costs {slowest / base:.2f}x the seed-002 affine augmentation per "
+          f"image ({'at least as fast' if slowest <= base else 'SLOWER'})")
     return 0
 
 

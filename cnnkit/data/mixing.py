@@ -103,18 +103,24 @@ def erase_boxes(n: int, height: int, width: int, p: float, g: torch.Generator | 
 
 
 def random_erase(x: torch.Tensor, p: float, g: torch.Generator | None) -> torch.Tensor:
-    """Float (B, C, H, W) `x` with one box of uniform noise in each image, with probability p."""
+    """Float (B, C, H, W) `x` with one box of uniform noise in each image, with probability p.
+    Noise is drawn for the erased images only (a quarter of the batch at p = 0.25)."""
     import torch
 
-    b, _, h, w = x.shape
-    on, top, left, bh, bw = (t.to(x.device) for t in erase_boxes(b, h, w, p, g))
+    b, c, h, w = x.shape
+    on, top, left, bh, bw = erase_boxes(b, h, w, p, g)
+    picked = on.nonzero().flatten()
+    if len(picked) == 0:
+        return x
+    top, left, bh, bw = (t[picked].to(x.device).view(-1, 1, 1) for t in (top, left, bh, bw))
     rows = torch.arange(h, device=x.device).view(1, h, 1)
     cols = torch.arange(w, device=x.device).view(1, 1, w)
-    inside = ((rows >= top.view(-1, 1, 1)) & (rows < (top + bh).view(-1, 1, 1))
-              & (cols >= left.view(-1, 1, 1)) & (cols < (left + bw).view(-1, 1, 1))
-              & on.view(-1, 1, 1))  # (B, H, W)
-    noise = torch.rand(x.shape, generator=g).to(device=x.device, dtype=x.dtype)
-    return torch.where(inside.unsqueeze(1), noise, x)
+    inside = (rows >= top) & (rows < top + bh) & (cols >= left) & (cols < left + bw)  # (E, H, W)
+    noise = torch.rand((len(picked), c, h, w), generator=g).to(device=x.device, dtype=x.dtype)
+    picked = picked.to(x.device)
+    out = x.clone()
+    out[picked] = torch.where(inside.unsqueeze(1), noise, x[picked])
+    return out
 
 
 class Mixing:
