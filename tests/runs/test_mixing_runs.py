@@ -88,3 +88,17 @@ def test_bad_values_exit_2_in_one_line_and_write_nothing(args, shown, model_file
     assert main(["cv", "--model", model_file, "--dataset", "digits", "--folds", "2",
                  "--out", str(out), *args]) == 2
     assert shown in capsys.readouterr().err and not out.exists()
+
+
+def test_they_join_a_recipes_augmentation_and_a_search_space():
+    spec = RunSpec(recipe="best", mixup=0.2, random_erasing=0.25).resolved()
+    assert spec.augment["horizontal_flip"] is True  # the recipe's own augmentation stays
+    assert (spec.mixup, spec.cutmix, spec.random_erasing, spec.label_smoothing) == (0.2, 0.0, 0.25, 0.1)
+    from cnnkit.search.space import check_space, parse_space
+
+    space = check_space(parse_space({"base": {"recipe": "fast"}, "space": {
+        "mixup": {"uniform": [0.0, 0.4]}, "cutmix": {"choice": [0.0, 1.0]}}}, "space.yaml"))
+    assert space.apply({"mixup": 0.3, "cutmix": 1.0}).resolved().cutmix == 1.0
+    with pytest.raises(cnnkit.CnnkitError, match=r"mixup=-1 is out of range"):
+        check_space(parse_space({"base": {"recipe": "fast"},
+                                 "space": {"mixup": {"uniform": [-1, 0.4]}}}, "space.yaml"))
