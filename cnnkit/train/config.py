@@ -50,6 +50,9 @@ class TrainConfig:
     optimizer_options: dict | None = None  # its other Keras arguments: {"beta_2": 0.99}
     loss: str = "sparse_categorical_crossentropy"
     label_smoothing: float = 0.0
+    class_weight: str | dict | None = None  # 'balanced' or {class name or id: weight}: each
+    #                                         image's loss weighted (cnnkit.data.balance)
+    sampler: str | None = None  # 'balanced': each epoch draws every class equally often
     schedule: str = "constant"
     step_size: int = 10  # epochs between decays, schedule 'step'
     gamma: float = 0.1  # decay factor, schedule 'step'
@@ -109,6 +112,10 @@ class TrainConfig:
             raise out_of_range("test_time_flip", self.test_time_flip, "true or false")
         if self.ema is not None and (not _number(self.ema) or not 0 < self.ema < 1):
             raise out_of_range("ema", self.ema, "0 < ema < 1 (the averaging decay, e.g. 0.999)")
+        from cnnkit.data.balance import check_class_weight, check_sampler
+
+        check_class_weight(self.class_weight)
+        check_sampler(self.sampler)
         if self.augment is not None and not isinstance(self.augment, dict):
             raise CnnkitError(f"augment must be a dict of Keras augmentation arguments; got {self.augment!r}")
         # the optimizer's own checks (the registry's), so compile and the CLI fail as fit would

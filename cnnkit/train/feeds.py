@@ -75,13 +75,16 @@ def make_loader(trainer, x, y):
         if cfg.augment:
             raise CnnkitError("augment works on uint8 images; float arrays are used as given "
                               "(augment them in a generator, e.g. ImageDataGenerator)")
+        if cfg.sampler:
+            raise CnnkitError("sampler works on uint8 images; for float arrays weigh the "
+                              "classes instead (class_weight)")
         return FloatBatches(x, y, cfg.batch_size, trainer.shuffle, trainer.seed, trainer.device)
     p = trainer.preprocessing
     return BatchLoader(x.to(trainer.device), y.to(trainer.device), cfg.batch_size,
                        shuffle=trainer.shuffle, seed=trainer.seed,
                        augment=Augmenter(**cfg.augment) if cfg.augment else None,
                        normalize=p["normalize"], mean=p["mean"], std=p["std"],
-                       device=trainer.device)
+                       device=trainer.device, sampler=cfg.sampler)
 
 
 def model_input(xb: torch.Tensor, preprocessing: dict) -> torch.Tensor:
