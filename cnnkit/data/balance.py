@@ -63,7 +63,7 @@ def read_class_weight(value, option: str = "class_weight"):
 
 def check_sampler(value, option: str = "sampler"):
     if value is not None and value not in SAMPLERS:
-        raise one_of(option, value, SAMPLERS)
+        raise CnnkitError(str(one_of(option, value, SAMPLERS)), option=option, value=value)
     return value
 
 
@@ -116,9 +116,9 @@ def imbalance_note(counts, class_names, what: str = "training") -> str | None:
     (small, i), (large, j) = min(present), max(present)
     if large < IMBALANCE_RATIO * small:
         return None
-    return (f"the {what} classes are imbalanced: {class_names[j]!s} has {large} images, "
-            f"{class_names[i]!s} {small} ({large / small:.1f}x); consider --class-weight "
-            "balanced or --sampler balanced")
+    return (f"the {what} classes are imbalanced: class {str(class_names[j])!r} has {large} "
+            f"images, class {str(class_names[i])!r} {small} ({large / small:.1f}x); consider "
+            "--class-weight balanced or --sampler balanced")
 
 
 def balanced_order(y, generator):

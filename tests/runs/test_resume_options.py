@@ -105,7 +105,8 @@ TRAIN_CHANGES = {"epochs": 3, "batch_size": 16, "optimizer": "rmsprop", "lr": 0.
                  "test_time_flip": True, "ema": 0.9, "seed": 9, "device": "cpu",
                  "precision": "fp32", "threads": 2, "normalize": "standardize",
                  "dry_run": True, "verbose": 2, "eval_batch_size": 64, "compile": True,
-                 "optimizer_options": {"clipvalue": 1.0}}
+                 "optimizer_options": {"clipvalue": 1.0},
+                 "class_weight": "balanced", "sampler": "balanced"}
 
 
 def test_the_trainer_checks_a_loaded_state_against_the_same_list(tmp_path):
