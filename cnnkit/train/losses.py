@@ -158,26 +158,35 @@ def make_loss(name: str, num_classes: int, output_activation: str | None = "soft
                           "— use sparse_categorical_crossentropy")
     expected = (1, 2) if name == "binary_crossentropy" else (num_classes,)
     math, ls = LOSSES[name], float(label_smoothing)
-    if class_weight is not None and len(class_weight) != num_classes:
-        raise CnnkitError(f"class_weight has {len(class_weight)} weights for {num_classes} "
-                          "classes; valid: one per class", option="class_weight")
     if class_weight is not None:
         import torch
 
         class_weight = torch.as_tensor(class_weight, dtype=torch.float32)
+        if len(class_weight) != num_classes:
+            raise CnnkitError(f"class_weight has {len(class_weight)} weights for {num_classes} "
+                              "classes; valid: one per class", option="class_weight")
 
     def loss(logits, y):
         units = logits.shape[1]
         if units not in expected:
             raise CnnkitError(f"the model outputs {units} units but the data has {num_classes} "
                               f"classes; make the last layer Dense({num_classes})")
-        if class_weight is None:
-            return math(logits.float(), output_activation, y, ls)
-        weights = class_weight.to(logits.device)[y]  # (B,)
+        weights = None if class_weight is None else class_weight.to(logits.device)[y]  # (B,)
         return math(logits.float(), output_activation, y, ls, weights)
 
     loss.__name__ = name
     return loss
+
+
+def config_losses(config, k: int, output_activation, y_train, class_names=None):
+    """(the loss, the training batches' loss) of a TrainConfig: its class_weight weighs the
+    training batches only, as Keras's does; validation and test losses are unweighted."""
+    from cnnkit.data.balance import class_weights
+
+    loss = make_loss(config.loss, k, output_activation, config.label_smoothing)
+    weights = class_weights(config.class_weight, y_train, class_names or list(map(str, range(k))))
+    return loss, loss if weights is None else make_loss(
+        config.loss, k, output_activation, config.label_smoothing, class_weight=weights)
 
 
 # -- training accuracy, by the output contract (cnnkit.model.outputs) ------------------------------

@@ -27,13 +27,12 @@ from pathlib import Path
 import torch
 
 from cnnkit.train.averaging import WeightAverage
-from cnnkit.data.balance import class_weights
 from cnnkit.data.batches import channel_stats, epoch_generator
 from cnnkit.errors import CnnkitError
 from cnnkit.model.inputs import scales_own_pixels
 from cnnkit.train.callbacks import BackupAndRestore, Callback, History, overrides
 from cnnkit.train.config import TrainConfig
-from cnnkit.train.losses import correct_count, make_loss
+from cnnkit.train.losses import config_losses, correct_count
 from cnnkit.train.memory import keep_freed_memory
 from cnnkit.train.optim import make_optimizer, make_schedule
 from cnnkit.train.optimizers import frozen_norms, trained_parameters  # layers' `trainable` flags
@@ -184,12 +183,8 @@ class Trainer:
                 raise CnnkitError(f"label {bad} is out of range for a model with {k} classes "
                                   f"(valid: 0..{k - 1})")
         self.num_classes = k
-        cfg, act = self.config, self.model.net.output_activation
-        self.loss_fn = make_loss(cfg.loss, k, act, cfg.label_smoothing)
-        # class_weight weighs the training batches only; validation's loss is Keras's, unweighted
-        weights = class_weights(cfg.class_weight, ys[0], names or list(map(str, range(k))))
-        self.train_loss_fn = self.loss_fn if weights is None else make_loss(
-            cfg.loss, k, act, cfg.label_smoothing, class_weight=weights)
+        self.loss_fn, self.train_loss_fn = config_losses(
+            self.config, k, self.model.net.output_activation, ys[0], names)
 
     def preprocessing_record(self) -> dict:
         """How pixels become the network's input, as saved in model.json: evaluate and predict

@@ -100,3 +100,20 @@ def test_describe_carries_the_warning():
     even = Dataset("toy", NAMES, x[:9], torch.tensor([0, 1, 2] * 3), x[:3],
                    torch.tensor([0, 1, 2]), source="here")
     assert "imbalance" not in describe(even)
+
+
+def test_the_ranks_of_a_distributed_run_split_the_same_balanced_batches():
+    """Each rank trains on its part of every global batch (cnnkit.distributed.shard): with the
+    balanced sampler too, the parts together are the single process's batches."""
+    from types import SimpleNamespace
+
+    from cnnkit.distributed.shard import ShardedBatchLoader
+
+    x = torch.arange(len(Y), dtype=torch.uint8).view(-1, 1, 1, 1)
+    one = BatchLoader(x, Y, batch_size=32, seed=4, sampler="balanced")
+    ranks = [ShardedBatchLoader(BatchLoader(x, Y, batch_size=32, seed=4, sampler="balanced"),
+                                SimpleNamespace(world=2, rank=r, stream=lambda s: s))
+             for r in range(2)]
+    for whole, *parts in zip(one, *ranks):
+        assert torch.equal(whole[0], torch.cat([p[0] for p in parts]))
+        assert torch.equal(whole[1], torch.cat([p[1] for p in parts]))
