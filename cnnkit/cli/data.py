@@ -144,6 +144,8 @@ def _print_description(info: dict) -> None:
         from cnnkit.data.folder import skipped_text
 
         console.print(f"[yellow]skipped {escape(skipped_text(info['skipped']))}[/]")
+    if info.get("imbalance"):
+        console.print(f"[yellow]Warning: {escape(printable(info['imbalance']))}[/]")
 
 
 def cmd_show(args) -> int:

@@ -79,6 +79,9 @@ def register(sub) -> None:
     g.add_argument("--val-split", type=float, metavar="F", help="fraction of the training data "
                    "held out for validation, stratified; 0: none (default: 0)")
     add_image_flags(g)
+    add_class_weight_flag(g)
+    g.add_argument("--sampler", metavar="balanced", help="balanced: each epoch draws every "
+                   "class equally often (rare classes' images repeat) (default: a shuffle)")
     g.add_argument("--init-from", metavar="MODEL_DIR", help="start from trained weights (transfer)")
     g.add_argument("--freeze", action="store_true", default=None, help="with --init-from: keep "
                    "the convolutional part fixed, train the head; with --backbone: the whole "
@@ -213,6 +216,14 @@ def add_image_flags(g) -> None:
     g.add_argument("--channels", type=int, metavar="1|3", help="convert every image to 1 "
                    "(grayscale) or 3 (RGB) channels (default: the data's own; a folder is gray "
                    "only if every image is)")
+
+
+def add_class_weight_flag(g) -> None:
+    """--class-weight (RunSpec's class_weight), for train, cv and tune."""
+    g.add_argument("--class-weight", metavar="balanced|FILE", help="weigh each image's loss by "
+                   "its class: balanced (n / (classes x the class's images), scikit-learn's), "
+                   'or a JSON file {"class name or id": weight} (others 1); recorded in '
+                   "config.json (default: none)")
 
 
 def with_default_recipe(spec, quiet: bool):

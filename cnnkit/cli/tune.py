@@ -60,9 +60,12 @@ def register(sub) -> None:
     p.add_argument("--heartbeat", type=float, metavar="S", help="seconds between a running "
                    "trial's heartbeats; a trial silent for 3 of them is re-queued (default: 10)")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
-    from cnnkit.cli.train import add_image_flags
+    from cnnkit.cli.train import add_class_weight_flag, add_image_flags
 
-    add_image_flags(p.add_argument_group("images (set on the base run of every trial)"))
+    g = p.add_argument_group("data (set on the base run of every trial; a balanced sampler: "
+                             "sampler: balanced in the space's base)")
+    add_image_flags(g)
+    add_class_weight_flag(g)
     p.set_defaults(func=cmd_tune)
 
     # a copy: "resolve" takes the overridden option strings (--out, --artifacts, --folds) off
@@ -105,7 +108,8 @@ def cmd_tune(args) -> int:
             given = [f for f, v in (("SPACE", args.space), ("--study", args.study),
                                     ("--folds", args.folds), ("--seed", args.seed),
                                     ("--out", args.out), ("--image-size", args.image_size),
-                                    ("--channels", args.channels)) if v is not None]
+                                    ("--channels", args.channels),
+                                    ("--class-weight", args.class_weight)) if v is not None]
             if given:
                 raise CnnkitError(f"{given[0]} cannot be given with --resume: the study "
                                   "continues with its own settings (with --resume: --trials, "
@@ -135,12 +139,18 @@ def cmd_tune(args) -> int:
 
 
 def _with_images(args):
-    """The space file, or its Space with --image-size/--channels set on the base run."""
-    images = {k: v for k, v in (("image_size", args.image_size), ("channels", args.channels))
-              if v is not None}
+    """The space file, or its Space with --image-size/--channels/--class-weight set on the
+    base run."""
+    images = {k: v for k, v in (("image_size", args.image_size), ("channels", args.channels),
+                                ("class_weight", args.class_weight)) if v is not None}
     if not images:
         return args.space
     import dataclasses
+
+    from cnnkit.data.balance import read_class_weight
+
+    if "class_weight" in images:  # a file read once here: every trial has its weights
+        images["class_weight"] = read_class_weight(images["class_weight"])
 
     from cnnkit.search.space import check_space, load_space
 

@@ -36,11 +36,14 @@ def batch_indices(
     shuffle: bool = False,
     generator: torch.Generator | None = None,
     drop_last: bool = False,
+    order: torch.Tensor | None = None,
 ) -> Iterator[torch.Tensor]:
-    """Index tensors covering range(n) once, in order or in a `generator`-seeded permutation."""
+    """Index tensors covering range(n) once, in order or in a `generator`-seeded permutation;
+    or covering `order`, an epoch drawn otherwise (cnnkit.data.balance.balanced_order)."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise CnnkitError(f"batch_size must be a positive integer; got {batch_size!r}")
-    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    if order is None:
+        order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
     stop = n - n % batch_size if drop_last else n
     for start in range(0, stop, batch_size):
         yield order[start : start + batch_size]
@@ -133,6 +136,8 @@ class BatchLoader:
     `mix` (a callable `mix(x, y, generator=...) -> (x, targets)` such as
     cnnkit.data.mixing.Mixing) runs after the augmentation, on the same stream: with mixup or
     CutMix the batches' targets are rows of class probabilities (B, K) instead of ids.
+    `sampler='balanced'`: each epoch is N draws with every class equally likely
+    (cnnkit.data.balance.balanced_order) instead of a permutation.
     """
 
     def __init__(
@@ -149,6 +154,7 @@ class BatchLoader:
         drop_last: bool = False,
         device: str | torch.device | None = None,
         mix: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None,
+        sampler: str | None = None,
     ):
         _check_images(x)
         y = torch.as_tensor(y)
@@ -170,7 +176,18 @@ class BatchLoader:
             self.std = torch.as_tensor(std, dtype=torch.float32).reshape(1, -1, 1, 1).to(self.device)
         else:
             self.mean = self.std = None
+        from cnnkit.data.balance import check_sampler
+
+        self.sampler = check_sampler(sampler)
         self.epoch = 0
+
+    def epoch_order(self, generator: torch.Generator) -> torch.Tensor | None:
+        """The epoch's indices drawn by the sampler; None: a permutation (batch_indices')."""
+        if self.sampler is None:
+            return None
+        from cnnkit.data.balance import balanced_order
+
+        return balanced_order(self.y, generator)
 
     def _to_device(self, t: torch.Tensor) -> torch.Tensor:
         """`t` on the loader's device. A host batch bound for a GPU goes through pinned
@@ -193,7 +210,8 @@ class BatchLoader:
         epoch, self.epoch = self.epoch, self.epoch + 1
         order = epoch_generator(self.seed, epoch, 0)
         augment_rng = epoch_generator(self.seed, epoch, 1)
-        for idx in batch_indices(len(self.x), self.batch_size, self.shuffle, order, self.drop_last):
+        for idx in batch_indices(len(self.x), self.batch_size, self.shuffle, order, self.drop_last,
+                                 self.epoch_order(order)):
             # the index where each tensor lives: index_select wants both on one device
             xb = self._to_device(self.x.index_select(0, idx.to(self.x.device)))  # uint8: 4x less to move
             yb = self._to_device(self.y.index_select(0, idx.to(self.y.device)))

@@ -113,4 +113,9 @@ def describe(dataset) -> dict:
     }
     if dataset.info.get("skipped"):
         out["skipped"] = list(dataset.info["skipped"])
+    from cnnkit.data.balance import imbalance_note
+
+    warning = imbalance_note(list(splits["train"]["class_counts"].values()), dataset.class_names)
+    if warning:  # the largest class 3x the smallest or more: name the flags that help
+        out["imbalance"] = warning
     return out

@@ -40,7 +40,8 @@ class ShardedBatchLoader(BatchLoader):
         epoch, self.epoch = self.epoch, self.epoch + 1
         order = epoch_generator(self.seed, epoch, 0)
         augment_rng = epoch_generator(self.seed, epoch, par.stream(1))
-        for idx in batch_indices(len(self.x), self.batch_size, self.shuffle, order, self.drop_last):
+        for idx in batch_indices(len(self.x), self.batch_size, self.shuffle, order, self.drop_last,
+                                 self.epoch_order(order)):
             part = torch.tensor_split(idx, par.world)[par.rank]  # contiguous, never padded
             self.weight = len(part) * par.world / len(idx)
             xb, yb = self._gather(self.x, part), self._gather(self.y, part)

@@ -36,7 +36,7 @@ class Loss:
 class SparseCategoricalCrossentropy(Loss):
     name = "sparse_categorical_crossentropy"
 
-    def compute(self, logits, activation, y):
+    def compute(self, logits, activation, y, weights=None):
         y = y.reshape(-1).long()
         if y.numel() != logits.shape[0]:
             raise CnnkitError(f"{self.name} takes one class id per image; received labels of "
@@ -47,45 +47,45 @@ class SparseCategoricalCrossentropy(Loss):
             bad = int(y.min()) if int(y.min()) < 0 else int(y.max())
             raise CnnkitError(f"label {bad} is out of range for a model with {k} outputs "
                               f"(valid: 0..{k - 1})")
-        return core.sparse_categorical(logits, self.activation(activation), y)
+        return core.sparse_categorical(logits, self.activation(activation), y, weights=weights)
 
 
 class CategoricalCrossentropy(Loss):
     name = "categorical_crossentropy"
 
-    def compute(self, logits, activation, y):
+    def compute(self, logits, activation, y, weights=None):
         if y.shape != logits.shape:
             raise CnnkitError(f"{self.name} takes one-hot labels of shape (N, {logits.shape[1]}); "
                               f"received {tuple(y.shape)} (use to_categorical(y), or "
                               "sparse_categorical_crossentropy for class ids)")
         y = core.smooth(y.float(), self.label_smoothing, y.shape[1])
-        return core.categorical(logits, self.activation(activation), y)
+        return core.categorical(logits, self.activation(activation), y, weights)
 
 
 class BinaryCrossentropy(Loss):
     name = "binary_crossentropy"
 
-    def compute(self, logits, activation, y):
+    def compute(self, logits, activation, y, weights=None):
         y = core.smooth(y.float().reshape(logits.shape), self.label_smoothing, 2)
         # from_logits: Keras reads each unit as a sigmoid's logit
         return core.binary(logits, "sigmoid" if self.from_logits else
-                           self.activation(activation), y)
+                           self.activation(activation), y, weights)
 
 
 class MeanSquaredError(Loss):
     name = "mean_squared_error"
 
-    def compute(self, logits, activation, y):
+    def compute(self, logits, activation, y, weights=None):
         return core.squared_error(logits, self.activation(activation),
-                                  y.float().reshape(logits.shape))
+                                  y.float().reshape(logits.shape), weights)
 
 
 class MeanAbsoluteError(Loss):
     name = "mean_absolute_error"
 
-    def compute(self, logits, activation, y):
+    def compute(self, logits, activation, y, weights=None):
         return core.absolute_error(logits, self.activation(activation),
-                                   y.float().reshape(logits.shape))
+                                   y.float().reshape(logits.shape), weights)
 
 
 BY_NAME = {"sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
@@ -118,6 +118,33 @@ def get(identifier) -> Loss:
     if isinstance(name, str) and name.lower() in BY_NAME:
         return BY_NAME[name.lower()]()
     raise one_of("loss", identifier, list(BY_NAME))
+
+
+def check_class_weight(class_weight) -> dict:
+    """fit(class_weight=...): a dict {class id: weight}, as Keras takes it."""
+    import math
+    import numbers
+
+    if not isinstance(class_weight, dict) or not all(
+            isinstance(k, numbers.Integral) and not isinstance(k, bool) and k >= 0
+            and isinstance(w, numbers.Real) and not isinstance(w, bool) and math.isfinite(w)
+            for k, w in class_weight.items()):
+        raise CnnkitError(f"fit(): class_weight={class_weight!r} is not understood; valid: a "
+                          "dict {class id: weight}, e.g. {0: 1.0, 1: 5.0}")
+    return {int(k): float(w) for k, w in class_weight.items()}
+
+
+def sample_weights(y, class_weight: dict):
+    """Each image's weight (B,) from its class, as Keras's class_weight_to_sample_weights:
+    one-hot rows by their argmax, 0/1 labels rounded; classes not in the dict weigh 1."""
+    import torch
+
+    ids = y.argmax(dim=-1) if y.dim() > 1 and y.shape[-1] != 1 else y.reshape(len(y))
+    ids = ids.float().round().long()
+    w = torch.ones(len(ids), device=y.device)
+    for k, weight in class_weight.items():
+        w[ids == k] = weight
+    return w
 
 
 # -- metrics ------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import torch
 
 from cnnkit.errors import CnnkitError
 from cnnkit.keras import mixed_precision
-from cnnkit.keras.losses import correct
+from cnnkit.keras.losses import check_class_weight, correct, sample_weights
 from cnnkit.keras.models import FIT_ARGS, _unknown
 from cnnkit.train.callbacks import Callback
 from cnnkit.train.config import LOSSES, OPTIMIZERS, TrainConfig
@@ -152,12 +152,15 @@ def _source(model, x, y, steps, what):
     return xt, targets(y, len(xt))
 
 
-def _objective(model, train=True):
-    """cnnkit's Trainer runs the compiled loss, metrics and optimizer (`train=False`: none)."""
+def _objective(model, train=True, class_weight=None):
+    """cnnkit's Trainer runs the compiled loss, metrics and optimizer (`train=False`: none);
+    `class_weight` weighs the training batches' loss only, as Keras's fit does."""
     c = model.require_compiled("fit" if train else "evaluate")
     act = model.net.output_activation
+    weighted = None if class_weight is None else (
+        lambda logits, y: c.loss.compute(logits, act, y, sample_weights(y, class_weight)))
     return Objective(optimizer=c.optimizer.build if train else (lambda params: None),
-                     loss=lambda logits, y: c.loss.compute(logits, act, y),
+                     loss=lambda logits, y: c.loss.compute(logits, act, y), train_loss=weighted,
                      metrics={name: lambda logits, y, kind=kind: correct(kind, logits, act, y)
                               for name, kind in c.metrics},
                      hparams={"optimizer": c.optimizer.name, "loss": c.loss.name})
@@ -178,9 +181,11 @@ def fit(model, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callba
         validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0,
         steps_per_epoch=None, validation_steps=None, validation_batch_size=None,
         validation_freq=1, **kwargs):
-    for key in ("class_weight", "sample_weight"):
-        if kwargs.pop(key, None) is not None:
-            raise CnnkitError(f"fit(): {key} is not supported yet")
+    if kwargs.pop("sample_weight", None) is not None:
+        raise CnnkitError("fit(): sample_weight is not supported yet; class_weight is")
+    class_weight = kwargs.pop("class_weight", None)
+    if class_weight is not None:
+        class_weight = check_class_weight(class_weight)
     _unknown("fit", kwargs, FIT_ARGS)
     c = model.require_compiled("fit")
     verbose, batch_size = _verbosity(verbose), _batch_size(batch_size)
@@ -210,7 +215,8 @@ def fit(model, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callba
                               f"{type(cb).__name__}")
     first = xt.x if isinstance(xt, GeneratorBatches) else xt
     model.preprocessing = pixel_scale(first)  # before any checkpoint saves the model
-    trainer = _trainer(model, _objective(model), list(callbacks or []), epochs=epochs,
+    trainer = _trainer(model, _objective(model, class_weight=class_weight),
+                       list(callbacks or []), epochs=epochs,
                        batch_size=batch_size, verbose=verbose,
                        eval_batch_size=_batch_size(validation_batch_size or batch_size),
                        **_config_names(c))

@@ -99,6 +99,8 @@ def render_report_html(title: str, where: Path, model, config: dict, history: di
 # -- pieces of HTML ----------------------------------------------------------------------------
 def headline(report: dict, metrics: dict) -> str:
     facts = [f"test accuracy <b>{report['accuracy']:.4f}</b>", f"test loss {report['loss']:.4f}"]
+    facts.append(f"balanced accuracy {report['balanced_accuracy']:.4f}, macro-F1 "
+                 f"{report['macro_f1']:.4f}")
     if metrics:
         facts.append(f"model of epoch {metrics['best_epoch']} of {metrics['epochs_run']}"
                      + ("" if metrics.get("best_val_loss") is not None else

@@ -52,7 +52,9 @@ def cross_entropy(probs, y) -> float:
 
 
 def classification_report(probs, y, class_names=None) -> dict:
-    """Loss, accuracy, per-class precision/recall/F1, averages and the confusion matrix.
+    """Loss, accuracy, per-class precision/recall/F1, averages and the confusion matrix; for
+    imbalanced classes, balanced accuracy (the mean recall of the classes the labels hold, as
+    scikit-learn's balanced_accuracy_score), macro-F1 (over every class) and each class's recall.
 
     `confusion_matrix[i][j]` counts samples of true class i predicted as class j (rows = true,
     as in scikit-learn). A class never predicted has precision 0 (not a warning, not NaN).
@@ -83,6 +85,9 @@ def classification_report(probs, y, class_names=None) -> dict:
                       "f1": float(f1.mean()), "support": int(len(y))},
         "weighted_avg": {"precision": float(precision @ weights), "recall": float(recall @ weights),
                          "f1": float(f1 @ weights), "support": int(len(y))},
+        "balanced_accuracy": float(recall[support > 0].mean()),
+        "macro_f1": float(f1.mean()),
+        "per_class_recall": {names[i]: float(recall[i]) for i in range(k)},
         "confusion_matrix": cm.tolist(),
     }
 
@@ -133,6 +138,9 @@ def _format_metrics(report: dict) -> str:
     lines.append(line("weighted avg", report["weighted_avg"]))
     lines.append("")
     lines.append(f"loss {report['loss']:.4f} - accuracy {report['accuracy']:.4f} ({n} samples)")
+    if "balanced_accuracy" in report:  # a report saved before these figures has neither
+        lines.append(f"balanced accuracy {report['balanced_accuracy']:.4f} - macro F1 "
+                     f"{report['macro_f1']:.4f}")
     return "\n".join(lines)
 
 

@@ -157,3 +157,16 @@ def check_augment(augment: dict | None) -> None:
             Augmenter(**{key: value})
         except CnnkitError as e:
             raise CnnkitError(str(e), option=key, value=value) from None
+
+
+def check_balance(config, ds, splits) -> str | None:
+    """The class weights checked against the data (an unknown class name stops the run before
+    anything is written), and a warning when the training classes are imbalanced and neither
+    class_weight nor sampler says what to do about it."""
+    from cnnkit.data.balance import class_counts, class_weights, imbalance_note
+
+    y = splits["train"][1]
+    class_weights(config.class_weight, y, ds.class_names)
+    if config.class_weight is None and config.sampler is None:
+        return imbalance_note(class_counts(y, ds.num_classes), ds.class_names)
+    return None

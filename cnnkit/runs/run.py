@@ -33,7 +33,7 @@ from cnnkit.errors import CnnkitError
 from cnnkit.runs.recipes import get_recipe
 from cnnkit.io.rundir import CONFIG, HISTORY, SKIPPED, TENSORBOARD, RunDir
 from cnnkit.runs.held import check_epochs, keep_model, model_to_build, refreeze
-from cnnkit.runs.prepare import build_model, check_augment, load_splits
+from cnnkit.runs.prepare import build_model, check_augment, check_balance, load_splits
 from cnnkit.runs.spec import RESUMABLE, RunResult, RunSpec
 
 
@@ -205,8 +205,11 @@ def _execute_held(spec: RunSpec, resume: bool, command, held, extra_callbacks,
         load_from = parallel.share_state(state_dir if resume else None)
         resume = load_from is not None
     make_loss(config.loss, ds.num_classes, model.output_activation, config.label_smoothing)
+    imbalance = check_balance(config, ds, splits)
     if note:
         say(f"Note: {note}")
+    if imbalance and writer:
+        say(f"Warning: {imbalance}")
     if spec.recipe and spec.early_stopping is None and splits["val"] is None \
             and get_recipe(spec.recipe).early_stopping is not None:
         say(f"Note: recipe {spec.recipe}'s early stopping is off: the run has no validation data")

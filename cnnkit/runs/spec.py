@@ -211,6 +211,9 @@ class RunSpec(_Training):
         from cnnkit.train.threads import parse_threads
 
         d["threads"] = parse_threads(d["threads"])  # "2" from a flag or a file -> 2
+        from cnnkit.data.balance import read_class_weight
+
+        d["class_weight"] = read_class_weight(d["class_weight"])  # a JSON file: its weights
         for name, default in (("val_split", 0.0), ("val_from_test", False), ("freeze", False),
                               ("tensorboard", False), ("artifacts", "full"),
                               ("sync_bn", False), ("scale_lr", "none"), ("warmup_epochs", 0)):

@@ -50,6 +50,9 @@ class TrainConfig:
     optimizer_options: dict | None = None  # its other Keras arguments: {"beta_2": 0.99}
     loss: str = "sparse_categorical_crossentropy"
     label_smoothing: float = 0.0
+    class_weight: str | dict | None = None  # 'balanced' or {class name or id: weight}: each
+    #                                         image's loss weighted (cnnkit.data.balance)
+    sampler: str | None = None  # 'balanced': each epoch draws every class equally often
     schedule: str = "constant"
     step_size: int = 10  # epochs between decays, schedule 'step'
     gamma: float = 0.1  # decay factor, schedule 'step'
@@ -117,6 +120,10 @@ class TrainConfig:
         check_alpha("mixup", self.mixup)
         check_alpha("cutmix", self.cutmix)
         check_probability("random_erasing", self.random_erasing)
+        from cnnkit.data.balance import check_class_weight, check_sampler
+
+        check_class_weight(self.class_weight)
+        check_sampler(self.sampler)
         if self.augment is not None and not isinstance(self.augment, dict):
             raise CnnkitError(f"augment must be a dict of Keras augmentation arguments; got {self.augment!r}")
         # the optimizer's own checks (the registry's), so compile and the CLI fail as fit would

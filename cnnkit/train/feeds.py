@@ -79,13 +79,17 @@ def make_loader(trainer, x, y):
             raise CnnkitError("augment, mixup, cutmix and random_erasing work on uint8 images; "
                               "float arrays are used as given (augment them in a generator, "
                               "e.g. ImageDataGenerator)")
+        if cfg.sampler:
+            raise CnnkitError("sampler works on uint8 images; for float arrays weigh the "
+                              "classes instead (class_weight)")
         return FloatBatches(x, y, cfg.batch_size, trainer.shuffle, trainer.seed, trainer.device)
     p = trainer.preprocessing
     return BatchLoader(x.to(trainer.device), y.to(trainer.device), cfg.batch_size,
                        shuffle=trainer.shuffle, seed=trainer.seed,
                        augment=Augmenter(**cfg.augment) if cfg.augment else None,
                        normalize=p["normalize"], mean=p["mean"], std=p["std"],
-                       device=trainer.device, mix=label_mixing(trainer) if mixing else None)
+                       device=trainer.device, sampler=cfg.sampler,
+                       mix=label_mixing(trainer) if mixing else None)
 
 
 def label_mixing(trainer) -> Mixing:

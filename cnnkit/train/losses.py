@@ -49,9 +49,15 @@ def predictions(logits, activation):
     return logits if activation == LINEAR else logits.softmax(1)
 
 
-def categorical(logits, activation, target):
+def reduce(values, weights=None):
+    """The batch's loss from per-image values (B,): their mean, or with per-image `weights`
+    (B,) Keras's weighted mean, sum(w_i · l_i) / B (class_weight: not renormalized)."""
+    return values.mean() if weights is None else (values * weights).mean()
+
+
+def categorical(logits, activation, target, weights=None):
     """Cross-entropy against rows (B, K) of class probabilities (one-hot or soft)."""
-    return -(target * log_probs(logits, activation)).sum(dim=1).mean()
+    return reduce(-(target * log_probs(logits, activation)).sum(dim=1), weights)
 
 
 def smooth(target, smoothing: float, k: int):
@@ -59,29 +65,35 @@ def smooth(target, smoothing: float, k: int):
     return target * (1.0 - smoothing) + smoothing / k if smoothing else target
 
 
-def sparse_categorical(logits, activation, ids, smoothing: float = 0.0):
+def sparse_categorical(logits, activation, ids, smoothing: float = 0.0, weights=None):
     """Cross-entropy against class ids (B,), labels smoothed as `smooth` does; against rows
     of class probabilities (mixup's, CutMix's) as they are."""
     import torch.nn.functional as F
 
     if ids.is_floating_point():
-        return categorical(logits, activation, ids)
+        return categorical(logits, activation, ids, weights)
     if activation in ("softmax", None):  # PyTorch's fused kernel, the same math
-        return F.cross_entropy(logits, ids, label_smoothing=smoothing)
-    return categorical(logits, activation, one_hot(ids, logits.shape[1], smoothing))
+        if weights is None:
+            return F.cross_entropy(logits, ids, label_smoothing=smoothing)
+        return reduce(F.cross_entropy(logits, ids, label_smoothing=smoothing,
+                                      reduction="none"), weights)
+    return categorical(logits, activation, one_hot(ids, logits.shape[1], smoothing), weights)
 
 
-def binary(logits, activation, target):
+def binary(logits, activation, target, weights=None):
     """Keras's binary cross-entropy, the mean over every unit of every image; `target` has the
     logits' shape. A softmax's log(1 - p_k) is the log-sum-exp of the other units, exact."""
     import torch
     import torch.nn.functional as F
 
     if activation == "sigmoid" or (activation is None and logits.shape[1] == 1):
-        return F.binary_cross_entropy_with_logits(logits, target)
+        if weights is None:
+            return F.binary_cross_entropy_with_logits(logits, target)
+        return reduce(F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+                      .mean(dim=1), weights)
     if activation == LINEAR:
         p = logits.clamp(EPSILON, 1 - EPSILON)
-        return -(target * torch.log(p) + (1 - target) * torch.log(1 - p)).mean()
+        return per_image(-(target * torch.log(p) + (1 - target) * torch.log(1 - p)), weights)
     if logits.shape[1] == 1:
         raise CnnkitError("binary_crossentropy on a 1-unit softmax output always predicts 1; "
                           "use activation='sigmoid' on the last layer")
@@ -89,15 +101,20 @@ def binary(logits, activation, target):
     others = logits.unsqueeze(1).repeat(1, logits.shape[1], 1)  # (B, K, K): row k without unit k
     others.diagonal(dim1=1, dim2=2).fill_(float("-inf"))
     log_not_p = torch.logsumexp(others, dim=2) - torch.logsumexp(logits, dim=1, keepdim=True)
-    return -(target * log_p + (1 - target) * log_not_p).mean()
+    return per_image(-(target * log_p + (1 - target) * log_not_p), weights)
 
 
-def squared_error(logits, activation, target):
-    return ((predictions(logits, activation) - target) ** 2).mean()
+def per_image(values, weights=None):
+    """The mean of (B, K) values: over all of them, or each image's mean weighted (`reduce`)."""
+    return values.mean() if weights is None else reduce(values.mean(dim=1), weights)
 
 
-def absolute_error(logits, activation, target):
-    return (predictions(logits, activation) - target).abs().mean()
+def squared_error(logits, activation, target, weights=None):
+    return per_image((predictions(logits, activation) - target) ** 2, weights)
+
+
+def absolute_error(logits, activation, target, weights=None):
+    return per_image((predictions(logits, activation) - target).abs(), weights)
 
 
 def one_hot(ids, k: int, smoothing: float = 0.0):
@@ -110,20 +127,22 @@ def one_hot(ids, k: int, smoothing: float = 0.0):
 
 
 # -- the registry: the name, and the targets it takes from class ids -----------------------------
-def _binary(logits, act, y, ls):
+def _binary(logits, act, y, ls, weights=None):
     import torch.nn.functional as F
 
     if y.is_floating_point():  # rows (B, 2) of mixed, smoothed targets; 1 unit: class 1's
-        return binary(logits, act, y[:, 1:] if logits.shape[1] == 1 else y)
+        return binary(logits, act, y[:, 1:] if logits.shape[1] == 1 else y, weights)
     target = y.float().unsqueeze(1) if logits.shape[1] == 1 else F.one_hot(y, 2).float()
-    return binary(logits, act, smooth(target, ls, 2))
+    return binary(logits, act, smooth(target, ls, 2), weights)
 
 
 def _rows(math):
-    return lambda logits, act, y, ls: math(logits, act, one_hot(y, logits.shape[1], ls))
+    return lambda logits, act, y, ls, weights=None: math(
+        logits, act, one_hot(y, logits.shape[1], ls), weights)
 
 
-LOSSES = {  # name -> f(logits, activation, class ids or mixed rows (B, K), label smoothing)
+LOSSES = {  # name -> f(logits, activation, class ids or mixed rows (B, K), label smoothing,
+          #          per-image weights)
     "sparse_categorical_crossentropy": sparse_categorical,
     "categorical_crossentropy": sparse_categorical,  # from class ids: the same as the sparse loss
     "binary_crossentropy": _binary,
@@ -133,12 +152,14 @@ LOSSES = {  # name -> f(logits, activation, class ids or mixed rows (B, K), labe
 
 
 def make_loss(name: str, num_classes: int, output_activation: str | None = "softmax",
-              label_smoothing: float = 0.0):
+              label_smoothing: float = 0.0, class_weight=None):
     """A callable `(logits (B, K), y int64 (B,)) -> scalar` for the named loss. `y` may also
     be float rows (B, K) of class probabilities, mixup's and CutMix's (cnnkit.data.mixing,
     made by `one_hot` with this smoothing and then mixed), taken as they are.
 
-    `binary_crossentropy` needs two classes (a 1-unit sigmoid output, or 2 units)."""
+    `binary_crossentropy` needs two classes (a 1-unit sigmoid output, or 2 units).
+    `class_weight`: K weights (cnnkit.data.balance.class_weights); each image's loss is
+    weighted by its class's, as Keras's fit(class_weight=...) does (see `reduce`)."""
     if name not in LOSSES:
         raise one_of("loss", name, LOSSES)
     if output_activation not in OUTPUT_ACTIVATIONS:
@@ -148,16 +169,38 @@ def make_loss(name: str, num_classes: int, output_activation: str | None = "soft
                           "— use sparse_categorical_crossentropy")
     expected = (1, 2) if name == "binary_crossentropy" else (num_classes,)
     math, ls = LOSSES[name], float(label_smoothing)
+    if class_weight is not None:
+        import torch
+
+        class_weight = torch.as_tensor(class_weight, dtype=torch.float32)
+        if len(class_weight) != num_classes:
+            raise CnnkitError(f"class_weight has {len(class_weight)} weights for {num_classes} "
+                              "classes; valid: one per class", option="class_weight")
 
     def loss(logits, y):
         units = logits.shape[1]
         if units not in expected:
             raise CnnkitError(f"the model outputs {units} units but the data has {num_classes} "
                               f"classes; make the last layer Dense({num_classes})")
-        return math(logits.float(), output_activation, y, ls)
+        weights = None
+        if class_weight is not None:  # (B,): a mixed image's is its classes' by their shares
+            cw = class_weight.to(logits.device)
+            weights = y.float() @ cw if y.is_floating_point() else cw[y]
+        return math(logits.float(), output_activation, y, ls, weights)
 
     loss.__name__ = name
     return loss
+
+
+def config_losses(config, k: int, output_activation, y_train, class_names=None):
+    """(the loss, the training batches' loss) of a TrainConfig: its class_weight weighs the
+    training batches only, as Keras's does; validation and test losses are unweighted."""
+    from cnnkit.data.balance import class_weights
+
+    loss = make_loss(config.loss, k, output_activation, config.label_smoothing)
+    weights = class_weights(config.class_weight, y_train, class_names or list(map(str, range(k))))
+    return loss, loss if weights is None else make_loss(
+        config.loss, k, output_activation, config.label_smoothing, class_weight=weights)
 
 
 # -- training accuracy, by the output contract (cnnkit.model.outputs) ------------------------------

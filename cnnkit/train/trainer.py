@@ -32,7 +32,7 @@ from cnnkit.errors import CnnkitError
 from cnnkit.model.inputs import scales_own_pixels
 from cnnkit.train.callbacks import BackupAndRestore, Callback, History, overrides
 from cnnkit.train.config import TrainConfig
-from cnnkit.train.losses import correct_count, make_loss
+from cnnkit.train.losses import config_losses, correct_count
 from cnnkit.train.memory import keep_freed_memory
 from cnnkit.train.optim import make_optimizer, make_schedule
 from cnnkit.train.optimizers import frozen_norms, trained_parameters  # layers' `trainable` flags
@@ -58,6 +58,7 @@ class Objective:
     optimizer: Callable  # (parameters) -> the torch optimizer (built once, kept across fits)
     loss: Callable  # (logits (B, K), targets) -> a scalar tensor
     metrics: dict  # logged name -> (logits, targets) -> right answers in the batch (a tensor)
+    train_loss: Callable | None = None  # the training batches' loss (class weights), if not `loss`
     hparams: dict | None = None  # its names for TensorBoard's HPARAMS tab (optimizer, loss)
 
 
@@ -123,6 +124,7 @@ class Trainer:
         self.progress = Progress(cfg.verbose, cfg.epochs, stream,
                                  keras=objective is not None)
         self.loss_fn = objective.loss if objective else None  # else built by fit from the data
+        self.train_loss_fn = (objective.train_loss or objective.loss) if objective else None
         self.metrics = objective.metrics if objective else {"accuracy": correct_count}
         self.preprocessing = {"normalize": cfg.normalize, "mean": None, "std": None}
         if cfg.normalize == "unit" and scales_own_pixels(model):  # Rescaling(1/255) first:
@@ -181,8 +183,8 @@ class Trainer:
                 raise CnnkitError(f"label {bad} is out of range for a model with {k} classes "
                                   f"(valid: 0..{k - 1})")
         self.num_classes = k
-        self.loss_fn = make_loss(self.config.loss, k, self.model.net.output_activation,
-                                 self.config.label_smoothing)
+        self.loss_fn, self.train_loss_fn = config_losses(
+            self.config, k, self.model.net.output_activation, ys[0], names)
 
     def preprocessing_record(self) -> dict:
         """How pixels become the network's input, as saved in model.json: evaluate and predict
@@ -202,7 +204,7 @@ class Trainer:
         with self._autocast():
             logits = self._train_forward(xb)  # (B, K)
         # a rank whose part of a last, tiny global batch is empty still joins the all-reduce
-        loss = self.loss_fn(logits, yb) + self._penalty() if len(yb) else logits.sum() * 0.0
+        loss = self.train_loss_fn(logits, yb) + self._penalty() if len(yb) else logits.sum() * 0.0
         self.optimizer.zero_grad(set_to_none=True)
         scaler = self.scaler  # fp16: loss scaling keeps small gradients from flushing to zero
         (loss * weight if scaler is None else scaler.scale(loss * weight)).backward()

@@ -106,7 +106,7 @@ TRAIN_CHANGES = {"epochs": 3, "batch_size": 16, "optimizer": "rmsprop", "lr": 0.
                  "precision": "fp32", "threads": 2, "normalize": "standardize",
                  "dry_run": True, "verbose": 2, "eval_batch_size": 64, "compile": True,
                  "optimizer_options": {"clipvalue": 1.0}, "mixup": 0.2, "cutmix": 1.0,
-                 "random_erasing": 0.25}
+                 "random_erasing": 0.25, "class_weight": "balanced", "sampler": "balanced"}
 
 
 def test_the_trainer_checks_a_loaded_state_against_the_same_list(tmp_path):
