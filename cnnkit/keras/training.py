@@ -102,7 +102,8 @@ def pixel_scale(xb) -> dict:
 class GeneratorBatches:
     """A loader (cnnkit.train.feeds) over a generator of (x, y) batches, such as
     `ImageDataGenerator().flow(...)`: `steps` batches per epoch, read on from where the last
-    epoch stopped, as Keras does. The first batch is read at once: it builds a model that has
+    epoch stopped, as Keras does; a dataset (`utils.image_dataset_from_directory`, anything
+    iterable with a length) is passed over again when a pass ends. The first batch is read at once: it builds a model that has
     no Input yet, and the trainer's thread probe times its steps on it (`x`, `y`)."""
 
     def __init__(self, model, gen, steps, what):

@@ -76,6 +76,9 @@ def test_batches_labels_and_a_new_order_each_pass(tmp_path, capsys):
     assert sorted(first.tolist()) == sorted(second.tolist()) == [0] * 4 + [1] * 7 + [2] * 5
     assert first.tolist() != second.tolist()  # each epoch is shuffled again
     assert len(list(ds.take(2))) == 2
+    from cnnkit.keras import preprocessing  # Keras's other name for it
+
+    assert preprocessing.image_dataset_from_directory is image_dataset_from_directory
     binary = image_dataset_from_directory(root, image_size=4, class_names=["dog", "cat"],
                                           label_mode="binary", shuffle=False, batch_size=None)
     x, y = next(iter(binary))
