@@ -297,8 +297,9 @@ def load_mnist_family(name: str, data_dir: str | Path | None = None, download: b
                       progress: bool = True):
     """Load `name` (mnist, fashion-mnist, kmnist, cifar10, cifar100) as a `Dataset` with its
     official test split (CIFAR-100: the fine labels; the coarse ones, uint8 arrays, in
-    info['coarse_labels'] with info['coarse_class_names']). Finds the files offline first (see the module docstring), downloads into the
-    cache when allowed, and raises one CnnkitError line saying where to put the files if not.
+    info['coarse_labels'] with info['coarse_class_names']). Finds the files offline first (see
+    the module docstring), downloads into the cache when allowed, and raises one CnnkitError
+    line saying where to put the files if not.
 
     Decoded tensors are kept in `<cache>/<name>/decoded-v1.npz` (uncompressed, 55 MB for
     Fashion-MNIST): a later load reads them instead of gunzipping and checking again, several
@@ -353,6 +354,12 @@ def load_mnist_family(name: str, data_dir: str | Path | None = None, download: b
         y_test=tensor(arrays["y_test"], torch.int64),
         source=str(folder),
         info={"files": [str(p) for p in files], "sha256_verified": arrays["verified"],
-              "title": spec.title, "homepage": spec.homepage,
-              **({"coarse_labels": {"train": arrays["y_train_coarse"], "test": arrays["y_test_coarse"]},
-                  "coarse_class_names": list(CIFAR100_COARSE)} if _COARSE[0] in arrays else {})})
+              "title": spec.title, "homepage": spec.homepage, **_coarse_info(arrays)})
+
+
+def _coarse_info(arrays: dict) -> dict:
+    """CIFAR-100's superclass labels of each split, and their names; {} for other sets."""
+    if _COARSE[0] not in arrays:
+        return {}
+    return {"coarse_labels": {"train": arrays["y_train_coarse"], "test": arrays["y_test_coarse"]},
+            "coarse_class_names": list(CIFAR100_COARSE)}
