@@ -197,7 +197,7 @@ def _split(n, validation_split, subset, verbose):
 class ImageDataset:
     """Batches of (float32 images (B, H, W, C) 0-255, labels) as numpy, or the images alone
     with `label_mode=None`; `len()` is the batches in one pass; `class_names` and
-    `file_paths` as Keras's dataset has them. `take`, `prefetch` and `cache` as on a
+    `file_paths` as Keras's dataset has them. `map`, `take`, `prefetch` and `cache` as on a
     tf.data.Dataset (the images are decoded and in memory already)."""
 
     def __init__(self, images, rows, labels, label_mode, num_classes, batch_size, shuffle,
@@ -206,7 +206,7 @@ class ImageDataset:
         self._label_mode, self._num_classes = label_mode, num_classes
         self._batch_size, self._shuffle = batch_size, shuffle
         self._rng = np.random.default_rng(seed)
-        self._limit = None
+        self._limit, self._maps = None, ()
         self.class_names, self.file_paths = class_names, file_paths
 
     def __len__(self):
@@ -224,7 +224,10 @@ class ImageDataset:
             y = None if self._labels is None else self._encode(self._labels[idx])
             if self._batch_size is None:
                 x, y = x[0], None if y is None else y[0]
-            yield x if y is None else (x, y)
+            item = x if y is None else (x, y)
+            for fn in self._maps:  # tf.data's map: the parts of a tuple as the arguments
+                item = fn(*item) if isinstance(item, tuple) else fn(item)
+            yield item
 
     def _encode(self, y):
         if self._label_mode == "categorical":
@@ -235,9 +238,17 @@ class ImageDataset:
 
     def take(self, count):
         """The first `count` batches of each pass (a new dataset, as tf.data's take)."""
+        return self._copy(_limit=count if self._limit is None else min(count, self._limit))
+
+    def map(self, map_func, num_parallel_calls=None, deterministic=None, name=None):
+        """A new dataset whose batches are `map_func(images, labels)` of these."""
+        if not callable(map_func):
+            raise CnnkitError(f"map takes a function; received {shown(map_func)}")
+        return self._copy(_maps=(*self._maps, map_func))
+
+    def _copy(self, **changes):
         out = ImageDataset.__new__(ImageDataset)
-        out.__dict__.update(self.__dict__)
-        out._limit = count if self._limit is None else min(count, self._limit)
+        out.__dict__.update(self.__dict__, **changes)
         return out
 
     def prefetch(self, buffer_size=None):

@@ -76,6 +76,10 @@ def test_batches_labels_and_a_new_order_each_pass(tmp_path, capsys):
     assert sorted(first.tolist()) == sorted(second.tolist()) == [0] * 4 + [1] * 7 + [2] * 5
     assert first.tolist() != second.tolist()  # each epoch is shuffled again
     assert len(list(ds.take(2))) == 2
+    scaled = ds.map(lambda x, y: (x / 255, y.argmax(1)))  # as keras.io's examples map
+    x, y = next(iter(scaled))
+    assert 0 <= x.min() and x.max() <= 1 and y.shape == (5,) and len(scaled) == 4
+    assert next(iter(ds))[0].max() > 1  # the dataset mapped is unchanged
     from cnnkit.keras import preprocessing  # Keras's other name for it
 
     assert preprocessing.image_dataset_from_directory is image_dataset_from_directory
