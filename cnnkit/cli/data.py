@@ -21,7 +21,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def _add_dataset_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("dataset", help="mnist, fashion-mnist, kmnist, cifar10, digits, folder:PATH or npz:PATH")
+    p.add_argument("dataset", help="mnist, fashion-mnist, kmnist, cifar10, cifar100, digits, folder:PATH or npz:PATH")
     p.add_argument("--data-dir", metavar="D", help="where to look for (and download) dataset files first")
     p.add_argument("--split", default="train", help="train or test (default: train)")
     p.add_argument("--channels", type=int, help="convert to 1 (grayscale) or 3 (RGB) channels")

@@ -71,7 +71,7 @@ def register(sub) -> None:
     g.add_argument("--config", metavar="FILE", help="a RunSpec as YAML, TOML or JSON (a run's "
                    "own config.json too): repeat any run")
     g.add_argument("--model", help="preset name, model file (.yaml/.toml/.json) or saved model dir")
-    g.add_argument("--dataset", help="mnist, fashion-mnist, kmnist, cifar10, digits, "
+    g.add_argument("--dataset", help="mnist, fashion-mnist, kmnist, cifar10, cifar100, digits, "
                    "folder:PATH, npz:PATH")
     g.add_argument("--data-dir", help="where the dataset's files are looked for first")
     g.add_argument("--limit", type=int, metavar="N",

@@ -1,6 +1,6 @@
 """Datasets by name: one call gives a `Dataset` wherever a dataset is asked for.
 
-    load_dataset("mnist")                  # also fashion-mnist, kmnist, cifar10 (cached/downloaded)
+    load_dataset("mnist")                  # also fashion-mnist, kmnist, cifar10, cifar100
     load_dataset("digits")                 # scikit-learn's 1,797 8x8 digits, always offline
     load_dataset("folder:photos/")         # one subfolder per class (or train/ + test/)
     load_dataset("npz:mnist.npz")          # x_train, y_train[, x_test, y_test]
@@ -18,7 +18,7 @@ from cnnkit.errors import CnnkitError, one_of
 if TYPE_CHECKING:
     from cnnkit.data.base import Dataset
 
-MNIST_NAMES = ["mnist", "fashion-mnist", "kmnist", "cifar10"]
+MNIST_NAMES = ["mnist", "fashion-mnist", "kmnist", "cifar10", "cifar100"]
 DATASET_NAMES = [*MNIST_NAMES, "digits", "folder:PATH", "npz:PATH"]
 
 # Pillow's ITU-R 601 luma weights in its own 16-bit fixed point, L = (19595 R + 38470 G + 7471 B

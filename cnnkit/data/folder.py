@@ -109,9 +109,11 @@ def _scandir(folder: str) -> list[os.DirEntry]:
         raise CnnkitError(f"cannot read folder '{folder}': {e.strerror or e}") from None
 
 
-def _scan(root: Path) -> dict[str, tuple[Path, list[str], list[tuple[str, int, str]]]]:
-    """{split: (its folder, class names, [(file, class index, stamp)])} for the layout."""
-    if (root / "train").is_dir():
+def _scan(root: Path, classes_only: bool = False
+          ) -> dict[str, tuple[Path, list[str], list[tuple[str, int, str]]]]:
+    """{split: (its folder, class names, [(file, class index, stamp)])} for the layout
+    (`classes_only`: every subfolder is a class, even one named 'train')."""
+    if not classes_only and (root / "train").is_dir():
         split_dirs = {"train": root / "train"}
         if (root / "test").is_dir():
             split_dirs["test"] = root / "test"
@@ -272,8 +274,21 @@ def _fits(tensors: dict, scan: dict, n_classes: int) -> tuple[dict, list[str]] |
     return tensors, skipped
 
 
-def load_folder(path: str | os.PathLike, channels: int | None = None, size=None) -> Dataset:
-    """Load `folder:PATH` as a Dataset (cached after the first decode)."""
+def _row_files(root: Path, scan: dict, skipped: list[str]) -> dict[str, list[str]]:
+    """{split: the relative path of each row's file}: the scan's order less the skipped."""
+    cut, bad = len(str(root)) + 1, set(skipped)
+    out = {}
+    for split, (_, _, files) in scan.items():
+        rel = (f[cut:].replace(os.sep, "/") for f, _, _ in files)
+        out[split] = [r for r in rel if r not in bad]
+    return out
+
+
+def load_folder(path: str | os.PathLike, channels: int | None = None, size=None,
+                classes_only: bool = False) -> Dataset:
+    """Load `folder:PATH` as a Dataset (cached after the first decode). `classes_only`: every
+    subfolder is a class (Keras's image_dataset_from_directory), never a train/test layout.
+    `info['files']` names each split's images in row order (paths relative to the folder)."""
     channels, size = check_channels(channels), check_size(size)
     root = Path(path).expanduser()
     if not root.exists():
@@ -281,7 +296,7 @@ def load_folder(path: str | os.PathLike, channels: int | None = None, size=None)
     if not root.is_dir():
         raise CnnkitError(f"'{root}' is not a folder; folder:PATH needs a folder of class subfolders")
     root = root.resolve()
-    scan = _scan(root)
+    scan = _scan(root, classes_only)
     class_names = scan["train"][1]
     cache = cache_root() / f"{_cache_key(root, scan, channels, size)}.safetensors"
 
@@ -295,5 +310,6 @@ def load_folder(path: str | os.PathLike, channels: int | None = None, size=None)
     return Dataset.from_splits(
         f"folder:{path}", class_names, tensors, str(root),
         {"skipped": skipped, "cache": str(cache), "cached": cached,
+         "files": _row_files(root, scan, skipped),
          "layout": "classes" if scan["train"][0] == root else
          "/".join(scan) if "validation" in scan else "train/test"})

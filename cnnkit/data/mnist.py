@@ -1,4 +1,5 @@
-"""The MNIST family (mnist, fashion-mnist, kmnist) and CIFAR-10, from their original files.
+"""The MNIST family (mnist, fashion-mnist, kmnist), CIFAR-10 and CIFAR-100, from their original
+files (CIFAR's decoding: cnnkit.data.cifar).
 
 Where the files are looked for, in order:
   1. the `data_dir` argument (`--data-dir`): the directory itself, or its `<name>/` subfolder;
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cnnkit.data.cifar import CIFAR100_COARSE, CIFAR100_FINE, batch_files
 from cnnkit.data.download import DownloadError, download as _download, sha256_of
 from cnnkit.data.idx import read_images_labels
 from cnnkit.errors import CnnkitError, one_of
@@ -52,7 +54,8 @@ class DatasetSpec:
     files: tuple[RemoteFile, ...]
     class_names: tuple[str, ...]
     image_shape: tuple[int, int, int]  # (H, W, C)
-    format: str = "idx"  # "idx": train/t10k images+labels; "cifar-binary": one tar.gz
+    # "idx": train/t10k images+labels; "cifar-binary", "cifar100-binary": one tar.gz
+    format: str = "idx"
 
     def urls(self, f: RemoteFile) -> list[str]:
         return [m.rstrip("/") + "/" + f.name for m in self.mirrors]
@@ -137,12 +140,19 @@ MNIST_FAMILY: dict[str, DatasetSpec] = {
         class_names=("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
                      "ship", "truck"),
         image_shape=(32, 32, 3), format="cifar-binary"),
+    "cifar100": DatasetSpec(
+        name="cifar100", title="CIFAR-100 (binary version; 100 fine classes, 20 coarse)",
+        homepage="https://www.cs.toronto.edu/~kriz/cifar.html",
+        mirrors=("https://www.cs.toronto.edu/~kriz/", "http://www.cs.toronto.edu/~kriz/"),
+        # SHA-256 as pinned by torchvision-ruby and JuliaML's MLDatasets; size as TFDS's
+        files=(RemoteFile("cifar-100-binary.tar.gz",
+                          "58a81ae192c23a4be8b1804d68e518ed807d710a4eb253b1f2a199162a40d8ec",
+                          168513733),),
+        class_names=CIFAR100_FINE, image_shape=(32, 32, 3), format="cifar100-binary"),
 }
 
-_CIFAR_DIR = "cifar-10-batches-bin"
-_CIFAR_TRAIN = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
-_CIFAR_TEST = "test_batch.bin"
 _DECODED = "decoded-v1.npz"
+_COARSE = ("y_train_coarse", "y_test_coarse")  # CIFAR-100's 20 superclasses
 
 
 def _spec(name: str) -> DatasetSpec:
@@ -187,8 +197,7 @@ def _find_file(folder: Path, f: RemoteFile) -> Path | None:
 
 
 def _complete(spec: DatasetSpec, folder: Path) -> bool:
-    if spec.format == "cifar-binary" and all(
-            (folder / _CIFAR_DIR / b).is_file() for b in (*_CIFAR_TRAIN, _CIFAR_TEST)):
+    if spec.format != "idx" and all((folder / b).is_file() for b in batch_files(spec.format)):
         return True  # an already-extracted tarball
     return all(_find_file(folder, f) is not None for f in spec.files)
 
@@ -225,8 +234,8 @@ def fetch(name: str, progress: bool = True) -> Path:
 # ---- decoding ---------------------------------------------------------------------------------
 
 def _source_files(spec: DatasetSpec, folder: Path) -> list[Path]:
-    if spec.format == "cifar-binary" and _find_file(folder, spec.files[0]) is None:
-        return [folder / _CIFAR_DIR / b for b in (*_CIFAR_TRAIN, _CIFAR_TEST)]
+    if spec.format != "idx" and _find_file(folder, spec.files[0]) is None:
+        return [folder / b for b in batch_files(spec.format)]
     return [p for f in spec.files if (p := _find_file(folder, f)) is not None]
 
 
@@ -252,58 +261,10 @@ def _decode_idx(spec: DatasetSpec, folder: Path) -> dict[str, np.ndarray]:
     return out
 
 
-def _cifar_records(where: str, data) -> tuple[np.ndarray, np.ndarray]:
-    """Rows of [label, 1024 R, 1024 G, 1024 B] bytes -> images (N, 32, 32, 3), labels (N,)."""
-    record = 1 + 32 * 32 * 3
-    if len(data) == 0 or len(data) % record:
-        raise CnnkitError(f"{where}: {len(data)} bytes is not a whole number of CIFAR-10 "
-                          f"records ({record} bytes each); the file is truncated or corrupt")
-    rows = np.frombuffer(data, np.uint8).reshape(-1, record)
-    x = np.empty((len(rows), 32 * 32, 3), np.uint8)
-    for k in range(3):  # one plane at a time: contiguous copies, where a CHW->HWC transpose
-        #                 copy strides through memory (bench/README.md)
-        x[:, :, k] = rows[:, 1 + 1024 * k: 1 + 1024 * (k + 1)]
-    return x.reshape(-1, 32, 32, 3), rows[:, 0].copy()
-
-
-def _cifar_blobs(tar_path: Path) -> dict[str, memoryview]:
-    """The six batch files inside the (gzipped) tarball, as zero-copy views of one buffer:
-    gunzipping in one call is several times faster than tarfile's streaming reads."""
-    try:
-        raw = tar_path.read_bytes()
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
-        with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
-            members = {Path(m.name).name: m for m in tar if m.isfile()}
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
-        raise CnnkitError(f"{tar_path}: corrupt or truncated archive ({e}); "
-                          f"download it again") from None
-    missing = [b for b in (*_CIFAR_TRAIN, _CIFAR_TEST) if b not in members]
-    if missing:
-        raise CnnkitError(f"{tar_path}: not the CIFAR-10 binary archive (missing "
-                          f"{', '.join(missing)}); use cifar-10-binary.tar.gz")
-    view = memoryview(raw)
-    blobs = {}
-    for b in (*_CIFAR_TRAIN, _CIFAR_TEST):
-        m = members[b]
-        if m.offset_data + m.size > len(raw):
-            raise CnnkitError(f"{tar_path}: truncated archive ({b} is cut short)")
-        blobs[b] = view[m.offset_data: m.offset_data + m.size]
-    return blobs
-
-
 def _decode_cifar(spec: DatasetSpec, folder: Path) -> dict[str, np.ndarray]:
-    tar_path = _find_file(folder, spec.files[0])
-    if tar_path is None:  # an extracted cifar-10-batches-bin/
-        where = folder / _CIFAR_DIR
-        blobs = {b: (where / b).read_bytes() for b in (*_CIFAR_TRAIN, _CIFAR_TEST)}
-    else:
-        where, blobs = tar_path, _cifar_blobs(tar_path)
-    train = [_cifar_records(f"{where}:{b}", blobs[b]) for b in _CIFAR_TRAIN]
-    x_test, y_test = _cifar_records(f"{where}:{_CIFAR_TEST}", blobs[_CIFAR_TEST])
-    return {"x_train": np.concatenate([x for x, _ in train]),
-            "y_train": np.concatenate([y for _, y in train]),
-            "x_test": x_test, "y_test": y_test}
+    from cnnkit.data.cifar import decode_cifar
+
+    return decode_cifar(spec.format, _find_file(folder, spec.files[0]), folder)
 
 
 def _cache_key(files: list[Path]) -> str:
@@ -316,8 +277,8 @@ def _read_decoded(path: Path, key: str) -> dict[str, np.ndarray] | None:
         with np.load(path, allow_pickle=False) as z:
             if str(z["key"]) != key:
                 return None
-            return {k: z[k] for k in ("x_train", "y_train", "x_test", "y_test")} | \
-                {"verified": bool(z["verified"])}
+            return {k: z[k] for k in ("x_train", "y_train", "x_test", "y_test", *_COARSE)
+                    if k in z or k not in _COARSE} | {"verified": bool(z["verified"])}
     except (OSError, KeyError, ValueError, zlib.error, EOFError):
         return None  # missing, stale or damaged: decode again
 
@@ -334,9 +295,11 @@ def _write_decoded(path: Path, key: str, arrays: dict[str, np.ndarray], verified
 
 def load_mnist_family(name: str, data_dir: str | Path | None = None, download: bool = True,
                       progress: bool = True):
-    """Load `name` (mnist, fashion-mnist, kmnist, cifar10) as a `Dataset` with its official
-    test split. Finds the files offline first (see the module docstring), downloads into the
-    cache when allowed, and raises one CnnkitError line saying where to put the files if not.
+    """Load `name` (mnist, fashion-mnist, kmnist, cifar10, cifar100) as a `Dataset` with its
+    official test split (CIFAR-100: the fine labels; the coarse ones, uint8 arrays, in
+    info['coarse_labels'] with info['coarse_class_names']). Finds the files offline first (see
+    the module docstring), downloads into the cache when allowed, and raises one CnnkitError
+    line saying where to put the files if not.
 
     Decoded tensors are kept in `<cache>/<name>/decoded-v1.npz` (uncompressed, 55 MB for
     Fashion-MNIST): a later load reads them instead of gunzipping and checking again, several
@@ -364,7 +327,7 @@ def load_mnist_family(name: str, data_dir: str | Path | None = None, download: b
     decoded_path = cache_dir() / name / _DECODED
     arrays = _read_decoded(decoded_path, key)
     if arrays is None:
-        decode = _decode_cifar if spec.format == "cifar-binary" else _decode_idx
+        decode = _decode_idx if spec.format == "idx" else _decode_cifar
         arrays = decode(spec, folder)
         arrays["verified"] = _checksums_ok(spec, files)
         for split in ("train", "test"):
@@ -372,6 +335,10 @@ def load_mnist_family(name: str, data_dir: str | Path | None = None, download: b
             if len(y) and int(y.max()) >= len(spec.class_names):
                 raise CnnkitError(f"{folder}: {split} label {int(y.max())} is out of range "
                                   f"for {name}'s {len(spec.class_names)} classes")
+        coarse = arrays.get("y_train_coarse")
+        if coarse is not None and len(coarse) and int(coarse.max()) >= len(CIFAR100_COARSE):
+            raise CnnkitError(f"{folder}: train coarse label {int(coarse.max())} is out of "
+                              f"range for {name}'s {len(CIFAR100_COARSE)} superclasses")
         _write_decoded(decoded_path, key, {k: v for k, v in arrays.items() if k != "verified"},
                        arrays["verified"])
 
@@ -387,4 +354,12 @@ def load_mnist_family(name: str, data_dir: str | Path | None = None, download: b
         y_test=tensor(arrays["y_test"], torch.int64),
         source=str(folder),
         info={"files": [str(p) for p in files], "sha256_verified": arrays["verified"],
-              "title": spec.title, "homepage": spec.homepage})
+              "title": spec.title, "homepage": spec.homepage, **_coarse_info(arrays)})
+
+
+def _coarse_info(arrays: dict) -> dict:
+    """CIFAR-100's superclass labels of each split, and their names; {} for other sets."""
+    if _COARSE[0] not in arrays:
+        return {}
+    return {"coarse_labels": {"train": arrays["y_train_coarse"], "test": arrays["y_test_coarse"]},
+            "coarse_class_names": list(CIFAR100_COARSE)}

@@ -63,8 +63,10 @@ def nchw(xb: torch.Tensor) -> torch.Tensor:
 
 
 def _is_generator(x) -> bool:
-    return hasattr(x, "__next__") or (hasattr(x, "__getitem__") and hasattr(x, "__len__")
-                                      and not isinstance(x, (np.ndarray, torch.Tensor, list, tuple)))
+    # an iterator, a Keras Sequence, or a dataset of batches (image_dataset_from_directory)
+    return hasattr(x, "__next__") or (
+        (hasattr(x, "__getitem__") or hasattr(x, "__iter__")) and hasattr(x, "__len__")
+        and not isinstance(x, (np.ndarray, torch.Tensor, list, tuple, dict, str)))
 
 
 
@@ -100,11 +102,12 @@ def pixel_scale(xb) -> dict:
 class GeneratorBatches:
     """A loader (cnnkit.train.feeds) over a generator of (x, y) batches, such as
     `ImageDataGenerator().flow(...)`: `steps` batches per epoch, read on from where the last
-    epoch stopped, as Keras does. The first batch is read at once: it builds a model that has
+    epoch stopped, as Keras does; a dataset (`utils.image_dataset_from_directory`, anything
+    iterable with a length) is passed over again when a pass ends. The first batch is read at once: it builds a model that has
     no Input yet, and the trainer's thread probe times its steps on it (`x`, `y`)."""
 
     def __init__(self, model, gen, steps, what):
-        self.model, self.what = model, what
+        self.model, self.what, self.source = model, what, gen
         self.iterator = gen if hasattr(gen, "__next__") else iter(gen)
         if steps is None and not hasattr(gen, "__len__"):
             raise CnnkitError(f"{what} is a generator without a length; pass steps_per_epoch "
@@ -114,7 +117,15 @@ class GeneratorBatches:
         self.x, self.y = self.first
 
     def _next(self):
-        batch = next(self.iterator)
+        try:
+            batch = next(self.iterator)
+        except StopIteration:
+            if self.iterator is self.source:
+                raise
+            # a dataset (not an iterator) is passed over again, in its next order, as Keras
+            # starts each epoch on a tf.data.Dataset
+            self.iterator = iter(self.source)
+            batch = next(self.iterator)
         xb, yb = (batch[0], batch[1]) if isinstance(batch, tuple) and len(batch) > 1 else (batch, None)
         xb = images(self.model, xb, self.what)
         return xb, None if yb is None else targets(yb, len(xb))

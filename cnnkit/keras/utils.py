@@ -1,10 +1,11 @@
 """Keras's utilities the seeds and keras.io's examples use: `to_categorical`, `plot_model`,
-`set_random_seed`, `load_img`, `img_to_array`."""
+`set_random_seed`, `load_img`, `img_to_array`, `image_dataset_from_directory`."""
 from __future__ import annotations
 
 import numpy as np
 
 from cnnkit.errors import CnnkitError, one_of
+from cnnkit.keras.image_dataset import image_dataset_from_directory  # noqa: F401
 
 
 def to_categorical(x, num_classes=None):

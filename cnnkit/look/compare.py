@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from cnnkit.errors import CnnkitError, one_of
-from cnnkit.look.figures import new_figure, png_bytes
+from cnnkit.look.figures import count_axis, new_figure, png_bytes
 from cnnkit.look.html_parts import Raw, note, page, png_tag, table
 
 # The table's columns, which are also the sort keys and the JSON keys (wall_time in seconds).
@@ -135,9 +135,8 @@ def _per_class(runs: list) -> tuple[list[str], list[dict]]:
 
 
 def _curves_figure(runs, labels):
-    from matplotlib.ticker import MaxNLocator
-
     fig = new_figure(11, 4)
+    n_epochs = max([len(curve(run, key)) for run in runs for key in ("loss", "val_loss")] + [1])
     for i, metric in enumerate(("loss", "accuracy")):
         ax = fig.add_subplot(1, 2, i + 1)
         for j, (run, label) in enumerate(zip(runs, labels)):
@@ -151,7 +150,7 @@ def _curves_figure(runs, labels):
                             markersize=3)
         ax.set_title(f"{metric} (solid: train, dashed: validation)")
         ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        count_axis(ax, 1, n_epochs)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     return fig

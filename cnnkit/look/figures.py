@@ -49,6 +49,20 @@ class Picture(type(Path())):  # Path's concrete class (PosixPath/WindowsPath): P
         return self.read_text(encoding="utf-8")
 
 
+def count_axis(ax, first: int, last: int, axis: str = "x") -> None:
+    """An axis of counted things (epochs, folds, trials numbered first..last): whole-number
+    ticks only, each one labelled while there are few; one epoch is a point in the middle of
+    the axis, never a fractional axis of 0.945 ... 1.055."""
+    from matplotlib.ticker import MaxNLocator
+
+    which = ax.xaxis if axis == "x" else ax.yaxis
+    if last - first < 12:  # few: every one of them, half a step of margin each side
+        (ax.set_xlim if axis == "x" else ax.set_ylim)(first - 0.5, last + 0.5)
+        which.set_ticks(range(first, last + 1))
+    else:
+        which.set_major_locator(MaxNLocator(integer=True))
+
+
 def png_bytes(fig) -> bytes:
     """The figure as PNG, in memory (for a page that holds its images)."""
     buf = io.BytesIO()

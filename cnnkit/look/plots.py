@@ -20,7 +20,7 @@ import numpy as np
 from cnnkit.errors import CnnkitError
 from cnnkit.look.figures import (  # noqa: F401  (DPI: used by other modules)
     BAR_COLOR, DPI, PRED_COLOR, TRAIN_COLOR, TRUE_COLOR, VAL_COLOR, WRONG_COLOR, _as_images,
-    _grid_shape, _names, _show_image, new_figure, save_figure)
+    _grid_shape, _names, _show_image, count_axis, new_figure, save_figure)
 from cnnkit.look.plots_inside import (  # noqa: F401
     FEATURE_MAP_LAYOUTS, FILTER_LAYOUTS, plot_feature_maps, plot_filters, plot_heatmap)
 
@@ -33,8 +33,11 @@ def plot_history(history: dict[str, list[float]], path, best_epoch: int | None =
     `history` uses Keras's keys (`loss`, `val_loss`, `accuracy`, `val_accuracy`); a panel is
     drawn for each of loss and accuracy that is present. `best_epoch` counts from 1, as the
     epoch lines print, and is marked on both panels."""
-    from matplotlib.ticker import MaxNLocator
+    return save_figure(history_figure(history, best_epoch), path)
 
+
+def history_figure(history: dict[str, list[float]], best_epoch: int | None = None):
+    """plot_history's matplotlib Figure: epochs on whole-number ticks (count_axis)."""
     panels = [m for m in ("loss", "accuracy") if m in history or f"val_{m}" in history]
     if not panels:
         raise CnnkitError(f"history has no loss or accuracy to plot; keys: {sorted(history)}")
@@ -58,10 +61,10 @@ def plot_history(history: dict[str, list[float]], path, best_epoch: int | None =
         ax.set_title(f"model {metric}")
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        count_axis(ax, 1, max(n_epochs, 1))
         ax.grid(alpha=0.3)
         ax.legend(loc="best")
-    return save_figure(fig, path)
+    return fig
 
 
 # --- evaluation -----------------------------------------------------------------------------

@@ -42,7 +42,7 @@ class _WhatToTrain:
     model: str | dict | None = None  # preset, model file, saved model dir, or a description;
     #                                   cnnkit.run also takes your own nn.Module (recorded as
     #                                   {"module": "package.file.CNN"})
-    dataset: str | None = None  # mnist, fashion-mnist, kmnist, cifar10, digits, folder:, npz:
+    dataset: str | None = None  # mnist, fashion-mnist, kmnist, cifar10, cifar100, digits, folder:, npz:
     recipe: str | None = None  # seed000, seed002, seed003, seed004, fast, best
     data_dir: str | None = None  # where the dataset's files are looked for first
     limit: int | None = None  # train on only the first N training images

@@ -166,7 +166,14 @@ def summarize(records: list[dict], indices, out) -> CVResult:
 
 def plot_folds(records: list[dict], path: Path) -> Path:
     """Each fold's validation curve (left) and its figures against the mean (right)."""
-    from cnnkit.look.figures import new_figure, save_figure
+    from cnnkit.look.figures import save_figure
+
+    return save_figure(folds_figure(records), path)
+
+
+def folds_figure(records: list[dict]):
+    """plot_folds' matplotlib Figure: epochs on whole-number ticks."""
+    from cnnkit.look.figures import count_axis, new_figure
 
     fig = new_figure(9, 3.4)
     ax1, ax2 = fig.subplots(1, 2)
@@ -174,6 +181,7 @@ def plot_folds(records: list[dict], path: Path) -> Path:
         acc = r["history"]["val_accuracy"]
         ax1.plot(range(1, len(acc) + 1), acc, marker="o", label=f"fold {r['fold']}")
     ax1.set(xlabel="epoch", ylabel="val_accuracy", title="validation accuracy per fold")
+    count_axis(ax1, 1, max([len(r["history"]["val_accuracy"]) for r in records] + [1]))
     ax1.legend(fontsize=8)
     names = ["val_accuracy", "test_accuracy"]
     for j, name in enumerate(names):
@@ -183,4 +191,4 @@ def plot_folds(records: list[dict], path: Path) -> Path:
         ax2.errorbar([j + 0.15], [m], yerr=[s], fmt="s", color="tab:orange", capsize=4)
     ax2.set_xticks(range(len(names)), names)
     ax2.set(title="per fold (blue), mean ± std (orange)", xlim=(-0.5, len(names) - 0.5))
-    return save_figure(fig, path)
+    return fig

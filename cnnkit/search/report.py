@@ -67,7 +67,14 @@ def write_best(path: Path, space, trial, settings: dict) -> None:
 
 def plot_history(rows: list[dict], metric: str, direction: str, path: Path) -> Path:
     """Each finished trial's objective, and the best so far."""
-    from cnnkit.look.figures import new_figure, save_figure
+    from cnnkit.look.figures import save_figure
+
+    return save_figure(history_figure(rows, metric, direction), path)
+
+
+def history_figure(rows: list[dict], metric: str, direction: str):
+    """plot_history's matplotlib Figure: trials on whole-number ticks (they are numbered)."""
+    from cnnkit.look.figures import count_axis, new_figure
 
     fig = new_figure(6.4, 3.6)
     ax = fig.subplots()
@@ -87,12 +94,11 @@ def plot_history(rows: list[dict], metric: str, direction: str, path: Path) -> P
                                                    math.nan for r in pruned],
                    marker="x", color="tab:gray", label="pruned (last reported)")
     ax.set(xlabel="trial", ylabel=metric, title="optimization history")
-    from matplotlib.ticker import MaxNLocator
-
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # trials are numbered, not measured
+    numbers = [r["number"] for r in done + pruned] or [0]
+    count_axis(ax, min(numbers), max(numbers))
     if done or pruned:
         ax.legend(fontsize=8)
-    return save_figure(fig, path)
+    return fig
 
 
 def importances(study) -> dict:
