@@ -32,6 +32,7 @@ COMMAND_MODULES = [
     "cnnkit.cli.inside",   # inspect
     "cnnkit.cli.report",   # report
     "cnnkit.cli.runs",     # runs, compare
+    "cnnkit.cli.doctor",   # doctor
     "cnnkit.cli.tune",     # tune, cv
     "cnnkit.cli.export",   # export
     "cnnkit.cli.serve",    # serve

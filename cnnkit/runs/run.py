@@ -153,6 +153,7 @@ def _execute_held(spec: RunSpec, resume: bool, command, held, extra_callbacks,
     import torch
 
     from cnnkit.runs.backbone import freeze_schedule
+    from cnnkit.runs.provenance import ran_on
     from cnnkit.runs.report import data_line, finish_module_run, finish_run, skipped_note
     from cnnkit.train.losses import make_loss
     from cnnkit.kernels.fuse import prepare as prepare_kernels
@@ -244,6 +245,7 @@ def _execute_held(spec: RunSpec, resume: bool, command, held, extra_callbacks,
                     "kernel_layers": kernel_layers,  # {kernel: [layer names]}
                     "processes": parallel.world if parallel is not None else 1,
                     "phases": phases.table if phases else None,  # fine-tuning: what trained when
+                    "ran_on": ran_on(ds),  # versions, CPU, git commit, data (runs/provenance)
                 }, "command": command, "started": time.time()})
             if ds.info.get("skipped"):  # the console (the loader's warning) names a few
                 run_dir.write_text(SKIPPED, "".join(f"{f}\n" for f in ds.info["skipped"]))
