@@ -12,4 +12,5 @@
     pages.py     report.html, `cnnkit runs` and `cnnkit compare`, drawn from run directories
     provenance.py  what a run ran on (versions, CPU, git commit, data CRC): config.json's ran_on
     doctor.py    `cnnkit doctor`: a run's problems, each with a code and the next command
+    lr_find.py   `cnnkit lr-find` and `--lr find`: the learning-rate finder with a run's options
 """

@@ -31,10 +31,11 @@ import time
 
 from cnnkit.errors import CnnkitError
 from cnnkit.runs.recipes import get_recipe
-from cnnkit.io.rundir import CONFIG, HISTORY, SKIPPED, TENSORBOARD, RunDir
+from cnnkit.io.rundir import CONFIG, HISTORY, LR_FIND, SKIPPED, TENSORBOARD, RunDir
 from cnnkit.runs.held import check_epochs, keep_model, model_to_build, refreeze
 from cnnkit.runs.prepare import build_model, check_augment, load_splits
 from cnnkit.runs.spec import RESUMABLE, RunResult, RunSpec
+from cnnkit.train.config import LR_FIND as FIND
 
 
 def run(spec: RunSpec, resume: bool = False, command: list[str] | None = None,
@@ -211,6 +212,14 @@ def _execute_held(spec: RunSpec, resume: bool, command, held, extra_callbacks,
     if spec.recipe and spec.early_stopping is None and splits["val"] is None \
             and get_recipe(spec.recipe).early_stopping is not None:
         say(f"Note: recipe {spec.recipe}'s early stopping is off: the run has no validation data")
+    found = None
+    if config.lr == FIND:  # the finder's rate (cnnkit.runs.lr_find), before the first write
+        from cnnkit.runs.lr_find import find_lr
+
+        found = find_lr(spec.replace(lr=None), module=module)
+        spec, config.lr = spec.replace(lr=found["suggested"]), found["suggested"]
+        say(f"Learning rate {found['suggested']:.3g}: the learning-rate finder's suggestion "
+            f"({found['steps']} steps)")
     callbacks = [phases] if phases else []  # on every rank: what trains is the same on each
     callbacks += make_callbacks(spec, run_dir, splits["val"] is not None,
                                 module is not None) + extra_callbacks if writer else []
@@ -246,7 +255,15 @@ def _execute_held(spec: RunSpec, resume: bool, command, held, extra_callbacks,
                     "processes": parallel.world if parallel is not None else 1,
                     "phases": phases.table if phases else None,  # fine-tuning: what trained when
                     "ran_on": ran_on(ds),  # versions, CPU, git commit, data (runs/provenance)
+                    "lr_find": found and {"suggested": found["suggested"],
+                                          "steps": found["steps"], "plot": LR_FIND},
                 }, "command": command, "started": time.time()})
+            if found is not None:
+                from cnnkit.look.plots import plot_lr_find
+                from cnnkit.train.lr_find import smoothed
+
+                plot_lr_find(found["lrs"], smoothed(found["losses"]), found["suggested"],
+                             run_dir / LR_FIND)
             if ds.info.get("skipped"):  # the console (the loader's warning) names a few
                 run_dir.write_text(SKIPPED, "".join(f"{f}\n" for f in ds.info["skipped"]))
             keep_model(run_dir, model, module)
