@@ -62,3 +62,12 @@ def test_lr_find_trains_as_well_as_the_default_rate(tmp_path):
         read_safetensors(tmp_path / "default" / "model" / "weights.safetensors").values(),
         read_safetensors(tmp_path / "find" / "model" / "weights.safetensors").values()))
     assert found.metrics["test_accuracy"] >= default.metrics["test_accuracy"] - 0.005
+
+
+def test_find_is_for_a_run_not_a_bare_trainer():
+    from cnnkit.train.config import TrainConfig
+    from cnnkit.train.trainer import Trainer
+
+    model = cnnkit.create_model("seed003-cnn")
+    with pytest.raises(CnnkitError, match="lr='find' is the learning-rate finder's, for a run"):
+        Trainer(model, TrainConfig(lr="find"))
