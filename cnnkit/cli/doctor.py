@@ -1,4 +1,5 @@
-"""`cnnkit doctor RUN`: what went wrong in a run and the next command to try (cnnkit.runs.doctor)."""
+"""`cnnkit doctor RUN`: what went wrong in a run and the next command to try
+(cnnkit.runs.doctor)."""
 from __future__ import annotations
 
 import json

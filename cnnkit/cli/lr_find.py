@@ -15,16 +15,17 @@ NOT_FOR_LR_FIND = ("--out", "--resume", "--folds", "--nproc", "--lr", "--artifac
 def register(sub) -> None:
     from cnnkit.io.rundir import LR_FIND
 
-    p = sub.add_parser("lr-find", help="suggest a learning rate: a short run with a rising rate",
-                       description=textwrap.fill("Trains a throw-away copy of the model that `cnnkit train` "
-                       "would train with the same options, for at most 100 steps, its "
-                       "learning rate rising exponentially from 1e-7 to 10 (stopping once the "
-                       "loss blows up), then draws the smoothed loss against the rate and "
-                       "prints the rate where the loss falls fastest (as fastai's lr_find). "
-                       "Nothing else is written. `cnnkit train --lr find` does the same first "
-                       "and trains at that rate.", 80),
-                       epilog="example:\n  cnnkit lr-find --model seed003-cnn --dataset digits",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "lr-find", help="suggest a learning rate: a short run with a rising rate",
+        description=textwrap.fill(
+            "Trains a throw-away copy of the model that `cnnkit train` would train with the "
+            "same options, for at most 100 steps, its learning rate rising exponentially from "
+            "1e-7 to 10 (stopping once the loss blows up), then draws the smoothed loss "
+            "against the rate and prints the rate where the loss falls fastest (as fastai's "
+            "lr_find). Nothing else is written. `cnnkit train --lr find` does the same first "
+            "and trains at that rate.", 80),
+        epilog="example:\n  cnnkit lr-find --model seed003-cnn --dataset digits",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", dest="plot", default=LR_FIND, metavar="FILE",
                    help=f"the plot to write (default: {LR_FIND})")
     p.add_argument("--json", action="store_true",

@@ -7,7 +7,8 @@ a key on a grid when every cell falls in the same level. A copy whose grey level
 little (re-saved, brightened by a few levels) mostly keeps its key on at least one grid: a
 cell near a level's edge on one grid is mid-level on the other. It is missed only when two of
 its cells sit near the edges of different grids; a cheap key finds most copies, not all.
-Images that merely look alike (two different 1s) differ in some cell. Keys are made in chunks, so a mapped set larger than memory is read once and never held.
+Images that merely look alike (two different 1s) differ in some cell. Keys are made in
+chunks, so a mapped set larger than memory is read once and never held.
 """
 from __future__ import annotations
 

@@ -146,11 +146,12 @@ class Doctor:
         if not bn.get("unsettled") or bn.get("recomputed"):
             return
         epochs = len(self.loss)
+        batch = (self.options.get("train") or {}).get("batch_size") or 32
         self.find("bn-unsettled", f"batch-norm moving statistics after {bn.get('steps', '?')} "
                   "steps still hold much of their starting values, and were not recomputed: "
                   "evaluation ran with statistics the model never saw",
                   self.again("bn-unsettled", f"--epochs {max(2 * epochs, epochs + 5)}",
-                             f"--batch-size {max(8, (self.options.get('train') or {}).get('batch_size') or 32) // 2}"))
+                             f"--batch-size {max(8, batch // 2)}"))
 
     def train_test_gap(self) -> None:
         train, test = self.metrics.get("final_accuracy"), self.metrics.get("test_accuracy")
