@@ -28,10 +28,12 @@ COMMAND_MODULES = [
     "cnnkit.cli.models",   # presets, summary
     "cnnkit.cli.data",     # data list / show / augment
     "cnnkit.cli.train",    # train, evaluate, predict
+    "cnnkit.cli.lr_find",  # lr-find (train's options)
     "cnnkit.cli.plot_model",  # plot-model
     "cnnkit.cli.inside",   # inspect
     "cnnkit.cli.report",   # report
     "cnnkit.cli.runs",     # runs, compare
+    "cnnkit.cli.doctor",   # doctor
     "cnnkit.cli.tune",     # tune, cv
     "cnnkit.cli.export",   # export
     "cnnkit.cli.serve",    # serve

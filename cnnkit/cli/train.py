@@ -108,8 +108,10 @@ def register(sub) -> None:
     g.add_argument("--optimizer", help=f"{', '.join(OPTIMIZERS)}: Keras's update rules and "
                    f"defaults (default: {d['optimizer']})")
     rates = ", ".join(f"{n} {c().learning_rate:g}" for n, c in REGISTRY.items())
-    g.add_argument("--lr", type=float, help=f"learning rate (default: Keras's for the optimizer: "
-                   f"{rates})")
+    g.add_argument("--lr", type=rate_or_find, metavar="LR|find",
+                   help=f"learning rate (default: Keras's for the optimizer: {rates}); find: "
+                   "the learning-rate finder's suggestion (cnnkit lr-find), recorded in "
+                   "config.json with its plot lr_find.png")
     g.add_argument("--momentum", type=float, help=f"{' and '.join(takes('momentum'))} "
                    f"(default: {d['momentum']})")
     g.add_argument("--nesterov", action="store_true", default=None, help="Nesterov momentum (sgd)")
@@ -251,6 +253,16 @@ def add_runtime_flags(p, auto: str) -> None:
     p.add_argument("--threads", type=int, metavar="N",
                    help="onnx intra-op threads, or torch.set_num_threads (default: the cores "
                         "this process may use that are idle when it starts, or CNNKIT_THREADS)")
+
+
+def rate_or_find(text: str):
+    """--lr: a number, or 'find'."""
+    if text == "find":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number or 'find'") from None
 
 
 def flag(option: str) -> str:

@@ -386,3 +386,25 @@ def map_converted(ds, channels: int | None, size):
                               lambda t: t if splits_fit(t, splits, ds.num_classes) else None)
     return Dataset.from_splits(ds.name, ds.class_names, tensors, ds.source,
                                {**ds.info, "cache": str(path)})
+
+
+def data_crc(ds) -> str:
+    """'crc32:1a2b3c4d': a fingerprint of a dataset's decoded images and labels, as a run
+    records it (config.json). A dataset mapped from cnnkit's cache gives the CRC-32 its cache
+    header holds, which read_cache checked when it mapped the file: nothing is read twice. A
+    dataset held in memory (the MNIST family, digits) is hashed here, split by split."""
+    cache = ds.info.get("cache")
+    if cache:
+        try:
+            with open(cache, "rb") as f:
+                n = int.from_bytes(f.read(8), "little")
+                meta = json.loads(f.read(n)).get("__metadata__", {}) if 0 < n <= 1 << 24 else {}
+            if isinstance(meta.get("crc32"), str):
+                return f"crc32:{meta['crc32']}"
+        except (OSError, ValueError, AttributeError):
+            pass  # a cache that could not be written (MemorySink): hashed below
+    crc = 0
+    for t in (ds.x_train, ds.y_train, ds.x_test, ds.y_test, ds.x_val, ds.y_val):
+        if t is not None:
+            crc = zlib.crc32(np.ascontiguousarray(t.numpy()), crc)
+    return f"crc32:{crc:08x}"

@@ -41,7 +41,8 @@ PREDICTIONS = "predictions.npz"  # in best/: what report.html shows of the best 
 # cnnkit's temporary files) was never really started and may be started afresh.
 TENSORBOARD = "tensorboard"  # --tensorboard event files
 SKIPPED = "skipped.txt"  # the data's unreadable files, one a line (the console names a few)
-BEFORE_FIRST_EPOCH = (CONFIG, HISTORY, TENSORBOARD, SKIPPED, MODEL)
+LR_FIND = "lr_find.png"  # --lr find: the finder's loss against the rate, drawn before training
+BEFORE_FIRST_EPOCH = (CONFIG, HISTORY, TENSORBOARD, SKIPPED, MODEL, LR_FIND)
 
 
 class RunDir:

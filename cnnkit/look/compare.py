@@ -15,13 +15,15 @@ import time
 from pathlib import Path
 
 from cnnkit.errors import CnnkitError, one_of
+from cnnkit.look.checkup import ran_on_short
 from cnnkit.look.figures import count_axis, new_figure, png_bytes
 from cnnkit.look.html_parts import Raw, note, page, png_tag, table
 
 # The table's columns, which are also the sort keys and the JSON keys (wall_time in seconds).
 COLUMNS = ("name", "model", "dataset", "epochs", "best_val_loss", "test_accuracy", "wall_time",
-           "date")
-HEADERS = ("name", "model", "dataset", "epochs", "best val loss", "test acc", "wall time", "date")
+           "date", "ran_on")
+HEADERS = ("name", "model", "dataset", "epochs", "best val loss", "test acc", "wall time", "date",
+           "ran on")
 BEST_FIRST_DESCENDING = ("test_accuracy",)  # the others sort ascending (best_val_loss: best first)
 
 
@@ -48,6 +50,7 @@ def run_row(run, name: str) -> dict:
             "epochs": m.get("epochs_run", len(run.history_rows)), "best_val_loss": best_val,
             "test_accuracy": m.get("test_accuracy"), "wall_time": m.get("wall_time_s"),
             "date": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(run.started_at)),
+            "ran_on": ran_on_short(run.resolved.get("ran_on")),  # torch, git commit, data
             "status": "finished" if run.metrics else "unfinished",
             "epochs_planned": (run.options.get("train") or {}).get("epochs"),
             "path": str(run.path)}
@@ -82,7 +85,7 @@ def _cells(row: dict) -> list[str]:
         acc_cell = "—" if acc is None else f"{acc:.4f}"
     return [row["name"], str(row["model"]), str(row["dataset"]), epochs,
             "—" if loss is None else f"{loss:.4f}", acc_cell,
-            format_duration(row["wall_time"]), row["date"].replace("T", " ")[:16]]
+            format_duration(row["wall_time"]), row["date"].replace("T", " ")[:16], row["ran_on"]]
 
 
 def format_table(rows: list[dict]) -> str:

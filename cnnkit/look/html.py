@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnkit.errors import CnnkitError
+from cnnkit.look.checkup import checkup_section
 from cnnkit.look.html_parts import (Raw, bars_svg, colormap, figure, img, mosaic, note, page,
                                      png_tag, table)
 
@@ -92,6 +93,8 @@ def render_report_html(title: str, where: Path, model, config: dict, history: di
                                                   metrics or {})),
         ("results", "Test results", results_section(report, x, y, evidence["probs"], picks)),
         ("inside", "Inside the model", inside_section(model, x, y, names, picks[:CAM_IMAGES])),
+        ("doctor", "Doctor", checkup_section(config["resolved"].get("ran_on"),
+                                             (metrics or {}).get("doctor"))),
     ]
     return page(title, where, headline(report, metrics or {}), sections)
 

@@ -67,6 +67,23 @@ def history_figure(history: dict[str, list[float]], best_epoch: int | None = Non
     return fig
 
 
+def plot_lr_find(lrs, losses, suggested: float, path) -> Path:
+    """The learning-rate finder's smoothed loss against the rate (log scale), the suggested
+    rate marked (cnnkit.train.lr_find)."""
+    fig = new_figure(6, 3.6)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.plot(lrs, losses, color=TRAIN_COLOR)
+    ax.axvline(suggested, color="gray", linestyle="--", linewidth=1,
+               label=f"suggested {suggested:.3g}")
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("loss (smoothed)")
+    ax.set_title("learning-rate finder")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best")
+    return save_figure(fig, path)
+
+
 # --- evaluation -----------------------------------------------------------------------------
 
 def plot_confusion_matrix(cm, class_names, path, normalize: bool = False) -> Path:

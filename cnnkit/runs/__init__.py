@@ -10,4 +10,7 @@
     evaluate.py  a trained model (or a run's best) scored on a dataset split
     fit.py       `cnnkit.fit`: in memory, or a run of your own nn.Module with out=
     pages.py     report.html, `cnnkit runs` and `cnnkit compare`, drawn from run directories
+    provenance.py  what a run ran on (versions, CPU, git commit, data CRC): config.json's ran_on
+    doctor.py    `cnnkit doctor`: a run's problems, each with a code and the next command
+    lr_find.py   `cnnkit lr-find` and `--lr find`: the learning-rate finder with a run's options
 """

@@ -196,11 +196,35 @@ def finish_run(run_dir: RunDir | None, spec, ds, splits, model, trainer, history
 
     if phases_of(trainer):  # a backbone's fine-tuning: what was frozen when
         metrics["phases"] = phases_of(trainer)
+    checkup(run_dir, spec, ds, splits, model, trainer, hist, metrics, note, full, say)
     if run_dir is not None:
         run_dir.write_metrics(metrics)
     if full:
         write_reports(run_dir, spec, ds, splits, model, probs, report, metrics, note, say)
     return metrics, report
+
+
+def checkup(run_dir, spec, ds, splits, model, trainer, hist, metrics, note, full, say) -> None:
+    """metrics.json's "batch_norm" (could its statistics settle, were they recomputed),
+    "data_checks" (images per class, near-duplicates across train and test: a run that writes
+    its reports) and "doctor" (cnnkit.runs.doctor's findings), each finding said in one line."""
+    from cnnkit.runs.doctor import Doctor, data_checks, finding_lines
+    from cnnkit.train.optimizers import frozen_norms
+    from cnnkit.train.precise_bn import unsettled
+
+    steps = sum(trainer.threads.steps.values()) or metrics["epochs_run"] * math.ceil(
+        metrics["train_images"] / trainer.config.batch_size)
+    metrics["batch_norm"] = {"steps": steps, "recomputed": trainer.precise_bn, "unsettled": bool(
+        unsettled(model.net, frozen_norms(model), steps))}
+    if full:
+        metrics["data_checks"] = data_checks(splits, ds.num_classes)
+    config = run_dir.config if run_dir is not None else {
+        "options": spec.to_options(), "resolved": {"model_note": note, "dataset": {
+            "class_names": ds.class_names}}}
+    path = run_dir.path if run_dir is not None else "RUN"
+    metrics["doctor"] = Doctor(path, config, hist, metrics, metrics.get("data_checks")).findings()
+    for line in finding_lines(metrics["doctor"]):
+        say(f"Doctor: {line}")
 
 
 def write_reports(run_dir: RunDir, spec, ds, splits, model, probs, report, metrics, note, say):
@@ -211,7 +235,7 @@ def write_reports(run_dir: RunDir, spec, ds, splits, model, probs, report, metri
     from cnnkit.runs.pages import write_report_html
 
     run_dir.write_text(REPORT_MD, render_report(spec, ds, model, metrics, format_report(report),
-                                                note))
+                                                note, run_dir.resolved.get("ran_on")))
     evidence = report_evidence(splits, probs, ds.num_classes)
     run_dir.write_predictions(evidence)
     write_report_html(run_dir, model, evidence)
@@ -235,7 +259,9 @@ def balanced_text(figures: dict) -> str:
             f"{figures['macro_f1']:.4f}")
 
 
-def render_report(spec, ds, model, metrics, report_text, note=None) -> str:
+def render_report(spec, ds, model, metrics, report_text, note=None, ran_on=None) -> str:
+    """report.md; `ran_on`: config.json's record of the software, machine and data."""
+    from cnnkit.look.checkup import ran_on_text
     from cnnkit.model.summary import format_summary
 
     if getattr(model, "foreign", False):  # your own nn.Module: its structure, as torch prints it
@@ -271,6 +297,13 @@ def render_report(spec, ds, model, metrics, report_text, note=None) -> str:
         lines.append(f"- model: {note}")
     if metrics["stop_reason"]:
         lines.append(f"- stopped: {metrics['stop_reason']}")
+    if ran_on:
+        lines.append(f"- ran on: {ran_on_text(ran_on)}")
+    if metrics.get("doctor") is not None:
+        from cnnkit.runs.doctor import finding_lines
+
+        lines += ["", "## Doctor", ""] + [f"- {line}" for line in finding_lines(
+            metrics["doctor"])] + ([] if metrics["doctor"] else ["- no problems found"])
     if metrics.get("phases"):
         from cnnkit.train.phases import PHASE_COLUMNS, phase_rows
 

@@ -31,10 +31,11 @@ import time
 
 from cnnkit.errors import CnnkitError
 from cnnkit.runs.recipes import get_recipe
-from cnnkit.io.rundir import CONFIG, HISTORY, SKIPPED, TENSORBOARD, RunDir
+from cnnkit.io.rundir import CONFIG, HISTORY, LR_FIND, SKIPPED, TENSORBOARD, RunDir
 from cnnkit.runs.held import check_epochs, keep_model, model_to_build, refreeze
 from cnnkit.runs.prepare import build_model, check_augment, check_balance, load_splits
 from cnnkit.runs.spec import RESUMABLE, RunResult, RunSpec
+from cnnkit.train.config import LR_FIND as FIND
 
 
 def run(spec: RunSpec, resume: bool = False, command: list[str] | None = None,
@@ -153,6 +154,7 @@ def _execute_held(spec: RunSpec, resume: bool, command, held, extra_callbacks,
     import torch
 
     from cnnkit.runs.backbone import freeze_schedule
+    from cnnkit.runs.provenance import ran_on
     from cnnkit.runs.report import data_line, finish_module_run, finish_run, skipped_note
     from cnnkit.train.losses import make_loss
     from cnnkit.kernels.fuse import prepare as prepare_kernels
@@ -217,6 +219,14 @@ def _execute_held(spec: RunSpec, resume: bool, command, held, extra_callbacks,
         say("Note: with mixup/cutmix, train accuracy counts an image right when the model "
             "predicts its dominant label (the larger share of the mix); validation and test "
             "images are not mixed")
+    found = None
+    if config.lr == FIND:  # the finder's rate (cnnkit.runs.lr_find), before the first write
+        from cnnkit.runs.lr_find import find_lr
+
+        found = find_lr(spec.replace(lr=None), module=module)
+        spec, config.lr = spec.replace(lr=found["suggested"]), found["suggested"]
+        say(f"Learning rate {found['suggested']:.3g}: the learning-rate finder's suggestion "
+            f"({found['steps']} steps)")
     callbacks = [phases] if phases else []  # on every rank: what trains is the same on each
     callbacks += make_callbacks(spec, run_dir, splits["val"] is not None,
                                 module is not None) + extra_callbacks if writer else []
@@ -251,7 +261,16 @@ def _execute_held(spec: RunSpec, resume: bool, command, held, extra_callbacks,
                     "kernel_layers": kernel_layers,  # {kernel: [layer names]}
                     "processes": parallel.world if parallel is not None else 1,
                     "phases": phases.table if phases else None,  # fine-tuning: what trained when
+                    "ran_on": ran_on(ds),  # versions, CPU, git commit, data (runs/provenance)
+                    "lr_find": found and {"suggested": found["suggested"],
+                                          "steps": found["steps"], "plot": LR_FIND},
                 }, "command": command, "started": time.time()})
+            if found is not None:
+                from cnnkit.look.plots import plot_lr_find
+                from cnnkit.train.lr_find import smoothed
+
+                plot_lr_find(found["lrs"], smoothed(found["losses"]), found["suggested"],
+                             run_dir / LR_FIND)
             if ds.info.get("skipped"):  # the console (the loader's warning) names a few
                 run_dir.write_text(SKIPPED, "".join(f"{f}\n" for f in ds.info["skipped"]))
             keep_model(run_dir, model, module)

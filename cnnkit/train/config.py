@@ -24,6 +24,7 @@ NORMALIZE = ("unit", "standardize")  # as cnnkit.data.batches.NORMALIZE_MODES
 # `cnnkit train --resume` takes all read it. None of it changes the arithmetic of the epochs
 # done: epochs may grow, the rest says where and how loudly it runs. data_dir and out are
 # RunSpec's (where the data and the run directory are).
+LR_FIND = "find"  # lr="find": a run asks the learning-rate finder (cnnkit.runs.lr_find)
 RESUMABLE = ("epochs", "verbose", "device", "threads", "data_dir", "out")
 # TrainConfig's fields that are not run options: RunSpec has no field for them, and a run
 # keeps these defaults (config.json records them under "train").
@@ -94,8 +95,9 @@ class TrainConfig:
                             ("normalize", NORMALIZE)):
             if getattr(self, name) not in valid:
                 raise one_of(name, getattr(self, name), valid)
-        if self.lr is not None and (not _number(self.lr) or self.lr <= 0):
-            raise out_of_range("lr", self.lr, "a number > 0")
+        if self.lr is not None and self.lr != LR_FIND and (not _number(self.lr) or self.lr <= 0):
+            raise out_of_range("lr", self.lr, "a number > 0, or 'find' (the learning-rate "
+                               "finder's suggestion: a run)")
         if not _number(self.momentum) or not 0 <= self.momentum < 1:
             raise out_of_range("momentum", self.momentum, "0 <= momentum < 1")
         if not _number(self.label_smoothing) or not 0 <= self.label_smoothing < 1:

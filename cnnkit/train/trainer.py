@@ -31,7 +31,7 @@ from cnnkit.data.batches import channel_stats, epoch_generator
 from cnnkit.errors import CnnkitError
 from cnnkit.model.inputs import scales_own_pixels
 from cnnkit.train.callbacks import BackupAndRestore, Callback, History, overrides
-from cnnkit.train.config import TrainConfig
+from cnnkit.train.config import LR_FIND, TrainConfig
 from cnnkit.train.losses import config_losses, correct_count
 from cnnkit.train.memory import keep_freed_memory
 from cnnkit.train.optim import make_optimizer, make_schedule
@@ -83,6 +83,10 @@ class Trainer:
                  optimizer=None, scheduler=None, scheduler_step: str = "epoch"):
         self.model, self.config, self.objective = model, config or TrainConfig(), objective
         cfg = self.config
+        if cfg.lr == LR_FIND:  # a run replaces it by the finder's rate before training
+            raise CnnkitError("lr='find' is the learning-rate finder's, for a run (cnnkit.run, "
+                              "cnnkit train --lr find); valid here: a number > 0",
+                              option="lr", value=cfg.lr)
         if governed:  # a run cnnkit started (cnnkit.run): process-wide settings are its own
             keep_freed_memory()  # no page faults for the memory each step frees and takes again
         self.callbacks = list(callbacks)

@@ -14,7 +14,7 @@ from cnnkit.cli import main
 from cnnkit.look.html import BUDGET_BYTES
 from cnnkit.runs.pages import write_report_html
 
-SECTIONS = ["Data", "Model", "Training", "Test results", "Inside the model"]
+SECTIONS = ["Data", "Model", "Training", "Test results", "Inside the model", "Doctor"]
 # Names a folder of the user's may carry: markup and entities must show as text.
 ODD_CLASSES = ['<i>cat&dog', '"quoted" <x>']
 
