@@ -1,7 +1,7 @@
 """`cnnkit export`: a model as an ONNX file for onnxruntime, checked against PyTorch."""
 from __future__ import annotations
 
-FORMATS = ("onnx",)
+FORMATS = ("onnx", "web")
 
 
 def register(sub) -> None:
@@ -19,8 +19,13 @@ def register(sub) -> None:
                     "or on any top-1 disagreement, nothing is written and the exit status is 2.")
     p.add_argument("model", metavar="MODEL_OR_RUN",
                    help=HELP)
-    p.add_argument("--format", default="onnx", help="onnx (default: onnx)")
-    p.add_argument("--out", metavar="FILE.onnx", help="the file to write (required)")
+    p.add_argument("--format", default="onnx",
+                   help="onnx, or web: a folder (index.html, model.onnx, onnxruntime-web) that "
+                        "any static host serves and that classifies in the browser, with no "
+                        "server (default: onnx)")
+    p.add_argument("--out", metavar="FILE.onnx|FOLDER",
+                   help="the file to write, or the site's new folder with --format web "
+                        "(required)")
     p.add_argument("--opset", metavar="N",
                    help="ONNX opset: 10..20 with the torchscript exporter (default 17), "
                         "18..23 with dynamo (default 18)")
@@ -72,7 +77,8 @@ def cmd_export(args) -> int:
     if args.format not in FORMATS:
         raise one_of("format", args.format, FORMATS)
     if not args.out:
-        raise CnnkitError("--out is required: the .onnx file to write (e.g. --out model.onnx)")
+        raise CnnkitError("--out is required: the .onnx file to write (e.g. --out model.onnx), "
+                          "or the site's folder with --format web (e.g. --out site/)")
     opset = _number("--opset", args.opset, int, "an integer (10..20 with the torchscript "
                     "exporter, 18..23 with dynamo)")
     tolerance = _number("--tolerance", args.tolerance, float, "a number >= 0")
@@ -80,12 +86,14 @@ def cmd_export(args) -> int:
     max_drop = _number("--max-drop", args.max_drop, float, "test-accuracy points from 0 to 100")
     calibration = _number("--calibration", args.calibration, int, "an integer >= 1")
     from cnnkit.serve.onnx import export_onnx
+    from cnnkit.serve.web import export_web
 
     flags = {"opset": "--opset", "batch": "--batch", "exporter": "--exporter",
              "tolerance": "--tolerance", "threads": "--threads", "out": "--out",
              "quantize": "--quantize", "max_drop": "--max-drop", "calibration": "--calibration"}
     try:
-        report = export_onnx(args.model, args.out, opset=opset, batch=args.batch,
+        export = export_web if args.format == "web" else export_onnx
+        report = export(args.model, args.out, opset=opset, batch=args.batch,
                              dataset=args.dataset, data_dir=args.data_dir, tolerance=tolerance,
                              exporter=args.exporter, threads=threads, quantize=args.quantize,
                              max_drop=max_drop, calibration=calibration)
