@@ -15,13 +15,17 @@ function toPixels(source) {
   const ctx = view.getContext("2d", { willReadFrequently: true });
   ctx.imageSmoothingQuality = "high";
   ctx.drawImage(source, 0, 0, w, h);
-  const rgba = ctx.getImageData(0, 0, w, h).data;
+  const image = ctx.getImageData(0, 0, w, h), rgba = image.data;
   const px = new Uint8Array(h * w * c);
   for (let i = 0; i < h * w; i++) {
     const r = rgba[4 * i], g = rgba[4 * i + 1], b = rgba[4 * i + 2];
-    if (c === 1) px[i] = (19595 * r + 38470 * g + 7471 * b + 32768) >> 16;
-    else { px[3 * i] = r; px[3 * i + 1] = g; px[3 * i + 2] = b; }
+    if (c === 1) {
+      px[i] = (19595 * r + 38470 * g + 7471 * b + 32768) >> 16;
+      rgba[4 * i] = rgba[4 * i + 1] = rgba[4 * i + 2] = px[i];  // shown as the model sees it
+    } else { px[3 * i] = r; px[3 * i + 1] = g; px[3 * i + 2] = b; }
+    rgba[4 * i + 3] = 255;
   }
+  ctx.putImageData(image, 0, 0);
   return px;
 }
 
