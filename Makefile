@@ -6,9 +6,9 @@ STAMP  := $(VENV)/.installed-stamp
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 CHROMIUM    := /usr/bin/chromium
 
-.PHONY: setup compiler kernels data browser postgres demo test bench fuzz clean
+.PHONY: setup compiler kernels ortweb data browser postgres demo test bench fuzz clean
 
-setup: compiler $(STAMP) kernels
+setup: compiler $(STAMP) kernels ortweb
 
 # A C++ compiler for cnnkit's own CPU kernels (cnnkit/kernels: compiled once per machine into
 # ~/.cache/cnnkit). Not fatal: without one cnnkit runs torch's ops (slower), and the kernel
@@ -32,6 +32,20 @@ $(STAMP): pyproject.toml requirements-dev.txt
 # start of the next run), not in a user's first predict.
 kernels: $(STAMP)
 	$(BIN)/python -m cnnkit.kernels
+
+# onnxruntime-web from its npm package, for the static page `cnnkit export --format web` writes
+# (its files are copied into the site: no CDN). Not fatal: without npm that export says so.
+ORT_WEB := $(VENV)/share/cnnkit-ort-web
+$(ORT_WEB)/.stamp:
+	@command -v npm >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] \
+	  || (apt-get update -qq && apt-get install -y -qq npm) >/dev/null 2>&1 || true
+	@mkdir -p $(ORT_WEB)
+	@if command -v npm >/dev/null 2>&1 && npm install --prefix $(ORT_WEB) --no-audit --no-fund \
+	  --silent onnxruntime-web@1.31.1 >/dev/null 2>&1; then touch $@; \
+	  else echo "note: could not install onnxruntime-web with npm; cnnkit export --format web will say so"; fi
+
+ortweb: $(STAMP)
+	@$(MAKE) --no-print-directory $(ORT_WEB)/.stamp
 
 # Real data where the system can provide it (Debian's dataset-fashion-mnist); never fatal.
 data:

@@ -96,8 +96,8 @@ def evaluate(model_or_run, dataset: str | None = None, data_dir=None, split: str
 def split_data(model_or_run, input_shape, recorded: str | None, run_dir, dataset=None,
                data_dir=None, split: str = "test", or_train: bool = False):
     """(dataset name, Dataset, uint8 images (N, H, W, C) at `input_shape`, labels (N,)) that
-    a model is scored on: a run's own test split (held out by the run where the dataset has
-    none), else `split` of `dataset` or of the dataset the model records (`recorded`);
+    a model is scored on: a run's own test (or train) split (the test held out by the run where
+    the dataset has none), else `split` of `dataset` or of the dataset the model records (`recorded`);
     `or_train`: the train split where the dataset has no test split (ONNX parity images)."""
     from cnnkit.data import load_dataset
     from cnnkit.model.inputs import to_pixels
@@ -107,13 +107,13 @@ def split_data(model_or_run, input_shape, recorded: str | None, run_dir, dataset
         raise CnnkitError(f"{model_or_run}: the model does not record its dataset; say which "
                           "(dataset=..., --dataset)")
     h, w, c = input_shape
-    if run_dir is not None and not dataset and split == "test":
+    if run_dir is not None and not dataset and split in ("test", "train"):
         from cnnkit.runs.prepare import prepare_data
 
         options = RunDir(run_dir).options
         ds, splits = prepare_data(options, tuple(input_shape)
                                   if options["dataset"].startswith("folder:") else None)
-        x, y = splits["test"]
+        x, y = splits[split]
     else:
         ds = load_dataset(name, data_dir=data_dir, channels=c, size=(h, w))
         if split == "test" and not ds.has_test and or_train:

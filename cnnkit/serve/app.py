@@ -32,7 +32,8 @@ from cnnkit.serve.uploads import BODY_TYPES, Limits, RequestError, request_pixel
 
 log = logging.getLogger("cnnkit.serve")
 PAGE_FILES = {"index.html": "text/html", "app.js": "text/javascript", "style.css": "text/css",
-              "docs.html": "text/html", "docs.js": "text/javascript"}
+              "docs.html": "text/html", "docs.js": "text/javascript",
+              "bars.js": "text/javascript"}
 # The page may load only what this server serves (and the data: URLs the API returns).
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")

@@ -347,9 +347,12 @@ def run_session(session, pixels: np.ndarray, meta: dict) -> np.ndarray:
 def export_onnx(model_or_run, out, opset: int | None = None, batch: str = "dynamic",
                 check: bool = True, dataset: str | None = None, data_dir=None,
                 tolerance: float = TOLERANCE, exporter: str = "torchscript",
-                threads: int | None = None) -> ExportReport:
+                threads: int | None = None, quantize: str | None = None,
+                max_drop: float = 0.5, calibration: int = 512) -> ExportReport:
     """Export a model (anything `open_model` takes) to `out` (.onnx), checking parity with
-    PyTorch first; nothing is written when the export or the check fails."""
+    PyTorch first; nothing is written when the export or the check fails. `quantize` ("int8",
+    "fp16") writes the smaller graph instead, judged beside fp32 on the whole test split
+    (`report.quantized`); more than `max_drop` points of test accuracy lost writes nothing."""
     from cnnkit.fsutil import atomic_path
     from cnnkit.model.resolve import open_model
     from cnnkit.serve.parity import ExportReport, check_parity, parity_images
@@ -357,6 +360,10 @@ def export_onnx(model_or_run, out, opset: int | None = None, batch: str = "dynam
 
     opset = check_options(opset, batch, exporter, tolerance)
     check_threads(threads)
+    if quantize is not None:
+        from cnnkit.serve.quantize import check_quantize
+
+        check_quantize(quantize, max_drop, calibration)
     batch = str(batch)
     out = Path(out)
     if out.is_dir():
@@ -374,8 +381,8 @@ def export_onnx(model_or_run, out, opset: int | None = None, batch: str = "dynam
     model.check_classifier()
     with atomic_path(out) as tmp:  # the temporary now: a read-only folder fails before the work
         names = model.class_names
-        if check:
-            where, x, ds_names = parity_images(model, run_dir, dataset, data_dir)
+        if check or quantize:
+            where, x, ds_names, y = parity_images(model, run_dir, dataset, data_dir)
             names = names or ds_names
         names = names or [str(i) for i in range(class_count(model.output_shape[0]))]
         props = model_metadata(model, batch, names, run_test_accuracy(run_dir))
@@ -387,5 +394,10 @@ def export_onnx(model_or_run, out, opset: int | None = None, batch: str = "dynam
             session = _session(data, threads, str(out))
             check_parity(report, model, session, read_metadata(props, session, str(out)),
                          where, x, tolerance)
+        if quantize:
+            from cnnkit.serve.quantize import quantize_checked
+
+            data = quantize_checked(data, quantize, model, (run_dir, dataset, data_dir),
+                                    (where, x, y), max_drop, calibration, threads, report)
         tmp.write_bytes(data)
     return report

@@ -39,23 +39,28 @@ class ExportReport:
     ties: int = 0  # top-1 differences where the top two classes tie within the tolerance
     edges: dict = field(default_factory=dict)  # edge image -> max |Δp|
     tolerance: float = TOLERANCE
+    quantized: object = None  # a serve.quantize.QuantReport under --quantize
 
     @property
     def top1_agreement(self) -> float | None:
         return self.top1_agree / self.checked if self.checked else None
 
     def text(self) -> str:
-        lines = [f"Wrote {self.path} ({self.bytes / 1024:,.0f} KiB, opset {self.opset}, "
+        kind = f"{self.quantized.mode}, " if self.quantized is not None else ""
+        lines = [f"Wrote {self.path} ({self.bytes / 1024:,.0f} KiB, {kind}opset {self.opset}, "
                  f"batch {self.batch}, {self.exporter} exporter, {self.export_s:.2f} s)"]
         if self.max_abs_diff is None:
             return lines[0] + "\nParity not checked"
         agree = f"{self.top1_agree:,} of {self.checked:,} ({100 * self.top1_agreement:.2f}%)"
         tie = f", {self.ties} more where the top two tie within {self.tolerance:g}" if self.ties else ""
         edges = ", ".join(f"{k} {v:.1e}" for k, v in self.edges.items())
-        lines += [f"Parity, onnxruntime vs PyTorch, on {self.images} + {len(self.edges)} edge images:",
+        graph = " (the fp32 graph)" if self.quantized is not None else ""
+        lines += [f"Parity{graph}, onnxruntime vs PyTorch, on {self.images} + {len(self.edges)} edge images:",
                   f"  max |Δ probability| {self.max_abs_diff:.2e} (tolerance {self.tolerance:g})",
                   f"  top-1 agreement {agree}{tie}",
                   f"  edge images: {edges}"]
+        if self.quantized is not None:
+            lines.append(self.quantized.text())
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
@@ -63,7 +68,8 @@ class ExportReport:
                 "exporter": self.exporter, "bytes": self.bytes, "export_s": self.export_s,
                 "images": self.images, "checked": self.checked,
                 "max_abs_diff": self.max_abs_diff, "top1_agreement": self.top1_agreement,
-                "ties": self.ties, "edges": self.edges, "tolerance": self.tolerance}
+                "ties": self.ties, "edges": self.edges, "tolerance": self.tolerance,
+                "quantized": None if self.quantized is None else self.quantized.to_dict()}
 
 
 def edge_images(input_shape, seed: int = 0) -> dict:
@@ -78,13 +84,14 @@ def edge_images(input_shape, seed: int = 0) -> dict:
 
 
 def parity_images(model, run_dir, dataset=None, data_dir=None):
-    """(description, uint8 (N, H, W, C), class names or None) to compare the runtimes on."""
+    """(description, uint8 (N, H, W, C), class names or None, labels or None) to compare the
+    runtimes on; the labels are None for random images."""
     import torch
 
     from cnnkit.runs.evaluate import split_data
 
     if dataset or getattr(model, "dataset", None):
-        name, ds, x, _ = split_data(model.name, model.input_shape, model.dataset, run_dir,
+        name, ds, x, y = split_data(model.name, model.input_shape, model.dataset, run_dir,
                                     dataset, data_dir, "test", or_train=True)
         if run_dir is not None and not dataset:
             where = f"the run's test split ({len(x):,} images)"
@@ -92,10 +99,10 @@ def parity_images(model, run_dir, dataset=None, data_dir=None):
             where = f"{name} test ({len(x):,} images)"
         else:
             where = f"{name} ({len(x):,} images; it has no test split)"
-        return where, x, ds.class_names
+        return where, x, ds.class_names, y
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (RANDOM_IMAGES, *model.input_shape), dtype=torch.uint8, generator=g)
-    return f"{RANDOM_IMAGES:,} random images (the model records no dataset)", x, None
+    return f"{RANDOM_IMAGES:,} random images (the model records no dataset)", x, None, None
 
 
 def compare(model, session, meta, images: dict, tolerance: float):
@@ -163,7 +170,7 @@ def verify_onnx(model_or_run, onnx_path, dataset: str | None = None, data_dir=No
                           f"{tuple(model.input_shape)}")
     import onnx
 
-    where, x, _ = parity_images(model, run_dir, dataset, data_dir)
+    where, x, _, _ = parity_images(model, run_dir, dataset, data_dir)
     proto = onnx.load(str(onnx_path))
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
     report = ExportReport(Path(onnx_path), opset, "1" if meta["fixed_batch"] else "dynamic",

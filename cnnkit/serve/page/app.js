@@ -77,18 +77,6 @@ function showPrediction(p) {
     `${p.latency_ms.toFixed(1)} ms in the server`;
 }
 
-function bar(t, top) {
-  const row = el("div", "bar" + (top ? " top" : ""));
-  row.dataset.class = t.class;
-  const label = el("span", "label", t.class);
-  label.title = t.class;
-  const track = el("span", "track");
-  const fill = el("span", "fill");
-  fill.style.width = `${(100 * t.probability).toFixed(1)}%`;
-  track.append(fill);
-  row.append(label, track, el("span", "value", `${(100 * t.probability).toFixed(1)}%`));
-  return row;
-}
 
 function showInside(r) {
   const cam = $("cam");
@@ -111,12 +99,6 @@ function figure(src, caption, cls) {
   return f;
 }
 
-function el(tag, cls = "", text = null) {
-  const e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text !== null) e.textContent = text;
-  return e;
-}
 
 // -- the canvas -------------------------------------------------------------------------------
 const canvas = $("canvas");
