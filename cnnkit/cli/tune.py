@@ -135,9 +135,11 @@ def cmd_tune(args) -> int:
 
 
 def _with_images(args):
-    """The space file, or its Space with --image-size/--channels set on the base run."""
-    images = {k: v for k, v in (("image_size", args.image_size), ("channels", args.channels))
-              if v is not None}
+    """The space file, or its Space with --image-size/--channels (and a table's
+    --label-column/--image-root) set on the base run."""
+    images = {k: v for k, v in (("image_size", args.image_size), ("channels", args.channels),
+                                ("label_column", args.label_column),
+                                ("image_root", args.image_root)) if v is not None}
     if not images:
         return args.space
     import dataclasses
