@@ -59,13 +59,14 @@ def label_indices(values, where: str, line_of=lambda i: f"line {i + 2}",
             raise CnnkitError(f"{where} {line_of(int(np.argmax(y)))}: label {top}; valid: "
                               f"class indices 0..{MAX_CLASSES - 1}")
         return y, names or [str(i) for i in range(top + 1)]
+    mostly_ints = 2 * sum(k is not None for k in ints) >= len(ints)
     for i, (v, k) in enumerate(zip(values, ints)):
         t = v.strip()
-        if k is not None or not t or _is_number(t):
+        if not t or (k is None if mostly_ints else (k is not None or _is_number(t))):
             kind = "an empty label" if not t else f"label {clipped(t)}"
             raise CnnkitError(f"{where} {line_of(i)}: {kind} is neither a class index (an "
-                              "integer >= 0, as every label must then be) nor a class name (text, "
-                              "as every label must then be)")
+                              "integer >= 0) nor a class name; valid: every label one or the "
+                              f"other (here most are {'integers' if mostly_ints else 'names'})")
     classes = names or sorted({printable(v.strip()) for v in values})
     index = {c: k for k, c in enumerate(classes)}
     missing = next((i for i, v in enumerate(values) if printable(v.strip()) not in index), None)
