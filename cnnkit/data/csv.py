@@ -19,6 +19,7 @@ import csv
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -92,8 +93,10 @@ def _pixels(path: Path, columns: list[str], keep: list[int], where: str) -> np.n
     """uint8 (N, len(keep)) of the pixel columns, by numpy's C parser; a value that is not an
     integer in 0..255 is named with its line and column."""
     try:
-        return np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.uint8, usecols=keep,
-                          comments=None, ndmin=2, encoding="utf-8")
+        with warnings.catch_warnings():  # "input contained no data": said in one line later
+            warnings.simplefilter("ignore", UserWarning)
+            return np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.uint8, usecols=keep,
+                              comments=None, ndmin=2, encoding="utf-8")
     except ValueError:
         pass
     with open(path, encoding="utf-8", errors="replace") as f:  # the slow way, to name the cell
@@ -120,8 +123,10 @@ def pixel_table(path: Path, where: str, label_column: str | None, need_labels: b
     if not keep:
         raise CnnkitError(f"{where} has no pixel columns besides {clipped(columns[label])}")
     try:
-        rows = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.uint8, comments=None,
-                          ndmin=2, encoding="utf-8")  # (N, columns)
+        with warnings.catch_warnings():  # "input contained no data": said in one line below
+            warnings.simplefilter("ignore", UserWarning)
+            rows = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.uint8, comments=None,
+                              ndmin=2, encoding="utf-8")  # (N, columns)
         if rows.shape[1] != len(columns):
             raise ValueError("the rows' fields differ from the header's")
         labels = None if label is None else rows[:, label].astype(np.int64)

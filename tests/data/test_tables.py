@@ -1,6 +1,7 @@
 """csv:, parquet: and hf: sources: Kaggle's pixel rows, file,label tables, parquet files and
 folders written by Hugging Face `datasets` (the real library makes those fixtures); predict's
 Kaggle submission; bad tables refused in one line with nothing written."""
+import json
 import os
 
 import numpy as np
@@ -192,3 +193,21 @@ def test_table_options_are_refused_where_they_mean_nothing(tmp_path, capsys, dig
     path = write_pixels(tmp_path / "p.csv", digits[0][:20], digits[1][:20])
     with pytest.raises(CnnkitError, match="--image-root is for a table of image files"):
         load_dataset(f"csv:{path}", image_root=tmp_path)
+
+
+def test_a_run_records_its_label_column_for_evaluate_and_cv_takes_it(tmp_path, capsys, digits):
+    x, y = digits
+    path = write_pixels(tmp_path / "named.csv", x, [NAMES[k] for k in y], "digit")
+    run = tmp_path / "run"
+    assert main(["train", "--model", "fast-cnn-dense", "--dataset", f"csv:{path}", "--label-column",
+                 "digit", "--epochs", "1", "--seed", "0", "--out", str(run)]) == 0
+    options = json.loads((run / "config.json").read_text())["options"]
+    assert options["label_column"] == "digit" and options["image_root"] is None
+    capsys.readouterr()
+    assert main(["evaluate", str(run)]) == 0  # the run's own test split, read as it was
+    assert "accuracy" in capsys.readouterr().out.lower()
+    assert cnnkit.load(run / "best").class_names == sorted(NAMES)
+    assert main(["cv", "--model", "fast-cnn-dense", "--dataset", f"csv:{path}", "--label-column",
+                 "digit", "--folds", "2", "--epochs", "1", "--seed", "0",
+                 "--out", str(tmp_path / "cv")]) == 0
+    assert len(json.loads((tmp_path / "cv" / "folds.json").read_text())["folds"]) == 2
