@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from cnnkit.data.base import Dataset
-from cnnkit.data.tables import cache_path, cached_dataset, check_classes, label_indices, square_images
+from cnnkit.data.tables import (cache_path, cached_dataset, check_classes, label_indices,
+                                 square_images)
 from cnnkit.errors import CnnkitError, clipped, printable
 from cnnkit.fsutil import readable_file
 

@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from cnnkit.data.base import Dataset
-from cnnkit.data.tables import cache_path, cached_dataset, check_classes, label_indices, square_images
+from cnnkit.data.tables import (cache_path, cached_dataset, check_classes, label_indices,
+                                 square_images)
 from cnnkit.errors import CnnkitError, clipped, printable
 from cnnkit.fsutil import readable_file
 
@@ -64,7 +65,8 @@ def _image_column(table, features: dict, label: str) -> str | None:
         pa.types.is_struct(f.type) or pa.types.is_binary(f.type)
         or pa.types.is_large_binary(f.type) or pa.types.is_list(f.type)
         or pa.types.is_large_list(f.type) or pa.types.is_fixed_size_list(f.type))]
-    return next((c for c in IMAGE_COLUMNS if c in candidates), candidates[0] if candidates else None)
+    named = [c for c in IMAGE_COLUMNS if c in candidates]
+    return (named or candidates or [None])[0]
 
 
 def _decode_bytes(blobs: list, where: str, column: str) -> np.ndarray:
@@ -133,9 +135,10 @@ def _split(table, where: str, label_column: str | None, info: dict | None, names
     label = label_column or "label"
     if label not in table.column_names:
         cols = ", ".join(clipped(c, quote=False) for c in table.column_names[:8])
-        raise CnnkitError(f"{where} has no column {clipped(label)}"
-                          f"{' (--label-column)' if label_column else ''}; its columns: {cols}"
-                          f"{'' if label_column else '; name the label column with --label-column'}")
+        hint = " (--label-column)" if label_column else ""
+        then = "" if label_column else "; name the label column with --label-column"
+        raise CnnkitError(f"{where} has no column {clipped(label)}{hint}; its columns: "
+                          f"{cols}{then}")
     features = _features(table, info)
     feature = features.get(label) if isinstance(features.get(label), dict) else {}
     if names is None and isinstance(feature.get("names"), list):

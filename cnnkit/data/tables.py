@@ -30,7 +30,8 @@ def square_images(pixels: np.ndarray, where: str) -> np.ndarray:
             return pixels.reshape(n, side, side, c)
     near = max(math.isqrt(p), 1)
     raise CnnkitError(f"{where} has {p:,} pixel columns, which is not a square image; valid: "
-                      f"S*S gray pixels (such as {near}x{near} = {near * near:,}) or S*S*3 RGB ones")
+                      f"S*S gray pixels (such as {near}x{near} = {near * near:,}) or S*S*3 RGB "
+                      "ones")
 
 
 def _as_index(text: str) -> int | None:

@@ -93,7 +93,8 @@ def hf_files(tmp_path_factory, digits):
                                      "label": y.tolist()}, features=features)
     ds.to_parquet(str(root / "images.parquet"))
     ds.save_to_disk(str(root / "saved"))
-    datasets.DatasetDict({"train": ds, "test": ds.select(range(50))}).save_to_disk(str(root / "dict"))
+    both = datasets.DatasetDict({"train": ds, "test": ds.select(range(50))})
+    both.save_to_disk(str(root / "dict"))
     datasets.Dataset.from_dict({"pixels": (x / 255.0).tolist(), "label": y.tolist()}).to_parquet(
         str(root / "arrays.parquet"))
     return root
@@ -164,7 +165,8 @@ def bad_tables(tmp_path, digits):
         (f"csv:{odd}", [], ["60 pixel columns", "not a square image"]),
         (f"csv:{labels}", [], ["line 8: label '2.5' is neither a class index"]),
         (f"csv:{mixed}", [], ["line 8: label 'cat' is neither a class index", "most are integers"]),
-        (f"csv:{pixel}", [], ["line 5, column", "'300' is not a pixel value; valid: integers 0..255"]),
+        (f"csv:{pixel}", [], ["line 5, column",
+                              "'300' is not a pixel value; valid: integers 0..255"]),
         (f"csv:{tmp_path / 'root' / 't.csv'}", [], ["line 3: file '../secret.png' is outside the "
                                                     "image root"]),
         (f"parquet:{tmp_path / 'p.parquet'}", ["--label-column", "digit"],
@@ -200,7 +202,8 @@ def test_a_run_records_its_label_column_for_evaluate_and_cv_takes_it(tmp_path, c
     path = write_pixels(tmp_path / "named.csv", x, [NAMES[k] for k in y], "digit")
     run = tmp_path / "run"
     assert main(["train", "--model", "fast-cnn-dense", "--dataset", f"csv:{path}", "--label-column",
-                 "digit", "--epochs", "1", "--seed", "0", "--out", str(run)]) == 0
+                 "digit", "--epochs", "1", "--seed", "0",
+                 "--out", str(run)]) == 0
     options = json.loads((run / "config.json").read_text())["options"]
     assert options["label_column"] == "digit" and options["image_root"] is None
     capsys.readouterr()

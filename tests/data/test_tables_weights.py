@@ -60,7 +60,8 @@ def test_a_run_on_each_source_ends_with_the_same_weights(sources):
                                            batch_size=64, seed=3, verbose=0))
         weights[kind] = {k: v.clone() for k, v in result.model.net.state_dict().items()}
     first = weights["csv"]
-    assert first and all(torch.count_nonzero(v) for v in first.values() if v.dtype.is_floating_point)
+    assert first and all(torch.count_nonzero(v) for v in first.values()
+                         if v.dtype.is_floating_point)
     for kind, w in weights.items():
         assert w.keys() == first.keys()
         for k in first:
