@@ -214,3 +214,22 @@ def test_a_run_records_its_label_column_for_evaluate_and_cv_takes_it(tmp_path, c
                  "digit", "--folds", "2", "--epochs", "1", "--seed", "0",
                  "--out", str(tmp_path / "cv")]) == 0
     assert len(json.loads((tmp_path / "cv" / "folds.json").read_text())["folds"]) == 2
+
+
+def test_tune_sets_the_label_column_on_every_trial(tmp_path, capsys, digits):
+    import yaml
+
+    x, y = digits
+    path = write_pixels(tmp_path / "named.csv", x, [NAMES[k] for k in y], "digit")
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump({
+        "base": {"model": "fast-cnn-dense", "dataset": f"csv:{path}", "epochs": 1,
+                 "val_split": 0.2},
+        "space": {"lr": {"choice": [0.001]}}}))
+    study = tmp_path / "study"
+    assert main(["tune", str(space), "--sampler", "grid", "--label-column", "digit",
+                 "--out", str(study), "--quiet"]) == 0
+    [trial] = sorted((study / "trials").iterdir())
+    assert json.loads((trial / "config.json").read_text())["options"]["label_column"] == "digit"
+    assert main(["tune", "--resume", str(study), "--label-column", "digit"]) == 2
+    assert "--label-column cannot be given with --resume" in capsys.readouterr().err
