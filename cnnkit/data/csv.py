@@ -103,6 +103,8 @@ def _pixels(path: Path, columns: list[str], keep: list[int], where: str) -> np.n
     with open(path, encoding="utf-8", errors="replace") as f:  # the slow way, to name the cell
         f.readline()
         for number, line in enumerate(f, 2):
+            if not line.strip():
+                continue  # blank lines are no rows, to numpy as to _scan
             fields = line.rstrip("\r\n").split(",")
             for i in keep:
                 v = fields[i].strip()
