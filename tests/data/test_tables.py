@@ -131,6 +131,11 @@ def test_predict_writes_a_kaggle_submission_from_a_test_csv(tmp_path, capsys, di
     assert list(ids) == [str(i) for i in range(1, 26)]
     probs = cnnkit.load(run / "best").predict(x[:25, :, :, None])
     assert [int(v) for v in labels] == probs.argmax(1).tolist()
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text((tmp_path / "test.csv").read_text() + "1,2,3\n")  # line 27
+    one_line_exit_2(capsys, ["predict", str(run), str(ragged), "--submission",
+                             str(tmp_path / "no.csv")], "line 27 has 3 fields; the header has 64")
+    assert not (tmp_path / "no.csv").exists()
 
 
 def one_line_exit_2(capsys, argv, *words):
