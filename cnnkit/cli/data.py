@@ -21,7 +21,8 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def _add_dataset_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("dataset", help="mnist, fashion-mnist, kmnist, cifar10, cifar100, digits, folder:PATH or npz:PATH")
+    p.add_argument("dataset", help="mnist, fashion-mnist, kmnist, cifar10, cifar100, digits, "
+                   "folder:PATH, npz:PATH, csv:PATH, parquet:PATH or hf:PATH")
     p.add_argument("--data-dir", metavar="D", help="where to look for (and download) dataset files first")
     p.add_argument("--split", default="train", help="train or test (default: train)")
     p.add_argument("--channels", type=int, help="convert to 1 (grayscale) or 3 (RGB) channels")
@@ -29,6 +30,9 @@ def _add_dataset_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-download", dest="download", action="store_false",
                    help="fail instead of downloading missing files")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    from cnnkit.cli.train import add_table_flags
+
+    add_table_flags(p)
 
 
 def register(subparsers) -> None:
@@ -71,7 +75,8 @@ def _load(args):
     from cnnkit.data import load_dataset
 
     return load_dataset(args.dataset, data_dir=args.data_dir, channels=args.channels,
-                        size=args.size, download=args.download)
+                        size=args.size, download=args.download, label_column=args.label_column,
+                        image_root=args.image_root)
 
 
 def _split(ds, split: str):

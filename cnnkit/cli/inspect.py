@@ -122,6 +122,34 @@ def readable_images(paths: list[Path], input_shape):
     return torch.cat(read), good
 
 
+def csv_table(items: list[str]) -> Path | None:
+    """The CSV file of pixel rows that predict was given (alone), or None for images."""
+    tables = [i for i in items if i.lower().endswith(".csv") or i.startswith("csv:")]
+    if not tables:
+        return None
+    if len(items) > 1:
+        raise CnnkitError(f"{tables[0]}: a CSV of pixel rows is predicted on its own; valid: "
+                          "one CSV file, or image files and folders")
+    return Path(tables[0][4:] if tables[0].startswith("csv:") else tables[0])
+
+
+def csv_rows(table: Path):
+    import torch
+
+    from cnnkit.data.csv import csv_images
+
+    return torch.from_numpy(csv_images(table))
+
+
+def write_submission(path, predicted, names) -> None:
+    """Kaggle's answer file: `ImageId,Label`, one row per image from ImageId 1, the label the
+    predicted class's name (a digit for a model trained on labels 0-9)."""
+    from cnnkit.fsutil import atomic_write_text
+
+    lines = ["ImageId,Label"] + [f"{i},{names[k]}" for i, k in enumerate(predicted, 1)]
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
 def predict_command(args) -> int:
     import numpy as np
 
@@ -134,22 +162,35 @@ def predict_command(args) -> int:
     check_runtime(args.runtime)
     check_model_dir(args.model)
     check_out("--plot", args.plot, folder=False)
-    paths = image_paths(args.images)
+    check_out("--submission", args.submission, folder=False)
+    table = csv_table(args.images)
+    rows = csv_rows(table) if table else None  # (N, S, S, C) uint8: a CSV's rows are images
+    paths = image_paths(args.images) if table is None else []
     if is_onnx_file(args.model):
         predictor = Predictor(args.model, runtime=args.runtime, threads=args.threads)
     else:
         model, _ = open_model(args.model)
-        predictor = Predictor(model, runtime=auto_runtime(args.runtime, len(paths)),
+        predictor = Predictor(model, runtime=auto_runtime(args.runtime, len(rows if table else
+                                                                              paths)),
                               threads=args.threads)
-    pixels, paths = readable_images(paths, predictor.input_shape)  # (N, H, W, C)
+    if table is None:
+        pixels, paths = readable_images(paths, predictor.input_shape)  # (N, H, W, C)
+    else:
+        from cnnkit.model.inputs import to_pixels
+
+        pixels = to_pixels(rows, predictor.input_shape)[0]
+        paths = [Path(f"{table} row {i}") for i in range(1, len(pixels) + 1)]
     probs = predictor.predict(pixels)  # (N, K): two columns for a 1-unit sigmoid model
     images = pixels.numpy()
     names = predictor.class_names
+    if args.submission:
+        write_submission(args.submission, probs.argmax(axis=1), names)
     # An image in a folder named after one of the model's classes (data/test/cat/1.jpg, as a
     # folder dataset is laid out) is labelled with that class: the plot shows right and wrong.
     own = predictor.model.class_names if predictor.model is not None else predictor.class_names
     index = {c: i for i, c in enumerate(own or [])}
-    true = [index.get(printable(path.parent.name)) for path in paths]  # as folder: names it
+    true = [index.get(printable(path.parent.name)) if table is None else None
+            for path in paths]  # as folder: names it
     k = min(args.top_k, probs.shape[1])
     results = []
     for path, p, label in zip(paths, probs, true):
@@ -166,6 +207,9 @@ def predict_command(args) -> int:
                                  files=[printable(p.name) for p in paths])
     if args.json:
         print(json.dumps(results, indent=2))
+    elif args.submission:  # a Kaggle answer: the file, not a line per image
+        print(f"Submission: {args.submission} ({len(results):,} predictions, ImageId 1 to "
+              f"{len(results):,})")
     else:
         for r in results:
             tops = ", ".join(f"{t['class']} {t['probability']:.3f}" for t in r["top"])

@@ -72,7 +72,7 @@ def register(sub) -> None:
                    "own config.json too): repeat any run")
     g.add_argument("--model", help="preset name, model file (.yaml/.toml/.json) or saved model dir")
     g.add_argument("--dataset", help="mnist, fashion-mnist, kmnist, cifar10, cifar100, digits, "
-                   "folder:PATH, npz:PATH")
+                   "folder:PATH, npz:PATH, csv:PATH, parquet:PATH, hf:PATH")
     g.add_argument("--data-dir", help="where the dataset's files are looked for first")
     g.add_argument("--limit", type=int, metavar="N",
                    help="use only N training images (quick trials; default: all)")
@@ -197,13 +197,17 @@ def register(sub) -> None:
                       "else torch; an .onnx file: onnx")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("predict", help="top classes for image files or a folder")
+    p = sub.add_parser("predict", help="top classes for image files, a folder, or a CSV of "
+                       "pixel rows")
     p.add_argument("model", metavar="MODEL_OR_RUN")
-    p.add_argument("images", metavar="IMAGE", nargs="+")
+    p.add_argument("images", metavar="IMAGE", nargs="+", help="image files, folders, or one "
+                   "CSV of pixel rows (Kaggle's test.csv)")
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--json", action="store_true")
     p.add_argument("--plot", metavar="OUT_PNG", help="each image beside a bar chart of its "
                    "class probabilities")
+    p.add_argument("--submission", metavar="OUT_CSV", help="write Kaggle's answer file: "
+                   "ImageId,Label, one row per image (a test.csv's rows) from ImageId 1")
     add_runtime_flags(p, "onnx for 10,000 images or more, else torch (onnx costs ~1 s to "
                       "start); an .onnx file: onnx")
     p.set_defaults(func=cmd_predict)
@@ -218,6 +222,15 @@ def add_image_flags(g) -> None:
     g.add_argument("--channels", type=int, metavar="1|3", help="convert every image to 1 "
                    "(grayscale) or 3 (RGB) channels (default: the data's own; a folder is gray "
                    "only if every image is)")
+    add_table_flags(g)
+
+
+def add_table_flags(g) -> None:
+    """--label-column and --image-root: a csv:, parquet: or hf: table's columns."""
+    g.add_argument("--label-column", metavar="NAME", help="a csv:, parquet: or hf: table's "
+                   "label column (default: label)")
+    g.add_argument("--image-root", metavar="DIR", help="where a csv: table's file column finds "
+                   "its images (default: the table's folder)")
 
 
 def add_class_weight_flag(g) -> None:

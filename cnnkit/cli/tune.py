@@ -109,7 +109,9 @@ def cmd_tune(args) -> int:
                                     ("--folds", args.folds), ("--seed", args.seed),
                                     ("--out", args.out), ("--image-size", args.image_size),
                                     ("--channels", args.channels),
-                                    ("--class-weight", args.class_weight)) if v is not None]
+                                    ("--class-weight", args.class_weight),
+                                    ("--label-column", args.label_column),
+                                    ("--image-root", args.image_root)) if v is not None]
             if given:
                 raise CnnkitError(f"{given[0]} cannot be given with --resume: the study "
                                   "continues with its own settings (with --resume: --trials, "
@@ -139,23 +141,27 @@ def cmd_tune(args) -> int:
 
 
 def _with_images(args):
-    """The space file, or its Space with --image-size/--channels/--class-weight set on the
-    base run."""
+    """The space file, or its Space with --image-size/--channels/--class-weight (and a
+    table's --label-column/--image-root) set on the base run."""
     images = {k: v for k, v in (("image_size", args.image_size), ("channels", args.channels),
-                                ("class_weight", args.class_weight)) if v is not None}
-    if not images:
+                                ("class_weight", args.class_weight),
+                                ("label_column", args.label_column),
+                                ("image_root", args.image_root)) if v is not None}
+    if not images or args.space is None:
         return args.space
-    import dataclasses
+    from cnnkit.io.bounded import read_structured
+    from cnnkit.search.space import load_space
 
     from cnnkit.data.balance import read_class_weight
 
     if "class_weight" in images:  # a file read once here: every trial has its weights
         images["class_weight"] = read_class_weight(images["class_weight"])
-
-    from cnnkit.search.space import check_space, load_space
-
-    space = load_space(args.space)
-    return check_space(dataclasses.replace(space, base={**space.base, **images}))
+    # set on the file's base before the space is checked: its data is loaded (once) with
+    # them, and a table whose labels only --label-column names loads at all
+    data = read_structured(args.space, what="search space file")
+    if isinstance(data, dict) and isinstance(data.get("base") or {}, dict):
+        data = {**data, "base": {**(data.get("base") or {}), **images}}
+    return load_space(data, where=str(args.space))
 
 
 def _default_out(space: str) -> str:

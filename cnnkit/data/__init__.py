@@ -4,6 +4,9 @@
     load_dataset("digits")                 # scikit-learn's 1,797 8x8 digits, always offline
     load_dataset("folder:photos/")         # one subfolder per class (or train/ + test/)
     load_dataset("npz:mnist.npz")          # x_train, y_train[, x_test, y_test]
+    load_dataset("csv:train.csv")          # label,pixel0,... rows (Kaggle) or file,label rows
+    load_dataset("parquet:train.parquet")  # an image column and a label column (pyarrow)
+    load_dataset("hf:saved/")              # a folder of Hugging Face datasets' save_to_disk
 
 `channels` (1 or 3) and `size` ((H, W)) convert any of them, so a model trained at one shape
 can be fed from any source. Importing this package stays cheap (no torch) so that stdlib-only
@@ -19,7 +22,9 @@ if TYPE_CHECKING:
     from cnnkit.data.base import Dataset
 
 MNIST_NAMES = ["mnist", "fashion-mnist", "kmnist", "cifar10", "cifar100"]
-DATASET_NAMES = [*MNIST_NAMES, "digits", "folder:PATH", "npz:PATH"]
+DATASET_NAMES = [*MNIST_NAMES, "digits", "folder:PATH", "npz:PATH", "csv:PATH", "parquet:PATH",
+                 "hf:PATH"]
+TABLES = ("csv:", "parquet:", "hf:")  # the sources that take label_column
 
 # Pillow's ITU-R 601 luma weights in its own 16-bit fixed point, L = (19595 R + 38470 G + 7471 B
 # + 2^15) >> 16: RGB → gray here is bit for bit what `Image.convert("L")` gives.
@@ -196,15 +201,24 @@ def convert(ds: Dataset, channels: int | None = None, size=None) -> Dataset:
 
 
 def load_dataset(name: str, data_dir=None, channels: int | None = None, size=None,
-                 download: bool = True, progress: bool = True) -> Dataset:
+                 download: bool = True, progress: bool = True, label_column: str | None = None,
+                 image_root=None) -> Dataset:
     """The dataset called `name` (see DATASET_NAMES), converted to `channels` and `size`.
 
     data_dir is where to look first for the MNIST-family files (and where to download them);
-    folder and npz sources take their path from the name itself."""
+    folder, npz, csv, parquet and hf sources take their path from the name itself.
+    label_column names a table's label column (default: `label`); image_root is where a
+    `file,label` CSV's files are (default: the table's folder)."""
     if not isinstance(name, str) or not name.strip():
         raise one_of("dataset", name, DATASET_NAMES)
     channels, size = check_channels(channels), check_size(size)
     key = _canonical(name)
+    if key.startswith(TABLES):
+        return _load_table(name, key, channels, size, label_column, image_root)
+    for option, value in (("label_column", label_column), ("image_root", image_root)):
+        if value is not None:
+            raise CnnkitError(f"{option}={value!r} is for csv:, parquet: and hf: datasets, not "
+                              f"{name!r}", option=option, value=value)
     if key in MNIST_NAMES:
         from cnnkit.data.mnist import load_mnist_family
 
@@ -227,6 +241,25 @@ def load_dataset(name: str, data_dir=None, channels: int | None = None, size=Non
     return convert(ds, channels, size)
 
 
+def _load_table(name: str, key: str, channels, size, label_column, image_root) -> Dataset:
+    kind, _, path = key.partition(":")
+    if not path.strip():
+        raise CnnkitError(f"dataset {name!r} names no path; write {kind}:PATH")
+    if label_column is not None and (not isinstance(label_column, str) or not label_column):
+        raise CnnkitError(f"label_column={label_column!r} is not a column name",
+                          option="label_column", value=label_column)
+    if kind == "csv":
+        from cnnkit.data.csv import load_csv
+
+        return load_csv(path, channels, size, label_column, image_root)
+    if image_root is not None:
+        raise CnnkitError(f"image_root={image_root!r} is for a csv: table of image files, not "
+                          f"{name!r}", option="image_root", value=image_root)
+    from cnnkit.data.parquet import load_parquet, load_saved
+
+    return (load_parquet if kind == "parquet" else load_saved)(path, channels, size, label_column)
+
+
 def dataset_status(data_dir=None) -> list[tuple[str, bool, str]]:
     """(name, available offline now, where it is or how it is obtained) for `data list`."""
     from cnnkit.data.mnist import locate
@@ -241,6 +274,9 @@ def dataset_status(data_dir=None) -> list[tuple[str, bool, str]]:
     rows.append(("digits", True, "bundled with scikit-learn"))
     rows.append(("folder:PATH", True, "your images, one subfolder per class (or train/ + test/)"))
     rows.append(("npz:PATH", True, "your arrays: x_train, y_train[, x_test, y_test]"))
+    rows.append(("csv:PATH", True, "a table: label,pixel0,... rows (Kaggle) or file,label rows"))
+    rows.append(("parquet:PATH", True, "a table: an image column and a label column"))
+    rows.append(("hf:PATH", True, "a folder saved by Hugging Face datasets' save_to_disk"))
     return rows
 
 

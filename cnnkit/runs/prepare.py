@@ -31,9 +31,10 @@ def prepare_data(spec, model_shape=None, channels=None):
     # a named set held in memory is converted once --limit has picked: a quick trial at
     # 160x160 converts (and caches) its own images, not all 70,000 (folders decode at the size)
     later = bool(spec.limit and (channels or size)) and not spec.dataset.startswith(
-        ("folder:", "npz:"))
+        ("folder:", "npz:", "csv:", "parquet:", "hf:"))
     ds = load_dataset(spec.dataset, data_dir=spec.data_dir, channels=None if later else channels,
-                      size=None if later else size)
+                      size=None if later else size, label_column=spec.label_column,
+                      image_root=spec.image_root)
     x, y = ds.x_train, ds.y_train
     if ds.has_test:
         test = (ds.x_test, ds.y_test)

@@ -42,7 +42,8 @@ class _WhatToTrain:
     model: str | dict | None = None  # preset, model file, saved model dir, or a description;
     #                                   cnnkit.run also takes your own nn.Module (recorded as
     #                                   {"module": "package.file.CNN"})
-    dataset: str | None = None  # mnist, fashion-mnist, kmnist, cifar10, cifar100, digits, folder:, npz:
+    dataset: str | None = None  # mnist, fashion-mnist, kmnist, cifar10, cifar100, digits,
+    #                             folder:, npz:, csv:, parquet:, hf:
     recipe: str | None = None  # seed000, seed002, seed003, seed004, fast, best
     data_dir: str | None = None  # where the dataset's files are looked for first
     limit: int | None = None  # train on only the first N training images
@@ -57,6 +58,9 @@ class _WhatToTrain:
     # Pillow's luma), the model built for them and recording them as its input shape
     image_size: tuple[int, int] | None = None  # (H, W); None: the data's own
     channels: int | None = None  # 1 (grayscale) or 3 (RGB); None: the data's own
+    # -- a table's columns (csv:, parquet:, hf:): see cnnkit.data.load_dataset
+    label_column: str | None = None  # the label column's name; None: `label`
+    image_root: str | None = None  # where a file,label CSV's files are; None: its folder
     # -- a pretrained network with a new head (cnnkit.runs.backbone, cnnkit.train.phases)
     backbone: str | None = None  # mobilenetv2 (-0.35 ... -1.4), resnet50, vgg16, efficientnetb0
     weights: str | None = None  # the backbone's: imagenet (default), none, or a weights file

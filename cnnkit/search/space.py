@@ -141,7 +141,8 @@ class Space:
             from cnnkit.model.presets import create_model
 
             ds = load_dataset(resolved.dataset, data_dir=resolved.data_dir,
-                              channels=resolved.channels, size=resolved.image_size)
+                              channels=resolved.channels, size=resolved.image_size,
+                              label_column=resolved.label_column, image_root=resolved.image_root)
             model = create_model(preset_name(resolved.model), input_shape=ds.image_shape,
                                  num_classes=ds.num_classes)
         else:
@@ -330,7 +331,7 @@ def check_space(space: Space) -> Space:
 
 
 MODEL_FIELDS = ("model", "dataset", "recipe", "data_dir", "init_from", "freeze", "image_size",
-                "channels")
+                "channels", "label_column", "image_root")
 
 
 def _check_models(space: Space) -> None:
@@ -343,6 +344,7 @@ def _check_models(space: Space) -> None:
         try:
             resolved = spec.resolved()
             key = (resolved.dataset, resolved.data_dir, resolved.image_size, resolved.channels,
+                   resolved.label_column, resolved.image_root,
                    # folders take the model's size
                    str(resolved.model) if resolved.dataset.startswith("folder:") else None)
             if key not in loaded:

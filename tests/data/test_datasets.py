@@ -36,14 +36,14 @@ def test_names_are_case_insensitive(name):
 
 # --- dispatch -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["mnst", "imagenet", "folder", "", "csv:x.csv"])
+@pytest.mark.parametrize("name", ["mnst", "imagenet", "folder", "", "tsv:x.tsv"])
 def test_unknown_names_list_the_valid_ones(name):
     with pytest.raises(CnnkitError, match="unknown dataset") as e:
         load_dataset(name)
     assert all(n in str(e.value) for n in DATASET_NAMES) and "\n" not in str(e.value)
 
 
-@pytest.mark.parametrize("name", ["folder:", "npz:  "])
+@pytest.mark.parametrize("name", ["folder:", "npz:  ", "csv:", "parquet: ", "hf:"])
 def test_prefix_without_a_path(name):
     with pytest.raises(CnnkitError, match="names no path"):
         load_dataset(name)
