@@ -144,7 +144,7 @@ def listen(host: str, port: int):
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # no wait after a restart
         sock.bind(address)
-        sock.listen(128)
+        sock.listen(2048)  # uvicorn's own backlog: a burst of connections waits, not dropped
     except OSError as e:
         sock.close()
         if e.errno == errno.EADDRINUSE:

@@ -170,15 +170,19 @@ def open_files(wanted: int) -> int:
     from cnnkit.errors import CnnkitError
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < wanted:
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return soft
+    try:
         if hard != resource.RLIM_INFINITY and hard < wanted:
-            raise CnnkitError(f"max_connections={wanted - FD_SPARE} needs {wanted} open files "
-                              f"and this process may open {hard} (ulimit -Hn); valid: up to "
-                              f"{max(1, hard - FD_SPARE)}", "max_connections",
-                              wanted - FD_SPARE)
+            raise ValueError
         resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-        soft = wanted
-    return soft
+    except (ValueError, OSError):  # over the hard limit, or the kernel's (fs.nr_open)
+        can = soft if hard == resource.RLIM_INFINITY else hard
+        raise CnnkitError(f"max_connections={wanted - FD_SPARE} needs {wanted} open files "
+                          f"and this process may open {can} (ulimit -n); valid: up to "
+                          f"{max(1, can - FD_SPARE)}", "max_connections",
+                          wanted - FD_SPARE) from None
+    return wanted
 
 
 # -- the Host header ----------------------------------------------------------------------------
