@@ -65,6 +65,8 @@ def test_cnnkit_serve_says_in_one_line_what_is_wrong(digit_run, tmp_path, capsys
              (["--port", "70000"], "out of range"), (["--max-upload-mb", "0"], "out of range"),
              (["--header-timeout", "0"], "--header-timeout 0 is out of range"),
              (["--max-connections-per-client", "0"], "out of range"),
+             (["--port", "0", "--threads", "100000"], "--threads 100000 is more than this "
+              "machine runs at once: "),
              (["--port", "0", "--max-connections", "100000000"],
               "--max-connections 100000000 needs 100000256 open files")]
     try:
