@@ -22,7 +22,6 @@ from __future__ import annotations
 import http
 import ipaddress
 import json
-import resource
 from collections import Counter
 
 import h11
@@ -153,9 +152,12 @@ def server_config(app, host: str | None = None, log_level: str = "warning", **kw
     the address listened on, for HostCheck (0.0.0.0 answers any Host, even over loopback)."""
     import uvicorn
 
-    limits = app.state.limits
-    if host is not None:
-        app.state.loopback_only = _on_loopback((host, 0))
+    from cnnkit.serve.uploads import Limits
+
+    state = getattr(app, "state", None)  # any other ASGI app: the default limits
+    limits = getattr(state, "limits", None) or Limits()
+    if host is not None and state is not None:
+        state.loopback_only = _on_loopback((host, 0))
     open_files(limits.max_connections + FD_SPARE)
     kwargs.setdefault("timeout_graceful_shutdown", int(limits.request_seconds) + 1)
     return uvicorn.Config(app, http=guarded_protocol(limits), log_level=log_level,
@@ -169,6 +171,10 @@ def open_files(wanted: int) -> int:
     is often 1,024, the hard one far more); a CnnkitError naming what is possible if not."""
     from cnnkit.errors import CnnkitError
 
+    try:
+        import resource
+    except ImportError:  # Windows: no such limit to raise
+        return wanted
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY or soft >= wanted:
         return soft
