@@ -6,8 +6,8 @@ alone (the baseline) and then beside idle and slow connections, side by side, wi
 One `cnnkit serve MODEL --port 0` process on 127.0.0.1 (`--max-connections` set above what the
 phases hold, `--header-timeout 120` so none is closed while measured). Phases:
 - alone: the good client by itself (one keep-alive connection, `--requests` in a row);
-- held: `--idle` idle connections (from 50 loopback addresses, 127.0.2.x, under the per-client
-  cap) and `--slow` clients each sending a request head a byte at a time (one address each,
+- held: `--idle` idle connections (50 from each loopback address 127.2.x.y, under the
+  per-client cap) and `--slow` clients each sending a request head a byte at a time (one address each,
   127.0.3.x / 127.0.4.x), all held by the server, while the good client sends its requests;
 - one address: `--idle` idle connections from 127.0.0.2 alone: the per-client cap (64) answers
   all but 64 with a 503 at once, and the good client sends its requests.
@@ -91,7 +91,9 @@ def main():
     try:
         load(port, body, 50, 1)  # warm up
         rows["alone"] = (load(port, body, args.requests, 1), descriptors(proc.pid))
-        idle_from = [f"127.0.2.{1 + i % 50}" for i in range(args.idle)]
+        addresses = max(1, -(-args.idle // 50))  # 50 a client: under the per-client cap
+        idle_from = [f"127.2.{a // 250}.{1 + a % 250}" for a in (i % addresses
+                                                                 for i in range(args.idle))]
         slow_from = [f"127.{3 + i // 250}.0.{1 + i % 250}" for i in range(args.slow)]
         held, stop = hold(port, idle_from, slow_from)
         time.sleep(0.5)
