@@ -147,14 +147,50 @@ _FILE_FLAGS = (os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
 
 def _create_temp(parent: Path, prefix: str, suffix: str, create):
     """`create(name)` on fresh random names beside the target until one is unused: what
-    tempfile.mkstemp / mkdtemp do, but with the caller's mode. Returns (result, name)."""
+    tempfile.mkstemp / mkdtemp do, but with the caller's mode. Returns (result, name).
+
+    A name carries its writer's process id (`.model.4242-9f3a1c2e.onnx`): a writer killed
+    mid-write (kill -9, a power cut) leaves its temporary, and the next write beside the same
+    target removes those whose process is gone."""
+    _remove_stale(parent, prefix, suffix)
     for _ in range(100):
-        name = parent / f"{prefix}{secrets.token_hex(4)}{suffix}"
+        name = parent / f"{prefix}{os.getpid()}-{secrets.token_hex(4)}{suffix}"
         try:
             return create(name), name
         except FileExistsError:
             continue
     raise FileExistsError(errno.EEXIST, f"no unused temporary name in {parent}")
+
+
+def _remove_stale(parent: Path, prefix: str, suffix: str) -> None:
+    """Remove the temporaries for this target left by processes that no longer run."""
+    pattern = re.compile(re.escape(prefix) + r"(\d+)-[0-9a-f]{8}" + re.escape(suffix))
+    try:
+        names = [e.name for e in os.scandir(parent) if e.name.startswith(prefix)]
+    except OSError:
+        return
+    for name in names:
+        match = pattern.fullmatch(name)
+        if match is None or _running(int(match.group(1))):
+            continue
+        stale = parent / name
+        with contextlib.suppress(OSError):
+            if stale.is_dir() and not stale.is_symlink():
+                shutil.rmtree(stale)
+            else:
+                stale.unlink()
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):  # another user's, or no such number
+        return True
+    return True
 
 
 def _temp_file(parent: Path, prefix: str, suffix: str) -> tuple[int, Path]:

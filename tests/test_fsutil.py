@@ -142,3 +142,52 @@ def test_a_writers_os_error_names_the_target_not_the_temporary(tmp_path):
             save_file({"w": torch.zeros(1)}, str(tmp / "missing" / "w.safetensors"))
     assert e.value.errno == errno.ENOENT and e.value.filename == str(tmp_path / "model")
     assert list(tmp_path.iterdir()) == []
+
+
+WRITER = """
+import sys, time
+from cnnkit.fsutil import atomic_dir, atomic_path
+target, kind = sys.argv[1], sys.argv[2]
+with (atomic_path if kind == "file" else atomic_dir)(target) as tmp:
+    if kind == "file":
+        open(tmp, "wb").write(b"half an onnx")
+    else:
+        (tmp / "weights").write_bytes(b"half")
+    print(tmp.name, flush=True)
+    time.sleep(60)  # killed here, mid-write
+"""
+
+
+def _writer(target, kind: str):
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(target), kind],
+                            stdout=subprocess.PIPE, text=True)
+    return proc, proc.stdout.readline().strip()
+
+
+@pytest.mark.parametrize("kind, name", [("file", "x.onnx"), ("dir", "model")])
+def test_a_temporary_left_by_a_killed_writer_is_gone_after_the_next_write(tmp_path, kind, name):
+    import signal
+
+    target = tmp_path / name
+    killed, stale = _writer(target, kind)
+    alive, kept = _writer(target, kind)  # another writer, still running
+    killed.send_signal(signal.SIGKILL)
+    killed.wait(10)
+    assert (tmp_path / stale).exists()  # what kill -9 leaves
+    try:
+        if kind == "file":  # as `cnnkit export` writes its .onnx
+            with atomic_path(target) as tmp:
+                tmp.write_bytes(b"the whole onnx")
+        else:
+            with atomic_dir(target) as tmp:
+                (tmp / "weights").write_bytes(b"whole")
+        left = sorted(p.name for p in tmp_path.iterdir())
+    finally:
+        alive.kill()
+        alive.wait(10)
+
+    assert stale.startswith(f".{target.stem}.{killed.pid}-")
+    assert left == sorted([name, kept])  # the running writer's own temporary is left alone

@@ -2,7 +2,8 @@
 (cnnkit.serve.app) on uvicorn."""
 from __future__ import annotations
 
-DEFAULTS = {"max_upload_mb": 5.0, "max_pixels": 4096 * 4096, "timeout": 10.0, "concurrency": 2}
+DEFAULTS = {"max_upload_mb": 5.0, "max_pixels": 4096 * 4096, "timeout": 10.0, "concurrency": 2,
+            "header_timeout": 10.0, "max_connections": 1000, "max_connections_per_client": 64}
 
 
 def register(sub) -> None:
@@ -40,10 +41,21 @@ def register(sub) -> None:
                         "4096×4096)")
     p.add_argument("--timeout", type=float, default=DEFAULTS["timeout"],
                    help="seconds a request may take, upload included (default: %(default)s)")
+    p.add_argument("--header-timeout", type=float, default=DEFAULTS["header_timeout"],
+                   help="seconds a client has to send a request's head, from connecting or "
+                        "the previous answer, before it is closed (default: %(default)s)")
+    p.add_argument("--max-connections", type=int, default=DEFAULTS["max_connections"],
+                   help="connections open at once; one more is answered 503 and closed "
+                        "(default: %(default)s)")
+    p.add_argument("--max-connections-per-client", type=int,
+                   default=DEFAULTS["max_connections_per_client"],
+                   help="connections open at once from one address (default: %(default)s)")
     p.set_defaults(func=cmd_serve)
 
 
 def cmd_serve(args) -> int:
+    import signal
+
     from cnnkit.errors import CnnkitError
 
     if args.top_k < 1:
@@ -56,6 +68,7 @@ def cmd_serve(args) -> int:
         import uvicorn
 
         from cnnkit.serve.app import create_app
+        from cnnkit.serve.connections import server_config
         from cnnkit.serve.predictor import Predictor
 
         try:
@@ -70,11 +83,22 @@ def cmd_serve(args) -> int:
               f"(API docs: http://{shown}:{port}/docs; Ctrl+C stops)"
               + (f"; listening on every address of this machine ({host})" if everywhere else ""),
               flush=True)
-        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False,
-                                               timeout_graceful_shutdown=2))
+        try:
+            config = server_config(app, host)
+        except CnnkitError as e:
+            raise e.restated("--max-connections") if e.option == "max_connections" else e \
+                from None
+        server = uvicorn.Server(config)
+        # uvicorn stops on Ctrl+C and SIGTERM alike, then raises the signal again: for Ctrl+C a
+        # KeyboardInterrupt, for SIGTERM this no-op, so both end here, a normal end
+        before = signal.signal(signal.SIGTERM, lambda *_: None)
         try:
             server.run(sockets=[sock])
-        except KeyboardInterrupt:  # uvicorn stops on Ctrl+C, then re-raises it: a normal end
+        except KeyboardInterrupt:
+            pass
+        finally:
+            signal.signal(signal.SIGTERM, before)
+        if server.should_exit:
             print("Stopped.", flush=True)
     finally:
         sock.close()
@@ -88,13 +112,19 @@ def _limits(args):
     checks = [("--max-upload-mb", args.max_upload_mb, "a number > 0"),
               ("--max-pixels", args.max_pixels, "an integer >= 1"),
               ("--timeout", args.timeout, "a number of seconds > 0"),
-              ("--concurrency", args.concurrency, "an integer >= 1")]
+              ("--concurrency", args.concurrency, "an integer >= 1"),
+              ("--header-timeout", args.header_timeout, "a number of seconds > 0"),
+              ("--max-connections", args.max_connections, "an integer >= 1"),
+              ("--max-connections-per-client", args.max_connections_per_client,
+               "an integer >= 1")]
     for flag, value, valid in checks:
         if not value > 0 or value != value or value == float("inf"):
             raise CnnkitError(f"{flag} {value:g} is out of range; valid: {valid}")
     return Limits(max_upload_bytes=max(1, int(args.max_upload_mb * 2**20)),
                   max_pixels=args.max_pixels, request_seconds=float(args.timeout),
-                  concurrency=args.concurrency)
+                  concurrency=args.concurrency, header_seconds=float(args.header_timeout),
+                  max_connections=args.max_connections,
+                  max_connections_per_client=args.max_connections_per_client)
 
 
 def listen(host: str, port: int):
@@ -114,7 +144,7 @@ def listen(host: str, port: int):
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # no wait after a restart
         sock.bind(address)
-        sock.listen(128)
+        sock.listen(2048)  # uvicorn's own backlog: a burst of connections waits, not dropped
     except OSError as e:
         sock.close()
         if e.errno == errno.EADDRINUSE:

@@ -76,6 +76,17 @@ def _canonical(name: str) -> str:
     return name.strip().lower().replace("_", "-")
 
 
+def anchored(name: str) -> str:
+    """`name` with a `folder:`/`npz:` path made absolute from the current directory (as it is
+    now), so a run started here can be resumed from anywhere; other names unchanged."""
+    import os
+
+    kind, sep, path = _canonical(name).partition(":")
+    if not sep or kind not in ("folder", "npz") or not path.strip():
+        return name
+    return f"{kind}:{os.path.abspath(os.path.expanduser(path))}"
+
+
 def _digits_arrays():
     """(images (1797, 8, 8) in 0..16, labels) from scikit-learn's bundled digits.csv.gz.
 
@@ -296,5 +307,5 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'cnnkit.data' has no attribute {name!r}")
 
 
-__all__ = ["DATASET_NAMES", "Dataset", "loader", "convert", "convert_images", "dataset_status",
-           "load_dataset", "load_digits"]
+__all__ = ["DATASET_NAMES", "Dataset", "anchored", "loader", "convert", "convert_images",
+           "dataset_status", "load_dataset", "load_digits"]

@@ -36,6 +36,19 @@ def check_nproc(nproc) -> None:
         raise out_of_range("nproc", nproc, "an integer >= 1 (processes on this machine)")
 
 
+def _check_nproc_fits(nproc: int, spec) -> None:
+    """One process per GPU on CUDA, per CPU on the CPU."""
+    from cnnkit.train.cpus import check_count
+
+    if spec.device in (None, "auto", "cuda") or str(spec.device).startswith("cuda"):
+        import torch
+
+        if torch.cuda.is_available():
+            check_count("nproc", nproc, torch.cuda.device_count(), "GPUs")
+            return
+    check_count("nproc", nproc)
+
+
 def check_sync_bn(spec) -> None:
     """torch's SyncBatchNorm runs on GPUs only (DDP refuses it on CPU modules)."""
     if not spec.sync_bn:
@@ -60,6 +73,8 @@ def parallel_run(spec, resume: bool, command, callbacks, module, nproc):
         from cnnkit.distributed.rank import run_rank
 
         return run_rank(spec, resume, command, callbacks, module)
+    if nproc is not None and nproc > 1:
+        _check_nproc_fits(nproc, spec)
     if nproc is None and resume and spec.out:
         from cnnkit.io.rundir import RunDir
 

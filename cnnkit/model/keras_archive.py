@@ -82,6 +82,79 @@ def open_h5(source, where, problem="not an HDF5 file h5py can read"):
         raise CnnkitError(f"{where}: {problem} ({clipped(e, quote=False)})") from None
 
 
+H5_SECONDS = 10.0  # for reading a weights file's whole structure, plus 1 s per 32 MiB of it
+
+
+def probe_h5(source, where, size: int) -> None:
+    """Walk every attribute and dataset of an HDF5 file (a path or a file object) in a forked
+    child first, within H5_SECONDS: some damaged files make libhdf5 itself spin in C (an
+    attribute message whose size loops), where no Python signal or thread can stop it, so the
+    read that would hang this process hangs a child that is then killed: one line. A child
+    that finishes (or fails: the read here then says why in its own line) lets the real read
+    go on. Where there is no fork (Windows), the file is read unguarded."""
+    import os
+    import signal
+    import warnings
+
+    if not hasattr(os, "fork"):
+        return
+    deadline = H5_SECONDS + size / 2**25
+    with warnings.catch_warnings():  # 3.12+: a fork beside threads; the child runs h5py only
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # the child: read, and leave without running the parent's exit handlers
+        code = 1
+        try:
+            _walk_h5(source, size)
+            code = 0
+        finally:
+            os._exit(code)
+    if _ended(pid, deadline):
+        return
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    raise CnnkitError(f"{where}: damaged HDF5 file: reading its structure did not finish in "
+                      f"{deadline:.0f} s (libhdf5 loops on it); valid: a weights file as Keras "
+                      "or cnnkit saves it")
+
+
+def _ended(pid: int, deadline: float) -> bool:
+    """Whether child `pid` ended (and was reaped) within `deadline` seconds."""
+    import os
+    import select
+    import time
+
+    try:  # Linux: woken the moment it ends
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        fd = None
+    if fd is not None:
+        try:
+            select.select([fd], [], [], deadline)
+        finally:
+            os.close(fd)
+        return os.waitpid(pid, os.WNOHANG)[0] != 0
+    start, pause = time.monotonic(), 0.001
+    while time.monotonic() - start < deadline:
+        if os.waitpid(pid, os.WNOHANG)[0]:
+            return True
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
+    return False
+
+
+def _walk_h5(source, size: int) -> None:
+    h5py = h5py_module()
+    with h5py.File(source, "r") as f:
+        def visit(obj) -> None:
+            for key in obj.attrs:
+                obj.attrs.get(key)
+            if isinstance(obj, h5py.Dataset) and obj.size * obj.dtype.itemsize <= 4 * size:
+                obj[()]
+        visit(f)
+        f.visititems(lambda name, obj: visit(obj))
+
+
 @contextlib.contextmanager
 def damaged_h5(where):
     """What h5py raises on a damaged file while it is read (a link it cannot iterate, a chunk

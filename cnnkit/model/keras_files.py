@@ -19,7 +19,7 @@ from cnnkit.io.bounded import MAX_BYTES
 from cnnkit.layers import ACTIVATIONS, LAYER_TYPES
 from cnnkit.model.keras_archive import (WEIGHTS, check_extras, check_weights_fit, damaged_h5,
                                         datasets, malformed_config, numeric, open_h5, open_zip,
-                                        parse_json, read_member)
+                                        parse_json, probe_h5, read_member)
 from cnnkit.model.inputs import scales_own_pixels
 from cnnkit.errors import clipped, printable
 from cnnkit.model.keras_graph import (NESTED, call_options, graph_from_config, inbound_names,
@@ -119,13 +119,15 @@ def load_keras_file(path, cls, scale=None):
             with malformed_config(path):
                 model = _model(config, cls, str(path))
             check_weights_fit(model, z.getinfo(WEIGHTS).file_size, path)
-            weights = open_h5(io.BytesIO(read_member(z, WEIGHTS, path)), path,
-                          "model.weights.h5 is unreadable")
+            data = read_member(z, WEIGHTS, path)
+            probe_h5(io.BytesIO(data), f"{path}: {WEIGHTS}", len(data))
+            weights = open_h5(io.BytesIO(data), path, "model.weights.h5 is unreadable")
         with malformed_config(path):
             paths = storage_paths(model, config)
         with weights, damaged_h5(path):
             _set_weights(model, lambda key: _vars(weights, paths[key], key[-1], path), str(path))
     else:
+        probe_h5(path, path, path.stat().st_size)
         weights = open_h5(path, path)
         with weights, damaged_h5(path):
             raw = weights.attrs.get("model_config")

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import time
 
+from cnnkit.data import anchored
 from cnnkit.errors import CnnkitError
 from cnnkit.runs.recipes import get_recipe
 from cnnkit.io.rundir import CONFIG, HISTORY, LR_FIND, SKIPPED, TENSORBOARD, RunDir
@@ -79,6 +80,9 @@ def resolve_run(spec: RunSpec, resume: bool) -> RunSpec:
                 f"was configured (on resume only "
                 f"{', '.join(k for k in RESUMABLE if k != 'out')} may change)",
                 option=key, value=getattr(wanted, key))
+        absolute = RunDir(spec.out).resolved.get("dataset", {}).get("absolute")
+        if absolute and wanted.dataset == saved.dataset:  # a folder:/npz: path as typed then
+            wanted = wanted.replace(dataset=absolute)
         return check_epochs(wanted.replace(out=str(spec.out)).resolved())
     return spec.resolved()
 
@@ -242,7 +246,10 @@ def _execute_held(spec: RunSpec, resume: bool, command, held, extra_callbacks,
             held.enter_context(run_dir.lock())
             run_dir.check_fresh(ask_lock=False)
         if resume:
-            run_dir.record_resume(spec.to_options(), command)
+            options = spec.to_options()
+            if options["dataset"] == run_dir.resolved.get("dataset", {}).get("absolute"):
+                options["dataset"] = run_dir.options["dataset"]  # the path as typed, kept
+            run_dir.record_resume(options, command)
         else:
             run_dir.clear_unstarted()
             procs = parallel.local_world if parallel is not None else 1
@@ -250,7 +257,9 @@ def _execute_held(spec: RunSpec, resume: bool, command, held, extra_callbacks,
                 "options": spec.to_options(), "resolved": {
                     "model_summary": model.summary_dict() | {"layers": None},
                     "model_note": note,
+                    # what the resume loads, wherever it is started from (options: as typed)
                     "dataset": {"name": ds.name, "source": ds.source,
+                                "absolute": anchored(spec.dataset),
                                 "image_shape": ds.image_shape, "class_names": ds.class_names},
                     "splits": {k: (len(v[0]) if v else 0) for k, v in splits.items()},
                     "threads": plan_threads(config.threads, procs).to_dict(),

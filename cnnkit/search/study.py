@@ -79,6 +79,9 @@ def check_options(space: Space, sampler: str, n_trials, folds, pruner: str, jobs
         raise out_of_range("trials", n_trials, "an integer >= 1")
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise out_of_range("jobs", jobs, "an integer >= 1")
+    from cnnkit.train.cpus import check_count
+
+    check_count("jobs", jobs)
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
                                 or not timeout > 0):
         raise out_of_range("timeout", timeout, "a number of seconds > 0")

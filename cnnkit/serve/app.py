@@ -9,7 +9,9 @@ of cnnkit's own that renders `/openapi.json`; FastAPI's Swagger UI would load fr
 Requests are computed on a pool of `limits.concurrency` threads, with at most `limits.queue`
 more waiting (then 503), each within `limits.request_seconds` from its first byte read to its
 answer (then 504). Every refusal is JSON `{"error": "one line"}` with a 4xx/5xx status, and
-the server keeps serving. No request names a path: bodies are decoded in memory.
+the server keeps serving. No request names a path: bodies are decoded in memory. Served by
+`cnnkit.serve.connections.server_config(app)`, the connections are bounded too (count, per
+client, time to send a request head) and uvicorn's own errors are the same JSON.
 """
 from __future__ import annotations
 
@@ -26,8 +28,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from cnnkit.errors import CnnkitError
+from cnnkit.serve.connections import HostCheck
 from cnnkit.serve.uploads import BODY_TYPES, Limits, RequestError, request_pixels, too_large
 
 log = logging.getLogger("cnnkit.serve")
@@ -112,6 +116,7 @@ def create_app(predictor, limits: Limits | None = None, top_k: int = 5) -> FastA
                   "Grad-CAM for images, from a cnnkit model. Errors are JSON {\"error\": "
                   "\"one line\"}.", version=_version())
     app.state.predictor, app.state.limits = predictor, limits
+    app.add_middleware(HostCheck)  # bound to loopback: only loopback names (DNS rebinding)
     card = {**predictor.card(), "drawing": predictor.input_shape[2] == 1,
             "inspect": predictor.model is not None, "top_k": top_k,
             "limits": {"max_upload_bytes": limits.max_upload_bytes,
@@ -133,6 +138,8 @@ def create_app(predictor, limits: Limits | None = None, top_k: int = 5) -> FastA
             result = await asyncio.wait_for(job, max(left, 0))  # a queued job is cancelled
             result["latency_ms"] = round((time.perf_counter() - start) * 1000, 3)
             return JSONResponse(result)
+        except ClientDisconnect:  # gone mid-upload (or the server is stopping): no one to tell
+            raise RequestError(400, "the client closed the connection mid-upload") from None
         except TimeoutError:
             raise RequestError(504, f"the request took longer than the limit of "
                                     f"{limits.request_seconds:g} s") from None

@@ -49,6 +49,10 @@ def check_threads(threads):
                                 or threads < 1):
         raise out_of_range("threads", threads, "an integer >= 1 (default: the CPUs this "
                            f"process may use, {cpu_count()})")
+    if threads is not None:
+        from cnnkit.train.cpus import check_count
+
+        check_count("threads", threads, cpu_count())
     return threads
 
 

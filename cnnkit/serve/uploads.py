@@ -51,18 +51,27 @@ class Limits:
     request_seconds: float = 10.0         # body read, decode, model: all of it
     concurrency: int = 2                  # requests computed at once (threads)
     queue: int = 64                       # requests waiting beyond those, then 503
+    # the connections (cnnkit.serve.connections): what a client may hold open, and how long
+    header_seconds: float = 10.0          # a request head, from connect or the last answer
+    keep_alive_seconds: float = 5.0       # an idle connection after an answer
+    max_connections: int = 1000           # open at once, then 503 and closed
+    max_connections_per_client: int = 64  # from one address, then 503 and closed
+    max_header_bytes: int = 16384         # a request head, then 431
 
     def check(self) -> "Limits":
         for name, least in (("max_upload_bytes", 1), ("max_pixels", 1), ("concurrency", 1),
-                            ("queue", 0)):
+                            ("queue", 0), ("max_connections", 1),
+                            ("max_connections_per_client", 1), ("max_header_bytes", 1024)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 raise CnnkitError(f"{name}={shown(value)} is out of range; valid: an integer "
                                   f">= {least}", name, value)
-        if not (isinstance(self.request_seconds, (int, float)) and self.request_seconds > 0):
-            raise CnnkitError(f"request_seconds={shown(self.request_seconds)} is out of range; "
-                              "valid: a number of seconds > 0", "request_seconds",
-                              self.request_seconds)
+        for name in ("request_seconds", "header_seconds", "keep_alive_seconds"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not 0 < value < float("inf"):
+                raise CnnkitError(f"{name}={shown(value)} is out of range; valid: a number of "
+                                  "seconds > 0", name, value)
         return self
 
 

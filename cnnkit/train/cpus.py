@@ -64,6 +64,20 @@ def available_cpus() -> int:
     return max(1, cpus)
 
 
+def check_count(option: str, value: int, cpus: int | None = None, unit: str = "CPUs") -> int:
+    """`value` processes or threads asked for, refused in one line past the CPUs this process
+    may use (or `cpus` where something else bounds it, such as GPUs). Refused, not capped: a
+    count the user chose changes what runs (a batch split, a study's workers), so running
+    another one without being asked would not be the run asked for; more than the cores only
+    queues for them (and `--threads 500` made 502 threads)."""
+    cpus = available_cpus() if cpus is None else cpus
+    if value > cpus:
+        raise CnnkitError(f"{option}={value} is more than this machine runs at once: "
+                          f"{cpus} {unit} this process may use; valid: 1 to {cpus}",
+                          option, value)
+    return value
+
+
 def under_torchrun(env=os.environ) -> bool:
     return "TORCHELASTIC_RUN_ID" in env or "LOCAL_WORLD_SIZE" in env
 

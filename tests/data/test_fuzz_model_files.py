@@ -131,3 +131,27 @@ def test_onnx_metadata_with_any_values_opens_or_fails_in_one_line(key, data):
     entry = next(e for e in proto.metadata_props if e.key == key)
     entry.value = json.dumps(data.draw(edited(json.loads(entry.value))))
     check_onnx(proto.SerializeToString())
+
+
+def test_a_legacy_h5_file_on_which_libhdf5_loops_is_one_line_in_bounded_time(monkeypatch, capsys,
+                                                                            tmp_path):
+    """A real find of the fuzzing (two bytes of H5 changed, in the model_config attribute's
+    message): h5py's read of its attribute spins in libhdf5's C code, for ever, unstoppable
+    from Python. The structure is walked in a child first, killed at its deadline."""
+    import time
+
+    import cnnkit.model.keras_archive as archive
+    from cnnkit.cli import main
+
+    damaged = Path(__file__).parents[1] / "fixtures" / "hdf5_attribute_loop.h5"
+    monkeypatch.setattr(archive, "H5_SECONDS", 2.0)
+    start = time.monotonic()
+    assert main(["summary", str(damaged)]) == 2
+    took = time.monotonic() - start
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "damaged HDF5 file" in err and "did not finish in 2 s" in err
+    assert took < 10
+    intact = tmp_path / "intact.h5"
+    intact.write_bytes(H5)
+    model = load_keras_file(intact, Sequential)  # an intact one loads as before
+    assert model.count_params() == BASE.count_params()

@@ -52,6 +52,7 @@ def test_help_shows_both_ways_to_start_processes(capsys):
 
 @pytest.mark.parametrize("args, message", [
     (["--nproc", "0"], "--nproc 0 is out of range; valid: an integer >= 1"),
+    (["--nproc", "100000"], "--nproc 100000 is more than this machine runs at once: "),
     (["--nproc", "2", "--batch-size-per-process", "16", "--batch-size", "64"], "are both given"),
     (["--nproc", "2", "--warmup-epochs", "1"], "--warmup-epochs 1 warms up to the scaled"),
 ])

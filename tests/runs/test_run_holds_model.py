@@ -82,3 +82,30 @@ def test_an_edited_state_is_refused_by_its_checksum_then_by_its_history(trained,
     (trained / "state" / "SHA256SUMS").unlink()  # no checksum to go by: the history says so
     err = _refused(trained, capsys)
     assert "epoch 1 does not match its history of 2 epochs" in err, err
+
+
+def test_a_relative_folder_dataset_resumes_from_another_directory(tmp_path, monkeypatch, capsys):
+    import numpy as np
+    from PIL import Image
+
+    start = tmp_path / "project"
+    rng = np.random.default_rng(0)
+    for label in ("cats", "dogs"):
+        (start / "photos" / label).mkdir(parents=True)
+        for i in range(12):
+            Image.fromarray(rng.integers(0, 255, (8, 8), np.uint8)).save(
+                start / "photos" / label / f"{i}.png")
+    monkeypatch.chdir(start)
+    assert main(["train", "--model", "seed000-first", "--dataset", "folder:photos", "--epochs",
+                 "1", "--out", "runs/x", "--quiet"]) == 0, capsys.readouterr().err
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # no photos/ here
+
+    assert main(["train", "--resume", str(start / "runs" / "x"), "--epochs", "2",
+                 "--quiet"]) == 0, capsys.readouterr().err
+    run = start / "runs" / "x"
+    assert len((run / "history.csv").read_text().splitlines()) == 1 + 2
+    config = json.loads((run / "config.json").read_text())
+    assert config["options"]["dataset"] == "folder:photos"  # as typed
+    assert config["resolved"]["dataset"]["absolute"] == f"folder:{start / 'photos'}"

@@ -73,17 +73,19 @@ def draw_digit(kind: str) -> Image.Image:
 
 
 class Server:
-    """A real uvicorn server on 127.0.0.1 (a free port) in a thread, serving `app`."""
+    """A real uvicorn server on 127.0.0.1 (a free port) in a thread, serving `app` as
+    `cnnkit serve` does (cnnkit.serve.connections.server_config)."""
 
-    def __init__(self, app):
+    def __init__(self, app, host: str = "127.0.0.1"):
         import uvicorn
 
         from cnnkit.cli.serve import listen
+        from cnnkit.serve.connections import server_config
 
-        self.sock = listen("127.0.0.1", 0)
+        self.sock = listen(host, 0)
         self.port = self.sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+        self.url = f"http://{host}:{self.port}"
+        self.server = uvicorn.Server(server_config(app, host))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
                                        daemon=True)
         self.thread.start()
@@ -101,11 +103,12 @@ class Server:
 
 @pytest.fixture(scope="session")
 def serve():
-    """serve(app) → a started Server; all are stopped at the end of the session."""
+    """serve(app, host="127.0.0.1") → a started Server; all are stopped at the end of the
+    session."""
     servers = []
 
-    def start(app):
-        servers.append(Server(app))
+    def start(app, host: str = "127.0.0.1"):
+        servers.append(Server(app, host))
         return servers[-1]
 
     yield start

@@ -36,6 +36,7 @@ GOOD = {"lr": {"log_uniform": [1e-3, 1e-2]}}
     (GOOD, ["--storage", "sqlite:///s.db", "--jobs", "2"],
      "cannot be shared by --jobs 2 workers: SQLite locks the whole file"),
     (GOOD, ["--jobs", "0"], "--jobs 0 is out of range; valid: an integer >= 1"),
+    (GOOD, ["--jobs", "100000"], "--jobs 100000 is more than this machine runs at once: "),
     (GOOD, ["--folds", "1"], "--folds 1 is out of range; valid: an integer >= 2"),
 ])
 def test_a_bad_space_or_option_is_one_line_and_writes_nothing(tmp_path, capsys, space, flags,
