@@ -170,11 +170,14 @@ class Doctor:
         names = (self.resolved.get("dataset") or {}).get("class_names") or list(range(len(counts)))
         big = max(range(len(counts)), key=counts.__getitem__)
         small = min(range(len(counts)), key=counts.__getitem__)
+        train = self.options.get("train") or {}
+        if train.get("class_weight") or train.get("sampler"):
+            return  # already weighed or sampled: the per-class recall says how well
         if counts[big] >= IMBALANCE * counts[small]:
             self.find("imbalanced", f"class {names[big]!s} has {counts[big]:,} training images, "
                       f"class {names[small]!s} {counts[small]:,}: the model learns to favour the "
                       "larger classes (look at the per-class recall in report.md)",
-                      f"cnnkit evaluate {self.path}")
+                      self.again("imbalanced", "--class-weight balanced"))
 
     def duplicates(self) -> None:
         n, test = self.checks.get("duplicates") or 0, self.checks.get("test_images") or 0
