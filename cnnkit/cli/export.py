@@ -70,10 +70,13 @@ def cmd_export(args) -> int:
 
     flags = {"opset": "--opset", "batch": "--batch", "exporter": "--exporter",
              "tolerance": "--tolerance", "threads": "--threads", "out": "--out"}
+    from cnnkit.train.progress import working
+
     try:
-        report = export_onnx(args.model, args.out, opset=opset, batch=args.batch,
-                             dataset=args.dataset, data_dir=args.data_dir, tolerance=tolerance,
-                             exporter=args.exporter, threads=threads)
+        with working(f"Exporting {args.model} to {args.out} and checking it against the model"):
+            report = export_onnx(args.model, args.out, opset=opset, batch=args.batch,
+                                 dataset=args.dataset, data_dir=args.data_dir,
+                                 tolerance=tolerance, exporter=args.exporter, threads=threads)
     except CnnkitError as e:
         raise e.restated(flags[e.option]) if e.option in flags else e
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.text())
