@@ -87,12 +87,11 @@ class RunDir:
             try:  # bounded: a state.json nested thousands deep is no state, not a RecursionError
                 state = read_bounded(folder / "state.json", "json", "training state",
                                      MAX_STATE_BYTES, nonfinite=True)
-                stopped = state.get("stop_training") and state.get("stop_reason")
-                return {"epoch": int(state["epoch"]),
-                        "stop_reason": str(stopped or "stopped") if state.get("stop_training")
-                        else None}
+                reason = (state.get("stop_reason") or "stopped") if state.get("stop_training") \
+                    else None
+                return {"epoch": int(state["epoch"]), "stop_reason": reason and str(reason)}
             except (OSError, ValueError, KeyError, TypeError, AttributeError):  # CnnkitError
-                continue                                                     # is a ValueError
+                continue  # is a ValueError; AttributeError: a state.json that is no mapping
         return None
 
     @cached_property

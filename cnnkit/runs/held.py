@@ -13,7 +13,7 @@ A run of your own nn.Module keeps no copy: its resume needs an instance of the c
 from __future__ import annotations
 
 from cnnkit.errors import CnnkitError
-from cnnkit.io.rundir import RunDir
+from cnnkit.io.rundir import METRICS, RunDir
 
 
 def keep_model(run_dir: RunDir, model, module=None) -> None:
@@ -63,14 +63,15 @@ def check_epochs(spec):
         raise CnnkitError(f"epochs={epochs}: {spec.out} has already trained {done}; valid: "
                           f"epochs >= {done} (or leave it out: the run finishes as it was "
                           "configured)", option="epochs", value=epochs)
-    if done is None or run_dir.metrics is None:  # interrupted: there is something to do
+    if done is None or not (run_dir / METRICS).is_file():  # interrupted: something to do
         return spec
     if state["stop_reason"]:
         raise CnnkitError(f"{spec.out} is finished: it stopped after epoch {done} "
                           f"({state['stop_reason']}); there is nothing left to train")
     if epochs <= done:
+        more = done + max(1, done // 2)
         raise CnnkitError(f"{spec.out} is finished: all {done} of its epochs are trained; there "
                           f"is nothing left to train. To train it longer: cnnkit train --resume "
-                          f"{shlex.quote(str(spec.out))} --epochs {done + max(1, done // 2)} (cnnkit.resume("
-                          f"{spec.out!r}, epochs=...))")
+                          f"{shlex.quote(str(spec.out))} --epochs {more} (cnnkit.resume("
+                          f"{spec.out!r}, epochs={more}))")
     return spec
