@@ -12,7 +12,9 @@ about one of the user's paths or their disk (`cnnkit: error: runs/a: read-only f
 wherever in a command it was raised. Other OS errors are bugs and keep their traceback.
 
 SIGTERM (`kill`, a job scheduler, `timeout`) ends the commands that train as Ctrl+C does: one
-line (`cnnkit: interrupted`), exit status 130, and a run or study that `--resume` continues.
+line (`cnnkit: interrupted`; for `train`, followed by the command that continues the run:
+`; continue it with: cnnkit train --resume runs/a`), exit status 130, and a run or study that
+`--resume` continues.
 """
 from __future__ import annotations
 
@@ -38,6 +40,7 @@ COMMAND_MODULES = [
     "cnnkit.cli.export",   # export
     "cnnkit.cli.serve",    # serve
     "cnnkit.cli.demo",     # demo
+    "cnnkit.cli.cache",    # cache
 ]
 
 
@@ -138,8 +141,10 @@ def main(argv: list[str] | None = None) -> int:
         code = args.func(args)
     except CnnkitError as e:
         return _fail(str(e))
-    except KeyboardInterrupt:
-        print("cnnkit: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        # a command that knows how to go on raises it again with that command (cnnkit train)
+        then = f"; continue it with: {e.args[0]}" if e.args else ""
+        print(f"cnnkit: interrupted{then}", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0

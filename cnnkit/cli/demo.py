@@ -1,7 +1,7 @@
 """`cnnkit demo`: the first command a newcomer runs (`make demo`).
 
 Trains the `fast` recipe on the full Fashion-MNIST, evaluates it on the official test images
-and points at the run's report. Where Fashion-MNIST cannot be found or downloaded, it says so
+and names the run's report.html (its path and file:// URL, to open in a browser). Where Fashion-MNIST cannot be found or downloaded, it says so
 and trains on scikit-learn's digits instead.
 """
 from __future__ import annotations
@@ -21,6 +21,7 @@ def cmd_demo(args) -> int:
     import time
 
     from cnnkit.errors import CnnkitError
+    from cnnkit.io.rundir import REPORT_HTML
     from cnnkit.runs.recipes import get_recipe
     from cnnkit.runs.run import run
     from cnnkit.runs.spec import RunSpec
@@ -47,5 +48,6 @@ def cmd_demo(args) -> int:
                                verbose=1 if sys.stdout.isatty() else 2)
     print(f"cnnkit demo: recipe {recipe.name!r} ({recipe.description}) on {dataset}")
     result = run(spec, command=["cnnkit", *getattr(args, "argv", sys.argv[1:])])
-    print(f"\nDone. Open the report: {result.run_dir / 'report.md'}")
+    page = result.run_dir / REPORT_HTML
+    print(f"\nDone. Open the report in a browser: {page}\n  {page.resolve().as_uri()}")
     return 0

@@ -91,12 +91,15 @@ def cmd_export(args) -> int:
     flags = {"opset": "--opset", "batch": "--batch", "exporter": "--exporter",
              "tolerance": "--tolerance", "threads": "--threads", "out": "--out",
              "quantize": "--quantize", "max_drop": "--max-drop", "calibration": "--calibration"}
+    from cnnkit.train.progress import working
+
+    export = export_web if args.format == "web" else export_onnx
     try:
-        export = export_web if args.format == "web" else export_onnx
-        report = export(args.model, args.out, opset=opset, batch=args.batch,
-                             dataset=args.dataset, data_dir=args.data_dir, tolerance=tolerance,
-                             exporter=args.exporter, threads=threads, quantize=args.quantize,
-                             max_drop=max_drop, calibration=calibration)
+        with working(f"Exporting {args.model} to {args.out} and checking it against the model"):
+            report = export(args.model, args.out, opset=opset, batch=args.batch,
+                            dataset=args.dataset, data_dir=args.data_dir, tolerance=tolerance,
+                            exporter=args.exporter, threads=threads, quantize=args.quantize,
+                            max_drop=max_drop, calibration=calibration)
     except CnnkitError as e:
         if getattr(e, "report", None) is not None:  # the gate refused: show what it measured
             print(json.dumps(e.report.to_dict(), indent=2) if args.json else e.report.text())

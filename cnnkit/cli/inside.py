@@ -40,8 +40,12 @@ def cmd_inspect(args) -> int:
         raise CnnkitError(f"{image}: no such image file")
     pixels, _ = to_pixels(image, model._require_input())  # a file that is no image fails here
     class_index = _class_index(model, args.class_)
+    from cnnkit.train.progress import working
+
     try:
-        files = save_inside(model, pixels, args.out, layers=args.layer, class_index=class_index)
+        with working(f"Drawing feature maps, filters and saliency for {image.name}"):
+            files = save_inside(model, pixels, args.out, layers=args.layer,
+                                class_index=class_index)
     except CnnkitError as e:
         raise e.restated("--class") from None
     probs = model.predict(pixels)[0]

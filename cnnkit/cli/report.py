@@ -16,7 +16,10 @@ def register(sub) -> None:
 
 
 def cmd_report(args) -> int:
+    from cnnkit.train.progress import working
     from cnnkit.runs.pages import write_report_html
 
-    print(write_report_html(args.run))
+    with working(f"Drawing {args.run}'s report.html"):
+        page = write_report_html(args.run)
+    print(page)
     return 0

@@ -10,11 +10,15 @@ from cnnkit.look.compare import COLUMNS
 
 
 def register(sub) -> None:
-    p = sub.add_parser("runs", help="list the run directories in a folder (default: runs/)",
-                       description="One line per run directory in DIR: model, dataset, epochs "
-                       "run, best validation loss, test accuracy, wall time and start date. A "
-                       "run still training (or killed) shows as unfinished; a run whose files "
-                       "cannot be read is named on stderr and the others still list.")
+    p = sub.add_parser("runs", help="list the run directories, studies and "
+                       "cross-validations in a folder (default: runs/)",
+                       description="One line per run directory in DIR: model (a run of your "
+                       "own nn.Module: its class), dataset (marked --limit N when trained on "
+                       "the first N images only), epochs run, best validation loss, test "
+                       "accuracy, wall time and start date. A run still training (or killed) "
+                       "shows as unfinished; a run whose files cannot be read is named on "
+                       "stderr and the others still list. Below them, one line per study "
+                       "(cnnkit tune) and cross-validation (cnnkit cv) with its best figure.")
     p.add_argument("dir", nargs="?", default="runs", metavar="DIR",
                    help="the folder holding run directories (default: runs)")
     p.add_argument("--sort", default="date", metavar="KEY",
@@ -35,17 +39,20 @@ def register(sub) -> None:
 
 
 def runs_command(args) -> int:
-    from cnnkit.look.compare import format_table, sort_rows
+    from cnnkit.look.compare import format_groups, format_table, sort_rows
     from cnnkit.runs.pages import list_runs
+    from cnnkit.search.listing import group_row
 
-    rows, unreadable = list_runs(args.dir)
+    rows, groups, unreadable = list_runs(args.dir, group_row)
     rows = sort_rows(rows, args.sort)  # checks the key even when there is nothing to sort
     if args.json:
-        print(json.dumps({"runs": rows, "unreadable": unreadable}, indent=2))
+        print(json.dumps({"runs": rows, "studies": groups, "unreadable": unreadable}, indent=2))
         return 0
     if rows:
         print(format_table(rows))
-    else:
+    if groups:
+        print(("\n" if rows else "") + format_groups(groups))
+    if not rows and not groups:
         print(f"no runs in {args.dir}")
     for bad in unreadable:
         print(f"cnnkit: skipped {bad['error']}", file=sys.stderr)

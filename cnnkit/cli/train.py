@@ -314,6 +314,7 @@ def cmd_train(args) -> int:
                               "process each; drop --nproc")
         return cmd_cv(args)
     command = ["cnnkit", *getattr(args, "argv", sys.argv[1:])]
+    out = args.resume
     try:
         if args.resume:
             allowed = resume_flags()
@@ -328,10 +329,26 @@ def cmd_train(args) -> int:
         spec = with_default_recipe(spec_from_args(args), args.quiet)
         if spec.out is None:
             spec = spec.replace(out=spec.resolved().default_out())
+        out = spec.out
         run(spec, command=command, nproc=args.nproc)
     except CnnkitError as e:
         raise restate(e) from None
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(*continue_command(out)) from None
     return 0
+
+
+def continue_command(out) -> tuple[str, ...]:
+    """(`cnnkit train --resume OUT`,) once OUT holds a run that --resume takes (its
+    config.json: a run with no finished epoch is started afresh by it); () before that, when
+    nothing was written and the same command starts again."""
+    import shlex
+
+    from cnnkit.io.rundir import RunDir
+
+    if out is None or not RunDir(out).is_run():
+        return ()
+    return (f"cnnkit train --resume {shlex.quote(str(out))}",)
 
 
 def restate(e):

@@ -39,8 +39,9 @@ def register(sub) -> None:
                    "(running trials finish; default: none)")
     p.add_argument("--folds", type=int, metavar="K", help="score each trial by stratified K-fold "
                    "cross-validation: mean of the folds (default: one run per trial)")
-    p.add_argument("--pruner", default="median", help="median, hyperband or none: stop "
-                   "unpromising trials after an epoch (default: median)")
+    p.add_argument("--pruner", help="median, hyperband or none: stop unpromising trials "
+                   "after an epoch (default: none for --sampler grid, which runs every point "
+                   "it is given; median otherwise)")
     p.add_argument("--jobs", type=int, default=1, metavar="J", help="worker processes on this "
                    "machine (default: 1)")
     p.add_argument("--storage", metavar="URL", help="an Optuna storage: postgresql://... "

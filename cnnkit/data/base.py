@@ -48,6 +48,17 @@ class Dataset:
     def has_test(self) -> bool:
         return self.x_test is not None
 
+    def __repr__(self) -> str:
+        """One line, as a notebook shows it: the splits' sizes, the image shape and the
+        classes, never the tensors (`Dataset('digits', 1,437 train / 360 test, 8×8×1, 10
+        classes: 0, 1, ...)`)."""
+        splits = [f"{len(x):,} {name}" for name, x in (("train", self.x_train),
+                  ("validation", self.x_val), ("test", self.x_test)) if x is not None]
+        h, w, c = self.image_shape
+        names = ", ".join(map(str, self.class_names[:5])) + (", ..." * (self.num_classes > 5))
+        return (f"Dataset({self.name!r}, {' / '.join(splits)}, {h}×{w}×{c}, "
+                f"{self.num_classes} classes: {names})")
+
     def __post_init__(self) -> None:
         # Internal consistency: sources must hand over well-formed tensors.
         assert self.x_train.dtype == torch.uint8 and self.x_train.ndim == 4, self.x_train.shape

@@ -161,8 +161,10 @@ def _class_names(classes: list[Path], split_dir: Path) -> list[str]:
     return names
 
 
-def _cache_key(root: Path, scan: dict, channels, size) -> str:
-    h = hashlib.sha256(_fs_bytes(f"{CACHE_FORMAT}|{root}|{channels}|{size}\n"))
+def _cache_key(scan: dict, channels, size) -> str:
+    """The folder's content, not its path: each file's path inside it, size and mtime (which a
+    rename or a move keeps), so a renamed folder maps the cache it already has."""
+    h = hashlib.sha256(_fs_bytes(f"{CACHE_FORMAT}|{channels}|{size}\n"))
     for split, (_, names, files) in scan.items():
         h.update(f"{split}:{json.dumps(names)}\n".encode())
         h.update(_fs_bytes("\n".join(stamp for _, _, stamp in files)))
@@ -298,7 +300,7 @@ def load_folder(path: str | os.PathLike, channels: int | None = None, size=None,
     root = root.resolve()
     scan = _scan(root, classes_only)
     class_names = scan["train"][1]
-    cache = cache_root() / f"{_cache_key(root, scan, channels, size)}.safetensors"
+    cache = cache_root() / f"{_cache_key(scan, channels, size)}.safetensors"
 
     source = _fs_bytes(str(root)).decode("utf-8", "backslashreplace")  # safetensors: UTF-8
     (tensors, skipped), cached = build_or_map(

@@ -76,15 +76,23 @@ class RunDir:
 
     def saved_epoch(self) -> int | None:
         """The last completed epoch its state holds, None where there is none to read."""
+        state = self.saved_state()
+        return None if state is None else state["epoch"]
+
+    def saved_state(self) -> dict | None:
+        """{"epoch": the last completed epoch, "stop_reason": why training stopped early (an
+        early stop, a divergence) or None} from its state; None where there is none to read."""
         from cnnkit.io.bounded import MAX_STATE_BYTES, read_bounded
 
         for folder in (self.state_dir, self.path / ".state.old"):  # .old: cut between renames
             try:  # bounded: a state.json nested thousands deep is no state, not a RecursionError
                 state = read_bounded(folder / "state.json", "json", "training state",
                                      MAX_STATE_BYTES, nonfinite=True)
-                return int(state["epoch"])
-            except (OSError, ValueError, KeyError, TypeError):  # CnnkitError is a ValueError
-                continue
+                reason = (state.get("stop_reason") or "stopped") if state.get("stop_training") \
+                    else None
+                return {"epoch": int(state["epoch"]), "stop_reason": reason and str(reason)}
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):  # CnnkitError
+                continue  # is a ValueError; AttributeError: a state.json that is no mapping
         return None
 
     @cached_property

@@ -30,6 +30,8 @@ BEST_FIRST_DESCENDING = ("test_accuracy",)  # the others sort ascending (best_va
 def model_name(options: dict) -> str:
     """A run's model in a few words: a description's name, a file's stem, a preset."""
     m = options.get("model")
+    if isinstance(m, dict) and isinstance(m.get("module"), str):  # your nn.Module: its class
+        return m["module"].rsplit(".", 1)[-1]
     if isinstance(m, dict):  # a model description
         return str(m.get("name") or "model")
     return Path(m).stem if isinstance(m, str) and "/" in m else str(m)
@@ -53,6 +55,7 @@ def run_row(run, name: str) -> dict:
             "ran_on": ran_on_short(run.resolved.get("ran_on")),  # torch, git commit, data
             "status": "finished" if run.metrics else "unfinished",
             "epochs_planned": (run.options.get("train") or {}).get("epochs"),
+            "limit": run.options.get("limit"),  # trained on the first N images only
             "path": str(run.path)}
 
 
@@ -83,9 +86,28 @@ def _cells(row: dict) -> list[str]:
         acc_cell = "unfinished"
     else:
         acc_cell = "—" if acc is None else f"{acc:.4f}"
-    return [row["name"], str(row["model"]), str(row["dataset"]), epochs,
+    return [row["name"], str(row["model"]), dataset_cell(row), epochs,
             "—" if loss is None else f"{loss:.4f}", acc_cell,
             format_duration(row["wall_time"]), row["date"].replace("T", " ")[:16], row["ran_on"]]
+
+
+def dataset_cell(row: dict) -> str:
+    """The dataset, marked when only its first N training images were used (--limit)."""
+    limit = row.get("limit")
+    return str(row["dataset"]) + (f" (--limit {limit})" if limit else "")
+
+
+GROUP_HEADERS = ("study or cv", "kind", "model", "dataset", "size", "best", "date")
+
+
+def format_groups(rows: list[dict]) -> str:
+    """Studies and cross-validations (cnnkit.search.listing rows) as aligned text columns."""
+    table = [list(GROUP_HEADERS)] + [
+        [r["name"], r["kind"], str(r["model"]), dataset_cell(r), r["size"], r["best"],
+         r["date"].replace("T", " ")[:16]] for r in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(GROUP_HEADERS))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip()
+                     for line in table)
 
 
 def format_table(rows: list[dict]) -> str:

@@ -13,7 +13,7 @@ A run of your own nn.Module keeps no copy: its resume needs an instance of the c
 from __future__ import annotations
 
 from cnnkit.errors import CnnkitError
-from cnnkit.io.rundir import RunDir
+from cnnkit.io.rundir import METRICS, RunDir
 
 
 def keep_model(run_dir: RunDir, model, module=None) -> None:
@@ -51,11 +51,27 @@ def refreeze(model, spec, built) -> None:
 def check_epochs(spec):
     """`spec` (a resumed run's, resolved), unless it asks for fewer epochs than the run in
     spec.out has already trained: refused before anything is written (it would report "20 of
-    5 epochs")."""
-    run_dir, epochs = spec.out, spec.epochs
-    done = RunDir(run_dir).saved_epoch()
+    5 epochs"); or the run is finished (metrics.json) and `spec` leaves it nothing to train:
+    refused too, saying how to train it longer, rather than scoring it and writing its report
+    again."""
+    import shlex
+
+    run_dir, epochs = RunDir(spec.out), spec.epochs
+    state = run_dir.saved_state()
+    done = None if state is None else state["epoch"]
     if done is not None and epochs < done:
-        raise CnnkitError(f"epochs={epochs}: {run_dir} has already trained {done}; valid: "
+        raise CnnkitError(f"epochs={epochs}: {spec.out} has already trained {done}; valid: "
                           f"epochs >= {done} (or leave it out: the run finishes as it was "
                           "configured)", option="epochs", value=epochs)
+    if done is None or not (run_dir / METRICS).is_file():  # interrupted: something to do
+        return spec
+    if state["stop_reason"]:
+        raise CnnkitError(f"{spec.out} is finished: it stopped after epoch {done} "
+                          f"({state['stop_reason']}); there is nothing left to train")
+    if epochs <= done:
+        more = done + max(1, done // 2)
+        raise CnnkitError(f"{spec.out} is finished: all {done} of its epochs are trained; there "
+                          f"is nothing left to train. To train it longer: cnnkit train --resume "
+                          f"{shlex.quote(str(spec.out))} --epochs {more} (cnnkit.resume("
+                          f"{spec.out!r}, epochs={more}))")
     return spec

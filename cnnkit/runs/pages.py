@@ -2,7 +2,7 @@
 RUN`), the table of `cnnkit runs` and the page of `cnnkit compare`. The runs stage reads the
 directories (RunDir); cnnkit.look draws what it is given.
 
-    rows, problems = list_runs("runs")
+    rows, groups, problems = list_runs("runs")
     write_comparison(["runs/cnn", "runs/deep"], "compare.html")
     write_report_html("runs/cnn")
 """
@@ -52,10 +52,12 @@ def _evaluated(run: RunDir, model) -> dict:
     return report_evidence(splits, evaluate(run.path).probs, ds.num_classes)
 
 
-def list_runs(root) -> tuple[list[dict], list[dict]]:
-    """(rows, unreadable) for the run directories in `root` (or `root` itself if it is one).
-    A folder without config.json is not a run and is passed over, unless it holds a run's
-    other files; each run that cannot be read is one {"path", "error"} and the rest still list."""
+def list_runs(root, group_row=None) -> tuple[list[dict], list[dict], list[dict]]:
+    """(rows, groups, unreadable) for the run directories in `root` (or `root` itself if it is
+    one). A folder without config.json is not a run: `group_row(folder)` (a callable, the
+    search stage's: a study or a cross-validation) gives its row in `groups`, or None, and it
+    is passed over unless it holds a run's other files. Each folder that cannot be read is one
+    {"path", "error"} and the rest still list."""
     from cnnkit.look.compare import run_row
 
     root = Path(root)
@@ -63,18 +65,25 @@ def list_runs(root) -> tuple[list[dict], list[dict]]:
         raise CnnkitError(f"{root}: no such folder (give the folder that holds run directories)")
     candidates = [root] if RunDir(root).is_run() else sorted(
         p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    rows, unreadable = [], []
+    rows, groups, unreadable = [], [], []
     for path in candidates:
         run = RunDir(path)
         if not run.is_run():
-            if run.holds_run_files():
+            try:
+                group = group_row(path) if group_row is not None else None
+            except (CnnkitError, OSError) as e:
+                unreadable.append({"path": str(path), "error": str(e)})
+                continue
+            if group is not None:
+                groups.append(group)
+            elif run.holds_run_files():
                 unreadable.append({"path": str(path), "error": f"{path}: no {CONFIG}"})
             continue
         try:
             rows.append(run_row(run, path.name))
         except (CnnkitError, OSError) as e:
             unreadable.append({"path": str(path), "error": str(e)})
-    return rows, unreadable
+    return rows, groups, unreadable
 
 
 def write_comparison(run_dirs: list, out) -> Path:

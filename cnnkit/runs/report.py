@@ -149,7 +149,10 @@ def finish_run(run_dir: RunDir | None, spec, ds, splits, model, trainer, history
     Returns (metrics, classification report). `module`: a run of the user's own nn.Module,
     whose best epoch is KeepBest's (best/ of an earlier finish holds the module's own tensor
     names, not the network's) and whose best/ and last/ are written once it is known."""
+    import contextlib
+
     from cnnkit.look.metrics import classification_report
+    from cnnkit.train.progress import working
 
     full = run_dir is not None and spec.artifacts == "full"
     hist = history.history
@@ -166,8 +169,10 @@ def finish_run(run_dir: RunDir | None, spec, ds, splits, model, trainer, history
         f"({epoch_text(epoch, best_val)}); {result_s:.1f} s to this result")
     if full and module:
         save_module_last_and_best(run_dir, model, trainer)
+    shown = working if trainer.config.verbose else (lambda what: contextlib.nullcontext())
     if full:
-        evaluation_plots(run_dir, x_test, y_test, probs, report, ds.class_names, hist)
+        with shown("Drawing the run's pictures (curves, confusion matrix, mistakes)"):
+            evaluation_plots(run_dir, x_test, y_test, probs, report, ds.class_names, hist)
 
     epoch_times = hist.get("time", [])
     n_train = len(splits["train"][0])
@@ -200,7 +205,8 @@ def finish_run(run_dir: RunDir | None, spec, ds, splits, model, trainer, history
     if run_dir is not None:
         run_dir.write_metrics(metrics)
     if full:
-        write_reports(run_dir, spec, ds, splits, model, probs, report, metrics, note, say)
+        with shown("Writing report.md and report.html"):
+            write_reports(run_dir, spec, ds, splits, model, probs, report, metrics, note, say)
     return metrics, report
 
 

@@ -101,21 +101,30 @@ def history_figure(rows: list[dict], metric: str, direction: str):
     return fig
 
 
-def importances(study) -> dict:
-    """fANOVA importance of each parameter (Optuna's); {} with too few finished trials."""
+# fANOVA's forest fitted to fewer finished trials ranks noise: below this, no bars, and the
+# report says how many there are and how many it takes
+MIN_TRIALS_FOR_IMPORTANCE = 10
+
+
+def importances(study) -> tuple[dict, str | None]:
+    """(fANOVA importance of each parameter (Optuna's), None), or ({}, why there are none:
+    fewer than MIN_TRIALS_FOR_IMPORTANCE finished trials, or nothing to tell apart)."""
     import optuna
     from optuna.trial import TrialState
 
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if len(done) < 2 or len({t.value for t in done}) < 2:
-        return {}
+    if len(done) < MIN_TRIALS_FOR_IMPORTANCE:
+        return {}, (f"not drawn: {len(done)} finished trial{'s' * (len(done) != 1)}; parameter "
+                    f"importance is drawn from {MIN_TRIALS_FOR_IMPORTANCE} or more")
+    if len({t.value for t in done}) < 2:
+        return {}, "not drawn: every finished trial scored the same"
     try:
-        return dict(optuna.importance.get_param_importances(study))
+        return dict(optuna.importance.get_param_importances(study)), None
     except (RuntimeError, ValueError):  # a parameter that never varied, and such
-        return {}
+        return {}, "not drawn: no parameter varied over the finished trials"
 
 
-def plot_importance(values: dict, path: Path) -> Path:
+def plot_importance(values: dict, path: Path, why: str | None = None) -> Path:
     from cnnkit.look.figures import new_figure, save_figure
 
     fig = new_figure(6.4, 0.6 + 0.4 * max(1, len(values)))
@@ -125,7 +134,8 @@ def plot_importance(values: dict, path: Path) -> Path:
         ax.barh(names, [values[n] for n in names], color="tab:blue")
         ax.set(xlabel="importance (fANOVA, sums to 1)", title="parameter importance")
     else:
-        ax.text(0.5, 0.5, "not enough finished trials to tell", ha="center", va="center")
+        ax.text(0.5, 0.5, f"Parameter importance {why or 'not drawn'}", ha="center",
+                va="center", wrap=True)
         ax.set_axis_off()
     return save_figure(fig, path)
 
@@ -139,7 +149,8 @@ def write_study(out: Path, study, space, settings: dict) -> None:
     if best is not None:
         write_best(out / "best.yaml", space, best, settings)
     history = plot_history(rows, space.metric, space.direction, out / "history.png")
-    importance = plot_importance(importances(study), out / "importance.png")
+    values, why = importances(study)
+    importance = plot_importance(values, out / "importance.png", why)
 
     counts = {}
     for r in rows:
@@ -158,8 +169,9 @@ def write_study(out: Path, study, space, settings: dict) -> None:
         ("trials", "Trials", table),
         ("history", "Optimization history", H.figure(H.png_tag(history.read_bytes(), "history"),
                                                      f"{space.metric} per trial, best so far")),
-        ("importance", "Parameter importance", H.figure(
-            H.png_tag(importance.read_bytes(), "importance"), "fANOVA importance")),
+        ("importance", "Parameter importance", H.note(f"Parameter importance {why}.")
+         if why else H.figure(H.png_tag(importance.read_bytes(), "importance"),
+                              "fANOVA importance")),
         ("space", "Search space", "<pre>" + escape(_space_text(space)) + "</pre>"),
     ]
     atomic_write_text(out / "report.html", H.page(settings["study"], out, headline,

@@ -104,8 +104,14 @@ def check_options(space: Space, sampler: str, n_trials, folds, pruner: str, jobs
     return DEFAULT_TRIALS if n_trials is None else n_trials
 
 
+def default_pruner(sampler: str) -> str:
+    """A grid runs every point it was given, so it prunes only when asked; the other samplers
+    stop unpromising trials (median) unless told otherwise."""
+    return "none" if sampler == "grid" else "median"
+
+
 def tune(space, n_trials: int | None = None, folds: int | None = None, sampler: str = "tpe",
-         pruner: str = "median", seed: int | None = None, timeout: float | None = None,
+         pruner: str | None = None, seed: int | None = None, timeout: float | None = None,
          jobs: int = 1, storage: str | None = None, study: str | None = None, out=None,
          artifacts: str = "metrics", verbose: int = 1, heartbeat: float | None = None
          ) -> StudySummary:
@@ -114,10 +120,12 @@ def tune(space, n_trials: int | None = None, folds: int | None = None, sampler: 
     Every trial is `cnnkit.run(spec)` of the base run with the trial's parameters (a run
     directory `out/trials/NNNN` when `out` is given; in memory otherwise). Run the same call
     again on the same `out` and it resumes: finished trials stay, an interrupted one continues
-    from its last finished epoch, and the budget (`n_trials`) is counted over the whole study."""
+    from its last finished epoch, and the budget (`n_trials`) is counted over the whole study.
+    `pruner`: median, hyperband or none; by default none for a grid, median otherwise."""
     from cnnkit.search.storage import HEARTBEAT_S, open_storage, redacted, repair_journal
 
     space = load_space(space)
+    pruner = default_pruner(sampler) if pruner is None else pruner
     n = check_options(space, sampler, n_trials, folds, pruner, jobs, timeout, storage,
                       artifacts, out)
     out = None if out is None else Path(out)

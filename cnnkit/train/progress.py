@@ -10,6 +10,7 @@ begins, then `1500/1500 ━━━━━━━━━━━━━━━━━━�
 """
 from __future__ import annotations
 
+import contextlib
 import html
 import sys
 import time
@@ -134,6 +135,47 @@ class Progress:
             print(line, file=self.stream, flush=True)
 
     def say(self, message: str) -> None:
-        """cnnkit's notes (stopped, restored, warnings); Keras's callbacks print their own."""
-        if self.verbose and not self.keras:
+        """cnnkit's notes (stopped, restored, warnings); Keras's callbacks print their own.
+        While a terminal bar is live the note goes above it, through the bar's own console:
+        printed straight to the stream it would land inside the bar's line."""
+        if not self.verbose or self.keras:
+            return
+        if self._bar is not None and not self.notebook:
+            self._bar.console.print(message, markup=False, highlight=False, soft_wrap=True)
+        else:
             print(message, file=self.stream, flush=True)
+
+
+@contextlib.contextmanager
+def working(what: str, stream=None):
+    """A step that can take seconds (drawing a run's pictures and report, `cnnkit report`,
+    `inspect`, export's parity check): on a terminal, a spinner with the step's name and the
+    seconds so far, on stderr, gone when the step ends. In a pipe nothing: stdout stays the
+    command's result (`--json` included) and stderr an error's one line."""
+    stream = stream or sys.stderr
+    if not (hasattr(stream, "isatty") and stream.isatty()):
+        yield
+        return
+    import threading
+
+    from rich.console import Console
+    from rich.live import Live
+    from rich.spinner import Spinner
+
+    # stdout printed meanwhile goes above the spinner when it is the same terminal, and
+    # straight to its pipe or file when it is not
+    same = sys.stdout.isatty() if hasattr(sys.stdout, "isatty") else False
+    start, done = time.perf_counter(), threading.Event()
+    spinner = Spinner("dots", f"{what} ...", style="green")
+    with Live(spinner, console=Console(file=stream), transient=True, refresh_per_second=12.5,
+              redirect_stdout=same, redirect_stderr=False):
+        def tick():  # the seconds so far, once a second
+            while not done.wait(1.0):
+                spinner.update(text=f"{what} ... {time.perf_counter() - start:.0f} s")
+        ticker = threading.Thread(target=tick, daemon=True)
+        ticker.start()
+        try:
+            yield
+        finally:
+            done.set()
+            ticker.join()

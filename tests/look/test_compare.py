@@ -59,7 +59,7 @@ def test_the_table_lists_each_run(runs, capsys):
 
 
 def test_sorting_by_each_column(runs, capsys):
-    rows, _ = list_runs(runs)
+    rows, _, _ = list_runs(runs)
     for key in COLUMNS:
         assert cli(capsys, "runs", runs, "--sort", key)[0] == 0
     _, out, _ = cli(capsys, "runs", runs, "--sort", "test_accuracy")

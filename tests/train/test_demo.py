@@ -35,7 +35,10 @@ def test_demo_falls_back_to_digits_when_fashion_mnist_is_unavailable(tmp_path, m
     assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
     captured = capsys.readouterr()
     assert "falling back to scikit-learn's digits" in captured.err
-    assert "report.md" in captured.out
+    page = tmp_path / "demo" / "report.html"
+    last = captured.out.rstrip().splitlines()[-2:]  # the page and its URL end the output
+    assert last == [f"Done. Open the report in a browser: {page}", f"  {page.as_uri()}"]
+    assert page.is_file() and "<html" in page.read_text()[:200].lower()
     metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
     assert metrics["test_accuracy"] > 0.85
 

@@ -1,5 +1,5 @@
 """SIGTERM (a `kill`, a job scheduler) ends `cnnkit train` and `cnnkit tune` as Ctrl+C does:
-one line, exit status 130, and a run or study that --resume continues from its last epoch."""
+one line (train's names the command that continues it), exit status 130, and a run or study that --resume continues from its last epoch."""
 from __future__ import annotations
 
 import csv
@@ -13,11 +13,11 @@ from _child import pause_after_epoch, wait_for_line
 from _tune_helpers import cnnkit_child, pause_in_trial, write_space
 
 
-def _terminated(child: subprocess.Popen) -> str:
+def _terminated(child: subprocess.Popen, line: str = "cnnkit: interrupted") -> str:
     child.send_signal(signal.SIGTERM)
     assert child.wait(timeout=60) == 130  # as Ctrl+C: not killed by the signal (-15)
     err = child.stderr.read().decode()
-    assert err.splitlines() == ["cnnkit: interrupted"], err
+    assert err.splitlines() == [line], err
     return err
 
 
@@ -33,7 +33,7 @@ def test_sigterm_ends_train_with_a_line_and_a_resumable_run(tmp_path, capsys):
                               "300", "--out", str(out)],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert wait_for_line(child, "saved epoch 1"), child.stderr.read().decode()
-    _terminated(child)
+    _terminated(child, f"cnnkit: interrupted; continue it with: cnnkit train --resume {out}")
     assert main(["train", "--resume", str(out)]) == 0
     assert "Resuming" in capsys.readouterr().out and _epochs(out) == 3
 

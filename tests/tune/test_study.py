@@ -19,7 +19,8 @@ def test_grid_runs_each_point_once_prunes_a_hopeless_trial_and_best_yaml_repeats
     space = write_space(tmp_path / "space.yaml", {"lr": {"choice": [0.01, 0.02, 1e-7]}},
                         base={"seed": 0})
     out = tmp_path / "study"
-    assert main(["tune", str(space), "--sampler", "grid", "--out", str(out)]) == 0
+    assert main(["tune", str(space), "--sampler", "grid", "--pruner", "median", "--out",
+                 str(out)]) == 0
     shown = capsys.readouterr().out
     assert "trial  parameters" in shown and "PRUNED" in shown  # the table, as trials finish
     rows = _rows(out)
@@ -46,6 +47,19 @@ def test_grid_runs_each_point_once_prunes_a_hopeless_trial_and_best_yaml_repeats
     theirs = json.loads((out / "trials" / f"{int(best['number']):04d}" / "metrics.json").read_text())
     assert again["test_accuracy"] == theirs["test_accuracy"]
     assert again["best_val_accuracy"] == float(best["value"])
+
+
+def test_a_grid_prunes_only_when_asked_and_few_trials_draw_no_importance(tmp_path, capsys):
+    space = write_space(tmp_path / "space.yaml", {"lr": {"choice": [0.01, 1e-7]}},
+                        base={"seed": 0})
+    out = tmp_path / "study"
+    assert main(["tune", str(space), "--sampler", "grid", "--quiet", "--out", str(out)]) == 0
+    assert [r["state"] for r in _rows(out)] == ["COMPLETE", "COMPLETE"]  # 1e-7 ran its 2 epochs
+    html = (out / "report.html").read_text()
+    assert "pruner none" in html
+    assert ("Parameter importance not drawn: 2 finished trials; parameter importance is drawn "
+            "from 10 or more") in html
+    assert html.count("data:image/png;base64") == 1  # history.png only
 
 
 def test_the_same_seed_gives_the_same_trial_parameters(tmp_path):
