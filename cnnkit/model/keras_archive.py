@@ -64,12 +64,12 @@ def open_zip(path: Path) -> tuple[zipfile.ZipFile, list[str]]:
 
 def parse_json(data, where: str):
     """A JSON document held in a file (bytes or str), within cnnkit.io.bounded's limits."""
+    if not isinstance(data, (bytes, str)):  # an HDF5 attribute can hold any type
+        raise CnnkitError(f"{where}: holds {type(data).__name__}, not JSON text")
     if len(data) > MAX_BYTES:
         raise CnnkitError(f"{where}: {len(data):,} bytes of JSON; valid: at most {MAX_BYTES:,}")
     if isinstance(data, bytes):
         data = data.decode("utf-8", errors="replace")
-    elif not isinstance(data, str):
-        raise CnnkitError(f"{where}: holds {type(data).__name__}, not JSON text")
     return parse_bounded(data, "json", where, label="corrupt JSON")
 
 
@@ -161,7 +161,9 @@ def damaged_h5(where):
     it cannot decode), as one line."""
     try:
         yield
-    except (OSError, RuntimeError, KeyError) as e:
+    except (OSError, RuntimeError, KeyError, UnicodeError) as e:
+        # UnicodeError: a name h5py decoded with surrogates for bytes that are not UTF-8, which
+        # it cannot encode again to look the name up
         if isinstance(e, KeyError) and "Unable to" not in str(e):  # not HDF5's: a bug of ours
             raise
         raise CnnkitError(f"{where}: damaged HDF5 weights ({clipped(e, quote=False)})") from None

@@ -13,10 +13,13 @@ import zipfile
 from pathlib import Path
 
 import h5py
+import numpy as np
+import pytest
 from _fuzzing import KEYS, MODEL, edited, fuzz, loads_or_one_line, mutated, scratch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from cnnkit.errors import CnnkitError
 from cnnkit.model.keras_files import load_keras_file
 from cnnkit.model.keras_writing import h5_bytes, keras_bytes
 from cnnkit.model.sequential import Sequential
@@ -107,6 +110,32 @@ def test_legacy_h5_model_configs_with_any_values_load_or_fail_in_one_line(data):
         tree = data.draw(edited(json.loads(f.attrs["model_config"]), KERAS_KEYS))
         f.attrs["model_config"] = json.dumps(tree)
     check_keras(buf.getvalue(), ".h5")
+
+
+def _first_layer(f):
+    g = f["model_weights"]
+    return g[next(k for k in g if g[k].attrs.get("weight_names") is not None
+                  and len(g[k].attrs["weight_names"]))]
+
+
+# what the fuzzing found raising tracebacks: attributes of another type, names not UTF-8
+@pytest.mark.parametrize("edit, message", [
+    (lambda f: f.attrs.__setitem__("model_config", 5), "model_config: holds int64, not JSON text"),
+    (lambda f: f.attrs.__setitem__("training_config", 7),
+     "training_config: holds int64, not JSON text"),
+    (lambda f: _first_layer(f).attrs.__setitem__(
+        "weight_names", np.array([b"\xed\xb3\xbf"], dtype=h5py.string_dtype("utf-8"))),
+     "damaged HDF5 weights"),
+])
+def test_legacy_h5_attributes_of_another_type_or_encoding_are_one_line(edit, message, tmp_path):
+    buf = io.BytesIO(H5)
+    with h5py.File(buf, "a") as f:
+        f.attrs["training_config"] = json.dumps({"loss": "mse"})
+        edit(f)
+    (tmp_path / "m.h5").write_bytes(buf.getvalue())
+    with pytest.raises(CnnkitError) as e:
+        load_keras_file(tmp_path / "m.h5", Sequential)
+    assert message in str(e.value) and "\n" not in str(e.value)
 
 
 def check_onnx(data: bytes) -> None:
