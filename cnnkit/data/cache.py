@@ -8,7 +8,8 @@ removed, so a CNNKIT_DATA that is also a folder of your own files keeps them):
     datasets  the MNIST-family datasets downloaded or decoded (`<data cache>/<name>/`)
     folders   decoded image folders (`folder:PATH`), one file each, keyed by the folder's
               content (so a renamed folder maps the same file: cnnkit.data.folder)
-    decoded   decoded npz files and images converted to another size or channel count
+    decoded   decoded npz files and tables (csv:, parquet:, hf:), and images converted to
+              another size or channel count
     models    pretrained weights downloaded (cnnkit.model.applications.pretrained)
     kernels   cnnkit's C++ kernels compiled for this CPU (cnnkit.kernels: `$CNNKIT_CACHE`)
 The data cache is `$CNNKIT_DATA`, else `$XDG_CACHE_HOME/cnnkit`, else `~/.cache/cnnkit`
@@ -95,8 +96,8 @@ def cache_parts() -> list[Part]:
              _entries(data, lambda p: p.name in MNIST_FAMILY and p.is_dir())),
         Part("folders", "decoded image folders (folder:PATH)", data / "folders",
              _entries(data / "folders", safetensors, sources=True)),
-        Part("decoded", "decoded npz files, images converted to another size", data,
-             [Entry(f"{sub}/{e.name}", e.bytes) for sub in ("npz", "converted")
+        Part("decoded", "decoded npz files and tables, images converted to another size", data,
+             [Entry(f"{sub}/{e.name}", e.bytes) for sub in ("npz", "tables", "converted")
               for e in _entries(data / sub, safetensors)]),
         Part("models", "pretrained weights downloaded", data / "models",
              _entries(data / "models", lambda p: True)),

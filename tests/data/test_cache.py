@@ -16,7 +16,7 @@ from cnnkit.data.folder import load_folder
 @pytest.fixture
 def caches(tmp_path, monkeypatch):
     """A data cache and a kernel cache of their own, holding a dataset, a decoded folder, a
-    decoded npz, and a kernel library; a file of the user's own beside them."""
+    decoded npz and CSV table, and a kernel library; a file of the user's own beside them."""
     data, kernels = tmp_path / "data", tmp_path / "kcache"
     monkeypatch.setenv("CNNKIT_DATA", str(data))
     monkeypatch.setenv("CNNKIT_CACHE", str(kernels))
@@ -34,6 +34,10 @@ def caches(tmp_path, monkeypatch):
     x = np.zeros((20, 4, 4), np.uint8)
     np.savez(tmp_path / "small.npz", x_train=x, y_train=np.arange(20) % 2)
     load_dataset(f"npz:{tmp_path / 'small.npz'}")
+    rows = "label," + ",".join(f"pixel{i}" for i in range(16)) + "\n" + "".join(
+        f"{i % 2}," + ",".join(["7"] * 16) + "\n" for i in range(6))
+    (tmp_path / "train.csv").write_text(rows)
+    load_dataset(f"csv:{tmp_path / 'train.csv'}")
     return data, kernels, folder
 
 
@@ -51,7 +55,7 @@ def test_the_listing_names_each_part_its_entries_and_their_sizes(caches, capsys)
     [decoded] = parts["folders"]["entries"]
     file = data / "folders" / decoded["name"]
     assert decoded["bytes"] == file.stat().st_size and decoded["source"] == str(folder)
-    assert [e["name"].split("/")[0] for e in parts["decoded"]["entries"]] == ["npz"]
+    assert [e["name"].split("/")[0] for e in parts["decoded"]["entries"]] == ["npz", "tables"]
     assert parts["kernels"]["folder"] == str(kernels / "kernels")
     assert [e["name"] for e in parts["kernels"]["entries"]] == ["cnnkit-kernels-0123.so"]
     assert parts["models"]["entries"] == []
