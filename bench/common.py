@@ -52,19 +52,12 @@ def machine_line() -> str:
 
     import torch
 
-    cpu, info = "?", {}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            info.setdefault(key.strip(), value.strip())
-    except OSError:
-        pass
-    if info:  # the model name alone ("AMD EPYC") does not tell Zen 3 from Zen 5
-        flags = set(info.get("flags", "").split())
-        cpu = (f"{info.get('model name', '?')} (family {info.get('cpu family', '?')} model "
-               f"{info.get('model', '?')}; "
-               + ", ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags)
-               + ")")
+    from cnnkit.runs.provenance import cpu as cpu_record
+
+    c = cpu_record()  # the model name alone ("AMD EPYC") does not tell Zen 3 from Zen 5
+    cpu = (f"{c['model']} (family {c['family'] or '?'} model {c['model_number'] or '?'}; "
+           + ", ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in c["flags"])
+           + ")")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return (f"machine: {cpu}, {os.cpu_count()} cores, torch {torch.__version__} "
             f"({torch.backends.cpu.get_cpu_capability()}), {torch.get_num_threads()} threads, "

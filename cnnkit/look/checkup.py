@@ -10,6 +10,12 @@ def _git(rec: dict) -> str:
     return f"git {git['commit'][:12]}" + (" (uncommitted changes)" if git.get("dirty") else "")
 
 
+def _numbers(cpu: dict) -> str:
+    """' family 26 model 2' where the record has them."""
+    return (f" family {cpu['family']} model {cpu['model_number']}"
+            if cpu.get("family") and cpu.get("model_number") else "")
+
+
 def ran_on_text(rec: dict | None) -> str:
     """'cnnkit 0.1.0, torch 2.13.0, Python 3.12.3, numpy 2.3.1; Linux 6.8; CPU Intel Xeon
     (avx2, avx512f), 2 cores; git 5daf333c1a2b; data crc32:e144e0f6'."""
@@ -18,8 +24,9 @@ def ran_on_text(rec: dict | None) -> str:
     cpu = rec.get("cpu") or {}
     flags = ", ".join(cpu.get("flags") or []) or "no vector flags read"
     return (f"cnnkit {rec.get('cnnkit')}, torch {rec.get('torch')}, Python {rec.get('python')}, "
-            f"numpy {rec.get('numpy')}; {rec.get('os')}; CPU {cpu.get('model', '?')} ({flags}), "
-            f"{cpu.get('cores', '?')} cores; {_git(rec)}; data {rec.get('data')}")
+            f"numpy {rec.get('numpy')}; {rec.get('os')}; CPU {cpu.get('model', '?')}"
+            f"{_numbers(cpu)} ({flags}), {cpu.get('cores', '?')} cores; {_git(rec)}; "
+            f"data {rec.get('data')}")
 
 
 def ran_on_short(rec: dict | None) -> str:

@@ -35,7 +35,9 @@ def ran_on(ds, cwd=None) -> dict:
 
 
 def cpu() -> dict:
-    """{"model", "flags", "cores"}: /proc/cpuinfo's model name and the VECTOR_FLAGS it has."""
+    """{"model", "family", "model_number", "flags", "cores"}: /proc/cpuinfo's model name, its
+    family and model numbers (the name alone, "AMD EPYC", does not tell Zen 3 from Zen 5) and
+    the VECTOR_FLAGS it has."""
     info: dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -45,6 +47,7 @@ def cpu() -> dict:
         pass
     flags = set((info.get("flags") or info.get("Features") or "").split())
     return {"model": info.get("model name") or platform.processor() or platform.machine(),
+            "family": info.get("cpu family"), "model_number": info.get("model"),
             "flags": [f for f in VECTOR_FLAGS if f in flags], "cores": os.cpu_count()}
 
 
