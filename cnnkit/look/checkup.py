@@ -2,6 +2,8 @@
 reports, a short form for the table of `cnnkit runs`. Older runs have no record: "" then."""
 from __future__ import annotations
 
+from html import escape
+
 
 def _git(rec: dict) -> str:
     git = rec.get("git")
@@ -44,7 +46,7 @@ def ran_on_short(rec: dict | None) -> str:
 def checkup_section(ran_on: dict | None, findings: list[dict] | None) -> str:
     """report.html's "Doctor" section: each finding (metrics.json's "doctor") as its code,
     what the figures show and the next command, then what the run ran on."""
-    from cnnkit.look.html_parts import note, table
+    from cnnkit.look.html_parts import Raw, note, table
 
     if findings is None:
         out = note("no findings recorded: the run has not finished (cnnkit doctor RUN looks)")
@@ -52,6 +54,7 @@ def checkup_section(ran_on: dict | None, findings: list[dict] | None) -> str:
         out = "<p>No problems found.</p>"
     else:
         out = table(["code", "what the run shows", "try"],
-                    [[f["code"], f["message"], f["next"]] for f in findings])
+                    [[f["code"], f["message"], Raw(f"<code>{escape(f['next'])}</code>")]
+                     for f in findings], cls="doctor")
     text = ran_on_text(ran_on)
     return out + (note("ran on: " + text) if text else "")

@@ -122,6 +122,7 @@ h1,.path,td{overflow-wrap:anywhere} .headline{font-size:16px} .note{color:#5f636
 table{border-collapse:collapse;font-size:13px;margin:4px 0}
 th,td{padding:3px 10px;border-bottom:1px solid #eceff1;text-align:left;vertical-align:top}
 table.num td+td,table.num th+th{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap;overflow-wrap:normal}
+table.doctor td:first-child{white-space:nowrap;overflow-wrap:normal}
 table.facts thead{display:none} table.facts td:first-child{color:#5f6368}
 table.cm td,table.cm th{padding:0;border:0;font-size:12px;text-align:center;vertical-align:middle}
 table.cm th{padding:2px 4px;max-width:72px}
