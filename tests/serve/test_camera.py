@@ -4,7 +4,6 @@ its frames per second."""
 import base64
 import io
 import os
-import time
 
 import numpy as np
 from PIL import Image
@@ -19,7 +18,7 @@ FRAMES = 40
 def test_the_camera_streams_frames_one_at_a_time_with_live_bars_and_a_true_rate(
         camera_browser, digit_server):
     page = camera_browser.new_page(viewport={"width": 1200, "height": 1000})
-    errors, out, most, answered, tops = [], [0], [0], [], set()
+    errors, out, most, answered, tops = [], [0], [0], [], set()  # answered: finished requests
 
     def asked(r):
         if "/api/predict" in r.url:
@@ -29,7 +28,7 @@ def test_the_camera_streams_frames_one_at_a_time_with_live_bars_and_a_true_rate(
     def done(r):
         if "/api/predict" in r.url:
             out[0] -= 1
-            answered.append(time.perf_counter())
+            answered.append(r.url)
 
     page.on("request", asked)
     page.on("requestfinished", done)
@@ -50,7 +49,8 @@ def test_the_camera_streams_frames_one_at_a_time_with_live_bars_and_a_true_rate(
     note = page.text_content("#input-note")
     page.click("#camera")  # stop: the lane drains and the page goes idle
     page.wait_for_selector("body[data-idle=true]", state="attached")
-    stopped = page.is_hidden("#video")
+    page.wait_for_timeout(300)  # the last requestfinished event reaches this process
+    stopped, counted = page.is_hidden("#video"), int(page.get_attribute("#fps", "data-frames"))
     page.close()
 
     seen = np.asarray(Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))))
@@ -62,9 +62,7 @@ def test_the_camera_streams_frames_one_at_a_time_with_live_bars_and_a_true_rate(
     assert len(times) > 1 and times[-1] - times[0] <= 2000
     assert abs(fps - (len(times) - 1) / ((times[-1] - times[0]) / 1000)) < 0.01
     assert f"{fps:.1f} frames/s" in text
-    # ... and it agrees with the answers Playwright saw over the same stretch
-    window = [t for t in answered if t >= answered[-1] - (times[-1] - times[0]) / 1000]
-    assert abs((len(window) - 1) - (len(times) - 1)) <= 3
+    assert counted == len(answered)  # every answer the network saw was counted, once
     print(f"camera: {fps:.1f} frames/s on loopback (seed003-cnn)")
     assert fps >= MIN_FPS
     assert errors == []

@@ -28,6 +28,7 @@ const WORDS = {
     latency: (rt, model, server) => `${rt}: ${model} ms in the model, ${server} ms in the server`,
     fps: (fps, n, s) => `${fps} frames/s (${n} frames answered in the last ${s} s)`,
     camera_error: (m) => `camera: ${m}`,
+    camera_insecure: "camera: browsers allow it only on https:// or localhost (this page is neither)",
     facts: (shape, n, acc, rt) => `${shape} input · ${n} classes · test accuracy ${acc} · runtime ${rt}`,
     no_accuracy: "none (not from a finished run)",
   },
@@ -47,6 +48,7 @@ const WORDS = {
     latency: (rt, model, server) => `${rt}: 모델 ${model} ms, 서버 ${server} ms`,
     fps: (fps, n, s) => `초당 ${fps} 프레임 (최근 ${s}초 동안 ${n}프레임 응답)`,
     camera_error: (m) => `카메라: ${m}`,
+    camera_insecure: "카메라: 브라우저는 https:// 또는 localhost에서만 허용합니다 (이 페이지는 둘 다 아님)",
     facts: (shape, n, acc, rt) => `입력 ${shape} · 클래스 ${n}개 · 테스트 정확도 ${acc} · 런타임 ${rt}`,
     no_accuracy: "없음 (끝난 실행에서 온 모델이 아님)",
   },
@@ -270,6 +272,10 @@ function frameAnswered() {
 }
 
 async function startCamera() {
+  if (!navigator.mediaDevices) {  // only secure contexts have it
+    $("status").textContent = say(WORDS, "camera_insecure");
+    return;
+  }
   try {
     camera.stream = await navigator.mediaDevices.getUserMedia({ video: true });
   } catch (e) {
