@@ -31,6 +31,11 @@ const WORDS = {
     camera_insecure: "camera: browsers allow it only on https:// or localhost (this page is neither)",
     facts: (shape, n, acc, rt) => `${shape} input · ${n} classes · test accuracy ${acc} · runtime ${rt}`,
     no_accuracy: "none (not from a finished run)",
+    card_keys: ["name", "input shape", "classes", "test accuracy", "runtime", "limits"],
+    pixels: "pixels",
+    gradcam: (layer, c) => `Grad-CAM at ${layer}, class ${c}`, hirescam: (layer) => `HiResCAM at ${layer}`,
+    first_channels: (n) => ` (first ${n} channels)`,
+    bare_onnx: "This server runs a bare .onnx file: no feature maps or Grad-CAM.",
   },
   ko: {
     draw_head: "그리기", undo: "되돌리기", clear: "지우기",
@@ -51,6 +56,11 @@ const WORDS = {
     camera_insecure: "카메라: 브라우저는 https:// 또는 localhost에서만 허용합니다 (이 페이지는 둘 다 아님)",
     facts: (shape, n, acc, rt) => `입력 ${shape} · 클래스 ${n}개 · 테스트 정확도 ${acc} · 런타임 ${rt}`,
     no_accuracy: "없음 (끝난 실행에서 온 모델이 아님)",
+    card_keys: ["이름", "입력 모양", "클래스", "테스트 정확도", "런타임", "제한"],
+    pixels: "픽셀",
+    gradcam: (layer, c) => `${layer}의 Grad-CAM, 클래스 ${c}`, hirescam: (layer) => `${layer}의 HiResCAM`,
+    first_channels: (n) => ` (처음 ${n}개 채널)`,
+    bare_onnx: "이 서버는 .onnx 파일만 실행합니다: 특징 맵과 Grad-CAM이 없습니다.",
   },
 };
 
@@ -130,12 +140,12 @@ function showInside(r) {
   const cam = $("cam");
   cam.replaceChildren();
   const g = r.grad_cam;
-  if (g.gradcam) cam.append(figure(g.gradcam, `Grad-CAM at ${g.layer}, class ${r.class_name}`, "cam"));
-  if (g.hirescam) cam.append(figure(g.hirescam, `HiResCAM at ${g.layer}`, "cam"));
+  if (g.gradcam) cam.append(figure(g.gradcam, say(WORDS, "gradcam", g.layer, className(r.class_name)), "cam"));
+  if (g.hirescam) cam.append(figure(g.hirescam, say(WORDS, "hirescam", g.layer), "cam"));
   $("cam-note").textContent = g.note || "";
   $("maps").replaceChildren(...r.feature_maps.map((m) => figure(m.image,
     `${m.layer}: ${m.shape.join("×")}` +
-    (m.channels_shown < m.shape[2] ? ` (first ${m.channels_shown} channels)` : ""), "map")));
+    (m.channels_shown < m.shape[2] ? say(WORDS, "first_channels", m.channels_shown) : ""), "map")));
 }
 
 function figure(src, caption, cls) {
@@ -314,17 +324,17 @@ async function start() {
     : `${(100 * card.test_accuracy).toFixed(2)}%`;
   $("facts").textContent = say(WORDS, "facts", card.input_shape.join("×"), card.classes.length,
                                acc, card.runtime);
-  const facts = [["name", card.name], ["input shape", card.input_shape.join(" × ")],
-    ["classes", card.classes.join(", ")], ["test accuracy", acc], ["runtime", card.runtime],
-    ["limits", `${(card.limits.max_upload_bytes / 2 ** 20).toFixed(1)} MiB, ` +
-      `${card.limits.max_pixels.toLocaleString()} pixels, ${card.limits.request_seconds} s`]];
-  $("card-facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", "", k), el("dd", "", v)]));
+  const facts = [card.name, card.input_shape.join(" × "), card.classes.map(className).join(", "),
+    acc, card.runtime, `${(card.limits.max_upload_bytes / 2 ** 20).toFixed(1)} MiB, ` +
+      `${card.limits.max_pixels.toLocaleString()} ${say(WORDS, "pixels")}, ${card.limits.request_seconds} s`];
+  const keys = say(WORDS, "card_keys");
+  $("card-facts").replaceChildren(...facts.flatMap((v, i) => [el("dt", "", keys[i]), el("dd", "", v)]));
   $("summary").textContent = card.summary || "";
   $("draw").hidden = !card.drawing;
   $("as-drawing-label").hidden = !card.drawing;
   $("input-note").textContent = card.drawing ? say(WORDS, "start_note")
     : say(WORDS, "rgb_note", card.input_shape[2]);
-  if (!card.inspect) $("cam-note").textContent = "This server runs a bare .onnx file: no feature maps or Grad-CAM.";
+  if (!card.inspect) $("cam-note").textContent = say(WORDS, "bare_onnx");
   redraw();
   document.body.dataset.ready = "true";
 }
