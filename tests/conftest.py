@@ -1,3 +1,4 @@
+import contextlib
 import os
 from pathlib import Path
 
@@ -69,8 +70,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
-@pytest.fixture(scope="module")
-def browser():
+@contextlib.contextmanager
+def _browser(args: list):
     # Fail, never skip: `make test` installs both, so a missing one is a broken setup.
     try:
         from playwright.sync_api import sync_playwright
@@ -80,9 +81,25 @@ def browser():
         pytest.fail(f"no Chromium at {CHROMIUM}: `make test` installs Debian's (apt-get install "
                     "chromium); CNNKIT_CHROMIUM names another", pytrace=False)
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        b = p.chromium.launch(executable_path=CHROMIUM, args=args)
         yield b
         b.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with _browser(CHROMIUM_ARGS) as b:
+        yield b
+
+
+# Chromium's own test camera (a moving picture, no permission prompt): the webcam tests.
+FAKE_CAMERA = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
+
+
+@pytest.fixture(scope="module")
+def camera_browser():
+    with _browser([*CHROMIUM_ARGS, *FAKE_CAMERA]) as b:
+        yield b
 
 
 

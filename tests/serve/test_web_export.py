@@ -98,3 +98,28 @@ def test_a_folder_that_is_not_empty_is_refused(digit_run, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--out" in err and "a folder that is not empty" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
+
+
+def test_the_static_page_speaks_korean_in_a_korean_browser(browser, site):
+    _, url = site
+    context = browser.new_context(locale="ko-KR", viewport={"width": 1100, "height": 900})
+    tab = context.new_page()
+    tab.goto(url + "/index.html")
+    tab.wait_for_function("document.body.dataset.ready !== 'false'", timeout=60_000)
+    box = tab.locator("#canvas").bounding_box()
+    tab.mouse.move(box["x"] + 140, box["y"] + 50)
+    tab.mouse.down()
+    for k in range(1, 11):  # a vertical stroke
+        tab.mouse.move(box["x"] + 140, box["y"] + 50 + 18 * k)
+    tab.mouse.up()
+    tab.wait_for_function("document.querySelectorAll('#bars .bar').length === 5")
+    seen = [tab.get_attribute("html", "lang"), tab.inner_text("#camera"),
+            tab.inner_text("#facts"), tab.inner_text("#input-note"),
+            tab.inner_text("#bars .bar.top .label"), tab.get_attribute("#bars", "data-top")]
+    context.close()
+
+    lang, camera, facts, note, label, top = seen
+    assert lang == "ko" and camera == "카메라" and facts.startswith("클래스 10개")
+    assert "모델이 분류한 바로 그 픽셀 (그림)" in note
+    korean = "영 일 이 삼 사 오 육 칠 팔 구".split()
+    assert label == f"{top} · {korean[int(top)]}"

@@ -28,6 +28,7 @@ def test_demo_falls_back_to_digits_when_fashion_mnist_is_unavailable(tmp_path, m
     from cnnkit.errors import CnnkitError
 
     monkeypatch.setattr(mnist, "locate", lambda name, data_dir=None: None)
+    monkeypatch.setenv("LANG", "C.UTF-8")
 
     def offline(*args, **kwargs):
         raise CnnkitError("cannot download fashion-mnist: this machine looks offline")
@@ -41,6 +42,52 @@ def test_demo_falls_back_to_digits_when_fashion_mnist_is_unavailable(tmp_path, m
     assert page.is_file() and "<html" in page.read_text()[:200].lower()
     metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
     assert metrics["test_accuracy"] > 0.85
+
+
+def test_demo_speaks_korean_where_lang_is_korean(tmp_path, monkeypatch, capsys):
+    """The demo's own lines, in Korean; the run is the one above (stood in for here: its
+    progress lines are the run's, not the demo's)."""
+    import types
+
+    import cnnkit.data.mnist as mnist
+    import cnnkit.runs.run as runs
+    from cnnkit.errors import CnnkitError
+
+    monkeypatch.setattr(mnist, "locate", lambda name, data_dir=None: None)
+    monkeypatch.setenv("LANG", "ko_KR.UTF-8")
+
+    def offline(*args, **kwargs):
+        raise CnnkitError("cannot download fashion-mnist: this machine looks offline")
+    monkeypatch.setattr(mnist, "load_mnist_family", offline)
+    specs = []
+    monkeypatch.setattr(runs, "run", lambda spec, command: specs.append(spec) or
+                        types.SimpleNamespace(run_dir=tmp_path / "demo"))
+    assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
+    captured = capsys.readouterr()
+    page = tmp_path / "demo" / "report.html"
+
+    assert captured.err.splitlines() == [
+        "이 컴퓨터에 fashion-mnist이(가) 없어 내려받습니다 (Debian: apt-get install "
+        "dataset-fashion-mnist)",
+        "참고: cannot download fashion-mnist: this machine looks offline",
+        "참고: scikit-learn의 digits(실제 8×8 손글씨 숫자 1,797개)로 대신 학습합니다"]
+    assert captured.out.splitlines() == [
+        "cnnkit demo: digits에서 레시피 'fast' (" + RECIPES["fast"].description + ") 학습", "",
+        f"끝났습니다. 브라우저에서 보고서를 여세요: {page}", f"  {page.as_uri()}"]
+    assert specs[0].dataset == "digits"
+
+
+def test_demo_lang_beats_lang_and_a_bad_one_is_refused(monkeypatch, capsys):
+    from cnnkit.cli.demo import demo_language
+
+    monkeypatch.setenv("LANG", "ko_KR.UTF-8")
+    assert (demo_language(None), demo_language("en")) == ("ko", "en")
+    monkeypatch.setenv("LANG", "en_US.UTF-8")
+    assert (demo_language(None), demo_language("ko")) == ("en", "ko")
+    with pytest.raises(SystemExit) as exit_:
+        main(["demo", "--lang", "jp"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "invalid choice: 'jp'" in err and "Traceback" not in err
 
 
 @pytest.mark.slow
