@@ -12,7 +12,8 @@ import sys
 def register(sub) -> None:
     p = sub.add_parser("demo", help="the main job: train and evaluate a CNN on real data, "
                        "write a run directory with a report")
-    p.add_argument("--out", help="run directory (default: runs/demo-<time>)")
+    p.add_argument("--out", metavar="DIR", help="the run directory to write (default: "
+                   "runs/demo-<time>)")
     p.add_argument("--recipe", default="fast", help="recipe to train (default: fast)")
     p.set_defaults(func=cmd_demo)
 

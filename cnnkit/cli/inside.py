@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def register(sub) -> None:
-    from cnnkit.model.resolve import HELP
+    from cnnkit.cli import flags
 
     p = sub.add_parser(
         "inspect", help="draw what a model sees in one image: feature maps, filters, Grad-CAM",
@@ -13,8 +13,7 @@ def register(sub) -> None:
                     "predicted class (and --class), and the gradient saliency map. The image "
                     "may be any size, gray or colour: it is converted to the model's input "
                     "as `cnnkit predict` converts it.")
-    p.add_argument("model", metavar="MODEL_OR_RUN",
-                   help=HELP)
+    flags.add(p, "MODEL_OR_RUN")
     p.add_argument("image", metavar="IMAGE", help="an image file (PNG, JPEG, ...)")
     p.add_argument("--layer", action="append", metavar="NAME",
                    help="draw this layer's output; repeat for more (default: every Conv2D and "
@@ -22,7 +21,7 @@ def register(sub) -> None:
     p.add_argument("--class", dest="class_", metavar="C",
                    help="also draw Grad-CAM for class C, a class number or name (the predicted "
                         "class is always drawn)")
-    p.add_argument("--out", required=True, metavar="DIR", help="folder to write the PNGs to")
+    p.add_argument("--out", required=True, metavar="DIR", help="the folder to write the PNGs to (required)")
     p.set_defaults(func=cmd_inspect)
 
 

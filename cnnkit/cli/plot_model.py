@@ -3,12 +3,12 @@ from __future__ import annotations
 
 
 def register(sub) -> None:
-    from cnnkit.model.resolve import HELP
+    from cnnkit.cli import flags
 
     p = sub.add_parser("plot-model", help="draw a model's layers, shapes and parameter counts")
-    p.add_argument("model", metavar="MODEL", help=HELP)
+    flags.add(p, "MODEL_OR_RUN")
     p.add_argument("--out", required=True, metavar="FILE",
-                   help="the diagram to write: FILE.svg or FILE.png")
+                   help="the diagram to write: FILE.svg or FILE.png (required)")
     p.set_defaults(func=cmd_plot_model)
 
 
