@@ -190,3 +190,20 @@ def test_threads_outside_training_take_a_count_or_auto(argv, capsys):
     assert "argument --threads: invalid value" in err and "valid: an integer >= 1 or auto" in err
     auto = argv[:argv.index("--threads")] + ["--threads", "auto"]
     assert build_parser().parse_args(auto).threads is None
+
+
+def test_plot_model_and_inspect_write_under_runs_without_out(tmp_path, monkeypatch, capsys):
+    import numpy as np
+    from PIL import Image
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "images").mkdir()
+    pixels = np.arange(784, dtype=np.uint8).reshape(28, 28)
+    Image.fromarray(pixels).save(tmp_path / "images" / "x.png")
+    assert main(["plot-model", "seed003-cnn"]) == 0
+    assert main(["inspect", "seed003-cnn", "images/x.png", "--layer", "conv2d"]) == 0
+    assert (tmp_path / "runs" / "plot-model-seed003-cnn.png").stat().st_size > 0
+    drawn = sorted(p.name for p in (tmp_path / "runs" / "inspect-seed003-cnn-x").iterdir())
+    assert "feature_maps_conv2d.png" in drawn
+    assert [p.name for p in (tmp_path / "images").iterdir()] == ["x.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "runs"]

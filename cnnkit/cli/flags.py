@@ -33,10 +33,10 @@ OUT_METAVARS = ("DIR", "FILE", "FILE|DIR")
 OUT_ROOT = "runs"
 
 
-def default_out(command: str, model: str):
-    """Where `command` writes for a model that is not a run, when --out is not given:
-    runs/<command>-<model's name> (`cnnkit evaluate fashion.onnx` -> runs/evaluate-fashion),
-    never beside the model file itself."""
+def default_out(command: str, model: str, then: str = ""):
+    """Where `command` writes for a model when --out is not given: runs/<command>-<model's
+    name><then> (`cnnkit evaluate fashion.onnx` -> runs/evaluate-fashion), never beside the
+    model file itself."""
     from pathlib import Path
 
     from cnnkit.model.resolve import KINDS, SUFFIXES
@@ -45,7 +45,7 @@ def default_out(command: str, model: str):
     name = Path((rest if sep and prefix in KINDS else model).rstrip("/\\")).name
     if Path(name).suffix.lower() in SUFFIXES:
         name = Path(name).stem
-    return Path(OUT_ROOT) / f"{command}-{name or 'model'}"
+    return Path(OUT_ROOT) / f"{command}-{name or 'model'}{then}"
 
 
 def help_of(name: str, tail: str = "") -> str:
