@@ -192,7 +192,7 @@ def test_threads_outside_training_take_a_count_or_auto(argv, capsys):
     assert build_parser().parse_args(auto).threads is None
 
 
-def test_plot_model_and_inspect_write_under_runs_without_out(tmp_path, monkeypatch, capsys):
+def test_plot_model_inspect_and_augment_write_under_runs_without_out(tmp_path, monkeypatch, capsys):
     import numpy as np
     from PIL import Image
 
@@ -202,8 +202,16 @@ def test_plot_model_and_inspect_write_under_runs_without_out(tmp_path, monkeypat
     Image.fromarray(pixels).save(tmp_path / "images" / "x.png")
     assert main(["plot-model", "seed003-cnn"]) == 0
     assert main(["inspect", "seed003-cnn", "images/x.png", "--layer", "conv2d"]) == 0
+    assert main(["data", "augment", "digits", "--n", "2", "--rotation-range", "10"]) == 0
+    assert (tmp_path / "runs" / "augment-digits.png").stat().st_size > 0
     assert (tmp_path / "runs" / "plot-model-seed003-cnn.png").stat().st_size > 0
     drawn = sorted(p.name for p in (tmp_path / "runs" / "inspect-seed003-cnn-x").iterdir())
     assert "feature_maps_conv2d.png" in drawn
     assert [p.name for p in (tmp_path / "images").iterdir()] == ["x.png"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "runs"]
+
+
+def test_serve_refuses_an_unknown_runtime_in_one_line(capsys):
+    assert main(["serve", "seed003-cnn", "--runtime", "tf", "--port", "0"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "cnnkit: error: unknown --runtime 'tf'; valid: auto, torch, onnx"]

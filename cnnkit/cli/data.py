@@ -59,8 +59,8 @@ def register(subparsers) -> None:
                        description="Write a grid of one image and random augmentations of it, "
                                    "with Keras ImageDataGenerator's options (all off by default).")
     _add_dataset_args(p)
-    p.add_argument("--out", metavar="FILE", required=True, help="the grid to write, a PNG "
-                   "(required)")
+    p.add_argument("--out", metavar="FILE", help="the grid to write, a PNG (default: "
+                   f"{flags.OUT_ROOT}/augment-<dataset>.png)")
     p.add_argument("--index", type=int, default=0, help="which image of the split (default: 0)")
     p.add_argument("--n", type=int, default=15, help="augmented variants (default: 15)")
     from cnnkit.cli.train import AUGMENT_FLAGS, AUGMENT_SWITCHES, flag
@@ -186,6 +186,7 @@ def cmd_show(args) -> int:
 def cmd_augment(args) -> int:
     from cnnkit.data.show import check_grid_path, save_image_grid
 
+    args.out = args.out or str(flags.default_out("augment", args.dataset, ".png"))
     check_grid_path(args.out)
     _check_positive("--n", args.n)
     from cnnkit.data.augment import Augmenter

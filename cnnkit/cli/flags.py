@@ -34,15 +34,17 @@ OUT_ROOT = "runs"
 
 
 def default_out(command: str, model: str, then: str = ""):
-    """Where `command` writes for a model when --out is not given: runs/<command>-<model's
-    name><then> (`cnnkit evaluate fashion.onnx` -> runs/evaluate-fashion), never beside the
-    model file itself."""
+    """Where `command` writes for a model (or a dataset) when --out is not given:
+    runs/<command>-<its name><then> (`cnnkit evaluate fashion.onnx` -> runs/evaluate-fashion,
+    `cnnkit data augment folder:photos` -> runs/augment-photos.png), never beside the file or
+    folder the user named."""
     from pathlib import Path
 
     from cnnkit.model.resolve import KINDS, SUFFIXES
 
     prefix, sep, rest = model.partition(":")
-    name = Path((rest if sep and prefix in KINDS else model).rstrip("/\\")).name
+    known = prefix in KINDS or prefix in ("folder", "npz", "csv", "parquet", "hf")  # datasets'
+    name = Path((rest if sep and known else model).rstrip("/\\")).name
     if Path(name).suffix.lower() in SUFFIXES:
         name = Path(name).stem
     return Path(OUT_ROOT) / f"{command}-{name or 'model'}{then}"

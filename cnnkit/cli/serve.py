@@ -56,6 +56,9 @@ def cmd_serve(args) -> int:
 
     from cnnkit.errors import CnnkitError
 
+    from cnnkit.cli.inspect import check_runtime
+
+    check_runtime(args.runtime)  # before the port opens
     if args.top_k < 1:
         raise CnnkitError(f"--top-k {args.top_k} is out of range; valid: 1 or more")
     if not 0 <= args.port <= 65535:
