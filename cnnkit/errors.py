@@ -70,8 +70,40 @@ def printable(text: str) -> str:
 
 
 def one_of(what: str, value, valid) -> CnnkitError:
-    """`unknown optimizer 'adma'; valid: adam, sgd, ...` in one line."""
-    return CnnkitError(f"unknown {what} {shown(value)}; valid: {', '.join(map(str, valid))}")
+    """`unknown optimizer 'adma'; valid: adam, sgd, ...; did you mean 'adam'?` in one line
+    (the closest valid name, where one is close)."""
+    valid = [str(v) for v in valid]
+    line = f"unknown {what} {shown(value)}; valid: {', '.join(valid)}"
+    near = closest(value, valid)
+    return CnnkitError(line + (f"; did you mean {near!r}?" if near else ""))
+
+
+def closest(value, valid) -> str | None:
+    """The valid name nearest a misspelled one (`adma` -> `adam`, `--epoch` -> `--epochs`):
+    difflib's close matches (case and leading dashes aside), the fewest typing mistakes first
+    (a swapped pair is one: `adma` is `adam`, not `adamax`); None when nothing is close. The
+    one "did you mean" of cnnkit."""
+    import difflib
+
+    if not isinstance(value, str) or not value or len(value) > MAX_SHOWN:
+        return None
+    bare = {str(v).lower().lstrip("-"): str(v) for v in valid}
+    typed = value.lower().lstrip("-")
+    near = difflib.get_close_matches(typed, list(bare), n=3, cutoff=0.6)
+    return bare[min(near, key=lambda n: _typos(typed, n))] if near else None
+
+
+def _typos(a: str, b: str) -> int:
+    """Edits from a to b: a letter added, dropped, changed, or two neighbours swapped."""
+    rows = [list(range(len(b) + 1))]
+    for i, ca in enumerate(a, 1):
+        row = [i]
+        for j, cb in enumerate(b, 1):
+            row.append(min(rows[-1][j] + 1, row[j - 1] + 1, rows[-1][j - 1] + (ca != cb)))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                row[j] = min(row[j], rows[-2][j - 2] + 1)
+        rows.append(row)
+    return rows[-1][-1]
 
 
 def out_of_range(option: str, value, valid: str) -> CnnkitError:

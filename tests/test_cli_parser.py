@@ -12,9 +12,9 @@ from cnnkit.cli import main
     (["train", "--epochs", "x"],
      "cnnkit train: error: argument --epochs: invalid int value: 'x' (see cnnkit train --help)"),
     (["predict", "m", "a.png", "--threads", "two"], "cnnkit predict: error: argument --threads: "
-     "invalid int value: 'two' (see cnnkit predict --help)"),
+     "invalid value 'two'; valid: an integer >= 1 or auto (see cnnkit predict --help)"),
     (["train", "--bogus", "1"],
-     "cnnkit: error: unrecognized arguments: --bogus 1 (see cnnkit --help)"),
+     "cnnkit train: error: unrecognized arguments: --bogus 1 (see cnnkit train --help)"),
     (["cv", "--folds", "y"],
      "cnnkit cv: error: argument --folds: invalid int value: 'y' (see cnnkit cv --help)"),
 ])
@@ -29,7 +29,7 @@ def test_train_help_lists_out_artifacts_and_folds_as_flags():
     # cnnkit cv copies train's flags and overrides three: train's own help must keep them
     out = subprocess.run([sys.executable, "-m", "cnnkit", "train", "--help"], capture_output=True,
                          text=True, check=True).stdout
-    assert "--out OUT" in out and "--artifacts ARTIFACTS" in out and "--folds K" in out
+    assert "--out DIR" in out and "--artifacts ARTIFACTS" in out and "--folds K" in out
     assert "\n  out " not in out and "\n  K " not in out
 
 

@@ -22,6 +22,7 @@ import argparse
 import errno
 import importlib
 import os
+import re
 import sys
 import threading
 
@@ -46,10 +47,58 @@ COMMAND_MODULES = [
 
 class Parser(argparse.ArgumentParser):
     """argparse's own mistakes (`--epochs x`, an unknown flag) in one line like every other
-    error, pointing at --help instead of printing the usage block."""
+    error, pointing at --help instead of printing the usage block. A flag is written whole:
+    `--epoch` is refused with "did you mean --epochs?" rather than taken as its abbreviation,
+    so a command line means the same when a later version adds `--epoch-...`."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"{self.prog}: error: {_suggest(self, message)} (see {self.prog} --help)\n")
+
+
+def _suggest(parser: argparse.ArgumentParser, message: str) -> str:
+    """argparse's message, with the closest valid command where a command is misspelled
+    (`cnnkit trian`)."""
+    from cnnkit.errors import closest
+
+    bad = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)$", message)
+    if bad:
+        near = closest(bad[1], re.findall(r"'([^']*)'", bad[2]))
+        if near:
+            return f"{message}; did you mean {near!r}?"
+    return message
+
+
+def _command_parser(parser: argparse.ArgumentParser, argv: list[str]):
+    """The parser of the (sub)command argv names: `cnnkit data show ...` -> data show's."""
+    for token in argv:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if subs and token in subs[0].choices:
+            parser = subs[0].choices[token]
+    return parser
+
+
+def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """parse_args, with an unknown flag named against the command's own flags: `cnnkit train
+    --validation-split 0.2` -> `cnnkit train: error: unrecognized arguments: --validation-split
+    0.2; did you mean --val-split? (see cnnkit train --help)`."""
+    from cnnkit.errors import closest
+
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        command = _command_parser(parser, argv)
+        flags = [o for a in command._actions for o in a.option_strings if o.startswith("--")]
+        line = f"unrecognized arguments: {' '.join(extra)}"
+        for token in extra:
+            near = closest(token.split("=", 1)[0], flags) if token.startswith("-") else None
+            if near:
+                line += f"; did you mean {near}?"
+                break
+        command.error(line)
+    return args
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(argv)
+    args = parse(parser, argv)
     args.argv = argv  # what the user typed, recorded in a run's config.json
     if not getattr(args, "func", None):
         parser.print_help()

@@ -25,7 +25,9 @@ def register(sub) -> None:
                    metavar="list|clear", help="list the caches (default) or clear them")
     p.add_argument("parts", nargs="*", metavar="PART",
                    help=f"with clear: the parts to remove, {parts} (default: all)")
-    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    from cnnkit.cli import flags
+
+    flags.add(p, "--json", " instead of text", action="store_true")
     p.set_defaults(func=cmd_cache)
 
 

@@ -8,6 +8,8 @@ import argparse
 import json
 import sys
 
+from cnnkit.cli import flags
+
 
 def parse_size(text: str) -> tuple[int, int]:
     """'28x28', '32,32' or '28' → (H, W) for --size (cnnkit.data.check_size's rules)."""
@@ -21,15 +23,14 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def _add_dataset_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("dataset", help="mnist, fashion-mnist, kmnist, cifar10, cifar100, digits, "
-                   "folder:PATH, npz:PATH, csv:PATH, parquet:PATH or hf:PATH")
-    p.add_argument("--data-dir", metavar="D", help="where to look for (and download) dataset files first")
+    flags.add(p, "DATASET")
+    flags.add(p, "--data-dir", " (and where missing ones are downloaded to)")
     p.add_argument("--split", default="train", help="train or test (default: train)")
     p.add_argument("--channels", type=int, help="convert to 1 (grayscale) or 3 (RGB) channels")
     p.add_argument("--size", type=parse_size, metavar="HxW", help="resize images, e.g. 28x28")
     p.add_argument("--no-download", dest="download", action="store_false",
                    help="fail instead of downloading missing files")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    flags.add(p, "--seed", " (default: 0)", type=int, default=0)
     from cnnkit.cli.train import add_table_flags
 
     add_table_flags(p)
@@ -42,22 +43,24 @@ def register(subparsers) -> None:
     data.set_defaults(func=lambda args: (data.print_help(), 2)[1])
 
     p = sub.add_parser("list", help="dataset names and whether each is available offline")
-    p.add_argument("--data-dir", metavar="D", help="also look for dataset files here")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    flags.add(p, "--data-dir", " (as well as the usual places)")
+    flags.add(p, "--json", " instead of a table", action="store_true")
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("show", help="sizes, shape, classes, pixel statistics and a sample grid")
     _add_dataset_args(p)
-    p.add_argument("--out", metavar="PNG", help="write a grid of sample images with their labels")
+    p.add_argument("--out", metavar="FILE", help="the PNG to write a grid of sample images with "
+                   "their labels to (default: none, tables only)")
     p.add_argument("--n", type=int, default=25, help="images in the grid (default: 25)")
-    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    flags.add(p, "--json", " instead of tables", action="store_true")
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("augment", help="a grid of one image and its augmented variants",
                        description="Write a grid of one image and random augmentations of it, "
                                    "with Keras ImageDataGenerator's options (all off by default).")
     _add_dataset_args(p)
-    p.add_argument("--out", metavar="PNG", required=True, help="grid image to write")
+    p.add_argument("--out", metavar="FILE", help="the grid to write, a PNG (default: "
+                   f"{flags.OUT_ROOT}/augment-<dataset>.png)")
     p.add_argument("--index", type=int, default=0, help="which image of the split (default: 0)")
     p.add_argument("--n", type=int, default=15, help="augmented variants (default: 15)")
     from cnnkit.cli.train import AUGMENT_FLAGS, AUGMENT_SWITCHES, flag
@@ -183,6 +186,7 @@ def cmd_show(args) -> int:
 def cmd_augment(args) -> int:
     from cnnkit.data.show import check_grid_path, save_image_grid
 
+    args.out = args.out or str(flags.default_out("augment", args.dataset, ".png"))
     check_grid_path(args.out)
     _check_positive("--n", args.n)
     from cnnkit.data.augment import Augmenter

@@ -42,7 +42,8 @@ def demo_language(lang: str | None = None) -> str:
 def register(sub) -> None:
     p = sub.add_parser("demo", help="the main job: train and evaluate a CNN on real data, "
                        "write a run directory with a report")
-    p.add_argument("--out", help="run directory (default: runs/demo-<time>)")
+    p.add_argument("--out", metavar="DIR", help="the run directory to write (default: "
+                   "runs/demo-<time>)")
     p.add_argument("--recipe", default="fast", help="recipe to train (default: fast)")
     p.add_argument("--lang", choices=sorted(LINES), help="the demo's language: ko (Korean) or en "
                    "(default: from LANG, else en)")

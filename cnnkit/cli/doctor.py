@@ -14,8 +14,10 @@ def register(sub) -> None:
                        "A healthy run has none.",
                        epilog="example:\n  cnnkit doctor runs/cnn --json")
     p.add_argument("run", metavar="RUN", help="a run directory")
-    p.add_argument("--json", action="store_true",
-                   help='print {"run", "findings": [{"code", "message", "next"}]} instead')
+    from cnnkit.cli import flags
+
+    flags.add(p, "--json", ' {"run", "findings": [{"code", "message", "next"}]} instead of '
+              "sentences", action="store_true")
     p.set_defaults(func=doctor_command)
 
 

@@ -5,7 +5,7 @@ FORMATS = ("onnx", "web")
 
 
 def register(sub) -> None:
-    from cnnkit.model.resolve import HELP
+    from cnnkit.cli import flags
 
     p = sub.add_parser(
         "export", help="write an ONNX file (checked against PyTorch) for onnxruntime",
@@ -17,13 +17,12 @@ def register(sub) -> None:
                     "the model's test split (a run's own; all 10,000 images for the MNIST "
                     "family) and on all-black, all-white and noise images; past --tolerance, "
                     "or on any top-1 disagreement, nothing is written and the exit status is 2.")
-    p.add_argument("model", metavar="MODEL_OR_RUN",
-                   help=HELP)
+    flags.add(p, "MODEL_OR_RUN")
     p.add_argument("--format", default="onnx",
                    help="onnx, or web: a folder (index.html, model.onnx, onnxruntime-web) that "
                         "any static host serves and that classifies in the browser, with no "
                         "server (default: onnx)")
-    p.add_argument("--out", metavar="FILE.onnx|FOLDER",
+    p.add_argument("--out", metavar="FILE|DIR",
                    help="the file to write, or the site's new folder with --format web "
                         "(required)")
     p.add_argument("--opset", metavar="N",
@@ -34,15 +33,14 @@ def register(sub) -> None:
     p.add_argument("--exporter", default="torchscript",
                    help="torchscript or dynamo: torch.onnx's two exporters; both match "
                         "PyTorch to ~1e-7 (default: torchscript, 30x faster to export)")
-    p.add_argument("--dataset", help="check parity on this dataset's test split (default: the "
-                   "run's test split, or the model's dataset; 1,000 random images if it has none)")
-    p.add_argument("--data-dir")
+    flags.add(p, "--dataset", ", whose test split checks parity (default: the run's test split, "
+              "or the model's dataset; 1,000 random images if it has none)")
+    flags.add(p, "--data-dir")
     p.add_argument("--tolerance", default="1e-4", metavar="T",
                    help="largest |Δ probability| allowed between onnxruntime and PyTorch "
                         "(default: 1e-4)")
-    p.add_argument("--threads", metavar="N",
-                   help="onnxruntime intra-op threads for the check (default: the CPUs this "
-                        "process may use)")
+    flags.add(p, "--threads", ": onnxruntime intra-op threads for the check; auto: the CPUs "
+              "this process may use (default: auto)", type=flags.threads)
     p.add_argument("--quantize", metavar="int8|fp16",
                    help="write a smaller graph: int8 (onnxruntime's static quantization, "
                         "per channel, calibrated on training images) or fp16; judged beside fp32 "
@@ -54,7 +52,7 @@ def register(sub) -> None:
     p.add_argument("--calibration", default="512", metavar="N",
                    help="with --quantize int8: training images that set the activation ranges "
                         "(default: 512)")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    flags.add(p, "--json", " instead of the report's table", action="store_true")
     p.set_defaults(func=cmd_export)
 
 

@@ -1,10 +1,10 @@
-"""`cnnkit inspect MODEL_OR_RUN IMAGE [--layer NAME ...] [--class C] --out DIR`: what the
+"""`cnnkit inspect MODEL_OR_RUN IMAGE [--layer NAME ...] [--class C] [--out DIR]`: what the
 network sees in one image, as PNG files (cnnkit.look.inside.save_inside)."""
 from __future__ import annotations
 
 
 def register(sub) -> None:
-    from cnnkit.model.resolve import HELP
+    from cnnkit.cli import flags
 
     p = sub.add_parser(
         "inspect", help="draw what a model sees in one image: feature maps, filters, Grad-CAM",
@@ -13,8 +13,7 @@ def register(sub) -> None:
                     "predicted class (and --class), and the gradient saliency map. The image "
                     "may be any size, gray or colour: it is converted to the model's input "
                     "as `cnnkit predict` converts it.")
-    p.add_argument("model", metavar="MODEL_OR_RUN",
-                   help=HELP)
+    flags.add(p, "MODEL_OR_RUN")
     p.add_argument("image", metavar="IMAGE", help="an image file (PNG, JPEG, ...)")
     p.add_argument("--layer", action="append", metavar="NAME",
                    help="draw this layer's output; repeat for more (default: every Conv2D and "
@@ -22,7 +21,8 @@ def register(sub) -> None:
     p.add_argument("--class", dest="class_", metavar="C",
                    help="also draw Grad-CAM for class C, a class number or name (the predicted "
                         "class is always drawn)")
-    p.add_argument("--out", required=True, metavar="DIR", help="folder to write the PNGs to")
+    p.add_argument("--out", metavar="DIR", help="the folder to write the PNGs to (default: "
+                   f"{flags.OUT_ROOT}/inspect-<model>-<image>)")
     p.set_defaults(func=cmd_inspect)
 
 
@@ -40,11 +40,13 @@ def cmd_inspect(args) -> int:
         raise CnnkitError(f"{image}: no such image file")
     pixels, _ = to_pixels(image, model._require_input())  # a file that is no image fails here
     class_index = _class_index(model, args.class_)
+    from cnnkit.cli.flags import default_out
     from cnnkit.train.progress import working
 
+    out = args.out or default_out("inspect", args.model, f"-{image.stem}")
     try:
         with working(f"Drawing feature maps, filters and saliency for {image.name}"):
-            files = save_inside(model, pixels, args.out, layers=args.layer,
+            files = save_inside(model, pixels, out, layers=args.layer,
                                 class_index=class_index)
     except CnnkitError as e:
         raise e.restated("--class") from None

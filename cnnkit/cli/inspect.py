@@ -5,6 +5,7 @@ import json
 import os
 from pathlib import Path
 
+from cnnkit.cli.flags import default_out
 from cnnkit.errors import CnnkitError
 from cnnkit.fsutil import kind_of, readable_file
 
@@ -63,7 +64,7 @@ def evaluate_command(args) -> int:
                   device=args.device, runtime=args.runtime, threads=args.threads)
     run_dir = ev.run_dir
     out = Path(args.out) if args.out else (run_dir / f"evaluate-{args.split}" if run_dir
-                                           else Path(f"evaluate-{Path(args.model).name}"))
+                                           else default_out("evaluate", args.model))
     evaluation_plots(out, ev.x, ev.y, ev.probs, ev.report, ev.class_names)
     if args.json:
         print(json.dumps(ev.report | {"dataset": ev.dataset, "split": args.split,

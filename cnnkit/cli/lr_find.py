@@ -13,6 +13,8 @@ NOT_FOR_LR_FIND = ("--out", "--resume", "--folds", "--nproc", "--lr", "--artifac
 
 
 def register(sub) -> None:
+    from cnnkit.cli import flags
+
     from cnnkit.io.rundir import LR_FIND
 
     p = sub.add_parser(
@@ -28,8 +30,8 @@ def register(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", dest="plot", default=LR_FIND, metavar="FILE",
                    help=f"the plot to write (default: {LR_FIND})")
-    p.add_argument("--json", action="store_true",
-                   help='print {"suggested", "steps", "plot"} instead of a sentence')
+    flags.add(p, "--json", ' {"suggested", "steps", "plot"} instead of a sentence',
+              action="store_true")
     train = sub.choices["train"]  # registered before this module: its options, one list
     for group in train._action_groups[2:]:  # after positional and "options" (-h)
         mine = p.add_argument_group(group.title)

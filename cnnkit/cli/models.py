@@ -5,17 +5,17 @@ import json
 
 
 def register(sub) -> None:
+    from cnnkit.cli import flags
+
     p = sub.add_parser("presets", help="list the named model architectures")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    flags.add(p, "--json", " instead of a table", action="store_true")
     p.set_defaults(func=cmd_presets)
 
-    from cnnkit.model.resolve import HELP
-
     p = sub.add_parser("summary", help="print a model's layers, output shapes and parameter counts")
-    p.add_argument("model", metavar="MODEL", help=HELP)
+    flags.add(p, "MODEL_OR_RUN")
     p.add_argument("--explain", action="store_true",
                    help="show the output-size and parameter arithmetic behind each row")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    flags.add(p, "--json", " instead of a table", action="store_true")
     p.add_argument("--input-shape", metavar="H,W,C", help="build the model for another input shape "
                    "(presets only)")
     p.set_defaults(func=cmd_summary)

@@ -11,7 +11,8 @@ def register(sub) -> None:
                                    "its test predictions kept at the end of the run (a run "
                                    "stopped before its end: its best model so far, evaluated "
                                    "on the run's own test split).")
-    p.add_argument("run", metavar="RUN")
+    p.add_argument("run", metavar="RUN", help="a run directory; its report.html is written "
+                   "there again")
     p.set_defaults(func=cmd_report)
 
 

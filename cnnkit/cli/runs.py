@@ -24,7 +24,9 @@ def register(sub) -> None:
     p.add_argument("--sort", default="date", metavar="KEY",
                    help=f"one of {', '.join(COLUMNS)} (default: date, oldest first; "
                    "test_accuracy sorts best first, the others ascending)")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    from cnnkit.cli import flags
+
+    flags.add(p, "--json", " instead of a table", action="store_true")
     p.set_defaults(func=runs_command)
 
     p = sub.add_parser("compare", help="compare runs side by side in one HTML file",

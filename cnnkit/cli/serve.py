@@ -7,7 +7,7 @@ DEFAULTS = {"max_upload_mb": 5.0, "max_pixels": 4096 * 4096, "timeout": 10.0, "c
 
 
 def register(sub) -> None:
-    from cnnkit.model.resolve import HELP
+    from cnnkit.cli import flags
 
     p = sub.add_parser(
         "serve", help="serve a model: a page to draw or drop images on, and a JSON API",
@@ -17,20 +17,18 @@ def register(sub) -> None:
                     "and Grad-CAM, and the model's card. Beside it a JSON API (POST "
                     "/api/predict, POST /api/inspect, GET /api/model, GET /healthz) documented "
                     "at /docs. Everything is served by cnnkit itself: it works offline.")
-    p.add_argument("model", metavar="MODEL_OR_RUN",
-                   help=HELP)
+    flags.add(p, "MODEL_OR_RUN")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0 "
                         "lets other machines in)")
     p.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000; 0 "
                                                           "picks a free one)")
-    p.add_argument("--runtime", choices=("auto", "torch", "onnx"), default="auto",
-                   help="what computes predictions (default: auto, the runtime cnnkit measured "
-                        "faster; an .onnx file runs on onnx). Feature maps and Grad-CAM always "
-                        "use the PyTorch model, so a bare .onnx file serves predictions only")
-    p.add_argument("--threads", type=int, default=None,
-                   help="threads per prediction (default: the cores idle when the server "
-                   "starts, or CNNKIT_THREADS)")
+    flags.add(p, "--runtime", "; auto: the runtime cnnkit measured faster, an .onnx file onnx "
+              "(default: auto). Feature maps and Grad-CAM always "
+              "use the PyTorch model, so a bare .onnx file serves predictions only",
+              default="auto")
+    flags.add(p, "--threads", " per prediction; auto: the cores idle when the server starts, "
+              "or CNNKIT_THREADS (default: auto)", type=flags.threads)
     p.add_argument("--top-k", type=int, default=5, help="classes shown as bars (default: 5)")
     p.add_argument("--concurrency", type=int, default=DEFAULTS["concurrency"],
                    help="requests computed at once (default: %(default)s)")
@@ -58,6 +56,9 @@ def cmd_serve(args) -> int:
 
     from cnnkit.errors import CnnkitError
 
+    from cnnkit.cli.inspect import check_runtime
+
+    check_runtime(args.runtime)  # before the port opens
     if args.top_k < 1:
         raise CnnkitError(f"--top-k {args.top_k} is out of range; valid: 1 or more")
     if not 0 <= args.port <= 65535:

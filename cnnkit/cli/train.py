@@ -10,6 +10,7 @@ import argparse
 import sys
 import textwrap
 
+from cnnkit.cli import flags
 from cnnkit.cli.inspect import evaluate_command as cmd_evaluate, predict_command as cmd_predict
 
 AUGMENT_FLAGS = [  # Keras ImageDataGenerator names
@@ -71,9 +72,8 @@ def register(sub) -> None:
     g.add_argument("--config", metavar="FILE", help="a RunSpec as YAML, TOML or JSON (a run's "
                    "own config.json too): repeat any run")
     g.add_argument("--model", help="preset name, model file (.yaml/.toml/.json) or saved model dir")
-    g.add_argument("--dataset", help="mnist, fashion-mnist, kmnist, cifar10, cifar100, digits, "
-                   "folder:PATH, npz:PATH, csv:PATH, parquet:PATH, hf:PATH")
-    g.add_argument("--data-dir", help="where the dataset's files are looked for first")
+    flags.add(g, "--dataset")
+    flags.add(g, "--data-dir")
     g.add_argument("--limit", type=int, metavar="N",
                    help="use only N training images (quick trials; default: all)")
     g.add_argument("--val-split", type=float, metavar="F", help="fraction of the training data "
@@ -146,19 +146,19 @@ def register(sub) -> None:
                    help="evaluate and predict on each image and its mirror image, averaged "
                    "(for classes that mirroring does not change; pair with --horizontal-flip)")
     g = p.add_argument_group("run")
-    g.add_argument("--out", help="run directory (default: runs/<model>-<dataset>-<time>)")
+    g.add_argument("--out", metavar="DIR", help="the run directory to write (default: "
+                   "runs/<model>-<dataset>-<time>)")
     g.add_argument("--artifacts", help="what the run writes: full (everything), metrics "
                    "(config, history, metrics, state) or none (default: full)")
     g.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run exactly; "
                    f"only {_listed(resume_flags())} may be given with it")
-    g.add_argument("--seed", type=int, help="makes a CPU run reproducible to the last digit "
-                   "(default: a random seed, recorded)")
+    flags.add(g, "--seed", ": makes a CPU run reproducible to the last digit (default: a "
+              "random seed, recorded)", type=int)
     g.add_argument("--device", help=f"auto, cpu or cuda (default: {d['device']})")
     g.add_argument("--precision", help="auto (bf16 where the CPU or GPU has native bf16), "
                    "bf16, fp16 (with loss scaling; for GPUs without bf16) or fp32 "
                    f"(default: {d['precision']})")
-    g.add_argument("--threads", metavar="N|auto",
-                   help="CPU threads: auto measures a few steps with all the CPUs this process "
+    flags.add(g, "--threads", ": auto measures a few steps with all the CPUs this process "
                    "may use and with one, keeps the faster, and drops to one when another "
                    "program slows the steps down; N fixes the count (bit-exact reruns) "
                    "(default: auto, or CNNKIT_THREADS)")
@@ -185,13 +185,15 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="loss, accuracy, per-class report, confusion matrix")
-    p.add_argument("model", metavar="MODEL_OR_RUN")
-    p.add_argument("--dataset", help="default: the dataset the model was trained on")
-    p.add_argument("--data-dir")
-    p.add_argument("--split", default="test", choices=["test", "train"])
-    p.add_argument("--out", help="directory for confusion_matrix.png and mistakes.png "
-                   "(default: beside the model)")
-    p.add_argument("--json", action="store_true")
+    flags.add(p, "MODEL_OR_RUN")
+    flags.add(p, "--dataset", " (default: the dataset the model was trained on)")
+    flags.add(p, "--data-dir")
+    p.add_argument("--split", default="test", choices=["test", "train"], metavar="test|train",
+                   help="the split to evaluate on (default: test)")
+    p.add_argument("--out", metavar="DIR", help="the folder to write confusion_matrix.png and "
+                   "mistakes.png to (default: RUN/evaluate-<split> for a run, else "
+                   f"{flags.OUT_ROOT}/evaluate-<model>)")
+    flags.add(p, "--json", " instead of tables", action="store_true")
     p.add_argument("--device", default="auto", help="for --runtime torch: auto, cpu or cuda")
     add_runtime_flags(p, "onnx from 10,000 images on (a test split of the MNIST family), "
                       "else torch; an .onnx file: onnx")
@@ -199,11 +201,12 @@ def register(sub) -> None:
 
     p = sub.add_parser("predict", help="top classes for image files, a folder, or a CSV of "
                        "pixel rows")
-    p.add_argument("model", metavar="MODEL_OR_RUN")
+    flags.add(p, "MODEL_OR_RUN")
     p.add_argument("images", metavar="IMAGE", nargs="+", help="image files, folders, or one "
                    "CSV of pixel rows (Kaggle's test.csv)")
-    p.add_argument("--top-k", type=int, default=3)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--top-k", type=int, default=3, metavar="K",
+                   help="classes listed per image (default: 3)")
+    flags.add(p, "--json", " instead of tables", action="store_true")
     p.add_argument("--plot", metavar="OUT_PNG", help="each image beside a bar chart of its "
                    "class probabilities")
     p.add_argument("--submission", metavar="OUT_CSV", help="write Kaggle's answer file: "
@@ -260,12 +263,10 @@ def with_default_recipe(spec, quiet: bool):
 
 def add_runtime_flags(p, auto: str) -> None:
     """--runtime and --threads: MODEL_OR_RUN may then be an .onnx file too."""
-    p.add_argument("--runtime", default="auto", metavar="torch|onnx|auto",
-                   help=f"torch (eager PyTorch) or onnx (onnxruntime, CPU); auto: {auto} "
-                        "(default: auto)")
-    p.add_argument("--threads", type=int, metavar="N",
-                   help="onnx intra-op threads, or torch.set_num_threads (default: the cores "
-                        "this process may use that are idle when it starts, or CNNKIT_THREADS)")
+    flags.add(p, "--runtime", f"; auto: {auto} (default: auto)", default="auto")
+    flags.add(p, "--threads", ": onnx intra-op threads, or torch.set_num_threads; auto: the "
+              "cores this process may use that are idle when it starts, or CNNKIT_THREADS "
+              "(default: auto)", type=flags.threads)
 
 
 def rate_or_find(text: str):

@@ -15,6 +15,8 @@ FLAGS = {"trials": "--trials", "jobs": "--jobs", "timeout": "--timeout", "folds"
 
 
 def register(sub) -> None:
+    from cnnkit.cli import flags
+
     p = sub.add_parser(
         "tune", help="search hyper-parameters (grid, random, TPE, GP) on Optuna",
         description=textwrap.fill(
@@ -50,9 +52,10 @@ def register(sub) -> None:
                    "give it again with --resume, or set $CNNKIT_STORAGE")
     p.add_argument("--study", metavar="NAME", help="the study's name in --storage (default: "
                    "OUT's name)")
-    p.add_argument("--seed", type=int, help="the same seed gives the same trial parameters in "
-                   "the same order (default: random, recorded)")
-    p.add_argument("--out", help="the study directory (default: runs/tune-<space>-<time>)")
+    flags.add(p, "--seed", ": the same seed gives the same trial parameters in the same order "
+              "(default: random, recorded)", type=int)
+    p.add_argument("--out", metavar="DIR", help="the study directory to write (default: "
+                   "runs/tune-<space>-<time>)")
     p.add_argument("--resume", metavar="STUDY_DIR", help="continue the study in STUDY_DIR "
                    "with its own settings (--trials, --timeout, --jobs, --storage may be given)")
     p.add_argument("--artifacts", default="metrics", help="what each trial's run writes: "
@@ -88,8 +91,8 @@ def register(sub) -> None:
                    "(default: 5)")
     p.add_argument("--artifacts", help="what each fold's run writes: metrics, full or none "
                    "(default: metrics)")
-    p.add_argument("--out", help="directory of the folds (default: runs/cv-<model>-<dataset>-"
-                   "<time>)")
+    p.add_argument("--out", metavar="DIR", help="the directory of the folds to write (default: "
+                   "runs/cv-<model>-<dataset>-<time>)")
     p.set_defaults(func=cmd_cv)
 
 

@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from cnnkit.errors import CnnkitError, clipped, one_of
+from cnnkit.errors import CnnkitError, clipped, closest, one_of
 from cnnkit.io.rundir import CONFIG, RunDir
 
 KINDS = {"preset": "a preset name", "run": "a run directory (its best model)",
@@ -90,7 +90,8 @@ def guess_kind(text: str) -> str:
                           f"; say which: {' or '.join(f'{k}:{text}' for k in kinds)}")
     raise CnnkitError(f"unknown model {clipped(text)}: not a preset, and here not a saved model "
                       f"directory, a run directory, nor a model, Keras or ONNX file; valid: "
-                      f"{valid_forms()}; presets: {', '.join(PRESETS)}")
+                      f"{valid_forms()}; presets: {', '.join(PRESETS)}"
+                      + (f"; did you mean {near!r}?" if (near := closest(text, PRESETS)) else ""))
 
 
 def preset_name(ref) -> str | None:

@@ -78,6 +78,9 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model (see README figures: rarely worth it on CPU)
 
     def __post_init__(self) -> None:
+        # names as Keras takes them (`Adam`, `MeanSquaredError`), recorded as the registries'
+        self.optimizer = optimizers.optimizer_name(self.optimizer)
+        self.loss = losses.loss_name(self.loss)
         self.validate()
 
     def validate(self) -> None:

@@ -150,6 +150,22 @@ LOSSES = {  # name -> f(logits, activation, class ids or mixed rows (B, K), labe
     "mae": _rows(absolute_error),
 }
 
+# Every other way Keras 3's `losses.get` spells these (its functions' and classes' names, exact
+# case as Keras has it: `keras.losses.get("Sparse_Categorical_Crossentropy")` fails there too).
+KERAS_SPELLINGS = {
+    "SparseCategoricalCrossentropy": "sparse_categorical_crossentropy",
+    "CategoricalCrossentropy": "categorical_crossentropy",
+    "BinaryCrossentropy": "binary_crossentropy",
+    "mean_squared_error": "mse", "MeanSquaredError": "mse", "MSE": "mse",
+    "mean_absolute_error": "mae", "MeanAbsoluteError": "mae", "MAE": "mae",
+}
+
+
+def loss_name(name):
+    """cnnkit's name for a loss however Keras spells it (`MeanSquaredError` -> `mse`); any
+    other value as it is, for the registry's check to name."""
+    return KERAS_SPELLINGS.get(name, name) if isinstance(name, str) else name
+
 
 def make_loss(name: str, num_classes: int, output_activation: str | None = "softmax",
               label_smoothing: float = 0.0, class_weight=None):

@@ -72,7 +72,7 @@ def test_a_bad_sort_key_is_one_line_naming_the_valid_ones(runs, capsys):
     code, out, err = cli(capsys, "runs", runs, "--sort", "accuracy")
     assert code == 2 and out == ""
     assert err.strip() == ("cnnkit: error: unknown sort key 'accuracy'; valid: "
-                           + ", ".join(COLUMNS))
+                           + ", ".join(COLUMNS) + "; did you mean 'test_accuracy'?")
 
 
 def test_json_holds_the_numbers_and_the_unreadable_runs(runs, capsys):

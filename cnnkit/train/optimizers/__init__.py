@@ -20,7 +20,8 @@ A new optimizer is one module here: a class with `@register`, its arguments and 
 `__init__`, its per-parameter state in `slots` and its rule in `update`, imported below.
 """
 from cnnkit.train.optimizers.base import (  # noqa: F401
-    COMMON, REGISTRY, Optimizer, Stepper, create, names, optimizer_class, register, takes)
+    COMMON, REGISTRY, Optimizer, Stepper, create, names, optimizer_class, optimizer_name, register,
+    takes)
 from cnnkit.train.optimizers.sgd import SGD  # noqa: F401  (registration order: the CLI's)
 from cnnkit.train.optimizers.adagrad import Adagrad  # noqa: F401
 from cnnkit.train.optimizers.rmsprop import RMSprop  # noqa: F401

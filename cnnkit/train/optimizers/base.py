@@ -35,6 +35,12 @@ def names() -> tuple[str, ...]:
     return tuple(REGISTRY)
 
 
+def optimizer_name(name):
+    """The registry's name for an optimizer in any case (`Adam`, `RMSprop`, `SGD`), as Keras's
+    `optimizers.get` takes it; any other value as it is, for the registry's check to name."""
+    return name.lower() if isinstance(name, str) and name.lower() in REGISTRY else name
+
+
 def optimizer_class(name: str) -> type:
     if name not in REGISTRY:
         raise one_of("optimizer", name, names())
