@@ -18,7 +18,9 @@ def test_a_run_through_a_pipe_prints_and_writes_everything(tmp_path):
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines[-1] == f"Report: {out / 'report.md'}"  # the last line reached the pipe
-    assert lines[-2].startswith("Test accuracy ")
+    result = [i for i, line in enumerate(lines) if line.startswith("Test accuracy ")]
+    # the result, then only the doctor's findings (one line each) before the report's path
+    assert len(result) == 1 and all(line.startswith("Doctor: ") for line in lines[result[0] + 1:-1])
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["epochs_run"] == 1
     assert (out / "report.html").stat().st_size > 0
