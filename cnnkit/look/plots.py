@@ -140,8 +140,9 @@ def plot_reliability(calibration: dict, path) -> Path:
     top.set_xlim(0, 1)
     top.set_ylim(0, 1)
     top.set_ylabel("accuracy")
-    top.legend(loc="upper left", fontsize=8)
-    top.set_title(f"reliability: ECE {calibration['ece']:.4f}, "
+    # above the axes: any bin, even the least sure, may have its bar reach the top
+    top.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, fontsize=8, frameon=False)
+    fig.suptitle(f"reliability: ECE {calibration['ece']:.4f}, "
                   f"max error {calibration['max_calibration_error']:.4f}")
     bottom.bar(lower, [b["count"] for b in bins], width, align="edge", color=BAR_COLOR,
                edgecolor="white")
