@@ -60,6 +60,11 @@ def test_calibrate_prints_the_fit_and_the_errors_before_and_after(calibrated, ca
     # predict of the saved model agrees with evaluate
     model = cnnkit.load(run / "best")
     assert model.temperature == t
+    from cnnkit.keras.models import load_model  # the same model through cnnkit.keras
+
+    keras_model = load_model(str(run / "best"))
+    assert keras_model.temperature == t
+    assert np.allclose(predict_proba(keras_model, after.x[:50]), after.probs[:50], atol=1e-6)
     assert np.allclose(predict_proba(model, after.x[:50]), after.probs[:50], atol=1e-6)
 
 
@@ -74,6 +79,10 @@ def test_the_onnx_graph_applies_the_temperature_and_passes_its_parity_check(cali
     onnx_probs = cnnkit.Predictor(str(tmp_path / "m.onnx")).predict(ev.x)
     assert np.allclose(onnx_probs, ev.probs, atol=1e-5)
     assert calibration(onnx_probs, ev.y.numpy())["ece"] == pytest.approx(ev.report["ece"], abs=1e-4)
+    # what `cnnkit serve` predicts with: a Predictor of the run's model, on either runtime
+    for runtime in ("torch", "onnx"):
+        served = cnnkit.Predictor(str(run), runtime=runtime).predict(ev.x[:20])
+        assert np.allclose(served, ev.probs[:20], atol=1e-5)
 
 
 def test_a_run_without_validation_is_fitted_on_a_tenth_of_its_training_split(tmp_path, capsys):
