@@ -37,6 +37,7 @@ COMMAND_MODULES = [
     "cnnkit.cli.report",   # report
     "cnnkit.cli.runs",     # runs, compare
     "cnnkit.cli.doctor",   # doctor
+    "cnnkit.cli.calibrate",  # calibrate
     "cnnkit.cli.tune",     # tune, cv
     "cnnkit.cli.export",   # export
     "cnnkit.cli.serve",    # serve

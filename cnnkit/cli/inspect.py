@@ -70,12 +70,14 @@ def evaluate_command(args) -> int:
         print(json.dumps(ev.report | {"dataset": ev.dataset, "split": args.split,
                                       "runtime": ev.runtime,
                                       "images": {"confusion_matrix": str(out / "confusion_matrix.png"),
-                                                 "mistakes": str(out / "mistakes.png")}}, indent=2))
+                                                 "mistakes": str(out / "mistakes.png"),
+                                                 "reliability": str(out / "reliability.png")}},
+                         indent=2))
     else:
         print(f"{ev.dataset} {args.split}: {len(ev.y):,} images ({ev.runtime} runtime)")
         print(format_report(ev.report))
         print(f"Confusion matrix: {out / 'confusion_matrix.png'}; most confident mistakes: "
-              f"{out / 'mistakes.png'}")
+              f"{out / 'mistakes.png'}; reliability diagram: {out / 'reliability.png'}")
     return 0
 
 

@@ -35,6 +35,7 @@ CONFIG, HISTORY, METRICS = "config.json", "history.csv", "metrics.json"
 STATE, BEST, LAST = "state", "best", "last"
 MODEL = "model"  # the model as the run began, which a resume builds (cnnkit.runs.held)
 REPORT_MD, REPORT_HTML, CURVES = "report.md", "report.html", "curves.png"
+RELIABILITY = "reliability.png"  # the test split's reliability diagram (calibration)
 LOCK_FILE = ".lock"
 PREDICTIONS = "predictions.npz"  # in best/: what report.html shows of the best model's test run
 # Files a run writes before its first epoch is complete; a directory holding only these (plus

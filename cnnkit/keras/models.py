@@ -289,6 +289,7 @@ class Sequential(KerasModel, _CoreSequential):
         for layer in core.layers:
             model.add(_as_keras(layer))
         model.test_time_flip = core.test_time_flip
+        model.temperature = core.temperature  # `cnnkit calibrate`'s, applied by predict
         return model
 
     # -- definition ------------------------------------------------------------------------------

@@ -71,10 +71,11 @@ def _picks(n: int) -> list[int]:
 
 
 def render_report_html(title: str, where: Path, model, config: dict, history: dict,
-                       metrics: dict | None, curves: bytes | None, evidence: dict) -> str:
+                       metrics: dict | None, curves: bytes | None, evidence: dict,
+                       reliability: bytes | None = None) -> str:
     """The page of one run, from what the run holds: its config.json, history (columns),
-    metrics.json (None while unfinished), curves.png's bytes, the model and `evidence`
-    (report_evidence)."""
+    metrics.json (None while unfinished), curves.png's bytes, the model, `evidence`
+    (report_evidence) and reliability.png's bytes (None: drawn here from `evidence`)."""
     from cnnkit.look.metrics import classification_report
 
     dataset = config["resolved"]["dataset"]
@@ -91,7 +92,8 @@ def render_report_html(title: str, where: Path, model, config: dict, history: di
         ("model", "Model", model_part(model, config)),
         ("training", "Training", training_section(curves, history, config["options"],
                                                   metrics or {})),
-        ("results", "Test results", results_section(report, x, y, evidence["probs"], picks)),
+        ("results", "Test results", results_section(report, x, y, evidence["probs"], picks,
+                                                              reliability)),
         ("inside", "Inside the model", inside_section(model, x, y, names, picks[:CAM_IMAGES])),
         ("doctor", "Doctor", checkup_section(config["resolved"].get("ran_on"),
                                              (metrics or {}).get("doctor"))),
@@ -216,8 +218,9 @@ def option_text(value) -> str:
     return json.dumps(value) if isinstance(value, (dict, list, bool)) else str(value)
 
 
-def results_section(report: dict, x, y, probs, picks: list[int]) -> str:
-    from cnnkit.look.metrics import worst_mistakes
+def results_section(report: dict, x, y, probs, picks: list[int],
+                    reliability: bytes | None = None) -> str:
+    from cnnkit.look.metrics import calibration_text, worst_mistakes
 
     names = report["class_names"]
     rows = [[c["class"], f"{c['precision']:.4f}", f"{c['recall']:.4f}", f"{c['f1']:.4f}",
@@ -231,6 +234,10 @@ def results_section(report: dict, x, y, probs, picks: list[int]) -> str:
            confusion_table(report["confusion_matrix"], names, False),
            "<h3>Confusion matrix, each row divided by its count (recall on the diagonal)</h3>",
            confusion_table(report["confusion_matrix"], names, True),
+           "<h3>Calibration</h3>", note(calibration_text(report) + ": each bar is a confidence "
+                                        "bin's accuracy; a calibrated model's bars reach the "
+                                        "diagonal"),
+           png_tag(reliability or _reliability_png(report), "reliability diagram"),
            "<h3>Most confident mistakes</h3>"]
     worst = worst_mistakes(probs, y, k=MISTAKES)
     out.append(('<div class="grid">' + "".join(
@@ -243,6 +250,16 @@ def results_section(report: dict, x, y, probs, picks: list[int]) -> str:
     out.append('<div class="preds">' + "".join(prediction(x[i], int(y[i]), probs[i], names)
                                                for i in picks) + "</div>")
     return "".join(out)
+
+
+def _reliability_png(report: dict) -> bytes:
+    """reliability.png drawn in memory: a run stopped before its end has none."""
+    import tempfile
+
+    from cnnkit.look.plots import plot_reliability
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return plot_reliability(report, Path(tmp) / "reliability.png").read_bytes()
 
 
 def confusion_table(cm, names: list[str], normalize: bool) -> str:

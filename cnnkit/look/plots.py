@@ -118,6 +118,39 @@ def plot_confusion_matrix(cm, class_names, path, normalize: bool = False) -> Pat
     return save_figure(fig, path)
 
 
+def plot_reliability(calibration: dict, path) -> Path:
+    """The reliability diagram of `calibration` (cnnkit.look.metrics.calibration): each
+    confidence bin's accuracy as a bar against the diagonal a calibrated model would follow,
+    the gap to each bin's mean confidence hatched; below, how many samples each bin holds. Bars under the diagonal: the
+    model is surer than it is right (over-confident)."""
+    bins = calibration["reliability"]
+    lower = np.array([b["lower"] for b in bins])
+    width = np.array([b["upper"] for b in bins]) - lower
+    filled = [i for i, b in enumerate(bins) if b["count"]]
+    acc = np.array([bins[i]["accuracy"] for i in filled])
+    conf = np.array([bins[i]["confidence"] for i in filled])
+    fig = new_figure(5.0, 6.0)
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
+    top.bar(lower[filled], acc, width[filled], align="edge", color=PRED_COLOR,
+            edgecolor="white", label="accuracy")
+    top.bar(lower[filled], np.abs(conf - acc), width[filled], bottom=np.minimum(acc, conf),
+            align="edge", fill=False, hatch="//", edgecolor=WRONG_COLOR,
+            label="gap to the mean confidence")
+    top.plot([0, 1], [0, 1], "--", color="gray", label="calibrated")
+    top.set_xlim(0, 1)
+    top.set_ylim(0, 1)
+    top.set_ylabel("accuracy")
+    # above the axes: any bin, even the least sure, may have its bar reach the top
+    top.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, fontsize=8, frameon=False)
+    fig.suptitle(f"reliability: ECE {calibration['ece']:.4f}, "
+                  f"max error {calibration['max_calibration_error']:.4f}")
+    bottom.bar(lower, [b["count"] for b in bins], width, align="edge", color=BAR_COLOR,
+               edgecolor="white")
+    bottom.set_xlabel("confidence (top-1 probability)")
+    bottom.set_ylabel("samples")
+    return save_figure(fig, path)
+
+
 def _mistake_title(true: str, pred: str, confidence: float) -> str:
     title = f"{true} → {pred} ({confidence:.2f})"
     return title if len(title) <= 22 else f"{true} →\n{pred} ({confidence:.2f})"

@@ -24,9 +24,11 @@ from __future__ import annotations
 from cnnkit.errors import CnnkitError, clipped
 from cnnkit.layers import LAYER_TYPES, Activation, Layer, layer_from_config, layer_to_config
 from cnnkit.layers.symbolic import InputLayer, Tensor
-from cnnkit.model.sequential import LayerInfo, Sequential, check_description, layer_row
+from cnnkit.model.sequential import (LayerInfo, Sequential, check_description, check_temperature,
+                                     layer_row)
 
-KEYS = ("name", "init", "layers", "outputs", "class_names", "test_time_flip", "input_shape")
+KEYS = ("name", "init", "layers", "outputs", "class_names", "temperature", "test_time_flip",
+        "input_shape")
 
 
 def _trace(inputs: list, output) -> list[Tensor]:
@@ -171,6 +173,8 @@ class Functional(Sequential):
         cfg = {"name": self.name, "init": self.init, "layers": entries, "outputs": [names[-1]]}
         if self._test_time_flip:
             cfg["test_time_flip"] = True
+        if self.temperature != 1.0:
+            cfg["temperature"] = self.temperature
         return cfg
 
     @classmethod
@@ -227,6 +231,7 @@ class Functional(Sequential):
         try:
             self.layer_infos()
             self.test_time_flip = cfg.get("test_time_flip", False)
+            self.temperature = check_temperature(cfg.get("temperature", 1.0))
         except CnnkitError as e:
             raise CnnkitError(f"{where}: {e}") from None
 

@@ -71,9 +71,24 @@ def predict_proba(model, x, batch_size: int = 256) -> np.ndarray:
 
 
 def pixel_probabilities(model, pixels: torch.Tensor) -> torch.Tensor:
-    """uint8 (N, H, W, C) -> probabilities (N, K): the model's preprocessing, forward pass and
-    output contract; what `predict_proba` runs per batch and the ONNX export traces."""
-    return probabilities(model.net(network_input(model, pixels)), model.net.output_activation)
+    """uint8 (N, H, W, C) -> probabilities (N, K): the model's preprocessing, forward pass,
+    calibration temperature (logits / T, `cnnkit calibrate`) and output contract; what
+    `predict_proba` runs per batch and the ONNX export traces."""
+    logits = model.net(network_input(model, pixels))
+    temperature = getattr(model, "temperature", 1.0)  # a user's own module has none
+    if temperature != 1.0:
+        logits = logits / temperature
+    return probabilities(logits, model.net.output_activation)
+
+
+def predict_logits(model, x, batch_size: int = 256) -> torch.Tensor:
+    """The network's logits (N, units) for images `x` (uint8 (N, H, W, C) at the model's
+    input shape), the temperature not applied: what a calibration fits its temperature to."""
+    eval_mode(model.net)
+    device = next(model.net.parameters(), x).device
+    with torch.inference_mode():
+        return in_batches(lambda part: model.net(network_input(model, part[:].to(device))).cpu(),
+                          x, batch_size_for(x, batch_size), torch.cat).float()
 
 
 def in_batches(fn, x, size: int, cat):

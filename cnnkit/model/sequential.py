@@ -20,7 +20,15 @@ from cnnkit.layers.base import check_layer_name, check_output_size, check_param_
 from cnnkit.model.provided import provided
 
 INIT_STYLES = ("keras", "torch")
-KEYS = ("class_names", "init", "input_shape", "layers", "name", "test_time_flip")
+KEYS = ("class_names", "init", "input_shape", "layers", "name", "temperature", "test_time_flip")
+
+
+def check_temperature(value, where: str = "model") -> float:
+    """A calibration temperature (`cnnkit calibrate`): a finite number > 0; 1 changes nothing."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+            0 < value < float("inf")):
+        raise CnnkitError(f"{where}: temperature must be a finite number > 0; got {value!r}")
+    return float(value)
 
 
 def check_description(cfg, where: str, keys, what: str) -> None:
@@ -95,6 +103,9 @@ class Sequential:
         self.dataset: str | None = None  # what it was trained on, for `cnnkit evaluate`
         self._net = None
         self._test_time_flip = False
+        # logits / temperature before the output activation (predict, evaluate, serve, ONNX):
+        # what `cnnkit calibrate` fits; 1 changes nothing
+        self.temperature = 1.0
         self.compiled: dict | None = None
         for layer in layers or []:
             self.add(layer)
@@ -339,6 +350,8 @@ class Sequential:
                "layers": [layer_to_config(layer) for layer in self.layers]}
         if self._test_time_flip:
             cfg["test_time_flip"] = True
+        if self.temperature != 1.0:
+            cfg["temperature"] = self.temperature
         return cfg
 
     @classmethod
@@ -357,6 +370,7 @@ class Sequential:
         try:  # shape inference now, so a bad model fails at load, not later
             model.layer_infos()
             model.test_time_flip = cfg.get("test_time_flip", False)
+            model.temperature = check_temperature(cfg.get("temperature", 1.0))
         except CnnkitError as e:
             raise CnnkitError(f"{where}: {e}") from None
         return model

@@ -11,12 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from cnnkit.errors import CnnkitError
-from cnnkit.io.rundir import CONFIG, CURVES, REPORT_HTML, RunDir
+from cnnkit.io.rundir import CONFIG, CURVES, RELIABILITY, REPORT_HTML, RunDir
 
 
 def write_report_html(run_dir, model=None, evidence: dict | None = None) -> Path:
     """Write RUN/report.html from what the run holds and return its path: config.json,
-    history.csv, metrics.json, curves.png, the best model and its test predictions saved at the
+    history.csv, metrics.json, curves.png, reliability.png, the best model and its test predictions saved at the
     end of the run (best/predictions.npz). A run stopped before its end saved none: its best
     model so far is evaluated on the run's own test split."""
     from cnnkit.look.html import render_report_html
@@ -33,9 +33,10 @@ def write_report_html(run_dir, model=None, evidence: dict | None = None) -> Path
     if evidence is None:
         evidence = run.predictions() or _evaluated(run, model)
     curves = (run / CURVES).read_bytes() if (run / CURVES).is_file() else None
+    reliability = (run / RELIABILITY).read_bytes() if (run / RELIABILITY).is_file() else None
     title = f"{RunSpec.from_dict(options).model_label} on {run.resolved['dataset']['name']}"
     page = render_report_html(title, run.path, model, run.config, run.history, run.metrics,
-                              curves, evidence)
+                              curves, evidence, reliability)
     return run.write_text(REPORT_HTML, page)
 
 

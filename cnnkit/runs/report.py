@@ -7,7 +7,7 @@ import math
 import time
 from pathlib import Path
 
-from cnnkit.io.rundir import CURVES, REPORT_MD, SKIPPED, RunDir
+from cnnkit.io.rundir import CURVES, RELIABILITY, REPORT_MD, SKIPPED, RunDir
 from cnnkit.train.callbacks import Callback
 
 
@@ -127,7 +127,8 @@ def test_predictions(model, trainer, x_test, weights: dict | None):
 
 def evaluation_plots(out: Path, x, y, probs, report: dict, class_names,
                      history: dict | None = None) -> None:
-    """`confusion_matrix.png` and `mistakes.png` (the 16 most confidently wrong images); with
+    """`confusion_matrix.png`, `reliability.png` (`report`'s calibration) and `mistakes.png`
+    (the 16 most confidently wrong images); with
     a run's `history`, `curves.png` too (its best epoch marked, where there is validation)."""
     from cnnkit.look import plots
     from cnnkit.look.metrics import worst_mistakes
@@ -137,6 +138,7 @@ def evaluation_plots(out: Path, x, y, probs, report: dict, class_names,
         plots.plot_history(history, out / CURVES,
                            best_epoch=epoch if best_val is not None else None)
     plots.plot_confusion_matrix(report["confusion_matrix"], class_names, out / "confusion_matrix.png")
+    plots.plot_reliability(report, out / RELIABILITY)
     worst = worst_mistakes(probs, y.numpy(), k=16)
     idx = [m[0] for m in worst]
     plots.plot_mistakes(x[idx].numpy(), [m[1] for m in worst], [m[2] for m in worst],
@@ -171,7 +173,7 @@ def finish_run(run_dir: RunDir | None, spec, ds, splits, model, trainer, history
         save_module_last_and_best(run_dir, model, trainer)
     shown = working if trainer.config.verbose else (lambda what: contextlib.nullcontext())
     if full:
-        with shown("Drawing the run's pictures (curves, confusion matrix, mistakes)"):
+        with shown("Drawing the run's pictures (curves, confusion matrix, reliability, mistakes)"):
             evaluation_plots(run_dir, x_test, y_test, probs, report, ds.class_names, hist)
 
     epoch_times = hist.get("time", [])
@@ -195,7 +197,8 @@ def finish_run(run_dir: RunDir | None, spec, ds, splits, model, trainer, history
         "threads": trainer.threads.record(),
         "train_images": n_train, "val_images": len(splits["val"][0]) if splits["val"] else 0,
         "test_images": len(x_test), "per_class": report["per_class"],
-        **{k: report[k] for k in ("balanced_accuracy", "macro_f1", "per_class_recall")},
+        **{k: report[k] for k in ("balanced_accuracy", "macro_f1", "per_class_recall", "ece",
+                                  "max_calibration_error")},
     }
     from cnnkit.train.phases import phases_of
 
@@ -268,6 +271,7 @@ def balanced_text(figures: dict) -> str:
 def render_report(spec, ds, model, metrics, report_text, note=None, ran_on=None) -> str:
     """report.md; `ran_on`: config.json's record of the software, machine and data."""
     from cnnkit.look.checkup import ran_on_text
+    from cnnkit.look.metrics import calibration_text
     from cnnkit.model.summary import format_summary
 
     if getattr(model, "foreign", False):  # your own nn.Module: its structure, as torch prints it
@@ -329,6 +333,9 @@ def render_report(spec, ds, model, metrics, report_text, note=None, ran_on=None)
         "", "```", report_text, "```", "",
         "![confusion matrix](confusion_matrix.png)", "",
         "Most confidently wrong test images:", "", "![mistakes](mistakes.png)", "",
+        f"Calibration: {calibration_text(metrics)}; each bar is a confidence bin's accuracy, "
+        "a calibrated model's bars reach the diagonal:", "",
+        f"![reliability diagram]({RELIABILITY})", "",
         "## Training curves", "", "![loss and accuracy](curves.png)", "",
         "Per-epoch figures: [history.csv](history.csv). Models: `best/`, `last/` "
         "(load with `cnnkit.load(path)`).", "",
