@@ -14,7 +14,7 @@ and ONNX export apply it (cnnkit.model.predict.pixel_probabilities).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from cnnkit.errors import CnnkitError
@@ -107,9 +107,15 @@ def calibrate(run_dir) -> Calibration:
     meta = json.loads(meta_path.read_text())
     meta["config"]["temperature"] = t  # the weights, predictions.npz and the rest stay as they are
     atomic_write_text(meta_path, json.dumps(meta, indent=2) + "\n")
-    return Calibration(t, fitted_on, len(y_fit), before["ece"], after["ece"],
-                       before["max_calibration_error"], after["max_calibration_error"],
-                       len(y_np))
+    c = Calibration(t, fitted_on, len(y_fit), before["ece"], after["ece"],
+                    before["max_calibration_error"], after["max_calibration_error"], len(y_np))
+    metrics = run.metrics
+    if metrics is not None:  # the run's figures say which model they are of
+        metrics["calibration"] = {**asdict(c), "note": "ece and max_calibration_error above are "
+                                  "of the model before calibration; best/ now holds this "
+                                  "temperature"}
+        run.write_metrics(metrics)
+    return c
 
 
 def calibration_lines(run_dir, c: Calibration) -> list[str]:
@@ -120,4 +126,6 @@ def calibration_lines(run_dir, c: Calibration) -> list[str]:
             f"{c.ece_before:.4f} -> {c.ece_after:.4f}, maximum calibration error "
             f"{c.max_error_before:.4f} -> {c.max_error_after:.4f}; no prediction's class changes",
             f"Stored in {Path(run_dir) / 'best' / 'model.json'}: predict, evaluate, serve and "
-            "export apply it"]
+            "export apply it",
+            "report.md and report.html show the figures before calibration; metrics.json's "
+            "\"calibration\" holds both"]

@@ -52,6 +52,10 @@ def test_calibrate_prints_the_fit_and_the_errors_before_and_after(calibrated, ca
     assert (f"expected calibration error {before.report['ece']:.4f} -> "
             f"{after.report['ece']:.4f}") in out
     assert after.report["ece"] < before.report["ece"]
+    # the run's own figures say which model they describe
+    assert "report.md and report.html show the figures before calibration" in out
+    record = json.loads((run / "metrics.json").read_text())["calibration"]
+    assert record["temperature"] == t and record["ece_after"] == pytest.approx(after.report["ece"])
     # no prediction's class changes, on the whole test split; only the confidences
     assert np.array_equal(after.probs.argmax(axis=1), before.probs.argmax(axis=1))
     assert after.report["accuracy"] == before.report["accuracy"]
