@@ -171,7 +171,7 @@ def test_evaluate_writes_under_runs_not_beside_the_model_file(tmp_path, monkeypa
     images = json.loads(capsys.readouterr().out)["images"]
     assert images["confusion_matrix"] == "runs/evaluate-tiny/confusion_matrix.png"
     assert sorted(p.name for p in (tmp_path / "runs" / "evaluate-tiny").iterdir()) == [
-        "confusion_matrix.png", "mistakes.png"]
+        "confusion_matrix.png", "mistakes.png", "reliability.png"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["models", "runs"]
     assert [p.name for p in (tmp_path / "models").iterdir()] == ["tiny.yaml"]
 

@@ -45,7 +45,7 @@ def register(sub) -> None:
     p.add_argument("--out", metavar="DIR", help="the run directory to write (default: "
                    "runs/demo-<time>)")
     p.add_argument("--recipe", default="fast", help="recipe to train (default: fast)")
-    p.add_argument("--lang", choices=sorted(LINES), help="the demo's language: ko (Korean) or en "
+    p.add_argument("--lang", choices=sorted(LINES), metavar="|".join(sorted(LINES)), help="the demo's language: ko (Korean) or en "
                    "(default: from LANG, else en)")
     p.set_defaults(func=cmd_demo)
 

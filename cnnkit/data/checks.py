@@ -17,7 +17,9 @@ import torch
 
 KEY_SIDE = 8  # cells per side of the shrunken image
 LEVEL = 16  # grey values per level: 256 / 16 = 16 levels
-_CHUNK = 4096  # images shrunk per step
+_CHUNK = 4096  # images shrunk per step, at most
+_CHUNK_BYTES = 4 << 20  # and at most this many bytes of images (large images: fewer per step;
+#                        the sums take 4-8x the images' bytes)
 
 
 def class_counts(y: torch.Tensor, num_classes: int) -> list[int]:
@@ -40,10 +42,12 @@ def image_keys(x: torch.Tensor) -> tuple[list[bytes], list[bytes]]:
     _, height, width, channels = x.shape
     (r0, r1), (c0, c1) = _edges(height, min(KEY_SIDE, height)), _edges(width, min(KEY_SIDE, width))
     area = ((r1 - r0)[:, None] * (c1 - c0)[None, :] * channels).astype(np.float32)  # (h, w)
-    for i in range(0, len(x), _CHUNK):
-        grey = x[i:i + _CHUNK].numpy().sum(axis=3, dtype=np.int32)  # (B, H, W)
-        table = np.zeros((len(grey), height + 1, width + 1), np.int32)
-        table[:, 1:, 1:] = grey.cumsum(axis=1).cumsum(axis=2)
+    step = max(1, min(_CHUNK, _CHUNK_BYTES // max(1, height * width * channels)))
+    total = np.int32 if 255 * height * width * channels < 2**31 else np.int64  # a whole image's sum
+    for i in range(0, len(x), step):
+        grey = x[i:i + step].numpy().sum(axis=3, dtype=total)  # (B, H, W)
+        table = np.zeros((len(grey), height + 1, width + 1), total)
+        table[:, 1:, 1:] = grey.cumsum(axis=1, dtype=total).cumsum(axis=2, dtype=total)
         sums = (table[:, r1][:, :, c1] - table[:, r0][:, :, c1] - table[:, r1][:, :, c0]
                 + table[:, r0][:, :, c0])  # (B, h, w): each cell's pixel sum
         small = (sums / area).reshape(len(grey), -1)  # (B, h*w) mean grey per cell
