@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from cnnkit.data import mapped
+
 KEY_SIDE = 8  # cells per side of the shrunken image
 LEVEL = 16  # grey values per level: 256 / 16 = 16 levels
 _CHUNK = 4096  # images shrunk per step, at most
@@ -45,7 +47,9 @@ def image_keys(x: torch.Tensor) -> tuple[list[bytes], list[bytes]]:
     step = max(1, min(_CHUNK, _CHUNK_BYTES // max(1, height * width * channels)))
     total = np.int32 if 255 * height * width * channels < 2**31 else np.int64  # a whole image's sum
     for i in range(0, len(x), step):
-        grey = x[i:i + step].numpy().sum(axis=3, dtype=total)  # (B, H, W)
+        chunk = x[i:i + step]
+        grey = chunk.numpy().sum(axis=3, dtype=total)  # (B, H, W)
+        mapped.touched(chunk, chunk.numel())  # a mapped set's pages let go as batches' are
         table = np.zeros((len(grey), height + 1, width + 1), total)
         table[:, 1:, 1:] = grey.cumsum(axis=1, dtype=total).cumsum(axis=2, dtype=total)
         sums = (table[:, r1][:, :, c1] - table[:, r0][:, :, c1] - table[:, r1][:, :, c0]
