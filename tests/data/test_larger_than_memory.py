@@ -38,8 +38,10 @@ def test_a_folder_larger_than_the_memory_limit_trains_under_it(tmp_path):
     # its own memory stayed under the limit; and its resident pages, the mapped file's read-only
     # page-cache pages included (which the kernel keeps or drops as memory allows: 650-880 MiB
     # seen), never held the whole decoded set
+    # (VmHWM, not ru_maxrss: Linux keeps ru_maxrss across execve, so a child forked from a
+    # test process that has grown past 1 GiB reports its parent's size, not its own)
     assert 0 < result["peak_anon"] < LIMIT, result
-    assert result["peak_rss"] < decoded and result["ru_maxrss"] < decoded, result
+    assert result["peak_rss"] < decoded, result
     cache = list((tmp_path / "cache" / "folders").glob("*.safetensors"))
     assert len(cache) == 1 and cache[0].stat().st_size > decoded  # the whole set, on disk
     print(f"decoded {decoded / MiB:.0f} MiB under a {LIMIT / MiB:.0f} MiB limit: peak RSS "
