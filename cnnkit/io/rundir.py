@@ -252,6 +252,19 @@ class RunDir:
         np.savez_compressed(buf, **arrays)
         atomic_write_bytes(self.best / PREDICTIONS, buf.getvalue())
 
+    def update_best_json(self, name: str, update) -> None:
+        """A JSON file of best/ (its model description) read, changed by `update(dict)` and
+        written back atomically; best/'s weights and predictions stay as they are."""
+        from cnnkit.io.bounded import read_bounded
+
+        path = self.best / name
+        data = read_bounded(path, "json", "saved model description",
+                            label="corrupt saved model description")
+        if not isinstance(data, dict):
+            raise CnnkitError(f"{path}: corrupt saved model description (not a mapping)")
+        update(data)
+        atomic_write_json(path, data)
+
     def write_text(self, name: str, text: str) -> Path:
         """report.md, report.html: whole files, written atomically."""
         return atomic_write_text(self.path / name, text)

@@ -13,7 +13,6 @@ and ONNX export apply it (cnnkit.model.predict.pixel_probabilities).
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -68,7 +67,6 @@ def calibrate(run_dir) -> Calibration:
     from cnnkit.model.resolve import open_model
     from cnnkit.model.saving import CONFIG_FILE
     from cnnkit.runs.prepare import prepare_data
-    from cnnkit.fsutil import atomic_write_text
 
     run = RunDir(run_dir)
     options = run.options  # first: a folder that is not a run says so
@@ -103,10 +101,8 @@ def calibrate(run_dir) -> Calibration:
     y_np = torch.as_tensor(y_test).numpy()
     before = calibration(probabilities(logits, act).numpy(), y_np)
     after = calibration(probabilities(logits / t, act).numpy(), y_np)
-    meta_path = run.best / CONFIG_FILE
-    meta = json.loads(meta_path.read_text())
-    meta["config"]["temperature"] = t  # the weights, predictions.npz and the rest stay as they are
-    atomic_write_text(meta_path, json.dumps(meta, indent=2) + "\n")
+    # the weights, predictions.npz and the rest of best/ stay as they are
+    run.update_best_json(CONFIG_FILE, lambda meta: meta["config"].__setitem__("temperature", t))
     c = Calibration(t, fitted_on, len(y_fit), before["ece"], after["ece"],
                     before["max_calibration_error"], after["max_calibration_error"], len(y_np))
     metrics = run.metrics
